@@ -1,0 +1,42 @@
+# Two commands for a fresh machine: `make run` (the web app) and `make test` (the suite).
+# Each creates .venv, installs what it needs and fetches the model first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 5003
+
+.PHONY: run test fuzz bench model browser clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,cluster,quality]'
+	touch $(STAMP)
+
+model: $(STAMP)
+	$(PY) -m mattekit model fetch
+
+# Browser tests use Debian's Chromium (browser downloads are blocked here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+
+run: model
+	@echo "mattekit: serving on http://$(HOST):$(PORT)/"
+	$(VENV)/bin/uvicorn app:app --host $(HOST) --port $(PORT)
+
+test: model browser
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+fuzz: model
+	$(PY) -m pytest -q tests/test_fuzz.py --fuzz-long $(PYTEST_ARGS)
+
+bench: model
+	$(PY) bench/quality.py
+	$(PY) bench/speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-output

@@ -1,0 +1,62 @@
+"""mattekit: remove the background from photos and videos of people, with RVM on a CPU.
+
+>>> import mattekit
+>>> cutout = mattekit.remove("portrait.jpg")          # doctest: +SKIP
+>>> cutout.save("portrait.png")                       # doctest: +SKIP
+
+Heavy modules (onnxruntime, PyAV, Ray) load on first use, so importing mattekit is cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    Busy,
+    Cancelled,
+    InvalidInput,
+    InvalidOption,
+    MattekitError,
+    ModelUnavailable,
+    TooLarge,
+    UploadTooLarge,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "remove": ("matter", "remove"),
+    "Matter": ("matter", "Matter"),
+    "Result": ("matter", "Result"),
+    "Options": ("options", "Options"),
+    "Color": ("options", "Color"),
+    "Blur": ("options", "Blur"),
+    "BackgroundImage": ("options", "BackgroundImage"),
+    "Margin": ("options", "Margin"),
+    "parse_background": ("options", "parse_background"),
+    "Engine": ("engine", "Engine"),
+    "get_engine": ("engine", "get_engine"),
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import Engine, get_engine
+    from .matter import Matter, Result, remove
+    from .options import BackgroundImage, Blur, Color, Margin, Options, parse_background
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mattekit' has no attribute {name!r}")
+
+
+__all__ = [
+    "__version__", "remove", "Matter", "Result", "Options", "Color", "Blur", "BackgroundImage",
+    "Margin", "parse_background", "Engine", "get_engine", "MattekitError", "InvalidOption",
+    "InvalidInput", "TooLarge", "UploadTooLarge", "ModelUnavailable", "Busy", "Cancelled",
+]

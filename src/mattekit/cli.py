@@ -1,0 +1,258 @@
+"""The ``mattekit`` command. Thin: parse flags into Options, call the library, report.
+
+Kept import-light at module level so ``mattekit --version`` and ``--help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+
+from . import __version__
+from .errors import InvalidOption, MattekitError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif"}
+
+app = typer.Typer(
+    name="mattekit",
+    help="Remove the background from photos and videos of people (RVM matting, CPU-friendly).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+model_app = typer.Typer(help="Manage the RVM model file (fetch, path, verify).", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+def _err(message: str) -> None:
+    typer.echo(f"mattekit: error: {message}", err=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mattekit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens (model, providers, timings)."),
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+# -- remove ----------------------------------------------------------------------------------
+@dataclass
+class Job:
+    source: str  # a path, or "-" for stdin
+    target: str  # a path, or "-" for stdout
+    display: str
+
+
+def _expand(inputs: List[str]) -> Iterator[tuple[str, Optional[Path], Path]]:
+    """(input, base folder or None, file) for every image the arguments name."""
+    for arg in inputs:
+        if arg == "-":
+            yield arg, None, Path("-")
+            continue
+        path = Path(arg)
+        if path.is_dir():
+            for f in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+                yield arg, path, f
+        elif path.exists():
+            yield arg, None, path
+        elif glob.has_magic(arg):
+            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True))
+            files = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES]
+            if not files:
+                raise InvalidOption(f"no images match {arg!r}")
+            for f in files:
+                yield arg, None, f
+        else:
+            raise InvalidOption(f"no such file or folder: {arg}")
+
+
+def plan_jobs(inputs: List[str], output: Optional[str], fmt: str) -> List[Job]:
+    """Where each input's result goes. Folders keep their relative paths under ``output``."""
+    found = list(_expand(inputs))
+    ext = {"png": ".png", "webp": ".webp", "jpg": ".jpg"}[fmt]
+    many = len(found) > 1 or any(base is not None for _, base, _ in found)
+    if any(str(f) == "-" for _, _, f in found) and len(found) > 1:
+        raise InvalidOption("'-' (stdin) cannot be combined with other inputs")
+    jobs: List[Job] = []
+    for _arg, base, f in found:
+        if str(f) == "-":
+            jobs.append(Job("-", output or "-", "<stdin>"))
+            continue
+        if output is None:
+            target = f.with_name(f"{f.stem}-cutout{ext}")
+        elif output == "-":
+            if many:
+                raise InvalidOption("'-o -' (stdout) takes a single input")
+            jobs.append(Job(str(f), "-", str(f)))
+            continue
+        elif many or Path(output).is_dir() or output.endswith(("/", os.sep)):
+            rel = f.relative_to(base) if base is not None else Path(f.name)
+            target = Path(output) / rel.with_suffix(ext)
+        else:
+            target = Path(output)
+        jobs.append(Job(str(f), str(target), str(f)))
+    targets = [j.target for j in jobs if j.target != "-"]
+    if len(set(targets)) != len(targets):
+        raise InvalidOption("two inputs would write the same output file; use a folder with -o")
+    return jobs
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder, then rename: never a half-written result."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@app.command()
+def remove(
+    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive), globs, or '-' for stdin."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file, or folder for several inputs; '-' for stdout. Default: NAME-cutout.EXT beside each input."),
+    fmt: str = typer.Option("png", "--format", "-f", help="png | webp | jpg (jpg needs --bg)."),
+    preset: str = typer.Option("balanced", "--preset", "-p", help="fast | balanced | best."),
+    mask: bool = typer.Option(False, "--mask", help="Write the alpha matte alone (greyscale)."),
+    bg: Optional[str] = typer.Option(None, "--bg", help="Background: a colour (white, '#00ff00'), blur[:RADIUS], or an image file."),
+    bg_fit: str = typer.Option("fill", "--bg-fit", help="How a background image fits: fill (crop) | fit (letterbox)."),
+    crop: bool = typer.Option(False, "--crop", help="Crop to the subject."),
+    margin: str = typer.Option("0", "--margin", help="Crop margin: pixels ('16') or percent ('5%')."),
+    ratio: str = typer.Option("auto", "--ratio", help="RVM downsample ratio: auto or (0, 1]; 0.25 = the original demo."),
+    max_size: Optional[int] = typer.Option(None, "--max-size", help="Shrink inputs so the longer side is at most this."),
+    quality: int = typer.Option(90, "--quality", help="JPEG/WebP quality (WebP 100 = lossless)."),
+    decontaminate: Optional[bool] = typer.Option(None, "--decontaminate/--no-decontaminate", help="Clean edge colours with RVM's foreground (default: preset's choice)."),
+    threads: int = typer.Option(0, "--threads", help="Inference threads (0 = all cores)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave existing outputs alone and go on."),
+) -> None:
+    """Remove the background from images."""
+    from .options import Options
+
+    try:
+        options = Options.from_fields(
+            dict(format=fmt, preset=preset, mask=mask, bg=bg, bg_fit=bg_fit, crop=crop, margin=margin,
+                 ratio=ratio, max_size=max_size, quality=quality, decontaminate=decontaminate)
+        )
+        jobs = plan_jobs(inputs, output, options.format)
+        if threads < 0:
+            raise InvalidOption("--threads must be 0 (all cores) or more")
+    except MattekitError as exc:
+        _err(str(exc))
+        raise typer.Exit(2)
+    if overwrite and skip_existing:
+        _err("--overwrite and --skip-existing exclude each other")
+        raise typer.Exit(2)
+    failed = run_jobs(jobs, options, threads=threads, overwrite=overwrite, skip_existing=skip_existing)
+    raise typer.Exit(1 if failed else 0)
+
+
+def run_jobs(jobs: List[Job], options, *, threads: int, overwrite: bool, skip_existing: bool) -> int:
+    """Process every job, reporting (not raising) per-file failures. Returns the failure count."""
+    from rich.console import Console
+
+    from .engine import Engine, set_engine
+    from .pipeline import process_files
+
+    console = Console(stderr=True)
+    todo: List[Job] = []
+    failed = 0
+    for job in jobs:
+        if job.target != "-" and Path(job.target).exists() and not overwrite:
+            if skip_existing:
+                continue
+            console.print(f"[red]✗[/] {job.display}: {job.target} exists (use --overwrite or --skip-existing)")
+            failed += 1
+            continue
+        todo.append(job)
+    if not todo:
+        return failed
+    set_engine(Engine(threads=threads or None))
+    for job in todo:
+        if job.source == "-":
+            job.source = sys.stdin.buffer.read()  # type: ignore[assignment]
+    for job, outcome in process_files(todo, options, progress=console if len(todo) > 1 else None):
+        if isinstance(outcome, MattekitError):
+            console.print(f"[red]✗[/] {job.display}: {outcome}")
+            failed += 1
+            continue
+        if job.target == "-":
+            sys.stdout.buffer.write(outcome)
+            sys.stdout.buffer.flush()
+        else:
+            try:
+                _write_atomic(Path(job.target), outcome)
+            except OSError as exc:
+                console.print(f"[red]✗[/] {job.display}: cannot write {job.target}: {exc.strerror or exc}")
+                failed += 1
+                continue
+            if len(todo) == 1:
+                console.print(f"[green]✓[/] {job.display} → {job.target}")
+    if len(todo) > 1:
+        console.print(f"{len(todo) - failed} done, {failed} failed")
+    return failed
+
+
+# -- model -----------------------------------------------------------------------------------
+@model_app.command("fetch")
+def model_fetch(force: bool = typer.Option(False, "--force", help="Download again even if cached.")) -> None:
+    """Download the RVM model into the cache (if missing or corrupt) and verify it."""
+    from . import models
+
+    try:
+        if force:
+            path, digest = models.fetch(force=True)
+            typer.echo(f"{path} (sha256 {digest})")
+        else:
+            typer.echo(models.describe(models.locate()))
+    except MattekitError as exc:
+        _err(str(exc))
+        raise typer.Exit(1)
+
+
+@model_app.command("path")
+def model_path() -> None:
+    """Print where the model is (fetching nothing)."""
+    from . import models
+
+    try:
+        typer.echo(models.locate(fetch_missing=False).path)
+    except MattekitError as exc:
+        _err(str(exc))
+        raise typer.Exit(1)
+
+
+@model_app.command("verify")
+def model_verify() -> None:
+    """Check the model file's SHA-256."""
+    from . import models
+
+    try:
+        info = models.locate(fetch_missing=False)
+        typer.echo(f"ok: {models.describe(info)}")
+    except MattekitError as exc:
+        _err(str(exc))
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        _err("interrupted")
+        sys.exit(130)

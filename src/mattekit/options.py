@@ -1,0 +1,251 @@
+"""One typed ``Options`` object, validated once, shared by the library, CLI, API and video.
+
+Form fields and CLI flags arrive as strings; :meth:`Options.from_fields` turns them into the same
+dataclass the library takes, so an option means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Optional, Union
+
+from .errors import InvalidOption
+
+Preset = Literal["fast", "balanced", "best"]
+Format = Literal["png", "webp", "jpg"]
+Fit = Literal["fill", "fit"]
+
+PRESETS: tuple[str, ...] = ("fast", "balanced", "best")
+FORMATS: tuple[str, ...] = ("png", "webp", "jpg")
+DEFAULT_MAX_PIXELS = 64_000_000  # ~8K x 8K: larger is almost surely a mistake or a bomb
+
+
+@dataclass(frozen=True)
+class Color:
+    """A solid background colour, RGB 0..255."""
+
+    rgb: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Blur:
+    """A blurred copy of the original photo behind the subject."""
+
+    radius: float = 20.0
+
+
+@dataclass(frozen=True)
+class BackgroundImage:
+    """Another picture behind the subject: a path, encoded bytes, a PIL image or an RGB array."""
+
+    source: Any = field(compare=False)
+    fit: Fit = "fill"
+
+
+Background = Union[None, Color, Blur, BackgroundImage]
+
+
+@dataclass(frozen=True)
+class Margin:
+    """Crop margin around the subject: pixels, or a percentage of the subject's box."""
+
+    value: float = 0.0
+    percent: bool = False
+
+    def pixels(self, box_w: int, box_h: int) -> int:
+        if self.percent:
+            return int(round(max(box_w, box_h) * self.value / 100.0))
+        return int(round(self.value))
+
+
+def parse_ratio(value: Union[str, float, None]) -> Union[str, float]:
+    """``"auto"`` or a downsample ratio in (0, 1]."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return "auto"
+    try:
+        ratio = float(value)
+    except (TypeError, ValueError):
+        raise InvalidOption(f"ratio must be 'auto' or a number in (0, 1], not {value!r}") from None
+    if not 0.0 < ratio <= 1.0:
+        raise InvalidOption(f"ratio must be in (0, 1], not {ratio}")
+    return ratio
+
+
+def parse_color(value: str) -> Color:
+    """``#rrggbb``, ``#rgb``, ``rgb(…)`` or a CSS colour name."""
+    from PIL import ImageColor
+
+    try:
+        rgb = ImageColor.getrgb(value.strip())
+    except (ValueError, AttributeError):
+        raise InvalidOption(
+            f"unknown colour {value!r}: use a name like 'white' or a hex value like '#00ff00'"
+        ) from None
+    return Color(tuple(int(c) for c in rgb[:3]))  # type: ignore[arg-type]
+
+
+def parse_margin(value: Union[str, int, float, Margin, None]) -> Margin:
+    """``"12"`` pixels or ``"5%"`` of the subject's size."""
+    if value is None or value == "":
+        return Margin()
+    if isinstance(value, Margin):
+        return value
+    text = str(value).strip()
+    percent = text.endswith("%")
+    try:
+        number = float(text.rstrip("%").removesuffix("px"))
+    except ValueError:
+        raise InvalidOption(f"margin must be pixels like '16' or a percentage like '5%', not {value!r}") from None
+    if number < 0 or (percent and number > 1000) or (not percent and number > 100_000):
+        raise InvalidOption(f"margin {value!r} is out of range")
+    return Margin(number, percent)
+
+
+def parse_background(value: Union[str, Background], fit: Fit = "fill") -> Background:
+    """``transparent`` | a colour | ``blur`` / ``blur:RADIUS`` | an existing image path."""
+    if value is None or isinstance(value, (Color, Blur, BackgroundImage)):
+        return value
+    if not isinstance(value, str):
+        return BackgroundImage(value, fit)
+    text = value.strip()
+    low = text.lower()
+    if low in ("", "none", "transparent"):
+        return None
+    if low == "blur" or low.startswith("blur:"):
+        radius = 20.0
+        if ":" in low:
+            try:
+                radius = float(low.split(":", 1)[1])
+            except ValueError:
+                raise InvalidOption(f"blur radius must be a number, as in 'blur:20', not {value!r}") from None
+        if not 0 < radius <= 500:
+            raise InvalidOption("blur radius must be in (0, 500]")
+        return Blur(radius)
+    from pathlib import Path
+
+    if any(sep in text for sep in ("/", "\\")) or Path(text).suffix.lower() in (
+        ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif",
+    ):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise InvalidOption(f"background image not found: {text}")
+        return BackgroundImage(path, fit)
+    return parse_color(text)
+
+
+def _parse_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise InvalidOption(f"{name} must be true or false, not {value!r}")
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to do with one image (or each frame of a video).
+
+    Attributes:
+        preset: quality/speed trade-off, ``fast`` | ``balanced`` (default) | ``best``.
+        ratio: RVM downsample ratio, ``"auto"`` (chosen from the image size) or a float in (0, 1].
+            ``0.25`` reproduces the original demo.
+        format: output encoding for stills, ``png`` | ``webp`` | ``jpg``.
+        mask: return the alpha matte alone (greyscale) instead of the cut-out.
+        background: ``None`` (transparent), :class:`Color`, :class:`Blur` or :class:`BackgroundImage`.
+        crop: crop the result to the subject (alpha above ``crop_threshold``) plus ``margin``.
+        margin: crop margin, pixels or percent.
+        crop_threshold: alpha (0..1) above which a pixel counts as subject for cropping.
+        max_size: if set, shrink the input so its longer side is at most this many pixels.
+        max_pixels: refuse inputs with more pixels than this (decompression-bomb guard).
+        decontaminate: replace edge colours by RVM's predicted foreground where alpha is partial,
+            so no halo of the old background remains. ``None`` = the preset's choice.
+        quality: JPEG/WebP quality 1..100 (WebP 100 = lossless).
+    """
+
+    preset: Preset = "balanced"
+    ratio: Union[str, float] = "auto"
+    format: Format = "png"
+    mask: bool = False
+    background: Background = None
+    crop: bool = False
+    margin: Margin = Margin()
+    crop_threshold: float = 0.05
+    max_size: Optional[int] = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    decontaminate: Optional[bool] = None
+    quality: int = 90
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise InvalidOption(f"preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
+        fmt = "jpg" if str(self.format).lower() == "jpeg" else str(self.format).lower()
+        if fmt not in FORMATS:
+            raise InvalidOption(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+        object.__setattr__(self, "format", fmt)
+        object.__setattr__(self, "ratio", parse_ratio(self.ratio))
+        object.__setattr__(self, "margin", parse_margin(self.margin))
+        if not isinstance(self.background, (type(None), Color, Blur, BackgroundImage)):
+            object.__setattr__(self, "background", parse_background(self.background))
+        if not 0.0 <= self.crop_threshold < 1.0:
+            raise InvalidOption("crop_threshold must be in [0, 1)")
+        if self.max_size is not None and not 16 <= int(self.max_size) <= 100_000:
+            raise InvalidOption("max_size must be between 16 and 100000 pixels")
+        if int(self.max_pixels) < 1:
+            raise InvalidOption("max_pixels must be positive")
+        if not 1 <= int(self.quality) <= 100:
+            raise InvalidOption("quality must be between 1 and 100")
+        if fmt == "jpg" and self.background is None and not self.mask:
+            raise InvalidOption(
+                "JPEG has no transparency: choose png or webp, or give a background (e.g. --bg white)"
+            )
+
+    def replace(self, **changes: Any) -> "Options":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any], base: Optional["Options"] = None) -> "Options":
+        """Build from string fields (CLI flags, form fields, query parameters).
+
+        Unknown names raise :class:`InvalidOption`; ``bg`` is the background as text (a colour,
+        ``blur``, ``transparent``, or—CLI only—an image path); ``bg_fit`` is ``fill`` or ``fit``.
+        """
+        base = base or cls()
+        known = {f.name for f in dataclasses.fields(cls)} | {"bg", "bg_fit", "blur"}
+        changes: dict[str, Any] = {}
+        for name, value in fields.items():
+            if value is None:
+                continue
+            if name not in known:
+                raise InvalidOption(f"unknown option {name!r}")
+            if name in ("mask", "crop"):
+                changes[name] = _parse_bool(name, value)
+            elif name == "decontaminate":
+                changes[name] = None if str(value).lower() in ("", "auto") else _parse_bool(name, value)
+            elif name in ("max_size", "max_pixels", "quality"):
+                try:
+                    changes[name] = None if value == "" else int(value)
+                except ValueError:
+                    raise InvalidOption(f"{name} must be an integer, not {value!r}") from None
+            elif name == "crop_threshold":
+                try:
+                    changes[name] = float(value)
+                except ValueError:
+                    raise InvalidOption(f"crop_threshold must be a number, not {value!r}") from None
+            elif name in ("bg", "bg_fit", "blur"):
+                continue
+            else:
+                changes[name] = value
+        fit = str(fields.get("bg_fit") or "fill").lower()
+        if fit not in ("fill", "fit"):
+            raise InvalidOption(f"bg_fit must be 'fill' or 'fit', not {fit!r}")
+        if fields.get("blur") not in (None, "", False, "false", "0"):
+            blur = fields["blur"]
+            changes["background"] = parse_background("blur" if blur in (True, "true", "1") else f"blur:{blur}")
+        elif fields.get("bg") is not None:
+            changes["background"] = parse_background(fields["bg"], fit)  # type: ignore[arg-type]
+        return dataclasses.replace(base, **changes)

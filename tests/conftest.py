@@ -1,0 +1,55 @@
+"""Shared fixtures. Quality tests read ../shared/eval (or MATTEKIT_EVAL_DIR)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EVAL_DIR = Path(os.environ.get("MATTEKIT_EVAL_DIR") or ROOT.parent / "shared" / "eval")
+OUTPUT_DIR = ROOT / "test-output"
+
+
+def eval_dir() -> Path:
+    """The evaluation set, or a clear skip saying where it was looked for."""
+    if not (EVAL_DIR / "people" / "image").is_dir():
+        pytest.skip(
+            f"evaluation data not found at {EVAL_DIR}: put ../shared/eval beside the repo or set MATTEKIT_EVAL_DIR"
+        )
+    return EVAL_DIR
+
+
+@pytest.fixture(scope="session")
+def evaldir() -> Path:
+    return eval_dir()
+
+
+@pytest.fixture(scope="session")
+def people_images(evaldir: Path) -> list[Path]:
+    return sorted((evaldir / "people" / "image").glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def portrait(people_images: list[Path]) -> Path:
+    """One real 1920x1279 photo of a person (JPEG)."""
+    return next(p for p in people_images if p.name.startswith("C_"))
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    return OUTPUT_DIR
+
+
+@pytest.fixture(scope="session")
+def engine():
+    from mattekit.engine import get_engine
+
+    return get_engine().load()
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium"}
