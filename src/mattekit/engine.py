@@ -85,6 +85,14 @@ def _available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
+def resolve_device(device: Optional[str] = None) -> Device:
+    """``device`` or ``MATTEKIT_DEVICE`` or ``auto``, checked."""
+    value = (device or os.environ.get("MATTEKIT_DEVICE") or "auto").strip().lower()
+    if value not in ("auto", "cpu", "cuda"):
+        raise InvalidOption(f"device must be auto, cpu or cuda, not {value!r}")
+    return value  # type: ignore[return-value]
+
+
 def choose_providers(device: Device = "auto") -> list[str]:
     available = _available_providers()
     if device == "cpu":
@@ -105,21 +113,29 @@ class Engine:
     Args:
         model: path to the ONNX file; ``None`` uses the model store (fetching if needed).
         threads: intra-op threads; ``None``/0 lets ONNX Runtime use every core.
-        device: ``auto`` (CUDA when it works, else CPU), ``cpu`` or ``cuda``.
+        device: ``auto`` (CUDA when it works, else CPU), ``cpu`` or ``cuda``; ``None`` reads
+            ``MATTEKIT_DEVICE`` (default ``auto``).
+        fast: on CPU, run only RVM's low-resolution network in ONNX Runtime and the
+            full-resolution tail in OpenCV (:mod:`mattekit.fastpath`; same output within
+            ~0.01/255). ``False`` runs the full graph: the reference the fast path is tested
+            and benchmarked against.
     """
 
     def __init__(
         self,
         model: Union[str, Path, None] = None,
         threads: Optional[int] = None,
-        device: Device = "auto",
+        device: Optional[str] = None,
+        fast: bool = True,
     ) -> None:
         if threads is not None and threads < 0:
             raise InvalidOption("threads must be 0 (all cores) or a positive number")
         self._model_arg = model
         self.threads = threads or int(os.environ.get("MATTEKIT_THREADS", "0") or 0)
-        self.device: Device = device
+        self.device: Device = resolve_device(device)
+        self.fast = fast
         self._session = None
+        self._split = False  # True when the session is the low-resolution sub-model
         self._lock = threading.Lock()
         self.providers: list[str] = []
         self.model_path: Optional[Path] = None
@@ -154,17 +170,45 @@ class Engine:
             opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = choose_providers(self.device)
+        # The split pays off where the tail is memory-bound CPU work; on a GPU the full graph's
+        # tail is cheap and a host-side tail would cost a copy of A/b plus CPU time.
+        path, split = info.path, False
+        if self.fast and providers[0] == "CPUExecutionProvider":
+            path, split = self._lowres_model(info)
         try:
-            session = ort.InferenceSession(str(info.path), sess_options=opts, providers=providers)
+            session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:  # ORT raises its own untyped errors for unreadable files
-            raise ModelUnavailable(f"could not load the model {info.path}: {exc}") from None
+            raise ModelUnavailable(f"could not load the model {path}: {exc}") from None
         self.providers = list(session.get_providers())
+        if self.device == "cuda" and "CUDAExecutionProvider" not in self.providers:
+            raise InvalidOption(
+                "CUDA was asked for, but ONNX Runtime could not start it (driver or CUDA/cuDNN "
+                "libraries missing?); run with --device cpu, or --verbose for ONNX Runtime's reason."
+            )
+        self._split = split
         self.model_path = info.path
         log.info(
-            "RVM loaded from %s; providers: %s; threads: %s",
-            info.path, ", ".join(self.providers), self.threads or "all cores",
+            "RVM loaded from %s (%s); providers: %s; threads: %s",
+            path, "low-resolution network + OpenCV tail" if split else "full graph",
+            ", ".join(self.providers), self.threads or "all cores",
         )
         return session
+
+    def _lowres_model(self, info) -> tuple[Path, bool]:
+        """The cached low-resolution sub-model, or the full model when it cannot be derived."""
+        from . import fastpath, models
+
+        try:
+            return fastpath.ensure_lowres_model(info.path, info.sha256, models.home()), True
+        except Exception as exc:  # e.g. a read-only cache: slower, never broken
+            log.warning("using the full graph: could not derive the fast sub-model (%s)", exc)
+            return info.path, False
+
+    @property
+    def split(self) -> bool:
+        """Whether this engine runs the split (fast) path; loads the session."""
+        _ = self.session
+        return self._split
 
     # -- inference -------------------------------------------------------------------------
     def step(
@@ -184,6 +228,9 @@ class Engine:
         r = resolve_ratio(ratio, h, w)
         if state is None or state.shape != (h, w):
             state = RecurrentState.empty()
+        session = self.session
+        if self._split:
+            return self._split_passes(rgb, r, state, 1, foreground)
         src = (rgb.transpose(2, 0, 1)[None].astype(np.float32)) * np.float32(1.0 / 255.0)
         feeds = {
             "src": src,
@@ -191,9 +238,31 @@ class Engine:
             "r3i": state.tensors[2], "r4i": state.tensors[3],
             "downsample_ratio": np.array([r], dtype=np.float32),
         }
-        fgr, pha, *rec = self.session.run(None, feeds)
+        fgr, pha, *rec = session.run(None, feeds)
         fg = fgr[0].transpose(1, 2, 0) if foreground else None
         return Matte(pha[0, 0], fg), RecurrentState(list(rec), (h, w))
+
+    def _split_passes(
+        self, rgb: np.ndarray, ratio: float, state: RecurrentState, passes: int, foreground: bool
+    ) -> tuple[Matte, RecurrentState]:
+        """``passes`` runs of the low-resolution network on one frame, then the tail once.
+
+        Only the last pass's coefficients reach the output, so repeated passes (presets) cost
+        the low-resolution network alone.
+        """
+        from . import fastpath
+
+        lowres = fastpath.downsample(rgb, ratio)
+        tensors = state.tensors
+        for _ in range(passes):
+            coeff_a, coeff_b, *tensors = self.session.run(
+                None,
+                {fastpath.LOWRES_INPUT: lowres, "r1i": tensors[0], "r2i": tensors[1],
+                 "r3i": tensors[2], "r4i": tensors[3]},
+            )
+        alpha = fastpath.alpha_tail(coeff_a, coeff_b, rgb)
+        fg = fastpath.foreground_tail(coeff_a, coeff_b, rgb) if foreground else None
+        return Matte(alpha, fg), RecurrentState(list(tensors), rgb.shape[:2])
 
     def matte(
         self,
@@ -207,6 +276,10 @@ class Engine:
         letting RVM's recurrent memory settle (a measured gain on stills; see bench/quality.py)."""
         if passes < 1:
             raise InvalidOption("passes must be at least 1")
+        if self.split:
+            rgb = _check_rgb(rgb)
+            r = resolve_ratio(ratio, *rgb.shape[:2])
+            return self._split_passes(rgb, r, RecurrentState.empty(), passes, foreground)[0]
         state: Optional[RecurrentState] = None
         for i in range(passes):
             last = i == passes - 1

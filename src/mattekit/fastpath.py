@@ -1,0 +1,207 @@
+"""RVM split in two: ONNX Runtime runs only the low-resolution network; the full-resolution
+tail runs here, in OpenCV.
+
+Why: at the ratios stills and video use (0.125-0.375), 40-60 % of the full model's time is its
+full-resolution tail (bilinear upsample of the deep-guided-filter coefficients, then Mul/Add/Clip
+on full-size float tensors for ``fgr`` and ``pha``) — memory-bound work that ONNX Runtime does
+single-pass per op. Cut the graph at the guided-filter coefficients ``A`` (tensor ``777``) and
+``b`` (``779``), both ``[1, 4, h, w]`` (channels 0-2 for the foreground, 3 for alpha), and the
+tail becomes::
+
+    pha   = clip(up(A3) * mean_c(src) + up(b3), 0, 1)
+    fgr_c = clip((up(A_c) + 1) * src_c + up(b_c), 0, 1)
+
+with ``up`` = bilinear, half-pixel centres (OpenCV ``INTER_LINEAR`` on float32 matches ONNX
+Runtime's Resize to ~5e-7). The network's input is the model's own first op, ``Resize_3(src)``
+(linear, ``pytorch_half_pixel``, scales ``[1, 1, r, r]``), recomputed here exactly: a separable
+bilinear gather at the same sample positions, so the low-resolution pixels are the ones the full
+model sees, at any ratio (an OpenCV ``INTER_AREA``/``INTER_LINEAR`` shrink instead changes alpha
+visibly). ``tests/test_fastpath.py`` checks the split against the full graph on real photos.
+
+The sub-model is derived once from the verified model file and cached beside it, named by the
+source's SHA-256, so later start-ups only load it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+log = logging.getLogger("mattekit.fastpath")
+
+# Bump when the derivation below changes, so stale cached sub-models are never reused.
+DERIVATION_VERSION = 1
+LOWRES_INPUT = "389"  # Resize_3(src, scales=[1, 1, r, r]): the low-resolution source
+COEFF_A = "777"
+COEFF_B = "779"
+STATE_IN = ("r1i", "r2i", "r3i", "r4i")
+STATE_OUT = ("r1o", "r2o", "r3o", "r4o")
+
+
+# -- the sub-model --------------------------------------------------------------------------
+def derived_path(model_path: Path, sha256: str, cache_dir: Optional[Path] = None) -> Path:
+    """Where the low-resolution sub-model of ``model_path`` is cached (keyed by its hash)."""
+    folder = cache_dir or model_path.parent
+    return folder / f"rvm_lowres_{sha256[:16]}_v{DERIVATION_VERSION}.onnx"
+
+
+def build_lowres_model(model_path: Path):
+    """The sub-graph from ``389`` (+ r1i..r4i) to ``777``, ``779`` (+ r1o..r4o), as an ONNX model."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    inputs = [LOWRES_INPUT, *STATE_IN]
+    outputs = [COEFF_A, COEFF_B, *STATE_OUT]
+    needed: set[str] = set()
+    kept: set[int] = set()
+    stack = list(outputs)
+    while stack:  # walk back from the outputs, stopping at the new inputs
+        name = stack.pop()
+        if name in needed or name in inputs:
+            continue
+        needed.add(name)
+        node = producer.get(name)
+        if node is not None and id(node) not in kept:
+            kept.add(id(node))
+            stack.extend(i for i in node.input if i)
+    if "src" in needed or "downsample_ratio" in needed:
+        raise ValueError("this model's low-resolution network depends on src beyond Resize_3")
+    graph_inputs = {i.name: i for i in graph.input}
+    graph_outputs = {o.name: o for o in graph.output}
+    new_inputs = [
+        graph_inputs.get(n) or helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 3, "height", "width"])
+        for n in inputs
+    ]
+    new_outputs = [
+        graph_outputs.get(n) or helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 4, "height", "width"])
+        for n in outputs
+    ]
+    sub = helper.make_graph(
+        [n for n in graph.node if id(n) in kept],
+        "rvm_mobilenetv3_lowres",
+        new_inputs,
+        new_outputs,
+        [t for t in graph.initializer if t.name in needed],
+    )
+    derived = helper.make_model(sub, opset_imports=model.opset_import, producer_name="mattekit.fastpath")
+    derived.ir_version = model.ir_version
+    onnx.checker.check_model(derived)
+    return derived
+
+
+def ensure_lowres_model(model_path: Path, sha256: str, cache_dir: Optional[Path] = None) -> Path:
+    """The cached sub-model's path, deriving it first if it is missing (atomic write)."""
+    target = derived_path(model_path, sha256, cache_dir)
+    if target.is_file():
+        return target
+    import onnx
+
+    derived = build_lowres_model(model_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".rvm_lowres-", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(derived.SerializeToString())
+        os.replace(tmp, target)  # concurrent builders write the same bytes; last rename wins
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    log.info("derived the low-resolution sub-model %s", target)
+    return target
+
+
+# -- the model's own downsample, reproduced -------------------------------------------------
+def lowres_size(height: int, width: int, ratio: float) -> tuple[int, int]:
+    """Output size of ONNX Runtime's Resize with float32 scales: floor(size * scale) in float32."""
+    r = np.float32(ratio)
+    return int(np.float32(height) * r), int(np.float32(width) * r)
+
+
+def _taps(length_in: int, length_out: int, ratio: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of ONNX Runtime's linear Resize, pytorch_half_pixel, along one axis."""
+    r = np.float32(ratio)
+    x = np.arange(length_out, dtype=np.float32)
+    if length_out > 1:
+        pos = (x + np.float32(0.5)) / r - np.float32(0.5)
+    else:
+        pos = np.zeros_like(x)
+    pos = np.clip(pos, np.float32(0), np.float32(length_in - 1))
+    i0 = np.minimum(pos.astype(np.int64), length_in - 1)
+    i1 = np.minimum(i0 + 1, length_in - 1)
+    w1 = (pos - i0.astype(np.float32)).astype(np.float32)  # weight of i1
+    w0 = (np.float32(1) - w1).astype(np.float32)
+    same = i0 == i1
+    w0[same] = 0.5
+    w1[same] = 0.5
+    return i0, i1, w0, w1
+
+
+def downsample(rgb: np.ndarray, ratio: float) -> np.ndarray:
+    """``Resize_3(src / 255)`` of the full model: uint8 HxWx3 → float32 [1, 3, h, w] in [0, 1].
+
+    Rows first, then columns, gathering only the rows and columns the filter touches, so the cost
+    follows the small output rather than the full frame.
+    """
+    h, w = rgb.shape[:2]
+    oh, ow = lowres_size(h, w, ratio)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"ratio {ratio} leaves no pixels of a {w}x{h} image")
+    r0, r1, rw0, rw1 = _taps(h, oh, ratio)
+    c0, c1, cw0, cw1 = _taps(w, ow, ratio)
+    scale = np.float32(1.0 / 255.0)
+    top = rgb[r0].astype(np.float32)  # oh x W x 3
+    bot = rgb[r1].astype(np.float32)
+    rows = top * (rw0 * scale)[:, None, None] + bot * (rw1 * scale)[:, None, None]
+    out = rows[:, c0] * cw0[None, :, None] + rows[:, c1] * cw1[None, :, None]  # oh x ow x 3
+    return np.ascontiguousarray(out.transpose(2, 0, 1)[None])
+
+
+# -- the tail -------------------------------------------------------------------------------
+def _up(plane: np.ndarray, height: int, width: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(plane, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def channel_mean(rgb: np.ndarray) -> np.ndarray:
+    """mean_c(rgb / 255) as float32 HxW (OpenCV: ~10x faster than numpy's mean over axis 2)."""
+    import cv2
+
+    weights = np.full((1, 3), 1.0 / 765.0, np.float32)
+    return cv2.transform(rgb.astype(np.float32), weights)
+
+
+def alpha_tail(coeff_a: np.ndarray, coeff_b: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """pha = clip(up(A3) * mean_c(src) + up(b3), 0, 1), float32 HxW."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    a3 = _up(coeff_a[0, 3], h, w)
+    b3 = _up(coeff_b[0, 3], h, w)
+    pha = cv2.multiply(a3, channel_mean(rgb))
+    cv2.add(pha, b3, dst=pha)
+    np.clip(pha, 0.0, 1.0, out=pha)
+    return pha
+
+
+def foreground_tail(coeff_a: np.ndarray, coeff_b: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """fgr_c = clip((up(A_c) + 1) * src_c + up(b_c), 0, 1), float32 HxWx3."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    a = _up(np.ascontiguousarray(coeff_a[0, :3].transpose(1, 2, 0)), h, w)  # HxWx3
+    b = _up(np.ascontiguousarray(coeff_b[0, :3].transpose(1, 2, 0)), h, w)
+    a += np.float32(1.0)
+    src = rgb.astype(np.float32)
+    cv2.multiply(a, src, dst=a, scale=1.0 / 255.0)
+    cv2.add(a, b, dst=a)
+    np.clip(a, 0.0, 1.0, out=a)
+    return a
