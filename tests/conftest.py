@@ -94,3 +94,16 @@ def sample_clip_audio() -> Path:
     from samples import sample_path
 
     return sample_path("bigbuckbunny")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fuzz-long", action="store_true", default=False,
+        help="run the long fuzz campaign (make fuzz) instead of the bounded one in make test",
+    )
+
+
+def pytest_configure(config):
+    # Hypothesis reads case counts when test modules are imported, before fixtures exist.
+    if config.getoption("--fuzz-long", default=False):
+        os.environ["MATTEKIT_FUZZ_LONG"] = "1"

@@ -38,7 +38,13 @@ def _register_heif() -> None:
                     pillow_heif.register_heif_opener()
                 except ImportError:  # optional at run time; decode then says "not an image"
                     log.debug("pillow-heif not installed: HEIC input unavailable")
+                Image.init()  # load every plugin now, so READ_FORMATS can name them
                 _heif_registered = True
+
+
+# Only the formats we document. Pillow would otherwise try every plugin it has on untrusted bytes,
+# including EPS (which runs Ghostscript when installed), FITS, GRIB, WMF... (tests/test_fuzz.py).
+READ_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF", "HEIF", "AVIF")
 
 
 @dataclass
@@ -55,8 +61,14 @@ class Decoded:
 
 
 # -- decode ----------------------------------------------------------------------------------
+READABLE = "JPEG, PNG, WebP, BMP, TIFF, GIF, HEIC"
+
+
 def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open (lazily, header only) and check the pixel count before anything is decoded."""
+    """Open (lazily, header only) and check the pixel count before anything is decoded.
+
+    The caller closes the returned image when it is not ``source`` itself.
+    """
     if isinstance(source, Image.Image):
         img = source
     else:
@@ -76,40 +88,66 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         elif hasattr(source, "read"):
             fp, name = source, "the input"
         else:
-            raise InvalidInput(f"cannot read an image from a {type(source).__name__}")
+            raise InvalidInput(
+                f"cannot read an image from a {type(source).__name__}: give a path, bytes, "
+                "a file object, a PIL image or a numpy array"
+            )
         try:
             img = Image.open(fp)
         except Image.DecompressionBombError:
             raise TooLarge(f"{name} declares more pixels than allowed ({max_pixels:,})") from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
-            raise InvalidInput(f"{name} is not an image we can read (JPEG, PNG, WebP, BMP, TIFF, GIF, HEIC)") from None
+        except Exception as exc:  # Pillow raises many types on hostile headers; all mean "not an image"
+            if isinstance(exc, MemoryError):
+                raise
+            empty = hasattr(source, "read") and _is_empty_stream(source)
+            raise InvalidInput(
+                f"{name} is empty" if empty else f"{name} is not an image we can read ({READABLE})"
+            ) from None
     w, h = img.size
     if w * h > max_pixels:
+        if img is not source:
+            img.close()
         raise TooLarge(f"image is {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,}")
     if w < 1 or h < 1:
         raise InvalidInput("image has no pixels")
     return img
 
 
+def _is_empty_stream(fp: Any) -> bool:
+    try:
+        fp.seek(0, io.SEEK_END)
+        return fp.tell() == 0
+    except Exception:
+        return False
+
+
 def to_rgb_alpha(img: Image.Image) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """Any PIL mode → RGB uint8 + alpha uint8 (or None when the image has no transparency)."""
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # Pillow's own I/F → RGB conversion clips at 255 instead of scaling: a 16-bit photo
+        # would come out nearly white. Scale the sample range to 8 bits instead.
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        peak = float(arr.max(initial=0.0))
+        if mode.startswith("I;16") or peak > 255.0:
+            top = 65535.0
+        elif mode == "F" and peak <= 1.0:
+            top = 1.0  # float samples in [0, 1]
+        else:
+            top = 255.0
         grey = np.clip(arr * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2), None
-    if mode == "P" and "transparency" in img.info or mode in ("PA", "LA", "La", "RGBa"):
-        img = img.convert("RGBA")
-    elif mode == "CMYK" or mode == "YCbCr" or mode == "LAB" or mode == "HSV":
-        img = img.convert("RGB")
+    if mode == "La":
+        img = img.convert("LA")  # Pillow has no La → RGBA conversion
+    if "transparency" in img.info or img.mode in ("PA", "LA", "RGBa", "RGBA"):
+        img = img.convert("RGBA")  # a tRNS colour key or palette transparency becomes real alpha
     if img.mode == "RGBA":
         arr = np.asarray(img)
         alpha = arr[:, :, 3]
         rgb = np.ascontiguousarray(arr[:, :, :3])
         return rgb, (None if alpha.min() == 255 else np.ascontiguousarray(alpha))
     if img.mode != "RGB":
-        img = img.convert("RGB")
+        img = img.convert("RGB")  # P, L, 1, CMYK, YCbCr, LAB, HSV
     return np.asarray(img), None
 
 
@@ -122,6 +160,8 @@ def _srgb(img: Image.Image) -> Image.Image:
         from PIL import ImageCms
 
         src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if img.mode != "CMYK" and "srgb" in ImageCms.getProfileDescription(src).lower().replace(" ", ""):
+            return img  # already sRGB: converting would cost time and change nothing visible
         dst = ImageCms.createProfile("sRGB")
         out_mode = "RGBA" if img.mode == "RGBA" else "RGB"
         return ImageCms.profileToProfile(img, src, dst, outputMode=out_mode) or img
@@ -130,37 +170,68 @@ def _srgb(img: Image.Image) -> Image.Image:
         return img
 
 
+def _upright(img: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(img) or img
+    except Exception:  # malformed EXIF: keep the pixels as stored
+        log.debug("ignoring malformed EXIF orientation")
+        return img
+
+
 def decode(source: ImageSource, options: Optional[Options] = None) -> Decoded:
-    """Decode a still: first frame, EXIF-upright, sRGB, RGB uint8 (+ its own alpha)."""
+    """Decode a still: first frame, EXIF-upright, sRGB, RGB uint8 (+ its own alpha).
+
+    Raises :class:`InvalidInput` (not an image, truncated, corrupt) or :class:`TooLarge`
+    (more than ``options.max_pixels``), before decoding any pixel data where the header tells.
+    """
     options = options or Options()
     if isinstance(source, np.ndarray):
         return _decode_array(source, options)
-    img = open_image(source, options.max_pixels)
+    img = opened = open_image(source, options.max_pixels)
     fmt = img.format
     try:
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)
+        if options.max_size and fmt == "JPEG":
+            _draft(img, options.max_size)
         img.load()
-        try:
-            img = ImageOps.exif_transpose(img)
-        except Exception:  # malformed EXIF: keep the pixels as stored
-            log.debug("ignoring malformed EXIF orientation")
-        img = _srgb(img)
-        if options.max_size and max(img.size) > options.max_size:
-            img = _shrink(img, options.max_size)
+        img = _srgb(_upright(img))
         rgb, alpha = to_rgb_alpha(img)
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+    except (MemoryError, TooLarge, InvalidInput):
+        raise
+    except Image.DecompressionBombError:
+        raise TooLarge(f"the image declares more pixels than allowed ({options.max_pixels:,})") from None
+    except Exception as exc:  # anything a corrupt file makes the decoder raise
         raise InvalidInput(f"the image could not be decoded (truncated or corrupt): {exc}") from None
+    finally:
+        if opened is not source:
+            opened.close()
+    if options.max_size and max(rgb.shape[:2]) > options.max_size:
+        rgb, alpha = shrink(rgb, alpha, options.max_size)
     return Decoded(np.ascontiguousarray(rgb), alpha, fmt)
 
 
-def _shrink(img: Image.Image, max_size: int) -> Image.Image:
+def _draft(img: Image.Image, max_size: int) -> None:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still leaves >= max_size pixels."""
     w, h = img.size
     scale = max_size / max(w, h)
+    try:
+        img.draft(img.mode, (max(1, int(w * scale + 1)), max(1, int(h * scale + 1))))
+    except Exception:
+        log.debug("JPEG draft mode unavailable")
+
+
+def shrink(rgb: np.ndarray, alpha: Optional[np.ndarray], max_size: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Lanczos-shrink so the longer side is ``max_size`` (alpha-premultiplied, so no dark fringes)."""
+    h, w = rgb.shape[:2]
+    scale = max_size / max(w, h)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if img.mode not in ("RGB", "RGBA", "L", "LA"):
-        img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
-    return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if alpha is None:
+        return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)), None
+    rgba = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    arr = np.asarray(rgba.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))  # Pillow premultiplies
+    small_alpha = np.ascontiguousarray(arr[:, :, 3])
+    return np.ascontiguousarray(arr[:, :, :3]), (None if small_alpha.min() == 255 else small_alpha)
 
 
 def _decode_array(arr: np.ndarray, options: Options) -> Decoded:
@@ -169,29 +240,37 @@ def _decode_array(arr: np.ndarray, options: Options) -> Decoded:
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
         raise InvalidInput(f"an image array must be HxW, HxWx3 or HxWx4, not {arr.shape}")
     h, w = arr.shape[:2]
+    if h < 1 or w < 1:
+        raise InvalidInput("image has no pixels")
     if h * w > options.max_pixels:
         raise TooLarge(f"image is {w}x{h} = {w * h:,} pixels; the limit is {options.max_pixels:,}")
-    if arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating):
-            arr = np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        elif arr.dtype == np.uint16:
-            arr = (arr.astype(np.uint32) * 255 // 65535).astype(np.uint8)
-        else:
-            raise InvalidInput(f"unsupported array dtype {arr.dtype}: use uint8, uint16 or float in [0, 1]")
+    arr = _to_uint8(arr)
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     alpha = None
     if arr.shape[2] == 4:
-        alpha = arr[:, :, 3].copy()
+        alpha = np.ascontiguousarray(arr[:, :, 3])
         arr = arr[:, :, :3]
         if alpha.min() == 255:
             alpha = None
-    img_dec = Decoded(np.ascontiguousarray(arr), alpha, None)
+    rgb = np.ascontiguousarray(arr)
     if options.max_size and max(w, h) > options.max_size:
-        mode_img = Image.fromarray(arr) if alpha is None else Image.fromarray(np.dstack([arr, alpha]))
-        rgb, alpha = to_rgb_alpha(_shrink(mode_img, options.max_size))
-        img_dec = Decoded(np.ascontiguousarray(rgb), alpha, None)
-    return img_dec
+        rgb, alpha = shrink(rgb, alpha, options.max_size)
+    return Decoded(rgb, alpha, None)
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """uint8 as is; uint16 scaled from 0..65535; bool; float in [0, 1]."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * np.uint8(255)
+    if arr.dtype == np.uint16:
+        return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        clean = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        return np.clip(clean * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    raise InvalidInput(f"unsupported array dtype {arr.dtype}: use uint8, uint16, bool or float in [0, 1]")
 
 
 # -- compose ---------------------------------------------------------------------------------
@@ -295,12 +374,20 @@ def compose(
 CONTENT_TYPES = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg"}
 EXTENSIONS = {"png": ".png", "webp": ".webp", "jpg": ".jpg"}
 
+_FORMAT_LIMITS = {"webp": 16383, "jpg": 65500}  # the formats' own size fields
+
 # zlib level 1 is ~4.7x faster than Pillow's default (6) for ~20 % larger files (bench/speed.py).
 PNG_COMPRESS_LEVEL = 1
 
 
 def encode(img: Image.Image, fmt: str = "png", quality: int = 90) -> bytes:
     """PNG (fast zlib level), WebP (lossless at quality 100, else lossy with exact alpha) or JPEG."""
+    limit = _FORMAT_LIMITS.get(fmt)
+    if limit and max(img.size) > limit:
+        raise TooLarge(
+            f"{fmt.upper()} images can be at most {limit} pixels on a side; this one is "
+            f"{img.width}x{img.height}: use png, or --max-size"
+        )
     buf = io.BytesIO()
     if fmt == "png":
         img.save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)

@@ -134,6 +134,14 @@ def parse_background(value: Union[str, Background], fit: Fit = "fill") -> Backgr
     return parse_color(text)
 
 
+def _as_int(name: str, value: Any) -> int:
+    """``int(value)``, or an InvalidOption instead of Python's TypeError/OverflowError (fuzzing)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidOption(f"{name} must be an integer, not {value!r}") from None
+
+
 def _parse_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -192,11 +200,11 @@ class Options:
             object.__setattr__(self, "background", parse_background(self.background))
         if not 0.0 <= self.crop_threshold < 1.0:
             raise InvalidOption("crop_threshold must be in [0, 1)")
-        if self.max_size is not None and not 16 <= int(self.max_size) <= 100_000:
+        if self.max_size is not None and not 16 <= _as_int("max_size", self.max_size) <= 100_000:
             raise InvalidOption("max_size must be between 16 and 100000 pixels")
-        if int(self.max_pixels) < 1:
+        if _as_int("max_pixels", self.max_pixels) < 1:
             raise InvalidOption("max_pixels must be positive")
-        if not 1 <= int(self.quality) <= 100:
+        if not 1 <= _as_int("quality", self.quality) <= 100:
             raise InvalidOption("quality must be between 1 and 100")
         if fmt == "jpg" and self.background is None and not self.mask:
             raise InvalidOption(
@@ -227,14 +235,16 @@ class Options:
             elif name == "decontaminate":
                 changes[name] = None if str(value).lower() in ("", "auto") else _parse_bool(name, value)
             elif name in ("max_size", "max_pixels", "quality"):
+                if value == "" and name != "max_size":
+                    continue  # an empty form field means "the default", not "no limit"
                 try:
                     changes[name] = None if value == "" else int(value)
-                except ValueError:
+                except (TypeError, ValueError, OverflowError):
                     raise InvalidOption(f"{name} must be an integer, not {value!r}") from None
             elif name == "crop_threshold":
                 try:
                     changes[name] = float(value)
-                except ValueError:
+                except (TypeError, ValueError):
                     raise InvalidOption(f"crop_threshold must be a number, not {value!r}") from None
             elif name in ("bg", "bg_fit", "blur"):
                 continue

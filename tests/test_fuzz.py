@@ -1,0 +1,525 @@
+"""Hostile input: every file ends in a result or one of our errors, in bounded time and memory.
+
+Each case runs in a sandboxed worker process (address-space limit, per-case timeout), so a hang,
+a crash of the interpreter or a memory blow-up shows up as a failed case instead of taking the
+test run down. Hypothesis draws the cases from real seed files (tests/samples.py when present,
+plus small images made here in every format we read) and mutates them: truncation, bit flips,
+spliced bytes, patched headers, wrong extensions. Hand-made hostile files (bombs, polyglots,
+animated, malformed EXIF/HEIC, 30000x10 ...) and every regression file in tests/fuzz_corpus/
+run as named cases.
+
+``make test`` runs a bounded, seeded number of cases (derandomized: the same cases every run);
+``make fuzz`` (``--fuzz-long``) runs many more.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from mattekit.errors import InvalidOption, MattekitError
+from mattekit.options import Options
+
+HERE = Path(__file__).resolve().parent
+CORPUS = HERE / "fuzz_corpus"
+CRASHERS = HERE.parent / "test-output" / "fuzz-crashers"
+
+CASE_TIMEOUT_S = 30.0  # generous: a 2-core machine shared with other jobs; real cases take < 1 s
+# Peak RSS of the worker. Seeds are small; the worst legitimate case is a header declaring just
+# under the default 64 MP limit (Pillow allocates the full RGBA canvas, 256 MB) plus the model's
+# own ~300 MB. 1.5 GiB leaves room for that and catches a real blow-up (gigabytes).
+PEAK_RSS_LIMIT_MB = 1536
+ADDRESS_SPACE_LIMIT = 6 << 30  # hard stop: a runaway allocation becomes MemoryError, not an OOM kill
+MODEL_MAX_PIXELS = 1_000_000  # run the model on decoded results up to this size (keeps cases fast)
+
+# --------------------------------------------------------------------------------------------
+# The sandbox: a long-lived worker process fed one case at a time over pipes.
+# --------------------------------------------------------------------------------------------
+WORKER = r"""
+import os, pickle, resource, struct, sys, traceback
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+os.environ.setdefault("MATTEKIT_THREADS", "1")
+from mattekit import imaging
+from mattekit.errors import MattekitError
+from mattekit.matter import Matter
+from mattekit.options import Options
+
+matter = Matter()
+rd, wr = sys.stdin.buffer, sys.stdout.buffer
+sys.stdout = sys.stderr  # nothing the library prints may corrupt the reply channel
+
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+def run(case):
+    source, fields, model_max = case
+    opts = Options.from_fields(fields)
+    dec = imaging.decode(source, opts)
+    out = {"size": dec.size, "format": dec.format}
+    if dec.size[0] * dec.size[1] <= model_max:
+        res = matter.process(source, opts)
+        out["result"] = (res.image.mode, res.image.size)
+        out["encoded"] = len(res.encode(opts.format, opts.quality))
+    return out
+
+while True:
+    head = rd.read(4)
+    if len(head) < 4:
+        break
+    case = pickle.loads(rd.read(struct.unpack("<I", head)[0]))
+    try:
+        reply = {"outcome": "ok", **run(case)}
+    except MattekitError as exc:
+        reply = {"outcome": "error", "type": type(exc).__name__, "message": str(exc),
+                 "status": exc.http_status}
+    except BaseException as exc:
+        reply = {"outcome": "crash", "type": type(exc).__name__, "traceback": traceback.format_exc()}
+    reply["peak_mb"] = peak_mb()
+    data = pickle.dumps(reply)
+    wr.write(struct.pack("<I", len(data)) + data)
+    wr.flush()
+"""
+
+
+class Sandbox:
+    """One worker process; restarted after a hang or a hard crash."""
+
+    def __init__(self) -> None:
+        self.proc: Optional[subprocess.Popen] = None
+
+    def _start(self) -> subprocess.Popen:
+        env = {**os.environ, "MATTEKIT_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        return subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(ADDRESS_SPACE_LIMIT)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+        )
+
+    def run(self, source: Any, fields: dict, model_max: int = MODEL_MAX_PIXELS) -> dict:
+        import select
+
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = self._start()
+        payload = pickle.dumps((source, fields, model_max))
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(struct.pack("<I", len(payload)) + payload)
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + CASE_TIMEOUT_S
+        fd = self.proc.stdout.fileno()
+        buf = b""
+        need = 4
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self.close()
+                return {"outcome": "hang", "peak_mb": 0}
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                code = self.proc.wait()
+                self.proc = None
+                return {"outcome": "died", "code": code, "peak_mb": 0}
+            buf += chunk
+            if len(buf) >= 4 and need == 4:
+                need = 4 + struct.unpack("<I", buf[:4])[0]
+            if len(buf) >= need > 4:
+                return pickle.loads(buf[4:need])
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    box = Sandbox()
+    yield box
+    box.close()
+
+
+def check(box: Sandbox, name: str, data: Any, fields: Optional[dict] = None, *, suffix: str = ".bin") -> dict:
+    """Run one case; on anything but a result or our error, keep the input as a crasher and fail."""
+    reply = box.run(data, fields or {})
+    bad = reply["outcome"] not in ("ok", "error") or reply["peak_mb"] > PEAK_RSS_LIMIT_MB
+    if reply["outcome"] == "error":
+        msg = reply["message"]
+        bad = bad or not msg or "Traceback" in msg or len(msg) > 1000
+    if bad:
+        CRASHERS.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, (bytes, bytearray)):
+            (CRASHERS / f"{name}{suffix}").write_bytes(bytes(data))
+        pytest.fail(f"{name}: {reply}")
+    return reply
+
+
+# --------------------------------------------------------------------------------------------
+# Seeds: small real images in every format we read.
+# --------------------------------------------------------------------------------------------
+def _base_picture(w: int = 64, h: int = 48) -> Image.Image:
+    """A photo-like test card: smooth gradients, a head-and-shoulders silhouette, sensor noise."""
+    from PIL import ImageDraw, ImageFilter
+
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    bg = np.stack([x / w * 200 + 30, y / h * 180 + 40, (x + y) / (w + h) * 120 + 60], axis=2)
+    img = Image.fromarray(np.clip(bg + rng.normal(0, 6, bg.shape), 0, 255).astype(np.uint8))
+    d = ImageDraw.Draw(img)
+    d.ellipse([w * 0.35, h * 0.1, w * 0.65, h * 0.5], fill=(205, 160, 130))
+    d.rounded_rectangle([w * 0.2, h * 0.5, w * 0.8, h * 1.1], radius=w // 8, fill=(40, 60, 120))
+    return img.filter(ImageFilter.GaussianBlur(0.7))
+
+
+def _save(img: Image.Image, fmt: str, **kw: Any) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _exif_jpeg(img: Image.Image, orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return _save(img, "JPEG", quality=85, exif=exif.tobytes())
+
+
+def _animated(fmt: str, size: tuple[int, int] = (40, 30), **kw: Any) -> bytes:
+    base = _base_picture(*size)
+    frames = [base.rotate(a) for a in (0, 10, 20)]
+    return _save(frames[0], fmt, save_all=True, append_images=frames[1:], duration=50, loop=0, **kw)
+
+
+def _sample_seeds() -> dict[str, bytes]:
+    """Real photos from tests/samples.py (package wheels), shrunk so each case stays fast."""
+    sys.path.insert(0, str(HERE))
+    try:
+        from samples import sample_path
+    finally:
+        sys.path.remove(str(HERE))
+    out: dict[str, bytes] = {}
+    for name in ("astronaut", "camera", "rocket"):
+        try:
+            img = Image.open(sample_path(name))
+        except MattekitError:  # no package index here: the made-up seeds still cover every format
+            continue
+        img.thumbnail((96, 96))
+        icc = img.info.get("icc_profile")
+        out[f"sample-{name}.jpg"] = _save(img.convert("RGB"), "JPEG", quality=90, icc_profile=icc)
+        out[f"sample-{name}.png"] = _save(img, "PNG")
+    return out
+
+
+def seed_files() -> dict[str, bytes]:
+    """name (with the right extension) → encoded bytes."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    pic = _base_picture()
+    rgba = pic.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(pic.size))
+    seeds = {
+        "photo.jpg": _save(pic, "JPEG", quality=85),
+        "progressive.jpg": _save(pic, "JPEG", quality=70, progressive=True),
+        "rotated-exif6.jpg": _exif_jpeg(pic, 6),
+        "cmyk.jpg": _save(pic.convert("CMYK"), "JPEG"),
+        "grey.jpg": _save(pic.convert("L"), "JPEG"),
+        "photo.png": _save(pic, "PNG"),
+        "rgba.png": _save(rgba, "PNG"),
+        "palette-transparent.png": _save(pic.convert("P"), "PNG", transparency=0),
+        "grey16.png": _save(Image.fromarray((np.asarray(pic.convert("L"), np.uint16) * 257)), "PNG"),
+        "la.png": _save(rgba.convert("LA"), "PNG"),
+        "1bit.png": _save(pic.convert("1"), "PNG"),
+        "lossy.webp": _save(rgba, "WEBP", quality=80),
+        "lossless.webp": _save(pic, "WEBP", lossless=True),
+        "photo.bmp": _save(pic, "BMP"),
+        "deflate.tif": _save(pic, "TIFF", compression="tiff_deflate"),
+        "cmyk.tif": _save(pic.convert("CMYK"), "TIFF"),
+        "float.tif": _save(Image.fromarray(np.asarray(pic.convert("L"), np.float32) / 255), "TIFF"),
+        "photo.gif": _save(pic, "GIF"),
+        "animated.gif": _animated("GIF"),
+        "animated.webp": _animated("WEBP"),
+        "animated.png": _animated("PNG"),
+        "photo.heic": _save(pic, "HEIF"),
+        "photo.avif": _save(pic, "AVIF"),
+    }
+    seeds.update(_sample_seeds())
+    return seeds
+
+
+SEEDS = seed_files()
+SEED_NAMES = sorted(SEEDS)
+
+
+# --------------------------------------------------------------------------------------------
+# Hand-made hostile files
+# --------------------------------------------------------------------------------------------
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_declaring(width: int, height: int, idat: bytes = b"", extra: bytes = b"", colour: int = 2) -> bytes:
+    """A PNG with a valid IHDR (CRC included) for any size, and whatever IDAT we like."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + extra
+            + _png_chunk(b"IDAT", idat or zlib.compress(b"\0" * 64)) + _png_chunk(b"IEND", b""))
+
+
+def png_zip_bomb(width: int, height: int) -> bytes:
+    """Valid header, IDAT holding a whole image of zeros compressed ~1000:1."""
+    comp = zlib.compressobj(9)
+    row = b"\0" * (1 + 3 * width)
+    body = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    return png_declaring(width, height, body)
+
+
+def png_text_bomb(kind: bytes) -> bytes:
+    """zTXt / iCCP chunk that inflates to 256 MiB (Pillow must refuse to inflate it all)."""
+    comp = zlib.compressobj(9)
+    blob = b"".join(comp.compress(b"\0" * (1 << 20)) for _ in range(256)) + comp.flush()
+    key = b"Comment" if kind == b"zTXt" else b"icc"
+    chunk = _png_chunk(kind, key + b"\0\0" + blob)
+    good = SEEDS["photo.png"]
+    return good[:33] + chunk + good[33:]
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A real JPEG with its SOF frame size patched (no CRC in JPEG)."""
+    data = bytearray(SEEDS["photo.jpg"])
+    i = 2
+    while i < len(data):
+        marker, length = data[i + 1], struct.unpack(">H", data[i + 2:i + 4])[0]
+        if marker in (0xC0, 0xC1, 0xC2):
+            data[i + 5:i + 9] = struct.pack(">HH", height, width)
+            break
+        i += 2 + length
+    return bytes(data)
+
+
+def gif_declaring(width: int, height: int) -> bytes:
+    data = bytearray(SEEDS["photo.gif"])
+    data[6:10] = struct.pack("<HH", width, height)
+    return bytes(data)
+
+
+def bmp_declaring(width: int, height: int) -> bytes:
+    data = bytearray(SEEDS["photo.bmp"])
+    data[18:26] = struct.pack("<ii", width, height)
+    return bytes(data)
+
+
+def jpeg_bad_exif() -> bytes:
+    """EXIF whose IFD offset points far outside the segment, with an orientation of 9999."""
+    good = SEEDS["photo.jpg"]
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 2)
+    tiff += struct.pack("<HHII", 0x0112, 3, 1, 9999) + struct.pack("<HHII", 0x8769, 4, 1, 0x7FFFFFF0)
+    tiff += struct.pack("<I", 0xFFFFFF00)
+    app1 = b"Exif\x00\x00" + tiff
+    return good[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + good[2:]
+
+
+def heic_broken() -> bytes:
+    data = bytearray(SEEDS["photo.heic"])
+    mid = len(data) // 2
+    data[mid:mid + 64] = b"\xff" * 64
+    return bytes(data[: int(len(data) * 0.8)])
+
+
+def eps_file() -> bytes:
+    """PostScript: Pillow would hand it to Ghostscript if we let every plugin open files."""
+    return b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 48\nshowpage\n"
+
+
+def hostile_files() -> dict[str, tuple[bytes, str]]:
+    """name → (bytes, extension the file travels under)."""
+    pic = _base_picture()
+    return {
+        "empty": (b"", ".jpg"),
+        "one-byte": (b"\xff", ".jpg"),
+        "text": (b"hello, I am not an image\n", ".png"),
+        "1x1.png": (_save(pic.resize((1, 1)), "PNG"), ".png"),
+        "1x1.jpg": (_save(pic.resize((1, 1)), "JPEG"), ".jpg"),
+        "15x15.png": (_save(pic.resize((15, 15)), "PNG"), ".png"),
+        "30000x10.png": (_save(pic.resize((30000, 10)), "PNG"), ".png"),
+        "10x30000.jpg": (_save(pic.resize((10, 30000)), "JPEG"), ".jpg"),
+        "png-100000x100000": (png_declaring(100_000, 100_000), ".png"),
+        "png-2^31x1": (png_declaring(2**31 - 1, 1), ".png"),
+        "png-7999x7999-truncated": (png_declaring(7999, 7999), ".png"),
+        "jpeg-65535x65535": (jpeg_declaring(65535, 65535), ".jpg"),
+        "jpeg-0x0": (jpeg_declaring(0, 0), ".jpg"),
+        "gif-65535x65535": (gif_declaring(65535, 65535), ".gif"),
+        "bmp-100000x100000": (bmp_declaring(100_000, 100_000), ".bmp"),
+        "bmp-negative": (bmp_declaring(-64, -2**31), ".bmp"),
+        "png-zip-bomb-6000x6000": (png_zip_bomb(6000, 6000), ".png"),
+        "png-ztxt-bomb": (png_text_bomb(b"zTXt"), ".png"),
+        "png-iccp-bomb": (png_text_bomb(b"iCCP"), ".png"),
+        "jpeg-bad-exif": (jpeg_bad_exif(), ".jpg"),
+        "heic-broken": (heic_broken(), ".heic"),
+        "heic-as-jpg": (SEEDS["photo.heic"], ".jpg"),
+        "png-as-jpg": (SEEDS["photo.png"], ".jpg"),
+        "jpeg-zip-polyglot": (SEEDS["photo.jpg"] + _zip_bytes(), ".jpg"),
+        "gif-html-polyglot": (SEEDS["photo.gif"] + b"<script>alert(1)</script>", ".gif"),
+        "zip-with-jpeg-name": (_zip_bytes(), ".jpg"),
+        "pdf-header": (b"%PDF-1.4\n" + SEEDS["photo.jpg"], ".pdf"),
+        "eps-ghostscript": (eps_file(), ".eps"),
+        "svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', ".svg"),
+        "animated.gif": (SEEDS["animated.gif"], ".gif"),
+        "animated.webp": (SEEDS["animated.webp"], ".webp"),
+        "apng": (SEEDS["animated.png"], ".png"),
+    }
+
+
+def _zip_bytes() -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("payload.txt", b"A" * 10_000)
+    return buf.getvalue()
+
+
+HOSTILE = hostile_files()
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_file_gives_result_or_our_error(sandbox: Sandbox, name: str) -> None:
+    data, suffix = HOSTILE[name]
+    reply = check(sandbox, name, data, suffix=suffix)
+    if "100000" in name or "65535" in name or "2^31" in name:
+        assert reply["outcome"] == "error" and reply["type"] in ("TooLarge", "InvalidInput"), reply
+    if name.startswith(("eps", "svg", "text", "zip", "pdf", "empty", "one-byte")):
+        assert reply["outcome"] == "error" and reply["type"] == "InvalidInput", reply
+    if name.startswith("eps"):  # refused by format, never handed to Ghostscript
+        assert "Ghostscript" not in reply["message"], reply
+    if name.startswith(("1x1", "15x15")):  # too small for the model: said so, not a crash
+        assert reply["outcome"] == "error" and reply["type"] == "InvalidInput", reply
+
+
+def test_hostile_file_by_path_with_wrong_extension(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The same bytes reached by path under a misleading name: content decides, not the name."""
+    for name, (data, _) in sorted(HOSTILE.items())[:12]:
+        path = tmp_path / f"{name}.jpg"
+        path.write_bytes(data)
+        check(sandbox, f"path-{name}", str(path))
+
+
+@pytest.mark.parametrize("path", sorted(CORPUS.glob("*")) if CORPUS.is_dir() else [], ids=lambda p: p.name)
+def test_regression_corpus(sandbox: Sandbox, path: Path) -> None:
+    """Every crasher found so far, kept as a file: it must stay a result or our error."""
+    check(sandbox, f"corpus-{path.stem}", path.read_bytes(), suffix=path.suffix)
+
+
+# --------------------------------------------------------------------------------------------
+# Hypothesis: mutations of the seeds, random options
+# --------------------------------------------------------------------------------------------
+def examples(short: int, long: int) -> int:
+    """Case counts: ``--fuzz-long`` (set in conftest.py as MATTEKIT_FUZZ_LONG) picks the long run."""
+    return long if os.environ.get("MATTEKIT_FUZZ_LONG") == "1" else short
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
+    name = draw(st.sampled_from(SEED_NAMES))
+    data = bytearray(SEEDS[name])
+    ops = draw(st.lists(st.sampled_from(["truncate", "flip", "splice", "dup", "zero", "header"]),
+                        min_size=1, max_size=3))
+    for op in ops:
+        n = len(data)
+        if n == 0:
+            break
+        if op == "truncate":
+            data = data[: draw(st.integers(0, n - 1))]
+        elif op == "flip":
+            for pos in draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=32)):
+                data[pos] ^= 1 << draw(st.integers(0, 7))
+        elif op == "splice":
+            pos = draw(st.integers(0, n))
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=64))
+        elif op == "dup":
+            a = draw(st.integers(0, n - 1))
+            b = draw(st.integers(a, min(n, a + 4096)))
+            data[a:a] = data[a:b] * draw(st.integers(1, 8))
+        elif op == "zero":
+            a = draw(st.integers(0, n - 1))
+            data[a:a + draw(st.integers(1, 256))] = b"\0" * min(256, n - a)
+        elif op == "header":  # where sizes and offsets live: the first bytes of every format
+            for pos in draw(st.lists(st.integers(0, min(n, 64) - 1), min_size=1, max_size=6)):
+                data[pos] = draw(st.sampled_from([0x00, 0x7F, 0x80, 0xFF]))
+    return f"{name}+{'-'.join(ops)}", bytes(data)
+
+
+_text = st.one_of(
+    st.text(max_size=24),
+    st.sampled_from(["", "auto", "0", "1", "-1", "nan", "inf", "-inf", "1e309", "0x10", "true",
+                     "none", "#fff", "#12345", "rgb(1,2,3)", "blur", "blur:0", "blur:1e9",
+                     "blur:nan", "5%", "-5%", "1e6%", "99999999999999999999", "/etc/passwd",
+                     "../../x.png", "white", "hsl(0,100%,50%)", " 0.5 ", "fit", "fill", "jpeg"]),
+)
+OPTION_FIELDS = ["preset", "ratio", "format", "mask", "bg", "bg_fit", "blur", "crop", "margin",
+                 "crop_threshold", "max_size", "max_pixels", "decontaminate", "quality"]
+
+
+@st.composite
+def option_fields(draw: st.DrawFn) -> dict[str, Any]:
+    names = draw(st.lists(st.sampled_from(OPTION_FIELDS + ["nonsense"]), unique=True, max_size=6))
+    return {n: draw(st.one_of(_text, st.integers(-2**40, 2**40), st.floats(), st.booleans(),
+                              st.none())) for n in names}
+
+
+def _strip_paths(fields: dict[str, Any]) -> dict[str, Any]:
+    """Background image paths exist only in the CLI; over random text they would read /etc."""
+    return {k: v for k, v in fields.items() if not (k == "bg" and isinstance(v, str) and "/" in v)}
+
+
+@settings(max_examples=examples(400, 20_000), derandomize=True, deadline=None, database=None)
+@given(fields=option_fields())
+def test_options_from_fields_accepts_or_says_why(fields: dict[str, Any]) -> None:
+    """Any field values: a valid Options or an InvalidOption with a message, nothing else."""
+    try:
+        opts = Options.from_fields(fields)
+    except InvalidOption as exc:
+        assert str(exc) and "Traceback" not in str(exc)
+        return
+    assert opts.preset in ("fast", "balanced", "best") and opts.format in ("png", "webp", "jpg")
+    assert opts.ratio == "auto" or 0 < opts.ratio <= 1
+    assert 1 <= opts.quality <= 100 and opts.max_pixels >= 1
+
+
+@settings(max_examples=examples(150, 5_000), derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
+@given(case=mutated())
+def test_mutated_images_give_result_or_our_error(sandbox: Sandbox, case: tuple[str, bytes]) -> None:
+    name, data = case
+    check(sandbox, name.replace("+", "_"), data)
+
+
+@settings(max_examples=examples(60, 2_000), derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(seed=st.sampled_from(SEED_NAMES), fields=option_fields())
+def test_options_with_real_images(sandbox: Sandbox, seed: str, fields: dict[str, Any]) -> None:
+    """Random option values through the whole path (decode → model → compose → encode)."""
+    fields = {k: v for k, v in _strip_paths(fields).items() if k != "max_size" or _small_int(v)}
+    reply = check(sandbox, f"options-{seed}", SEEDS[seed], fields)
+    if reply["outcome"] == "ok" and "result" in reply:
+        assert reply["encoded"] > 0
+
+
+def _small_int(v: Any) -> bool:
+    """max_size up to 100000 is valid and would upscale nothing, but keep cases small anyway."""
+    try:
+        return int(v) <= 4096
+    except (TypeError, ValueError, OverflowError):
+        return True
