@@ -208,6 +208,86 @@ def run_jobs(jobs: List[Job], options, *, threads: int, overwrite: bool, skip_ex
     return failed
 
 
+# -- video -----------------------------------------------------------------------------------
+@app.command()
+def video(
+    source: str = typer.Argument(..., help="A video file: MP4, MOV, WebM, MKV, AVI, animated GIF/WebP, ..."),
+    output: str = typer.Option(..., "-o", "--output", help="Output: .webm/.mov (transparent), .zip or a folder (PNG frames), .mp4 (with --bg, or --mask)."),
+    output_type: Optional[str] = typer.Option(None, "--output-type", "-t", help="webm | mov | png-zip | png-dir | matte | composite (default: from OUT's extension)."),
+    bg: Optional[str] = typer.Option(None, "--bg", help="Background: a colour, blur[:RADIUS], an image file or a video file (looped/cut to length)."),
+    bg_fit: str = typer.Option("fill", "--bg-fit", help="How a background image fits: fill (crop) | fit (letterbox)."),
+    mask: bool = typer.Option(False, "--mask", help="Write the alpha matte as a greyscale video."),
+    preset: str = typer.Option("balanced", "--preset", "-p", help="fast | balanced | best."),
+    ratio: str = typer.Option("auto", "--ratio", help="RVM downsample ratio: auto or (0, 1]."),
+    decontaminate: Optional[bool] = typer.Option(None, "--decontaminate/--no-decontaminate", help="Clean edge colours with RVM's foreground (default: preset's choice)."),
+    start: float = typer.Option(0.0, "--start", help="Start at this many seconds."),
+    end: Optional[float] = typer.Option(None, "--end", help="Stop at this many seconds."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Process at most this many frames."),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Drop the source's audio."),
+    threads: int = typer.Option(0, "--threads", help="Inference threads (0 = all cores)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+) -> None:
+    """Remove the background from a video (transparent WebM/MOV, PNG frames, matte or composite)."""
+    from .options import Options, parse_background
+    from .video import VIDEO_SUFFIXES, VideoOptions, resolve_output
+
+    bg_video = None
+    if bg and Path(bg).suffix.lower() in VIDEO_SUFFIXES - {".gif", ".webp"}:
+        bg_video, bg = bg, None
+    try:
+        options = Options.from_fields(dict(preset=preset, mask=mask, bg=bg, bg_fit=bg_fit, ratio=ratio,
+                                           decontaminate=decontaminate))
+        if bg_video is not None and options.background is None:
+            options = options.replace(background=parse_background("black"))
+        vopts = VideoOptions(output=output_type, start=start, end=end, max_frames=max_frames,  # type: ignore[arg-type]
+                             audio=not no_audio, background_video=bg_video)
+        resolve_output(output, options, vopts)
+        if threads < 0:
+            raise InvalidOption("--threads must be 0 (all cores) or more")
+        if Path(output).exists() and not overwrite and not (Path(output).is_dir() and not any(Path(output).iterdir())):
+            raise InvalidOption(f"{output} exists (use --overwrite)")
+    except MattekitError as exc:
+        _err(str(exc))
+        raise typer.Exit(2)
+    raise typer.Exit(run_video(source, output, options, vopts, threads=threads))
+
+
+def run_video(source: str, output: str, options, vopts, *, threads: int) -> int:
+    """Process one clip with a progress bar; Ctrl-C leaves nothing at ``output``. Exit status."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .engine import Engine, set_engine
+    from .video import process_video
+
+    console = Console(stderr=True)
+    set_engine(Engine(threads=threads or None))
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[fps]:.1f} fps"), TimeElapsedColumn(), TimeRemainingColumn(),
+                   console=console, transient=True)
+    task = bar.add_task(Path(source).name, total=None, fps=0.0)
+
+    def report(p) -> None:
+        bar.update(task, completed=p.done, total=p.total or None, fps=p.fps)
+
+    try:
+        with bar:
+            result = process_video(source, output, options, vopts, progress=report)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: nothing written to {output}")
+        return 130
+    except MattekitError as exc:
+        console.print(f"[red]✗[/] {source}: {exc}")
+        return 1
+    except OSError as exc:
+        console.print(f"[red]✗[/] {source}: cannot write {output}: {exc.strerror or exc}")
+        return 1
+    audio = ", audio kept" if result.audio else ""
+    console.print(f"[green]✓[/] {source} → {output} ({result.frames} frames, {result.width}x{result.height}, "
+                  f"{result.frames / result.seconds:.1f} fps{audio})")
+    return 0
+
+
 # -- model -----------------------------------------------------------------------------------
 @model_app.command("fetch")
 def model_fetch(force: bool = typer.Option(False, "--force", help="Download again even if cached.")) -> None:
