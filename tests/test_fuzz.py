@@ -66,8 +66,31 @@ sys.stdout = sys.stderr  # nothing the library prints may corrupt the reply chan
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
+def run_video(data, out_kind):
+    import tempfile
+    from pathlib import Path
+    from mattekit.video import VideoOptions, process_video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "clip.bin"
+        src.write_bytes(data)
+        out = Path(tmp) / "out" / ("result." + {"webm": "webm", "matte": "mp4", "png-zip": "zip"}[out_kind])
+        try:
+            res = process_video(src, out, Options(preset="fast"),
+                                VideoOptions(output=out_kind, max_frames=12, max_duration=60))
+            return {"frames": res.frames, "size": (res.width, res.height)}
+        finally:
+            left = sorted(p.name for p in (Path(tmp) / "out").glob("*")) if (Path(tmp) / "out").exists() else []
+            if left not in ([], [out.name]):
+                raise AssertionError("files left behind: %s" % left)
+            if left and not out.stat().st_size:
+                raise AssertionError("empty output left behind")
+
+
 def run(case):
     source, fields, model_max = case
+    if isinstance(fields, str):  # a video case: fields is the output kind
+        return run_video(source, fields)
     opts = Options.from_fields(fields)
     dec = imaging.decode(source, opts)
     out = {"size": dec.size, "format": dec.format}
@@ -152,7 +175,7 @@ def sandbox():
     box.close()
 
 
-def check(box: Sandbox, name: str, data: Any, fields: Optional[dict] = None, *, suffix: str = ".bin") -> dict:
+def check(box: Sandbox, name: str, data: Any, fields: Any = None, *, suffix: str = ".bin") -> dict:
     """Run one case; on anything but a result or our error, keep the input as a crasher and fail."""
     reply = box.run(data, fields or {})
     bad = reply["outcome"] not in ("ok", "error") or reply["peak_mb"] > PEAK_RSS_LIMIT_MB
@@ -523,3 +546,97 @@ def _small_int(v: Any) -> bool:
         return int(v) <= 4096
     except (TypeError, ValueError, OverflowError):
         return True
+
+
+# --------------------------------------------------------------------------------------------
+# Video: short real clips (tests/samples.py carphone, re-encoded to a few codecs), mutated
+# --------------------------------------------------------------------------------------------
+VIDEO_KINDS = ("webm", "matte", "png-zip")
+
+
+def _clip_seeds() -> dict[str, bytes]:
+    """The first 8 frames of carphone as H.264/MP4, VP9/WebM, MJPEG/AVI and animated GIF."""
+    import tempfile
+
+    import av
+
+    sys.path.insert(0, str(HERE))
+    try:
+        from samples import sample_path
+    finally:
+        sys.path.remove(str(HERE))
+    frames = []
+    with av.open(str(sample_path("carphone"))) as src:
+        for frame in src.decode(video=0):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == 8:
+                break
+    out: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, codec, pix in (("clip.mp4", "libx264", "yuv420p"), ("clip.webm", "libvpx-vp9", "yuv420p"),
+                                 ("clip.avi", "mjpeg", "yuvj420p")):
+            path = Path(tmp) / name
+            with av.open(str(path), "w") as dst:
+                vs = dst.add_stream(codec, rate=25)
+                vs.width, vs.height, vs.pix_fmt = frames[0].shape[1], frames[0].shape[0], pix
+                for arr in frames:
+                    for pkt in vs.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                        dst.mux(pkt)
+                for pkt in vs.encode():
+                    dst.mux(pkt)
+            out[name] = path.read_bytes()
+    out["clip.gif"] = _save(Image.fromarray(frames[0]), "GIF", save_all=True,
+                            append_images=[Image.fromarray(f) for f in frames[1:]], duration=40)
+    return out
+
+
+_CLIPS: dict[str, bytes] = {}
+
+
+def clips() -> dict[str, bytes]:
+    if not _CLIPS:
+        _CLIPS.update(_clip_seeds())
+    return _CLIPS
+
+
+CLIP_NAMES = ["clip.mp4", "clip.webm", "clip.avi", "clip.gif"]
+
+
+@pytest.mark.parametrize("name", CLIP_NAMES)
+def test_seed_clips_work(sandbox: Sandbox, name: str) -> None:
+    """The unmutated seeds give a real result (so the mutated cases start from working files)."""
+    reply = check(sandbox, f"video-{name}", clips()[name], "webm")  # type: ignore[arg-type]
+    assert reply["outcome"] == "ok" and reply["frames"] == 8, reply
+
+
+@pytest.mark.parametrize("name,data", [
+    ("empty", b""), ("text", b"not a video at all\n"), ("jpeg", None), ("half-header", None),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_hostile_clips(sandbox: Sandbox, name: str, data: Optional[bytes]) -> None:
+    if name == "jpeg":
+        data = SEEDS["photo.jpg"]
+    elif name == "half-header":
+        data = clips()["clip.mp4"][:200]
+    reply = check(sandbox, f"video-{name}", data, "matte")  # type: ignore[arg-type]
+    if name != "jpeg":  # FFmpeg may read a JPEG as a one-frame clip: a result is fine there
+        assert reply["outcome"] == "error" and reply["type"] == "InvalidInput", reply
+
+
+@settings(max_examples=examples(25, 600), derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
+@given(name=st.sampled_from(CLIP_NAMES), kind=st.sampled_from(VIDEO_KINDS), data=st.data())
+def test_mutated_clips_give_result_or_our_error(sandbox: Sandbox, name: str, kind: str,
+                                                 data: st.DataObject) -> None:
+    clip = bytearray(clips()[name])
+    op = data.draw(st.sampled_from(["truncate", "flip", "zero"]))
+    n = len(clip)
+    if op == "truncate":
+        clip = clip[: data.draw(st.integers(0, n - 1))]
+    elif op == "flip":
+        for pos in data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=64)):
+            clip[pos] ^= 1 << data.draw(st.integers(0, 7))
+    else:
+        a = data.draw(st.integers(0, n - 1))
+        clip[a:a + 512] = b"\0" * min(512, n - a)
+    check(sandbox, f"video-{name}-{op}", bytes(clip), kind, suffix=Path(name).suffix)  # type: ignore[arg-type]
