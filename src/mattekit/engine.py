@@ -260,8 +260,7 @@ class Engine:
                 {fastpath.LOWRES_INPUT: lowres, "r1i": tensors[0], "r2i": tensors[1],
                  "r3i": tensors[2], "r4i": tensors[3]},
             )
-        alpha = fastpath.alpha_tail(coeff_a, coeff_b, rgb)
-        fg = fastpath.foreground_tail(coeff_a, coeff_b, rgb) if foreground else None
+        alpha, fg = fastpath.tail(coeff_a, coeff_b, rgb, foreground=foreground, workers=self.threads)
         return Matte(alpha, fg), RecurrentState(list(tensors), rgb.shape[:2])
 
     def matte(

@@ -165,43 +165,66 @@ def downsample(rgb: np.ndarray, ratio: float) -> np.ndarray:
 
 
 # -- the tail -------------------------------------------------------------------------------
+STRIP_ROWS = 32  # rows per work item: a strip's temporaries stay in cache instead of RAM
+
+
 def _up(plane: np.ndarray, height: int, width: int) -> np.ndarray:
     import cv2
 
     return cv2.resize(plane, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def channel_mean(rgb: np.ndarray) -> np.ndarray:
-    """mean_c(rgb / 255) as float32 HxW (OpenCV: ~10x faster than numpy's mean over axis 2)."""
-    import cv2
+def tail(
+    coeff_a: np.ndarray,
+    coeff_b: np.ndarray,
+    rgb: np.ndarray,
+    *,
+    foreground: bool = False,
+    workers: int = 0,
+) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """The full-resolution tail of RVM: ``(pha HxW, fgr HxWx3 or None)``, float32 in [0, 1].
 
-    weights = np.full((1, 3), 1.0 / 765.0, np.float32)
-    return cv2.transform(rgb.astype(np.float32), weights)
-
-
-def alpha_tail(coeff_a: np.ndarray, coeff_b: np.ndarray, rgb: np.ndarray) -> np.ndarray:
-    """pha = clip(up(A3) * mean_c(src) + up(b3), 0, 1), float32 HxW."""
+    pha = clip(up(A3) * mean_c(src) + up(b3), 0, 1); fgr_c = clip((up(A_c) + 1) * src_c + up(b_c), 0, 1).
+    The upsampled coefficients are made whole-frame (OpenCV's resize is multi-threaded); the
+    per-pixel arithmetic runs in row strips across ``workers`` threads (0 = every core), since
+    done whole-frame each step would stream ~100 MB through memory at 4K.
+    """
     import cv2
 
     h, w = rgb.shape[:2]
-    a3 = _up(coeff_a[0, 3], h, w)
+    a3 = _up(coeff_a[0, 3], h, w)  # becomes pha in place
     b3 = _up(coeff_b[0, 3], h, w)
-    pha = cv2.multiply(a3, channel_mean(rgb))
-    cv2.add(pha, b3, dst=pha)
-    np.clip(pha, 0.0, 1.0, out=pha)
-    return pha
+    fgr = afg = bfg = None
+    if foreground:
+        afg = _up(np.ascontiguousarray(coeff_a[0, :3].transpose(1, 2, 0)), h, w)  # becomes fgr in place
+        bfg = _up(np.ascontiguousarray(coeff_b[0, :3].transpose(1, 2, 0)), h, w)
+    mean_weights = np.full((1, 3), 1.0 / 765.0, np.float32)
+    inv255 = 1.0 / 255.0
 
+    def strip(y: int) -> None:
+        rows = slice(y, min(h, y + STRIP_ROWS))
+        src = rgb[rows].astype(np.float32)
+        pha = a3[rows]
+        cv2.multiply(pha, cv2.transform(src, mean_weights), dst=pha)
+        cv2.add(pha, b3[rows], dst=pha)
+        np.clip(pha, 0.0, 1.0, out=pha)
+        if afg is not None:
+            fg = afg[rows]
+            cv2.multiply(fg, src, dst=fg, scale=inv255)
+            cv2.scaleAdd(src, inv255, fg, dst=fg)  # (A + 1) * src = A * src + src
+            cv2.add(fg, bfg[rows], dst=fg)
+            np.clip(fg, 0.0, 1.0, out=fg)
 
-def foreground_tail(coeff_a: np.ndarray, coeff_b: np.ndarray, rgb: np.ndarray) -> np.ndarray:
-    """fgr_c = clip((up(A_c) + 1) * src_c + up(b_c), 0, 1), float32 HxWx3."""
-    import cv2
+    starts = range(0, h, STRIP_ROWS)
+    n = workers or os.cpu_count() or 1
+    if n > 1 and len(starts) > 1:
+        from concurrent.futures import ThreadPoolExecutor
 
-    h, w = rgb.shape[:2]
-    a = _up(np.ascontiguousarray(coeff_a[0, :3].transpose(1, 2, 0)), h, w)  # HxWx3
-    b = _up(np.ascontiguousarray(coeff_b[0, :3].transpose(1, 2, 0)), h, w)
-    a += np.float32(1.0)
-    src = rgb.astype(np.float32)
-    cv2.multiply(a, src, dst=a, scale=1.0 / 255.0)
-    cv2.add(a, b, dst=a)
-    np.clip(a, 0.0, 1.0, out=a)
-    return a
+        with ThreadPoolExecutor(min(n, len(starts)), thread_name_prefix="mattekit-tail") as pool:
+            list(pool.map(strip, starts))  # list(): re-raise a worker's exception here
+    else:
+        for y in starts:
+            strip(y)
+    if foreground:
+        fgr = afg
+    return a3, fgr
