@@ -1,0 +1,8 @@
+"""The web app and HTTP API (FastAPI): ``create_app()`` builds one; see :mod:`.factory`."""
+
+from __future__ import annotations
+
+from .factory import create_app
+from .settings import Settings
+
+__all__ = ["create_app", "Settings"]

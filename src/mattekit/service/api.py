@@ -1,0 +1,231 @@
+"""Routes: the page, ``POST /api/v1/remove``, health, readiness, metrics and limits.
+
+Handlers only parse and answer; the work runs in ``app.state.pool`` (see :mod:`.executor`).
+Everything a route needs lives on ``request.app.state``: ``settings``, ``pool``, ``metrics``,
+``matter`` and ``ready`` (see :func:`mattekit.service.create_app`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from .. import imaging
+from ..errors import InvalidInput, InvalidOption, MattekitError
+from ..matter import Matter
+from ..options import FORMATS, PRESETS, BackgroundImage, Options
+from .uploads import read_upload
+
+STATIC_DIR = Path(__file__).with_name("static")
+
+# The options a client may set. ``max_pixels`` is the server's to decide.
+CLIENT_FIELDS = frozenset({
+    "format", "mask", "bg", "bg_fit", "blur", "crop", "margin", "ratio", "max_size", "preset",
+    "quality", "decontaminate", "crop_threshold",
+})
+# A ``bg`` that names a file: the CLI accepts paths, the service must never touch one.
+_PATHLIKE = re.compile(r"[/\\]|\.[A-Za-z]{3,4}\s*$")
+
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
+        "style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class Unauthorized(MattekitError):
+    code = "unauthorized"
+    http_status = 401
+
+
+def require_api_key(request: Request) -> None:
+    """When ``MATTEKIT_API_KEYS`` is set, /api/ needs ``X-API-Key`` or ``Authorization: Bearer``."""
+    keys = request.app.state.settings.api_keys
+    if not keys:
+        return
+    given = request.headers.get("x-api-key", "")
+    auth = request.headers.get("authorization", "")
+    if not given and auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
+        raise Unauthorized("this server needs an API key: send it as X-API-Key or Authorization: Bearer")
+
+
+router = APIRouter()
+api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)], tags=["api"])
+
+
+# -- the page and probes ---------------------------------------------------------------------
+@router.get("/", include_in_schema=False)
+async def index() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", headers={**PAGE_HEADERS, "Cache-Control": "no-cache"})
+
+
+@router.get("/healthz", tags=["ops"], summary="The process is alive (always fast)")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["ops"], summary="503 until the model is loaded, then 200")
+async def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+    if state.ready:
+        return JSONResponse({"status": "ready"})
+    if state.load_error is not None:
+        body = {"error": {"code": state.load_error.code, "message": state.load_error.message}}
+    else:
+        body = {"error": {"code": "loading", "message": "the model is still loading"}}
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
+
+
+@router.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    from .metrics import CONTENT_TYPE_LATEST
+
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+# -- the API ---------------------------------------------------------------------------------
+@api.get("/limits", summary="What this server accepts")
+async def limits(request: Request) -> dict:
+    s = request.app.state.settings
+    return {
+        "max_upload_bytes": s.max_upload_bytes, "max_pixels": s.max_pixels,
+        "formats": list(FORMATS), "presets": list(PRESETS),
+        "workers": s.workers, "queue_size": s.queue_size,
+    }
+
+
+def parse_options(fields: Mapping[str, str], settings: Any, has_bg_file: bool) -> Options:
+    """Form/query fields → :class:`Options` under this server's limits (400 on a bad one)."""
+    unknown = sorted(set(fields) - CLIENT_FIELDS)
+    if unknown:
+        raise InvalidOption(
+            f"unknown option {unknown[0]!r}; known: {', '.join(sorted(CLIENT_FIELDS | {'file', 'bg_file'}))}"
+        )
+    bg = fields.get("bg")
+    if bg and _PATHLIKE.search(bg):
+        raise InvalidOption("bg must be a colour, 'blur' or 'transparent'; send a picture as the bg_file upload")
+    if has_bg_file and ((bg or "").strip().lower() not in ("", "image") or fields.get("blur") not in (None, "", "0", "false")):
+        raise InvalidOption("give either bg/blur or a bg_file picture, not both")
+    clean = {k: v for k, v in fields.items() if not (k == "bg" and has_bg_file)}
+    return Options.from_fields(clean, base=Options(max_pixels=settings.max_pixels))
+
+
+@dataclass
+class Processed:
+    body: bytes
+    size: tuple[int, int]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def process(matter: Matter, data: bytes, options: Options, bg_data: Optional[bytes], fit: str) -> Processed:
+    """The work of one request, in a pool thread: library call, then encoding."""
+    timings: dict[str, float] = {}
+    if bg_data is not None:
+        t0 = time.perf_counter()
+        # Decoded here, under the server's pixel limit, so Matter does not decode it again.
+        background = imaging.decode(bg_data, Options(max_pixels=options.max_pixels))
+        options = options.replace(background=BackgroundImage(background, fit))  # type: ignore[arg-type]
+        timings["bg_decode"] = time.perf_counter() - t0
+    result = matter.process(data, options)
+    body = result.encode(options.format, options.quality)
+    timings.update(result.timings)
+    return Processed(body, result.image.size, timings)
+
+
+def _server_timing(timings: Mapping[str, float]) -> str:
+    return ", ".join(f"{name};dur={seconds * 1000:.1f}" for name, seconds in timings.items())
+
+
+REMOVE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "the photo"},
+                        "bg_file": {"type": "string", "format": "binary", "description": "a picture to put behind the subject"},
+                        "format": {"type": "string", "enum": list(FORMATS), "default": "png"},
+                        "preset": {"type": "string", "enum": list(PRESETS), "default": "balanced"},
+                        "mask": {"type": "boolean", "default": False, "description": "return the alpha matte alone"},
+                        "bg": {"type": "string", "description": "transparent (default), a colour ('white', '#00ff00') or blur[:RADIUS]"},
+                        "bg_fit": {"type": "string", "enum": ["fill", "fit"], "default": "fill"},
+                        "blur": {"type": "string", "description": "blur the original behind the subject: true or a radius"},
+                        "crop": {"type": "boolean", "default": False, "description": "crop to the subject"},
+                        "margin": {"type": "string", "description": "crop margin: pixels ('16') or percent ('5%')"},
+                        "ratio": {"type": "string", "default": "auto", "description": "RVM downsample ratio: auto or (0, 1]"},
+                        "max_size": {"type": "integer", "description": "shrink so the longer side is at most this"},
+                        "quality": {"type": "integer", "default": 90, "description": "JPEG/WebP quality (WebP 100 = lossless)"},
+                        "decontaminate": {"type": "string", "description": "auto | true | false: clean edge colours"},
+                    },
+                }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@api.post(
+    "/remove",
+    summary="Remove the background of one photo",
+    description=(
+        "Send the photo as the multipart field `file` (or as the raw request body with its image "
+        "content type, options then in the query string). Options may also be given as query "
+        "parameters. Returns the encoded image; `X-Process-Time` (seconds) and `Server-Timing` "
+        "say where the time went. Errors are JSON `{\"error\": {\"code\", \"message\"}}`: 400 bad "
+        "option, 413 upload too large, 415 not an image, 422 too many pixels, 503 busy (with "
+        "`Retry-After`)."
+    ),
+    openapi_extra=REMOVE_BODY,
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}, "image/webp": {}, "image/jpeg": {}}, "description": "the result"},
+        400: {"description": "bad option"}, 413: {"description": "upload too large"},
+        415: {"description": "not an image"}, 422: {"description": "too many pixels"},
+        503: {"description": "busy: retry after Retry-After seconds"},
+    },
+)
+async def remove(request: Request) -> Response:
+    state = request.app.state
+    settings = state.settings
+    upload = await read_upload(request, settings.max_upload_bytes)
+    fields = {**dict(request.query_params), **upload.fields}
+    bg_data = upload.files.get("bg_file")
+    options = parse_options(fields, settings, bg_data is not None)
+    data = upload.files.get("file")
+    if not data:
+        raise InvalidInput("no image: send the photo as the multipart field 'file' or as the request body")
+    if bg_data is not None and not bg_data:
+        raise InvalidInput("bg_file is empty")
+    fit = (fields.get("bg_fit") or "fill").lower()
+    queued = time.perf_counter()
+    out: Processed = await state.pool.run(process, state.matter, data, options, bg_data, fit)
+    total = time.perf_counter() - queued
+    timings = {"queue": max(0.0, total - sum(out.timings.values())), **out.timings, "total": total}
+    state.metrics.observe_timings(out.timings)
+    headers = {
+        "X-Process-Time": f"{sum(out.timings.values()):.3f}",
+        "Server-Timing": _server_timing(timings),
+        "X-Image-Size": f"{out.size[0]}x{out.size[1]}",
+        "Content-Disposition": f'inline; filename="cutout{imaging.EXTENSIONS[options.format]}"',
+        "Cache-Control": "no-store",
+    }
+    return Response(out.body, media_type=imaging.CONTENT_TYPES[options.format], headers=headers)
+
+
+router.include_router(api)

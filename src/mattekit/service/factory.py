@@ -1,0 +1,208 @@
+"""The app factory: settings, worker pool, metrics, routers, error handlers, static files.
+
+Adding routes (e.g. video jobs): write a module in this package listed in ``ROUTER_MODULES``
+(``jobs.py`` is already listed) exposing ``router`` (an ``APIRouter``) and, optionally,
+``async def on_startup(app)`` / ``async def on_shutdown(app)``. :func:`create_app` includes it
+when the module exists. Routes reach shared state through ``request.app.state``:
+
+- ``settings``: :class:`~mattekit.service.settings.Settings`
+- ``pool``: the stills :class:`~mattekit.service.executor.WorkPool` (create your own pool for
+  long jobs in ``on_startup`` so a video never holds the slots stills need)
+- ``metrics``: :class:`~mattekit.service.metrics.Metrics` (``.registry`` for your own metrics)
+- ``matter``: the :class:`~mattekit.matter.Matter` to process stills with
+- ``ready`` / ``load_error``: the model's state
+
+Raise :class:`~mattekit.errors.MattekitError` subclasses in handlers: they become
+``{"error": {"code", "message"}}`` with the error's ``http_status`` (503 adds ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import time
+from contextlib import asynccontextmanager
+from types import ModuleType
+from typing import Any, AsyncIterator, Optional
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+
+from .. import __version__
+from ..errors import Busy, MattekitError
+from ..matter import Matter
+from .executor import WorkPool
+from .metrics import Metrics
+from .settings import Settings
+
+log = logging.getLogger("mattekit.service")
+
+ROUTER_MODULES = ("api", "jobs")
+MOUNTS = ("/static", "/docs-assets")  # static mounts get their own metrics label
+
+
+def error_response(status: int, code: str, message: str, headers: Optional[dict] = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _routers() -> list[ModuleType]:
+    modules = []
+    for name in ROUTER_MODULES:
+        full = f"{__package__}.{name}"
+        try:
+            modules.append(importlib.import_module(full))
+        except ModuleNotFoundError as exc:
+            if exc.name != full:  # a real missing dependency inside the module: say so
+                raise
+    return modules
+
+
+def _load_model(app: FastAPI) -> None:
+    """Create the ONNX session and run it once, so the first user does not pay for either."""
+    import numpy as np
+
+    state = app.state
+    try:
+        engine = state.matter.engine
+        engine.load()
+        engine.matte(np.zeros((64, 64, 3), np.uint8))
+    except MattekitError as exc:
+        state.load_error = exc
+        log.error("model not available: %s", exc)
+        return
+    state.ready = True
+    state.metrics.ready.set(1)
+    log.info("model loaded; ready")
+
+
+class MetricsMiddleware:
+    """Counts every response by route template (never by raw path: bounded label values)."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message.setdefault("headers", []).append((b"x-content-type-options", b"nosniff"))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None)
+            if path is None:
+                mount = "/" + scope.get("path", "").split("/", 2)[1] if scope.get("path", "").count("/") > 1 else ""
+                path = mount if mount in MOUNTS else "other"
+            self.metrics.observe(scope.get("method", ""), path, status["code"], time.perf_counter() - start)
+
+
+def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] = None) -> FastAPI:
+    """A new app. ``settings`` default to the environment (``MATTEKIT_*``, see settings.py)."""
+    settings = settings or Settings.from_env()
+    pool = WorkPool(settings.workers, settings.queue_size, name="stills")
+    metrics = Metrics(pool)
+    modules = _routers()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Load in a thread while the server already answers /healthz (and /readyz with 503).
+        loading = asyncio.ensure_future(asyncio.to_thread(_load_model, app)) if settings.load_model else None
+        for module in modules:
+            if hasattr(module, "on_startup"):
+                await module.on_startup(app)
+        try:
+            yield
+        finally:
+            for module in modules:
+                if hasattr(module, "on_shutdown"):
+                    await module.on_shutdown(app)
+            if loading is not None and not loading.done():
+                loading.cancel()
+            pool.shutdown(wait=False)
+
+    app = FastAPI(
+        title="mattekit",
+        version=__version__,
+        summary="Remove the background from photos of people (RVM matting on the CPU).",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.pool = pool
+    app.state.metrics = metrics
+    app.state.matter = matter or Matter()
+    app.state.ready = False
+    app.state.load_error = None
+
+    _add_error_handlers(app, pool, metrics)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+            allow_headers=["*"], expose_headers=["X-Process-Time", "Server-Timing", "X-Image-Size", "Retry-After"],
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    for module in modules:
+        app.include_router(module.router)
+    from .docs import add_docs
+
+    add_docs(app)
+    from .api import STATIC_DIR
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics) -> None:
+    @app.exception_handler(MattekitError)
+    async def mattekit_error(request: Request, exc: MattekitError) -> JSONResponse:
+        headers = None
+        if isinstance(exc, Busy) or exc.http_status == 503:
+            headers = {"Retry-After": str(pool.retry_after())}
+            if isinstance(exc, Busy):
+                metrics.rejected.inc()
+        metrics.errors.labels(exc.code).inc()
+        return error_response(exc.http_status, exc.code, exc.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(400, "invalid_option", f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return error_response(
+            exc.status_code, codes.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail),
+            getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(MemoryError)
+    async def out_of_memory(request: Request, exc: MemoryError) -> JSONResponse:
+        log.error("out of memory while serving %s", request.url.path)
+        return error_response(503, "out_of_memory", "the server ran out of memory; try a smaller image",
+                              {"Retry-After": str(pool.retry_after())})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error while serving %s", request.url.path)
+        return error_response(500, "internal", "internal error: the server logged the details")

@@ -1,0 +1,72 @@
+"""Prometheus metrics for one app instance (its own registry, so several apps in one process,
+as in tests, never collide). Other routers (e.g. jobs) add theirs to ``app.state.metrics.registry``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from prometheus_client import (  # noqa: F401  (CONTENT_TYPE_LATEST is re-exported for the route)
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .executor import WorkPool
+
+# The *_created series double the output and no dashboard here reads them.
+disable_created_metrics()
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)
+
+
+class Metrics:
+    def __init__(self, pool: "WorkPool") -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "mattekit_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "mattekit_http_request_duration_seconds", "Time from request to response", ["route"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.inference = Histogram(
+            "mattekit_inference_seconds", "Model time per image (the matte stage)",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.stage = Histogram(
+            "mattekit_stage_seconds", "Time per processing stage", ["stage"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.rejected = Counter("mattekit_rejected_busy", "Requests refused with 503 (queue full)", registry=r)
+        self.errors = Counter("mattekit_errors", "Requests that ended in one of our errors", ["code"], registry=r)
+        queue = Gauge("mattekit_queue_depth", "Requests waiting for a worker", registry=r)
+        queue.set_function(lambda: pool.waiting)
+        running = Gauge("mattekit_workers_busy", "Workers running a request now", registry=r)
+        running.set_function(lambda: pool.running)
+        Gauge("mattekit_workers", "Workers in the pool", registry=r).set(pool.workers)
+        Gauge("mattekit_queue_capacity", "Requests accepted (running + waiting) before 503", registry=r).set(
+            pool.capacity
+        )
+        self.ready = Gauge("mattekit_model_ready", "1 once the model is loaded", registry=r)
+        self.started = time.time()
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def observe_timings(self, timings: dict[str, float]) -> None:
+        for stage, seconds in timings.items():
+            self.stage.labels(stage).observe(seconds)
+        if "matte" in timings:
+            self.inference.observe(timings["matte"])
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

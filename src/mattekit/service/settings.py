@@ -1,0 +1,86 @@
+"""Service settings: one frozen dataclass, read once from the environment.
+
+| variable                    | default                 | meaning                                          |
+|-----------------------------|-------------------------|--------------------------------------------------|
+| ``MATTEKIT_MAX_UPLOAD_BYTES`` | 33554432 (32 MiB)     | request body limit, enforced while streaming (413) |
+| ``MATTEKIT_MAX_PIXELS``       | 50000000              | decoded pixel limit per image (422)              |
+| ``MATTEKIT_WORKERS``          | CPU count, at most 4  | inference threads in the bounded pool            |
+| ``MATTEKIT_QUEUE_SIZE``       | 16                    | requests waiting for a worker before 503 Busy    |
+| ``MATTEKIT_CORS_ORIGINS``     | (none)                | comma-separated origins allowed by CORS          |
+| ``MATTEKIT_API_KEYS``         | (none)                | comma-separated keys; when set, /api/ needs one  |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+from ..errors import InvalidOption
+
+# Phones write up to ~50 MP; more is almost surely a mistake or a decompression bomb.
+DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024
+DEFAULT_QUEUE_SIZE = 16
+
+
+def default_workers() -> int:
+    """One inference thread per core, at most 4.
+
+    ONNX Runtime already spreads one inference over every core; a second worker per core only
+    overlaps the single-threaded decode/compose/encode of one request with another's inference.
+    More than 4 adds memory (one full-size image set per worker) without throughput.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidOption(f"{name} must be an integer, not {raw!r}") from None
+    if value < minimum:
+        raise InvalidOption(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one service instance allows. Build with :meth:`from_env` or directly in tests."""
+
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    workers: int = 0  # 0 = default_workers()
+    queue_size: int = DEFAULT_QUEUE_SIZE
+    cors_origins: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = ()
+    load_model: bool = True  # load the model at start-up (off only in tests that need no model)
+
+    def __post_init__(self) -> None:
+        if self.workers == 0:
+            object.__setattr__(self, "workers", default_workers())
+        if self.workers < 1 or self.queue_size < 0 or self.max_upload_bytes < 1 or self.max_pixels < 1:
+            raise InvalidOption("workers, max_upload_bytes and max_pixels must be positive; queue_size >= 0")
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None, **overrides) -> "Settings":
+        """Settings from ``MATTEKIT_*`` variables; keyword ``overrides`` win (CLI flags)."""
+        env = os.environ if env is None else env
+        values = dict(
+            max_upload_bytes=_int(env, "MATTEKIT_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1),
+            max_pixels=_int(env, "MATTEKIT_MAX_PIXELS", DEFAULT_MAX_PIXELS, 1),
+            workers=_int(env, "MATTEKIT_WORKERS", 0, 0),
+            queue_size=_int(env, "MATTEKIT_QUEUE_SIZE", DEFAULT_QUEUE_SIZE, 0),
+            cors_origins=_list(env, "MATTEKIT_CORS_ORIGINS"),
+            api_keys=_list(env, "MATTEKIT_API_KEYS"),
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

@@ -1,0 +1,139 @@
+"""Read a request body into memory, refusing it (413) as soon as it passes the byte limit.
+
+Starlette's own form parsing spools files to temporary files and only checks sizes afterwards;
+here the body is counted while it streams in and parsed with python-multipart's push parser, so
+an oversized upload costs at most ``limit`` bytes of memory and never touches the file system.
+File names sent by the client are ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+
+from ..errors import MattekitError, UploadTooLarge
+
+FILE_FIELDS = ("file", "bg_file")
+MAX_FIELDS = 64
+MAX_FIELD_BYTES = 4096
+
+
+class BadRequest(MattekitError):
+    """The request itself is malformed (not one of its options)."""
+
+    code = "bad_request"
+    http_status = 400
+
+
+@dataclass
+class Upload:
+    """Text fields and file parts of one request, all in memory."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+def _too_large(limit: int) -> UploadTooLarge:
+    return UploadTooLarge(f"the upload is larger than the limit of {limit / 1048576:.1f} MiB")
+
+
+async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The body's chunks; raises :class:`UploadTooLarge` before the total passes ``limit``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(limit)
+        if chunk:
+            yield chunk
+
+
+async def read_upload(request: Request, limit: int) -> Upload:
+    """Multipart form, urlencoded form, or a raw image body (then it is the ``file``)."""
+    from python_multipart.multipart import parse_options_header
+
+    media, params = parse_options_header(request.headers.get("content-type", ""))
+    if media == b"multipart/form-data":
+        boundary = params.get(b"boundary")
+        if not boundary:
+            raise BadRequest("multipart/form-data without a boundary")
+        return await _read_multipart(limited_stream(request, limit), boundary)
+    body = bytearray()
+    async for chunk in limited_stream(request, limit):
+        body += chunk
+    if media == b"application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+        except (UnicodeDecodeError, ValueError):
+            raise BadRequest("the form body is not valid UTF-8 form data") from None
+        return Upload(fields=dict(pairs))
+    return Upload(files={"file": bytes(body)} if body else {})
+
+
+async def _read_multipart(stream: AsyncIterator[bytes], boundary: bytes) -> Upload:
+    from python_multipart.exceptions import MultipartParseError
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    upload = Upload()
+    part: dict = {}
+    header_field = bytearray()
+    header_value = bytearray()
+
+    def on_part_begin() -> None:
+        part.clear()
+        part.update(headers={}, data=bytearray())
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header_field.extend(data[start:end])
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header_value.extend(data[start:end])
+
+    def on_header_end() -> None:
+        part["headers"][bytes(header_field).lower()] = bytes(header_value)
+        header_field.clear()
+        header_value.clear()
+
+    def on_headers_finished() -> None:
+        _, opts = parse_options_header(part["headers"].get(b"content-disposition", b""))
+        name = opts.get(b"name")
+        if name is None:
+            raise BadRequest("a multipart part has no name")
+        part["name"] = name.decode("utf-8", "replace")
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        buf = part["data"]
+        buf.extend(data[start:end])
+        if part["name"] not in FILE_FIELDS and len(buf) > MAX_FIELD_BYTES:
+            raise BadRequest(f"form field {part['name']!r} is longer than {MAX_FIELD_BYTES} bytes")
+
+    def on_part_end() -> None:
+        name, data = part["name"], part["data"]
+        if name in FILE_FIELDS:
+            upload.files[name] = bytes(data)
+            return
+        if len(upload.fields) >= MAX_FIELDS:
+            raise BadRequest(f"more than {MAX_FIELDS} form fields")
+        try:
+            upload.fields[name] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest(f"form field {name!r} is not UTF-8 text") from None
+
+    parser = MultipartParser(boundary, {
+        "on_part_begin": on_part_begin, "on_part_data": on_part_data, "on_part_end": on_part_end,
+        "on_header_field": on_header_field, "on_header_value": on_header_value,
+        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
+    })
+    try:
+        async for chunk in stream:
+            parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise BadRequest(f"the multipart body is malformed: {exc}") from None
+    return upload
