@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     Busy,
     Cancelled,
+    InternalError,
     InvalidInput,
     InvalidOption,
     MattekitError,
@@ -58,5 +59,5 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "__version__", "remove", "Matter", "Result", "Options", "Color", "Blur", "BackgroundImage",
     "Margin", "parse_background", "Engine", "get_engine", "MattekitError", "InvalidOption",
-    "InvalidInput", "TooLarge", "UploadTooLarge", "ModelUnavailable", "Busy", "Cancelled",
+    "InvalidInput", "TooLarge", "UploadTooLarge", "ModelUnavailable", "InternalError", "Busy", "Cancelled",
 ]

@@ -11,13 +11,14 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Union
 
 import typer
 
 from . import __version__
 from .errors import InvalidOption, MattekitError
 
+CUTOUT_SUFFIX = "-cutout"  # NAME-cutout.png beside NAME.jpg when no -o is given
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif"}
 
 app = typer.Typer(
@@ -52,26 +53,39 @@ def _root(
 # -- remove ----------------------------------------------------------------------------------
 @dataclass
 class Job:
-    source: str  # a path, or "-" for stdin
+    source: Union[str, bytes]  # a path, "-" for stdin, or stdin's bytes once read
     target: str  # a path, or "-" for stdout
     display: str
 
 
-def _expand(inputs: List[str]) -> Iterator[tuple[str, Optional[Path], Path]]:
-    """(input, base folder or None, file) for every image the arguments name."""
+def _is_image_file(p: Path) -> bool:
+    # Hidden files include our own half-written ".NAME.PID.part" results.
+    return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+
+
+def _expand(inputs: List[str], output: Optional[str]) -> Iterator[tuple[str, Optional[Path], Path]]:
+    """(input, base folder or None, file) for every image the arguments name.
+
+    A folder never yields our own results again: files under the output folder are left out,
+    and without ``-o`` so are the ``*-cutout.*`` files a previous run wrote beside its inputs.
+    """
+    out_dir = Path(output).resolve() if output not in (None, "-") else None
     for arg in inputs:
         if arg == "-":
             yield arg, None, Path("-")
             continue
         path = Path(arg)
         if path.is_dir():
-            for f in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+            for f in sorted(p for p in path.rglob("*") if _is_image_file(p)):
+                if out_dir is not None and out_dir in f.resolve().parents:
+                    continue
+                if output is None and f.stem.endswith(CUTOUT_SUFFIX):
+                    continue
                 yield arg, path, f
         elif path.exists():
             yield arg, None, path
         elif glob.has_magic(arg):
-            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True))
-            files = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES]
+            files = sorted(Path(m) for m in glob.glob(arg, recursive=True) if _is_image_file(Path(m)))
             if not files:
                 raise InvalidOption(f"no images match {arg!r}")
             for f in files:
@@ -82,7 +96,9 @@ def _expand(inputs: List[str]) -> Iterator[tuple[str, Optional[Path], Path]]:
 
 def plan_jobs(inputs: List[str], output: Optional[str], fmt: str) -> List[Job]:
     """Where each input's result goes. Folders keep their relative paths under ``output``."""
-    found = list(_expand(inputs))
+    found = list(_expand(inputs, output))
+    if not found:
+        raise InvalidOption(f"no images found in {', '.join(inputs)} ({', '.join(sorted(IMAGE_SUFFIXES))})")
     ext = {"png": ".png", "webp": ".webp", "jpg": ".jpg"}[fmt]
     many = len(found) > 1 or any(base is not None for _, base, _ in found)
     if any(str(f) == "-" for _, _, f in found) and len(found) > 1:
@@ -93,7 +109,7 @@ def plan_jobs(inputs: List[str], output: Optional[str], fmt: str) -> List[Job]:
             jobs.append(Job("-", output or "-", "<stdin>"))
             continue
         if output is None:
-            target = f.with_name(f"{f.stem}-cutout{ext}")
+            target = f.with_name(f"{f.stem}{CUTOUT_SUFFIX}{ext}")
         elif output == "-":
             if many:
                 raise InvalidOption("'-o -' (stdout) takes a single input")
@@ -104,8 +120,10 @@ def plan_jobs(inputs: List[str], output: Optional[str], fmt: str) -> List[Job]:
             target = Path(output) / rel.with_suffix(ext)
         else:
             target = Path(output)
+        if target.resolve() == f.resolve():
+            raise InvalidOption(f"{f} would be overwritten by its own result; choose another -o")
         jobs.append(Job(str(f), str(target), str(f)))
-    targets = [j.target for j in jobs if j.target != "-"]
+    targets = [str(Path(j.target).resolve()) for j in jobs if j.target != "-"]
     if len(set(targets)) != len(targets):
         raise InvalidOption("two inputs would write the same output file; use a folder with -o")
     return jobs
@@ -141,70 +159,91 @@ def remove(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave existing outputs alone and go on."),
 ) -> None:
-    """Remove the background from images."""
+    """Remove the background from images.
+
+    Exit status: 0 all done, 1 some inputs failed (each one is reported), 2 bad usage.
+    """
     from .options import Options
 
     try:
         options = Options.from_fields(
             dict(format=fmt, preset=preset, mask=mask, bg=bg, bg_fit=bg_fit, crop=crop, margin=margin,
-                 ratio=ratio, max_size=max_size, quality=quality, decontaminate=decontaminate)
+                 ratio=ratio, max_size=max_size, quality=quality, decontaminate=decontaminate),
+            allow_paths=True,
         )
-        jobs = plan_jobs(inputs, output, options.format)
         if threads < 0:
             raise InvalidOption("--threads must be 0 (all cores) or more")
+        if overwrite and skip_existing:
+            raise InvalidOption("--overwrite and --skip-existing exclude each other")
+        jobs = plan_jobs(inputs, output, options.format)
+        if any(j.source == "-" for j in jobs) and sys.stdin.isatty():
+            raise InvalidOption("'-' reads an image from stdin: pipe one in, as in `mattekit remove - < photo.jpg`")
+        if any(j.target == "-" for j in jobs) and sys.stdout.isatty():
+            raise InvalidOption("the result would go to the terminal: redirect it (`> out.png`) or use -o FILE")
     except MattekitError as exc:
         _err(str(exc))
-        raise typer.Exit(2)
-    if overwrite and skip_existing:
-        _err("--overwrite and --skip-existing exclude each other")
         raise typer.Exit(2)
     failed = run_jobs(jobs, options, threads=threads, overwrite=overwrite, skip_existing=skip_existing)
     raise typer.Exit(1 if failed else 0)
 
 
 def run_jobs(jobs: List[Job], options, *, threads: int, overwrite: bool, skip_existing: bool) -> int:
-    """Process every job, reporting (not raising) per-file failures. Returns the failure count."""
+    """Process every job, reporting (not raising) per-file failures. Returns the failure count.
+
+    Progress goes to stderr: a live bar on a terminal, one ``[i/N]`` line per file otherwise
+    (logs, CI), so a long batch always shows where it is.
+    """
     from rich.console import Console
+    from rich.markup import escape
 
     from .engine import Engine, set_engine
     from .pipeline import process_files
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the width
     todo: List[Job] = []
-    failed = 0
+    failed = skipped = 0
     for job in jobs:
         if job.target != "-" and Path(job.target).exists() and not overwrite:
             if skip_existing:
+                skipped += 1
                 continue
-            console.print(f"[red]✗[/] {job.display}: {job.target} exists (use --overwrite or --skip-existing)")
+            console.print(f"[red]✗[/] {escape(job.display)}: {escape(job.target)} exists (use --overwrite or --skip-existing)")
             failed += 1
             continue
         todo.append(job)
+    if skipped:
+        console.print(f"skipping {skipped} input(s) whose output exists")
     if not todo:
         return failed
     set_engine(Engine(threads=threads or None))
     for job in todo:
         if job.source == "-":
-            job.source = sys.stdin.buffer.read()  # type: ignore[assignment]
-    for job, outcome in process_files(todo, options, progress=console if len(todo) > 1 else None):
+            job.source = sys.stdin.buffer.read()
+    many = len(todo) > 1
+    live = many and console.is_terminal
+    done = 0
+    for job, outcome in process_files(todo, options, progress=console if live else None):
+        done += 1
+        where = f"[{done}/{len(todo)}] " if many else ""
+        name = escape(job.display)
         if isinstance(outcome, MattekitError):
-            console.print(f"[red]✗[/] {job.display}: {outcome}")
+            console.print(f"{where}[red]✗[/] {name}: {escape(str(outcome))}")
             failed += 1
             continue
         if job.target == "-":
             sys.stdout.buffer.write(outcome)
             sys.stdout.buffer.flush()
-        else:
-            try:
-                _write_atomic(Path(job.target), outcome)
-            except OSError as exc:
-                console.print(f"[red]✗[/] {job.display}: cannot write {job.target}: {exc.strerror or exc}")
-                failed += 1
-                continue
-            if len(todo) == 1:
-                console.print(f"[green]✓[/] {job.display} → {job.target}")
-    if len(todo) > 1:
-        console.print(f"{len(todo) - failed} done, {failed} failed")
+            continue
+        try:
+            _write_atomic(Path(job.target), outcome)
+        except OSError as exc:
+            console.print(f"{where}[red]✗[/] {name}: cannot write {escape(job.target)}: {exc.strerror or exc}")
+            failed += 1
+            continue
+        if not live:
+            console.print(f"{where}[green]✓[/] {name} → {escape(job.target)}")
+    if many:
+        console.print(f"{len(todo) - failed} done, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     return failed
 
 
@@ -236,7 +275,7 @@ def video(
         bg_video, bg = bg, None
     try:
         options = Options.from_fields(dict(preset=preset, mask=mask, bg=bg, bg_fit=bg_fit, ratio=ratio,
-                                           decontaminate=decontaminate))
+                                           decontaminate=decontaminate), allow_paths=True)
         if bg_video is not None and options.background is None:
             options = options.replace(background=parse_background("black"))
         vopts = VideoOptions(output=output_type, start=start, end=end, max_frames=max_frames,  # type: ignore[arg-type]
@@ -336,3 +375,11 @@ def main() -> None:
     except KeyboardInterrupt:
         _err("interrupted")
         sys.exit(130)
+    except MattekitError as exc:
+        _err(str(exc))
+        sys.exit(1)
+    except Exception as exc:  # never a traceback for a user; -v logs it
+        logging.getLogger("mattekit.cli").info("internal error", exc_info=True)
+        _err(f"internal error ({type(exc).__name__}: {exc}). Please report it with the command you ran "
+             "and the output of the same command with -v.")
+        sys.exit(1)

@@ -56,6 +56,13 @@ class ModelUnavailable(MattekitError):
     http_status = 503
 
 
+class InternalError(MattekitError):
+    """A bug in mattekit, reported as a value so one input never stops the others."""
+
+    code = "internal_error"
+    http_status = 500
+
+
 class Busy(MattekitError):
     """The work queue is full; try again shortly."""
 
@@ -77,6 +84,7 @@ __all__ = [
     "TooLarge",
     "UploadTooLarge",
     "ModelUnavailable",
+    "InternalError",
     "Busy",
     "Cancelled",
 ]

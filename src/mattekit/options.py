@@ -7,6 +7,7 @@ dataclass the library takes, so an option means the same thing everywhere.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Optional, Union
 
@@ -90,20 +91,24 @@ def parse_margin(value: Union[str, int, float, Margin, None]) -> Margin:
     if value is None or value == "":
         return Margin()
     if isinstance(value, Margin):
-        return value
-    text = str(value).strip()
-    percent = text.endswith("%")
-    try:
-        number = float(text.rstrip("%").removesuffix("px"))
-    except ValueError:
-        raise InvalidOption(f"margin must be pixels like '16' or a percentage like '5%', not {value!r}") from None
-    if number < 0 or (percent and number > 1000) or (not percent and number > 100_000):
+        number, percent = value.value, value.percent
+    else:
+        text = str(value).strip().lower()
+        percent = text.endswith("%")
+        try:
+            number = float(text.rstrip("%").removesuffix("px"))
+        except ValueError:
+            raise InvalidOption(f"margin must be pixels like '16' or a percentage like '5%', not {value!r}") from None
+    if not math.isfinite(number) or number < 0 or (percent and number > 1000) or (not percent and number > 100_000):
         raise InvalidOption(f"margin {value!r} is out of range")
     return Margin(number, percent)
 
 
-def parse_background(value: Union[str, Background], fit: Fit = "fill") -> Background:
-    """``transparent`` | a colour | ``blur`` / ``blur:RADIUS`` | an existing image path."""
+def parse_background(value: Union[str, Background], fit: Fit = "fill", *, allow_paths: bool = True) -> Background:
+    """``transparent`` | a colour | ``blur`` / ``blur:RADIUS`` | an existing image path.
+
+    ``allow_paths=False`` refuses file paths: text from a web form must never read server files.
+    """
     if value is None or isinstance(value, (Color, Blur, BackgroundImage)):
         return value
     if not isinstance(value, str):
@@ -124,14 +129,22 @@ def parse_background(value: Union[str, Background], fit: Fit = "fill") -> Backgr
         return Blur(radius)
     from pathlib import Path
 
-    if any(sep in text for sep in ("/", "\\")) or Path(text).suffix.lower() in (
+    looks_like_path = any(sep in text for sep in ("/", "\\")) or Path(text).suffix.lower() in (
         ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif",
-    ):
+    )
+    if looks_like_path and not allow_paths:
+        raise InvalidOption("a background image must be uploaded, not named by a path")
+    if looks_like_path:
         path = Path(text).expanduser()
         if not path.is_file():
             raise InvalidOption(f"background image not found: {text}")
         return BackgroundImage(path, fit)
-    return parse_color(text)
+    try:
+        return parse_color(text)
+    except InvalidOption:
+        if allow_paths and Path(text).expanduser().is_file():  # an image file without a suffix
+            return BackgroundImage(Path(text).expanduser(), fit)
+        raise
 
 
 def _as_int(name: str, value: Any) -> int:
@@ -198,6 +211,8 @@ class Options:
         object.__setattr__(self, "margin", parse_margin(self.margin))
         if not isinstance(self.background, (type(None), Color, Blur, BackgroundImage)):
             object.__setattr__(self, "background", parse_background(self.background))
+        if isinstance(self.background, BackgroundImage) and self.background.fit not in ("fill", "fit"):
+            raise InvalidOption(f"a background image fits by 'fill' or 'fit', not {self.background.fit!r}")
         if not 0.0 <= self.crop_threshold < 1.0:
             raise InvalidOption("crop_threshold must be in [0, 1)")
         if self.max_size is not None and not 16 <= _as_int("max_size", self.max_size) <= 100_000:
@@ -216,11 +231,15 @@ class Options:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_fields(cls, fields: Mapping[str, Any], base: Optional["Options"] = None) -> "Options":
+    def from_fields(
+        cls, fields: Mapping[str, Any], base: Optional["Options"] = None, *, allow_paths: bool = False
+    ) -> "Options":
         """Build from string fields (CLI flags, form fields, query parameters).
 
         Unknown names raise :class:`InvalidOption`; ``bg`` is the background as text (a colour,
-        ``blur``, ``transparent``, or—CLI only—an image path); ``bg_fit`` is ``fill`` or ``fit``.
+        ``blur``, ``transparent``, or—with ``allow_paths``, for the CLI only—an image path) or
+        the background image itself (bytes, PIL image, array); ``bg_fit`` is ``fill`` or ``fit``.
+        Paths are refused by default so a web form can never make the server read its own files.
         """
         base = base or cls()
         known = {f.name for f in dataclasses.fields(cls)} | {"bg", "bg_fit", "blur"}
@@ -257,5 +276,5 @@ class Options:
             blur = fields["blur"]
             changes["background"] = parse_background("blur" if blur in (True, "true", "1") else f"blur:{blur}")
         elif fields.get("bg") is not None:
-            changes["background"] = parse_background(fields["bg"], fit)  # type: ignore[arg-type]
+            changes["background"] = parse_background(fields["bg"], fit, allow_paths=allow_paths)  # type: ignore[arg-type]
         return dataclasses.replace(base, **changes)

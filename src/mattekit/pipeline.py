@@ -5,11 +5,14 @@ Failures are values, not exceptions: one bad file never stops the others.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterable, Iterator, Optional, Protocol, Union
 
-from .errors import MattekitError
+from .errors import InternalError, MattekitError
 from .matter import Matter
 from .options import Options
+
+log = logging.getLogger("mattekit.pipeline")
 
 
 class FileJob(Protocol):
@@ -40,6 +43,12 @@ def process_files(
                 outcome = exc
             except MemoryError:
                 outcome = MattekitError("out of memory while processing this image")
+            except Exception as exc:  # a bug must cost one file, not the batch
+                log.info("internal error on %s", job.display, exc_info=True)  # shown with -v
+                outcome = InternalError(
+                    f"internal error ({type(exc).__name__}: {exc}); the other files go on. "
+                    "Please report it with this file and the output of `mattekit -v remove ...`"
+                )
             if bar is not None:
                 bar.advance(task)
             yield job, outcome
