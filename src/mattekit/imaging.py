@@ -376,8 +376,23 @@ EXTENSIONS = {"png": ".png", "webp": ".webp", "jpg": ".jpg"}
 
 _FORMAT_LIMITS = {"webp": 16383, "jpg": 65500}  # the formats' own size fields
 
-# zlib level 1 is ~4.7x faster than Pillow's default (6) for ~20 % larger files (bench/speed.py).
+# For L/P/16-bit PNGs (fpng writes 8-bit RGB/RGBA only): zlib level 1 is ~4x faster than
+# Pillow's default (6) for ~10 % larger files (bench/speed.py, "encoders").
 PNG_COMPRESS_LEVEL = 1
+
+
+def _png(img: Image.Image, buf: io.BytesIO) -> None:
+    """RGB/RGBA through fpng (~20x faster than zlib level 1, ~10 % larger; bench/speed.py),
+    anything else — or no fpng on this platform — through Pillow at a fast zlib level."""
+    if img.mode in ("RGB", "RGBA") and not img.info.get("icc_profile"):
+        try:
+            import fpng
+        except ImportError:
+            pass
+        else:
+            buf.write(fpng.from_pil(img))
+            return
+    img.save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
 
 
 def encode(img: Image.Image, fmt: str = "png", quality: int = 90) -> bytes:
@@ -391,7 +406,7 @@ def encode(img: Image.Image, fmt: str = "png", quality: int = 90) -> bytes:
         )
     buf = io.BytesIO()
     if fmt == "png":
-        img.save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
+        _png(img, buf)
     elif fmt == "webp":
         if quality >= 100:
             img.save(buf, "WEBP", lossless=True, method=0, exact=True)
