@@ -1,0 +1,277 @@
+"""The HTTP API in process (httpx against the ASGI app): every status, on real photos.
+
+Quality is not the point here, so most requests use the ``fast`` preset and ``max_size``; the
+correctness checks compare the service's bytes with the library's output for the same options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from mattekit.engine import Engine
+from mattekit.matter import Matter
+from mattekit.options import Options
+from mattekit.service import Settings, create_app
+from mattekit.service.api import STATIC_DIR
+
+FAST = {"preset": "fast", "max_size": "384"}
+
+
+def wait_ready(client: TestClient, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the model did not load in time"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def client():
+    app = create_app(Settings(max_upload_bytes=4_000_000, max_pixels=2_000_000, workers=2, queue_size=4))
+    with TestClient(app) as c:
+        wait_ready(c)
+        yield c
+
+
+def error_of(response: httpx.Response) -> dict:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["message"] and "Traceback" not in body["error"]["message"]
+    return body["error"]
+
+
+def library_alpha(data: bytes, fields: dict) -> np.ndarray:
+    image = Matter().remove(data, Options.from_fields(fields))
+    return np.asarray(image.getchannel("A"))
+
+
+def assert_alpha_matches(got: Image.Image, expected: np.ndarray) -> None:
+    alpha = np.asarray(got.getchannel("A")).astype(int)
+    assert alpha.shape == expected.shape
+    diff = np.abs(alpha - expected.astype(int))
+    # Same library, same options: equal up to float rounding in the model's threads.
+    assert diff.max() <= 2 and diff.mean() < 0.01, (diff.max(), diff.mean())
+
+
+# -- 200 ---------------------------------------------------------------------------------------
+@pytest.mark.eval
+def test_cutout_is_rgba_same_size_and_matches_library(client, people_images):
+    photo = next(p for p in people_images if p.name.startswith("D_"))  # 1191x894, under the limit
+    data = photo.read_bytes()
+    fields = {"preset": "fast"}
+    r = client.post("/api/v1/remove", data=fields, files={"file": ("anything.jpg", data, "image/jpeg")})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/png"
+    assert float(r.headers["x-process-time"]) > 0
+    assert re.search(r"matte;dur=[0-9.]+", r.headers["server-timing"])
+    out = Image.open(io.BytesIO(r.content))
+    assert out.mode == "RGBA"
+    assert out.size == Image.open(photo).size
+    assert_alpha_matches(out, library_alpha(data, fields))
+
+
+@pytest.mark.eval
+def test_exif_rotated_photo_comes_back_upright(client, people_images):
+    original = Image.open(people_images[1]).convert("RGB")
+    original.thumbnail((512, 512))
+    stored = original.transpose(Image.Transpose.ROTATE_90)  # pixels as a sideways camera stores them
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    buf = io.BytesIO()
+    stored.save(buf, "PNG", exif=exif)
+    r = client.post("/api/v1/remove", data={"preset": "fast"}, files={"file": ("x.png", buf.getvalue())})
+    assert r.status_code == 200, r.text
+    out = Image.open(io.BytesIO(r.content))
+    assert out.size == original.size
+    plain = io.BytesIO()
+    original.save(plain, "PNG")
+    assert_alpha_matches(out, library_alpha(plain.getvalue(), {"preset": "fast"}))
+
+
+def test_raw_body_with_query_options_and_webp(client, sample_photo):
+    data = sample_photo.read_bytes()
+    r = client.post("/api/v1/remove", params={**FAST, "format": "webp", "quality": "100"}, content=data,
+                    headers={"content-type": "image/png"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/webp"
+    out = Image.open(io.BytesIO(r.content))
+    assert out.format == "WEBP" and out.mode == "RGBA" and out.size == (384, 384)
+    assert_alpha_matches(out, library_alpha(data, {**FAST, "format": "webp", "quality": "100"}))
+
+
+def test_colour_and_uploaded_background(client, sample_photo, sample_grey_photo):
+    data = sample_photo.read_bytes()
+    r = client.post("/api/v1/remove", data={**FAST, "bg": "#00ff00", "format": "jpg"}, files={"file": ("a", data)})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(r.content)).mode == "RGB"
+
+    bg = sample_grey_photo.read_bytes()
+    r = client.post("/api/v1/remove", data=FAST, files={"file": ("a", data), "bg_file": ("b", bg)})
+    assert r.status_code == 200, r.text
+    composite = np.asarray(Image.open(io.BytesIO(r.content)))
+    alpha = library_alpha(data, FAST)
+    upright = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((384, 384), Image.Resampling.LANCZOS))
+    grey = np.asarray(Image.open(io.BytesIO(bg)).convert("RGB").resize((384, 384), Image.Resampling.LANCZOS))
+    solid, clear = alpha == 255, alpha == 0
+    assert solid.sum() > 1000 and clear.sum() > 1000
+    # The subject stays where alpha is opaque; the uploaded picture shows where it is clear.
+    assert np.abs(composite[solid].astype(int) - upright[solid]).mean() < 3
+    assert np.abs(composite[clear].astype(int) - grey[clear]).mean() < 3
+
+
+def test_mask_and_crop(client, sample_photo):
+    data = sample_photo.read_bytes()
+    mask = client.post("/api/v1/remove", data={**FAST, "mask": "true"}, files={"file": ("a", data)})
+    assert mask.status_code == 200
+    m = Image.open(io.BytesIO(mask.content))
+    assert m.mode == "L" and m.size == (384, 384)
+    crop = client.post("/api/v1/remove", data={**FAST, "crop": "true"}, files={"file": ("a", data)})
+    assert crop.status_code == 200
+    c = Image.open(io.BytesIO(crop.content))
+    assert c.width < 384 or c.height < 384
+    assert crop.headers["x-image-size"] == f"{c.width}x{c.height}"
+
+
+# -- errors ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fields, word", [
+    ({"format": "gif"}, "format"),
+    ({"ratio": "2"}, "ratio"),
+    ({"colour": "red"}, "unknown option"),
+    ({"max_pixels": "999999999"}, "unknown option"),  # the server's limit, not the client's
+    ({"bg": "/etc/passwd"}, "bg"),
+    ({"bg": "../secret.png"}, "bg"),
+    ({"bg": "not-a-colour"}, "colour"),
+])
+def test_bad_option_is_400(client, sample_photo, fields, word):
+    r = client.post("/api/v1/remove", data=fields, files={"file": ("a", sample_photo.read_bytes())})
+    assert r.status_code == 400
+    err = error_of(r)
+    assert err["code"] == "invalid_option" and word in err["message"]
+
+
+def test_missing_file_and_malformed_multipart_are_4xx(client):
+    assert error_of(client.post("/api/v1/remove", data={"preset": "fast"}))["code"] == "invalid_input"
+    r = client.post("/api/v1/remove", content=b"--xyz\r\nnot a header\r\n",
+                    headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert r.status_code == 400 and error_of(r)["code"] == "bad_request"
+
+
+@pytest.mark.eval
+def test_upload_too_large_is_413(client, people_images):
+    photo = people_images[0].read_bytes()
+    data = photo * (1 + 4_000_000 // len(photo))  # a real JPEG with junk after it, > 4 MB
+    r = client.post("/api/v1/remove", files={"file": ("a.jpg", data)})
+    assert r.status_code == 413 and error_of(r)["code"] == "upload_too_large"
+
+    def chunks():  # no Content-Length: the limit holds while the body streams in
+        for i in range(0, len(data), 65536):
+            yield data[i:i + 65536]
+
+    r = client.post("/api/v1/remove", content=chunks(), headers={"content-type": "image/jpeg"})
+    assert r.status_code == 413 and error_of(r)["code"] == "upload_too_large"
+
+
+def test_not_an_image_is_415(client, sample_photo):
+    for data in (b"this is plain text, not a picture", sample_photo.read_bytes()[:3000]):
+        r = client.post("/api/v1/remove", data=FAST, files={"file": ("a.png", data)})
+        assert r.status_code == 415, r.text
+        assert error_of(r)["code"] == "invalid_input"
+
+
+@pytest.mark.eval
+def test_too_many_pixels_is_422(client, people_images):
+    big = next(p for p in people_images if Image.open(p).width >= 1920)  # 1920x1279 > 2 MP
+    r = client.post("/api/v1/remove", data={"max_size": "256"}, files={"file": ("a.jpg", big.read_bytes())})
+    assert r.status_code == 422 and error_of(r)["code"] == "too_large"
+
+
+def test_full_queue_is_503_with_retry_after_then_recovers(sample_photo):
+    app = create_app(Settings(workers=1, queue_size=0, load_model=False))
+    data = sample_photo.read_bytes()
+
+    async def main() -> tuple[list[httpx.Response], httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=120) as ac:
+            async def one() -> httpx.Response:
+                return await ac.post("/api/v1/remove", data={"preset": "fast", "max_size": "256"},
+                                     files={"file": ("a.png", data)})
+            burst = await asyncio.gather(*(one() for _ in range(4)))
+            return list(burst), await one()
+
+    burst, after = asyncio.run(main())
+    codes = sorted(r.status_code for r in burst)
+    assert codes[0] == 200 and codes[-1] == 503, codes
+    for r in burst:
+        if r.status_code == 503:
+            assert error_of(r)["code"] == "busy"
+            assert int(r.headers["retry-after"]) >= 1
+    assert after.status_code == 200
+    assert app.state.pool.waiting == 0 and app.state.pool.running == 0
+
+
+# -- probes, metrics, docs, page -------------------------------------------------------------
+def test_readyz_reports_a_model_that_cannot_load(tmp_path: Path, sample_photo):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    app = create_app(Settings(workers=1, queue_size=1), matter=Matter(engine=Engine(model=broken)))
+    with TestClient(app) as c:
+        assert c.get("/healthz").json() == {"status": "ok"}
+        deadline = time.monotonic() + 30
+        while app.state.load_error is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        r = c.get("/readyz")
+        assert r.status_code == 503 and error_of(r)["code"] == "model_unavailable"
+        r = c.post("/api/v1/remove", files={"file": ("a", sample_photo.read_bytes())})
+        assert r.status_code == 503 and error_of(r)["code"] == "model_unavailable"
+        assert "retry-after" in r.headers
+
+
+def test_metrics_count_requests_latency_queue_and_inference(client):
+    text = client.get("/metrics").text
+    assert 'mattekit_http_requests_total{method="POST",route="/api/v1/remove",status="200"}' in text
+    assert "mattekit_http_request_duration_seconds_bucket" in text
+    assert "mattekit_queue_depth 0.0" in text
+    count = re.search(r"^mattekit_inference_seconds_count (\S+)$", text, re.M)
+    assert count and float(count.group(1)) >= 1
+    assert "mattekit_model_ready 1.0" in text
+
+
+def test_docs_work_offline(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    urls = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert urls and not [u for u in urls if u.startswith(("http:", "https:", "//"))], urls
+    for url in urls:
+        assert client.get(url).status_code == 200, url
+    spec = client.get("/openapi.json").json()
+    assert "/api/v1/remove" in spec["paths"]
+
+
+def test_page_and_assets_are_local(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
+    for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text):
+        assert client.get(asset).status_code == 200, asset
+    for f in STATIC_DIR.iterdir():
+        assert not re.search(r"(?:src|href|url)\s*[=(]\s*[\"']?(?:https?:)?//", f.read_text()), f
+
+
+def test_api_keys_when_configured(sample_photo):
+    app = create_app(Settings(workers=1, queue_size=1, api_keys=("k1", "k2"), load_model=False))
+    with TestClient(app) as c:
+        r = c.get("/api/v1/limits")
+        assert r.status_code == 401 and error_of(r)["code"] == "unauthorized"
+        assert c.get("/api/v1/limits", headers={"x-api-key": "k2"}).status_code == 200
+        assert c.get("/api/v1/limits", headers={"authorization": "Bearer k1"}).status_code == 200
+        assert c.get("/healthz").status_code == 200
