@@ -95,7 +95,7 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         try:
             img = Image.open(fp)
         except Image.DecompressionBombError:
-            raise TooLarge(f"{name} declares more pixels than allowed ({max_pixels:,})") from None
+            raise TooLarge(f"{name} declares more pixels than allowed (the limit is {max_pixels:,})") from None
         except Exception as exc:  # Pillow raises many types on hostile headers; all mean "not an image"
             if isinstance(exc, MemoryError):
                 raise
@@ -200,7 +200,7 @@ def decode(source: ImageSource, options: Optional[Options] = None) -> Decoded:
     except (MemoryError, TooLarge, InvalidInput):
         raise
     except Image.DecompressionBombError:
-        raise TooLarge(f"the image declares more pixels than allowed ({options.max_pixels:,})") from None
+        raise TooLarge(f"the image declares more pixels than allowed (the limit is {options.max_pixels:,})") from None
     except Exception as exc:  # anything a corrupt file makes the decoder raise
         raise InvalidInput(f"the image could not be decoded (truncated or corrupt): {exc}") from None
     finally:
