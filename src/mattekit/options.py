@@ -96,7 +96,7 @@ def parse_margin(value: Union[str, int, float, Margin, None]) -> Margin:
         text = str(value).strip().lower()
         percent = text.endswith("%")
         try:
-            number = float(text.rstrip("%").removesuffix("px"))
+            number = float(text[:-1] if percent else text.removesuffix("px"))
         except ValueError:
             raise InvalidOption(f"margin must be pixels like '16' or a percentage like '5%', not {value!r}") from None
     if not math.isfinite(number) or number < 0 or (percent and number > 1000) or (not percent and number > 100_000):
