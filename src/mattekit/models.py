@@ -89,6 +89,8 @@ def locate(path: Union[str, Path, None] = None, *, fetch_missing: bool = True) -
         try:
             return ModelInfo(cached, verify(cached), "cache")
         except ModelUnavailable:
+            if not fetch_missing:
+                raise  # its message says the file is corrupt and what to do
             log.warning("cached model %s is corrupt; fetching it again", cached)
     if not fetch_missing:
         raise ModelUnavailable(f"model not in the cache ({cached}); run `mattekit model fetch`")
