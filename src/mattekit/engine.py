@@ -36,11 +36,13 @@ def auto_ratio(height: int, width: int, target: int = AUTO_TARGET_PX) -> float:
 
 def resolve_ratio(ratio: Union[str, float], height: int, width: int) -> float:
     if ratio == "auto":
-        return auto_ratio(height, width)
-    r = float(ratio)
-    if not 0.0 < r <= 1.0:
-        raise InvalidOption(f"ratio must be in (0, 1], not {ratio}")
-    # Below ~32 px the network has nothing left to see; clamp rather than fail.
+        r = auto_ratio(height, width)
+    else:
+        r = float(ratio)
+        if not 0.0 < r <= 1.0:
+            raise InvalidOption(f"ratio must be in (0, 1], not {ratio}")
+    # Below ~32 px the network has nothing left to see; clamp rather than fail. "auto" too: on a
+    # 30000x30 strip it would leave no rows at all (found by tests/test_fuzz.py).
     return max(r, min(1.0, 32.0 / min(height, width)))
 
 

@@ -93,7 +93,7 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
                 "a file object, a PIL image or a numpy array"
             )
         try:
-            img = Image.open(fp)
+            img = Image.open(fp, formats=[f for f in READ_FORMATS if f in Image.OPEN])
         except Image.DecompressionBombError:
             raise TooLarge(f"{name} declares more pixels than allowed (the limit is {max_pixels:,})") from None
         except Exception as exc:  # Pillow raises many types on hostile headers; all mean "not an image"
