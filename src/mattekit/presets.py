@@ -1,31 +1,82 @@
-"""Quality presets for stills: how many model passes, at which ratios, with what extras.
+"""Quality presets: how many model runs, at which downsample ratios, with what extras.
 
-Each preset is a small recipe over :class:`mattekit.engine.Engine`; the numbers behind each
-choice come from ``bench/quality.py`` on the dev set (README, "Quality").
+A preset is a small :class:`Recipe` over the public engine API (:meth:`Engine.step`); the numbers
+behind each choice come from ``bench/quality.py`` on the dev set (README, "Quality").
+
+Stills (``run``)
+    Each recipe runs RVM once per *member* — one low-resolution size (``targets``, the longer side
+    of the network's low-resolution pass in pixels) and, with ``flip``, its mirror image — and
+    averages the members' alphas (and foregrounds). Each member may repeat the same photo
+    ``passes`` times, carrying RVM's recurrent state, so its memory settles as it would on the
+    frames of a video.
+
+    Why averaging generalises: for every pixel, |mean(aᵢ) − g| ≤ mean(|aᵢ − g|), so the SAD of the
+    average is never above the mean SAD of its members, on any photo. RVM's error jumps up and
+    down with the exact ratio (see the bench's ratio sweep); averaging nearby ratios keeps the
+    typical error instead of betting on one lucky ratio.
+
+    A fixed ``ratio`` (a float, e.g. ``0.25`` as in the original demo) replaces ``targets``: the
+    recipe then runs that one ratio, still with its passes and flip.
+
+Video (``stream``)
+    For the frames of a video the recurrent state *is* the warm-up, so ``passes`` only applies to
+    the first frame after a start or :meth:`PresetStream.reset` (it is run ``passes`` times, as a
+    still would be, so the first frames are not worse than the rest). Each member keeps its own
+    recurrent state; the frames' alphas are the members' average, exactly as for stills.
+    The video code path is::
+
+        s = presets.stream(engine, options.preset, options.ratio, foreground=want_fg)
+        for rgb in frames:            # RGB uint8 HxWx3
+            matte = s.process(rgb)    # Matte(alpha, foreground)
+        s.reset()                     # at a scene cut
+
+    ``fast`` costs one model run per frame; the others cost one per member (``members``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
-from .engine import Engine, Matte
+from .engine import Engine, Matte, RecurrentState, auto_ratio, resolve_ratio
 from .errors import InvalidOption
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    passes: int  # runs of the same image, carrying RVM's recurrent state
+    targets: tuple[int, ...]  # low-resolution long side (px) of each member, for ratio="auto"
+    passes: int  # runs of the same image per member, carrying RVM's recurrent state
+    flip: bool  # also run each member on the mirror image
     decontaminate: bool  # default for Options.decontaminate=None
+
+    def ratios(self, ratio: Union[str, float], height: int, width: int) -> list[float]:
+        """The downsample ratio of each member for an image of this size (duplicates dropped)."""
+        if ratio != "auto":
+            return [resolve_ratio(ratio, height, width)]
+        found: list[float] = []
+        for target in self.targets:
+            r = auto_ratio(height, width, target)
+            if r not in found:
+                found.append(r)
+        return found
+
+    def members(self, ratio: Union[str, float], height: int, width: int) -> list[tuple[float, bool]]:
+        """(ratio, mirrored) of each model input, in run order."""
+        flips = (False, True) if self.flip else (False,)
+        return [(r, f) for r in self.ratios(ratio, height, width) for f in flips]
+
+    def runs(self, ratio: Union[str, float], height: int, width: int) -> int:
+        """Model runs one still costs (the time a preset takes is about proportional to it)."""
+        return len(self.members(ratio, height, width)) * self.passes
 
 
 RECIPES: dict[str, Recipe] = {
-    "fast": Recipe("fast", passes=1, decontaminate=True),
-    "balanced": Recipe("balanced", passes=3, decontaminate=True),
-    "best": Recipe("best", passes=3, decontaminate=True),
+    "fast": Recipe("fast", targets=(512,), passes=1, flip=False, decontaminate=True),
+    "balanced": Recipe("balanced", targets=(512,), passes=3, flip=False, decontaminate=True),
+    "best": Recipe("best", targets=(512,), passes=3, flip=True, decontaminate=True),
 }
 
 
@@ -36,7 +87,76 @@ def recipe(name: str) -> Recipe:
         raise InvalidOption(f"preset must be one of {', '.join(RECIPES)}, not {name!r}") from None
 
 
+def _mirror(rgb: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(rgb[:, ::-1])
+
+
+def _average(mattes: list[Matte], mirrored: list[bool]) -> Matte:
+    alpha = np.zeros_like(mattes[0].alpha)
+    fg: Optional[np.ndarray] = None
+    for m, f in zip(mattes, mirrored):
+        alpha += m.alpha[:, ::-1] if f else m.alpha
+        if m.foreground is not None:
+            part = m.foreground[:, ::-1] if f else m.foreground
+            fg = part.copy() if fg is None else fg + part
+    n = np.float32(1.0 / len(mattes))
+    return Matte(alpha * n, None if fg is None else fg * n)
+
+
+def run_recipe(
+    engine: Engine, rgb: np.ndarray, rec: Recipe, ratio: Union[str, float] = "auto", *, foreground: bool = False
+) -> Matte:
+    """Matte one still with a recipe: every member, ``passes`` runs each, averaged."""
+    h, w = rgb.shape[:2]
+    mattes, mirrored = [], []
+    for r, flip in rec.members(ratio, h, w):
+        src = _mirror(rgb) if flip else rgb
+        mattes.append(engine.matte(src, r, passes=rec.passes, foreground=foreground))
+        mirrored.append(flip)
+    return mattes[0] if len(mattes) == 1 else _average(mattes, mirrored)
+
+
 def run(engine: Engine, rgb: np.ndarray, preset: str, ratio: Union[str, float], *, foreground: bool) -> Matte:
     """Matte one still with a preset."""
-    r = recipe(preset)
-    return engine.matte(rgb, ratio, passes=r.passes, foreground=foreground)
+    return run_recipe(engine, rgb, recipe(preset), ratio, foreground=foreground)
+
+
+class PresetStream:
+    """A preset applied to the frames of one video: one recurrent state per member.
+
+    Same interface as :class:`mattekit.engine.Stream` (``process``, ``reset``, ``frames``).
+    """
+
+    def __init__(self, engine: Engine, rec: Recipe, ratio: Union[str, float] = "auto", *, foreground: bool = False):
+        self.engine = engine
+        self.recipe = rec
+        self.ratio = ratio
+        self.foreground = foreground
+        self.frames = 0
+        self._states: dict[tuple[float, bool], RecurrentState] = {}
+
+    def reset(self) -> None:
+        self._states = {}
+
+    def process(self, rgb: np.ndarray) -> Matte:
+        h, w = rgb.shape[:2]
+        mattes, mirrored = [], []
+        for key in self.recipe.members(self.ratio, h, w):
+            r, flip = key
+            src = _mirror(rgb) if flip else rgb
+            state = self._states.get(key)
+            # A missing state or one from another frame size means a first frame: warm it up.
+            warm = self.recipe.passes if state is None or state.shape != (h, w) else 1
+            for i in range(warm):
+                last = i == warm - 1
+                matte, state = self.engine.step(src, r, state, foreground=self.foreground and last)
+            self._states[key] = state
+            mattes.append(matte)
+            mirrored.append(flip)
+        self.frames += 1
+        return mattes[0] if len(mattes) == 1 else _average(mattes, mirrored)
+
+
+def stream(engine: Engine, preset: str, ratio: Union[str, float] = "auto", *, foreground: bool = False) -> PresetStream:
+    """The preset's way through the frames of a video (see the module docstring)."""
+    return PresetStream(engine, recipe(preset), ratio, foreground=foreground)
