@@ -797,6 +797,29 @@ def process_video(
                        writer.audio_written > 0, seconds, timings)
 
 
+# -- temporal stability (bench/video.py, tests) ---------------------------------------------------
+def alpha_sequence(frames, ratio: Union[str, float] = "auto", *, recurrent: bool = True,
+                   engine: Optional[Engine] = None) -> list[np.ndarray]:
+    """Alpha of each frame, carrying RVM's state (``recurrent``) or starting afresh every frame."""
+    from .engine import RecurrentState
+
+    engine = engine or get_engine()
+    state = RecurrentState.empty()
+    out = []
+    for rgb in frames:
+        matte, new_state = engine.step(rgb, ratio, state if recurrent else None)
+        state = new_state
+        out.append(matte.alpha)
+    return out
+
+
+def flicker(alphas: list[np.ndarray]) -> float:
+    """Mean |α_t − α_{t−1}| over pixels and frame pairs, in 1/255 (real motion counts too)."""
+    if len(alphas) < 2:
+        raise ValueError("flicker needs at least two frames")
+    return float(np.mean([np.abs(b - a).mean() for a, b in zip(alphas, alphas[1:])]) * 255.0)
+
+
 def _check_complete(read_info: dict, info: VideoInfo, vopts: VideoOptions, written: int, name: str) -> None:
     """A clip that ends well before its header says it should is truncated: say so, write nothing."""
     if read_info.get("complete") or not info.frames:
@@ -811,6 +834,6 @@ def _check_complete(read_info: dict, info: VideoInfo, vopts: VideoOptions, writt
 
 __all__ = [
     "VideoOptions", "VideoInfo", "VideoResult", "Progress", "OUTPUT_TYPES",
-    "process_video", "probe", "infer_output", "resolve_output", "compose_frame", "upright",
+    "process_video", "probe", "infer_output", "resolve_output", "read_frames", "alpha_sequence", "flicker", "compose_frame", "upright",
 ]
 
