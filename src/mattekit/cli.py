@@ -50,6 +50,27 @@ def _root(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+# -- still-image flags, shared by `remove` and `batch` so an option means the same in both --------
+FORMAT_FLAG = typer.Option("png", "--format", "-f", help="png | webp | jpg (jpg needs --bg).")
+PRESET_FLAG = typer.Option("balanced", "--preset", "-p", help="fast | balanced | best.")
+MASK_FLAG = typer.Option(False, "--mask", help="Write the alpha matte alone (greyscale).")
+BG_FLAG = typer.Option(None, "--bg", help="Background: a colour (white, '#00ff00'), blur[:RADIUS], or an image file.")
+BG_FIT_FLAG = typer.Option("fill", "--bg-fit", help="How a background image fits: fill (crop) | fit (letterbox).")
+CROP_FLAG = typer.Option(False, "--crop", help="Crop to the subject.")
+MARGIN_FLAG = typer.Option("0", "--margin", help="Crop margin: pixels ('16') or percent ('5%').")
+RATIO_FLAG = typer.Option("auto", "--ratio", help="RVM downsample ratio: auto or (0, 1]; 0.25 = the original demo.")
+MAX_SIZE_FLAG = typer.Option(None, "--max-size", help="Shrink inputs so the longer side is at most this.")
+QUALITY_FLAG = typer.Option(90, "--quality", help="JPEG/WebP quality (WebP 100 = lossless).")
+DECONTAMINATE_FLAG = typer.Option(None, "--decontaminate/--no-decontaminate", help="Clean edge colours with RVM's foreground (default: preset's choice).")
+
+
+def still_options(*, fmt: str, **flags):
+    """The Options the still-image flags above describe (raises InvalidOption)."""
+    from .options import Options
+
+    return Options.from_fields(dict(format=fmt, **flags), allow_paths=True)
+
+
 # -- remove ----------------------------------------------------------------------------------
 @dataclass
 class Job:
@@ -144,17 +165,17 @@ def _write_atomic(target: Path, data: bytes) -> None:
 def remove(
     inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive), globs, or '-' for stdin."),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file, or folder for several inputs; '-' for stdout. Default: NAME-cutout.EXT beside each input."),
-    fmt: str = typer.Option("png", "--format", "-f", help="png | webp | jpg (jpg needs --bg)."),
-    preset: str = typer.Option("balanced", "--preset", "-p", help="fast | balanced | best."),
-    mask: bool = typer.Option(False, "--mask", help="Write the alpha matte alone (greyscale)."),
-    bg: Optional[str] = typer.Option(None, "--bg", help="Background: a colour (white, '#00ff00'), blur[:RADIUS], or an image file."),
-    bg_fit: str = typer.Option("fill", "--bg-fit", help="How a background image fits: fill (crop) | fit (letterbox)."),
-    crop: bool = typer.Option(False, "--crop", help="Crop to the subject."),
-    margin: str = typer.Option("0", "--margin", help="Crop margin: pixels ('16') or percent ('5%')."),
-    ratio: str = typer.Option("auto", "--ratio", help="RVM downsample ratio: auto or (0, 1]; 0.25 = the original demo."),
-    max_size: Optional[int] = typer.Option(None, "--max-size", help="Shrink inputs so the longer side is at most this."),
-    quality: int = typer.Option(90, "--quality", help="JPEG/WebP quality (WebP 100 = lossless)."),
-    decontaminate: Optional[bool] = typer.Option(None, "--decontaminate/--no-decontaminate", help="Clean edge colours with RVM's foreground (default: preset's choice)."),
+    fmt: str = FORMAT_FLAG,
+    preset: str = PRESET_FLAG,
+    mask: bool = MASK_FLAG,
+    bg: Optional[str] = BG_FLAG,
+    bg_fit: str = BG_FIT_FLAG,
+    crop: bool = CROP_FLAG,
+    margin: str = MARGIN_FLAG,
+    ratio: str = RATIO_FLAG,
+    max_size: Optional[int] = MAX_SIZE_FLAG,
+    quality: int = QUALITY_FLAG,
+    decontaminate: Optional[bool] = DECONTAMINATE_FLAG,
     threads: int = typer.Option(0, "--threads", help="Inference threads (0 = all cores)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave existing outputs alone and go on."),
@@ -166,11 +187,8 @@ def remove(
     from .options import Options
 
     try:
-        options = Options.from_fields(
-            dict(format=fmt, preset=preset, mask=mask, bg=bg, bg_fit=bg_fit, crop=crop, margin=margin,
-                 ratio=ratio, max_size=max_size, quality=quality, decontaminate=decontaminate),
-            allow_paths=True,
-        )
+        options = still_options(fmt=fmt, preset=preset, mask=mask, bg=bg, bg_fit=bg_fit, crop=crop, margin=margin,
+                                ratio=ratio, max_size=max_size, quality=quality, decontaminate=decontaminate)
         if threads < 0:
             raise InvalidOption("--threads must be 0 (all cores) or more")
         if overwrite and skip_existing:
@@ -324,6 +342,106 @@ def run_video(source: str, output: str, options, vopts, *, threads: int) -> int:
     audio = ", audio kept" if result.audio else ""
     console.print(f"[green]✓[/] {source} → {output} ({result.frames} frames, {result.width}x{result.height}, "
                   f"{result.frames / result.seconds:.1f} fps{audio})")
+    return 0
+
+
+# -- batch -----------------------------------------------------------------------------------
+@app.command()
+def batch(
+    src: str = typer.Argument(..., help="Folder of photos and videos: a path, or a URI pyarrow/fsspec opens (s3://bucket/in, gs://…)."),
+    dst: str = typer.Argument(..., help="Output folder (path or URI); relative paths are kept. Holds _mattekit_manifest.jsonl."),
+    fmt: str = FORMAT_FLAG,
+    preset: str = PRESET_FLAG,
+    mask: bool = MASK_FLAG,
+    bg: Optional[str] = BG_FLAG,
+    bg_fit: str = BG_FIT_FLAG,
+    crop: bool = CROP_FLAG,
+    margin: str = MARGIN_FLAG,
+    ratio: str = RATIO_FLAG,
+    max_size: Optional[int] = MAX_SIZE_FLAG,
+    quality: int = QUALITY_FLAG,
+    decontaminate: Optional[bool] = DECONTAMINATE_FLAG,
+    video_output: Optional[str] = typer.Option(None, "--video-output", help="Videos as webm | mov | png-zip | matte | composite (default: webm; composite MP4 with --bg; matte MP4 with --mask)."),
+    start: float = typer.Option(0.0, "--start", help="Videos: start at this many seconds."),
+    end: Optional[float] = typer.Option(None, "--end", help="Videos: stop at this many seconds."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Videos: process at most this many frames."),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Videos: drop the source's audio."),
+    address: Optional[str] = typer.Option(None, "--address", help="Join a Ray cluster: auto | host:port | ray://host:port. Default: an embedded Ray on this machine's cores."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Engines (Ray actors) to run; default: as many as the cluster's CPUs hold."),
+    threads: int = typer.Option(0, "--threads", help="Inference threads (= CPUs) per worker; 0 = CPUs / workers, or 1."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo files whose output exists (default: skip them, so a rerun resumes)."),
+) -> None:
+    """Remove backgrounds from a whole folder or bucket of photos and videos, on Ray.
+
+    Exit status: 0 the batch ran (files that failed are listed in DST/_mattekit_manifest.jsonl),
+    1 the batch could not run (Ray not installed, cluster unreachable), 2 bad usage.
+    """
+    from . import batch as batching
+
+    try:
+        batching.require_ray()
+        options = still_options(fmt=fmt, preset=preset, mask=mask, bg=bg, bg_fit=bg_fit, crop=crop, margin=margin,
+                                ratio=ratio, max_size=max_size, quality=quality, decontaminate=decontaminate)
+        if threads < 0 or (workers is not None and workers < 1):
+            raise InvalidOption("--workers must be 1 or more and --threads 0 or more")
+        video = batching.VideoSettings(output=video_output, start=start, end=end, max_frames=max_frames, audio=not no_audio)
+        video.suffix(options)
+        spec = batching.Spec(batching.resolve(src), batching.resolve(dst), options, video)
+    except batching.MissingExtra as exc:
+        _err(str(exc))
+        raise typer.Exit(1)
+    except MattekitError as exc:
+        _err(str(exc))
+        raise typer.Exit(2)
+    raise typer.Exit(run_batch(spec, address=address, workers=workers, threads=threads or None, overwrite=overwrite))
+
+
+def run_batch(spec, *, address: Optional[str], workers: Optional[int], threads: Optional[int], overwrite: bool) -> int:
+    """Run a batch with a progress bar (files done, files/s). Exit status."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from . import batch as batching
+
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+    task = bar.add_task("starting Ray", total=None, rate="")
+    failed = [0]
+
+    def planned(plan) -> None:
+        if plan.done:
+            console.print(f"{len(plan.done)} already done (outputs exist), skipped")
+        bar.update(task, total=len(plan.todo) + len(plan.clashes), description="removing backgrounds")
+
+    def finished(rec) -> None:
+        if rec.status != "ok":
+            failed[0] += 1
+            console.print(f"[red]✗[/] {rec.input}: {rec.error}")
+        bar.advance(task)
+        t = bar.tasks[0]
+        rate = t.completed / t.elapsed if t.elapsed else 0.0
+        bar.update(task, rate=f"{rate:.2f} files/s" + (f", {failed[0]} failed" if failed[0] else ""))
+
+    verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO
+    try:
+        with bar:
+            summary = batching.run(spec, address=address, workers=workers, threads=threads, overwrite=overwrite,
+                                   on_plan=planned, on_record=finished, verbose=verbose)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished files are kept; run the same command again to resume")
+        return 130
+    except MattekitError as exc:
+        _err(str(exc))
+        return 2
+    except Exception as exc:  # Ray's own errors (cluster unreachable, lost nodes): a message, not a trace
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _err(f"the batch could not run: {type(exc).__name__}: {first}")
+        return 1
+    pool = f" on {summary.pool.size} workers x {summary.pool.threads} threads" if summary.pool else ""
+    manifest = spec.dst.display(spec.dst.join(batching.MANIFEST))
+    console.print(f"[green]✓[/] {summary.done} done, {summary.failed} failed, {summary.skipped} skipped "
+                  f"in {summary.seconds:.1f} s ({summary.rate:.2f} files/s){pool}; manifest: {manifest}")
     return 0
 
 

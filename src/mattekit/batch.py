@@ -1,0 +1,596 @@
+"""Batch at scale: a folder or bucket of photos and videos, on Ray (embedded, or a cluster).
+
+    SRC (any pyarrow/fsspec filesystem) ── list, skip what DST already has
+      images → Ray Data: read_binary_files → map_batches(actor pool, one engine per actor)
+               → each actor writes its results to DST and returns a small record
+      videos → one Ray task per clip (RVM's recurrent state belongs to one video)
+      driver  → appends every record to DST/_mattekit_manifest.jsonl, draws the progress bar
+
+Resuming is by output: a result is written under a temporary name (local) or published on close
+(object stores), so an output that exists is complete and is skipped on the next run. Failures
+are records in the manifest, never a failed job.
+
+Ray is an optional extra; this module imports it only inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import posixpath
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from .errors import InvalidOption, MattekitError
+from .options import BackgroundImage, Options
+
+log = logging.getLogger("mattekit.batch")
+
+MANIFEST = "_mattekit_manifest.jsonl"
+INSTALL_HINT = "batch runs on Ray, an optional extra: pip install 'mattekit[cluster]'"
+
+# Ray Data's read tasks need a CPU slot beside the actor pool, or the pipeline deadlocks with
+# every CPU held by an actor (KNOWN_GROUND.md). Reads are I/O, so they ask for a sliver of a CPU
+# and each actor asks for a little less than the cores its engine uses.
+READ_CPUS = 0.05
+ACTOR_CPU_SHARE = 0.9
+
+
+class MissingExtra(MattekitError):
+    """An optional dependency (here: Ray) is not installed."""
+
+    code = "missing_extra"
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """How videos found in a batch are written (see :class:`mattekit.video.VideoOptions`)."""
+
+    output: Optional[str] = None  # None: webm (transparent), composite mp4 with a background, matte mp4 with mask
+    start: float = 0.0
+    end: Optional[float] = None
+    max_frames: Optional[int] = None
+    max_duration: Optional[float] = None
+    audio: bool = True
+
+    def kind(self, options: Options) -> str:
+        if self.output:
+            return self.output
+        if options.mask:
+            return "matte"
+        return "composite" if options.background is not None else "webm"
+
+    def suffix(self, options: Options) -> str:
+        kind = self.kind(options)
+        suffixes = {"webm": ".webm", "mov": ".mov", "png-zip": ".zip", "matte": ".mp4", "composite": ".mp4"}
+        if kind not in suffixes:
+            raise InvalidOption(f"batch writes videos as {', '.join(suffixes)}, not {kind!r}")
+        return suffixes[kind]
+
+
+# -- where files are ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Location:
+    """A folder on a filesystem pyarrow can reach (local, S3, GCS, HDFS, or any fsspec one)."""
+
+    fs: Any  # pyarrow.fs.FileSystem (picklable, so it travels to Ray workers)
+    path: str  # the folder inside ``fs``, '/'-separated, no trailing slash
+    scheme: str = ""  # '' for local paths
+
+    @property
+    def local(self) -> bool:
+        return self.fs.type_name == "local"
+
+    def join(self, rel: str) -> str:
+        return posixpath.join(self.path, rel) if self.path else rel
+
+    def display(self, path: str) -> str:
+        return f"{self.scheme}://{path}" if self.scheme else path
+
+
+def resolve(uri: str) -> Location:
+    """A :class:`Location` for a local path or a URI (``s3://bucket/prefix``, ``gs://…``, …)."""
+    import pyarrow.fs as pafs
+
+    if "://" not in uri:
+        path = os.path.abspath(os.path.expanduser(uri))
+        return Location(pafs.LocalFileSystem(), path.rstrip("/") or "/")
+    scheme = uri.split("://", 1)[0].lower()
+    if scheme == "file":
+        return resolve(uri[len("file://"):])
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    except Exception as native_error:  # pyarrow knows s3/gs/hdfs; fsspec knows many more
+        try:
+            import fsspec.core
+
+            ffs, path = fsspec.core.url_to_fs(uri)
+        except Exception as exc:
+            raise InvalidOption(f"cannot open {uri}: {native_error}; fsspec: {exc}") from None
+        fs = pafs.PyFileSystem(pafs.FSSpecHandler(ffs))
+    return Location(fs, path.rstrip("/"), scheme)
+
+
+# -- what to do ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Item:
+    kind: str  # "image" | "video"
+    source: str  # path inside the source filesystem
+    target: str  # path inside the destination filesystem
+    rel: str  # source path relative to SRC (what the manifest and messages show)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything a worker needs: travels to each actor/task once."""
+
+    src: Location
+    dst: Location
+    options: Options
+    video: VideoSettings = field(default_factory=VideoSettings)
+
+
+def image_suffixes() -> frozenset[str]:
+    from .cli import IMAGE_SUFFIXES
+
+    return frozenset(IMAGE_SUFFIXES)
+
+
+def video_suffixes() -> frozenset[str]:
+    from .video import VIDEO_SUFFIXES
+
+    # A .gif/.webp is a still for `remove` too; batch follows remove.
+    return frozenset(VIDEO_SUFFIXES) - image_suffixes()
+
+
+def target_for(rel: str, kind: str, spec: Spec) -> str:
+    """Where ``rel`` (relative to SRC) goes under DST: same relative path, the output's suffix."""
+    stem, _ = posixpath.splitext(rel)
+    suffix = spec.video.suffix(spec.options) if kind == "video" else f".{spec.options.format}"
+    return spec.dst.join(stem + suffix)
+
+
+def _hidden(rel: str) -> bool:
+    return any(part.startswith(".") for part in rel.split("/"))
+
+
+def list_files(loc: Location) -> list[str]:
+    """Every file under ``loc`` (recursive), as paths inside its filesystem, sorted."""
+    import pyarrow.fs as pafs
+
+    infos = loc.fs.get_file_info(pafs.FileSelector(loc.path, recursive=True, allow_not_found=True))
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File)
+
+
+def relative(path: str, base: str) -> str:
+    prefix = base.rstrip("/") + "/"
+    return path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
+
+
+@dataclass
+class Plan:
+    todo: list[Item]
+    done: list[Item]  # outputs already there: skipped (resume)
+    clashes: list[Item]  # a second input that would write an output another input writes
+    ignored: int  # files that are neither images nor videos (or are hidden)
+
+
+def plan(spec: Spec, *, overwrite: bool = False) -> Plan:
+    """Which inputs still need doing. Inputs under DST (when DST lies inside SRC) are ignored."""
+    import pyarrow.fs as pafs
+
+    src, dst = spec.src, spec.dst
+    info = src.fs.get_file_info(src.path)
+    if info.type != pafs.FileType.Directory:
+        raise InvalidOption(f"not a folder: {src.display(src.path)} (batch takes folders; `mattekit remove` takes files)")
+    base = src.path
+    same_fs = src.fs.type_name == dst.fs.type_name
+    images, videos = image_suffixes(), video_suffixes()
+    existing = set(list_files(dst)) if not overwrite else set()
+    todo: list[Item] = []
+    done: list[Item] = []
+    clashes: list[Item] = []
+    seen: set[str] = set()
+    ignored = 0
+    for path in list_files(src):
+        if same_fs and (path == dst.path or path.startswith(dst.path.rstrip("/") + "/")):
+            continue
+        rel = relative(path, base)
+        suffix = posixpath.splitext(rel)[1].lower()
+        kind = "image" if suffix in images else "video" if suffix in videos else None
+        if kind is None or _hidden(rel):
+            ignored += 1
+            continue
+        item = Item(kind, path, target_for(rel, kind, spec), rel)
+        if item.target in seen:
+            clashes.append(item)
+            continue
+        seen.add(item.target)
+        (done if item.target in existing else todo).append(item)
+    return Plan(todo, done, clashes, ignored)
+
+
+# -- writing ------------------------------------------------------------------------------------
+def write_bytes(loc: Location, path: str, data: bytes) -> None:
+    """Write so that ``path`` never holds a partial file (resume trusts what exists)."""
+    parent = posixpath.dirname(path)
+    if loc.local:
+        loc.fs.create_dir(parent, recursive=True)
+        tmp = posixpath.join(parent, f".{posixpath.basename(path)}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            with loc.fs.open_output_stream(tmp) as out:
+                out.write(data)
+            loc.fs.move(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    else:  # object stores publish an object only when its upload completes
+        with loc.fs.open_output_stream(path) as out:
+            out.write(data)
+
+
+@dataclass
+class Record:
+    """One line of the manifest."""
+
+    input: str
+    output: str
+    kind: str
+    status: str  # "ok" | "error"
+    error: Optional[str]
+    seconds: float
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"input": self.input, "output": self.output, "kind": self.kind, "status": self.status,
+             "error": self.error, "seconds": round(self.seconds, 4), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+            ensure_ascii=False,
+        )
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, MattekitError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory while processing this file"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def process_image(matter: Any, spec: Spec, source: str, data: bytes) -> Record:
+    """Matte one image and write it to DST. Never raises: a failure is a record."""
+    target = target_for(relative(source, spec.src.path), "image", spec)
+    t0 = time.perf_counter()
+    try:
+        write_bytes(spec.dst, target, matter.remove_bytes(data, spec.options))
+        status, error = "ok", None
+    except Exception as exc:  # one bad file must not fail the job
+        status, error = "error", _error_text(exc)
+    return Record(spec.src.display(source), spec.dst.display(target), "image", status, error, time.perf_counter() - t0)
+
+
+class ImageWorker:
+    """A Ray Data actor: one engine (one ONNX Runtime session) with ``threads`` threads."""
+
+    def __init__(self, spec: Spec, threads: int) -> None:
+        from .engine import Engine
+        from .matter import Matter
+
+        self.spec = spec
+        self.matter = Matter(spec.options, engine=Engine(threads=threads).load())
+
+    def __call__(self, batch: dict) -> dict:
+        records = [process_image(self.matter, self.spec, str(p), bytes(d)) for p, d in zip(batch["path"], batch["bytes"])]
+        return {
+            "input": [r.input for r in records], "output": [r.output for r in records],
+            "kind": [r.kind for r in records], "status": [r.status for r in records],
+            "error": [r.error or "" for r in records], "seconds": [r.seconds for r in records],
+        }
+
+
+def process_video_item(spec: Spec, item: Item, threads: int) -> Record:
+    """Matte one clip end to end (a Ray task). Remote files go through a local temp folder."""
+    from .engine import Engine
+    from .video import VideoOptions, process_video
+
+    t0 = time.perf_counter()
+    try:
+        vopts = VideoOptions(
+            output=spec.video.kind(spec.options), start=spec.video.start, end=spec.video.end,
+            max_frames=spec.video.max_frames, max_duration=spec.video.max_duration, audio=spec.video.audio,
+        )
+        engine = Engine(threads=threads)
+        with tempfile.TemporaryDirectory(prefix="mattekit-batch-") as tmp:
+            source = item.source if spec.src.local else _download(spec.src, item.source, tmp)
+            if spec.dst.local:
+                # process_video writes a hidden temp file beside the target and renames it.
+                process_video(source, item.target, spec.options, vopts, engine=engine)
+            else:
+                local = os.path.join(tmp, "out" + posixpath.splitext(item.target)[1])
+                process_video(source, local, spec.options, vopts, engine=engine)
+                _upload(local, spec.dst, item.target)
+        status, error = "ok", None
+    except Exception as exc:
+        status, error = "error", _error_text(exc)
+    return Record(spec.src.display(item.source), spec.dst.display(item.target), "video", status, error,
+                  time.perf_counter() - t0)
+
+
+def _download(loc: Location, path: str, folder: str) -> str:
+    local = os.path.join(folder, "in" + posixpath.splitext(path)[1])
+    with loc.fs.open_input_stream(path) as src, open(local, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+    return local
+
+
+def _upload(local: str, loc: Location, path: str) -> None:
+    with open(local, "rb") as src, loc.fs.open_output_stream(path) as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+
+
+# -- the manifest -------------------------------------------------------------------------------
+class Manifest:
+    """``DST/_mattekit_manifest.jsonl``: one JSON line per file attempted, in every run.
+
+    Appended line by line where the filesystem can append (local disks, HDFS); object stores
+    cannot, so there it is rewritten whole, at most every ``rewrite_every`` seconds and at close.
+    """
+
+    def __init__(self, loc: Location, rewrite_every: float = 10.0) -> None:
+        self.loc = loc
+        self.path = loc.join(MANIFEST)
+        self.rewrite_every = rewrite_every
+        self._lines: Optional[list[str]] = None
+        self._last = 0.0
+        loc.fs.create_dir(loc.path, recursive=True)
+        try:
+            self._stream = loc.fs.open_append_stream(self.path)
+        except Exception:  # pyarrow raises NotImplemented for S3/GCS appends
+            self._stream = None
+            self._lines = self._read_existing()
+
+    def _read_existing(self) -> list[str]:
+        try:
+            with self.loc.fs.open_input_stream(self.path) as f:
+                return f.read().decode("utf-8").splitlines()
+        except (FileNotFoundError, OSError):
+            return []
+
+    def add(self, record: Record) -> None:
+        line = record.to_json()
+        if self._stream is not None:
+            self._stream.write((line + "\n").encode("utf-8"))
+            self._stream.flush()
+        else:
+            assert self._lines is not None
+            self._lines.append(line)
+            if time.monotonic() - self._last > self.rewrite_every:
+                self._rewrite()
+
+    def _rewrite(self) -> None:
+        assert self._lines is not None
+        write_bytes(self.loc, self.path, ("\n".join(self._lines) + "\n").encode("utf-8"))
+        self._last = time.monotonic()
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        elif self._lines is not None:
+            self._rewrite()
+
+
+def read_manifest(loc: Location) -> list[dict]:
+    """Every record of DST's manifest, oldest first (empty if there is none)."""
+    try:
+        with loc.fs.open_input_stream(loc.join(MANIFEST)) as f:
+            text = f.read().decode("utf-8")
+    except (FileNotFoundError, OSError):
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# -- sizing the actor pool ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pool:
+    size: int  # actors
+    threads: int  # ONNX Runtime threads per actor (= the CPUs it stands for)
+    actor_cpus: float  # what each actor asks Ray for (a little under ``threads``)
+
+
+def size_pool(node_cpus: Sequence[float], workers: Optional[int] = None, threads: Optional[int] = None) -> Pool:
+    """How many actors fit the cluster so that each node keeps a slot for Ray Data's reads.
+
+    ``workers`` (actors) and ``threads`` (per actor) are what the user asked for; by default one
+    single-threaded actor per CPU, which gives the most images per second on CPU inference
+    (no intra-op synchronisation; see bench/batch.py).
+    """
+    cpus = [float(c) for c in node_cpus if c >= 1]
+    if not cpus:
+        raise InvalidOption("the Ray cluster has no node with a whole CPU to run on")
+    total = sum(cpus)
+    if threads is None or threads <= 0:
+        threads = max(1, int(total // workers)) if workers else 1
+    threads = max(1, min(threads, int(max(cpus))))
+    actor_cpus = round(threads * ACTOR_CPU_SHARE, 3)
+    fits = sum(min(int(c // threads), int((c - READ_CPUS) // actor_cpus)) for c in cpus)
+    if fits < 1:
+        raise InvalidOption(f"no node has {threads} CPUs free for a worker")
+    if workers is not None and workers > fits:
+        log.warning("only %d workers of %d threads fit this cluster; using %d", fits, threads, fits)
+    size = min(workers, fits) if workers else fits
+    return Pool(size, threads, actor_cpus)
+
+
+# -- running ------------------------------------------------------------------------------------
+@dataclass
+class Summary:
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    clashes: int = 0
+    ignored: int = 0
+    seconds: float = 0.0
+    pool: Optional[Pool] = None
+    failures: list[Record] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return (self.done + self.failed) / self.seconds if self.seconds > 0 else 0.0
+
+
+def require_ray() -> None:
+    try:
+        import ray  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise MissingExtra(INSTALL_HINT) from None
+
+
+def _portable(options: Options) -> Options:
+    """Options whose background image travels to other machines as bytes, not a local path."""
+    bg = options.background
+    if isinstance(bg, BackgroundImage) and isinstance(bg.source, (str, os.PathLike)):
+        return options.replace(background=BackgroundImage(Path(bg.source).read_bytes(), bg.fit))
+    return options
+
+
+def connect(address: Optional[str], *, verbose: bool = False) -> None:
+    """Join a cluster at ``address`` (``auto``, ``host:port``, ``ray://host:port``), or start an
+    embedded one with this machine's cores."""
+    import ray
+
+    # Ray's INFO/WARNING chatter (token-auth notice, executor summaries) would break the progress
+    # bar; --verbose brings it back along with the workers' logs.
+    level = logging.INFO if verbose else logging.ERROR
+    quiet = dict(logging_level=level, log_to_driver=verbose, configure_logging=True)
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(level)
+    if address:
+        ray.init(address=address, **quiet)
+    else:
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet)
+
+
+def _node_cpus() -> list[float]:
+    import ray
+
+    return [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+
+
+def run(
+    spec: Spec,
+    *,
+    address: Optional[str] = None,
+    workers: Optional[int] = None,
+    threads: Optional[int] = None,
+    overwrite: bool = False,
+    on_plan: Optional[Callable[[Plan], None]] = None,
+    on_record: Optional[Callable[[Record], None]] = None,
+    verbose: bool = False,
+) -> Summary:
+    """Process every image and video under ``spec.src`` into ``spec.dst``.
+
+    ``on_plan`` sees what will be done before Ray starts; ``on_record`` sees each finished file.
+    Returns counts; failed files are in the summary and in the manifest, never raised.
+    """
+    require_ray()
+    spec = replace(spec, options=_portable(spec.options))
+    if spec.video.kind(spec.options) == "composite" and spec.options.background is None:
+        raise InvalidOption("composite videos need a background (--bg)")
+    work = plan(spec, overwrite=overwrite)
+    summary = Summary(skipped=len(work.done), clashes=len(work.clashes), ignored=work.ignored)
+    if on_plan:
+        on_plan(work)
+    manifest = Manifest(spec.dst)
+    started = time.perf_counter()
+
+    def record(rec: Record) -> None:
+        manifest.add(rec)
+        if rec.status == "ok":
+            summary.done += 1
+        else:
+            summary.failed += 1
+            summary.failures.append(rec)
+        if on_record:
+            on_record(rec)
+
+    try:
+        for item in work.clashes:
+            record(Record(spec.src.display(item.source), spec.dst.display(item.target), item.kind, "error",
+                          "another input writes the same output (same name, other extension)", 0.0))
+        if not work.todo:
+            return summary
+        import ray
+
+        connect(address, verbose=verbose)
+        try:
+            pool = size_pool(_node_cpus(), workers, threads)
+            summary.pool = pool
+            log.info("actor pool: %d workers x %d threads (%.2f CPUs each)", pool.size, pool.threads, pool.actor_cpus)
+            images = [i for i in work.todo if i.kind == "image"]
+            videos = [i for i in work.todo if i.kind == "video"]
+            if images:
+                for rec in _run_images(spec, images, pool):
+                    record(rec)
+            if videos:
+                for rec in _run_videos(spec, videos, pool):
+                    record(rec)
+        finally:
+            ray.shutdown()
+    finally:
+        manifest.close()
+        summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _run_images(spec: Spec, items: list[Item], pool: Pool) -> Iterator[Record]:
+    import ray
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # ours counts files, not blocks
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    ds = ray.data.read_binary_files(
+        [i.source for i in items], include_paths=True, filesystem=spec.src.fs,
+        num_cpus=READ_CPUS, ignore_missing_paths=True,
+        # Small read tasks keep memory flat and let results stream back while reading goes on.
+        override_num_blocks=max(1, min(len(items), max(pool.size * 4, len(items) // 16))),
+    )
+    results = ds.map_batches(
+        ImageWorker, batch_size=1, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=max(1, min(pool.size, len(items)))), num_cpus=pool.actor_cpus,
+        fn_constructor_kwargs={"spec": spec, "threads": pool.threads},
+    )
+    for row in results.iter_rows():
+        yield Record(str(row["input"]), str(row["output"]), str(row["kind"]), str(row["status"]),
+                     str(row["error"]) or None, float(row["seconds"]))
+
+
+def _run_videos(spec: Spec, items: list[Item], pool: Pool) -> Iterator[Record]:
+    import ray
+
+    task = ray.remote(process_video_item).options(num_cpus=pool.actor_cpus, max_retries=1)
+    pending = {task.remote(spec, item, pool.threads): item for item in items}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            item = pending.pop(ref)
+            try:
+                yield ray.get(ref)
+            except Exception as exc:  # the task itself died (e.g. its worker was killed)
+                yield Record(spec.src.display(item.source), spec.dst.display(item.target), "video", "error",
+                             _error_text(exc), 0.0)
+
+
+__all__ = [
+    "MANIFEST", "INSTALL_HINT", "MissingExtra", "VideoSettings", "Location", "resolve", "Item", "Spec",
+    "Plan", "plan", "Record", "Manifest", "read_manifest", "Pool", "size_pool", "Summary", "run",
+    "require_ray",
+]

@@ -1,0 +1,360 @@
+"""`mattekit batch`: Ray Data over folders, resumable, failures in the manifest.
+
+The cluster test starts a real two-node Ray cluster (head + one worker over loopback, one CPU
+each) with `ray start`, runs the command as a user would, and takes down only the processes it
+started. Ray is an optional extra: without it these tests skip, saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("ray", reason="batch needs the cluster extra: pip install 'mattekit[cluster]'")
+
+from mattekit import batch  # noqa: E402
+from mattekit.batch import MANIFEST, Location, Spec, VideoSettings  # noqa: E402
+from mattekit.options import Options  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+MATTEKIT = [sys.executable, "-m", "mattekit"]
+# One setting for every process of a test cluster (head, worker, driver): a mismatch makes the
+# worker fail with InvalidAuthToken (KNOWN_GROUND.md).
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, **RAY_ENV}
+
+
+# -- process hygiene: find and end exactly the processes a test started ------------------------
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def descendants(pid: int) -> set[int]:
+    """``pid`` and every process below it, now (Ray's workers leave the process group)."""
+    tree, found, todo = _children(), set(), [pid]
+    while todo:
+        p = todo.pop()
+        if p not in found:
+            found.add(p)
+            todo.extend(tree.get(p, []))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def end_processes(pids: set[int], grace: float = 3.0) -> None:
+    """SIGTERM, a short grace, then SIGKILL — only for these pids."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
+        for pid in pids:
+            if _alive(pid):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.1)
+
+
+# -- a real two-node cluster on loopback --------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _node_count(address: str) -> int:
+    out = subprocess.run([str(VENV_BIN / "ray"), "status", f"--address={address}"], env=_env(),
+                         capture_output=True, text=True, timeout=30).stdout
+    return sum(1 for line in out.splitlines() if line.strip().startswith("1 node_"))
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """Head + one worker node, 1 CPU each, capped memory; yields the head's address."""
+    port = _free_port()
+    temp = Path(f"/tmp/mkray{os.getpid()}")  # Ray's socket paths must stay short
+    logs = tmp_path_factory.mktemp("ray-logs")
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--memory=2000000000",
+              "--object-store-memory=500000000", f"--temp-dir={temp}", "--disable-usage-stats", "--block"]
+    address = f"127.0.0.1:{port}"
+    nodes: list[subprocess.Popen] = []
+    pids: set[int] = set()
+    try:
+        nodes.append(subprocess.Popen(
+            [str(VENV_BIN / "ray"), "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+            env=_env(), stdout=open(logs / "head.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
+        deadline = time.monotonic() + 90
+        while _node_count(address) < 1:
+            assert time.monotonic() < deadline, (logs / "head.log").read_text()
+            assert nodes[0].poll() is None, (logs / "head.log").read_text()
+            time.sleep(0.5)
+        nodes.append(subprocess.Popen(
+            [str(VENV_BIN / "ray"), "start", f"--address={address}", *common],
+            env=_env(), stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
+        while _node_count(address) < 2:
+            assert time.monotonic() < deadline, (logs / "worker.log").read_text()
+            assert nodes[1].poll() is None, (logs / "worker.log").read_text()
+            time.sleep(0.5)
+        yield address
+    finally:
+        for node in nodes:
+            pids |= descendants(node.pid)
+        end_processes(pids)
+        for node in nodes:
+            node.wait(timeout=10)
+        shutil.rmtree(temp, ignore_errors=True)
+        assert not [p for p in pids if _alive(p)], "a Ray process of the test cluster survived"
+
+
+def _run_batch(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([*MATTEKIT, "batch", *args], env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def _manifest(dst: Path) -> list[dict]:
+    return [json.loads(line) for line in (dst / MANIFEST).read_text().splitlines() if line.strip()]
+
+
+def _expected_size(path: Path, max_size: int) -> tuple[int, int]:
+    from mattekit import imaging
+
+    h, w = imaging.decode(path, Options(max_size=max_size)).rgb.shape[:2]
+    return w, h
+
+
+# -- the cluster run ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cluster_run(ray_cluster, people_images, evaldir, tmp_path_factory):
+    src = tmp_path_factory.mktemp("batch-src")
+    dst = tmp_path_factory.mktemp("batch-dst") / "out"
+    picked = people_images[:3]
+    (src / "people").mkdir()
+    for p in picked:
+        shutil.copy(p, src / "people" / p.name)
+    shutil.copy(evaldir / "video" / "carphone.mp4", src / "carphone.mp4")
+    (src / "broken.jpg").write_bytes(picked[0].read_bytes()[:2000])  # a truncated JPEG
+    (src / "notes.txt").write_text("not an image")
+    proc = _run_batch(str(src), str(dst), "--address", ray_cluster, "--workers", "2",
+                      "--max-size", "320", "--max-frames", "12")
+    return src, dst, picked, proc
+
+
+@pytest.mark.cluster
+@pytest.mark.eval
+def test_batch_on_a_two_node_cluster_writes_every_output(cluster_run):
+    src, dst, picked, proc = cluster_run
+    assert proc.returncode == 0, proc.stderr
+    for p in picked:
+        out = dst / "people" / (p.stem + ".png")
+        with Image.open(out) as img:
+            assert img.format == "PNG" and img.mode == "RGBA"
+            assert img.size == _expected_size(p, 320)
+            alpha = np.asarray(img)[..., 3]
+        assert alpha.min() == 0 and alpha.max() == 255  # a real matte: background and person
+
+    from mattekit.video import read_frames
+
+    frames = list(read_frames(dst / "carphone.webm"))
+    assert len(frames) == 12
+    assert frames[0].shape == (144, 176, 4)  # transparent VP9 keeps its alpha plane
+    assert not (dst / "notes.png").exists()
+
+
+@pytest.mark.cluster
+@pytest.mark.eval
+def test_a_bad_file_is_recorded_and_the_job_still_succeeds(cluster_run):
+    src, dst, picked, proc = cluster_run
+    assert proc.returncode == 0, proc.stderr
+    records = {Path(r["input"]).name: r for r in _manifest(dst)}
+    assert set(records) == {p.name for p in picked} | {"carphone.mp4", "broken.jpg"}
+    bad = records["broken.jpg"]
+    assert bad["status"] == "error" and bad["error"] and bad["kind"] == "image"
+    assert "Traceback" not in bad["error"]
+    assert not (dst / "broken.png").exists()
+    for name, rec in records.items():
+        if name != "broken.jpg":
+            assert rec["status"] == "ok" and rec["error"] is None and rec["seconds"] > 0
+            assert Path(rec["output"]).is_file()
+    assert records["carphone.mp4"]["kind"] == "video"
+    assert "broken.jpg" in proc.stderr  # the user sees it too
+
+
+@pytest.mark.cluster
+def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path):
+    """Kill the command mid-run (a crash, not a polite Ctrl-C), run it again: finished files are
+    neither redone nor recorded twice, and every output ends up complete."""
+    from samples import sample_path
+
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    photos = [sample_path("astronaut"), sample_path("camera"), sample_path("rocket")]
+    for i in range(12):
+        shutil.copy(photos[i % 3], src / f"{i:02d}{photos[i % 3].suffix}")
+    args = [str(src), str(dst), "--workers", "1", "--max-size", "256"]
+
+    first = subprocess.Popen([*MATTEKIT, "batch", *args], env=_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, start_new_session=True)
+    pids: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None:
+            pids |= descendants(first.pid)
+            if (dst / MANIFEST).exists() and sum(r["status"] == "ok" for r in _manifest(dst)) >= 2:
+                break
+            time.sleep(0.05)
+        assert first.poll() is None, "the first run ended before it could be interrupted: " + first.stderr.read().decode()
+        pids |= descendants(first.pid)
+        first.kill()
+        first.wait(timeout=10)
+    finally:
+        end_processes(pids)  # the embedded Ray it started goes with it
+    assert not [p for p in pids if _alive(p)]
+
+    done_before = {Path(r["input"]).name for r in _manifest(dst) if r["status"] == "ok"}
+    outputs_before = {p.name: p.stat().st_mtime_ns for p in dst.glob("*.png")}
+    assert 2 <= len(done_before) < 12
+    assert {Path(n).stem for n in done_before} <= {Path(n).stem for n in outputs_before}
+
+    second = subprocess.run([*MATTEKIT, "batch", *args], env=_env(), capture_output=True, text=True, timeout=240)
+    assert second.returncode == 0, second.stderr
+    assert f"{len(outputs_before)} already done" in second.stderr
+
+    records = _manifest(dst)
+    ok = [Path(r["input"]).name for r in records if r["status"] == "ok"]
+    assert sorted(set(ok)) == sorted(p.name for p in src.iterdir())
+    assert len(ok) == len(set(ok)), "a finished file was processed twice"
+    for name, mtime in outputs_before.items():
+        assert (dst / name).stat().st_mtime_ns == mtime, f"{name} was rewritten"
+    for p in src.iterdir():
+        with Image.open(dst / (p.stem + ".png")) as img:
+            img.load()  # complete, not a half-written file
+            assert img.mode == "RGBA" and max(img.size) == 256
+
+
+# -- pieces, without Ray ------------------------------------------------------------------------
+def test_pool_leaves_a_cpu_slot_for_reads_when_workers_ask_for_every_cpu():
+    """Two single-CPU nodes, two workers: each actor must ask for less than its node's CPU, or
+    Ray Data's read tasks never get scheduled and the pipeline deadlocks."""
+    pool = batch.size_pool([1.0, 1.0], workers=2)
+    assert pool.size == 2 and pool.threads == 1
+    assert pool.actor_cpus + batch.READ_CPUS <= 1.0
+    big = batch.size_pool([16.0, 16.0])
+    assert big.size == 32 and big.threads == 1  # one single-threaded engine per core
+    assert 16 * big.actor_cpus + batch.READ_CPUS <= 16
+    assert batch.size_pool([1.0, 1.0], workers=5).size == 2  # never more actors than fit
+    assert batch.size_pool([8.0], workers=2) == batch.Pool(2, 4, 3.6)  # threads = CPUs per worker
+    assert batch.size_pool([2.0, 1.0], threads=8).threads == 2  # no actor bigger than a node
+
+
+def _tree(root: Path, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+
+
+def test_plan_keeps_relative_paths_skips_done_outputs_and_ignores_the_rest(tmp_path):
+    src, dst = tmp_path / "in", tmp_path / "in" / "out"  # DST inside SRC: its files are not inputs
+    _tree(src, {"a.jpg": b"x", "sub/b.PNG": b"x", "sub/deep/c.webp": b"x", "clip.mp4": b"x",
+                "notes.txt": b"x", ".hidden/d.jpg": b"x", "sub/b.jpg": b"x"})
+    _tree(dst, {"a.png": b"done", "x.png": b"x"})
+    spec = Spec(batch.resolve(str(src)), batch.resolve(str(dst)), Options(), VideoSettings())
+    work = batch.plan(spec)
+    todo = {i.rel: (i.kind, Path(i.target).relative_to(dst).as_posix()) for i in work.todo}
+    assert todo == {"clip.mp4": ("video", "clip.webm"), "sub/b.PNG": ("image", "sub/b.png"),
+                    "sub/deep/c.webp": ("image", "sub/deep/c.png")}
+    assert [i.rel for i in work.done] == ["a.jpg"]
+    assert [i.rel for i in work.clashes] == ["sub/b.jpg"]  # would overwrite sub/b.png
+    assert work.ignored == 2  # notes.txt, .hidden/d.jpg
+    assert {i.rel for i in batch.plan(spec, overwrite=True).todo} >= {"a.jpg"}
+
+
+def test_video_outputs_follow_the_options():
+    assert VideoSettings().suffix(Options()) == ".webm"
+    assert VideoSettings().suffix(Options(background="white")) == ".mp4"
+    assert VideoSettings().kind(Options(mask=True)) == "matte"
+    assert VideoSettings(output="mov").suffix(Options()) == ".mov"
+    with pytest.raises(batch.InvalidOption):
+        VideoSettings(output="png-dir").suffix(Options())
+
+
+def test_manifest_appends_across_runs(tmp_path):
+    loc = batch.resolve(str(tmp_path / "out"))
+    for run in range(2):
+        m = batch.Manifest(loc)
+        m.add(batch.Record(f"in{run}.jpg", f"out{run}.png", "image", "ok", None, 0.5))
+        m.close()
+    assert [r["input"] for r in batch.read_manifest(loc)] == ["in0.jpg", "in1.jpg"]
+
+
+def test_remote_filesystems_go_through_fsspec_and_rewrite_the_manifest():
+    """A filesystem that cannot append (as S3/GCS): outputs are written whole, the manifest is
+    rewritten. fsspec's in-memory filesystem stands in for a bucket."""
+    loc = batch.resolve("memory://mattekit-test/out")
+    assert loc.scheme == "memory" and not loc.local
+    batch.write_bytes(loc, loc.join("a/b.png"), b"png")
+    with loc.fs.open_input_stream(loc.join("a/b.png")) as f:
+        assert f.read() == b"png"
+    m = batch.Manifest(loc, rewrite_every=0)
+    m.add(batch.Record("memory://in/a.jpg", "memory://out/a/b.png", "image", "ok", None, 0.1))
+    m.add(batch.Record("memory://in/c.jpg", "memory://out/c.png", "image", "error", "bad", 0.1))
+    m.close()
+    assert [r["status"] for r in batch.read_manifest(loc)] == ["ok", "error"]
+    assert loc.display(loc.join("x")).startswith("memory://")
+
+
+def test_cli_explains_how_to_get_ray_when_it_is_missing(tmp_path):
+    code = (
+        "import sys; sys.modules['ray'] = None\n"  # what `import ray` sees without the extra
+        "from mattekit.cli import main; sys.argv = ['mattekit', 'batch', sys.argv[1], sys.argv[2]]; main()"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "pip install 'mattekit[cluster]'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_rejects_bad_usage_before_starting_ray(tmp_path):
+    proc = _run_batch(str(tmp_path / "missing"), str(tmp_path / "out"), timeout=60)
+    assert proc.returncode == 2 and "not a folder" in proc.stderr
+    proc = _run_batch(str(tmp_path), str(tmp_path / "out"), "--format", "jpg", timeout=60)
+    assert proc.returncode == 2 and "background" in proc.stderr
+
+
+def test_location_of_a_local_path_is_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    loc = batch.resolve("photos")
+    assert isinstance(loc, Location) and loc.local and loc.path == str(tmp_path / "photos")
+    assert batch.resolve(f"file://{tmp_path}").path == str(tmp_path)
+    with pytest.raises(batch.InvalidOption):
+        batch.resolve("nosuchscheme://x/y")
