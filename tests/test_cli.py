@@ -1,0 +1,203 @@
+"""`mattekit remove` run as a user runs it: a subprocess, real files, exit codes, stderr text.
+
+Images are kept small (--max-size, --preset fast) where the point is the command's behaviour."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+SMALL = ["--preset", "fast", "--max-size", "128"]
+
+
+def mattekit(*args: str, stdin: bytes | None = None, cwd: Path | None = None, code: str | None = None,
+             timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real command line (or ``code`` that ends by calling the CLI's main)."""
+    cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "mattekit"]
+    return subprocess.run([*cmd, *args], input=stdin, capture_output=True, cwd=cwd, timeout=timeout,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+
+
+def err(proc: subprocess.CompletedProcess) -> str:
+    text = proc.stderr.decode("utf-8", "replace")
+    assert "Traceback" not in text, text
+    return text
+
+
+def rgba_png(path: Path) -> Image.Image:
+    img = Image.open(path)
+    assert (img.format, img.mode) == ("PNG", "RGBA"), path
+    return img
+
+
+@pytest.fixture
+def tree(tmp_path: Path, sample_photo: Path, sample_grey_photo: Path) -> Path:
+    """in/a.png, in/sub/c.png, in/sub/deeper/a.jpg: real photos in a folder tree."""
+    root = tmp_path / "in"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    shutil.copy(sample_photo, root / "a.png")
+    shutil.copy(sample_grey_photo, root / "sub" / "c.png")
+    Image.open(sample_photo).convert("RGB").save(root / "sub" / "deeper" / "a.jpg", quality=90)
+    (root / "notes.txt").write_text("not an image, and not named like one: ignored")
+    return root
+
+
+def test_version_imports_nothing_heavy() -> None:
+    """--version answers without loading onnxruntime, numpy, PyAV, Ray, OpenCV or Pillow."""
+    code = textwrap.dedent("""
+        import sys
+        sys.argv = ["mattekit", "--version"]
+        from mattekit.cli import app
+        try:
+            app()
+        except SystemExit:
+            pass
+        print([m for m in ("onnxruntime", "numpy", "av", "ray", "cv2", "PIL") if m in sys.modules])
+    """)
+    proc = mattekit(code=code)
+    lines = proc.stdout.decode().splitlines()
+    assert proc.returncode == 0 and lines[0].startswith("mattekit 0.") and lines[1] == "[]", lines
+
+
+def test_folder_keeps_structure_reports_bad_files_and_goes_on(tree: Path, tmp_path: Path) -> None:
+    (tree / "sub" / "bad.jpg").write_text("this is text, not a JPEG")
+    (tree / "empty.png").write_bytes(b"")
+    data = (tree / "a.png").read_bytes()
+    (tree / "sub" / "truncated.png").write_bytes(data[: len(data) // 3])
+    out = tmp_path / "out"
+    proc = mattekit("remove", str(tree), "-o", str(out), *SMALL)
+    text = err(proc)
+    assert proc.returncode == 1, text
+    made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert made == ["a.png", "sub/c.png", "sub/deeper/a.png"], made
+    for p in out.rglob("*.png"):
+        assert max(rgba_png(p).size) == 128
+    for i in range(1, 7):
+        assert f"[{i}/6]" in text  # progress, one line per file when stderr is not a terminal
+    assert "empty.png" in text and "is empty" in text
+    assert "bad.jpg" in text and "not an image we can read" in text
+    assert "truncated.png" in text and "truncated or corrupt" in text
+    assert "3 done, 3 failed" in text
+
+
+def test_overwrite_and_skip_existing(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = mattekit("remove", str(tree / "sub"), "-o", str(out), *SMALL)
+    assert first.returncode == 0, err(first)
+    target = out / "c.png"
+    stamp = target.stat().st_mtime_ns
+    again = mattekit("remove", str(tree / "sub"), "-o", str(out), *SMALL)
+    assert again.returncode == 1 and "exists (use --overwrite or --skip-existing)" in err(again)
+    skip = mattekit("remove", str(tree / "sub"), "-o", str(out), "--skip-existing", *SMALL)
+    assert skip.returncode == 0 and "skipping 2" in err(skip)
+    assert target.stat().st_mtime_ns == stamp
+    over = mattekit("remove", str(tree / "sub"), "-o", str(out), "--overwrite", "--preset", "fast", "--max-size", "64")
+    assert over.returncode == 0, err(over)
+    assert rgba_png(target).size == (64, 64)
+
+
+def test_default_output_beside_input_and_never_reprocessed(tree: Path) -> None:
+    folder = tree / "sub" / "deeper"
+    proc = mattekit("remove", str(folder), *SMALL)
+    assert proc.returncode == 0, err(proc)
+    assert rgba_png(folder / "a-cutout.png").size == (128, 128)
+    again = mattekit("remove", str(folder), "--skip-existing", *SMALL)
+    assert again.returncode == 0, err(again)
+    assert sorted(p.name for p in folder.iterdir()) == ["a-cutout.png", "a.jpg"]
+
+
+def test_stdin_to_stdout(sample_photo: Path) -> None:
+    proc = mattekit("remove", "-", "-o", "-", "--format", "webp", *SMALL, stdin=sample_photo.read_bytes())
+    assert proc.returncode == 0, err(proc)
+    img = Image.open(io.BytesIO(proc.stdout))
+    assert (img.format, img.mode, img.size) == ("WEBP", "RGBA", (128, 128))
+    bad = mattekit("remove", "-", *SMALL, stdin=b"GIF89a but not really")
+    assert bad.returncode == 1 and bad.stdout == b"" and "<stdin>" in err(bad)
+
+
+def test_single_file_with_background_image_as_jpeg(tree: Path, tmp_path: Path) -> None:
+    target = tmp_path / "on-camera.jpg"
+    proc = mattekit("remove", str(tree / "a.png"), "-o", str(target), "--format", "jpg",
+                    "--bg", str(tree / "sub" / "c.png"), "--crop", "--margin", "5%", *SMALL)
+    assert proc.returncode == 0, err(proc)
+    img = Image.open(target)
+    assert img.format == "JPEG" and img.mode == "RGB" and max(img.size) <= 128
+    assert "→" in err(proc)
+
+
+def test_glob(tree: Path, tmp_path: Path) -> None:
+    proc = mattekit("remove", str(tree / "**" / "*.png"), "-o", str(tmp_path / "g"), "--mask", *SMALL)
+    assert proc.returncode == 0, err(proc)
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["a.png", "c.png"]
+    assert Image.open(tmp_path / "g" / "c.png").mode == "L"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--format", "gif"], "format must be one of"),
+    (["--format", "jpg"], "JPEG has no transparency"),
+    (["--ratio", "2"], "ratio must be in (0, 1]"),
+    (["--margin", "lots"], "margin must be pixels"),
+    (["--bg", "nosuchcolour"], "unknown colour"),
+    (["--overwrite", "--skip-existing"], "exclude each other"),
+])
+def test_usage_errors_exit_2(tree: Path, args: list[str], message: str) -> None:
+    proc = mattekit("remove", str(tree / "a.png"), *args)
+    assert proc.returncode == 2 and message in err(proc)
+
+
+def test_missing_input_exits_2(tmp_path: Path) -> None:
+    proc = mattekit("remove", str(tmp_path / "nothing-here.jpg"))
+    assert proc.returncode == 2 and "no such file or folder" in err(proc)
+    (tmp_path / "empty-dir").mkdir()
+    proc = mattekit("remove", str(tmp_path / "empty-dir"))
+    assert proc.returncode == 2 and "no images found" in err(proc)
+
+
+def test_never_overwrites_an_input(tree: Path) -> None:
+    proc = mattekit("remove", str(tree / "a.png"), "-o", str(tree / "a.png"), "--overwrite")
+    assert proc.returncode == 2 and "overwritten by its own result" in err(proc)
+
+
+def test_unexpected_errors_cost_one_file_and_print_no_traceback(tree: Path, tmp_path: Path) -> None:
+    code = textwrap.dedent("""
+        import sys
+        from mattekit.matter import Matter
+        real = Matter.remove_bytes
+        def buggy(self, source, *a, **k):
+            if str(source).endswith("c.png"):
+                raise RuntimeError("simulated bug")
+            return real(self, source, *a, **k)
+        Matter.remove_bytes = buggy
+        sys.argv = ["mattekit", *sys.argv[1:]]
+        from mattekit.cli import main
+        main()
+    """)
+    proc = mattekit("remove", str(tree / "sub"), "-o", str(tmp_path / "out"), *SMALL, code=code)
+    text = err(proc)
+    assert proc.returncode == 1
+    assert "internal error (RuntimeError: simulated bug)" in text and "1 done, 1 failed" in text
+    assert (tmp_path / "out" / "deeper" / "a.png").is_file()
+
+
+@pytest.mark.eval
+def test_folder_of_dev_images(people_images: list[Path], tmp_path: Path) -> None:
+    """Issue 3's acceptance: one RGBA PNG per dev image, structure kept, progress shown."""
+    src = people_images[0].parent
+    out = tmp_path / "cutouts"
+    proc = mattekit("remove", str(src), "-o", str(out), "--preset", "fast", "--max-size", "480", timeout=600)
+    text = err(proc)
+    assert proc.returncode == 0, text
+    for image in people_images:
+        result = rgba_png(out / image.with_suffix(".png").name)
+        w, h = Image.open(image).size
+        assert result.size == ((480, round(h * 480 / w)) if w >= h else (round(w * 480 / h), 480))
+    n = len(people_images)
+    assert f"[{n}/{n}]" in text and f"{n} done, 0 failed" in text
