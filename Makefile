@@ -7,10 +7,16 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 5003
 
+# apt-get as root, or through sudo, for the few Debian packages a fresh machine may lack.
+APT_INSTALL = if [ "$$(id -u)" = 0 ]; then S=; else S=sudo; fi; \
+	$$S apt-get update -qq && $$S env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+
 .PHONY: run test fuzz bench model browser clean
 
+# Debian's python3 has no venv module until python3-venv is installed: install it when needed.
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  $(APT_INSTALL) python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,cluster,quality]'
 	touch $(STAMP)
@@ -20,9 +26,7 @@ model: $(STAMP)
 
 # Browser tests use Debian's Chromium (browser downloads are blocked here).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+	@command -v chromium >/dev/null 2>&1 || { $(APT_INSTALL) chromium >/dev/null; }
 
 run: model
 	@echo "mattekit: serving on http://$(HOST):$(PORT)/"
