@@ -151,6 +151,11 @@ class Engine:
                     self._session = self._create_session()
         return self._session
 
+    @property
+    def model_arg(self) -> Union[str, Path, None]:
+        """The model path this engine was created with (None: the model store)."""
+        return self._model_arg
+
     def load(self) -> "Engine":
         """Create the session now (e.g. at server start-up) instead of on first use."""
         _ = self.session

@@ -1,23 +1,55 @@
 """Many stills in a row: decode, matte, compose and encode each, reporting progress.
 
+Consecutive images overlap: on a CPU with N cores, N workers each take one image through the
+whole chain, and the model runs single-threaded inside each (one shared ONNX Runtime session;
+``run`` is thread-safe). Pillow's codecs, ONNX Runtime, OpenCV and fpng release the GIL, so one
+image's decode, compose and encode fill the time another image's model would leave cores idle —
+and no stage waits on a straggling thread of a multi-threaded op (a single all-cores engine with
+decode/encode threads beside it measured slower here: its parallel ops stall whenever another
+thread holds a core). At most ``2 × N`` images are in flight, so memory stays flat on any batch;
+results come out in input order.
+
 Failures are values, not exceptions: one bad file never stops the others.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Iterator, Optional, Protocol, Union
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVar, Union
 
+from .engine import Engine
 from .errors import InternalError, MattekitError
 from .matter import Matter
 from .options import Options
 
 log = logging.getLogger("mattekit.pipeline")
 
+T = TypeVar("T")
+Outcome = Union[bytes, MattekitError]
+
 
 class FileJob(Protocol):
     source: Any  # path or bytes
     display: str
+
+
+def _guard(display: str, fn: Callable[[], T]) -> Union[T, MattekitError]:
+    """``fn()``, or the error it raised as a value (a bug costs one file, not the batch)."""
+    try:
+        return fn()
+    except MattekitError as exc:
+        return exc
+    except MemoryError:
+        return MattekitError("out of memory while processing this image")
+    except Exception as exc:
+        log.info("internal error on %s", display, exc_info=True)  # shown with -v
+        return InternalError(
+            f"internal error ({type(exc).__name__}: {exc}); the other files go on. "
+            "Please report it with this file and the output of `mattekit -v remove ...`"
+        )
 
 
 def process_files(
@@ -26,35 +58,61 @@ def process_files(
     *,
     matter: Optional[Matter] = None,
     progress: Any = None,
-) -> Iterator[tuple[FileJob, Union[bytes, MattekitError]]]:
+) -> Iterator[tuple[FileJob, Outcome]]:
     """Yield ``(job, encoded bytes)`` or ``(job, error)`` for each job, in order.
 
     ``progress`` is a rich Console to draw a progress bar on (files, rate, ETA), or None.
     """
     jobs = list(jobs)
     matter = matter or Matter(options)
+    workers = _workers(len(jobs), matter.engine)
+    if workers > 1:
+        matter = Matter(matter.options, _single_threaded(matter.engine))
     bar = _progress(progress, len(jobs))
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="mattekit-still")
+    running: deque[tuple[FileJob, Future]] = deque()
+    ahead = iter(jobs)
+
+    def work(job: FileJob) -> Outcome:
+        return _guard(job.display, lambda: matter.remove_bytes(job.source, options))
+
     try:
         task = bar.add_task("removing backgrounds", total=len(jobs)) if bar else None
-        for job in jobs:
-            try:
-                outcome: Union[bytes, MattekitError] = matter.remove_bytes(job.source, options)
-            except MattekitError as exc:
-                outcome = exc
-            except MemoryError:
-                outcome = MattekitError("out of memory while processing this image")
-            except Exception as exc:  # a bug must cost one file, not the batch
-                log.info("internal error on %s", job.display, exc_info=True)  # shown with -v
-                outcome = InternalError(
-                    f"internal error ({type(exc).__name__}: {exc}); the other files go on. "
-                    "Please report it with this file and the output of `mattekit -v remove ...`"
-                )
+        while True:
+            while len(running) < 2 * workers:
+                job = next(ahead, None)
+                if job is None:
+                    break
+                running.append((job, pool.submit(work, job)))
+            if not running:
+                break
+            job, fut = running.popleft()
+            outcome = fut.result()
             if bar is not None:
                 bar.advance(task)
             yield job, outcome
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.stop()
+
+
+def _workers(jobs: int, engine: Engine) -> int:
+    """Images processed side by side: one per core for a CPU batch, else one."""
+    if jobs < 2 or engine.device == "cuda" or engine.threads == 1:
+        return 1
+    if engine.device == "auto":
+        from .engine import choose_providers
+
+        if choose_providers("auto")[0] != "CPUExecutionProvider":
+            return 1  # a GPU runs one image at a time best; CPU stages still overlap it
+    cores = engine.threads or os.cpu_count() or 1
+    return max(1, min(jobs, cores))
+
+
+def _single_threaded(engine: Engine) -> Engine:
+    """An engine like ``engine`` whose model runs on the calling thread only."""
+    return Engine(engine.model_arg, threads=1, device=engine.device, fast=engine.fast)
 
 
 def _progress(console: Any, total: int):
