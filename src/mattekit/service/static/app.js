@@ -16,6 +16,7 @@
   let running = 0;
   let limits = { max_upload_bytes: 32 * 1024 * 1024 };
   let nextId = 1;
+  let optionsChanged = false; // since the results on screen were made: offer "apply to all"
 
   fetch("/api/v1/limits").then((r) => (r.ok ? r.json() : null)).then((l) => { if (l) limits = l; }).catch(() => {});
 
@@ -55,18 +56,24 @@
     $('.sub[data-for="crop"]').hidden = !$("#crop").checked;
     $("#blur-out").textContent = $("#blur-radius").value;
     $("#margin-out").textContent = `${$("#margin").value}%`;
-    els.apply.hidden = !items.some((it) => it.state === "done" || it.state === "error");
+    refreshToolbar();
   }
 
-  els.options.addEventListener("input", syncOptionPanels);
-  els.options.addEventListener("change", syncOptionPanels);
+  function optionsEdited() {
+    optionsChanged = items.some((it) => it.state === "done" || it.state === "error");
+    syncOptionPanels();
+  }
+
+  els.options.addEventListener("input", optionsEdited);
+  els.options.addEventListener("change", optionsEdited);
   for (const sw of document.querySelectorAll(".swatch")) {
     sw.addEventListener("click", () => {
       $("#bg-colour-value").value = sw.dataset.colour;
-      syncOptionPanels();
+      optionsEdited();
     });
   }
   els.apply.addEventListener("click", () => {
+    optionsChanged = false;
     for (const it of items) if (it.state === "done" || it.state === "error") requeue(it);
     pump();
   });
@@ -126,6 +133,7 @@
     const before = $(".before", node);
     before.src = item.beforeUrl;
     before.alt = `Original: ${file.name}`;
+    before.addEventListener("error", () => node.classList.add("no-preview"));
     before.addEventListener("load", () => {
       $(".compare", node).style.setProperty("--ratio", `${before.naturalWidth} / ${before.naturalHeight}`);
     });
@@ -185,7 +193,7 @@
     els.all.textContent = done > 1 ? `Download all (${done}, ZIP)` : "Download all";
     els.clear.disabled = items.length === 0;
     els.empty.hidden = items.length > 0;
-    els.apply.hidden = !items.some((it) => it.state === "done" || it.state === "error");
+    els.apply.hidden = !(optionsChanged && items.some((it) => it.state === "done" || it.state === "error"));
   }
 
   // -- processing ---------------------------------------------------------------------------

@@ -1,0 +1,118 @@
+"""The web page in Chromium (Debian's, see conftest.py) against the real server.
+
+Uploads real photos (scikit-image's astronaut and camera samples, so the screenshot the README
+shows contains no evaluation data), waits for the results, reads the shown cut-out back from a
+canvas, downloads one file and the ZIP of all, and checks error, keyboard and phone layouts.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from live_server import live_server
+
+pytestmark = pytest.mark.browser
+
+RESULT_TIMEOUT_MS = 180_000
+
+
+@pytest.fixture(scope="module")
+def base_url_live():
+    with live_server() as base:
+        yield base
+
+
+def test_upload_shows_and_downloads_cutouts(page, base_url_live, sample_photo, sample_grey_photo, output_dir: Path):
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(base_url_live + "/")
+    assert page.title().startswith("mattekit")
+    page.set_input_files("#file-input", [str(sample_photo), str(sample_grey_photo)])
+    page.wait_for_selector('.card[data-state="done"] >> nth=1', timeout=RESULT_TIMEOUT_MS)
+    assert page.locator('.card[data-state="done"]').count() == 2
+
+    card = page.locator(".card", has_text=sample_photo.name)
+    after = card.locator("img.after")
+    assert after.is_visible()
+    # The page shows the cut-out: read its pixels back. The astronaut's top-left corner is
+    # background (transparent), the centre of her face is subject (opaque).
+    corner, centre = after.evaluate("""img => {
+        const c = document.createElement('canvas');
+        c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+        const a = (x, y) => g.getImageData(x, y, 1, 1).data[3];
+        return [a(5, 5), a(Math.round(img.naturalWidth * 0.45), Math.round(img.naturalHeight * 0.3))];
+    }""")
+    assert corner < 40 and centre > 215, (corner, centre)
+    assert "512x512" in card.locator(".info").inner_text()
+
+    with page.expect_download() as info:
+        card.locator("a.download").click()
+    download = info.value
+    assert download.suggested_filename == f"{sample_photo.stem}-cutout.png"
+    saved = output_dir / "browser-download.png"
+    download.save_as(saved)
+    with Image.open(saved) as img:
+        assert img.mode == "RGBA" and img.size == (512, 512)
+        assert img.getchannel("A").getextrema()[0] < 255  # it really has transparency
+
+    with page.expect_download() as info:
+        page.click("#download-all")
+    zpath = output_dir / "browser-download-all.zip"
+    info.value.save_as(zpath)
+    with zipfile.ZipFile(zpath) as z:
+        assert z.testzip() is None
+        names = sorted(z.namelist())
+        assert names == sorted([f"{sample_photo.stem}-cutout.png", f"{sample_grey_photo.stem}-cutout.png"])
+        for name in names:
+            assert Image.open(io.BytesIO(z.read(name))).mode == "RGBA"
+
+    # Keyboard: the comparison slider moves with the arrow keys.
+    slider = card.locator("input.slider")
+    slider.focus()
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")
+    assert int(slider.input_value()) == 60
+    slider.fill("50")
+    card.locator("input.slider").dispatch_event("input")
+
+    page.locator(".intro").scroll_into_view_if_needed()
+    shot = output_dir / "browser.png"
+    page.screenshot(path=str(shot), full_page=True)
+
+    # Changing an option offers to apply it to every result: a white background, then no alpha.
+    assert not page.is_visible("#apply")
+    page.click('label[for="bg-colour"]')
+    page.click("#apply")
+    page.wait_for_selector('.card[data-state="done"] >> nth=1', timeout=RESULT_TIMEOUT_MS)
+    corner = after.evaluate("""img => {
+        const c = document.createElement('canvas');
+        c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+        return Array.from(g.getImageData(2, 2, 1, 1).data);
+    }""")
+    assert corner == [255, 255, 255, 255], corner
+
+
+def test_error_state_and_phone_layout(page, base_url_live, output_dir: Path, tmp_path: Path):
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(base_url_live + "/")
+    fake = tmp_path / "holiday.png"
+    fake.write_bytes(b"this is not a picture at all")
+    page.set_input_files("#file-input", str(fake))
+    page.wait_for_selector('.card[data-state="error"]', timeout=60_000)
+    message = page.locator('.card[data-state="error"] .status-text').inner_text()
+    assert "not an image" in message  # the server's own message, shown to the user
+    assert page.locator('.card[data-state="error"] button.retry').is_visible()
+    # Nothing sticks out sideways on a phone-sized screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # The drop zone opens the file picker from the keyboard.
+    page.focus("#drop")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    assert chooser.value.is_multiple()
+    page.screenshot(path=str(output_dir / "browser-phone.png"), full_page=True)
