@@ -1,0 +1,125 @@
+"""Video jobs end to end against the real server (uvicorn subprocess): upload → progress → result,
+cancel, expiry, and the limits, on the real Carphone clip fetched by tests/samples.py."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from live_server import live_server
+from mattekit.options import Options
+from mattekit.video import VideoOptions, process_video, read_frames
+from samples import sample_path
+
+TTL = 4.0
+ENV = {
+    "MATTEKIT_JOB_TTL": str(TTL),
+    "MATTEKIT_JOB_MAX_SECONDS": "3",
+    "MATTEKIT_JOB_MAX_UPLOAD_BYTES": str(1024 * 1024),
+    "MATTEKIT_THREADS": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def server():
+    with live_server(ENV) as base:
+        with httpx.Client(base_url=base, timeout=120) as client:
+            yield client
+
+
+@pytest.fixture(scope="module")
+def clip() -> Path:
+    return sample_path("carphone")  # 4.0 s: over the server's 3 s limit unless cut with start/end
+
+
+def _wait(client: httpx.Client, job_id: str, until: set[str], timeout: float = 180) -> list[dict]:
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = client.get(f"/api/v1/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        seen.append(r.json())
+        if seen[-1]["state"] in until:
+            return seen
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still {seen[-1]['state']} after {timeout} s")
+
+
+def test_job_runs_to_a_transparent_webm_then_expires(server, clip, tmp_path):
+    fields = {"output": "webm", "preset": "fast", "end": "0.7"}
+    r = server.post("/api/v1/jobs", data=fields, files={"file": ("clip.mp4", clip.read_bytes(), "video/mp4")})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["state"] in ("queued", "running") and r.headers["location"] == f"/api/v1/jobs/{job['id']}"
+    seen = _wait(server, job["id"], {"done", "failed"})
+    final = seen[-1]
+    assert final["state"] == "done", final
+    done_counts = [s["progress"]["frames_done"] for s in seen]
+    assert done_counts == sorted(done_counts) and final["progress"]["frames_done"] == 21
+    assert final["progress"]["percent"] == 100.0
+
+    result = server.get(final["result_url"])
+    assert result.status_code == 200 and result.headers["content-type"] == "video/webm"
+    got = tmp_path / "job.webm"
+    got.write_bytes(result.content)
+    frames = list(read_frames(got))
+    # The same clip through the library: the server adds nothing and loses nothing.
+    local = tmp_path / "local.webm"
+    process_video(clip, local, Options(preset="fast"), VideoOptions(end=0.7))
+    expected = list(read_frames(local))
+    assert len(frames) == len(expected) == 21 and frames[0].shape == (144, 176, 4)
+    diff = np.mean([np.abs(a[:, :, 3].astype(int) - b[:, :, 3]).mean() for a, b in zip(frames, expected)])
+    assert diff < 1.0, diff
+
+    time.sleep(TTL + 2)  # past the TTL (the sweeper runs every TTL/4)
+    assert server.get(f"/api/v1/jobs/{job['id']}").status_code == 404
+    gone = server.get(final["result_url"])
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+
+
+def test_cancel_a_running_job(server, clip):
+    r = server.post("/api/v1/jobs", data={"output": "mov", "end": "2.9"},
+                    files={"file": ("clip.mp4", clip.read_bytes())})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    seen = _wait(server, job_id, {"running"})
+    while seen[-1]["progress"]["frames_done"] < 2:  # really under way
+        seen = _wait(server, job_id, {"running", "done"})
+        time.sleep(0.05)
+    d = server.delete(f"/api/v1/jobs/{job_id}")
+    assert d.status_code == 200 and d.json()["state"] == "cancelled"
+    state = server.get(f"/api/v1/jobs/{job_id}").json()
+    assert state["state"] == "cancelled" and state["progress"]["frames_done"] < 87
+    res = server.get(f"/api/v1/jobs/{job_id}/result")
+    assert res.status_code == 409 and res.json()["error"]["code"] == "not_ready"
+    # The worker is free again: a new job completes.
+    r = server.post("/api/v1/jobs", data={"output": "png-zip", "end": "0.2", "preset": "fast"},
+                    files={"file": ("clip.mp4", clip.read_bytes())})
+    assert _wait(server, r.json()["id"], {"done", "failed"})[-1]["state"] == "done"
+
+
+@pytest.mark.parametrize("fields,body,status,code", [
+    ({}, "clip", 422, "too_large"),  # 4 s > the 3 s limit
+    ({"end": "1"}, "noise", 415, "invalid_input"),
+    ({"end": "1"}, "huge", 413, "upload_too_large"),
+    ({"output": "gif"}, "clip", 400, "invalid_option"),
+    ({"crop": "true"}, "clip", 400, "invalid_option"),
+    ({"output": "composite"}, "clip", 400, "invalid_option"),  # no background given
+    ({"start": "2", "end": "1"}, "clip", 400, "invalid_option"),
+])
+def test_limits_and_bad_requests_are_clear(server, clip, fields, body, status, code):
+    rng = np.random.default_rng(1)
+    data = {"clip": clip.read_bytes(), "noise": rng.integers(0, 256, 50_000, dtype=np.uint8).tobytes(),
+            "huge": rng.integers(0, 256, 1_200_000, dtype=np.uint8).tobytes()}[body]
+    r = server.post("/api/v1/jobs", data=fields, files={"file": ("clip.mp4", data)})
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code
+
+
+def test_unknown_job_is_404(server):
+    r = server.get("/api/v1/jobs/nope")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
