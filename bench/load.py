@@ -46,8 +46,9 @@ MAX_REQUESTS = 100_000
 class Server:
     url: str
     proc: subprocess.Popen
-    tmpdir: Path  # the server's TMPDIR: nothing may be left in it
+    tmpdir: Path  # the server's TMPDIR: requests may leave nothing in it
     log_path: Path
+    baseline: frozenset = frozenset()  # what was there when it became ready (ORT's .ses id file)
 
     @property
     def pid(self) -> int:
@@ -55,6 +56,11 @@ class Server:
 
     def rss_mb(self) -> float:
         return rss_mb(self.pid)
+
+    def temp_files(self) -> list[str]:
+        """Files in the server's TMPDIR that were not there when it became ready."""
+        return sorted(str(p.relative_to(self.tmpdir)) for p in self.tmpdir.rglob("*")
+                      if str(p.relative_to(self.tmpdir)) not in self.baseline)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -112,6 +118,7 @@ def serve(env: Optional[Mapping[str, str]] = None, *, ready_timeout: float = 180
             if time.monotonic() > deadline:
                 raise RuntimeError(f"server not ready after {ready_timeout:.0f} s:\n{server.log()[-3000:]}")
             time.sleep(0.2)
+        server.baseline = frozenset(str(p.relative_to(tmpdir)) for p in tmpdir.rglob("*"))
         yield server
     finally:
         proc.terminate()
@@ -346,7 +353,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             }
             print(f"soak: {report['soak']['requests']} requests, RSS {rss_first:.0f} → "
                   f"{report['soak']['rss_last_mb']:.0f} MiB, status {report['soak']['status']}", flush=True)
-        report["temp_files_left"] = sum(1 for _ in server.tmpdir.rglob("*"))
+        report["temp_files_left"] = len(server.temp_files())
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "load.json").write_text(json.dumps(report, indent=1))
     (args.out / "load.md").write_text(markdown(report))

@@ -48,8 +48,12 @@ class Unauthorized(MattekitError):
     http_status = 401
 
 
-def require_api_key(request: Request) -> None:
-    """When ``MATTEKIT_API_KEYS`` is set, /api/ needs ``X-API-Key`` or ``Authorization: Bearer``."""
+async def require_api_key(request: Request) -> None:
+    """When ``MATTEKIT_API_KEYS`` is set, /api/ needs ``X-API-Key`` or ``Authorization: Bearer``.
+
+    ``async`` although it does no I/O: FastAPI runs a plain ``def`` dependency in a thread pool,
+    one thread per concurrent request (tests/test_load.py saw +16 threads under load).
+    """
     keys = request.app.state.settings.api_keys
     if not keys:
         return
