@@ -23,14 +23,21 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(env: Optional[dict] = None, ready_timeout: float = 120.0) -> Iterator[str]:
-    """Yield the base URL once ``/readyz`` says 200; stop the server (and only it) afterwards."""
+def live_server(
+    env: Optional[dict] = None, ready_timeout: float = 120.0, command: Optional[list[str]] = None
+) -> Iterator[str]:
+    """Yield the base URL once ``/readyz`` says 200; stop the server (and only it) afterwards.
+
+    ``command`` (default ``uvicorn app:app``) is run with ``python -m``; ``{port}`` in it is
+    replaced by the free port chosen here.
+    """
     port = free_port()
     log = (ROOT / "test-output")
     log.mkdir(exist_ok=True)
     out = open(log / f"server-{port}.log", "wb")
+    command = command or ["uvicorn", "app:app", "--host", "127.0.0.1", "--port", "{port}"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", *(arg.replace("{port}", str(port)) for arg in command)],
         cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"

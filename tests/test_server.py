@@ -85,3 +85,13 @@ def test_full_queue_answers_503_with_retry_after_then_recovers(sample_photo):
         rejected = [line for line in metrics.splitlines() if line.startswith("mattekit_rejected_busy_total")]
         assert rejected and float(rejected[0].split()[-1]) >= codes.count(503)
         assert httpx.get(f"{base}/healthz").status_code == 200
+
+
+def test_mattekit_serve_starts_the_same_app(sample_photo):
+    command = ["mattekit", "serve", "--host", "127.0.0.1", "--port", "{port}", "--workers", "1", "--queue-size", "0"]
+    with live_server(command=command) as base:
+        limits = httpx.get(f"{base}/api/v1/limits").json()
+        assert limits["workers"] == 1 and limits["queue_size"] == 0
+        r = httpx.post(f"{base}/api/v1/remove", data=FIELDS, files={"file": ("p", sample_photo.read_bytes())}, timeout=120)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert "<title>mattekit" in httpx.get(f"{base}/").text

@@ -445,6 +445,34 @@ def run_batch(spec, *, address: Optional[str], workers: Optional[int], threads: 
     return 0
 
 
+# -- serve -----------------------------------------------------------------------------------
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(5003, "--port", help="TCP port."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Inference threads (default: MATTEKIT_WORKERS, else the CPU count, at most 4)."),
+    queue_size: Optional[int] = typer.Option(None, "--queue-size", help="Requests waiting for a worker before 503 Busy (default: MATTEKIT_QUEUE_SIZE, else 16)."),
+    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", help="Open connections before uvicorn itself answers 503 (default: no limit)."),
+) -> None:
+    """Serve the web page and HTTP API (the same app as `uvicorn app:app`). Limits: MATTEKIT_* variables."""
+    from .service import Settings, create_app
+
+    try:
+        settings = Settings.from_env(workers=workers, queue_size=queue_size)
+        if max_concurrency is not None and max_concurrency < 1:
+            raise InvalidOption("--max-concurrency must be at least 1")
+    except MattekitError as exc:
+        _err(str(exc))
+        raise typer.Exit(2)
+    import uvicorn
+
+    typer.echo(
+        f"mattekit: serving on http://{host}:{port}/ ({settings.workers} workers, queue {settings.queue_size}); "
+        "Ctrl-C stops", err=True,
+    )
+    uvicorn.run(create_app(settings), host=host, port=port, limit_concurrency=max_concurrency)
+
+
 # -- model -----------------------------------------------------------------------------------
 @model_app.command("fetch")
 def model_fetch(force: bool = typer.Option(False, "--force", help="Download again even if cached.")) -> None:
