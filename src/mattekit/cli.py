@@ -46,8 +46,14 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens (model, providers, timings)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Where the model runs: auto (CUDA when available, else CPU) | cpu | cuda. Default: MATTEKIT_DEVICE, else auto."),
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if device is not None:
+        if device.strip().lower() not in ("auto", "cpu", "cuda"):
+            _err(f"--device must be auto, cpu or cuda, not {device!r}")
+            raise typer.Exit(2)
+        os.environ["MATTEKIT_DEVICE"] = device.strip().lower()  # every engine this run creates reads it
 
 
 # -- still-image flags, shared by `remove` and `batch` so an option means the same in both --------

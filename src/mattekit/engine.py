@@ -96,6 +96,7 @@ def resolve_device(device: Optional[str] = None) -> Device:
 
 
 def choose_providers(device: Device = "auto") -> list[str]:
+    """ONNX Runtime providers for ``device``; ``cuda`` without a CUDA build is an error."""
     available = _available_providers()
     if device == "cpu":
         return ["CPUExecutionProvider"]
@@ -104,8 +105,11 @@ def choose_providers(device: Device = "auto") -> list[str]:
     if device == "cuda":
         raise InvalidOption(
             "CUDA was asked for, but this ONNX Runtime has no CUDA provider "
-            f"(available: {', '.join(available)}). Install the GPU extra: pip install 'mattekit[gpu]'."
+            f"(available: {', '.join(available)}). Install the GPU extra "
+            "(pip install 'mattekit[gpu]', which needs onnxruntime-gpu in place of onnxruntime) "
+            "or use --device cpu."
         )
+    log.info("device auto: no CUDA provider in this ONNX Runtime; running on the CPU")
     return ["CPUExecutionProvider"]
 
 

@@ -1,0 +1,388 @@
+"""Speed: the original demo's pipeline vs mattekit, measured side by side in one run.
+
+    .venv/bin/python bench/speed.py                         # everything (several minutes on 2 cores)
+    .venv/bin/python bench/speed.py --quick                 # fewer images and repeats
+    .venv/bin/python bench/speed.py --parts stills,model    # some parts only
+
+Parts (each a row group in ``bench/out/speed.json`` and ``bench/out/speed.md``):
+
+``model``
+    RVM alone, same frame: the plain full graph in ONNX Runtime (``Engine(fast=False)``) vs our
+    split (low-resolution network in ONNX Runtime + OpenCV tail), alpha only, alternated per call.
+``stills``
+    JPEG bytes → RGBA PNG bytes on a batch of real photos (``$MATTEKIT_EVAL_DIR/people``,
+    centre-cropped to 16:9 and resized to 720p/1080p/4K in memory; the sample photos of
+    tests/samples.py when the evaluation set is absent). ``demo`` is the original demo exactly:
+    PIL open → RVM full graph fp32, ratio 0.25, zero state → ``putalpha`` → PNG with Pillow's
+    defaults. ``ours`` is the library with the model loaded (``pipeline.process_files``, default
+    options: preset ``balanced``), and ``ours (fast)`` the same with preset ``fast``. Batches
+    alternate (demo, ours, ours fast, demo, ...) so load from other processes hits all alike;
+    the per-stage split comes from single-image runs.
+``cli``
+    ``mattekit remove FOLDER`` as a subprocess (start-up included) vs the demo looping over the
+    same files in-process (model loaded once); a cold ``mattekit remove one.jpg``; ``--version``.
+``video``
+    ``bench/video.py``'s end-to-end fps (720p and 1080p) when the video bench is present.
+``server``
+    images/s at 1, 4 and 16 concurrent clients through ``bench/load.py`` (a real server).
+
+Every ratio in the README comes from one run of this script; absolute numbers depend on the
+machine (and on what else runs on it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from mattekit import models  # noqa: E402
+from mattekit.engine import Engine, set_engine  # noqa: E402
+from mattekit.matter import Matter  # noqa: E402
+from mattekit.options import Options  # noqa: E402
+from mattekit.pipeline import process_files  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+EVAL = Path(os.environ.get("MATTEKIT_EVAL_DIR") or ROOT.parent / "shared" / "eval")
+SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "4K": (3840, 2160)}
+MATTEKIT = Path(sys.executable).with_name("mattekit")
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def source_photos(limit: int) -> list[Image.Image]:
+    """Real photos of people: the evaluation set's, else the fetched samples."""
+    paths = sorted((EVAL / "people" / "image").glob("*.jpg"))
+    if not paths:
+        from samples import sample_path
+
+        paths = [sample_path("astronaut"), sample_path("rocket")]
+        print(f"evaluation set not found at {EVAL}: using the sample photos", file=sys.stderr)
+    # spread over people and backgrounds rather than the first few of one person
+    step = max(1, len(paths) // limit)
+    return [Image.open(p).convert("RGB") for p in paths[::step][:limit]]
+
+
+def photo_batch(photos: Sequence[Image.Image], size: tuple[int, int]) -> list[bytes]:
+    """Centre-crop each photo to the aspect of ``size``, resize, JPEG q95 — as a camera gives it."""
+    from PIL import ImageOps
+
+    out = []
+    for p in photos:
+        img = ImageOps.fit(p, size, Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=95)
+        out.append(buf.getvalue())
+    return out
+
+
+# -- the original demo -------------------------------------------------------------------------
+class Demo:
+    """The original demo's pipeline, stage by stage, exactly as it did it."""
+
+    def __init__(self) -> None:
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(models.locate().path), providers=["CPUExecutionProvider"])
+        self.rec = [np.zeros((1, 1, 1, 1), np.float32)] * 4
+
+    def run(self, data: bytes, t: Optional[dict[str, float]] = None) -> bytes:
+        t0 = time.perf_counter()
+        img = Image.open(io.BytesIO(data)).convert("RGB")
+        src = np.asarray(img).astype(np.float32).transpose(2, 0, 1)[None] / 255.0
+        t1 = time.perf_counter()
+        _fgr, pha, *_ = self.session.run(None, {
+            "src": src, "r1i": self.rec[0], "r2i": self.rec[1], "r3i": self.rec[2], "r4i": self.rec[3],
+            "downsample_ratio": np.array([0.25], np.float32),
+        })
+        t2 = time.perf_counter()
+        img.putalpha(Image.fromarray((pha[0, 0] * 255).astype(np.uint8), "L"))
+        t3 = time.perf_counter()
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        t4 = time.perf_counter()
+        if t is not None:
+            for k, v in zip(("decode", "model", "compose", "encode"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                t[k] = t.get(k, 0.0) + v
+        return buf.getvalue()
+
+
+@dataclass
+class Job:
+    source: Any
+    display: str
+
+
+def ours_batch(matter: Matter, options: Options, batch: Sequence[bytes]) -> int:
+    """The library's batch path; returns the bytes written (and fails loudly on any error)."""
+    total = 0
+    for job, outcome in process_files([Job(b, f"#{i}") for i, b in enumerate(batch)], options, matter=matter):
+        if not isinstance(outcome, bytes):
+            raise RuntimeError(f"{job.display}: {outcome}")
+        total += len(outcome)
+    return total
+
+
+def ours_split(matter: Matter, options: Options, data: bytes) -> dict[str, float]:
+    t = time.perf_counter()
+    result = matter.process(data, options)
+    result.encode(options.format, options.quality)
+    total = time.perf_counter() - t
+    return {**result.timings, "total": total}
+
+
+# -- parts -------------------------------------------------------------------------------------
+def part_model(reps: int) -> list[dict]:
+    plain, split = Engine(fast=False).load(), Engine(fast=True).load()
+    photo = source_photos(1)[0]
+    rows = []
+    for label, ratio in (("720p", 0.25), ("1080p", 0.25), ("4K", 0.125)):
+        from PIL import ImageOps
+
+        rgb = np.asarray(ImageOps.fit(photo, SIZES[label], Image.Resampling.LANCZOS))
+        times: dict[str, list[float]] = {"plain": [], "split": []}
+        for engine in (plain, split):  # warm-up: first-touch allocations
+            engine.step(rgb, ratio)
+        for _ in range(reps):
+            for name, engine in (("plain", plain), ("split", split)):
+                t = time.perf_counter()
+                engine.step(rgb, ratio)
+                times[name].append(time.perf_counter() - t)
+        p, s = statistics.median(times["plain"]), statistics.median(times["split"])
+        pairs = [b / a for a, b in zip(times["plain"], times["split"])]
+        row = {"size": label, "ratio": ratio, "plain_ms": p * 1e3, "split_ms": s * 1e3,
+               "split_over_plain": s / p, "split_over_plain_pairs_median": statistics.median(pairs),
+               "reps": reps}
+        rows.append(row)
+        print(f"model {label}@{ratio}: plain {p * 1e3:.0f} ms, split {s * 1e3:.0f} ms, "
+              f"ratio {s / p:.2f} (median of per-pair ratios {row['split_over_plain_pairs_median']:.2f})", flush=True)
+    return rows
+
+
+def part_stills(n_images: int, reps: int, sizes: Sequence[str]) -> list[dict]:
+    photos = source_photos(n_images)
+    demo = Demo()
+    engine = Engine().load()
+    set_engine(engine)
+    matter = Matter(Options(), engine)
+    variants: list[tuple[str, Options]] = [("ours", Options()), ("ours (fast)", Options(preset="fast"))]
+    rows = []
+    for label in sizes:
+        batch = photo_batch(photos, SIZES[label])
+        demo.run(batch[0])
+        for _, opts in variants:
+            ours_batch(matter, opts, batch[:1])
+        wall: dict[str, list[float]] = {"demo": [], **{name: [] for name, _ in variants}}
+        size_bytes: dict[str, int] = {}
+        for _ in range(reps):
+            t = time.perf_counter()
+            size_bytes["demo"] = sum(len(demo.run(b)) for b in batch)
+            wall["demo"].append(time.perf_counter() - t)
+            for name, opts in variants:
+                t = time.perf_counter()
+                size_bytes[name] = ours_batch(matter, opts, batch)
+                wall[name].append(time.perf_counter() - t)
+        # per-stage split, one image at a time (no overlap), averaged over the batch
+        split_demo: dict[str, float] = {}
+        for b in batch:
+            demo.run(b, split_demo)
+        stages: dict[str, dict[str, float]] = {"demo": {k: v / len(batch) for k, v in split_demo.items()}}
+        for name, opts in variants:
+            acc: dict[str, float] = {}
+            for b in batch:
+                for k, v in ours_split(matter, opts, b).items():
+                    acc[k] = acc.get(k, 0.0) + v
+            stages[name] = {k: v / len(batch) for k, v in acc.items()}
+        for name in wall:
+            ips = [len(batch) / w for w in wall[name]]
+            row = {
+                "size": label, "pipeline": name, "images": len(batch), "reps": reps,
+                "images_per_s": statistics.median(ips), "images_per_s_all": ips,
+                "mb_per_image": size_bytes[name] / len(batch) / 1e6,
+                "stage_ms": {k: v * 1e3 for k, v in stages[name].items()},
+            }
+            if name != "demo":
+                pairs = [d / w for d, w in zip(wall["demo"], wall[name])]
+                row["speedup_vs_demo"] = statistics.median(ips) / statistics.median(
+                    [len(batch) / w for w in wall["demo"]])
+                row["speedup_vs_demo_pairs"] = pairs
+            rows.append(row)
+            extra = f", {row['speedup_vs_demo']:.2f}x demo" if "speedup_vs_demo" in row else ""
+            print(f"stills {label} {name}: {row['images_per_s']:.2f} images/s{extra}; stages (ms) "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in row["stage_ms"].items()), flush=True)
+    return rows
+
+
+def _run(cmd: list[str], **kw) -> float:
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    took = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr[-500:]}")
+    return took
+
+
+def part_cli(n_images: int, reps: int) -> dict:
+    photos = source_photos(n_images)
+    batch = photo_batch(photos, SIZES["1080p"])
+    result: dict[str, Any] = {"images": len(batch), "reps": reps}
+    with tempfile.TemporaryDirectory(prefix="mattekit-bench-speed-") as tmpname:
+        tmp = Path(tmpname)
+        folder = tmp / "in"
+        folder.mkdir()
+        for i, data in enumerate(batch):
+            (folder / f"photo{i:02d}.jpg").write_bytes(data)
+        files = sorted(folder.glob("*.jpg"))
+        demo_times, cli_times, cold_times, version_times = [], [], [], []
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        for rep in range(reps):
+            t = time.perf_counter()
+            demo = Demo()  # the demo loads its model once, then loops
+            for f in files:
+                (tmp / f"demo-{f.stem}.png").write_bytes(demo.run(f.read_bytes()))
+            demo_times.append(time.perf_counter() - t)
+            out = tmp / f"out{rep}"
+            cli_times.append(_run([str(MATTEKIT), "remove", str(folder), "-o", str(out)], env=env))
+            cold_times.append(_run([str(MATTEKIT), "remove", str(files[0]), "-o", str(tmp / f"one{rep}.png")], env=env))
+            version_times.append(_run([str(MATTEKIT), "--version"], env=env))
+        d, c = statistics.median(demo_times), statistics.median(cli_times)
+        result.update({
+            "demo_loop_s": demo_times, "cli_folder_s": cli_times, "cli_over_demo_speedup": d / c,
+            "cold_one_image_s": cold_times, "cold_one_image_median_s": statistics.median(cold_times),
+            "version_s": version_times, "version_median_s": statistics.median(version_times),
+        })
+    print(f"cli: folder of {len(batch)} 1080p JPEGs: demo loop {d:.2f} s, `mattekit remove FOLDER` {c:.2f} s "
+          f"({d / c:.2f}x); cold one image {result['cold_one_image_median_s']:.2f} s; "
+          f"--version {result['version_median_s']:.3f} s", flush=True)
+    return result
+
+
+def part_video(frames: int) -> list[dict]:
+    try:
+        import video as video_bench  # bench/video.py
+    except ImportError as exc:
+        print(f"video: bench/video.py unavailable ({exc})", file=sys.stderr)
+        return []
+    return video_bench.speed(frames, [720, 1080])
+
+
+def part_server(seconds: float) -> list[dict]:
+    try:
+        import load  # bench/load.py
+    except ImportError as exc:
+        print(f"server: bench/load.py unavailable ({exc})", file=sys.stderr)
+        return []
+    images = load.sample_images((1024,))
+    rows = []
+    with load.serve() as server:
+        load.run_load(server.url, 1, 3, images)  # warm-up
+        for n in (1, 4, 16):
+            phase = load.run_load(server.url, n, seconds, images, server_pid=server.pid)
+            rows.append({"clients": n, "images_per_s": phase["throughput_rps"], "status": phase["status"],
+                         "p95_s": phase["latency_s"]["p95"]})
+            print(f"server {n:2d} clients: {phase['throughput_rps']:.2f} images/s", flush=True)
+    if rows and rows[0]["images_per_s"]:
+        for r in rows:
+            r["vs_single_client"] = r["images_per_s"] / rows[0]["images_per_s"]
+    return rows
+
+
+# -- report ------------------------------------------------------------------------------------
+def markdown(report: dict) -> str:
+    lines = [f"Machine: {report['machine']}.", ""]
+    if report.get("model"):
+        lines += ["| model only | plain ONNX Runtime | mattekit split | ratio |", "|---|---:|---:|---:|"]
+        for r in report["model"]:
+            lines.append(f"| {r['size']} @ {r['ratio']} | {r['plain_ms']:.0f} ms | {r['split_ms']:.0f} ms | "
+                         f"{r['split_over_plain']:.2f}x |")
+        lines.append("")
+    if report.get("stills"):
+        lines += ["| stills JPEG → RGBA PNG | pipeline | images/s | vs demo | decode | model | compose | encode | MB/image |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in report["stills"]:
+            st = r["stage_ms"]
+            model_ms = st.get("model", st.get("matte", 0.0))
+            vs = f"{r['speedup_vs_demo']:.1f}x" if "speedup_vs_demo" in r else "1x"
+            lines.append(f"| {r['size']} | {r['pipeline']} | {r['images_per_s']:.2f} | {vs} | {st.get('decode', 0):.0f} ms | "
+                         f"{model_ms:.0f} ms | {st.get('compose', 0):.0f} ms | {st.get('encode', 0):.0f} ms | "
+                         f"{r['mb_per_image']:.1f} |")
+        lines.append("")
+    if report.get("cli"):
+        c = report["cli"]
+        lines += ["| command line | seconds |", "|---|---:|",
+                  f"| demo looping over {c['images']} 1080p JPEGs in-process | {statistics.median(c['demo_loop_s']):.2f} |",
+                  f"| `mattekit remove FOLDER` (start-up included) | {statistics.median(c['cli_folder_s']):.2f} "
+                  f"({c['cli_over_demo_speedup']:.1f}x faster) |",
+                  f"| cold `mattekit remove one.jpg` (1080p, model load included) | {c['cold_one_image_median_s']:.2f} |",
+                  f"| `mattekit --version` | {c['version_median_s']:.3f} |", ""]
+    if report.get("video"):
+        lines += ["| video | output | fps |", "|---|---|---:|"]
+        for r in report["video"]:
+            lines.append(f"| {r['size']} | {r['output']} | {r['fps']:.1f} |")
+        lines.append("")
+    if report.get("server"):
+        lines += ["| server clients | images/s | vs 1 client |", "|---:|---:|---:|"]
+        for r in report["server"]:
+            lines.append(f"| {r['clients']} | {r['images_per_s']:.2f} | {r.get('vs_single_client', 0):.2f}x |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--parts", default="model,stills,cli,video,server")
+    ap.add_argument("--quick", action="store_true", help="fewer images and repeats (a look, not a figure)")
+    ap.add_argument("--images", type=int, default=None, help="photos per batch (default 8, quick 4)")
+    ap.add_argument("--reps", type=int, default=None, help="alternated repeats (default 3, quick 1)")
+    ap.add_argument("--sizes", default="720p,1080p,4K")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    parts = set(args.parts.split(","))
+    n = args.images or (4 if args.quick else 8)
+    reps = args.reps or (1 if args.quick else 3)
+    import onnxruntime as ort
+
+    report: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
+                   f"{platform.python_version()}, onnxruntime {ort.__version__}",
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "load_average_start": os.getloadavg(),
+    }
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("model", lambda: part_model(max(5, reps * 4))),
+        ("stills", lambda: part_stills(n, reps, args.sizes.split(","))),
+        ("cli", lambda: part_cli(n, reps)),
+        ("video", lambda: part_video(24 if args.quick else 60)),
+        ("server", lambda: part_server(5.0 if args.quick else 20.0)),
+    ]
+    for name, step in steps:
+        if name in parts:
+            report[name] = step()
+    report["load_average_end"] = os.getloadavg()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "speed.json").write_text(json.dumps(report, indent=1))
+    md = markdown(report)
+    (args.out / "speed.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
