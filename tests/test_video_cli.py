@@ -1,0 +1,88 @@
+"""``mattekit video``: format from the extension, clear errors, and Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mattekit.cli import app
+from mattekit.video import read_frames
+from samples import sample_path
+
+runner = CliRunner()
+
+
+def _text(result) -> str:
+    return " ".join(result.output.split())  # Rich wraps long lines
+
+
+@pytest.fixture(scope="module")
+def clip() -> Path:
+    return sample_path("carphone")
+
+
+@pytest.mark.parametrize("name", ["out.webm", "out.zip", "frames/"])
+def test_output_type_follows_the_extension(tmp_path, clip, name):
+    target = tmp_path / name
+    r = runner.invoke(app, ["video", str(clip), "-o", str(target), "--max-frames", "5", "--preset", "fast"])
+    assert r.exit_code == 0, r.output
+    if name.endswith(".webm"):
+        frames = list(read_frames(target))
+        assert len(frames) == 5 and frames[0].shape == (144, 176, 4)
+    elif name.endswith(".zip"):
+        assert len(zipfile.ZipFile(target).namelist()) == 5
+    else:
+        assert len(list(target.glob("frame_*.png"))) == 5
+
+
+def test_composite_with_a_colour_and_a_time_range(tmp_path, clip):
+    target = tmp_path / "white.mp4"
+    r = runner.invoke(app, ["video", str(clip), "-o", str(target), "--bg", "white", "--start", "1", "--end", "1.3"])
+    assert r.exit_code == 0, r.output
+    assert len(list(read_frames(target))) == 9  # 0.3 s at 29.97 fps
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["-o", "{tmp}/x.mp4"], 2, "needs a background"),
+    (["-o", "{tmp}/x.gif"], 2, "cannot tell the output type"),
+    (["-o", "{tmp}/x.webm", "--ratio", "3"], 2, "ratio"),
+    (["-o", "{tmp}/x.webm", "--start", "2", "--end", "1"], 2, "end must be after start"),
+])
+def test_bad_flags_are_clear(tmp_path, clip, args, code, message):
+    r = runner.invoke(app, ["video", str(clip)] + [a.format(tmp=tmp_path) for a in args])
+    assert r.exit_code == code and message in _text(r)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_input_and_existing_output(tmp_path, clip):
+    r = runner.invoke(app, ["video", str(tmp_path / "none.mp4"), "-o", str(tmp_path / "x.webm")])
+    assert r.exit_code == 1 and "no such file" in _text(r)
+    existing = tmp_path / "exists.webm"
+    existing.write_bytes(b"keep me")
+    r = runner.invoke(app, ["video", str(clip), "-o", str(existing)])
+    assert r.exit_code == 2 and "exists" in _text(r) and existing.read_bytes() == b"keep me"
+
+
+def test_ctrl_c_leaves_no_half_written_file(tmp_path, clip):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    target = out_dir / "clip.mov"
+    proc = subprocess.Popen([sys.executable, "-m", "mattekit", "video", str(clip), "-o", str(target)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "MATTEKIT_THREADS": "2"})
+    deadline = time.monotonic() + 120
+    while not any(p.name.endswith(".part.mov") and p.stat().st_size > 0 for p in out_dir.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"interrupted" in err
+    assert list(out_dir.iterdir()) == []
