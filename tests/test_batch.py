@@ -174,6 +174,7 @@ def cluster_run(ray_cluster, people_images, evaldir, tmp_path_factory):
 def test_batch_on_a_two_node_cluster_writes_every_output(cluster_run):
     src, dst, picked, proc = cluster_run
     assert proc.returncode == 0, proc.stderr
+    assert "on 2 workers x 1 threads" in proc.stderr  # one engine on each node, a read slot left
     for p in picked:
         out = dst / "people" / (p.stem + ".png")
         with Image.open(out) as img:

@@ -245,13 +245,17 @@ class Record:
     status: str  # "ok" | "error"
     error: Optional[str]
     seconds: float
+    note: Optional[str] = None
+    node: Optional[str] = None  # the Ray node that did the work, for tracing a failure to a machine
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"input": self.input, "output": self.output, "kind": self.kind, "status": self.status,
-             "error": self.error, "seconds": round(self.seconds, 4), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-            ensure_ascii=False,
-        )
+        line = {"input": self.input, "output": self.output, "kind": self.kind, "status": self.status,
+                "error": self.error, "seconds": round(self.seconds, 4),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        for key in ("node", "note"):
+            if getattr(self, key):
+                line[key] = getattr(self, key)
+        return json.dumps(line, ensure_ascii=False)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -283,6 +287,7 @@ class ImageWorker:
 
         self.spec = spec
         self.matter = Matter(spec.options, engine=Engine(threads=threads).load())
+        self.node = _node_id()
 
     def __call__(self, batch: dict) -> dict:
         records = [process_image(self.matter, self.spec, str(p), bytes(d)) for p, d in zip(batch["path"], batch["bytes"])]
@@ -290,7 +295,14 @@ class ImageWorker:
             "input": [r.input for r in records], "output": [r.output for r in records],
             "kind": [r.kind for r in records], "status": [r.status for r in records],
             "error": [r.error or "" for r in records], "seconds": [r.seconds for r in records],
+            "node": [self.node] * len(records),
         }
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()[:12]
 
 
 def process_video_item(spec: Spec, item: Item, threads: int) -> Record:
@@ -318,7 +330,7 @@ def process_video_item(spec: Spec, item: Item, threads: int) -> Record:
     except Exception as exc:
         status, error = "error", _error_text(exc)
     return Record(spec.src.display(item.source), spec.dst.display(item.target), "video", status, error,
-                  time.perf_counter() - t0)
+                  time.perf_counter() - t0, node=_node_id())
 
 
 def _download(loc: Location, path: str, folder: str) -> str:
@@ -521,6 +533,14 @@ def run(
             on_record(rec)
 
     try:
+        if work.done:
+            # A crash between writing an output and logging it leaves a complete file without a
+            # record: log it now, so the manifest lists every success exactly once.
+            logged = {r["input"] for r in read_manifest(spec.dst) if r.get("status") == "ok"}
+            for item in work.done:
+                if spec.src.display(item.source) not in logged:
+                    manifest.add(Record(spec.src.display(item.source), spec.dst.display(item.target), item.kind,
+                                        "ok", None, 0.0, note="output found complete when resuming"))
         for item in work.clashes:
             record(Record(spec.src.display(item.source), spec.dst.display(item.target), item.kind, "error",
                           "another input writes the same output (same name, other extension)", 0.0))
@@ -570,7 +590,7 @@ def _run_images(spec: Spec, items: list[Item], pool: Pool) -> Iterator[Record]:
     )
     for row in results.iter_rows():
         yield Record(str(row["input"]), str(row["output"]), str(row["kind"]), str(row["status"]),
-                     str(row["error"]) or None, float(row["seconds"]))
+                     str(row["error"]) or None, float(row["seconds"]), node=str(row["node"]))
 
 
 def _run_videos(spec: Spec, items: list[Item], pool: Pool) -> Iterator[Record]:
