@@ -162,3 +162,5 @@ def test_errors_are_ours(sample_photo: Path) -> None:
         mattekit.remove(sample_photo, preset="ultra")
     with pytest.raises(mattekit.MattekitError):
         mattekit.remove(sample_photo, margin="-5")
+    with pytest.raises(InvalidInput, match="^background image: the input is not an image"):
+        mattekit.remove(sample_photo, background=mattekit.BackgroundImage(b"junk"), **FAST)

@@ -190,8 +190,6 @@ def remove(
 
     Exit status: 0 all done, 1 some inputs failed (each one is reported), 2 bad usage.
     """
-    from .options import Options
-
     try:
         options = still_options(fmt=fmt, preset=preset, mask=mask, bg=bg, bg_fit=bg_fit, crop=crop, margin=margin,
                                 ratio=ratio, max_size=max_size, quality=quality, decontaminate=decontaminate)

@@ -83,8 +83,8 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
             if not path.is_file():
                 raise InvalidInput(f"no such file: {path}")
             if path.stat().st_size == 0:
-                raise InvalidInput(f"{path} is empty")
-            fp, name = path, str(path)
+                raise InvalidInput("the file is empty")
+            fp, name = path, "the file"  # callers show the path already (CLI: "a.jpg: the file ...")
         elif hasattr(source, "read"):
             fp, name = source, "the input"
         else:

@@ -10,6 +10,7 @@ from PIL import Image
 
 from . import imaging, presets
 from .engine import Engine, get_engine
+from .errors import MattekitError
 from .imaging import Decoded, ImageSource
 from .options import BackgroundImage, Options
 
@@ -49,15 +50,16 @@ class Matter:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         decoded = imaging.decode(source, opts)
+        bg = opts.background
+        if isinstance(bg, BackgroundImage) and not isinstance(bg.source, Decoded) and not opts.mask:
+            # before the model runs: a bad background image should cost nothing
+            opts = opts.replace(background=BackgroundImage(_decode_background(bg.source, opts), bg.fit))
         t1 = time.perf_counter()
         recipe = presets.recipe(opts.preset)
         clean = recipe.decontaminate if opts.decontaminate is None else opts.decontaminate
         want_fg = clean and not opts.mask
         matte = presets.run(self.engine, decoded.rgb, opts.preset, opts.ratio, foreground=want_fg)
         t2 = time.perf_counter()
-        bg = opts.background
-        if isinstance(bg, BackgroundImage) and not isinstance(bg.source, Decoded):
-            opts = opts.replace(background=BackgroundImage(imaging.decode(bg.source, Options()), bg.fit))
         image = imaging.compose(decoded, matte.alpha, matte.foreground, opts, decontaminate_edges=want_fg)
         t3 = time.perf_counter()
         timings.update(decode=t1 - t0, matte=t2 - t1, compose=t3 - t2)
@@ -71,6 +73,14 @@ class Matter:
         """Like :meth:`remove`, encoded in ``options.format``."""
         opts = (options or self.options).replace(**changes) if changes else (options or self.options)
         return self.process(source, opts).encode(opts.format, opts.quality)
+
+
+def _decode_background(source: Any, opts: Options) -> Decoded:
+    """The background picture, upright RGB; its errors say they are about the background."""
+    try:
+        return imaging.decode(source, Options(max_pixels=opts.max_pixels))
+    except MattekitError as exc:
+        raise type(exc)(f"background image: {exc}") from None
 
 
 def remove(source: ImageSource, options: Optional[Options] = None, **changes: Any) -> Image.Image:
