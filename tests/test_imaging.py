@@ -139,6 +139,18 @@ def test_heic(photo: np.ndarray) -> None:
     assert mad(dec.rgb, photo) < 5.0
 
 
+def test_heic_with_exif_orientation(photo: np.ndarray) -> None:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, format="HEIF", quality=92, exif=exif.tobytes())
+    dec = imaging.decode(buf.getvalue())  # upright once: never turned twice (container + EXIF)
+    assert dec.rgb.shape == (512, 384, 3) and mad(dec.rgb, np.rot90(photo, -1)) < 5.0
+
+
 def test_gif_first_frame(photo: np.ndarray) -> None:
     frames = [Image.fromarray(photo).quantize(256), Image.fromarray(255 - photo).quantize(256)]
     data = save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
@@ -165,6 +177,14 @@ def test_adobe_rgb_is_converted_to_srgb(sample_icc_photo: Path) -> None:
     dec = imaging.decode(sample_icc_photo)
     assert np.array_equal(dec.rgb, want)
     assert mad(dec.rgb, naive) > 1.0  # the conversion really changed the colours
+
+
+def test_icc_conversion_keeps_rgba_transparency(sample_icc_photo: Path) -> None:
+    img = Image.open(sample_icc_photo)
+    rgba = np.dstack([np.asarray(img.convert("RGB")), np.full(img.size[::-1], 128, np.uint8)])
+    data = save(Image.fromarray(rgba, "RGBA"), "PNG", icc_profile=img.info["icc_profile"])
+    dec = imaging.decode(data)
+    assert np.array_equal(dec.rgb, imaging.decode(sample_icc_photo).rgb) and (dec.alpha == 128).all()
 
 
 def test_srgb_tagged_png_is_unchanged(sample_photo: Path) -> None:
