@@ -3,6 +3,17 @@
 >>> import mattekit
 >>> cutout = mattekit.remove("portrait.jpg")          # doctest: +SKIP
 >>> cutout.save("portrait.png")                       # doctest: +SKIP
+>>> mattekit.remove("portrait.jpg", background="white", crop=True, margin="5%")  # doctest: +SKIP
+
+The public API:
+
+- :func:`remove` (source → PIL image) and :class:`Matter` (one engine, default options;
+  ``remove``, ``remove_bytes``, ``process`` → :class:`Result` with stage timings);
+- :class:`Options` with :class:`Color`, :class:`Blur`, :class:`BackgroundImage`, :class:`Margin`
+  and :func:`parse_background`;
+- :class:`Engine` / :func:`get_engine` for frames and streams (video);
+- the errors, all :class:`MattekitError` subclasses with a user-facing message, a stable
+  ``code`` and an ``http_status``.
 
 Heavy modules (onnxruntime, PyAV, Ray) load on first use, so importing mattekit is cheap.
 """
