@@ -147,8 +147,8 @@ def _taps(length_in: int, length_out: int, ratio: float) -> tuple[np.ndarray, np
 def downsample(rgb: np.ndarray, ratio: float) -> np.ndarray:
     """``Resize_3(src / 255)`` of the full model: uint8 HxWx3 → float32 [1, 3, h, w] in [0, 1].
 
-    Rows first, then columns, gathering only the rows and columns the filter touches, so the cost
-    follows the small output rather than the full frame.
+    Bilinear is four taps per output pixel: gather just those (uint8, output-sized) and blend,
+    so the cost follows the small output, never the full frame.
     """
     h, w = rgb.shape[:2]
     oh, ow = lowres_size(h, w, ratio)
@@ -156,11 +156,13 @@ def downsample(rgb: np.ndarray, ratio: float) -> np.ndarray:
         raise ValueError(f"ratio {ratio} leaves no pixels of a {w}x{h} image")
     r0, r1, rw0, rw1 = _taps(h, oh, ratio)
     c0, c1, cw0, cw1 = _taps(w, ow, ratio)
+    top, bottom = rgb[r0], rgb[r1]  # oh x W x 3: two row gathers
+    cw0, cw1 = cw0[None, :, None], cw1[None, :, None]
+    # np.take: ~3x faster than fancy indexing along the middle axis
+    upper = np.take(top, c0, axis=1) * cw0 + np.take(top, c1, axis=1) * cw1  # float32 oh x ow x 3
+    lower = np.take(bottom, c0, axis=1) * cw0 + np.take(bottom, c1, axis=1) * cw1
     scale = np.float32(1.0 / 255.0)
-    top = rgb[r0].astype(np.float32)  # oh x W x 3
-    bot = rgb[r1].astype(np.float32)
-    rows = top * (rw0 * scale)[:, None, None] + bot * (rw1 * scale)[:, None, None]
-    out = rows[:, c0] * cw0[None, :, None] + rows[:, c1] * cw1[None, :, None]  # oh x ow x 3
+    out = upper * (rw0 * scale)[:, None, None] + lower * (rw1 * scale)[:, None, None]
     return np.ascontiguousarray(out.transpose(2, 0, 1)[None])
 
 

@@ -1,0 +1,133 @@
+"""The split fast path (low-resolution network in ONNX Runtime + OpenCV tail) against the full
+RVM graph, which stays available as ``Engine(fast=False)`` — the reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mattekit import fastpath, models
+from mattekit.engine import Engine, RecurrentState, auto_ratio
+from mattekit.errors import InvalidOption
+
+TOLERANCE = 1.0 / 255.0  # mean absolute alpha difference allowed (the issue's bound)
+
+
+@pytest.fixture(scope="module")
+def split() -> Engine:
+    e = Engine(fast=True).load()
+    assert e.split, "the fast path did not load; see the log for why"
+    return e
+
+
+@pytest.fixture(scope="module")
+def plain() -> Engine:
+    return Engine(fast=False).load()
+
+
+def _resize_model(ratio: float):
+    """ONNX Runtime's Resize exactly as RVM's Resize_3 is configured, as a one-node model."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    node = helper.make_node(
+        "Resize", ["x", "roi", "scales"], ["y"], mode="linear",
+        coordinate_transformation_mode="pytorch_half_pixel", nearest_mode="floor", cubic_coeff_a=-0.75,
+    )
+    graph = helper.make_graph(
+        [node], "resize",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [helper.make_tensor("roi", TensorProto.FLOAT, [0], []),
+         helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, ratio, ratio])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)])
+    model.ir_version = 7
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("size", [(720, 1280), (1279, 1920), (481, 333)])
+@pytest.mark.parametrize("ratio_of", ["auto", 0.25, 0.125, 0.375])
+def test_downsample_reproduces_the_models_resize(size, ratio_of):
+    h, w = size
+    ratio = auto_ratio(h, w) if ratio_of == "auto" else ratio_of
+    rgb = np.random.default_rng(h + w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    want = _resize_model(ratio).run(None, {"x": rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255.0})[0]
+    got = fastpath.downsample(rgb, ratio)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() < 1e-5
+
+
+def test_derived_model_is_cached_by_hash(tmp_path: Path):
+    info = models.locate()
+    first = fastpath.ensure_lowres_model(info.path, info.sha256, tmp_path)
+    assert first.name == fastpath.derived_path(info.path, info.sha256, tmp_path).name
+    assert info.sha256[:16] in first.name
+    stamp = first.stat().st_mtime_ns
+    again = fastpath.ensure_lowres_model(info.path, info.sha256, tmp_path)
+    assert again == first and again.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_split_matches_full_graph_on_a_sample_photo(split, plain):
+    """Runs without the evaluation set: a real photo fetched by tests/samples.py."""
+    from samples import sample_path
+
+    rgb = np.asarray(Image.open(sample_path("astronaut")).convert("RGB"))
+    for ratio in ("auto", 0.25):
+        a = split.matte(rgb, ratio, foreground=True)
+        b = plain.matte(rgb, ratio, foreground=True)
+        assert np.abs(a.alpha - b.alpha).mean() < TOLERANCE / 100
+        assert np.abs(a.foreground - b.foreground).mean() < TOLERANCE / 100
+        assert a.alpha.dtype == np.float32 and a.alpha.shape == rgb.shape[:2]
+        assert a.foreground.shape == rgb.shape and 0.0 <= a.alpha.min() <= a.alpha.max() <= 1.0
+
+
+@pytest.mark.eval
+def test_split_matches_full_graph_on_the_dev_set(split, plain, people_images):
+    """Every dev photo at the auto ratio, the demo's 0.25 and 4K's 0.125; the 3-pass preset too."""
+    worst = 0.0
+    for i, path in enumerate(people_images):
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        ratio = ("auto", 0.25, 0.125)[i % 3]
+        passes = 3 if i % 4 == 0 else 1
+        a = split.matte(rgb, ratio, passes=passes, foreground=i % 2 == 0)
+        b = plain.matte(rgb, ratio, passes=passes, foreground=i % 2 == 0)
+        diff = float(np.abs(a.alpha - b.alpha).mean())
+        worst = max(worst, diff)
+        assert diff < TOLERANCE, f"{path.name} at {ratio}: mean |Δalpha| {diff * 255:.4f}/255"
+        if a.foreground is not None:
+            band = (b.alpha > 0.01) & (b.alpha < 0.99)
+            assert np.abs(a.foreground - b.foreground)[band].mean() < TOLERANCE
+    assert worst < TOLERANCE / 50  # in practice ~1e-4/255: the split is exact up to float rounding
+
+
+@pytest.mark.eval
+def test_recurrent_state_carries_over_frames_like_the_full_graph(split, plain, evaldir):
+    """Several frames of a real clip with state carried; the two engines' states are interchangeable."""
+    from mattekit.video import read_frames
+
+    frames = list(read_frames(evaldir / "video" / "comp_D.mp4", limit=5))
+    s_split, s_plain = RecurrentState.empty(), RecurrentState.empty()
+    for rgb in frames:
+        a, s_split = split.step(rgb, "auto", s_split)
+        b, s_plain = plain.step(rgb, "auto", s_plain)
+        assert np.abs(a.alpha - b.alpha).mean() < TOLERANCE
+    # a state the split made continues correctly in the full graph, and back
+    a, _ = plain.step(frames[0], "auto", s_split)
+    b, _ = split.step(frames[0], "auto", s_plain)
+    assert np.abs(a.alpha - b.alpha).mean() < TOLERANCE
+
+
+def test_cuda_asked_for_without_cuda_says_so():
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this ONNX Runtime has CUDA")
+    with pytest.raises(InvalidOption, match="CUDA was asked for"):
+        Engine(device="cuda").load()
+    with pytest.raises(InvalidOption, match="device must be"):
+        Engine(device="gpu")
