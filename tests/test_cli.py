@@ -201,3 +201,9 @@ def test_folder_of_dev_images(people_images: list[Path], tmp_path: Path) -> None
         assert result.size == ((480, round(h * 480 / w)) if w >= h else (round(w * 480 / h), 480))
     n = len(people_images)
     assert f"[{n}/{n}]" in text and f"{n} done, 0 failed" in text
+
+
+def test_several_inputs_need_a_folder(tree: Path, tmp_path: Path) -> None:
+    proc = mattekit("remove", str(tree / "a.png"), str(tree / "sub" / "c.png"), "-o", str(tmp_path / "x.png"))
+    assert proc.returncode == 2 and "need a folder for -o" in err(proc)
+    assert not (tmp_path / "x.png").exists()

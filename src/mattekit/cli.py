@@ -130,6 +130,8 @@ def plan_jobs(inputs: List[str], output: Optional[str], fmt: str) -> List[Job]:
     many = len(found) > 1 or any(base is not None for _, base, _ in found)
     if any(str(f) == "-" for _, _, f in found) and len(found) > 1:
         raise InvalidOption("'-' (stdin) cannot be combined with other inputs")
+    if many and output not in (None, "-") and not Path(output).is_dir() and Path(output).suffix.lower() in IMAGE_SUFFIXES:
+        raise InvalidOption(f"{len(found)} inputs need a folder for -o, not the file name {output!r}")
     jobs: List[Job] = []
     for _arg, base, f in found:
         if str(f) == "-":
@@ -525,6 +527,9 @@ def main() -> None:
     except KeyboardInterrupt:
         _err("interrupted")
         sys.exit(130)
+    except BrokenPipeError:  # `mattekit remove - -o - | head`: the reader left; nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        sys.exit(1)
     except MattekitError as exc:
         _err(str(exc))
         sys.exit(1)
