@@ -247,11 +247,12 @@ class Record:
     seconds: float
     note: Optional[str] = None
     node: Optional[str] = None  # the Ray node that did the work, for tracing a failure to a machine
+    at: float = field(default_factory=time.time)  # when it finished (epoch seconds, worker's clock)
 
     def to_json(self) -> str:
         line = {"input": self.input, "output": self.output, "kind": self.kind, "status": self.status,
                 "error": self.error, "seconds": round(self.seconds, 4),
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at))}
         for key in ("node", "note"):
             if getattr(self, key):
                 line[key] = getattr(self, key)
@@ -295,7 +296,7 @@ class ImageWorker:
             "input": [r.input for r in records], "output": [r.output for r in records],
             "kind": [r.kind for r in records], "status": [r.status for r in records],
             "error": [r.error or "" for r in records], "seconds": [r.seconds for r in records],
-            "node": [self.node] * len(records),
+            "node": [self.node] * len(records), "at": [r.at for r in records],
         }
 
 
@@ -590,7 +591,7 @@ def _run_images(spec: Spec, items: list[Item], pool: Pool) -> Iterator[Record]:
     )
     for row in results.iter_rows():
         yield Record(str(row["input"]), str(row["output"]), str(row["kind"]), str(row["status"]),
-                     str(row["error"]) or None, float(row["seconds"]), node=str(row["node"]))
+                     str(row["error"]) or None, float(row["seconds"]), node=str(row["node"]), at=float(row["at"]))
 
 
 def _run_videos(spec: Spec, items: list[Item], pool: Pool) -> Iterator[Record]:
