@@ -101,6 +101,11 @@ def test_upload_shows_and_downloads_cutouts(page, base_url_live, sample_photo, s
 def test_error_state_and_phone_layout(page, base_url_live, output_dir: Path, tmp_path: Path):
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(base_url_live + "/")
+    # The drop zone opens the file picker from the keyboard.
+    page.focus("#drop")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    assert chooser.value.is_multiple()
     fake = tmp_path / "holiday.png"
     fake.write_bytes(b"this is not a picture at all")
     page.set_input_files("#file-input", str(fake))
@@ -108,11 +113,17 @@ def test_error_state_and_phone_layout(page, base_url_live, output_dir: Path, tmp
     message = page.locator('.card[data-state="error"] .status-text').inner_text()
     assert "not an image" in message  # the server's own message, shown to the user
     assert page.locator('.card[data-state="error"] button.retry').is_visible()
+    # Paste and drag-and-drop go through the same path (here: two more unreadable files).
+    page.evaluate("""() => {
+        const file = (name) => new File([new TextEncoder().encode('not a picture')], name, {type: 'image/png'});
+        const pasted = new DataTransfer(); pasted.items.add(file('pasted.png'));
+        document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: pasted, bubbles: true}));
+        const dropped = new DataTransfer(); dropped.items.add(file('dropped.png'));
+        document.querySelector('#drop').dispatchEvent(new DragEvent('drop', {dataTransfer: dropped, bubbles: true, cancelable: true}));
+    }""")
+    page.wait_for_selector('.card[data-state="error"] >> nth=2', timeout=60_000)
+    names = page.locator(".card .name").all_inner_texts()
+    assert sorted(names) == ["dropped.png", "holiday.png", "pasted.png"], names
     # Nothing sticks out sideways on a phone-sized screen.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    # The drop zone opens the file picker from the keyboard.
-    page.focus("#drop")
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Enter")
-    assert chooser.value.is_multiple()
     page.screenshot(path=str(output_dir / "browser-phone.png"), full_page=True)

@@ -275,3 +275,44 @@ def test_api_keys_when_configured(sample_photo):
         assert c.get("/api/v1/limits", headers={"x-api-key": "k2"}).status_code == 200
         assert c.get("/api/v1/limits", headers={"authorization": "Bearer k1"}).status_code == 200
         assert c.get("/healthz").status_code == 200
+
+
+# -- the pool and the settings, without the model --------------------------------------------
+def test_pool_refuses_beyond_capacity_and_frees_slots():
+    import threading
+
+    from mattekit.errors import Busy
+    from mattekit.service.executor import WorkPool
+
+    pool = WorkPool(1, 1, name="test")
+    gate = threading.Event()
+    running = pool.submit(gate.wait, 10)
+    waiting = pool.submit(lambda: "second")
+    with pytest.raises(Busy):
+        pool.submit(lambda: "third")
+    assert pool.rejected == 1 and pool.waiting == 1 and 1 <= pool.retry_after() <= 60
+    assert waiting.cancel()  # a client that gives up while queued frees its slot
+    extra = pool.submit(lambda: "fourth")
+    gate.set()
+    assert running.result(5) is True and extra.result(5) == "fourth"
+    assert pool.waiting == 0 and pool.running == 0
+    pool.shutdown()
+    with pytest.raises(Busy):
+        pool.submit(lambda: None)
+
+
+def test_settings_from_env():
+    from mattekit.errors import InvalidOption
+
+    s = Settings.from_env({
+        "MATTEKIT_MAX_UPLOAD_BYTES": "1000", "MATTEKIT_MAX_PIXELS": "2000", "MATTEKIT_WORKERS": "3",
+        "MATTEKIT_QUEUE_SIZE": "0", "MATTEKIT_CORS_ORIGINS": "http://a.test, http://b.test",
+        "MATTEKIT_API_KEYS": "k1,,k2",
+    })
+    assert (s.max_upload_bytes, s.max_pixels, s.workers, s.queue_size) == (1000, 2000, 3, 0)
+    assert s.cors_origins == ("http://a.test", "http://b.test") and s.api_keys == ("k1", "k2")
+    assert Settings.from_env({"MATTEKIT_WORKERS": "2"}, workers=1).workers == 1  # CLI flags win
+    assert 1 <= Settings.from_env({}).workers <= 4
+    for bad in ({"MATTEKIT_WORKERS": "many"}, {"MATTEKIT_QUEUE_SIZE": "-1"}, {"MATTEKIT_MAX_PIXELS": "0"}):
+        with pytest.raises(InvalidOption, match=next(iter(bad))):
+            Settings.from_env(bad)
