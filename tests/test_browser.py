@@ -127,3 +127,16 @@ def test_error_state_and_phone_layout(page, base_url_live, output_dir: Path, tmp
     # Nothing sticks out sideways on a phone-sized screen.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(output_dir / "browser-phone.png"), full_page=True)
+
+
+def test_page_and_docs_load_nothing_from_other_hosts(page, base_url_live):
+    """Users run this offline: the page and the Swagger UI at /docs fetch only from the app."""
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(base_url_live + "/")
+    page.wait_for_selector("#drop")
+    page.goto(base_url_live + "/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)  # rendered from /openapi.json
+    assert page.locator(".opblock-summary-path", has_text="/api/v1/remove").count() >= 1
+    foreign = [u for u in requested if not u.startswith((base_url_live, "data:", "blob:"))]
+    assert not foreign, foreign
