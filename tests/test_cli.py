@@ -99,6 +99,12 @@ def test_overwrite_and_skip_existing(tree: Path, tmp_path: Path) -> None:
     skip = mattekit("remove", str(tree / "sub"), "-o", str(out), "--skip-existing", *SMALL)
     assert skip.returncode == 0 and "skipping 2" in err(skip)
     assert target.stat().st_mtime_ns == stamp
+    (tree / "sub" / "new.png").write_bytes((tree / "a.png").read_bytes())
+    mixed = mattekit("remove", str(tree / "sub"), "-o", str(out), *SMALL)
+    text = err(mixed)  # two exist (reported, counted as failed), one is new (done)
+    assert mixed.returncode == 1 and "1 done, 2 failed" in text and (out / "new.png").is_file()
+    (tree / "sub" / "new.png").unlink()
+    (out / "new.png").unlink()
     over = mattekit("remove", str(tree / "sub"), "-o", str(out), "--overwrite", "--preset", "fast", "--max-size", "64")
     assert over.returncode == 0, err(over)
     assert rgba_png(target).size == (64, 64)

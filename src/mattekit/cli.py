@@ -238,6 +238,8 @@ def run_jobs(jobs: List[Job], options, *, threads: int, overwrite: bool, skip_ex
     if skipped:
         console.print(f"skipping {skipped} input(s) whose output exists")
     if not todo:
+        if len(jobs) > 1:
+            console.print(f"0 done, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
         return failed
     set_engine(Engine(threads=threads or None))
     for job in todo:
@@ -245,7 +247,7 @@ def run_jobs(jobs: List[Job], options, *, threads: int, overwrite: bool, skip_ex
             job.source = sys.stdin.buffer.read()
     many = len(todo) > 1
     live = many and console.is_terminal
-    done = 0
+    done = ok = 0
     for job, outcome in process_files(todo, options, progress=console if live else None):
         done += 1
         where = f"[{done}/{len(todo)}] " if many else ""
@@ -257,6 +259,7 @@ def run_jobs(jobs: List[Job], options, *, threads: int, overwrite: bool, skip_ex
         if job.target == "-":
             sys.stdout.buffer.write(outcome)
             sys.stdout.buffer.flush()
+            ok += 1
             continue
         try:
             _write_atomic(Path(job.target), outcome)
@@ -264,10 +267,11 @@ def run_jobs(jobs: List[Job], options, *, threads: int, overwrite: bool, skip_ex
             console.print(f"{where}[red]✗[/] {name}: cannot write {escape(job.target)}: {exc.strerror or exc}")
             failed += 1
             continue
+        ok += 1
         if not live:
             console.print(f"{where}[green]✓[/] {name} → {escape(job.target)}")
-    if many:
-        console.print(f"{len(todo) - failed} done, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
+    if len(jobs) > 1:
+        console.print(f"{ok} done, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     return failed
 
 
