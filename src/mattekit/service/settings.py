@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional, TypeVar
 
 from ..errors import InvalidOption
 
@@ -22,6 +22,8 @@ from ..errors import InvalidOption
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 DEFAULT_QUEUE_SIZE = 16
+
+N = TypeVar("N", int, float)
 
 
 def default_workers() -> int:
@@ -35,16 +37,22 @@ def default_workers() -> int:
     return max(1, min(4, cores))
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+def env_number(env: Mapping[str, str], name: str, default: N, minimum: N, cast: Callable[[str], N] = int) -> N:
+    """``env[name]`` as a number (``cast``: int or float) of at least ``minimum``; unset → ``default``.
+
+    Shared by every ``MATTEKIT_*`` setting of the service (jobs too), so a bad value always
+    fails the same way: at start-up, naming the variable.
+    """
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = cast(raw)
     except ValueError:
-        raise InvalidOption(f"{name} must be an integer, not {raw!r}") from None
+        kind = "an integer" if cast is int else "a number"
+        raise InvalidOption(f"{name} must be {kind}, not {raw!r}") from None
     if value < minimum:
-        raise InvalidOption(f"{name} must be at least {minimum}, not {value}")
+        raise InvalidOption(f"{name} must be at least {minimum}, not {raw}")
     return value
 
 
@@ -75,10 +83,10 @@ class Settings:
         """Settings from ``MATTEKIT_*`` variables; keyword ``overrides`` win (CLI flags)."""
         env = os.environ if env is None else env
         values = dict(
-            max_upload_bytes=_int(env, "MATTEKIT_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1),
-            max_pixels=_int(env, "MATTEKIT_MAX_PIXELS", DEFAULT_MAX_PIXELS, 1),
-            workers=_int(env, "MATTEKIT_WORKERS", 0, 0),
-            queue_size=_int(env, "MATTEKIT_QUEUE_SIZE", DEFAULT_QUEUE_SIZE, 0),
+            max_upload_bytes=env_number(env, "MATTEKIT_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1),
+            max_pixels=env_number(env, "MATTEKIT_MAX_PIXELS", DEFAULT_MAX_PIXELS, 1),
+            workers=env_number(env, "MATTEKIT_WORKERS", 0, 0),
+            queue_size=env_number(env, "MATTEKIT_QUEUE_SIZE", DEFAULT_QUEUE_SIZE, 0),
             cors_origins=_list(env, "MATTEKIT_CORS_ORIGINS"),
             api_keys=_list(env, "MATTEKIT_API_KEYS"),
         )
