@@ -213,3 +213,37 @@ def test_several_inputs_need_a_folder(tree: Path, tmp_path: Path) -> None:
     proc = mattekit("remove", str(tree / "a.png"), str(tree / "sub" / "c.png"), "-o", str(tmp_path / "x.png"))
     assert proc.returncode == 2 and "need a folder for -o" in err(proc)
     assert not (tmp_path / "x.png").exists()
+
+
+def test_progress_bar_on_a_terminal(tree: Path, tmp_path: Path) -> None:
+    """On a terminal, stderr shows a live bar (rich) instead of one line per file."""
+    import pty
+    import threading
+
+    main_fd, term_fd = pty.openpty()
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # read while it runs: a full terminal buffer would block the bar
+        while True:
+            try:
+                data = os.read(main_fd, 65536)
+            except OSError:  # EIO: the other side is closed and drained
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "mattekit", "remove", str(tree), "-o", str(tmp_path / "o"), *SMALL],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=term_fd, timeout=300,
+                              env={**os.environ, "TERM": "xterm", "COLUMNS": "100"})
+    finally:
+        os.close(term_fd)
+        reader.join(timeout=10)
+        os.close(main_fd)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0 and "Traceback" not in text
+    assert "removing backgrounds" in text and "3/3" in text and "3 done, 0 failed" in text
+    assert "[1/3]" not in text  # the per-file lines are for logs, not terminals

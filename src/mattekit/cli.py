@@ -223,7 +223,7 @@ def run_jobs(jobs: List[Job], options, *, threads: int, overwrite: bool, skip_ex
     from .engine import Engine, set_engine
     from .pipeline import process_files
 
-    console = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the width
+    console = Console(stderr=True, soft_wrap=True, highlight=False)  # one plain line per message
     todo: List[Job] = []
     failed = skipped = 0
     for job in jobs:
