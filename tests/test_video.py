@@ -353,3 +353,43 @@ def test_recurrent_is_steadier_on_a_street_clip(evaldir):
     recurrent = flicker(alpha_sequence(frames, recurrent=True))
     per_frame = flicker(alpha_sequence(frames, recurrent=False))
     assert recurrent < 0.6 * per_frame, (recurrent, per_frame)
+
+
+# -- input containers ---------------------------------------------------------------------------
+def _container(frames: list[np.ndarray], target: Path, fmt: str, codec: str) -> Path:
+    with av.open(str(target), "w", format=fmt) as out:
+        s = out.add_stream(codec, rate=25)
+        s.height, s.width = frames[0].shape[:2]
+        s.pix_fmt = "yuv420p"
+        for i, fr in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(fr, format="rgb24")
+            vf.pts = i
+            for p in s.encode(vf):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    return target
+
+
+@pytest.mark.parametrize("name", ["clip.gif", "clip.webp", "clip.webm", "clip.mkv", "clip.avi", "clip.mov"])
+def test_reads_the_usual_containers(tmp_path, source_frames, engine, name):
+    """The same six real frames as animated GIF/WebP (Pillow), VP8 WebM, H.265 MKV, MPEG-4 AVI, MOV."""
+    frames = source_frames[:6]
+    src = tmp_path / name
+    if name.endswith((".gif", ".webp")):
+        ims = [Image.fromarray(f) for f in frames]
+        ims[0].save(src, save_all=True, append_images=ims[1:], duration=40, loop=0)
+    else:
+        fmt, codec = {".webm": ("webm", "libvpx"), ".mkv": ("matroska", "libx265"),
+                      ".avi": ("avi", "mpeg4"), ".mov": ("mov", "libx264")}[Path(name).suffix]
+        _container(frames, src, fmt, codec)
+    info = probe(src)
+    assert (info.width, info.height, info.frames) == (176, 144, 6) and abs(info.fps - 25) < 0.01
+    result = process_video(src, tmp_path / "out.zip", Options(preset="fast"))
+    assert result.frames == 6
+    decoded = list(read_frames(src))
+    state = RecurrentState.empty()
+    with zipfile.ZipFile(tmp_path / "out.zip") as z:
+        for i, n in enumerate(sorted(z.namelist())):
+            matte, state = engine.step(np.ascontiguousarray(decoded[i][:, :, :3]), "auto", state)
+            assert np.array_equal(np.asarray(Image.open(z.open(n)))[:, :, 3], matte.alpha_u8())

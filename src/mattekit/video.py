@@ -186,10 +186,55 @@ def _rate(stream) -> Fraction:
     return Fraction(25)
 
 
+def _is_webp(path: Union[str, os.PathLike]) -> bool:
+    """Animated WebP: FFmpeg cannot decode it (its WebP decoder takes stills), Pillow can."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+
+
+def _webp_frames(path: Union[str, os.PathLike]) -> Iterator[tuple[np.ndarray, int]]:
+    """(RGB or RGBA frame, start time in ms) of an animated WebP, via Pillow."""
+    from PIL import Image, ImageSequence
+
+    try:
+        with Image.open(path) as img:
+            t = 0
+            for frame in ImageSequence.Iterator(img):
+                rgba = frame.convert("RGBA")
+                arr = np.asarray(rgba)
+                yield (arr if arr[:, :, 3].min() < 255 else np.ascontiguousarray(arr[:, :, :3])), t
+                t += int(frame.info.get("duration") or 40)
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InvalidInput(f"{Path(path).name} could not be decoded (truncated or corrupt): {exc}") from None
+
+
+def _probe_webp(path: Union[str, os.PathLike]) -> VideoInfo:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            n = getattr(img, "n_frames", 1)
+            total_ms = 0
+            for i in range(n):
+                img.seek(i)
+                total_ms += int(img.info.get("duration") or 40)
+            w, h = img.size
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InvalidInput(f"{Path(path).name} is not a video we can read: {exc}") from None
+    duration = total_ms / 1000.0
+    return VideoInfo(w, h, n / duration if duration else 25.0, n, duration, 0, "webp", False)
+
+
 def probe(path: Union[str, os.PathLike]) -> VideoInfo:
     """Size (upright), frame rate, frames, duration and audio of a clip; decodes one frame."""
     import av
 
+    if Path(path).is_file() and _is_webp(path):
+        return _probe_webp(path)
     container = _open_input(path)
     try:
         vs = container.streams.video[0]
@@ -225,6 +270,12 @@ def read_frames(path: Union[str, os.PathLike], limit: Optional[int] = None) -> I
     """
     import av
 
+    if Path(path).is_file() and _is_webp(path):
+        for n, (arr, _) in enumerate(_webp_frames(path)):
+            if limit is not None and n >= limit:
+                return
+            yield arr
+        return
     container = _open_input(path)
     try:
         vs = container.streams.video[0]
@@ -359,6 +410,30 @@ def _read(container, rng: _Range, audio: bool, out: "queue.Queue", stop: threadi
     return {"frames": count, "complete": False}
 
 
+def _read_webp(path: Union[str, os.PathLike], rng: _Range, out: "queue.Queue", stop: threading.Event, meta: dict) -> dict:
+    """The animated-WebP twin of :func:`_read` (no audio; times in ms)."""
+    count = 0
+    first: Optional[int] = None
+    for arr, ms in _webp_frames(path):
+        if stop.is_set():
+            raise _Stop()
+        sec = ms / 1000.0
+        if sec < rng.start - 1e-9:
+            continue
+        if rng.end is not None and sec >= rng.end - 1e-9:
+            return {"frames": count, "complete": True}
+        if first is None:
+            first = ms
+            meta["t0"] = sec
+        _put(out, _VideoItem(np.ascontiguousarray(arr[:, :, :3]), ms - first), stop)
+        count += 1
+        if rng.max_frames is not None and count >= rng.max_frames:
+            return {"frames": count, "complete": True}
+    if count == 0 and first is None and rng.start == 0:
+        raise InvalidInput(f"{Path(path).name} has no frames we can decode")
+    return {"frames": count, "complete": True}
+
+
 # -- backgrounds ------------------------------------------------------------------------------
 class _Backgrounds:
     """The background layer for each frame: fixed (colour, image), per frame (blur) or a clip."""
@@ -368,7 +443,6 @@ class _Backgrounds:
         self.video = vopts.background_video
         self._fixed: Optional[np.ndarray] = None
         self._frames: Optional[Iterator[np.ndarray]] = None
-        self._container = None
         if isinstance(self.bg, BackgroundImage) and not isinstance(self.bg.source, imaging.Decoded):
             self.bg = BackgroundImage(imaging.decode(self.bg.source, Options()), self.bg.fit)
 
@@ -384,15 +458,10 @@ class _Backgrounds:
 
     def _clip_frames(self) -> Iterator[np.ndarray]:
         while True:  # loop the clip for as long as the foreground lasts
-            container = _open_input(self.video)  # type: ignore[arg-type]
-            self._container = container
             got = 0
-            try:
-                for frame in container.decode(video=0):
-                    got += 1
-                    yield upright(frame.to_ndarray(format="rgb24"), int(getattr(frame, "rotation", 0) or 0))
-            finally:
-                container.close()
+            for frame in read_frames(self.video):  # type: ignore[arg-type]
+                got += 1
+                yield frame[:, :, :3]
             if got == 0:
                 raise InvalidInput(f"background video {self.video} has no frames")
 
@@ -442,11 +511,10 @@ _AUDIO_ENCODE = {"webm": ("libopus", 48000), "mov": ("aac", None), "mp4": ("aac"
 class _AvWriter:
     """Video (and audio) into a container; opened on the first frame, when its size is known."""
 
-    def __init__(self, tmp: Path, kind: str, in_stream, in_audio, rate: Fraction, tb: Fraction) -> None:
+    def __init__(self, tmp: Path, kind: str, in_audio, rate: Fraction, tb: Fraction) -> None:
         self.tmp = tmp
         self.kind = kind
         self.fmt = {"webm": "webm", "mov": "mov"}.get(kind, "mp4")
-        self.in_stream = in_stream
         self.in_audio = in_audio
         self.rate = rate
         self.tb = tb
@@ -687,14 +755,16 @@ def process_video(
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_path(target)
-    container = _open_input(source)
-    vs = container.streams.video[0]
-    in_audio = container.streams.audio[0] if (vopts.audio and container.streams.audio) else None
-    tb = vs.time_base or Fraction(1, 90000)
-    writer: Any = (
-        _PngWriter(tmp, kind) if kind.startswith("png")
-        else _AvWriter(tmp, kind, vs, in_audio, _rate(vs), tb)
-    )
+    webp = _is_webp(source)
+    if webp:
+        container, in_audio, tb = None, None, Fraction(1, 1000)
+        rate = Fraction(fps).limit_denominator(1001)
+    else:
+        container = _open_input(source)
+        vs = container.streams.video[0]
+        in_audio = container.streams.audio[0] if (vopts.audio and container.streams.audio) else None
+        tb, rate = vs.time_base or Fraction(1, 90000), _rate(vs)
+    writer: Any = _PngWriter(tmp, kind) if kind.startswith("png") else _AvWriter(tmp, kind, in_audio, rate, tb)
     backgrounds = _Backgrounds(options, vopts) if kind == "composite" else None
     stream = _stream_for(engine, options, foreground=clean)
 
@@ -709,8 +779,11 @@ def process_video(
 
     def reader() -> None:
         try:
-            read_info.update(_read(container, _Range(vopts.start, vopts.end, vopts.max_frames),
-                                   in_audio is not None, decoded_q, stop, Path(source).name, read_info))
+            rng = _Range(vopts.start, vopts.end, vopts.max_frames)
+            if container is None:
+                read_info.update(_read_webp(source, rng, decoded_q, stop, read_info))
+            else:
+                read_info.update(_read(container, rng, in_audio is not None, decoded_q, stop, Path(source).name, read_info))
             _put(decoded_q, _END, stop)
         except _Stop:
             pass
@@ -787,7 +860,8 @@ def process_video(
         if not ok:
             writer.abort()
             _remove(tmp)
-        container.close()
+        if container is not None:
+            container.close()
         if backgrounds is not None:
             backgrounds.close()
     seconds = time.perf_counter() - started
