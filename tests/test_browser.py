@@ -140,3 +140,16 @@ def test_page_and_docs_load_nothing_from_other_hosts(page, base_url_live):
     assert page.locator(".opblock-summary-path", has_text="/api/v1/remove").count() >= 1
     foreign = [u for u in requested if not u.startswith((base_url_live, "data:", "blob:"))]
     assert not foreign, foreign
+
+
+def test_busy_server_is_retried_by_the_page(page, sample_photo, sample_grey_photo):
+    """One worker and no queue: the page's second upload gets 503, waits Retry-After, then succeeds."""
+    with live_server({"MATTEKIT_WORKERS": "1", "MATTEKIT_QUEUE_SIZE": "0"}) as base:
+        statuses: list[int] = []
+        page.on("response", lambda r: statuses.append(r.status) if "/api/v1/remove" in r.url else None)
+        page.goto(base + "/")
+        page.select_option("#preset", "fast")
+        page.set_input_files("#file-input", [str(sample_photo), str(sample_grey_photo)])
+        page.wait_for_selector("text=Server busy, retrying", timeout=60_000)
+        page.wait_for_selector('.card[data-state="done"] >> nth=1', timeout=RESULT_TIMEOUT_MS)
+        assert 503 in statuses and statuses.count(200) == 2, statuses
