@@ -354,7 +354,7 @@ def compose(
     alpha = combine_alpha(alpha, decoded.alpha)
     box = subject_box(alpha, options.crop_threshold, options.margin) if options.crop else None
     if options.crop and box is None:
-        log.info("no subject found to crop to; keeping the whole image")
+        log.warning("nothing above the crop threshold: kept the whole image instead of cropping")
     rgb = decoded.rgb
     if box is not None:
         l, t, r, b = box
