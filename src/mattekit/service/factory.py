@@ -196,6 +196,15 @@ def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics) -> None:
             getattr(exc, "headers", None),
         )
 
+    from starlette.requests import ClientDisconnect
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # Not a server fault: say so in one line, no traceback. The answer reaches nobody; 499 is
+        # the status proxies use for it, so /metrics counts these apart from errors.
+        log.warning("client disconnected before its upload to %s was complete; request dropped", request.url.path)
+        return error_response(499, "client_disconnected", "the client went away before the upload ended")
+
     @app.exception_handler(MemoryError)
     async def out_of_memory(request: Request, exc: MemoryError) -> JSONResponse:
         log.error("out of memory while serving %s", request.url.path)

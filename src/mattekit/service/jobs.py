@@ -22,6 +22,7 @@ finished jobs (and their files) are deleted ``MATTEKIT_JOB_TTL`` seconds after t
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import secrets
@@ -61,6 +62,17 @@ class NotFound(MattekitError):
 class NotReady(MattekitError):
     code = "not_ready"
     http_status = 409
+
+
+class NoSpace(MattekitError):
+    """The temporary disk the jobs write to is full."""
+
+    code = "no_space"
+    http_status = 507
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return getattr(exc, "errno", None) == errno.ENOSPC
 
 
 def _env_number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
@@ -207,9 +219,13 @@ def run_job(store: JobStore, job: Job, source: Path, options: Options, vopts: An
         job.state, job.error = "failed", exc
     except MemoryError:
         job.state, job.error = "failed", MattekitError("out of memory while processing this video")
-    except Exception:  # never a stack trace to the client; the log has it
-        log.exception("video job %s failed", job.id)
-        job.state, job.error = "failed", MattekitError("internal error: the server logged the details")
+    except Exception as exc:  # never a stack trace to the client; the log has it
+        if _disk_full(exc):
+            log.error("video job %s failed: the temporary disk %s is full", job.id, store.root)
+            job.state, job.error = "failed", NoSpace("the server ran out of disk space while writing this video")
+        else:
+            log.exception("video job %s failed", job.id)
+            job.state, job.error = "failed", MattekitError("internal error: the server logged the details")
     finally:
         job.finished = time.time()
         if job.state == "done":
@@ -303,8 +319,11 @@ async def create_job(request: Request) -> JSONResponse:
             _prepare, store, job, data, bg_data, options, output, times, (fields.get("bg_fit") or "fill").lower())
         del data, upload
         job.future = store.pool.submit(run_job, store, job, source, options, vopts, request.app.state.matter.engine)
-    except BaseException:
+    except BaseException as exc:
         store.drop(job)
+        if _disk_full(exc):
+            log.error("video upload refused: the temporary disk %s is full", store.root)
+            raise NoSpace("the server has no disk space left for this video; try again later") from None
         raise
     return JSONResponse(job.view(store.settings.ttl), status_code=202, headers={"Location": f"/api/v1/jobs/{job.id}"})
 

@@ -1,0 +1,259 @@
+"""Faults: each ends with a clear log line and error, leaves no temp files or threads behind, and
+the server keeps serving.
+
+Client disconnects and a corrupt/missing model run against a real server process on 127.0.0.1
+(bench/load.py's); a worker exception, a killed video job and a full temp disk run in-process,
+where the fault can be injected exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import load  # noqa: E402  (bench/load.py)
+
+FAST = {"preset": "fast"}
+
+
+def _multipart(data: bytes, query: str = "") -> tuple[bytes, bytes]:
+    body = (b'--BOUNDARY\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n--BOUNDARY--\r\n")
+    head = (f"POST /api/v1/remove{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: multipart/form-data; boundary=BOUNDARY\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    return head, body
+
+
+def _connect(url: str) -> socket.socket:
+    host, port = url.split("//")[1].split(":")
+    assert host == "127.0.0.1"
+    return socket.create_connection((host, int(port)), timeout=30)
+
+
+def _wait_for(predicate, seconds: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def images() -> list[bytes]:
+    return load.sample_images((256, 1024))
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[load.Server]:
+    with load.serve({"MATTEKIT_WORKERS": "2", "MATTEKIT_QUEUE_SIZE": "2"}) as srv:
+        yield srv
+
+
+def _still_serving(server: load.Server, image: bytes) -> None:
+    r = httpx.post(server.url + "/api/v1/remove", files={"file": ("a.jpg", image, "image/jpeg")}, data=FAST,
+                   timeout=120)
+    assert r.status_code == 200 and r.content[:4] == b"\x89PNG", r.text[:300]
+
+
+# -- a real server: clients that go away ----------------------------------------------------------
+def test_client_disconnect_mid_upload(server: load.Server, images: list[bytes]) -> None:
+    # Both workers busy with both sizes once, so every lazily created thread exists before we count.
+    assert load.run_load(server.url, 2, 60, images, fields=FAST, max_requests=4)["ok"] == 4
+    threads = load.threads_of(server.pid)
+    head, body = _multipart(images[1])
+    for _ in range(3):
+        with contextlib.closing(_connect(server.url)) as s:
+            s.sendall(head + body[: len(body) // 2])
+            time.sleep(0.2)
+    _wait_for(lambda: server.log().count("client disconnected before its upload") >= 3, 30,
+              "the log line for each dropped upload")
+    assert "Traceback" not in server.log(), server.log()[-3000:]
+    _still_serving(server, images[1])
+    assert load.threads_of(server.pid) <= threads
+    assert server.temp_files() == []
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'status="499"' in metrics or "499" in metrics
+
+
+def test_client_disconnect_mid_download(server: load.Server, images: list[bytes]) -> None:
+    threads = load.threads_of(server.pid)
+    head, body = _multipart(images[1], "?preset=fast")
+    for _ in range(3):
+        with contextlib.closing(_connect(server.url)) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(head + body)
+            first = s.recv(1024)  # the status line and a few bytes of the ~1 MB result, then hang up
+            assert first.startswith(b"HTTP/1.1 200"), first[:100]
+    _still_serving(server, images[1])
+    assert "Traceback" not in server.log(), server.log()[-3000:]
+    assert load.threads_of(server.pid) <= threads
+    assert server.temp_files() == []
+
+
+# -- a real server: the model file is corrupt or missing at start-up -------------------------------
+@pytest.mark.parametrize("fault", ["corrupt", "missing"])
+def test_bad_model_at_startup_keeps_process_up_and_says_why(tmp_path: Path, images: list[bytes], fault: str) -> None:
+    model = tmp_path / "rvm.onnx"
+    if fault == "corrupt":  # a truncated download: the right name, the wrong bytes
+        model.write_bytes(os.urandom(64 * 1024))
+    env = {"MATTEKIT_MODEL": str(model), "MATTEKIT_HOME": str(tmp_path / "home")}
+    with load.serve(env, wait_ready=False) as srv:
+        _wait_for(lambda: "model not available" in srv.log(), 60, "the model error in the log")
+        ready = httpx.get(srv.url + "/readyz")
+        assert ready.status_code == 503
+        err = ready.json()["error"]
+        assert err["code"] == "model_unavailable" and str(model) in err["message"]
+        assert httpx.get(srv.url + "/healthz").status_code == 200
+        r = httpx.post(srv.url + "/api/v1/remove", files={"file": ("a.jpg", images[0], "image/jpeg")}, timeout=60)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "model_unavailable", r.text
+        assert "Retry-After" in r.headers
+        assert srv.proc.poll() is None, "the server process died"
+        assert "Traceback" not in srv.log(), srv.log()[-3000:]
+        line = next(ln for ln in srv.log().splitlines() if "model not available" in ln)
+        assert str(model) in line
+
+
+# -- in-process: faults injected exactly -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def app_client():
+    from starlette.testclient import TestClient
+
+    from mattekit.service import Settings, create_app
+
+    app = create_app(Settings(workers=1, queue_size=1))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        _wait_for(lambda: client.get("/readyz").status_code == 200, 120, "the model to load")
+        yield client
+
+
+@pytest.mark.parametrize("fault,status,code", [
+    (RuntimeError("injected fault"), 500, "internal"),
+    (MemoryError(), 503, "out_of_memory"),
+])
+def test_worker_exception_is_contained(app_client, images, monkeypatch, caplog, fault, status, code) -> None:
+    from mattekit.service import api
+
+    real = api.process
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        raise fault
+
+    monkeypatch.setattr(api, "process", failing)
+    with caplog.at_level(logging.WARNING, logger="mattekit.service"):
+        r = app_client.post("/api/v1/remove", files={"file": ("a.jpg", images[0], "image/jpeg")}, data=FAST)
+    assert calls and calls[0].startswith("mattekit-stills"), calls  # it failed in a worker thread
+    assert r.status_code == status and r.json()["error"]["code"] == code, r.text
+    assert "Traceback" not in r.text and "injected" not in r.text
+    assert any(rec.levelno >= logging.ERROR and "/api/v1/remove" in rec.getMessage() for rec in caplog.records)
+    pool = app_client.app.state.pool
+    assert pool.running == 0 and pool.waiting == 0  # the slot came back
+    monkeypatch.setattr(api, "process", real)
+    ok = app_client.post("/api/v1/remove", files={"file": ("a.jpg", images[0], "image/jpeg")}, data=FAST)
+    assert ok.status_code == 200
+
+
+def _clip(name: str) -> bytes:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from samples import sample_path
+
+    return sample_path(name).read_bytes()
+
+
+def _job_state(client, job_id: str) -> dict:
+    return client.get(f"/api/v1/jobs/{job_id}").json()
+
+
+def test_killed_job_cleans_up_and_next_job_runs(app_client) -> None:
+    store = app_client.app.state.jobs
+    r = app_client.post("/api/v1/jobs", files={"file": ("c.mp4", _clip("carphone"), "video/mp4")},
+                        data={"output": "matte", "preset": "fast"})
+    assert r.status_code == 202, r.text
+    job = r.json()["id"]
+    _wait_for(lambda: _job_state(app_client, job)["progress"]["frames_done"] > 0, 60, "the job to start")
+    killed = app_client.delete(f"/api/v1/jobs/{job}")
+    assert killed.json()["state"] == "cancelled"
+    record = store.get(job)
+    _wait_for(lambda: record.future.done(), 60, "the cancelled job to stop")
+    body = _job_state(app_client, job)
+    assert body["state"] == "cancelled" and body["error"]["code"] == "cancelled"
+    assert body["progress"]["frames_done"] < 120
+    assert not record.folder.exists(), list(record.folder.rglob("*"))
+    assert app_client.get(f"/api/v1/jobs/{job}/result").status_code == 409
+    threads = threading.active_count()  # now the jobs pool's thread exists
+
+    r = app_client.post("/api/v1/jobs", files={"file": ("c.mp4", _clip("carphone"), "video/mp4")},
+                        data={"output": "matte", "preset": "fast", "end": "0.5"})
+    nxt = r.json()["id"]
+    _wait_for(lambda: _job_state(app_client, nxt)["state"] not in ("queued", "running"), 120, "the next job")
+    assert _job_state(app_client, nxt)["state"] == "done"
+    assert app_client.delete(f"/api/v1/jobs/{nxt}").json()["state"] == "deleted"
+    assert sorted(p.name for p in store.root.iterdir()) == []
+    assert threading.active_count() <= threads
+    jobs_threads = [t for t in threading.enumerate() if t.name.startswith("mattekit-jobs")]
+    assert len(jobs_threads) <= store.settings.workers
+
+
+@contextlib.contextmanager
+def tiny_disk(size: str = "1m") -> Iterator[Path]:
+    """A real full-able file system: a 1 MiB tmpfs (needs root, as in CI and here)."""
+    where = Path(tempfile.mkdtemp(prefix="mattekit-tinydisk-"))
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        where.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); needs root")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+        where.rmdir()
+
+
+def test_full_temp_disk(app_client, caplog) -> None:
+    from mattekit.service.jobs import JobStore
+
+    app = app_client.app
+    with tiny_disk("1m") as disk:
+        old = app.state.jobs
+        app.state.jobs = JobStore(old.settings, root=disk)
+        try:
+            with caplog.at_level(logging.ERROR, logger="mattekit.service.jobs"):
+                # 1: the upload itself does not fit (1.06 MB on a 1 MiB disk).
+                r = app_client.post("/api/v1/jobs", files={"file": ("b.mp4", _clip("bigbuckbunny"), "video/mp4")},
+                                    data={"output": "matte"})
+                assert r.status_code == 507 and r.json()["error"]["code"] == "no_space", r.text
+                assert list(disk.iterdir()) == []
+                # 2: the upload fits (0.59 MB) but the PNG frames it writes do not.
+                r = app_client.post("/api/v1/jobs", files={"file": ("c.mp4", _clip("carphone"), "video/mp4")},
+                                    data={"output": "png-zip", "preset": "fast"})
+                assert r.status_code == 202, r.text
+                job = r.json()["id"]
+                _wait_for(lambda: _job_state(app_client, job)["state"] not in ("queued", "running"), 120, "the job")
+            body = _job_state(app_client, job)
+            assert body["state"] == "failed" and body["error"]["code"] == "no_space", body
+            assert "Traceback" not in str(body)
+            assert sum(1 for rec in caplog.records if "disk" in rec.getMessage() and "full" in rec.getMessage()) >= 2
+            assert list(disk.iterdir()) == []  # nothing left on the full disk
+        finally:
+            app.state.jobs.close()
+            app.state.jobs = old
+    # The service goes on: stills need no disk at all.
+    r = app_client.post("/api/v1/remove", files={"file": ("a.jpg", load.sample_images((256,))[0], "image/jpeg")},
+                        data=FAST)
+    assert r.status_code == 200
