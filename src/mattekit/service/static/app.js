@@ -252,7 +252,9 @@
     const after = $(".after", item.node);
     after.alt = `Background removed: ${item.file.name}`;
     await new Promise((resolve) => { after.onload = resolve; after.onerror = resolve; after.src = item.resultUrl; });
-    const cropped = Boolean(item.opts.fields.crop);
+    // A crop changes the frame, so the original no longer lines up under the slider; show the
+    // cut-out alone then (unless the subject filled the frame and nothing was cut).
+    const cropped = Boolean(item.opts.fields.crop) && !sameFrame(after, $(".before", item.node), item.opts.fields.max_size);
     item.node.classList.toggle("cropped", cropped);
     $(".compare", item.node).style.setProperty("--ratio", `${after.naturalWidth} / ${after.naturalHeight}`);
     const link = $(".download", item.node);
@@ -305,6 +307,18 @@
   els.clear.addEventListener("click", () => { for (const it of items.slice()) discard(it); say("Cleared"); });
 
   // -- helpers ------------------------------------------------------------------------------
+  function sameFrame(after, before, maxSize) {
+    let w = before.naturalWidth;
+    let h = before.naturalHeight;
+    if (!w || !h) return false;
+    const limit = parseInt(maxSize || "0", 10);
+    if (limit && Math.max(w, h) > limit) {
+      const scale = limit / Math.max(w, h);
+      [w, h] = [Math.max(1, Math.round(w * scale)), Math.max(1, Math.round(h * scale))];
+    }
+    return Math.abs(after.naturalWidth - w) <= 1 && Math.abs(after.naturalHeight - h) <= 1;
+  }
+
   function stem(name) {
     const base = (name || "image").replace(/^.*[\\/]/, "");
     return base.replace(/\.[^.]+$/, "") || "image";
