@@ -179,6 +179,8 @@ def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics) -> None:
             headers = {"Retry-After": str(pool.retry_after())}
             if isinstance(exc, Busy):
                 metrics.rejected.inc()
+        elif exc.http_status == 401:  # RFC 9110: a 401 names the scheme it wants
+            headers = {"WWW-Authenticate": 'Bearer realm="mattekit"'}
         metrics.errors.labels(exc.code).inc()
         return error_response(exc.http_status, exc.code, exc.message, headers)
 
