@@ -86,6 +86,9 @@ def baseline(files: list[Path], options: Options) -> dict:
     from mattekit.engine import Engine
     from mattekit.matter import Matter
 
+    import cv2
+
+    cv2.setNumThreads(1)  # as a 1-thread batch worker does
     matter = Matter(options, engine=Engine(threads=1).load())
     matter.remove_bytes(files[0], options)  # warm-up, as the actors' first image is not timed either
     t0 = time.perf_counter()

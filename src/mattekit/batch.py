@@ -286,6 +286,7 @@ class ImageWorker:
         from .engine import Engine
         from .matter import Matter
 
+        _limit_threads(threads)
         self.spec = spec
         self.matter = Matter(spec.options, engine=Engine(threads=threads).load())
         self.node = _node_id()
@@ -298,6 +299,14 @@ class ImageWorker:
             "error": [r.error or "" for r in records], "seconds": [r.seconds for r in records],
             "node": [self.node] * len(records), "at": [r.at for r in records],
         }
+
+
+def _limit_threads(threads: int) -> None:
+    """Keep a worker to the CPUs Ray gave it: ONNX Runtime takes ``threads`` from the engine, but
+    OpenCV (resizes, the fast path's tail) would otherwise start a thread per core of the node."""
+    import cv2
+
+    cv2.setNumThreads(threads)
 
 
 def _node_id() -> str:
@@ -317,6 +326,7 @@ def process_video_item(spec: Spec, item: Item, threads: int) -> Record:
             output=spec.video.kind(spec.options), start=spec.video.start, end=spec.video.end,
             max_frames=spec.video.max_frames, max_duration=spec.video.max_duration, audio=spec.video.audio,
         )
+        _limit_threads(threads)
         engine = Engine(threads=threads)
         with tempfile.TemporaryDirectory(prefix="mattekit-batch-") as tmp:
             source = item.source if spec.src.local else _download(spec.src, item.source, tmp)
