@@ -640,3 +640,73 @@ def test_mutated_clips_give_result_or_our_error(sandbox: Sandbox, name: str, kin
         a = data.draw(st.integers(0, n - 1))
         clip[a:a + 512] = b"\0" * min(512, n - a)
     check(sandbox, f"video-{name}-{op}", bytes(clip), kind, suffix=Path(name).suffix)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# The HTTP API: the same hostile bodies and option values through the service, in-process
+# --------------------------------------------------------------------------------------------
+API_STATUSES = {200, 400, 413, 415, 422, 503}
+
+
+@pytest.fixture(scope="module")
+def api_client():
+    from starlette.testclient import TestClient
+
+    from mattekit.service import Settings, create_app
+
+    app = create_app(Settings(workers=1, queue_size=4, max_upload_bytes=4 << 20, max_pixels=4_000_000))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        deadline = time.monotonic() + 120
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        yield client
+
+
+def _assert_clean_answer(r: Any) -> None:
+    assert r.status_code in API_STATUSES, (r.status_code, r.text[:500])
+    if r.status_code != 200:
+        err = r.json()["error"]
+        assert err["code"] and err["message"], r.text
+        assert "Traceback" not in r.text and 'File "' not in r.text, r.text
+
+
+@settings(max_examples=examples(60, 2_000), derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
+@given(case=mutated(), fields=option_fields(), how=st.sampled_from(["multipart", "raw", "form"]),
+       ctype=st.sampled_from(["image/jpeg", "application/octet-stream", "text/plain", "multipart/form-data",
+                              "multipart/form-data; boundary=", "application/x-www-form-urlencoded", ""]))
+def test_api_answers_hostile_requests_cleanly(api_client: Any, case: tuple[str, bytes], fields: dict,
+                                              how: str, ctype: str) -> None:
+    """No 500, no traceback, whatever the body, content type and option values."""
+    _, data = case
+    form = {k: str(v) for k, v in _strip_paths(fields).items() if v is not None}
+    if how == "multipart":
+        r = api_client.post("/api/v1/remove", files={"file": ("x", data, ctype or "image/jpeg")}, data=form)
+    elif how == "raw":
+        r = api_client.post("/api/v1/remove", content=data, params=form, headers={"content-type": ctype})
+    else:
+        r = api_client.post("/api/v1/remove", content=data[:2000], headers={"content-type": ctype})
+    _assert_clean_answer(r)
+
+
+@pytest.mark.parametrize("name", ["empty", "text", "truncated-mp4", "jpeg-as-video", "flipped-webm"])
+def test_api_video_jobs_refuse_hostile_clips(api_client: Any, name: str) -> None:
+    data = {"empty": b"", "text": b"hello\n" * 100, "truncated-mp4": clips()["clip.mp4"][:300],
+            "jpeg-as-video": SEEDS["photo.jpg"],
+            "flipped-webm": bytes(b ^ 0xFF if i % 97 == 0 else b for i, b in enumerate(clips()["clip.webm"]))}[name]
+    r = api_client.post("/api/v1/jobs", files={"file": ("clip", data, "video/mp4")}, data={"output": "matte"})
+    if r.status_code == 202:  # accepted (FFmpeg found frames): it must then end as done or failed, cleanly
+        job = r.json()["id"]
+        deadline = time.monotonic() + 60
+        while (state := api_client.get(f"/api/v1/jobs/{job}").json())["state"] in ("queued", "running"):
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+        assert state["state"] in ("done", "failed"), state
+        assert "Traceback" not in str(state)
+        api_client.delete(f"/api/v1/jobs/{job}")
+    else:
+        _assert_clean_answer(r)
+        assert r.status_code in (400, 415), r.text
+    store = api_client.app.state.jobs
+    assert list(store.root.iterdir()) == [] or all(p.name in store._jobs for p in store.root.iterdir())

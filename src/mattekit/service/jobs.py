@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -288,12 +289,16 @@ def _prepare(store: JobStore, job: Job, data: bytes, bg_data: Optional[bytes], o
             probe(bg_path)  # not a picture: a background video then, or a clear error
             bg_video = bg_path
     start = times.get("start", 0.0)
-    end = min(times.get("end", info.duration or 1e12), info.duration or 1e12)
+    duration = info.duration or (info.frames / info.fps if info.frames and info.fps else 0.0)
+    end = min(times.get("end", duration), duration) if duration else times.get("end", start)
     seconds = max(0.0, end - start)
     if seconds > store.settings.max_seconds + 1e-6:
         raise TooLarge(f"the clip is {seconds:.1f} s long; this server takes at most {store.settings.max_seconds:g} s "
                        "(send a shorter clip, or start/end)")
-    vopts = VideoOptions(output=output, background_video=bg_video, **times)  # type: ignore[arg-type]
+    # A container may not say, or lie about, its length: cap the frames too, so the limit holds for
+    # any file (a 100 MiB upload of tiny frames could otherwise hold a worker for hours).
+    cap = int(math.ceil(store.settings.max_seconds * min(max(info.fps, 1.0), 240.0))) + 1
+    vopts = VideoOptions(output=output, background_video=bg_video, max_frames=cap, **times)  # type: ignore[arg-type]
     resolve_output(job.folder / f"result{MEDIA_TYPES[output][1]}", options, vopts)
     return source, options, vopts
 
