@@ -18,6 +18,9 @@ Parts (each a row group in ``bench/out/speed.json`` and ``bench/out/speed.md``):
     options: preset ``balanced``), and ``ours (fast)`` the same with preset ``fast``. Batches
     alternate (demo, ours, ours fast, demo, ...) so load from other processes hits all alike;
     the per-stage split comes from single-image runs.
+``encoders``
+    one real 1080p cut-out (RGBA) and composite (RGB) through each encoder considered: time
+    (fastest of the repeats) and size.
 ``cli``
     ``mattekit remove FOLDER`` as a subprocess (start-up included) vs the demo looping over the
     same files in-process (model loaded once); a cold ``mattekit remove one.jpg``; ``--version``.
@@ -230,6 +233,45 @@ def part_stills(n_images: int, reps: int, sizes: Sequence[str]) -> list[dict]:
     return rows
 
 
+def part_encoders(reps: int) -> list[dict]:
+    """Encode one real 1080p cut-out (RGBA) and composite (RGB) every way we considered."""
+    photo = source_photos(1)[0]
+    data = photo_batch([photo], SIZES["1080p"])[0]
+    matter = Matter(Options(preset="fast"))
+    cutout = matter.remove(data)
+    composite = Image.alpha_composite(Image.new("RGBA", cutout.size, (255, 255, 255, 255)), cutout).convert("RGB")
+
+    def pil(img: Image.Image, fmt: str, **kw: Any) -> Callable[[], bytes]:
+        def run() -> bytes:
+            buf = io.BytesIO()
+            img.save(buf, fmt, **kw)
+            return buf.getvalue()
+        return run
+
+    from mattekit import imaging
+
+    cases = [
+        ("RGBA", "PNG, Pillow default (zlib 6; the demo)", pil(cutout, "PNG")),
+        ("RGBA", "PNG, Pillow zlib level 1", pil(cutout, "PNG", compress_level=1)),
+        ("RGBA", "PNG, fpng (ours)", lambda: imaging.encode(cutout, "png")),
+        ("RGBA", "WebP lossless, method 0 (ours, --quality 100)", lambda: imaging.encode(cutout, "webp", 100)),
+        ("RGBA", "WebP lossy q90, exact alpha (ours)", lambda: imaging.encode(cutout, "webp", 90)),
+        ("RGB", "JPEG q90 4:4:4 (ours)", lambda: imaging.encode(composite, "jpg", 90)),
+        ("RGB", "JPEG q85 4:2:0 (ours)", lambda: imaging.encode(composite, "jpg", 85)),
+    ]
+    rows = []
+    for mode, label, run in cases:
+        out = run()
+        times = []
+        for _ in range(max(3, reps)):
+            t = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t)
+        rows.append({"image": f"1080p {mode}", "encoder": label, "ms": min(times) * 1e3, "mb": len(out) / 1e6})
+        print(f"encode {mode} {label}: {min(times) * 1e3:.0f} ms, {len(out) / 1e6:.2f} MB", flush=True)
+    return rows
+
+
 def _run(cmd: list[str], **kw) -> float:
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
@@ -324,6 +366,11 @@ def markdown(report: dict) -> str:
                          f"{model_ms:.0f} ms | {st.get('compose', 0):.0f} ms | {st.get('encode', 0):.0f} ms | "
                          f"{r['mb_per_image']:.1f} |")
         lines.append("")
+    if report.get("encoders"):
+        lines += ["| encode (fastest of repeats) | image | ms | MB |", "|---|---|---:|---:|"]
+        for r in report["encoders"]:
+            lines.append(f"| {r['encoder']} | {r['image']} | {r['ms']:.0f} | {r['mb']:.2f} |")
+        lines.append("")
     if report.get("cli"):
         c = report["cli"]
         lines += ["| command line | seconds |", "|---|---:|",
@@ -347,7 +394,7 @@ def markdown(report: dict) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parts", default="model,stills,cli,video,server")
+    ap.add_argument("--parts", default="model,stills,encoders,cli,video,server")
     ap.add_argument("--quick", action="store_true", help="fewer images and repeats (a look, not a figure)")
     ap.add_argument("--images", type=int, default=None, help="photos per batch (default 8, quick 4)")
     ap.add_argument("--reps", type=int, default=None, help="alternated repeats (default 3, quick 1)")
@@ -368,6 +415,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("model", lambda: part_model(max(5, reps * 4))),
         ("stills", lambda: part_stills(n, reps, args.sizes.split(","))),
+        ("encoders", lambda: part_encoders(reps)),
         ("cli", lambda: part_cli(n, reps)),
         ("video", lambda: part_video(24 if args.quick else 60)),
         ("server", lambda: part_server(5.0 if args.quick else 20.0)),
