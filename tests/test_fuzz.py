@@ -175,9 +175,37 @@ def sandbox():
     box.close()
 
 
+# What every case ended in, written to test-output/fuzz-summary.json for bench/reliability.py.
+OUTCOMES: dict[str, int] = {}
+PEAK_MB = [0]
+
+
+def _count(key: str) -> None:
+    OUTCOMES[key] = OUTCOMES.get(key, 0) + 1
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary():
+    started = time.monotonic()
+    yield
+    import json
+
+    out = HERE.parent / "test-output"
+    out.mkdir(exist_ok=True)
+    (out / "fuzz-summary.json").write_text(json.dumps({
+        "long": os.environ.get("MATTEKIT_FUZZ_LONG") == "1", "cases": sum(OUTCOMES.values()),
+        "outcomes": dict(sorted(OUTCOMES.items())), "peak_rss_mb": PEAK_MB[0],
+        "seconds": time.monotonic() - started, "case_timeout_s": CASE_TIMEOUT_S,
+        "peak_rss_limit_mb": PEAK_RSS_LIMIT_MB, "seeds": len(SEEDS), "hostile_files": len(HOSTILE),
+    }, indent=1))
+
+
 def check(box: Sandbox, name: str, data: Any, fields: Any = None, *, suffix: str = ".bin") -> dict:
     """Run one case; on anything but a result or our error, keep the input as a crasher and fail."""
     reply = box.run(data, fields or {})
+    kind = "video" if isinstance(fields, str) else "image"
+    _count(f"{kind}: {reply['outcome']}" + (f" ({reply['type']})" if reply["outcome"] == "error" else ""))
+    PEAK_MB[0] = max(PEAK_MB[0], reply["peak_mb"])
     bad = reply["outcome"] not in ("ok", "error") or reply["peak_mb"] > PEAK_RSS_LIMIT_MB
     if reply["outcome"] == "error":
         msg = reply["message"]
@@ -514,7 +542,9 @@ def test_options_from_fields_accepts_or_says_why(fields: dict[str, Any]) -> None
         opts = Options.from_fields(fields)
     except InvalidOption as exc:
         assert str(exc) and "Traceback" not in str(exc)
+        _count("options: InvalidOption")
         return
+    _count("options: valid")
     assert opts.preset in ("fast", "balanced", "best") and opts.format in ("png", "webp", "jpg")
     assert opts.ratio == "auto" or 0 < opts.ratio <= 1
     assert 1 <= opts.quality <= 100 and opts.max_pixels >= 1
@@ -663,6 +693,7 @@ def api_client():
 
 
 def _assert_clean_answer(r: Any) -> None:
+    _count(f"api: {r.status_code}")
     assert r.status_code in API_STATUSES, (r.status_code, r.text[:500])
     if r.status_code != 200:
         err = r.json()["error"]

@@ -1,0 +1,107 @@
+"""Fuzzing and fault figures for the README "Reliability" section.
+
+    .venv/bin/python bench/reliability.py            # bounded fuzz run (as in make test) + faults
+    .venv/bin/python bench/reliability.py --long     # the long fuzz campaign (as in make fuzz)
+
+Runs tests/test_fuzz.py, tests/test_faults.py and tests/test_security.py with pytest, reads what
+every fuzz case ended in (test-output/fuzz-summary.json, written by the fuzz tests) and each
+fault test's result (JUnit XML), and writes bench/out/reliability.json and bench/out/reliability.md.
+The load figures come from bench/load.py (bench/out/load.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+
+FAULTS = {
+    "test_client_disconnect_mid_upload": "client disconnects mid-upload (3×)",
+    "test_client_disconnect_mid_download": "client disconnects mid-download (3×)",
+    "test_bad_model_at_startup_keeps_process_up_and_says_why[corrupt]": "corrupt model file at start-up",
+    "test_bad_model_at_startup_keeps_process_up_and_says_why[missing]": "missing model file at start-up",
+    "test_worker_exception_is_contained[fault0-500-internal]": "exception in a worker",
+    "test_worker_exception_is_contained[fault1-503-out_of_memory]": "MemoryError in a worker",
+    "test_killed_job_cleans_up_and_next_job_runs": "video job killed mid-run",
+    "test_full_temp_disk": "temp disk full (1 MiB tmpfs): upload, then mid-job",
+}
+
+
+def _pytest(paths: Sequence[str], xml: Path, extra: Sequence[str] = ()) -> int:
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *paths, *extra]
+    print("$", " ".join(cmd), flush=True)
+    return subprocess.run(cmd, cwd=ROOT).returncode
+
+
+def _cases(xml: Path) -> dict[str, dict[str, Any]]:
+    out = {}
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        failed = case.find("failure") is not None or case.find("error") is not None
+        skipped = case.find("skipped") is not None
+        out[case.get("name", "")] = {
+            "result": "failed" if failed else "skipped" if skipped else "passed",
+            "seconds": float(case.get("time", 0)),
+        }
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    fz = report["fuzz"]
+    lines = [
+        f"Fuzzing ({'long campaign' if fz['long'] else 'bounded run, as in make test'}): "
+        f"{fz['cases']} cases in {fz['seconds']:.0f} s from {fz['seeds']} seed files and "
+        f"{fz['hostile_files']} hand-made hostile files; each case sandboxed "
+        f"(timeout {fz['case_timeout_s']:.0f} s, peak RSS limit {fz['peak_rss_limit_mb']} MiB; "
+        f"highest peak seen {fz['peak_rss_mb']} MiB). Fuzz tests: {report['fuzz_tests']['passed']} passed, "
+        f"{report['fuzz_tests']['failed']} failed.",
+        "",
+        "| ended in | cases |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in fz["outcomes"].items()]
+    lines += ["", "| fault | result |", "|---|---|"]
+    for name, what in FAULTS.items():
+        res = report["faults"].get(name, {"result": "not run"})
+        lines.append(f"| {what} | {res['result']} |")
+    sec = report["security"]
+    lines += ["", f"Security checks (CORS, API keys, bg paths, headers): {sec['passed']} passed, {sec['failed']} failed."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--long", action="store_true", help="run the long fuzz campaign (--fuzz-long)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    fuzz_xml, fault_xml, sec_xml = (args.out / f"{n}.xml" for n in ("fuzz-junit", "faults-junit", "security-junit"))
+    rc = _pytest(["tests/test_fuzz.py"], fuzz_xml, ["--fuzz-long"] if args.long else [])
+    rc |= _pytest(["tests/test_faults.py"], fault_xml)
+    rc |= _pytest(["tests/test_security.py"], sec_xml)
+
+    def tally(xml: Path) -> dict[str, int]:
+        cases = _cases(xml)
+        return {k: sum(1 for c in cases.values() if c["result"] == k) for k in ("passed", "failed", "skipped")}
+
+    report = {
+        "fuzz": json.loads((ROOT / "test-output" / "fuzz-summary.json").read_text()),
+        "fuzz_tests": tally(fuzz_xml),
+        "faults": _cases(fault_xml),
+        "security": tally(sec_xml),
+    }
+    (args.out / "reliability.json").write_text(json.dumps(report, indent=1))
+    (args.out / "reliability.md").write_text(markdown(report))
+    print(markdown(report))
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
