@@ -152,64 +152,6 @@ def _expected_size(path: Path, max_size: int) -> tuple[int, int]:
     return w, h
 
 
-# -- the cluster run ----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def cluster_run(ray_cluster, people_images, evaldir, tmp_path_factory):
-    src = tmp_path_factory.mktemp("batch-src")
-    dst = tmp_path_factory.mktemp("batch-dst") / "out"
-    picked = people_images[:3]
-    (src / "people").mkdir()
-    for p in picked:
-        shutil.copy(p, src / "people" / p.name)
-    shutil.copy(evaldir / "video" / "carphone.mp4", src / "carphone.mp4")
-    (src / "broken.jpg").write_bytes(picked[0].read_bytes()[:2000])  # a truncated JPEG
-    (src / "notes.txt").write_text("not an image")
-    proc = _run_batch(str(src), str(dst), "--address", ray_cluster, "--workers", "2",
-                      "--max-size", "320", "--max-frames", "12")
-    return src, dst, picked, proc
-
-
-@pytest.mark.cluster
-@pytest.mark.eval
-def test_batch_on_a_two_node_cluster_writes_every_output(cluster_run):
-    src, dst, picked, proc = cluster_run
-    assert proc.returncode == 0, proc.stderr
-    assert "on 2 workers x 1 threads" in proc.stderr  # one engine on each node, a read slot left
-    for p in picked:
-        out = dst / "people" / (p.stem + ".png")
-        with Image.open(out) as img:
-            assert img.format == "PNG" and img.mode == "RGBA"
-            assert img.size == _expected_size(p, 320)
-            alpha = np.asarray(img)[..., 3]
-        assert alpha.min() == 0 and alpha.max() == 255  # a real matte: background and person
-
-    from mattekit.video import read_frames
-
-    frames = list(read_frames(dst / "carphone.webm"))
-    assert len(frames) == 12
-    assert frames[0].shape == (144, 176, 4)  # transparent VP9 keeps its alpha plane
-    assert not (dst / "notes.png").exists()
-
-
-@pytest.mark.cluster
-@pytest.mark.eval
-def test_a_bad_file_is_recorded_and_the_job_still_succeeds(cluster_run):
-    src, dst, picked, proc = cluster_run
-    assert proc.returncode == 0, proc.stderr
-    records = {Path(r["input"]).name: r for r in _manifest(dst)}
-    assert set(records) == {p.name for p in picked} | {"carphone.mp4", "broken.jpg"}
-    bad = records["broken.jpg"]
-    assert bad["status"] == "error" and bad["error"] and bad["kind"] == "image"
-    assert "Traceback" not in bad["error"]
-    assert not (dst / "broken.png").exists()
-    for name, rec in records.items():
-        if name != "broken.jpg":
-            assert rec["status"] == "ok" and rec["error"] is None and rec["seconds"] > 0
-            assert Path(rec["output"]).is_file()
-    assert records["carphone.mp4"]["kind"] == "video"
-    assert "broken.jpg" in proc.stderr  # the user sees it too
-
-
 @pytest.mark.cluster
 def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path):
     """Kill the command mid-run (a crash, not a polite Ctrl-C), run it again: finished files are
@@ -350,6 +292,8 @@ def test_cli_rejects_bad_usage_before_starting_ray(tmp_path):
     assert proc.returncode == 2 and "not a folder" in proc.stderr
     proc = _run_batch(str(tmp_path), str(tmp_path / "out"), "--format", "jpg", timeout=60)
     assert proc.returncode == 2 and "background" in proc.stderr
+    proc = _run_batch(str(tmp_path), str(tmp_path / "out"), "--start", "5", "--end", "2", timeout=60)
+    assert proc.returncode == 2 and "end must be after start" in proc.stderr
 
 
 def test_location_of_a_local_path_is_absolute(tmp_path, monkeypatch):
@@ -359,3 +303,61 @@ def test_location_of_a_local_path_is_absolute(tmp_path, monkeypatch):
     assert batch.resolve(f"file://{tmp_path}").path == str(tmp_path)
     with pytest.raises(batch.InvalidOption):
         batch.resolve("nosuchscheme://x/y")
+
+
+# -- the cluster run (last in the file: its cluster lives until the module ends) ------------
+@pytest.fixture(scope="module")
+def cluster_run(ray_cluster, people_images, evaldir, tmp_path_factory):
+    src = tmp_path_factory.mktemp("batch-src")
+    dst = tmp_path_factory.mktemp("batch-dst") / "out"
+    picked = people_images[:3]
+    (src / "people").mkdir()
+    for p in picked:
+        shutil.copy(p, src / "people" / p.name)
+    shutil.copy(evaldir / "video" / "carphone.mp4", src / "carphone.mp4")
+    (src / "broken.jpg").write_bytes(picked[0].read_bytes()[:2000])  # a truncated JPEG
+    (src / "notes.txt").write_text("not an image")
+    proc = _run_batch(str(src), str(dst), "--address", ray_cluster, "--workers", "2",
+                      "--max-size", "320", "--max-frames", "12")
+    return src, dst, picked, proc
+
+
+@pytest.mark.cluster
+@pytest.mark.eval
+def test_batch_on_a_two_node_cluster_writes_every_output(cluster_run):
+    src, dst, picked, proc = cluster_run
+    assert proc.returncode == 0, proc.stderr
+    assert "on 2 workers x 1 threads" in proc.stderr  # one engine on each node, a read slot left
+    for p in picked:
+        out = dst / "people" / (p.stem + ".png")
+        with Image.open(out) as img:
+            assert img.format == "PNG" and img.mode == "RGBA"
+            assert img.size == _expected_size(p, 320)
+            alpha = np.asarray(img)[..., 3]
+        assert alpha.min() == 0 and alpha.max() == 255  # a real matte: background and person
+
+    from mattekit.video import read_frames
+
+    frames = list(read_frames(dst / "carphone.webm"))
+    assert len(frames) == 12
+    assert frames[0].shape == (144, 176, 4)  # transparent VP9 keeps its alpha plane
+    assert not (dst / "notes.png").exists()
+
+
+@pytest.mark.cluster
+@pytest.mark.eval
+def test_a_bad_file_is_recorded_and_the_job_still_succeeds(cluster_run):
+    src, dst, picked, proc = cluster_run
+    assert proc.returncode == 0, proc.stderr
+    records = {Path(r["input"]).name: r for r in _manifest(dst)}
+    assert set(records) == {p.name for p in picked} | {"carphone.mp4", "broken.jpg"}
+    bad = records["broken.jpg"]
+    assert bad["status"] == "error" and bad["error"] and bad["kind"] == "image"
+    assert "Traceback" not in bad["error"]
+    assert not (dst / "broken.png").exists()
+    for name, rec in records.items():
+        if name != "broken.jpg":
+            assert rec["status"] == "ok" and rec["error"] is None and rec["seconds"] > 0
+            assert Path(rec["output"]).is_file()
+    assert records["carphone.mp4"]["kind"] == "video"
+    assert "broken.jpg" in proc.stderr  # the user sees it too

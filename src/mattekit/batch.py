@@ -66,6 +66,13 @@ class VideoSettings:
             return "matte"
         return "composite" if options.background is not None else "webm"
 
+    def video_options(self, options: Options):
+        """The library's :class:`~mattekit.video.VideoOptions` (validates the values)."""
+        from .video import VideoOptions
+
+        return VideoOptions(output=self.kind(options), start=self.start, end=self.end,  # type: ignore[arg-type]
+                            max_frames=self.max_frames, max_duration=self.max_duration, audio=self.audio)
+
     def suffix(self, options: Options) -> str:
         kind = self.kind(options)
         suffixes = {"webm": ".webm", "mov": ".mov", "png-zip": ".zip", "matte": ".mp4", "composite": ".mp4"}
@@ -318,14 +325,11 @@ def _node_id() -> str:
 def process_video_item(spec: Spec, item: Item, threads: int) -> Record:
     """Matte one clip end to end (a Ray task). Remote files go through a local temp folder."""
     from .engine import Engine
-    from .video import VideoOptions, process_video
+    from .video import process_video
 
     t0 = time.perf_counter()
     try:
-        vopts = VideoOptions(
-            output=spec.video.kind(spec.options), start=spec.video.start, end=spec.video.end,
-            max_frames=spec.video.max_frames, max_duration=spec.video.max_duration, audio=spec.video.audio,
-        )
+        vopts = spec.video.video_options(spec.options)
         _limit_threads(threads)
         engine = Engine(threads=threads)
         with tempfile.TemporaryDirectory(prefix="mattekit-batch-") as tmp:
@@ -497,7 +501,9 @@ def connect(address: Optional[str], *, verbose: bool = False) -> None:
     if address:
         ray.init(address=address, **quiet)
     else:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet)
+        # "local": a new instance even when RAY_ADDRESS or a `ray start` on this machine exists
+        # (ray.init() would join those); --address auto is the way to ask for them.
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet)
 
 
 def _node_cpus() -> list[float]:

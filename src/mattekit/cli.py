@@ -375,6 +375,7 @@ def batch(
     start: float = typer.Option(0.0, "--start", help="Videos: start at this many seconds."),
     end: Optional[float] = typer.Option(None, "--end", help="Videos: stop at this many seconds."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Videos: process at most this many frames."),
+    max_duration: Optional[float] = typer.Option(None, "--max-duration", help="Videos: refuse (record as failed) clips longer than this many seconds."),
     no_audio: bool = typer.Option(False, "--no-audio", help="Videos: drop the source's audio."),
     address: Optional[str] = typer.Option(None, "--address", help="Join a Ray cluster: auto | host:port | ray://host:port. Default: an embedded Ray on this machine's cores."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Engines (Ray actors) to run; default: as many as the cluster's CPUs hold."),
@@ -394,8 +395,10 @@ def batch(
                                 ratio=ratio, max_size=max_size, quality=quality, decontaminate=decontaminate)
         if threads < 0 or (workers is not None and workers < 1):
             raise InvalidOption("--workers must be 1 or more and --threads 0 or more")
-        video = batching.VideoSettings(output=video_output, start=start, end=end, max_frames=max_frames, audio=not no_audio)
+        video = batching.VideoSettings(output=video_output, start=start, end=end, max_frames=max_frames,
+                                       max_duration=max_duration, audio=not no_audio)
         video.suffix(options)
+        video.video_options(options)
         spec = batching.Spec(batching.resolve(src), batching.resolve(dst), options, video)
     except batching.MissingExtra as exc:
         _err(str(exc))
