@@ -52,6 +52,37 @@ def _cases(xml: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+MEMORY_PROBE = r"""
+import io, json, resource, sys
+sys.path.insert(0, "tests")
+import numpy as np
+from PIL import Image
+from samples import sample_path
+from mattekit.matter import Matter
+m = Matter()
+m.process(np.zeros((64, 64, 3), np.uint8))
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+w, h = int(sys.argv[1]), int(sys.argv[2])
+buf = io.BytesIO()
+Image.open(sample_path("astronaut")).convert("RGB").resize((w, h)).save(buf, "JPEG", quality=90)
+m.process(buf.getvalue(), preset=sys.argv[3]).encode("png")
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"pixels": w * h, "preset": sys.argv[3], "base_mb": base, "peak_mb": peak,
+                  "bytes_per_pixel": (peak - base) * 2**20 / (w * h)}))
+"""
+
+
+def memory_per_pixel(sizes: Sequence[tuple[int, int]] = ((2000, 1500), (4000, 3000))) -> list[dict[str, Any]]:
+    """Peak memory one still costs, per pixel, in a fresh process (what MATTEKIT_MAX_PIXELS buys)."""
+    out = []
+    for w, h in sizes:
+        for preset in ("fast", "balanced"):
+            done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(w), str(h), preset], cwd=ROOT,
+                                  capture_output=True, text=True, check=True)
+            out.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return out
+
+
 def markdown(report: dict[str, Any]) -> str:
     fz = report["fuzz"]
     lines = [
@@ -70,6 +101,10 @@ def markdown(report: dict[str, Any]) -> str:
     for name, what in FAULTS.items():
         res = report["faults"].get(name, {"result": "not run"})
         lines.append(f"| {what} | {res['result']} |")
+    lines += ["", "| still, preset | peak memory of one request | per pixel |", "|---|---|---|"]
+    for m in report.get("memory", []):
+        lines.append(f"| {m['pixels'] / 1e6:.0f} MP, {m['preset']} | {m['peak_mb'] - m['base_mb']:.0f} MiB "
+                     f"| {m['bytes_per_pixel']:.0f} B |")
     sec = report["security"]
     lines += ["", f"Security checks (CORS, API keys, bg paths, headers): {sec['passed']} passed, {sec['failed']} failed."]
     return "\n".join(lines) + "\n"
@@ -96,6 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "fuzz_tests": tally(fuzz_xml),
         "faults": _cases(fault_xml),
         "security": tally(sec_xml),
+        "memory": memory_per_pixel(),
     }
     (args.out / "reliability.json").write_text(json.dumps(report, indent=1))
     (args.out / "reliability.md").write_text(markdown(report))
