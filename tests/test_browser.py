@@ -103,7 +103,7 @@ def test_error_state_and_phone_layout(page, base_url_live, output_dir: Path, tmp
     page.goto(base_url_live + "/")
     # The drop zone opens the file picker from the keyboard.
     page.focus("#drop")
-    with page.expect_file_chooser() as chooser:
+    with page.expect_file_chooser(timeout=60_000) as chooser:
         page.keyboard.press("Enter")
     assert chooser.value.is_multiple()
     fake = tmp_path / "holiday.png"
