@@ -18,6 +18,9 @@ Parts (each a row group in ``bench/out/speed.json`` and ``bench/out/speed.md``):
     options: preset ``balanced``), and ``ours (fast)`` the same with preset ``fast``. Batches
     alternate (demo, ours, ours fast, demo, ...) so load from other processes hits all alike;
     the per-stage split comes from single-image runs.
+``work``
+    CPU time per image with everything single-threaded (model plain vs split; demo vs ours per
+    stage): robust when other processes share the machine, unlike the wall-time parts.
 ``encoders``
     one real 1080p cut-out (RGBA) and composite (RGB) through each encoder considered: time
     (fastest of the repeats) and size.
@@ -106,21 +109,22 @@ class Demo:
         self.session = ort.InferenceSession(str(models.locate().path), providers=["CPUExecutionProvider"])
         self.rec = [np.zeros((1, 1, 1, 1), np.float32)] * 4
 
-    def run(self, data: bytes, t: Optional[dict[str, float]] = None) -> bytes:
-        t0 = time.perf_counter()
+    def run(self, data: bytes, t: Optional[dict[str, float]] = None,
+            clock: Callable[[], float] = time.perf_counter) -> bytes:
+        t0 = clock()
         img = Image.open(io.BytesIO(data)).convert("RGB")
         src = np.asarray(img).astype(np.float32).transpose(2, 0, 1)[None] / 255.0
-        t1 = time.perf_counter()
+        t1 = clock()
         _fgr, pha, *_ = self.session.run(None, {
             "src": src, "r1i": self.rec[0], "r2i": self.rec[1], "r3i": self.rec[2], "r4i": self.rec[3],
             "downsample_ratio": np.array([0.25], np.float32),
         })
-        t2 = time.perf_counter()
+        t2 = clock()
         img.putalpha(Image.fromarray((pha[0, 0] * 255).astype(np.uint8), "L"))
-        t3 = time.perf_counter()
+        t3 = clock()
         buf = io.BytesIO()
         img.save(buf, "PNG")
-        t4 = time.perf_counter()
+        t4 = clock()
         if t is not None:
             for k, v in zip(("decode", "model", "compose", "encode"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 t[k] = t.get(k, 0.0) + v
@@ -231,6 +235,74 @@ def part_stills(n_images: int, reps: int, sizes: Sequence[str]) -> list[dict]:
             print(f"stills {label} {name}: {row['images_per_s']:.2f} images/s{extra}; stages (ms) "
                   + ", ".join(f"{k} {v:.0f}" for k, v in row["stage_ms"].items()), flush=True)
     return rows
+
+
+def part_work(n_images: int, reps: int, sizes: Sequence[str]) -> list[dict]:
+    """CPU time per image, everything single-threaded (ONNX Runtime, OpenCV): the work each
+    pipeline does, which — unlike wall time — barely moves when other processes share the CPU.
+    On an idle machine with N cores a batch runs at about N / (this) images per second for ours
+    (one image per core); the demo's own wall time is measured in ``stills``."""
+    import cv2
+    import onnxruntime as ort
+
+    cv2.setNumThreads(1)
+    clock = time.process_time
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    demo = Demo()
+    demo.session = ort.InferenceSession(str(models.locate().path), opts, providers=["CPUExecutionProvider"])
+    plain, split = Engine(threads=1, fast=False).load(), Engine(threads=1).load()
+    photos = source_photos(n_images)
+    rows = []
+    try:
+        for label in sizes:
+            batch = photo_batch(photos, SIZES[label])
+            ratio = 0.125 if label == "4K" else 0.25
+            rgb = np.asarray(Image.open(io.BytesIO(batch[0])).convert("RGB"))
+            model: dict[str, list[float]] = {"plain": [], "split": []}
+            for _ in range(reps + 1):
+                for name, engine in (("plain", plain), ("split", split)):
+                    t = clock()
+                    engine.step(rgb, ratio)
+                    model[name].append(clock() - t)
+            row: dict[str, Any] = {"size": label, "ratio": ratio,
+                                   "model_plain_ms": min(model["plain"][1:]) * 1e3,
+                                   "model_split_ms": min(model["split"][1:]) * 1e3}
+            row["model_split_over_plain"] = row["model_split_ms"] / row["model_plain_ms"]
+            stages: dict[str, dict[str, float]] = {}
+            for _ in range(reps):
+                acc: dict[str, float] = {}
+                for b in batch:
+                    demo.run(b, acc, clock)
+                stages["demo"] = _keep_min(stages.get("demo"), acc, len(batch))
+                for name, preset in (("ours", "balanced"), ("ours (fast)", "fast")):
+                    matter = Matter(Options(preset=preset), split)
+                    acc = {}
+                    for b in batch:
+                        t0 = clock()
+                        result = matter.process(b)
+                        t1 = clock()
+                        result.encode("png")
+                        t2 = clock()
+                        acc["matte+compose"] = acc.get("matte+compose", 0.0) + t1 - t0
+                        acc["encode"] = acc.get("encode", 0.0) + t2 - t1
+                    stages[name] = _keep_min(stages.get(name), acc, len(batch))
+            row["cpu_ms_per_image"] = {k: {s: v * 1e3 for s, v in d.items()} for k, d in stages.items()}
+            row["cpu_ms_total"] = {k: sum(d.values()) * 1e3 for k, d in stages.items()}
+            rows.append(row)
+            print(f"work {label}: model plain {row['model_plain_ms']:.0f} / split {row['model_split_ms']:.0f} CPU-ms "
+                  f"({row['model_split_over_plain']:.2f}x); per image CPU-ms "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in row["cpu_ms_total"].items()), flush=True)
+    finally:
+        cv2.setNumThreads(-1)
+    return rows
+
+
+def _keep_min(best: Optional[dict[str, float]], acc: dict[str, float], n: int) -> dict[str, float]:
+    per = {k: v / n for k, v in acc.items()}
+    if best is None or sum(per.values()) < sum(best.values()):
+        return per
+    return best
 
 
 def part_encoders(reps: int) -> list[dict]:
@@ -366,6 +438,14 @@ def markdown(report: dict) -> str:
                          f"{model_ms:.0f} ms | {st.get('compose', 0):.0f} ms | {st.get('encode', 0):.0f} ms | "
                          f"{r['mb_per_image']:.1f} |")
         lines.append("")
+    if report.get("work"):
+        lines += ["| CPU time per image, single-threaded | model plain | model split | demo | ours (balanced) | ours (fast) |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in report["work"]:
+            t = r["cpu_ms_total"]
+            lines.append(f"| {r['size']} (model @ {r['ratio']}) | {r['model_plain_ms']:.0f} ms | {r['model_split_ms']:.0f} ms "
+                         f"({r['model_split_over_plain']:.2f}x) | {t['demo']:.0f} ms | {t['ours']:.0f} ms | {t['ours (fast)']:.0f} ms |")
+        lines.append("")
     if report.get("encoders"):
         lines += ["| encode (fastest of repeats) | image | ms | MB |", "|---|---|---:|---:|"]
         for r in report["encoders"]:
@@ -394,7 +474,7 @@ def markdown(report: dict) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parts", default="model,stills,encoders,cli,video,server")
+    ap.add_argument("--parts", default="model,stills,work,encoders,cli,video,server")
     ap.add_argument("--quick", action="store_true", help="fewer images and repeats (a look, not a figure)")
     ap.add_argument("--images", type=int, default=None, help="photos per batch (default 8, quick 4)")
     ap.add_argument("--reps", type=int, default=None, help="alternated repeats (default 3, quick 1)")
@@ -415,6 +495,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("model", lambda: part_model(max(5, reps * 4))),
         ("stills", lambda: part_stills(n, reps, args.sizes.split(","))),
+        ("work", lambda: part_work(n, reps, args.sizes.split(","))),
         ("encoders", lambda: part_encoders(reps)),
         ("cli", lambda: part_cli(n, reps)),
         ("video", lambda: part_video(24 if args.quick else 60)),
