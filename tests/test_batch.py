@@ -260,18 +260,33 @@ def test_manifest_appends_across_runs(tmp_path):
 
 
 def test_remote_filesystems_go_through_fsspec_and_rewrite_the_manifest():
-    """A filesystem that cannot append (as S3/GCS): outputs are written whole, the manifest is
-    rewritten. fsspec's in-memory filesystem stands in for a bucket."""
+    """Object stores cannot append (pyarrow's S3/GCS raise NotImplemented): outputs are written
+    whole and the manifest is rewritten. fsspec's in-memory filesystem stands in for a bucket,
+    with appending refused as S3 refuses it."""
+    import fsspec
+    import pyarrow.fs as pafs
+
     loc = batch.resolve("memory://mattekit-test/out")
     assert loc.scheme == "memory" and not loc.local
     batch.write_bytes(loc, loc.join("a/b.png"), b"png")
     with loc.fs.open_input_stream(loc.join("a/b.png")) as f:
         assert f.read() == b"png"
+
+    class NoAppend(pafs.FSSpecHandler):
+        def open_append_stream(self, path, metadata):
+            raise NotImplementedError("append is not supported")
+
+    loc = Location(pafs.PyFileSystem(NoAppend(fsspec.filesystem("memory"))), "/mattekit-test/bucket", "memory")
     m = batch.Manifest(loc, rewrite_every=0)
+    assert m._stream is None  # the rewrite path
     m.add(batch.Record("memory://in/a.jpg", "memory://out/a/b.png", "image", "ok", None, 0.1))
     m.add(batch.Record("memory://in/c.jpg", "memory://out/c.png", "image", "error", "bad", 0.1))
     m.close()
     assert [r["status"] for r in batch.read_manifest(loc)] == ["ok", "error"]
+    m = batch.Manifest(loc, rewrite_every=3600)  # a second run keeps the first run's lines
+    m.add(batch.Record("memory://in/c.jpg", "memory://out/c.png", "image", "ok", None, 0.1))
+    m.close()
+    assert [r["status"] for r in batch.read_manifest(loc)] == ["ok", "error", "ok"]
     assert loc.display(loc.join("x")).startswith("memory://")
 
 
