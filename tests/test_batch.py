@@ -198,6 +198,7 @@ def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path):
     assert len(ok) == len(set(ok)), "a finished file was processed twice"
     for name, mtime in outputs_before.items():
         assert (dst / name).stat().st_mtime_ns == mtime, f"{name} was rewritten"
+    assert not list(dst.rglob("*.part")), "a killed run's temp file was left behind"
     for p in src.iterdir():
         with Image.open(dst / (p.stem + ".png")) as img:
             img.load()  # complete, not a half-written file
@@ -229,7 +230,8 @@ def test_plan_keeps_relative_paths_skips_done_outputs_and_ignores_the_rest(tmp_p
     src, dst = tmp_path / "in", tmp_path / "in" / "out"  # DST inside SRC: its files are not inputs
     _tree(src, {"a.jpg": b"x", "sub/b.PNG": b"x", "sub/deep/c.webp": b"x", "clip.mp4": b"x",
                 "notes.txt": b"x", ".hidden/d.jpg": b"x", "sub/b.jpg": b"x"})
-    _tree(dst, {"a.png": b"done", "x.png": b"x"})
+    _tree(dst, {"a.png": b"done", "x.png": b"x", "sub/.b.png.0a1b2c3d.part": b"half",
+                ".clip.webm.123.456.part.webm": b"half", ".keep": b"x"})
     spec = Spec(batch.resolve(str(src)), batch.resolve(str(dst)), Options(), VideoSettings())
     work = batch.plan(spec)
     todo = {i.rel: (i.kind, Path(i.target).relative_to(dst).as_posix()) for i in work.todo}
@@ -238,6 +240,7 @@ def test_plan_keeps_relative_paths_skips_done_outputs_and_ignores_the_rest(tmp_p
     assert [i.rel for i in work.done] == ["a.jpg"]
     assert [i.rel for i in work.clashes] == ["sub/b.jpg"]  # would overwrite sub/b.png
     assert work.ignored == 2  # notes.txt, .hidden/d.jpg
+    assert sorted(Path(p).name for p in work.stale) == [".b.png.0a1b2c3d.part", ".clip.webm.123.456.part.webm"]
     assert {i.rel for i in batch.plan(spec, overwrite=True).todo} >= {"a.jpg"}
 
 

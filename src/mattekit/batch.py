@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import os
 import posixpath
 import shutil
@@ -163,6 +164,10 @@ def target_for(rel: str, kind: str, spec: Spec) -> str:
     return spec.dst.join(stem + suffix)
 
 
+# Temporary names: ours (write_bytes) and mattekit.video's, ".NAME.<id>.part[.EXT]".
+_TEMP = re.compile(r"^\..+\.(?:[0-9a-f]{8}|\d+\.\d+)\.part(?:\.[A-Za-z0-9]+)?$")
+
+
 def _hidden(rel: str) -> bool:
     return any(part.startswith(".") for part in rel.split("/"))
 
@@ -186,6 +191,7 @@ class Plan:
     done: list[Item]  # outputs already there: skipped (resume)
     clashes: list[Item]  # a second input that would write an output another input writes
     ignored: int  # files that are neither images nor videos (or are hidden)
+    stale: list[str] = field(default_factory=list)  # temp files a killed run left in DST
 
 
 def plan(spec: Spec, *, overwrite: bool = False) -> Plan:
@@ -199,7 +205,9 @@ def plan(spec: Spec, *, overwrite: bool = False) -> Plan:
     base = src.path
     same_fs = src.fs.type_name == dst.fs.type_name
     images, videos = image_suffixes(), video_suffixes()
-    existing = set(list_files(dst)) if not overwrite else set()
+    in_dst = list_files(dst)
+    existing = set(in_dst) if not overwrite else set()
+    stale = [p for p in in_dst if _TEMP.match(posixpath.basename(p))]
     todo: list[Item] = []
     done: list[Item] = []
     clashes: list[Item] = []
@@ -220,7 +228,7 @@ def plan(spec: Spec, *, overwrite: bool = False) -> Plan:
             continue
         seen.add(item.target)
         (done if item.target in existing else todo).append(item)
-    return Plan(todo, done, clashes, ignored)
+    return Plan(todo, done, clashes, ignored, stale)
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -550,6 +558,11 @@ def run(
             on_record(rec)
 
     try:
+        for path in work.stale:  # a killed run's half-written files: one batch per DST at a time
+            try:
+                spec.dst.fs.delete_file(path)
+            except OSError:
+                pass
         if work.done:
             # A crash between writing an output and logging it leaves a complete file without a
             # record: log it now, so the manifest lists every success exactly once.
