@@ -157,6 +157,9 @@ def main() -> None:
     stab = stability(args.frames) if args.part in ("all", "stability") else []
     fps = speed(args.speed_frames, [int(s) for s in args.sizes.split(",")]) if args.part in ("all", "speed") else []
     OUT.mkdir(parents=True, exist_ok=True)
+    previous = json.loads((OUT / "video.json").read_text()) if (OUT / "video.json").is_file() else {}
+    stab = stab or previous.get("stability", [])  # a run of one part keeps the other's last results
+    fps = fps or previous.get("speed", [])
     meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
             "threads": os.environ.get("MATTEKIT_THREADS", "all")}
     (OUT / "video.json").write_text(json.dumps({"meta": meta, "stability": stab, "speed": fps}, indent=2))
