@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import time
@@ -578,7 +578,10 @@ def run(
             return summary
         import ray
 
-        connect(address, verbose=verbose)
+        # A library caller that set Ray up itself keeps its session; ours ends with the batch.
+        owned = not ray.is_initialized()
+        if owned:
+            connect(address, verbose=verbose)
         try:
             pool = size_pool(_node_cpus(), workers, threads)
             summary.pool = pool
@@ -592,7 +595,8 @@ def run(
                 for rec in _run_videos(spec, videos, pool):
                     record(rec)
         finally:
-            ray.shutdown()
+            if owned:
+                ray.shutdown()
     finally:
         manifest.close()
         summary.seconds = time.perf_counter() - started
