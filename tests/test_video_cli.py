@@ -86,3 +86,12 @@ def test_ctrl_c_leaves_no_half_written_file(tmp_path, clip):
     assert proc.returncode == 130, err
     assert b"interrupted" in err
     assert list(out_dir.iterdir()) == []
+
+
+def test_background_can_be_another_clip(tmp_path, clip):
+    bg = tmp_path / "bg.webm"
+    assert runner.invoke(app, ["video", str(clip), "-o", str(bg), "--max-frames", "3", "--preset", "fast"]).exit_code == 0
+    target = tmp_path / "over.mp4"
+    r = runner.invoke(app, ["video", str(clip), "-o", str(target), "--bg", str(bg), "--max-frames", "7", "--preset", "fast"])
+    assert r.exit_code == 0, r.output
+    assert len(list(read_frames(target))) == 7  # the 3-frame background loops

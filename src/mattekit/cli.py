@@ -295,7 +295,7 @@ def video(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
 ) -> None:
     """Remove the background from a video (transparent WebM/MOV, PNG frames, matte or composite)."""
-    from .options import Options, parse_background
+    from .options import Options
     from .video import VIDEO_SUFFIXES, VideoOptions, resolve_output
 
     bg_video = None
@@ -304,8 +304,6 @@ def video(
     try:
         options = Options.from_fields(dict(preset=preset, mask=mask, bg=bg, bg_fit=bg_fit, ratio=ratio,
                                            decontaminate=decontaminate), allow_paths=True)
-        if bg_video is not None and options.background is None:
-            options = options.replace(background=parse_background("black"))
         vopts = VideoOptions(output=output_type, start=start, end=end, max_frames=max_frames,  # type: ignore[arg-type]
                              audio=not no_audio, background_video=bg_video)
         resolve_output(output, options, vopts)
