@@ -179,6 +179,7 @@ async def _load(url: str, clients: int, seconds: float, images: Sequence[bytes],
     max_requests = min(max_requests, MAX_REQUESTS)
     records: list[tuple[float, float, int]] = []  # (start offset, latency, status; 0 = no answer)
     health: list[float] = []
+    failures: list[str] = []
     rss: list[tuple[float, float]] = []
     issued = 0
     start = time.perf_counter()
@@ -200,11 +201,14 @@ async def _load(url: str, clients: int, seconds: float, images: Sequence[bytes],
                     r = await http.post("/api/v1/remove", files={"file": ("x.jpg", data, "image/jpeg")},
                                         data=dict(fields))
                     status = r.status_code
+                    failure = ""
                 except httpx.TimeoutException:
-                    status = -1
-                except httpx.HTTPError:
-                    status = 0
+                    status, failure = -1, "timeout"
+                except httpx.HTTPError as exc:
+                    status, failure = 0, f"connection error ({type(exc).__name__})"
                 records.append((t0 - start, time.perf_counter() - t0, status))
+                if failure:
+                    failures.append(failure)
                 if status == 503:  # a polite client waits a little, as Retry-After asks
                     await asyncio.sleep(min(0.5, max(0.0, stop_at - time.perf_counter())))
 
@@ -231,8 +235,7 @@ async def _load(url: str, clients: int, seconds: float, images: Sequence[bytes],
         await probe_task
 
     by_status: dict[str, int] = {}
-    for _, _, status in records:
-        key = {-1: "timeout", 0: "connection error"}.get(status, str(status))
+    for key in [str(st) for _, _, st in records if st > 0] + failures:
         by_status[key] = by_status.get(key, 0) + 1
     ok = [lat for _, lat, st in records if st == 200]
     busy = [lat for _, lat, st in records if st == 503]
@@ -294,7 +297,8 @@ def markdown(report: dict[str, Any]) -> str:
     if soak:
         lines += [
             "",
-            f"Soak: {soak['requests']} requests by {soak['clients']} clients in {soak['seconds']:.0f} s; "
+            f"Soak: {soak['requests']} requests ({soak['sides']} px) by {soak['clients']} clients in "
+            f"{soak['seconds']:.0f} s, status {soak['status']}; "
             f"server RSS {report['rss_ready_mb']:.0f} MiB when ready, {soak['rss_first_mb']:.0f} MiB after "
             f"the first tenth of the soak, {soak['rss_last_mb']:.0f} MiB at its end "
             f"({soak['rss_last_mb'] - soak['rss_first_mb']:+.0f} MiB over the remaining "
@@ -311,6 +315,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--sides", default="256,512,1024", help="image sizes (longer side, px)")
     ap.add_argument("--soak-requests", type=int, default=2000, help="requests in the soak (0 = none)")
     ap.add_argument("--soak-clients", type=int, default=8)
+    ap.add_argument("--soak-sides", default="256,384", help="image sizes in the soak (small: many requests)")
     ap.add_argument("--soak-seconds", type=float, default=MAX_SECONDS, help="time limit of the soak")
     ap.add_argument("--preset", default="fast", help="option sent with every request")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -336,14 +341,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   f"status {phase['status']}, healthz p99 {_ms(phase['healthz_s']['p99'])}, "
                   f"RSS {phase['rss_after_mb']:.0f} MiB", flush=True)
         if args.soak_requests:
+            soak_images = sample_images([int(x) for x in args.soak_sides.split(",")])
             threads_before = threads_of(server.pid)
-            first = run_load(server.url, args.soak_clients, args.soak_seconds, images, fields=fields,
+            first = run_load(server.url, args.soak_clients, args.soak_seconds, soak_images, fields=fields,
                              max_requests=max(1, args.soak_requests // 10), server_pid=server.pid)
             rss_first = server.rss_mb()
-            rest = run_load(server.url, args.soak_clients, args.soak_seconds, images, fields=fields,
+            rest = run_load(server.url, args.soak_clients, args.soak_seconds, soak_images, fields=fields,
                             max_requests=args.soak_requests - first["requests"], server_pid=server.pid)
             report["soak"] = {
-                "clients": args.soak_clients, "requests": first["requests"] + rest["requests"],
+                "clients": args.soak_clients, "sides": args.soak_sides, "requests": first["requests"] + rest["requests"],
                 "requests_after_first": rest["requests"], "seconds": first["seconds"] + rest["seconds"],
                 "status": {k: first["status"].get(k, 0) + rest["status"].get(k, 0)
                            for k in set(first["status"]) | set(rest["status"])},
