@@ -391,3 +391,15 @@ def test_reads_the_usual_containers(tmp_path, source_frames, engine, name):
         for i, n in enumerate(sorted(z.namelist())):
             matte, state = engine.step(np.ascontiguousarray(decoded[i][:, :, :3]), "auto", state)
             assert np.array_equal(np.asarray(Image.open(z.open(n)))[:, :, 3], matte.alpha_u8())
+
+
+def test_odd_frame_sizes(tmp_path, source_frames):
+    """175x143: VP9 keeps it; H.264 4:2:0 and ProRes need even sides and drop the last line."""
+    ims = [Image.fromarray(np.ascontiguousarray(f[:143, :175])) for f in source_frames[:4]]
+    src = tmp_path / "odd.gif"
+    ims[0].save(src, save_all=True, append_images=ims[1:], duration=40, loop=0)
+    for name, opts, size in [("o.webm", Options(preset="fast"), (143, 175)), ("o.mov", Options(preset="fast"), (142, 174)),
+                             ("o.mp4", Options(preset="fast", mask=True), (142, 174))]:
+        process_video(src, tmp_path / name, opts)
+        frames = list(read_frames(tmp_path / name))
+        assert len(frames) == 4 and frames[0].shape[:2] == size, name

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import imaging, presets
 from .engine import Engine, Matte, alpha_to_u8, get_engine
-from .errors import Cancelled, InvalidInput, InvalidOption, TooLarge
+from .errors import Cancelled, InvalidInput, InvalidOption, MattekitError, TooLarge
 from .options import BackgroundImage, Blur, Options
 
 log = logging.getLogger("mattekit.video")
@@ -569,8 +569,8 @@ class _AvWriter:
         import av
 
         h, w = arr.shape[:2]
-        if self.kind in ("matte", "composite"):
-            w, h = w - w % 2, h - h % 2  # 4:2:0 H.264 needs even sides: drop the odd last line
+        if self.kind in ("matte", "composite", "mov"):
+            w, h = w - w % 2, h - h % 2  # H.264 4:2:0 and ProRes need even sides: drop the odd last line
         if self.container is None:
             self._open(w, h)
         assert self.size is not None
@@ -814,7 +814,7 @@ def process_video(
         except _Stop:
             pass
         except BaseException as exc:
-            errors.append(exc)
+            errors.append(_encoding_error(exc, kind))
             stop.set()
 
     threads = [threading.Thread(target=reader, name="mattekit-video-read", daemon=True),
@@ -869,6 +869,15 @@ def process_video(
     timings["total"] = seconds
     return VideoResult(target, kind, written[0], size[0], size[1], fps,
                        writer.audio_written > 0, seconds, timings)
+
+
+def _encoding_error(exc: BaseException, kind: str) -> BaseException:
+    """FFmpeg's own errors from the writer, said in our words (the reader's are InvalidInput)."""
+    import av
+
+    if isinstance(exc, av.FFmpegError):
+        return MattekitError(f"writing the {kind} output failed: {exc}")
+    return exc
 
 
 # -- temporal stability (bench/video.py, tests) ---------------------------------------------------
