@@ -55,6 +55,7 @@ def test_job_runs_to_a_transparent_webm_then_expires(server, clip, tmp_path):
     assert r.status_code == 202, r.text
     job = r.json()
     assert job["state"] in ("queued", "running") and r.headers["location"] == f"/api/v1/jobs/{job['id']}"
+    assert job["progress"]["frames_total"] == 21  # known from the start
     seen = _wait(server, job["id"], {"done", "failed"})
     final = seen[-1]
     assert final["state"] == "done", final

@@ -298,6 +298,7 @@ def _prepare(store: JobStore, job: Job, data: bytes, bg_data: Optional[bytes], o
     # A container may not say, or lie about, its length: cap the frames too, so the limit holds for
     # any file (a 100 MiB upload of tiny frames could otherwise hold a worker for hours).
     cap = int(math.ceil(store.settings.max_seconds * min(max(info.fps, 1.0), 240.0))) + 1
+    job.total = min(cap, int(round(seconds * info.fps))) if seconds and info.fps else 0  # "frame 0 of N" at once
     vopts = VideoOptions(output=output, background_video=bg_video, max_frames=cap, **times)  # type: ignore[arg-type]
     resolve_output(job.folder / f"result{MEDIA_TYPES[output][1]}", options, vopts)
     return source, options, vopts
