@@ -269,22 +269,18 @@ def _parse(fields: Mapping[str, str], has_bg_file: bool, max_pixels: int) -> tup
     return output, options, times
 
 
-def _prepare(store: JobStore, job: Job, data: bytes, bg_data: Optional[bytes], options: Options,
+def _prepare(store: JobStore, job: Job, source: Path, bg_path: Optional[Path], options: Options,
              output: str, times: dict, fit: str) -> tuple[Path, Options, Any]:
-    """Write the upload, check it is a video within the limits (in a thread: it decodes a frame)."""
+    """Check the uploaded clip is a video within the limits (in a thread: it decodes a frame)."""
     from .. import imaging
     from ..errors import TooLarge
     from ..video import VideoOptions, probe, resolve_output
 
-    source = job.folder / "upload"
-    source.write_bytes(data)
     info = probe(source)
     bg_video = None
-    if bg_data is not None:
-        bg_path = job.folder / "background"
-        bg_path.write_bytes(bg_data)
+    if bg_path is not None:
         try:
-            options = options.replace(background=BackgroundImage(imaging.decode(bg_data, Options(max_pixels=options.max_pixels)), fit))  # type: ignore[arg-type]
+            options = options.replace(background=BackgroundImage(imaging.decode(bg_path, Options(max_pixels=options.max_pixels)), fit))  # type: ignore[arg-type]
         except InvalidInput:
             probe(bg_path)  # not a picture: a background video then, or a clear error
             bg_video = bg_path
@@ -312,18 +308,24 @@ def _prepare(store: JobStore, job: Job, data: bytes, bg_data: Optional[bytes], o
 async def create_job(request: Request) -> JSONResponse:
     store = _store(request)
     store.sweep()
-    upload = await read_upload(request, store.settings.max_upload_bytes)
-    fields = {**dict(request.query_params), **upload.fields}
-    bg_data = upload.files.get("bg_file")
-    output, options, times = _parse(fields, bg_data is not None, request.app.state.settings.max_pixels)
-    data = upload.files.get("file")
-    if not data:
-        raise InvalidInput("no video: send it as the multipart field 'file'")
-    job = store.new(output)
+    job = store.new("webm")  # a private folder for the upload; the output type is known after it
     try:
+        source, bg_path = job.folder / "upload", job.folder / "background"
+        # Streamed to disk as it arrives: a video upload never sits in memory.
+        with open(source, "wb") as video_file, open(bg_path, "wb") as bg_file:
+            upload = await read_upload(request, store.settings.max_upload_bytes,
+                                       sinks={"file": video_file, "bg_file": bg_file})
+        fields = {**dict(request.query_params), **upload.fields}
+        has_bg = "bg_file" in upload.saved
+        if has_bg and not upload.saved["bg_file"]:
+            raise InvalidInput("bg_file is empty")
+        output, options, times = _parse(fields, has_bg, request.app.state.settings.max_pixels)
+        job.output = output
+        if not upload.saved.get("file"):
+            raise InvalidInput("no video: send it as the multipart field 'file'")
         source, options, vopts = await asyncio.to_thread(
-            _prepare, store, job, data, bg_data, options, output, times, (fields.get("bg_fit") or "fill").lower())
-        del data, upload
+            _prepare, store, job, source, bg_path if has_bg else None, options, output, times,
+            (fields.get("bg_fit") or "fill").lower())
         job.future = store.pool.submit(run_job, store, job, source, options, vopts, request.app.state.matter.engine)
     except BaseException as exc:
         store.drop(job)

@@ -9,7 +9,7 @@ File names sent by the client are ignored.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import AsyncIterator, BinaryIO, Mapping, Optional
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -34,6 +34,7 @@ class Upload:
 
     fields: dict[str, str] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
+    saved: dict[str, int] = field(default_factory=dict)  # bytes streamed into a ``sinks`` file, by field
 
 
 def _too_large(limit: int) -> UploadTooLarge:
@@ -54,8 +55,13 @@ async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
-async def read_upload(request: Request, limit: int) -> Upload:
-    """Multipart form, urlencoded form, or a raw image body (then it is the ``file``)."""
+async def read_upload(request: Request, limit: int, sinks: Optional[Mapping[str, BinaryIO]] = None) -> Upload:
+    """Multipart form, urlencoded form, or a raw image body (then it is the ``file``).
+
+    File fields named in ``sinks`` are written to those open files as they arrive instead of
+    being kept in memory (video uploads); :attr:`Upload.saved` then says how many bytes each got.
+    """
+    sinks = sinks or {}
     from python_multipart.multipart import parse_options_header
 
     media, params = parse_options_header(request.headers.get("content-type", ""))
@@ -63,7 +69,13 @@ async def read_upload(request: Request, limit: int) -> Upload:
         boundary = params.get(b"boundary")
         if not boundary:
             raise BadRequest("multipart/form-data without a boundary")
-        return await _read_multipart(limited_stream(request, limit), boundary)
+        return await _read_multipart(limited_stream(request, limit), boundary, sinks)
+    if "file" in sinks and media != b"application/x-www-form-urlencoded":
+        upload = Upload()
+        async for chunk in limited_stream(request, limit):
+            sinks["file"].write(chunk)
+            upload.saved["file"] = upload.saved.get("file", 0) + len(chunk)
+        return upload
     body = bytearray()
     async for chunk in limited_stream(request, limit):
         body += chunk
@@ -76,7 +88,7 @@ async def read_upload(request: Request, limit: int) -> Upload:
     return Upload(files={"file": bytes(body)} if body else {})
 
 
-async def _read_multipart(stream: AsyncIterator[bytes], boundary: bytes) -> Upload:
+async def _read_multipart(stream: AsyncIterator[bytes], boundary: bytes, sinks: Mapping[str, BinaryIO]) -> Upload:
     from python_multipart.exceptions import MultipartParseError
     from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -108,6 +120,10 @@ async def _read_multipart(stream: AsyncIterator[bytes], boundary: bytes) -> Uplo
         part["name"] = name.decode("utf-8", "replace")
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
+        if part["name"] in sinks:
+            sinks[part["name"]].write(data[start:end])
+            part["saved"] = part.get("saved", 0) + (end - start)
+            return
         buf = part["data"]
         buf.extend(data[start:end])
         if part["name"] not in FILE_FIELDS and len(buf) > MAX_FIELD_BYTES:
@@ -115,6 +131,9 @@ async def _read_multipart(stream: AsyncIterator[bytes], boundary: bytes) -> Uplo
 
     def on_part_end() -> None:
         name, data = part["name"], part["data"]
+        if name in sinks:
+            upload.saved[name] = part.get("saved", 0)
+            return
         if name in FILE_FIELDS:
             upload.files[name] = bytes(data)
             return
