@@ -314,6 +314,16 @@ def test_cli_rejects_bad_usage_before_starting_ray(tmp_path):
     assert proc.returncode == 2 and "end must be after start" in proc.stderr
 
 
+def test_an_unreachable_cluster_is_a_clear_error_not_a_hang(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    port = _free_port()  # nothing listens there
+    t0 = time.monotonic()
+    proc = _run_batch(str(tmp_path), str(tmp_path / "out"), "--address", f"127.0.0.1:{port}", timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert f"cannot reach a Ray cluster at 127.0.0.1:{port}" in proc.stderr and "Traceback" not in proc.stderr
+    assert time.monotonic() - t0 < 45
+
+
 def test_location_of_a_local_path_is_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     loc = batch.resolve("photos")

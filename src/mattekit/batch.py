@@ -49,6 +49,12 @@ class MissingExtra(MattekitError):
     code = "missing_extra"
 
 
+class ClusterUnavailable(MattekitError):
+    """The Ray cluster named by --address cannot be reached."""
+
+    code = "cluster_unavailable"
+
+
 @dataclass(frozen=True)
 class VideoSettings:
     """How videos found in a batch are written (see :class:`mattekit.video.VideoOptions`)."""
@@ -507,11 +513,30 @@ def connect(address: Optional[str], *, verbose: bool = False) -> None:
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(level)
     if address:
+        check_reachable(address)
         ray.init(address=address, **quiet)
     else:
         # "local": a new instance even when RAY_ADDRESS or a `ray start` on this machine exists
         # (ray.init() would join those); --address auto is the way to ask for them.
         ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet)
+
+
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail fast with a clear message: Ray itself retries an unreachable GCS for minutes."""
+    import socket
+
+    text = address.split("://", 1)[-1]
+    if text == "auto" or ":" not in text:
+        return  # Ray resolves these itself (RAY_ADDRESS, or the cluster started on this machine)
+    host, _, port = text.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise ClusterUnavailable(
+            f"cannot reach a Ray cluster at {address} ({getattr(exc, 'strerror', None) or exc}); "
+            "start one with `ray start --head`, or check the host, port and firewall"
+        ) from None
 
 
 def _node_cpus() -> list[float]:
@@ -644,7 +669,7 @@ def _run_videos(spec: Spec, items: list[Item], pool: Pool) -> Iterator[Record]:
 
 
 __all__ = [
-    "MANIFEST", "INSTALL_HINT", "MissingExtra", "VideoSettings", "Location", "resolve", "Item", "Spec",
+    "MANIFEST", "INSTALL_HINT", "MissingExtra", "ClusterUnavailable", "VideoSettings", "Location", "resolve", "Item", "Spec",
     "Plan", "plan", "Record", "Manifest", "read_manifest", "Pool", "size_pool", "Summary", "run",
     "require_ray",
 ]

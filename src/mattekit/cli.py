@@ -442,6 +442,9 @@ def run_batch(spec, *, address: Optional[str], workers: Optional[int], threads: 
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished files are kept; run the same command again to resume")
         return 130
+    except batching.ClusterUnavailable as exc:
+        _err(str(exc))
+        return 1
     except MattekitError as exc:
         _err(str(exc))
         return 2
