@@ -403,3 +403,16 @@ def test_odd_frame_sizes(tmp_path, source_frames):
         process_video(src, tmp_path / name, opts)
         frames = list(read_frames(tmp_path / name))
         assert len(frames) == 4 and frames[0].shape[:2] == size, name
+
+
+def test_never_replaces_a_folder_with_other_files(tmp_path, carphone):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "holiday.jpg").write_bytes(b"precious")
+    with pytest.raises(InvalidOption, match="other files"):
+        process_video(carphone, folder, Options(preset="fast"), VideoOptions(max_frames=2))
+    assert (folder / "holiday.jpg").read_bytes() == b"precious"
+    frames = tmp_path / "frames"
+    process_video(carphone, frames, Options(preset="fast"), VideoOptions(max_frames=3))
+    process_video(carphone, frames, Options(preset="fast"), VideoOptions(max_frames=2))  # our own frames: replaced
+    assert sorted(p.name for p in frames.iterdir()) == ["frame_000000.png", "frame_000001.png"]

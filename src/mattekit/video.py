@@ -685,6 +685,10 @@ def _fit(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
 
 
+def _is_frame_file(path: Path) -> bool:
+    return path.is_file() and path.name.startswith("frame_") and path.suffix == ".png"
+
+
 def _temp_path(target: Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part{target.suffix}")
 
@@ -735,6 +739,9 @@ def process_video(
     kind = resolve_output(target, options, vopts)
     if target.exists() and not overwrite:
         raise InvalidOption(f"{target} exists")
+    if target.is_dir() and (kind != "png-dir" or any(not _is_frame_file(p) for p in target.iterdir())):
+        # Replacing a folder means deleting it: only ever one that holds nothing but our frames.
+        raise InvalidOption(f"{target} is a folder with other files in it; write the frames to a new or empty folder")
     engine = engine or get_engine()
     recipe = presets.recipe(options.preset)
     clean = (recipe.decontaminate if options.decontaminate is None else options.decontaminate) and kind != "matte"
