@@ -204,19 +204,25 @@ def build_pipelines() -> dict[str, Pipeline]:
         Pipeline("balanced", "preset balanced (the default)", preset_step("balanced"), ("default", "test", "preset")),
         Pipeline("best", "preset best", preset_step("best"), ("default", "test", "preset")),
         Pipeline("auto512x3", "auto ratio 512 px, 3 passes (the issue's trick)", plain(("auto", 512), 3), ("default",)),
-        Pipeline("flip512", "auto 512 px + mirror, 1 pass each", recipe_step(_rec("f", (512,), 1, True)), ("default",)),
-        Pipeline("ens3", "average of 384/512/640 px, 1 pass each", recipe_step(_rec("e", (384, 512, 640), 1, False)), ("default",)),
-        Pipeline("ens3x3", "average of 384/512/640 px, 3 passes each", recipe_step(_rec("e", (384, 512, 640), 3, False)), ("default",)),
-        Pipeline("ens3flip", "384/512/640 px + mirrors, 1 pass each", recipe_step(_rec("e", (384, 512, 640), 1, True)), ("default",)),
+        Pipeline("auto640x3", "auto ratio 640 px, 3 passes", plain(("auto", 640), 3), ("default",)),
+        Pipeline("auto640x6", "auto ratio 640 px, 6 passes", plain(("auto", 640), 6), ("default",)),
+        Pipeline("flip640x3", "640 px + mirror, 3 passes each", recipe_step(_rec("f", (640,), 3, True)), ("default",)),
+        Pipeline("ens3", "average of 576/640/768 px, 1 pass each", recipe_step(_rec("e", (576, 640, 768), 1, False)), ("default",)),
+        Pipeline("ens3x3", "average of 576/640/768 px, 3 passes each", recipe_step(_rec("e", (576, 640, 768), 3, False)), ("default",)),
         Pipeline("fuse", "384 px silhouette, 1024 px in its uncertain band", fused(plain(("auto", 384)), plain(("auto", 1024))), ("default",)),
         Pipeline("guided", "balanced + guided filter in the uncertain band", guided(preset_step("balanced")), ("default",)),
         Pipeline("cf", "balanced + PyMatting closed-form in the band (half size; slow)", closed_form(preset_step("balanced")), ("slow",)),
     ]
-    for t in (256, 320, 384, 448, 480, 512, 576, 640, 768, 1024):
+    for t in (384, 448, 480, 512, 544, 576, 608, 640, 672, 704, 768, 832, 896):
         P.append(Pipeline(f"auto{t}", f"auto ratio, {t} px, 1 pass", plain(("auto", t)), ("sweep",)))
-    for r in (0.125, 0.25, 0.375, 0.5):
-        P.append(Pipeline(f"r{r}", f"fixed ratio {r}, 1 pass", plain(r), ("sweep",)))
-    return {p.name: p for p in P}
+        P.append(Pipeline(f"auto{t}x3", f"auto ratio, {t} px, 3 passes", plain(("auto", t), 3), ("sweep",)))
+    for n in (2, 4, 8):
+        P.append(Pipeline(f"auto640x{n}", f"auto ratio 640 px, {n} passes", plain(("auto", 640), n), ("passes",)))
+    out: dict[str, Pipeline] = {}
+    for p in P:  # a name listed twice is one pipeline in both groups
+        first = out.get(p.name)
+        out[p.name] = p if first is None else Pipeline(first.name, first.about, first.step, first.groups + p.groups)
+    return out
 
 
 # -- scoring ----------------------------------------------------------------------------------
@@ -389,7 +395,7 @@ def foreground_ml(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 
 def colour_scores(engine: Engine, samples: Sequence[Sample], folder: Path, preset: str = "balanced",
-                  sheets: int = 2) -> dict:
+                  sheets: int = 2, out: Path = OUT) -> dict:
     """Mean |colour error| (8-bit levels) of composites over white, black and a new photo, inside
     the GT's semi-transparent band (0 < a < 1), for each way of getting the foreground colour.
 
@@ -424,7 +430,7 @@ def colour_scores(engine: Engine, samples: Sequence[Sample], folder: Path, prese
                     rows.append({"image": s.stem, "person": s.person, "bg": bg_name, "fg": fg_name, "alpha": which,
                                  "band_err": float(np.abs(comp - truth)[band].mean())})
         if k < sheets:
-            contact_sheet(s, B, news, fgs, m.alpha)
+            contact_sheet(s, B, news, fgs, m.alpha, out)
     out: dict = {}
     for which in ("gt_alpha", "our_alpha"):
         for fg in ("original", "rvm_fgr", "rvm_fgr_all", "ml"):
@@ -436,8 +442,9 @@ def colour_scores(engine: Engine, samples: Sequence[Sample], folder: Path, prese
     return out
 
 
-def contact_sheet(s: Sample, B: np.ndarray, news: dict, fgs: dict, alpha: np.ndarray) -> None:
-    """A crop around the hair: truth vs each foreground estimate, over each new background."""
+def contact_sheet(s: Sample, B: np.ndarray, news: dict, fgs: dict, alpha: np.ndarray, out: Path = OUT) -> None:
+    """A crop around the hair; rows: white, black, photo; columns: the ground-truth composite,
+    then ours with the original colours, RVM's ``fgr`` decontamination, PyMatting's ML foreground."""
     ys, xs = np.nonzero((s.alpha > 0.05) & (s.alpha < 0.95))
     if ys.size == 0:
         return
@@ -455,9 +462,27 @@ def contact_sheet(s: Sample, B: np.ndarray, news: dict, fgs: dict, alpha: np.nda
             a = alpha.astype(np.float64)[..., None]
             cells.append((a * F + (1.0 - a) * N)[sl])
         rows.append(np.hstack(cells))
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     sheet = np.clip(np.vstack(rows) + 0.5, 0, 255).astype(np.uint8)
-    Image.fromarray(sheet).save(OUT / f"sheet_{s.stem}.png")
+    Image.fromarray(sheet).save(out / f"sheet_{s.stem}.png")
+
+
+def colour_markdown(colour: dict, n: int) -> str:
+    """One row per foreground estimate: error at the GT alpha (the colour alone: the new
+    background cancels out there) and at our alpha over each new background, per person."""
+    people = sorted(next(iter(colour["gt_alpha"]["original"].values()))["people"])
+    md = (f"\n**colour** ({n} images with a known background; mean |error| of the composite in 8-bit levels "
+          "inside the GT's semi-transparent band, balanced alpha)\n\n")
+    head = ["foreground", "at GT alpha"] + [f"over {b}" for b in ("white", "black", "photo")]
+    head += [f"{p}: GT alpha / white / black / photo" for p in people]
+    md += "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n"
+    for fg in colour["gt_alpha"]:
+        gt, our = colour["gt_alpha"][fg]["white"], colour["our_alpha"][fg]
+        cells = [f"`{fg}`", f"{gt['mean']:.2f}"] + [f"{our[b]['mean']:.2f}" for b in ("white", "black", "photo")]
+        cells += [" / ".join([f"{gt['people'][p]:.1f}"] + [f"{our[b]['people'][p]:.1f}" for b in ("white", "black", "photo")])
+                  for p in people]
+        md += "| " + " | ".join(cells) + " |\n"
+    return md
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -516,12 +541,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         folder = wallpapers()
         if folder is not None:
             people = load_samples(root, "people", args.limit, args.match)
-            report["colour"] = colour_scores(engine, people, folder)
-            md += "\n**colour** (mean |error| in 8-bit levels inside the GT's semi-transparent band; balanced alpha)\n\n"
-            md += "| foreground | alpha | white | black | photo |\n|---|---|---|---|---|\n"
-            for which, part in report["colour"].items():
-                for fg, bgs in part.items():
-                    md += f"| {fg} | {which} | " + " | ".join(f"{bgs[b]['mean']:.2f}" for b in ("white", "black", "photo")) + " |\n"
+            report["colour"] = colour_scores(engine, people, folder, out=args.out)
+            md += colour_markdown(report["colour"], len(people))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps(report, indent=1))
     (args.out / "quality.md").write_text(md)
