@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from mattekit import metrics  # noqa: E402
 from mattekit.engine import get_engine  # noqa: E402
 from mattekit.options import Options, parse_background  # noqa: E402
-from mattekit.video import VideoOptions, alpha_sequence, flicker, process_video, read_frames  # noqa: E402
+from mattekit.video import VideoOptions, alpha_sequence, flicker, process_video, read_frames, write_frames  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 EVAL = Path(os.environ.get("MATTEKIT_EVAL_DIR") or ROOT.parent / "shared" / "eval")
@@ -83,22 +83,10 @@ def _upscaled(src: Path, frames_cap: int, size: tuple[int, int], tmp: Path) -> P
     import av
     import cv2
 
-    target = tmp / f"upscaled_{size[1]}p.mp4"
-    with av.open(str(src)) as vin, av.open(str(target), "w") as out:
-        vs_in = vin.streams.video[0]
-        vs = out.add_stream("libx264", rate=vs_in.average_rate, options={"preset": "ultrafast", "crf": "14"})
-        vs.width, vs.height, vs.pix_fmt = size[0], size[1], "yuv420p"
-        for i, frame in enumerate(vin.decode(vs_in)):
-            if i >= frames_cap:
-                break
-            big = cv2.resize(frame.to_ndarray(format="rgb24"), size, interpolation=cv2.INTER_CUBIC)
-            vf = av.VideoFrame.from_ndarray(big, format="rgb24")
-            vf.pts = i
-            for p in vs.encode(vf):
-                out.mux(p)
-        for p in vs.encode(None):
-            out.mux(p)
-    return target
+    with av.open(str(src)) as vin:
+        rate = vin.streams.video[0].average_rate
+    big = (cv2.resize(f[:, :, :3], size, interpolation=cv2.INTER_CUBIC) for f in read_frames(src, limit=frames_cap))
+    return write_frames(big, tmp / f"upscaled_{size[1]}p.mp4", rate=rate, options={"preset": "ultrafast", "crf": "14"})
 
 
 def speed(frames_cap: int, sizes: list[int]) -> list[dict]:

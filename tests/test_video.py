@@ -24,7 +24,7 @@ from mattekit import imaging
 from mattekit.engine import RecurrentState
 from mattekit.errors import Cancelled, InvalidInput, InvalidOption, TooLarge
 from mattekit.options import Options, parse_background
-from mattekit.video import VideoOptions, alpha_sequence, flicker, probe, process_video, read_frames
+from mattekit.video import VideoOptions, alpha_sequence, flicker, probe, process_video, read_frames, write_frames
 from samples import sample_path
 
 N = 20  # frames per clip: enough for the recurrent state to matter, quick on two cores
@@ -193,28 +193,12 @@ def test_no_audio_when_asked(tmp_path, talking_with_audio):
 
 
 # -- rotation -----------------------------------------------------------------------------------
-def _encode(frames: list[np.ndarray], target: Path, rotation: int = 0) -> Path:
-    with av.open(str(target), "w") as out:
-        s = out.add_stream("libx264", rate=Fraction(30000, 1001), options={"crf": "12"})
-        s.height, s.width = frames[0].shape[:2]
-        s.pix_fmt = "yuv444p"
-        if rotation:
-            s.set_display_rotation(rotation)
-        for i, fr in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(fr), format="rgb24")
-            vf.pts = i
-            for p in s.encode(vf):
-                out.mux(p)
-        for p in s.encode(None):
-            out.mux(p)
-    return target
-
-
 def test_rotated_phone_video_comes_out_upright(tmp_path, source_frames):
     """A phone stores the sensor's pixels turned and says how to turn them back."""
     frames = source_frames[:8]
-    upright_clip = _encode(frames, tmp_path / "upright.mp4")
-    turned = _encode([np.rot90(f, k=-1) for f in frames], tmp_path / "turned.mp4", rotation=90)
+    settings = dict(rate=Fraction(30000, 1001), pix_fmt="yuv444p", options={"crf": "12"})
+    upright_clip = write_frames(frames, tmp_path / "upright.mp4", **settings)
+    turned = write_frames([np.rot90(f, k=-1) for f in frames], tmp_path / "turned.mp4", rotation=90, **settings)
     assert probe(turned).width == 176 and probe(turned).height == 144
     a = process_video(upright_clip, tmp_path / "a.zip", Options(preset="fast"))
     b = process_video(turned, tmp_path / "b.zip", Options(preset="fast"))
@@ -354,21 +338,6 @@ def test_recurrent_is_steadier_on_a_street_clip(evaldir):
 
 
 # -- input containers ---------------------------------------------------------------------------
-def _container(frames: list[np.ndarray], target: Path, fmt: str, codec: str) -> Path:
-    with av.open(str(target), "w", format=fmt) as out:
-        s = out.add_stream(codec, rate=25)
-        s.height, s.width = frames[0].shape[:2]
-        s.pix_fmt = "yuv420p"
-        for i, fr in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(fr, format="rgb24")
-            vf.pts = i
-            for p in s.encode(vf):
-                out.mux(p)
-        for p in s.encode(None):
-            out.mux(p)
-    return target
-
-
 @pytest.mark.parametrize("name", ["clip.gif", "clip.webp", "clip.webm", "clip.mkv", "clip.avi", "clip.mov"])
 def test_reads_the_usual_containers(tmp_path, source_frames, engine, name):
     """The same six real frames as animated GIF/WebP (Pillow), VP8 WebM, H.265 MKV, MPEG-4 AVI, MOV."""
@@ -380,7 +349,7 @@ def test_reads_the_usual_containers(tmp_path, source_frames, engine, name):
     else:
         fmt, codec = {".webm": ("webm", "libvpx"), ".mkv": ("matroska", "libx265"),
                       ".avi": ("avi", "mpeg4"), ".mov": ("mov", "libx264")}[Path(name).suffix]
-        _container(frames, src, fmt, codec)
+        write_frames(frames, src, fmt=fmt, codec=codec)
     info = probe(src)
     assert (info.width, info.height, info.frames) == (176, 144, 6) and abs(info.fps - 25) < 0.01
     result = process_video(src, tmp_path / "out.zip", Options(preset="fast"))

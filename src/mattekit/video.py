@@ -22,7 +22,7 @@ import zipfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Union
 
 import numpy as np
 
@@ -887,6 +887,38 @@ def _encoding_error(exc: BaseException, kind: str) -> BaseException:
     return exc
 
 
+def write_frames(
+    frames: Iterable[np.ndarray], target: Union[str, os.PathLike], *, codec: str = "libx264",
+    rate: Union[int, Fraction] = 25, fmt: Optional[str] = None, pix_fmt: str = "yuv420p",
+    options: Optional[dict] = None, rotation: int = 0,
+) -> Path:
+    """Encode RGB uint8 frames as a clip (no matting): test clips, upscaled bench clips.
+
+    ``rotation`` sets the display rotation a phone would, so the stored pixels should be turned
+    the other way.
+    """
+    import av
+
+    target = Path(target)
+    with av.open(str(target), "w", format=fmt) as out:
+        stream = None
+        for i, rgb in enumerate(frames):
+            if stream is None:
+                stream = out.add_stream(codec, rate=rate, options=dict(options or {}))
+                stream.height, stream.width = rgb.shape[:2]
+                stream.pix_fmt = pix_fmt
+                if rotation:
+                    stream.set_display_rotation(rotation)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        if stream is not None:
+            for packet in stream.encode(None):
+                out.mux(packet)
+    return target
+
+
 # -- temporal stability (bench/video.py, tests) ---------------------------------------------------
 def alpha_sequence(frames, ratio: Union[str, float] = "auto", *, recurrent: bool = True,
                    engine: Optional[Engine] = None) -> list[np.ndarray]:
@@ -924,6 +956,6 @@ def _check_complete(read_info: dict, info: VideoInfo, vopts: VideoOptions, writt
 
 __all__ = [
     "VideoOptions", "VideoInfo", "VideoResult", "Progress", "OUTPUT_TYPES",
-    "process_video", "probe", "infer_output", "resolve_output", "read_frames", "alpha_sequence", "flicker", "compose_frame", "upright",
+    "process_video", "probe", "infer_output", "resolve_output", "read_frames", "write_frames", "alpha_sequence", "flicker", "compose_frame", "upright",
 ]
 
