@@ -105,6 +105,10 @@ def test_transparent_outputs_carry_the_engines_alpha(tmp_path, carphone, source_
         frames = list(read_frames(tmp_path / name))
         rate, width, _ = _stream_facts(tmp_path / name)
         assert rate == Fraction(30000, 1001) and width == 176
+        with av.open(str(tmp_path / name)) as c:  # the duration is N frames, within one frame
+            vs = c.streams.video[0]
+            last = max(p.pts + (p.duration or 0) for p in c.demux(vs) if p.pts is not None)
+            assert abs(float(last * vs.time_base) - N * 1001 / 30000) < 1001 / 30000
     assert len(frames) == N
     assert all(f.shape == (144, 176, 4) for f in frames)
     mean, p99 = _alpha_error([f[:, :, 3] for f in frames], reference_alpha)
