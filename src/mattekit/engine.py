@@ -142,6 +142,7 @@ class Engine:
         self.fast = fast
         self._session = None
         self._split = False  # True when the session is the low-resolution sub-model
+        self._sibling: Optional["Engine"] = None  # see single_threaded()
         self._lock = threading.Lock()
         self.providers: list[str] = []
         self.model_path: Optional[Path] = None
@@ -154,6 +155,19 @@ class Engine:
                 if self._session is None:
                     self._session = self._create_session()
         return self._session
+
+    def single_threaded(self) -> "Engine":
+        """An engine like this one whose model runs on the calling thread only (created once).
+
+        For throughput: N such runs side by side on N cores beat one all-cores run at a time
+        (see :mod:`mattekit.pipeline`). Returns ``self`` when this engine is single-threaded.
+        """
+        if self.threads == 1:
+            return self
+        with self._lock:
+            if self._sibling is None:
+                self._sibling = Engine(self._model_arg, threads=1, device=self.device, fast=self.fast)
+            return self._sibling
 
     @property
     def model_arg(self) -> Union[str, Path, None]:

@@ -67,7 +67,7 @@ def process_files(
     matter = matter or Matter(options)
     workers = _workers(len(jobs), matter.engine)
     if workers > 1:
-        matter = Matter(matter.options, _single_threaded(matter.engine))
+        matter = Matter(matter.options, matter.engine.single_threaded())
     bar = _progress(progress, len(jobs))
     pool = ThreadPoolExecutor(workers, thread_name_prefix="mattekit-still")
     running: deque[tuple[FileJob, Future]] = deque()
@@ -108,11 +108,6 @@ def _workers(jobs: int, engine: Engine) -> int:
             return 1  # a GPU runs one image at a time best; CPU stages still overlap it
     cores = engine.threads or os.cpu_count() or 1
     return max(1, min(jobs, cores))
-
-
-def _single_threaded(engine: Engine) -> Engine:
-    """An engine like ``engine`` whose model runs on the calling thread only."""
-    return Engine(engine.model_arg, threads=1, device=engine.device, fast=engine.fast)
 
 
 def _progress(console: Any, total: int):
