@@ -421,56 +421,54 @@ def part_server(seconds: float) -> list[dict]:
 
 
 # -- report ------------------------------------------------------------------------------------
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A markdown table: first column left-aligned, the rest right-aligned (numbers)."""
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines + [""]
+
+
 def markdown(report: dict) -> str:
     lines = [f"Machine: {report['machine']}.", ""]
     if report.get("model"):
-        lines += ["| model only | plain ONNX Runtime | mattekit split | ratio |", "|---|---:|---:|---:|"]
-        for r in report["model"]:
-            lines.append(f"| {r['size']} @ {r['ratio']} | {r['plain_ms']:.0f} ms | {r['split_ms']:.0f} ms | "
-                         f"{r['split_over_plain']:.2f}x |")
-        lines.append("")
+        lines += _table(["model only", "plain ONNX Runtime", "mattekit split", "ratio"], [
+            [f"{r['size']} @ {r['ratio']}", f"{r['plain_ms']:.0f} ms", f"{r['split_ms']:.0f} ms",
+             f"{r['split_over_plain']:.2f}x"] for r in report["model"]])
     if report.get("stills"):
-        lines += ["| stills JPEG → RGBA PNG | pipeline | images/s | vs demo | decode | model | compose | encode | MB/image |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        rows = []
         for r in report["stills"]:
             st = r["stage_ms"]
-            model_ms = st.get("model", st.get("matte", 0.0))
-            vs = f"{r['speedup_vs_demo']:.1f}x" if "speedup_vs_demo" in r else "1x"
-            lines.append(f"| {r['size']} | {r['pipeline']} | {r['images_per_s']:.2f} | {vs} | {st.get('decode', 0):.0f} ms | "
-                         f"{model_ms:.0f} ms | {st.get('compose', 0):.0f} ms | {st.get('encode', 0):.0f} ms | "
-                         f"{r['mb_per_image']:.1f} |")
-        lines.append("")
+            rows.append([
+                r["size"], r["pipeline"], f"{r['images_per_s']:.2f}",
+                f"{r['speedup_vs_demo']:.1f}x" if "speedup_vs_demo" in r else "1x",
+                *(f"{st.get(k, 0.0):.0f} ms" for k in ("decode", "model" if "model" in st else "matte", "compose", "encode")),
+                f"{r['mb_per_image']:.1f}",
+            ])
+        lines += _table(["stills JPEG → RGBA PNG", "pipeline", "images/s", "vs demo", "decode", "model",
+                         "compose", "encode", "MB/image"], rows)
     if report.get("work"):
-        lines += ["| CPU time per image, single-threaded | model plain | model split | demo | ours (balanced) | ours (fast) |",
-                  "|---|---:|---:|---:|---:|---:|"]
-        for r in report["work"]:
-            t = r["cpu_ms_total"]
-            lines.append(f"| {r['size']} (model @ {r['ratio']}) | {r['model_plain_ms']:.0f} ms | {r['model_split_ms']:.0f} ms "
-                         f"({r['model_split_over_plain']:.2f}x) | {t['demo']:.0f} ms | {t['ours']:.0f} ms | {t['ours (fast)']:.0f} ms |")
-        lines.append("")
+        lines += _table(["CPU time per image, single-threaded", "model plain", "model split", "demo",
+                         "ours (balanced)", "ours (fast)"], [
+            [f"{r['size']} (model @ {r['ratio']})", f"{r['model_plain_ms']:.0f} ms",
+             f"{r['model_split_ms']:.0f} ms ({r['model_split_over_plain']:.2f}x)",
+             *(f"{r['cpu_ms_total'][k]:.0f} ms" for k in ("demo", "ours", "ours (fast)"))] for r in report["work"]])
     if report.get("encoders"):
-        lines += ["| encode (CPU time, least of repeats) | image | ms | MB |", "|---|---|---:|---:|"]
-        for r in report["encoders"]:
-            lines.append(f"| {r['encoder']} | {r['image']} | {r['ms']:.0f} | {r['mb']:.2f} |")
-        lines.append("")
+        lines += _table(["encode (CPU time, least of repeats)", "image", "ms", "MB"], [
+            [r["encoder"], r["image"], f"{r['ms']:.0f}", f"{r['mb']:.2f}"] for r in report["encoders"]])
     if report.get("cli"):
         c = report["cli"]
-        lines += ["| command line | seconds |", "|---|---:|",
-                  f"| demo looping over {c['images']} 1080p JPEGs in-process | {statistics.median(c['demo_loop_s']):.2f} |",
-                  f"| `mattekit remove FOLDER` (start-up included) | {statistics.median(c['cli_folder_s']):.2f} "
-                  f"({c['cli_over_demo_speedup']:.1f}x faster) |",
-                  f"| cold `mattekit remove one.jpg` (1080p, model load included) | {c['cold_one_image_median_s']:.2f} |",
-                  f"| `mattekit --version` | {c['version_median_s']:.3f} |", ""]
+        lines += _table(["command line", "seconds"], [
+            [f"demo looping over {c['images']} 1080p JPEGs in-process", f"{statistics.median(c['demo_loop_s']):.2f}"],
+            ["`mattekit remove FOLDER` (start-up included)",
+             f"{statistics.median(c['cli_folder_s']):.2f} ({c['cli_over_demo_speedup']:.1f}x faster)"],
+            ["cold `mattekit remove one.jpg` (1080p, model load included)", f"{c['cold_one_image_median_s']:.2f}"],
+            ["`mattekit --version`", f"{c['version_median_s']:.3f}"]])
     if report.get("video"):
-        lines += ["| video | output | fps |", "|---|---|---:|"]
-        for r in report["video"]:
-            lines.append(f"| {r['size']} | {r['output']} | {r['fps']:.1f} |")
-        lines.append("")
+        lines += _table(["video", "output", "fps"], [[r["size"], r["output"], f"{r['fps']:.1f}"] for r in report["video"]])
     if report.get("server"):
-        lines += ["| server clients | images/s | vs 1 client |", "|---:|---:|---:|"]
-        for r in report["server"]:
-            lines.append(f"| {r['clients']} | {r['images_per_s']:.2f} | {r.get('vs_single_client', 0):.2f}x |")
-        lines.append("")
+        lines += _table(["server clients", "images/s", "vs 1 client"], [
+            [str(r["clients"]), f"{r['images_per_s']:.2f}", f"{r.get('vs_single_client', 0):.2f}x"]
+            for r in report["server"]])
     return "\n".join(lines)
 
 
