@@ -389,3 +389,15 @@ def test_never_replaces_a_folder_with_other_files(tmp_path, carphone):
     process_video(carphone, frames, Options(preset="fast"), VideoOptions(max_frames=3))
     process_video(carphone, frames, Options(preset="fast"), VideoOptions(max_frames=2))  # our own frames: replaced
     assert sorted(p.name for p in frames.iterdir()) == ["frame_000000.png", "frame_000001.png"]
+
+
+def test_unreadable_background_picture_fails_before_writing(tmp_path, carphone):
+    from mattekit.options import BackgroundImage
+
+    bad = tmp_path / "bg.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(InvalidInput):
+        process_video(carphone, out / "x.mp4", Options(background=BackgroundImage(bad)), VideoOptions(max_frames=2))
+    assert _left_behind(out) == []

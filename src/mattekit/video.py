@@ -760,6 +760,8 @@ def process_video(
     if info.width * info.height > options.max_pixels:
         raise TooLarge(f"frames are {info.width}x{info.height}; the limit is {options.max_pixels:,} pixels")
 
+    backgrounds = _Backgrounds(options, vopts) if kind == "composite" else None  # a bad picture fails here
+    stream = _stream_for(engine, options, foreground=clean)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_path(target)
     webp = _is_webp(source)
@@ -771,9 +773,13 @@ def process_video(
         vs = container.streams.video[0]
         in_audio = container.streams.audio[0] if (vopts.audio and container.streams.audio) else None
         tb, rate = vs.time_base or Fraction(1, 90000), _rate(vs)
-    writer: Any = _PngWriter(tmp, kind) if kind.startswith("png") else _AvWriter(tmp, kind, in_audio, rate, tb)
-    backgrounds = _Backgrounds(options, vopts) if kind == "composite" else None
-    stream = _stream_for(engine, options, foreground=clean)
+    try:
+        writer: Any = _PngWriter(tmp, kind) if kind.startswith("png") else _AvWriter(tmp, kind, in_audio, rate, tb)
+    except BaseException:
+        _remove(tmp)
+        if container is not None:
+            container.close()
+        raise
 
     stop = threading.Event()
     decoded_q: "queue.Queue" = queue.Queue(QUEUE_FRAMES)
@@ -782,7 +788,7 @@ def process_video(
     read_info: dict = {}
     written = [0]
     started = time.perf_counter()
-    timings = {"read": 0.0, "matte": 0.0, "write": 0.0}
+    timings = {"matte": 0.0, "write": 0.0}  # seconds in the model, and in compose + encode
 
     def reader() -> None:
         try:
