@@ -726,7 +726,8 @@ def process_video(
         target: where to write; its extension picks the output unless ``video.output`` is set.
         options: what to do to each frame (background, mask, ratio, preset, decontaminate).
         video: output type, frame range, limits, audio; see :class:`VideoOptions`.
-        progress: called after each written frame with frames done, total and fps.
+        progress: called after each written frame with frames done, total and fps (from the
+            writer thread: keep it quick and thread-safe).
         cancel: polled between frames; when it returns True the work stops with
             :class:`~mattekit.errors.Cancelled` and nothing is left at ``target``.
 
