@@ -10,10 +10,9 @@ Stills (``run``)
     ``passes`` times, carrying RVM's recurrent state, so its memory settles as it would on the
     frames of a video.
 
-    Why averaging generalises: for every pixel, |mean(aᵢ) − g| ≤ mean(|aᵢ − g|), so the SAD of the
-    average is never above the mean SAD of its members, on any photo. RVM's error jumps up and
-    down with the exact ratio (see the bench's ratio sweep); averaging nearby ratios keeps the
-    typical error instead of betting on one lucky ratio.
+    Averaging is safe: for every pixel |mean(aᵢ) − g| ≤ mean(|aᵢ − g|), so the SAD of the average
+    is never above the mean SAD of its members. The shipped presets use a single member (see
+    ``RECIPES``); the bench uses several to compare.
 
     A fixed ``ratio`` (a float, e.g. ``0.25`` as in the original demo) replaces ``targets``: the
     recipe then runs that one ratio, still with its passes and flip.
@@ -30,7 +29,8 @@ Video (``stream``)
             matte = s.process(rgb)    # Matte(alpha, foreground)
         s.reset()                     # at a scene cut
 
-    ``fast`` costs one model run per frame; the others cost one per member (``members``).
+    Every shipped preset has one member, so each costs one model run per frame (plus the first
+    frame's warm-up); the video engineer's speed figures for ``fast`` hold for all three.
 """
 
 from __future__ import annotations
@@ -74,13 +74,15 @@ class Recipe:
 
 
 # Measured on the dev set (bench/quality.py, README "Quality"). RVM's error jumps up and down with
-# the exact ratio (±10 % between neighbouring sizes), while every extra pass on the same photo
-# helped at every size and for each person: so the presets spend their time on passes, and
-# ``best`` also averages two sizes around the default's instead of betting on one.
+# the exact ratio (up to ±15 % between neighbouring sizes, differently for each person), while
+# extra passes on the same photo lowered each person's mean error at every size tried: so all
+# presets use one size (640 px, inside the range that did well for both people) and spend
+# their extra time on passes. Averaging sizes or the mirror image (``targets``, ``flip``) did
+# not beat the same time spent on passes (bench pipelines ens3x3, flip640x3).
 RECIPES: dict[str, Recipe] = {
     "fast": Recipe("fast", targets=(640,), passes=1, flip=False, decontaminate=True),
     "balanced": Recipe("balanced", targets=(640,), passes=4, flip=False, decontaminate=True),
-    "best": Recipe("best", targets=(576, 768), passes=6, flip=False, decontaminate=True),
+    "best": Recipe("best", targets=(640,), passes=10, flip=False, decontaminate=True),
 }
 
 
