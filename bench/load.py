@@ -274,6 +274,12 @@ def _ms(v: Optional[float]) -> str:
     return "–" if v is None else f"{v * 1000:.0f} ms"
 
 
+def _other(status: Mapping[str, int]) -> str:
+    """Answers other than 200 and 503 (other 5xx, timeouts, dropped connections), by kind."""
+    other = {k: v for k, v in status.items() if k not in ("200", "503")}
+    return ", ".join(f"{v} {k}" for k, v in sorted(other.items())) or "0"
+
+
 def markdown(report: dict[str, Any]) -> str:
     s = report["server"]
     single = report["phases"][0]["throughput_rps"] or 1e-9
@@ -282,7 +288,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['cores']} cores; images: {', '.join(report['image_sides'])} px JPEG (real photo), "
         f"options `{report['fields'] or 'defaults'}`.",
         "",
-        "| clients | requests | ok/s | vs 1 client | p50 | p95 | p99 | 503s (p99) | other 5xx | /healthz p99 | RSS after |",
+        "| clients | requests | ok/s | vs 1 client | p50 | p95 | p99 | 503s (p99) | other failures | /healthz p99 | RSS after |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in report["phases"]:
@@ -290,7 +296,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {p['clients']} | {p['requests']} | {p['throughput_rps']:.2f} | {p['throughput_rps'] / single:.2f}× "
             f"| {_ms(p['latency_s']['p50'])} | {_ms(p['latency_s']['p95'])} | {_ms(p['latency_s']['p99'])} "
-            f"| {busy} ({_ms(p['busy_latency_s']['p99'])}) | {p['server_errors']} "
+            f"| {busy} ({_ms(p['busy_latency_s']['p99'])}) | {_other(p['status'])} "
             f"| {_ms(p['healthz_s']['p99'])} | {p['rss_after_mb']:.0f} MiB |"
         )
     soak = report.get("soak")
