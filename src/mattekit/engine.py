@@ -200,6 +200,10 @@ class Engine:
         path, split = info.path, False
         if self.fast and providers[0] == "CPUExecutionProvider":
             path, split = self._lowres_model(info)
+        if split and self.threads != 1:
+            # ONNX Runtime's idle workers spin after a run, on the very cores the OpenCV tail
+            # then needs; measured (bench-style, alternating) the split step was faster without.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:  # ORT raises its own untyped errors for unreadable files
