@@ -4,6 +4,11 @@ RVM is a recurrent video model: each call takes the previous frame's hidden stat
 returns the next. For stills the state starts empty; for video a :class:`Stream` carries it from
 frame to frame. The session is created lazily, once per process, and ONNX Runtime's ``run`` is
 thread-safe, so one engine serves every thread.
+
+On the CPU the engine runs RVM split in two (:mod:`mattekit.fastpath`): ONNX Runtime computes
+only the low-resolution network, from a sub-model derived once and cached beside the model, and
+OpenCV applies the full-resolution tail. ``Engine(fast=False)`` runs the full graph instead: the
+reference the split is tested and benchmarked against.
 """
 
 from __future__ import annotations
