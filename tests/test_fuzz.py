@@ -467,6 +467,16 @@ def test_hostile_file_by_path_with_wrong_extension(sandbox: Sandbox, tmp_path: P
         check(sandbox, f"path-{name}", str(path))
 
 
+def test_widest_blur_on_a_large_photo_is_bounded(sandbox: Sandbox) -> None:
+    """blur:500 (the widest accepted) on a 1 MP photo: 30 s of OpenCV before the blur was made
+    independent of its radius; now it must end well inside the case timeout like any other."""
+    photo = _save(_base_picture(64, 48).resize((1000, 1000), Image.Resampling.BICUBIC), "JPEG")
+    started = time.monotonic()
+    reply = check(sandbox, "blur-500-1mp", photo, {"bg": "blur:500", "preset": "fast", "format": "jpg"})
+    assert reply["outcome"] == "ok" and reply["result"] == ("RGB", (1000, 1000)), reply
+    assert time.monotonic() - started < CASE_TIMEOUT_S / 3
+
+
 @pytest.mark.parametrize("path", sorted(CORPUS.glob("*")) if CORPUS.is_dir() else [], ids=lambda p: p.name)
 def test_regression_corpus(sandbox: Sandbox, path: Path) -> None:
     """Every crasher found so far, kept as a file: it must stay a result or our error."""
