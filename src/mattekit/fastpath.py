@@ -102,8 +102,6 @@ def ensure_lowres_model(model_path: Path, sha256: str, cache_dir: Optional[Path]
     target = derived_path(model_path, sha256, cache_dir)
     if target.is_file():
         return target
-    import onnx
-
     derived = build_lowres_model(model_path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".rvm_lowres-", suffix=".part", dir=target.parent)

@@ -20,7 +20,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVar, Union
 
-from .engine import Engine
+from .engine import Engine, choose_providers
 from .errors import InternalError, MattekitError
 from .matter import Matter
 from .options import Options
@@ -102,8 +102,6 @@ def _workers(jobs: int, engine: Engine) -> int:
     if jobs < 2 or engine.device == "cuda" or engine.threads == 1:
         return 1
     if engine.device == "auto":
-        from .engine import choose_providers
-
         if choose_providers("auto")[0] != "CPUExecutionProvider":
             return 1  # a GPU runs one image at a time best; CPU stages still overlap it
     cores = engine.threads or os.cpu_count() or 1
