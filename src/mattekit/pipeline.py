@@ -103,7 +103,7 @@ def _workers(jobs: int, engine: Engine) -> int:
         return 1
     if engine.device == "auto":
         if choose_providers("auto")[0] != "CPUExecutionProvider":
-            return 1  # a GPU runs one image at a time best; CPU stages still overlap it
+            return 1  # one image at a time keeps a GPU busy; CPU copies of the session would not help
     cores = engine.threads or os.cpu_count() or 1
     return max(1, min(jobs, cores))
 
