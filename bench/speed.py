@@ -460,7 +460,7 @@ def markdown(report: dict) -> str:
         lines += _table(["command line", "seconds"], [
             [f"demo looping over {c['images']} 1080p JPEGs in-process", f"{statistics.median(c['demo_loop_s']):.2f}"],
             ["`mattekit remove FOLDER` (start-up included)",
-             f"{statistics.median(c['cli_folder_s']):.2f} ({c['cli_over_demo_speedup']:.1f}x faster)"],
+             f"{statistics.median(c['cli_folder_s']):.2f} ({c['cli_over_demo_speedup']:.1f}x the demo's speed)"],
             ["cold `mattekit remove one.jpg` (1080p, model load included)", f"{c['cold_one_image_median_s']:.2f}"],
             ["`mattekit --version`", f"{c['version_median_s']:.3f}"]])
     if report.get("video"):
