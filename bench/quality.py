@@ -273,6 +273,13 @@ def summarise(rows: Sequence[dict], baseline: str = "demo") -> dict:
                 entry["time_vs_demo"] = entry["seconds"] / base["seconds"]
                 for who, d in entry["people"].items():
                     d["sad_vs_demo"] = d["sad"] / base["people"][who]["sad"]
+            # The mean can hide where a gain comes from: count the images won, and the median
+            # per-image ratio (a few hard backgrounds carry most of the dev mean).
+            demo_sad = {r["image"]: r["sad"] for r in sub if r["pipeline"] == baseline}
+            for name, entry in table.items():
+                ratios = [r["sad"] / demo_sad[r["image"]] for r in sub if r["pipeline"] == name and demo_sad[r["image"]] > 0]
+                entry["wins_vs_demo"] = int(sum(q < 1.0 for q in ratios))
+                entry["median_ratio_vs_demo"] = float(np.median(ratios)) if ratios else float("nan")
         out[set_name] = {"pipelines": table, "pareto": pareto(table)}
     return out
 
@@ -293,14 +300,16 @@ def markdown(summary: dict, pipelines: dict[str, Pipeline], command: str) -> str
     for set_name, part in summary.items():
         table = part["pipelines"]
         people = sorted({w for e in table.values() for w in e["people"]})
-        head = ["pipeline", "SAD", "MSE", "Grad", "Conn", "s/img", "SAD vs demo", "time vs demo"]
+        head = ["pipeline", "SAD", "MSE", "Grad", "Conn", "s/img", "SAD vs demo", "time vs demo",
+                "images better than demo", "median per-image ratio"]
         head += [f"SAD {w} (vs demo)" for w in people] + ["Pareto"]
         lines += [f"**{set_name}** ({next(iter(table.values()))['n']} images)", "",
                   "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, e in sorted(table.items(), key=lambda kv: kv[1]["sad"]):
             cells = [f"`{name}`", f"{e['sad']:.2f}", f"{e['mse']:.2f}", f"{e['grad']:.2f}", f"{e['conn']:.2f}",
                      f"{e['seconds']:.2f}", f"{e.get('sad_vs_demo', float('nan')):.2f}x",
-                     f"{e.get('time_vs_demo', float('nan')):.1f}x"]
+                     f"{e.get('time_vs_demo', float('nan')):.1f}x",
+                     f"{e.get('wins_vs_demo', 0)}/{e['n']}", f"{e.get('median_ratio_vs_demo', float('nan')):.2f}x"]
             cells += [f"{e['people'][w]['sad']:.1f} ({e['people'][w].get('sad_vs_demo', float('nan')):.2f}x)" for w in people]
             cells.append("*" if name in part["pareto"] else "")
             lines.append("| " + " | ".join(cells) + " |")
@@ -469,6 +478,17 @@ def contact_sheet(s: Sample, B: np.ndarray, news: dict, fgs: dict, alpha: np.nda
     Image.fromarray(sheet).save(out / f"sheet_{s.stem}.png")
 
 
+def report_markdown(report: dict, pipes: dict[str, Pipeline]) -> str:
+    md = markdown(report["summary"], pipes, report["command"])
+    if "video" in report:
+        md += "\n**video** (`comp_D.mp4`, GT alpha per frame)\n\n| stream | dtSSD | SAD/frame | s/frame |\n|---|---|---|---|\n"
+        for n, v in report["video"].items():
+            md += f"| `{n}` | {v['dtssd']:.3f} | {v['sad']:.2f} | {v['seconds_per_frame']:.3f} |\n"
+    if "colour" in report:
+        md += colour_markdown(report["colour"], report.get("colour_images", 0))
+    return md
+
+
 def colour_markdown(colour: dict, n: int) -> str:
     """One row per foreground estimate: error at the GT alpha (the colour alone: the new
     background cancels out there) and at our alpha over each new background, per person."""
@@ -501,10 +521,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--video-frames", type=int, default=None)
     ap.add_argument("--colour", action="store_true", help="composite colour errors and contact sheets")
     ap.add_argument("--list", action="store_true", help="list pipelines and exit")
+    ap.add_argument("--report", type=Path, default=None, help="rebuild quality.md from a saved quality.json (no model runs)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
 
     pipes = build_pipelines()
+    if args.report is not None:
+        saved = json.loads(args.report.read_text())
+        saved["summary"] = summarise(saved["rows"])
+        md = report_markdown(saved, pipes)
+        args.report.write_text(json.dumps(saved, indent=1))
+        (args.report.parent / "quality.md").write_text(md)
+        print(md)
+        return 0
     if args.list:
         for p in pipes.values():
             print(f"{p.name:12s} [{','.join(p.groups)}] {p.about}")
@@ -527,24 +556,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report: dict = {"command": command.strip(), "pipelines": {n: pipes[n].about for n in names}}
     rows: list[dict] = []
     for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:
-        limit = args.limit if set_name == "people" or args.limit is None else args.limit
-        samples = load_samples(root, set_name, limit, args.match)
+        samples = load_samples(root, set_name, args.limit, args.match)
         print(f"{set_name}: {len(samples)} images")
         rows += run_pipelines(engine, [pipes[n] for n in names], samples, with_conn=not args.no_conn)
-    summary = summarise(rows)
-    report.update(summary=summary, rows=rows)
-    md = markdown(summary, pipes, report["command"])
+    report.update(summary=summarise(rows), rows=rows)
     if args.video:
         report["video"] = video_scores(engine, root, ["fast", "balanced", "best"], args.video_frames)
-        md += "\n**video** (`comp_D.mp4`, GT alpha per frame)\n\n| stream | dtSSD | SAD/frame | s/frame |\n|---|---|---|---|\n"
-        for n, v in report["video"].items():
-            md += f"| `{n}` | {v['dtssd']:.3f} | {v['sad']:.2f} | {v['seconds_per_frame']:.3f} |\n"
     if args.colour:
         folder = wallpapers()
         if folder is not None:
             people = load_samples(root, "people", args.limit, args.match)
             report["colour"] = colour_scores(engine, people, folder, out=args.out)
-            md += colour_markdown(report["colour"], len(people))
+            report["colour_images"] = len([s for s in people if s.background in WALLPAPERS])
+    md = report_markdown(report, pipes)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps(report, indent=1))
     (args.out / "quality.md").write_text(md)
