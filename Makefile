@@ -33,7 +33,7 @@ run: model
 	$(VENV)/bin/uvicorn app:app --host $(HOST) --port $(PORT)
 
 test: model browser
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
 fuzz: model
 	$(PY) -m pytest -q tests/test_fuzz.py --fuzz-long $(PYTEST_ARGS)

@@ -107,3 +107,9 @@ def pytest_configure(config):
     # Hypothesis reads case counts when test modules are imported, before fixtures exist.
     if config.getoption("--fuzz-long", default=False):
         os.environ["MATTEKIT_FUZZ_LONG"] = "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    # Playwright's sync API keeps an event loop running on the main thread once a browser test
+    # has run, and later tests that call asyncio.run() there then fail. Browser tests go last.
+    items.sort(key=lambda item: "page" in getattr(item, "fixturenames", ()))
