@@ -28,6 +28,7 @@ def test_cors_allows_exactly_the_listed_origins() -> None:
         ok = c.get("/api/v1/limits", headers={"Origin": "https://app.example"})
         assert ok.headers["access-control-allow-origin"] == "https://app.example"
         assert "access-control-allow-credentials" not in ok.headers
+        assert "x-crop-box" in ok.headers["access-control-expose-headers"].lower()  # the page's crop
         other = c.get("/api/v1/limits", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
         pre = c.options("/api/v1/remove", headers={

@@ -140,6 +140,15 @@ def test_mask_and_crop(client, sample_photo):
     c = Image.open(io.BytesIO(crop.content))
     assert c.width < 384 or c.height < 384
     assert crop.headers["x-image-size"] == f"{c.width}x{c.height}"
+    # Where the crop cut the 384x384 frame: a box of the cut-out's size, inside that frame, and
+    # the mask's alpha inside it is the cropped cut-out's alpha.
+    assert crop.headers["x-frame-size"] == "384x384"
+    left, top, right, bottom = (int(v) for v in crop.headers["x-crop-box"].split(","))
+    assert 0 <= left < right <= 384 and 0 <= top < bottom <= 384
+    assert (right - left, bottom - top) == c.size
+    inside = np.asarray(m, dtype=int)[top:bottom, left:right]
+    assert np.abs(inside - np.asarray(c.getchannel("A"), dtype=int)).mean() < 1
+    assert "x-crop-box" not in mask.headers  # nothing cut, no box
 
 
 # -- errors ------------------------------------------------------------------------------------

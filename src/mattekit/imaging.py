@@ -385,12 +385,19 @@ def compose(
         foreground = foreground[t:b, l:r] if foreground is not None else None
     a8 = np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if options.mask:
-        return Image.fromarray(a8, "L")
+        return _cropped(Image.fromarray(a8, "L"), box)
     colours = decontaminate(rgb, alpha, foreground) if decontaminate_edges else rgb
     if options.background is None:
-        return Image.fromarray(np.dstack([colours, a8]), "RGBA")
+        return _cropped(Image.fromarray(np.dstack([colours, a8]), "RGBA"), box)
     bg = background_array(options.background, rgb)
-    return Image.fromarray(over(colours, alpha, bg), "RGB")
+    return _cropped(Image.fromarray(over(colours, alpha, bg), "RGB"), box)
+
+
+def _cropped(image: Image.Image, box: Optional[tuple[int, int, int, int]]) -> Image.Image:
+    """Records where :func:`compose` cut the frame (``info["crop_box"]``, None = not cut), so the
+    caller can line the original up with the result; :class:`mattekit.matter.Matter` pops it."""
+    image.info["crop_box"] = box
+    return image
 
 
 # -- encode ----------------------------------------------------------------------------------

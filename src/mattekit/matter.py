@@ -17,10 +17,17 @@ from .options import BackgroundImage, Options
 
 @dataclass
 class Result:
-    """A processed still: the picture, and how long each stage took (seconds)."""
+    """A processed still: the picture, and how long each stage took (seconds).
+
+    ``crop_box`` is where a crop cut the frame, ``(left, top, right, bottom)`` in pixels of the
+    decoded (upright, resized) photo of ``frame_size`` ``(width, height)``; None when nothing was
+    cut. With it a viewer can crop the original to compare like with like.
+    """
 
     image: Image.Image
     timings: dict[str, float] = field(default_factory=dict)
+    crop_box: Optional[tuple[int, int, int, int]] = None
+    frame_size: Optional[tuple[int, int]] = None
 
     def encode(self, fmt: str = "png", quality: int = 90) -> bytes:
         t = time.perf_counter()
@@ -63,7 +70,11 @@ class Matter:
         image = imaging.compose(decoded, matte.alpha, matte.foreground, opts, decontaminate_edges=want_fg)
         t3 = time.perf_counter()
         timings.update(decode=t1 - t0, matte=t2 - t1, compose=t3 - t2)
-        return Result(image, timings)
+        h, w = decoded.rgb.shape[:2]
+        box = image.info.pop("crop_box", None)
+        if box == (0, 0, w, h):
+            box = None  # the subject filled the frame: nothing was cut
+        return Result(image, timings, box, (w, h))
 
     def remove(self, source: ImageSource, options: Optional[Options] = None, **changes: Any) -> Image.Image:
         """The cut-out (RGBA), mask (L) or composite (RGB) of ``source`` as a PIL image."""

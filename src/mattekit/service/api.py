@@ -131,6 +131,8 @@ class Processed:
     body: bytes
     size: tuple[int, int]
     timings: dict[str, float] = field(default_factory=dict)
+    crop_box: Optional[tuple[int, int, int, int]] = None
+    frame_size: Optional[tuple[int, int]] = None
 
 
 def process(matter: Matter, data: bytes, options: Options, bg_data: Optional[bytes], fit: str) -> Processed:
@@ -145,7 +147,7 @@ def process(matter: Matter, data: bytes, options: Options, bg_data: Optional[byt
     result = matter.process(data, options)
     body = result.encode(options.format, options.quality)
     timings.update(result.timings)
-    return Processed(body, result.image.size, timings)
+    return Processed(body, result.image.size, timings, result.crop_box, result.frame_size)
 
 
 def _server_timing(timings: Mapping[str, float]) -> str:
@@ -191,7 +193,9 @@ REMOVE_BODY = {
         "Send the photo as the multipart field `file` (or as the raw request body with its image "
         "content type, options then in the query string). Options may also be given as query "
         "parameters. Returns the encoded image; `X-Process-Time` (seconds) and `Server-Timing` "
-        "say where the time went. Errors are JSON `{\"error\": {\"code\", \"message\"}}`: 400 bad "
+        "say where the time went. When a crop cut the frame, `X-Crop-Box` (`left,top,right,bottom`) "
+        "says where, in pixels of the photo as processed (`X-Frame-Size`, `WxH`: upright, after "
+        "`max_size`). Errors are JSON `{\"error\": {\"code\", \"message\"}}`: 400 bad "
         "option, 413 upload too large, 415 not an image, 422 too many pixels, 503 busy (with "
         "`Retry-After`)."
     ),
@@ -229,6 +233,11 @@ async def remove(request: Request) -> Response:
         "Content-Disposition": f'inline; filename="cutout{imaging.EXTENSIONS[options.format]}"',
         "Cache-Control": "no-store",
     }
+    if out.crop_box is not None and out.frame_size is not None:
+        # Where the crop cut the (upright, resized) photo of X-Frame-Size: a viewer crops the
+        # original to the same box to compare like with like.
+        headers["X-Crop-Box"] = ",".join(str(v) for v in out.crop_box)
+        headers["X-Frame-Size"] = f"{out.frame_size[0]}x{out.frame_size[1]}"
     return Response(out.body, media_type=imaging.CONTENT_TYPES[options.format], headers=headers)
 
 

@@ -156,7 +156,8 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
 
         app.add_middleware(
             CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-            allow_headers=["*"], expose_headers=["X-Process-Time", "Server-Timing", "X-Image-Size", "Retry-After"],
+            allow_headers=["*"], expose_headers=["X-Process-Time", "Server-Timing", "X-Image-Size", "X-Crop-Box", "X-Frame-Size",
+                            "Retry-After"],
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
