@@ -153,3 +153,70 @@ def test_busy_server_is_retried_by_the_page(page, sample_photo, sample_grey_phot
         page.wait_for_selector("text=Server busy, retrying", timeout=60_000)
         page.wait_for_selector('.card[data-state="done"] >> nth=1', timeout=RESULT_TIMEOUT_MS)
         assert 503 in statuses and statuses.count(200) == 2, statuses
+
+
+def test_cropped_result_keeps_the_before_after_slider(page, base_url_live, sample_photo):
+    """With "crop to subject" the original is cut to the server's X-Crop-Box, so the slider
+    compares the same part of the photo before and after."""
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(base_url_live + "/")
+    page.select_option("#preset", "fast")
+    page.check("#crop")
+    # No margin: the astronaut's box with the page's default 5 % margin is nearly the whole frame.
+    page.eval_on_selector("#margin", "el => { el.value = '0'; el.dispatchEvent(new Event('input', {bubbles: true})); }")
+    with page.expect_response(lambda r: "/api/v1/remove" in r.url) as info:
+        page.set_input_files("#file-input", str(sample_photo))
+    headers = info.value.headers
+    assert info.value.status == 200 and "x-crop-box" in headers, headers
+    left, top, right, bottom = (int(v) for v in headers["x-crop-box"].split(","))
+    assert headers["x-frame-size"] == "512x512" and (right - left, bottom - top) != (512, 512)
+    card = page.locator(".card", has_text=sample_photo.name)
+    page.wait_for_selector('.card[data-state="done"]', timeout=RESULT_TIMEOUT_MS)
+    assert "cropped" not in (card.get_attribute("class") or "")
+    assert card.locator("input.slider").is_visible() and card.locator("img.before").is_visible()
+    sizes = card.evaluate("""c => [c.querySelector('img.before'), c.querySelector('img.after')]
+        .map(i => [i.naturalWidth, i.naturalHeight])""")
+    assert sizes[0] == sizes[1] == [right - left, bottom - top], sizes
+    # The "before" really is the original's box: its pixels are the photo's pixels there.
+    shown = card.locator("img.before").evaluate("""img => {
+        const c = document.createElement('canvas');
+        c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+        return Array.from(g.getImageData(0, 0, c.width, c.height).data);
+    }""")
+    import numpy as np
+
+    shown = np.array(shown, dtype=int).reshape(bottom - top, right - left, 4)[..., :3]
+    with Image.open(sample_photo) as img:
+        original = np.asarray(img.convert("RGB"), dtype=int)[top:bottom, left:right]
+    assert np.abs(shown - original).mean() < 1.0
+
+
+def test_page_asks_for_the_api_key_then_works(page, sample_photo):
+    """A server with MATTEKIT_API_KEYS: the page shows a key field, says when a key is wrong,
+    keeps the right one for the tab and sends it as X-API-Key."""
+    with live_server({"MATTEKIT_API_KEYS": "page-key-1"}) as base:
+        statuses: list[int] = []
+        page.on("response", lambda r: statuses.append(r.status) if "/api/v1/remove" in r.url else None)
+        page.goto(base + "/")
+        page.wait_for_selector("#auth-key", state="visible", timeout=30_000)  # /limits said 401
+        assert page.evaluate("document.activeElement.id") == "auth-key"
+        assert page.get_by_label("API key", exact=True).is_visible()  # labelled for screen readers
+        page.select_option("#preset", "fast")
+        page.set_input_files("#file-input", str(sample_photo))
+        page.wait_for_selector("text=Waiting for the API key", timeout=60_000)
+        page.fill("#auth-key", "not-the-key")
+        page.press("#auth-key", "Enter")
+        page.wait_for_selector("#auth-error:has-text('not accepted')", timeout=60_000)
+        assert page.is_visible("#auth-key")
+        page.fill("#auth-key", "page-key-1")
+        page.click("#auth button[type=submit]")
+        page.wait_for_selector('.card[data-state="done"]', timeout=RESULT_TIMEOUT_MS)
+        assert not page.is_visible("#auth")
+        assert page.evaluate("sessionStorage.getItem('mattekit-api-key')") == "page-key-1"
+        assert statuses[-1] == 200 and 401 in statuses, statuses
+        # A reload in the same tab does not ask again.
+        page.reload()
+        page.wait_for_selector("#drop")
+        page.wait_for_timeout(500)
+        assert not page.is_visible("#auth")

@@ -18,7 +18,7 @@
   let nextId = 1;
   let optionsChanged = false; // since the results on screen were made: offer "apply to all"
 
-  fetch("/api/v1/limits").then((r) => (r.ok ? r.json() : null)).then((l) => { if (l) limits = l; }).catch(() => {});
+  MatteAuth.fetch("/api/v1/limits").then((r) => (r.ok ? r.json() : null)).then((l) => { if (l) limits = l; }).catch(() => {});
 
   // -- options ------------------------------------------------------------------------------
   function readOptions() {
@@ -164,6 +164,7 @@
     item.discarded = true;
     if (item.controller) item.controller.abort();
     URL.revokeObjectURL(item.beforeUrl);
+    if (item.croppedUrl) URL.revokeObjectURL(item.croppedUrl);
     if (item.resultUrl) URL.revokeObjectURL(item.resultUrl);
     item.node.remove();
     refreshToolbar();
@@ -224,7 +225,10 @@
     item.controller = new AbortController();
     let response;
     try {
-      response = await fetch("/api/v1/remove", { method: "POST", body: form, signal: item.controller.signal });
+      response = await MatteAuth.fetch("/api/v1/remove", {
+        method: "POST", body: form, signal: item.controller.signal,
+        onAsk: () => { clearInterval(item.timer); render(item, "Waiting for the API key (above)…"); },
+      });
     } catch (err) {
       if (!item.discarded) fail(item, "Could not reach the server. Check that it is running, then retry.");
       return;
@@ -252,9 +256,14 @@
     const after = $(".after", item.node);
     after.alt = `Background removed: ${item.file.name}`;
     await new Promise((resolve) => { after.onload = resolve; after.onerror = resolve; after.src = item.resultUrl; });
-    // A crop changes the frame, so the original no longer lines up under the slider; show the
-    // cut-out alone then (unless the subject filled the frame and nothing was cut).
-    const cropped = Boolean(item.opts.fields.crop) && !sameFrame(after, $(".before", item.node), item.opts.fields.max_size);
+    // A crop changes the frame: the server says where it cut (X-Crop-Box), and the original is
+    // cut to the same box so the slider compares like with like. Without a usable box (an old
+    // server, an original the browser cannot draw) the cut-out is shown alone.
+    const box = cropBox(response.headers.get("X-Crop-Box"), response.headers.get("X-Frame-Size"));
+    const lined = await showBefore(item, box);
+    if (item.discarded) return;
+    const cropped = !lined ||
+      (Boolean(item.opts.fields.crop) && !box && !sameFrame(after, $(".before", item.node), item.opts.fields.max_size));
     item.node.classList.toggle("cropped", cropped);
     $(".compare", item.node).style.setProperty("--ratio", `${after.naturalWidth} / ${after.naturalHeight}`);
     const link = $(".download", item.node);
@@ -305,6 +314,53 @@
     refreshToolbar();
   });
   els.clear.addEventListener("click", () => { for (const it of items.slice()) discard(it); say("Cleared"); });
+
+  // -- the "before" of a cropped result -------------------------------------------------------
+  // "l,t,r,b" in a frame of "WxH" pixels (the photo as the server processed it) → numbers, or null.
+  function cropBox(boxText, frameText) {
+    const box = (boxText || "").split(",").map(Number);
+    const frame = (frameText || "").split("x").map(Number);
+    if (box.length !== 4 || frame.length !== 2 || ![...box, ...frame].every(Number.isFinite)) return null;
+    const [l, t, r, b] = box;
+    if (!(r > l && b > t && frame[0] > 0 && frame[1] > 0)) return null;
+    return { l, t, r, b, w: frame[0], h: frame[1] };
+  }
+
+  // Shows the original (cut to ``box`` when given) under the slider; false when it cannot be cut.
+  async function showBefore(item, box) {
+    const before = $(".before", item.node);
+    if (item.croppedUrl) { URL.revokeObjectURL(item.croppedUrl); item.croppedUrl = null; }
+    let url = item.beforeUrl;
+    if (box) {
+      const blob = await cutOriginal(item.beforeUrl, box);
+      if (!blob) return false;
+      url = item.croppedUrl = URL.createObjectURL(blob);
+    }
+    if (before.src !== url) {
+      await new Promise((resolve) => { before.onload = resolve; before.onerror = resolve; before.src = url; });
+    }
+    return true;
+  }
+
+  // The box scales from the server's frame to the original's own size (max_size may have shrunk
+  // the frame; both are upright, as browsers draw photos by their EXIF orientation).
+  async function cutOriginal(url, box) {
+    const img = new Image();
+    try {
+      img.src = url;
+      await img.decode();
+    } catch (_) {
+      return null; // e.g. HEIC: the browser cannot draw it
+    }
+    const sx = img.naturalWidth / box.w;
+    const sy = img.naturalHeight / box.h;
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.max(1, Math.round((box.r - box.l) * sx));
+    canvas.height = Math.max(1, Math.round((box.b - box.t) * sy));
+    canvas.getContext("2d").drawImage(
+      img, box.l * sx, box.t * sy, (box.r - box.l) * sx, (box.b - box.t) * sy, 0, 0, canvas.width, canvas.height);
+    return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+  }
 
   // -- helpers ------------------------------------------------------------------------------
   function sameFrame(after, before, maxSize) {

@@ -12,6 +12,7 @@
   if (!els.input) return;
   let job = null;
   let timer = null;
+  let resultUrl = null; // the fetched result when the server needs a key
 
   function show(text, percent, error = false) {
     els.status.hidden = false;
@@ -49,7 +50,7 @@
     show(`Uploading ${file.name}…`, 0);
     let r;
     try {
-      r = await fetch("/api/v1/jobs", { method: "POST", body: form });
+      r = await MatteAuth.fetch("/api/v1/jobs", { method: "POST", body: form });
     } catch (_) {
       show("The upload failed: the server could not be reached.", null, true);
       return;
@@ -63,7 +64,7 @@
   async function poll() {
     if (!job) return;
     let r;
-    try { r = await fetch(`/api/v1/jobs/${job.id}`); } catch (_) { timer = setTimeout(poll, 1000); return; }
+    try { r = await MatteAuth.fetch(`/api/v1/jobs/${job.id}`); } catch (_) { timer = setTimeout(poll, 1000); return; }
     if (!r.ok) { show(`Lost the job: ${await errorText(r)}`, null, true); stop(); return; }
     const state = await r.json();
     const p = state.progress;
@@ -81,11 +82,19 @@
     timer = setTimeout(poll, 500);
   }
 
-  function finished(state) {
+  async function finished(state) {
     show(`Done: ${state.progress.frames_done} frames.`, 100);
     els.cancel.hidden = true;
-    els.player.src = state.result_url;
-    els.download.href = state.result_url;
+    let url = state.result_url;
+    if (MatteAuth.key()) {
+      // A <video> or link cannot send the key: fetch the result with it, play it from memory.
+      const r = await MatteAuth.fetch(state.result_url);
+      if (!r.ok) { show(`Could not fetch the result: ${await errorText(r)}`, null, true); stop(); return; }
+      if (resultUrl) URL.revokeObjectURL(resultUrl);
+      url = resultUrl = URL.createObjectURL(await r.blob());
+    }
+    els.player.src = url;
+    els.download.href = url;
     els.download.setAttribute("download", `video-${state.id}.${{ "video/webm": "webm", "video/quicktime": "mov", "video/mp4": "mp4" }[state.media_type] || "bin"}`);
     els.result.hidden = false;
     // Browsers do not play ProRes: offer it as a download only.
@@ -106,7 +115,7 @@
     if (!job) return;
     const id = job.id;
     stop();
-    await fetch(`/api/v1/jobs/${id}`, { method: "DELETE" }).catch(() => {});
+    await MatteAuth.fetch(`/api/v1/jobs/${id}`, { method: "DELETE" }).catch(() => {});
     show("Cancelled.", null, true);
   });
 })();
