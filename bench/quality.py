@@ -421,7 +421,7 @@ def colour_scores(engine: Engine, samples: Sequence[Sample], folder: Path, prese
         h, w = s.alpha.shape
         B = cover(folder / WALLPAPERS[s.background], w, h)
         I = s.rgb.astype(np.float64)
-        m = presets.run(engine, s.rgb, preset, "auto", foreground=True)
+        m = presets.run(engine, s.rgb, preset, "auto", foreground=True, full_foreground=True)  # rvm_fgr_all: everywhere
         fgs = {
             "original": s.rgb.astype(np.float32) / 255.0,
             "rvm_fgr": imaging.decontaminate(s.rgb, m.alpha, m.foreground).astype(np.float32) / 255.0,

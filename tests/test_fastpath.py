@@ -78,10 +78,14 @@ def test_split_matches_full_graph_on_a_sample_photo(split, plain):
 
     rgb = np.asarray(Image.open(sample_path("astronaut")).convert("RGB"))
     for ratio in ("auto", 0.25):
-        a = split.matte(rgb, ratio, foreground=True)
+        a = split.matte(rgb, ratio, foreground=True, full_foreground=True)
         b = plain.matte(rgb, ratio, foreground=True)
         assert np.abs(a.alpha - b.alpha).mean() < TOLERANCE / 100
         assert np.abs(a.foreground - b.foreground).mean() < TOLERANCE / 100
+        band = split.matte(rgb, ratio, foreground=True)  # the default: only where alpha is partial
+        for top, bottom, left, right in band.foreground_boxes:
+            tile = (slice(top, bottom), slice(left, right))
+            assert np.abs(band.foreground[tile] - b.foreground[tile]).mean() < TOLERANCE / 100
         assert a.alpha.dtype == np.float32 and a.alpha.shape == rgb.shape[:2]
         assert a.foreground.shape == rgb.shape and 0.0 <= a.alpha.min() <= a.alpha.max() <= 1.0
 

@@ -75,10 +75,19 @@ class Matte:
 
     ``alpha`` is float32 HxW in [0, 1]. ``foreground`` is RVM's predicted foreground colour,
     float32 HxWx3 in [0, 1], present when asked for.
+
+    ``foreground_boxes``: where ``foreground`` holds RVM's colour, as (top, bottom, left, right)
+    boxes; ``None`` means everywhere. The CPU engine computes it only in boxes covering every
+    pixel with 0 < alpha < 1 (:func:`mattekit.fastpath.band_boxes`) and leaves zeros elsewhere,
+    where alpha is exactly 0 or 1 and the colour is never seen: decontamination
+    (:func:`mattekit.imaging.decontaminate`, which takes the boxes) gives opaque pixels weight 0,
+    and a composite multiplies transparent ones by 0. Consumers must pass the boxes on, or ask
+    for ``full_foreground``.
     """
 
     alpha: np.ndarray
     foreground: Optional[np.ndarray] = None
+    foreground_boxes: Optional[list[tuple[int, int, int, int]]] = None
 
     def alpha_u8(self) -> np.ndarray:
         return alpha_to_u8(self.alpha)
@@ -254,10 +263,13 @@ class Engine:
         state: Optional[RecurrentState] = None,
         *,
         foreground: bool = False,
+        full_foreground: bool = False,
     ) -> tuple[Matte, RecurrentState]:
         """Run the model once on an RGB uint8 HxWx3 frame, carrying ``state``.
 
         A state recorded at another frame size is dropped (RVM's state is spatial).
+        ``full_foreground``: the foreground over the whole frame (``foreground_boxes`` None),
+        e.g. to average several mattes whose partial bands differ.
         """
         rgb = _check_rgb(rgb)
         h, w = rgb.shape[:2]
@@ -266,7 +278,7 @@ class Engine:
             state = RecurrentState.empty()
         session = self.session
         if self._split:
-            return self._split_passes(rgb, r, state, 1, foreground)
+            return self._split_passes(rgb, r, state, 1, foreground, full_foreground)
         src = (rgb.transpose(2, 0, 1)[None].astype(np.float32)) * np.float32(1.0 / 255.0)
         feeds = {
             "src": src,
@@ -279,7 +291,8 @@ class Engine:
         return Matte(pha[0, 0], fg), RecurrentState(list(rec), (h, w))
 
     def _split_passes(
-        self, rgb: np.ndarray, ratio: float, state: RecurrentState, passes: int, foreground: bool
+        self, rgb: np.ndarray, ratio: float, state: RecurrentState, passes: int, foreground: bool,
+        full_foreground: bool = False,
     ) -> tuple[Matte, RecurrentState]:
         """``passes`` runs of the low-resolution network on one frame, then the tail once.
 
@@ -296,8 +309,15 @@ class Engine:
                 {fastpath.LOWRES_INPUT: lowres, "r1i": tensors[0], "r2i": tensors[1],
                  "r3i": tensors[2], "r4i": tensors[3]},
             )
-        alpha, fg = fastpath.tail(coeff_a, coeff_b, rgb, foreground=foreground, workers=self.threads)
-        return Matte(alpha, fg), RecurrentState(list(tensors), rgb.shape[:2])
+        # The foreground only matters in alpha's partial band: computing it there alone saves
+        # most of its cost (bench/speed.py "work": ~90 CPU-ms per 1080p photo, ~770 at 4K).
+        band = foreground and not full_foreground
+        alpha, fg = fastpath.tail(coeff_a, coeff_b, rgb, foreground=foreground and not band, workers=self.threads)
+        boxes = None
+        if band:
+            boxes = fastpath.band_boxes(alpha)
+            fg = fastpath.band_foreground(coeff_a, coeff_b, rgb, boxes)
+        return Matte(alpha, fg, boxes), RecurrentState(list(tensors), rgb.shape[:2])
 
     def matte(
         self,
@@ -306,6 +326,7 @@ class Engine:
         *,
         passes: int = 1,
         foreground: bool = False,
+        full_foreground: bool = False,
     ) -> Matte:
         """Matte a still. ``passes`` > 1 runs the same image again with the state it produced,
         letting RVM's recurrent memory settle (a measured gain on stills; see bench/quality.py)."""
@@ -314,7 +335,7 @@ class Engine:
         if self.split:
             rgb = _check_rgb(rgb)
             r = resolve_ratio(ratio, *rgb.shape[:2])
-            return self._split_passes(rgb, r, RecurrentState.empty(), passes, foreground)[0]
+            return self._split_passes(rgb, r, RecurrentState.empty(), passes, foreground, full_foreground)[0]
         state: Optional[RecurrentState] = None
         for i in range(passes):
             last = i == passes - 1

@@ -188,6 +188,7 @@ def tail(
     The upsampled coefficients are made whole-frame (OpenCV's resize is multi-threaded); the
     per-pixel arithmetic runs in row strips across ``workers`` threads (0 = every core), since
     done whole-frame each step would stream ~100 MB through memory at 4K.
+    :func:`band_foreground` computes fgr only where it is seen.
     """
     import cv2
 
@@ -228,3 +229,71 @@ def tail(
     if foreground:
         fgr = afg
     return a3, fgr
+
+
+# -- the foreground, only where it is seen ----------------------------------------------------
+BAND_TILE = 32  # the band is covered by runs of tiles this size: ~2x the band's own area on photos
+
+Box = tuple[int, int, int, int]  # (top, bottom, left, right)
+
+
+def band_boxes(alpha: np.ndarray, tile: int = BAND_TILE) -> list[Box]:
+    """Boxes covering every pixel with 0 < alpha < 1: per strip of ``tile`` rows, the runs of
+    ``tile``-wide columns that hold one.
+
+    Outside them alpha is exactly 0 or 1 (the tail clips), where the foreground colour is never
+    seen: decontamination's weight is 0 at alpha 1 and a composite multiplies it by 0 at alpha 0.
+    """
+    h, w = alpha.shape
+    rows, cols = -(-h // tile), -(-w // tile)
+    padded = np.zeros((rows * tile, cols * tile), bool)
+    np.logical_and(alpha > 0, alpha < 1, out=padded[:h, :w])
+    grid = padded.reshape(rows, tile, cols, tile).any(axis=(1, 3))
+    boxes: list[Box] = []
+    for ty in np.flatnonzero(grid.any(axis=1)):
+        edges = np.diff(np.concatenate(([0], grid[ty].astype(np.int8), [0])))
+        for s, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            boxes.append((int(ty) * tile, min(h, (int(ty) + 1) * tile), int(s) * tile, min(w, int(e) * tile)))
+    return boxes
+
+
+def _up_taps(length_in: int, length_out: int, start: int, stop: int):
+    """Indices and weights of OpenCV's INTER_LINEAR upsample (half-pixel) for outputs start..stop."""
+    x = np.arange(start, stop, dtype=np.float64)
+    pos = (x + 0.5) * (length_in / length_out) - 0.5
+    i0 = np.floor(pos).astype(np.int64)
+    frac = (pos - i0).astype(np.float32)
+    low, high = i0 < 0, i0 >= length_in - 1
+    frac[low | high] = 0.0
+    i0 = np.clip(i0, 0, length_in - 1)
+    i1 = np.minimum(i0 + 1, length_in - 1)
+    return i0, i1, (np.float32(1) - frac), frac
+
+
+def band_foreground(coeff_a: np.ndarray, coeff_b: np.ndarray, rgb: np.ndarray, boxes: list[Box]) -> np.ndarray:
+    """RVM's fgr (as :func:`tail` computes it, within ~1e-6) inside ``boxes``; zero elsewhere.
+
+    The coefficients are upsampled per box from the low-resolution maps (a separable bilinear
+    gather at OpenCV's sample positions), so the cost follows the boxes, not the frame.
+    """
+    h, w = rgb.shape[:2]
+    fgr = np.zeros((h, w, 3), np.float32)  # calloc: pages outside the boxes are never touched
+    if not boxes:
+        return fgr
+    small = np.concatenate([coeff_a[0, :3], coeff_b[0, :3]]).transpose(1, 2, 0)  # hs x ws x 6
+    hs, ws = small.shape[:2]
+    inv255 = np.float32(1.0 / 255.0)
+    for top, bottom, left, right in boxes:
+        r0, r1, rw0, rw1 = _up_taps(hs, h, top, bottom)
+        c0, c1, cw0, cw1 = _up_taps(ws, w, left, right)
+        lo, hi = int(c0[0]), int(c1[-1]) + 1
+        part = small[:, lo:hi]
+        rows = np.take(part, r0, axis=0) * rw0[:, None, None] + np.take(part, r1, axis=0) * rw1[:, None, None]
+        up = (np.take(rows, c0 - lo, axis=1) * cw0[None, :, None]
+              + np.take(rows, c1 - lo, axis=1) * cw1[None, :, None])
+        src = rgb[top:bottom, left:right].astype(np.float32) * inv255
+        out = fgr[top:bottom, left:right]
+        np.multiply(up[..., :3] + np.float32(1), src, out=out)
+        out += up[..., 3:]
+        np.clip(out, 0.0, 1.0, out=out)
+    return fgr

@@ -11,7 +11,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Optional, Union
+from typing import IO, Any, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -281,19 +281,52 @@ def combine_alpha(alpha: np.ndarray, own_alpha: Optional[np.ndarray]) -> np.ndar
     return np.minimum(alpha, own_alpha.astype(np.float32) * np.float32(1.0 / 255.0))
 
 
-def decontaminate(rgb: np.ndarray, alpha: np.ndarray, foreground: Optional[np.ndarray]) -> np.ndarray:
+Box = tuple[int, int, int, int]  # (top, bottom, left, right), as in engine.Matte.foreground_boxes
+
+
+def decontaminate(
+    rgb: np.ndarray, alpha: np.ndarray, foreground: Optional[np.ndarray], boxes: Optional[Sequence[Box]] = None
+) -> np.ndarray:
     """Edge colours from RVM's predicted foreground where alpha is partial; opaque pixels untouched.
 
     Where alpha < 1 the observed colour is a mix of subject and old background; the predicted
     foreground is RVM's estimate of the subject's own colour there. The blend weight rises
     smoothly from 0 (opaque) to 1 (alpha <= 0.9) so no seam appears at the band's inner edge.
+
+    ``boxes`` (``Matte.foreground_boxes``): blend only inside them and keep the original colours
+    elsewhere, where alpha is exactly 0 or 1; ``None`` blends the whole frame. Composites and
+    visible pixels are the same either way; fully transparent pixels outside the boxes keep the
+    photo's colour (as other cut-out tools do) instead of RVM's guess.
     """
     if foreground is None:
         return rgb
+    if boxes is None:
+        return _blend(rgb, alpha, foreground)
+    out = rgb.copy()
+    for top, bottom, left, right in boxes:
+        tile = (slice(top, bottom), slice(left, right))
+        out[tile] = _blend(rgb[tile], alpha[tile], foreground[tile])
+    return out
+
+
+def _blend(rgb: np.ndarray, alpha: np.ndarray, foreground: np.ndarray) -> np.ndarray:
     weight = np.clip((1.0 - alpha) * 10.0, 0.0, 1.0)[:, :, None]
     fg = foreground * np.float32(255.0)
     out = rgb.astype(np.float32) * (1.0 - weight) + fg * weight
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def crop_boxes(boxes: Optional[Sequence[Box]], crop: tuple[int, int, int, int]) -> Optional[list[Box]]:
+    """``boxes`` in the coordinates of ``crop`` = (left, top, right, bottom), clipped to it."""
+    if boxes is None:
+        return None
+    l, t, r, b = crop
+    out = []
+    for top, bottom, left, right in boxes:
+        top, bottom, left, right = max(top, t) - t, min(bottom, b) - t, max(left, l) - l, min(right, r) - l
+        if top < bottom and left < right:
+            out.append((top, bottom, left, right))
+    return out
 
 
 BLUR_FULL_SIGMA = 8.0
@@ -372,8 +405,12 @@ def compose(
     options: Options,
     *,
     decontaminate_edges: bool = True,
+    foreground_boxes: Optional[Sequence[Box]] = None,
 ) -> Image.Image:
-    """The picture the user asked for: cut-out (RGBA), mask (L) or composite (RGB)."""
+    """The picture the user asked for: cut-out (RGBA), mask (L) or composite (RGB).
+
+    ``foreground_boxes``: where ``foreground`` is valid (``Matte.foreground_boxes``; None: everywhere).
+    """
     alpha = combine_alpha(alpha, decoded.alpha)
     box = subject_box(alpha, options.crop_threshold, options.margin) if options.crop else None
     if options.crop and box is None:
@@ -383,10 +420,11 @@ def compose(
         l, t, r, b = box
         alpha, rgb = alpha[t:b, l:r], rgb[t:b, l:r]
         foreground = foreground[t:b, l:r] if foreground is not None else None
+        foreground_boxes = crop_boxes(foreground_boxes, box)
     a8 = np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if options.mask:
         return _cropped(Image.fromarray(a8, "L"), box)
-    colours = decontaminate(rgb, alpha, foreground) if decontaminate_edges else rgb
+    colours = decontaminate(rgb, alpha, foreground, foreground_boxes) if decontaminate_edges else rgb
     if options.background is None:
         return _cropped(Image.fromarray(np.dstack([colours, a8]), "RGBA"), box)
     bg = background_array(options.background, rgb)

@@ -65,9 +65,13 @@ class Matter:
         recipe = presets.recipe(opts.preset)
         clean = recipe.decontaminate if opts.decontaminate is None else opts.decontaminate
         want_fg = clean and not opts.mask
-        matte = presets.run(self.engine, decoded.rgb, opts.preset, opts.ratio, foreground=want_fg)
+        # The photo's own transparency can make alpha partial where RVM's is 1, outside the band
+        # where the engine computes the foreground: ask for all of it then.
+        matte = presets.run(self.engine, decoded.rgb, opts.preset, opts.ratio, foreground=want_fg,
+                            full_foreground=decoded.alpha is not None)
         t2 = time.perf_counter()
-        image = imaging.compose(decoded, matte.alpha, matte.foreground, opts, decontaminate_edges=want_fg)
+        image = imaging.compose(decoded, matte.alpha, matte.foreground, opts, decontaminate_edges=want_fg,
+                                foreground_boxes=matte.foreground_boxes)
         t3 = time.perf_counter()
         timings.update(decode=t1 - t0, matte=t2 - t1, compose=t3 - t2)
         h, w = decoded.rgb.shape[:2]

@@ -110,21 +110,29 @@ def _average(mattes: list[Matte], mirrored: list[bool]) -> Matte:
 
 
 def run_recipe(
-    engine: Engine, rgb: np.ndarray, rec: Recipe, ratio: Union[str, float] = "auto", *, foreground: bool = False
+    engine: Engine, rgb: np.ndarray, rec: Recipe, ratio: Union[str, float] = "auto", *, foreground: bool = False,
+    full_foreground: bool = False,
 ) -> Matte:
-    """Matte one still with a recipe: every member, ``passes`` runs each, averaged."""
+    """Matte one still with a recipe: every member, ``passes`` runs each, averaged.
+
+    ``full_foreground``: see :meth:`mattekit.engine.Engine.step`."""
     h, w = rgb.shape[:2]
     mattes, mirrored = [], []
-    for r, flip in rec.members(ratio, h, w):
+    members = list(rec.members(ratio, h, w))
+    for r, flip in members:
         src = _mirror(rgb) if flip else rgb
-        mattes.append(engine.matte(src, r, passes=rec.passes, foreground=foreground))
+        # Members' partial bands differ (alpha 0 in one and 1 in another averages to 0.5):
+        # averaging needs each member's foreground everywhere.
+        mattes.append(engine.matte(src, r, passes=rec.passes, foreground=foreground,
+                                   full_foreground=full_foreground or len(members) > 1))
         mirrored.append(flip)
     return mattes[0] if len(mattes) == 1 else _average(mattes, mirrored)
 
 
-def run(engine: Engine, rgb: np.ndarray, preset: str, ratio: Union[str, float], *, foreground: bool) -> Matte:
+def run(engine: Engine, rgb: np.ndarray, preset: str, ratio: Union[str, float], *, foreground: bool,
+        full_foreground: bool = False) -> Matte:
     """Matte one still with a preset."""
-    return run_recipe(engine, rgb, recipe(preset), ratio, foreground=foreground)
+    return run_recipe(engine, rgb, recipe(preset), ratio, foreground=foreground, full_foreground=full_foreground)
 
 
 class PresetStream:
@@ -147,7 +155,8 @@ class PresetStream:
     def process(self, rgb: np.ndarray) -> Matte:
         h, w = rgb.shape[:2]
         mattes, mirrored = [], []
-        for key in self.recipe.members(self.ratio, h, w):
+        members = list(self.recipe.members(self.ratio, h, w))
+        for key in members:
             r, flip = key
             src = _mirror(rgb) if flip else rgb
             state = self._states.get(key)
@@ -155,7 +164,8 @@ class PresetStream:
             warm = self.recipe.passes if state is None or state.shape != (h, w) else 1
             for i in range(warm):
                 last = i == warm - 1
-                matte, state = self.engine.step(src, r, state, foreground=self.foreground and last)
+                matte, state = self.engine.step(src, r, state, foreground=self.foreground and last,
+                                                full_foreground=len(members) > 1)
             self._states[key] = state
             mattes.append(matte)
             mirrored.append(flip)

@@ -491,7 +491,7 @@ def compose_frame(
     a8 = alpha_to_u8(matte.alpha)
     if kind == "matte":
         return a8
-    colours = imaging.decontaminate(rgb, matte.alpha, matte.foreground) if clean else rgb
+    colours = imaging.decontaminate(rgb, matte.alpha, matte.foreground, matte.foreground_boxes) if clean else rgb
     if kind == "composite":
         assert background is not None
         return imaging.over(colours, matte.alpha, background)
