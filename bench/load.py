@@ -24,7 +24,6 @@ import contextlib
 import io
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -79,54 +78,34 @@ def threads_of(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+def _live_server() -> Any:
+    """tests/live_server.py: the one way this project starts a server on a free loopback port."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        import live_server
+    finally:
+        sys.path.remove(str(ROOT / "tests"))
+    return live_server
 
 
 @contextlib.contextmanager
 def serve(env: Optional[Mapping[str, str]] = None, *, ready_timeout: float = 180.0,
           wait_ready: bool = True) -> Iterator[Server]:
     """``uvicorn app:app`` on a free 127.0.0.1 port with its own TMPDIR; stopped on exit."""
-    import httpx
-
-    port = free_port()
     work = Path(tempfile.mkdtemp(prefix="mattekit-load-"))
     tmpdir = work / "tmp"
     tmpdir.mkdir()
     log_path = work / "server.log"
-    full_env = {**os.environ, "TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1", **(env or {})}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app:app", "--host", LOOPBACK, "--port", str(port),
-             "--log-level", "info", "--timeout-graceful-shutdown", "5"],
-            cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    server = Server(f"http://{LOOPBACK}:{port}", proc, tmpdir, log_path)
+    full_env = {"TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1", **(env or {})}
+    live = _live_server()
+    command = [*live.UVICORN, "--log-level", "info", "--timeout-graceful-shutdown", "5"]
     try:
-        deadline = time.monotonic() + ready_timeout
-        want = "/readyz" if wait_ready else "/healthz"
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log()[-3000:]}")
-            try:
-                if httpx.get(server.url + want, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready after {ready_timeout:.0f} s:\n{server.log()[-3000:]}")
-            time.sleep(0.2)
-        server.baseline = frozenset(str(p.relative_to(tmpdir)) for p in tmpdir.rglob("*"))
-        yield server
+        with live.start_server(command, env=full_env, log_path=log_path, ready_timeout=ready_timeout,
+                               ready_path="/readyz" if wait_ready else "/healthz", stop_timeout=15) as (url, proc):
+            server = Server(url, proc, tmpdir, log_path)
+            server.baseline = frozenset(str(p.relative_to(tmpdir)) for p in tmpdir.rglob("*"))
+            yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)

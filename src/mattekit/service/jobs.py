@@ -42,6 +42,7 @@ from ..errors import Cancelled, InvalidInput, InvalidOption, MattekitError
 from ..options import BackgroundImage, Options
 from .api import require_api_key
 from .executor import WorkPool
+from .settings import env_number
 from .uploads import read_upload
 
 log = logging.getLogger("mattekit.service.jobs")
@@ -76,19 +77,6 @@ def _disk_full(exc: BaseException) -> bool:
     return getattr(exc, "errno", None) == errno.ENOSPC
 
 
-def _env_number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidOption(f"{name} must be a number, not {raw!r}") from None
-    if value < minimum:
-        raise InvalidOption(f"{name} must be at least {minimum:g}, not {raw}")
-    return value
-
-
 @dataclass(frozen=True)
 class JobSettings:
     max_upload_bytes: int = 100 * 1024 * 1024
@@ -101,13 +89,13 @@ class JobSettings:
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "JobSettings":
         env = os.environ if env is None else env
-        ttl = _env_number(env, "MATTEKIT_JOB_TTL", 3600.0, 1.0)
+        ttl = env_number(env, "MATTEKIT_JOB_TTL", 3600.0, 1.0, float)
         return cls(
-            max_upload_bytes=int(_env_number(env, "MATTEKIT_JOB_MAX_UPLOAD_BYTES", 100 * 1024 * 1024, 1)),
-            max_seconds=_env_number(env, "MATTEKIT_JOB_MAX_SECONDS", 120.0, 0.1),
+            max_upload_bytes=env_number(env, "MATTEKIT_JOB_MAX_UPLOAD_BYTES", 100 * 1024 * 1024, 1),
+            max_seconds=env_number(env, "MATTEKIT_JOB_MAX_SECONDS", 120.0, 0.1, float),
             ttl=ttl,
-            workers=int(_env_number(env, "MATTEKIT_JOB_WORKERS", 1, 1)),
-            queue_size=int(_env_number(env, "MATTEKIT_JOB_QUEUE", 4, 0)),
+            workers=env_number(env, "MATTEKIT_JOB_WORKERS", 1, 1),
+            queue_size=env_number(env, "MATTEKIT_JOB_QUEUE", 4, 0),
             sweep_every=min(5.0, max(0.2, ttl / 4)),
         )
 
