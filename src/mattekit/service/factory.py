@@ -111,8 +111,24 @@ class MetricsMiddleware:
             self.metrics.observe(scope.get("method", ""), path, status["code"], time.perf_counter() - start)
 
 
+def _configure_logging() -> None:
+    """Show mattekit's INFO lines (model, providers, faults) under a plain ``uvicorn app:app``.
+
+    uvicorn configures only its own loggers; an application that set up logging itself (a root
+    handler, or one on "mattekit") keeps its choice.
+    """
+    ours = logging.getLogger("mattekit")
+    if ours.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+
+
 def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] = None) -> FastAPI:
     """A new app. ``settings`` default to the environment (``MATTEKIT_*``, see settings.py)."""
+    _configure_logging()
     settings = settings or Settings.from_env()
     pool = WorkPool(settings.workers, settings.queue_size, name="stills")
     metrics = Metrics(pool)
