@@ -273,27 +273,37 @@ def _up_taps(length_in: int, length_out: int, start: int, stop: int):
 def band_foreground(coeff_a: np.ndarray, coeff_b: np.ndarray, rgb: np.ndarray, boxes: list[Box]) -> np.ndarray:
     """RVM's fgr (as :func:`tail` computes it, within ~1e-6) inside ``boxes``; zero elsewhere.
 
-    The coefficients are upsampled per box from the low-resolution maps (a separable bilinear
-    gather at OpenCV's sample positions), so the cost follows the boxes, not the frame.
+    The coefficients are upsampled per box from the low-resolution maps (separable bilinear at
+    OpenCV's sample positions), so the cost follows the boxes, not the frame.
     """
     h, w = rgb.shape[:2]
     fgr = np.zeros((h, w, 3), np.float32)  # calloc: pages outside the boxes are never touched
     if not boxes:
         return fgr
-    small = np.concatenate([coeff_a[0, :3], coeff_b[0, :3]]).transpose(1, 2, 0)  # hs x ws x 6
-    hs, ws = small.shape[:2]
+    # Across in OpenCV, on the low-resolution rows only (a same-height resize leaves rows exact);
+    # then down, per box, at OpenCV's sample positions.
+    hs = coeff_a.shape[2]
+    across_a = _up(np.ascontiguousarray(coeff_a[0, :3].transpose(1, 2, 0)), hs, w)  # hs x W x 3
+    across_b = _up(np.ascontiguousarray(coeff_b[0, :3].transpose(1, 2, 0)), hs, w)
+    r0, r1, rw0, rw1 = _up_taps(hs, h, 0, h)
     inv255 = np.float32(1.0 / 255.0)
     for top, bottom, left, right in boxes:
-        r0, r1, rw0, rw1 = _up_taps(hs, h, top, bottom)
-        c0, c1, cw0, cw1 = _up_taps(ws, w, left, right)
-        lo, hi = int(c0[0]), int(c1[-1]) + 1
-        part = small[:, lo:hi]
-        rows = np.take(part, r0, axis=0) * rw0[:, None, None] + np.take(part, r1, axis=0) * rw1[:, None, None]
-        up = (np.take(rows, c0 - lo, axis=1) * cw0[None, :, None]
-              + np.take(rows, c1 - lo, axis=1) * cw1[None, :, None])
-        src = rgb[top:bottom, left:right].astype(np.float32) * inv255
-        out = fgr[top:bottom, left:right]
-        np.multiply(up[..., :3] + np.float32(1), src, out=out)
-        out += up[..., 3:]
-        np.clip(out, 0.0, 1.0, out=out)
+        rows = slice(top, bottom)
+        w0, w1 = rw0[rows, None, None], rw1[rows, None, None]
+        up_a = across_a[r0[rows], left:right]
+        up_a *= w0
+        tap = across_a[r1[rows], left:right]
+        tap *= w1
+        up_a += tap
+        up_b = across_b[r0[rows], left:right]
+        up_b *= w0
+        tap = across_b[r1[rows], left:right]
+        tap *= w1
+        up_b += tap
+        src = rgb[rows, left:right].astype(np.float32)
+        src *= inv255
+        up_a += np.float32(1)
+        up_a *= src
+        up_a += up_b
+        np.clip(up_a, 0.0, 1.0, out=fgr[rows, left:right])
     return fgr
