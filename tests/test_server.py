@@ -35,7 +35,10 @@ def sixteen_photos(sample_paths: list[Path]) -> list[tuple[str, bytes]]:
     for p in sample_paths:
         img = Image.open(p)
         for name, v in (("mirror", ImageOps.mirror(img)), ("crop", img.crop((0, 0, 448, 480))),
-                        ("flip", ImageOps.flip(img)), ("mcrop", ImageOps.mirror(img).crop((32, 16, 512, 512)))):
+                        ("flip", ImageOps.flip(img)), ("mcrop", ImageOps.mirror(img).crop((32, 16, 512, 512))),
+                        ("rot90", img.transpose(Image.Transpose.ROTATE_90)),
+                        ("crop2", img.crop((64, 32, 512, 512))),
+                        ("mrot270", ImageOps.mirror(img).transpose(Image.Transpose.ROTATE_270))):
             buf = io.BytesIO()
             v.save(buf, "PNG")
             variants.append((f"{p.stem}-{name}.png", buf.getvalue()))
