@@ -379,10 +379,18 @@ def background_array(bg: Union[Color, Blur, BackgroundImage], rgb: np.ndarray) -
 
 
 def over(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
-    """``fg·α + bg·(1-α)`` in float, rounded to uint8."""
-    a = alpha[:, :, None]
-    out = fg.astype(np.float32) * a + bg.astype(np.float32) * (1.0 - a)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    """``fg·α + bg·(1-α)``, rounded to uint8.
+
+    One fused, multi-threaded OpenCV pass: the same sum in numpy float32 took ~8 passes over
+    full-size float copies (the slowest stage of a 1080p video composite). OpenCV divides by
+    ``α + (1-α) + 1e-5``, which moves a result by at most 0.003 of a level before rounding.
+    """
+    import cv2
+
+    a = np.ascontiguousarray(alpha, dtype=np.float32)
+    return cv2.blendLinear(
+        np.ascontiguousarray(fg), np.ascontiguousarray(bg), a, np.float32(1.0) - a
+    )
 
 
 def subject_box(alpha: np.ndarray, threshold: float, margin: Margin) -> Optional[tuple[int, int, int, int]]:
