@@ -464,7 +464,8 @@ def markdown(report: dict) -> str:
             ["cold `mattekit remove one.jpg` (1080p, model load included)", f"{c['cold_one_image_median_s']:.2f}"],
             ["`mattekit --version`", f"{c['version_median_s']:.3f}"]])
     if report.get("video"):
-        lines += _table(["video", "output", "fps"], [[r["size"], r["output"], f"{r['fps']:.1f}"] for r in report["video"]])
+        lines += _table(["video", "output", "ratio", "fps"],
+                        [[r["size"], r["output"], str(r.get("ratio", "auto")), f"{r['fps']:.1f}"] for r in report["video"]])
     if report.get("server"):
         lines += _table(["server clients", "images/s", "vs 1 client"], [
             [str(r["clients"]), f"{r['images_per_s']:.2f}", f"{r.get('vs_single_client', 0):.2f}x"]
