@@ -358,7 +358,9 @@ def background_array(bg: Union[Color, Blur, BackgroundImage], rgb: np.ndarray) -
     """The background layer as RGB uint8 of the same size as ``rgb``."""
     h, w = rgb.shape[:2]
     if isinstance(bg, Color):
-        return np.broadcast_to(np.array(bg.rgb, np.uint8), (h, w, 3))
+        # A real array, not a broadcast view: over() needs contiguous input, and video caches
+        # this layer once per clip instead of copying a view on every frame.
+        return np.full((h, w, 3), bg.rgb, np.uint8)
     if isinstance(bg, Blur):
         sigma = max(0.5, bg.radius * max(h, w) / 1000.0)  # radius is per 1000 px: same look at any size
         return gaussian_blur(rgb, sigma)
