@@ -16,6 +16,7 @@ from typing import IO, Any, Optional, Sequence, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .engine import alpha_to_u8
 from .errors import InvalidInput, InvalidOption, TooLarge
 from .options import DEFAULT_MAX_PIXELS, BackgroundImage, Blur, Color, Margin, Options
 
@@ -431,7 +432,7 @@ def compose(
         alpha, rgb = alpha[t:b, l:r], rgb[t:b, l:r]
         foreground = foreground[t:b, l:r] if foreground is not None else None
         foreground_boxes = crop_boxes(foreground_boxes, box)
-    a8 = np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    a8 = alpha_to_u8(alpha)
     if options.mask:
         return _cropped(Image.fromarray(a8, "L"), box)
     colours = decontaminate(rgb, alpha, foreground, foreground_boxes) if decontaminate_edges else rgb
