@@ -102,10 +102,15 @@ def test_error_state_and_phone_layout(page, base_url_live, output_dir: Path, tmp
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(base_url_live + "/")
     # The drop zone opens the file picker from the keyboard.
+    # Watched in the page rather than through Playwright's file-chooser event: in full-suite runs
+    # Chromium now and then never reported that event (3 of ~8 runs, never when this file ran
+    # alone), while the page's own click on the picker input is what opens it.
+    page.evaluate("""() => { window.pickerClicks = 0;
+        document.querySelector('#file-input').addEventListener('click', () => window.pickerClicks++); }""")
     page.focus("#drop")
-    with page.expect_file_chooser(timeout=60_000) as chooser:
-        page.keyboard.press("Enter")
-    assert chooser.value.is_multiple()
+    page.keyboard.press("Enter")
+    page.wait_for_function("window.pickerClicks === 1", timeout=60_000)
+    assert page.eval_on_selector("#file-input", "el => el.type === 'file' && el.multiple")
     fake = tmp_path / "holiday.png"
     fake.write_bytes(b"this is not a picture at all")
     page.set_input_files("#file-input", str(fake))
