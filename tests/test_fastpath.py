@@ -61,15 +61,53 @@ def test_downsample_reproduces_the_models_resize(size, ratio_of):
     assert np.abs(got - want).max() < 1e-5
 
 
-def test_derived_model_is_cached_by_hash(tmp_path: Path):
+def test_derived_models_are_cached_by_hash(tmp_path: Path):
     info = models.locate()
-    first = fastpath.ensure_lowres_model(info.path, info.sha256, tmp_path)
-    assert first.name == fastpath.derived_path(info.path, info.sha256, tmp_path).name
-    assert info.sha256[:16] in first.name
-    stamp = first.stat().st_mtime_ns
-    again = fastpath.ensure_lowres_model(info.path, info.sha256, tmp_path)
-    assert again == first and again.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    first = fastpath.ensure_submodels(info.path, info.sha256, tmp_path)
+    assert set(first) == set(fastpath.PARTS)
+    for part, path in first.items():
+        assert path == fastpath.derived_path(info.path, info.sha256, tmp_path, part)
+        assert info.sha256[:16] in path.name and part in path.name
+    stamps = {part: path.stat().st_mtime_ns for part, path in first.items()}
+    first["warmup"].unlink()  # one missing part is rebuilt alone
+    again = fastpath.ensure_submodels(info.path, info.sha256, tmp_path)
+    assert again == first and again["warmup"].is_file()
+    assert all(again[p].stat().st_mtime_ns == stamps[p] for p in fastpath.PARTS if p != "warmup")
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_encoder_reads_no_state_and_warmup_skips_the_output_block(tmp_path: Path):
+    """The derivation's claims, checked on the model: the encoder's inputs are the low-res
+    source alone; a warm-up pass has fewer nodes than the decoder (no A, b to compute)."""
+    import onnx
+
+    info = models.locate()
+    paths = fastpath.ensure_submodels(info.path, info.sha256, tmp_path)
+    parts = {p: onnx.load(str(path)).graph for p, path in paths.items()}
+    assert [i.name for i in parts["encoder"].input] == [fastpath.LOWRES_INPUT]
+    assert [o.name for o in parts["warmup"].output] == list(fastpath.STATE_OUT)
+    assert len(parts["warmup"].node) < len(parts["decoder"].node) < len(parts["lowres"].node)
+
+
+def test_several_passes_match_passes_of_the_whole_network(split):
+    """Encoder once + warm-up passes + decoder gives what repeated whole passes give, bit for bit
+    up to float rounding; state carried in from a previous frame too."""
+    from samples import sample_path
+
+    rgb = np.asarray(Image.open(sample_path("astronaut")).convert("RGB"))
+    whole, state = None, None
+    for _ in range(3):  # the whole low-res network, one pass at a time
+        whole, state = split.step(rgb, "auto", state)
+    parted, parted_state = split.step(rgb, "auto", None, passes=3)
+    assert np.abs(whole.alpha - parted.alpha).max() < 1e-5
+    for a, b in zip(state.tensors, parted_state.tensors):
+        assert np.abs(a - b).max() < 1e-5
+    carried, _ = split.step(rgb, "auto", state, passes=2)
+    for _ in range(2):
+        whole, state = split.step(rgb, "auto", state)
+    assert np.abs(whole.alpha - carried.alpha).max() < 1e-5
+    with pytest.raises(InvalidOption, match="passes"):
+        split.step(rgb, "auto", None, passes=0)
 
 
 def test_split_matches_full_graph_on_a_sample_photo(split, plain):

@@ -158,6 +158,9 @@ class Engine:
         self.fast = fast
         self._session = None
         self._split = False  # True when the session is the low-resolution sub-model
+        self._parts: dict[str, Path] = {}  # the split's other sub-models (fastpath.PARTS), by name
+        self._part_sessions: dict[str, object] = {}  # created on first use
+        self._session_options = None
         self._sibling: Optional["Engine"] = None  # see single_threaded()
         self._lock = threading.Lock()
         self.providers: list[str] = []
@@ -215,7 +218,9 @@ class Engine:
         # tail is cheap and a host-side tail would cost a copy of A/b plus CPU time.
         path, split = info.path, False
         if self.fast and providers[0] == "CPUExecutionProvider":
-            path, split = self._lowres_model(info)
+            self._parts = self._submodels(info)
+            if self._parts:
+                path, split = self._parts["lowres"], True
         if split and self.threads != 1:
             # ONNX Runtime's idle workers spin after a run, on the very cores the OpenCV tail
             # then needs; measured (bench-style, alternating) the split step was faster without.
@@ -231,6 +236,7 @@ class Engine:
                 "libraries missing?); run with --device cpu, or --verbose for ONNX Runtime's reason."
             )
         self._split = split
+        self._session_options = (opts, providers)
         self.model_path = info.path
         log.info(
             "RVM loaded from %s (%s); providers: %s; threads: %s",
@@ -239,15 +245,34 @@ class Engine:
         )
         return session
 
-    def _lowres_model(self, info) -> tuple[Path, bool]:
-        """The cached low-resolution sub-model, or the full model when it cannot be derived."""
+    def _submodels(self, info) -> dict[str, Path]:
+        """The cached sub-models of the split, or {} when they cannot be derived."""
         from . import fastpath, models
 
         try:
-            return fastpath.ensure_lowres_model(info.path, info.sha256, models.home()), True
+            return fastpath.ensure_submodels(info.path, info.sha256, models.home())
         except Exception as exc:  # e.g. a read-only cache: slower, never broken
-            log.warning("using the full graph: could not derive the fast sub-model (%s)", exc)
-            return info.path, False
+            log.warning("using the full graph: could not derive the fast sub-models (%s)", exc)
+            return {}
+
+    def _part(self, name: str):
+        """The session of sub-model ``name`` (split engines only), created on first use: a
+        one-pass caller (video, preset ``fast``) never pays for the multi-pass parts."""
+        session = self._part_sessions.get(name)
+        if session is None:
+            import onnxruntime as ort
+
+            _ = self.session
+            with self._lock:
+                session = self._part_sessions.get(name)
+                if session is None:
+                    opts, providers = self._session_options
+                    try:
+                        session = ort.InferenceSession(str(self._parts[name]), sess_options=opts, providers=providers)
+                    except Exception as exc:
+                        raise ModelUnavailable(f"could not load the model {self._parts[name]}: {exc}") from None
+                    self._part_sessions[name] = session
+        return session
 
     @property
     def split(self) -> bool:
@@ -264,13 +289,18 @@ class Engine:
         *,
         foreground: bool = False,
         full_foreground: bool = False,
+        passes: int = 1,
     ) -> tuple[Matte, RecurrentState]:
-        """Run the model once on an RGB uint8 HxWx3 frame, carrying ``state``.
+        """Run the model on an RGB uint8 HxWx3 frame, carrying ``state``.
 
         A state recorded at another frame size is dropped (RVM's state is spatial).
         ``full_foreground``: the foreground over the whole frame (``foreground_boxes`` None),
         e.g. to average several mattes whose partial bands differ.
+        ``passes`` > 1 runs the same frame again with the state it produced (RVM's memory
+        settles, as on the frames of a video); the matte is the last pass's.
         """
+        if passes < 1:
+            raise InvalidOption("passes must be at least 1")
         rgb = _check_rgb(rgb)
         h, w = rgb.shape[:2]
         r = resolve_ratio(ratio, h, w)
@@ -278,17 +308,15 @@ class Engine:
             state = RecurrentState.empty()
         session = self.session
         if self._split:
-            return self._split_passes(rgb, r, state, 1, foreground, full_foreground)
+            return self._split_passes(rgb, r, state, passes, foreground, full_foreground)
         src = (rgb.transpose(2, 0, 1)[None].astype(np.float32)) * np.float32(1.0 / 255.0)
-        feeds = {
-            "src": src,
-            "r1i": state.tensors[0], "r2i": state.tensors[1],
-            "r3i": state.tensors[2], "r4i": state.tensors[3],
-            "downsample_ratio": np.array([r], dtype=np.float32),
-        }
-        fgr, pha, *rec = session.run(None, feeds)
+        ratio_feed = np.array([r], dtype=np.float32)
+        tensors = state.tensors
+        for _ in range(passes):
+            feeds = {"src": src, "downsample_ratio": ratio_feed, **dict(zip(_STATE_IN, tensors))}
+            fgr, pha, *tensors = session.run(None, feeds)
         fg = fgr[0].transpose(1, 2, 0) if foreground else None
-        return Matte(pha[0, 0], fg), RecurrentState(list(rec), (h, w))
+        return Matte(pha[0, 0], fg), RecurrentState(list(tensors), (h, w))
 
     def _split_passes(
         self, rgb: np.ndarray, ratio: float, state: RecurrentState, passes: int, foreground: bool,
@@ -297,18 +325,27 @@ class Engine:
         """``passes`` runs of the low-resolution network on one frame, then the tail once.
 
         Only the last pass's coefficients reach the output, so repeated passes (presets) cost
-        the low-resolution network alone.
+        the low-resolution network alone; and of that, the encoder once and the warm-up part of
+        the decoder for all but the last pass (:data:`mattekit.fastpath.PARTS`).
         """
         from . import fastpath
 
         lowres = fastpath.downsample(rgb, ratio)
         tensors = state.tensors
-        for _ in range(passes):
+        if passes == 1:
             coeff_a, coeff_b, *tensors = self.session.run(
-                None,
-                {fastpath.LOWRES_INPUT: lowres, "r1i": tensors[0], "r2i": tensors[1],
-                 "r3i": tensors[2], "r4i": tensors[3]},
-            )
+                None, {fastpath.LOWRES_INPUT: lowres, **dict(zip(_STATE_IN, tensors))})
+        else:
+            encoder = self._part("encoder")
+            features = {o.name: v for o, v in zip(encoder.get_outputs(), encoder.run(None, {fastpath.LOWRES_INPUT: lowres}))}
+            features[fastpath.LOWRES_INPUT] = lowres
+            for name in ["warmup"] * (passes - 1) + ["decoder"]:
+                part = self._part(name)
+                feeds = {i.name: features[i.name] for i in part.get_inputs() if i.name in features}
+                feeds.update(zip(_STATE_IN, tensors))
+                out = part.run(None, feeds)  # [A, b,] r1o..r4o
+                coeffs, tensors = out[:-4], out[-4:]
+            coeff_a, coeff_b = coeffs
         # The foreground only matters in alpha's partial band: computing it there alone cut
         # bench/speed.py "work" (preset fast, CPU-ms per photo) from ~340 to ~295 at 1080p and
         # from ~930 to ~545 at 4K.
@@ -331,17 +368,7 @@ class Engine:
     ) -> Matte:
         """Matte a still. ``passes`` > 1 runs the same image again with the state it produced,
         letting RVM's recurrent memory settle (a measured gain on stills; see bench/quality.py)."""
-        if passes < 1:
-            raise InvalidOption("passes must be at least 1")
-        if self.split:
-            rgb = _check_rgb(rgb)
-            r = resolve_ratio(ratio, *rgb.shape[:2])
-            return self._split_passes(rgb, r, RecurrentState.empty(), passes, foreground, full_foreground)[0]
-        state: Optional[RecurrentState] = None
-        for i in range(passes):
-            last = i == passes - 1
-            matte, state = self.step(rgb, ratio, state, foreground=foreground and last)
-        return matte
+        return self.step(rgb, ratio, None, foreground=foreground, full_foreground=full_foreground, passes=passes)[0]
 
     def stream(self, ratio: Union[str, float] = "auto", *, foreground: bool = False) -> "Stream":
         return Stream(self, ratio, foreground=foreground)
@@ -380,6 +407,8 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
         )
     return np.ascontiguousarray(rgb)
 
+
+_STATE_IN = ("r1i", "r2i", "r3i", "r4i")  # RVM's recurrent inputs, in RecurrentState.tensors order
 
 _engine: Optional[Engine] = None
 _engine_lock = threading.Lock()

@@ -162,10 +162,8 @@ class PresetStream:
             state = self._states.get(key)
             # A missing state or one from another frame size means a first frame: warm it up.
             warm = self.recipe.passes if state is None or state.shape != (h, w) else 1
-            for i in range(warm):
-                last = i == warm - 1
-                matte, state = self.engine.step(src, r, state, foreground=self.foreground and last,
-                                                full_foreground=len(members) > 1)
+            matte, state = self.engine.step(src, r, state, foreground=self.foreground,
+                                            full_foreground=len(members) > 1, passes=warm)
             self._states[key] = state
             mattes.append(matte)
             mirrored.append(flip)
