@@ -8,7 +8,8 @@ Parts (each a row group in ``bench/out/speed.json`` and ``bench/out/speed.md``):
 
 ``model``
     RVM alone, same frame: the plain full graph in ONNX Runtime (``Engine(fast=False)``) vs our
-    split (low-resolution network in ONNX Runtime + OpenCV tail), alpha only, alternated per call.
+    split (low-resolution network in ONNX Runtime + OpenCV tail), alpha only, in alternating
+    blocks of calls (medians).
 ``stills``
     JPEG bytes → RGBA PNG bytes on a batch of real photos (``$MATTEKIT_EVAL_DIR/people``,
     centre-cropped to 16:9 and resized to 720p/1080p/4K in memory; the sample photos of
@@ -156,6 +157,9 @@ def ours_split(matter: Matter, options: Options, data: bytes) -> dict[str, float
 
 
 # -- parts -------------------------------------------------------------------------------------
+MODEL_BLOCK = 4  # timed calls per engine per block in part_model
+
+
 def part_model(reps: int) -> list[dict]:
     plain, split = Engine(fast=False).load(), Engine(fast=True).load()
     photo = source_photos(1)[0]
@@ -165,13 +169,16 @@ def part_model(reps: int) -> list[dict]:
 
         rgb = np.asarray(ImageOps.fit(photo, SIZES[label], Image.Resampling.LANCZOS))
         times: dict[str, list[float]] = {"plain": [], "split": []}
-        for engine in (plain, split):  # warm-up: first-touch allocations
-            engine.step(rgb, ratio)
+        # Alternating blocks, not single calls: right after a run, the plain session's idle
+        # threads spin on the cores (its default, and good for it alone), which would slow
+        # whichever call comes next. Each block's first call is a warm-up, not timed.
         for _ in range(reps):
             for name, engine in (("plain", plain), ("split", split)):
-                t = time.perf_counter()
                 engine.step(rgb, ratio)
-                times[name].append(time.perf_counter() - t)
+                for _ in range(MODEL_BLOCK):
+                    t = time.perf_counter()
+                    engine.step(rgb, ratio)
+                    times[name].append(time.perf_counter() - t)
         p, s = statistics.median(times["plain"]), statistics.median(times["split"])
         pairs = [b / a for a, b in zip(times["plain"], times["split"])]
         row = {"size": label, "ratio": ratio, "plain_ms": p * 1e3, "split_ms": s * 1e3,
@@ -494,7 +501,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "load_average_start": os.getloadavg(),
     }
     steps: list[tuple[str, Callable[[], Any]]] = [
-        ("model", lambda: part_model(max(5, reps * 4))),
+        ("model", lambda: part_model(max(3, reps * 2))),
         ("stills", lambda: part_stills(n, reps, args.sizes.split(","))),
         ("work", lambda: part_work(n, reps, args.sizes.split(","))),
         ("encoders", lambda: part_encoders(reps)),
