@@ -156,24 +156,23 @@ class Engine:
         self.threads = threads or int(os.environ.get("MATTEKIT_THREADS", "0") or 0)
         self.device: Device = resolve_device(device)
         self.fast = fast
-        self._session = None
-        self._split = False  # True when the session is the low-resolution sub-model
-        self._parts: dict[str, Path] = {}  # the split's other sub-models (fastpath.PARTS), by name
-        self._part_sessions: dict[str, object] = {}  # created on first use
+        self._prepared = False
+        self._split = False  # True when the model runs as fastpath's sub-models + OpenCV tail
+        self._paths: dict[str, Path] = {}  # model file of each session: "full", or fastpath.PARTS
+        self._sessions: dict[str, object] = {}  # created on first use
         self._session_options = None
         self._sibling: Optional["Engine"] = None  # see single_threaded()
         self._lock = threading.Lock()
         self.providers: list[str] = []
         self.model_path: Optional[Path] = None
 
-    # -- session ---------------------------------------------------------------------------
+    # -- sessions ------------------------------------------------------------------------
     @property
     def session(self):
-        if self._session is None:
-            with self._lock:
-                if self._session is None:
-                    self._session = self._create_session()
-        return self._session
+        """The ONNX Runtime session of one model run: the full graph, or on the CPU the
+        low-resolution network (:mod:`mattekit.fastpath`)."""
+        self._prepare()
+        return self._part("lowres" if self._split else "full")
 
     def single_threaded(self) -> "Engine":
         """An engine like this one whose model runs on the calling thread only (created once).
@@ -194,15 +193,28 @@ class Engine:
         return self._model_arg
 
     def load(self) -> "Engine":
-        """Create the session now (e.g. at server start-up) instead of on first use."""
-        _ = self.session
+        """Create every session now (e.g. at server start-up) instead of on first use."""
+        self._prepare()
+        for name in self._paths:
+            self._part(name)
         return self
 
     @property
     def loaded(self) -> bool:
-        return self._session is not None
+        return bool(self._sessions)
 
-    def _create_session(self):
+    def _prepare(self) -> None:
+        """Find the model, choose providers and options, derive the split's sub-models; once."""
+        if self._prepared:
+            return
+        with self._lock:
+            if not self._prepared:
+                self._configure()
+                self._prepared = True
+        if not self._split:  # the full graph's session says now whether CUDA really starts
+            self._part("full")
+
+    def _configure(self) -> None:
         import onnxruntime as ort
 
         from . import models
@@ -216,34 +228,22 @@ class Engine:
         providers = choose_providers(self.device)
         # The split pays off where the tail is memory-bound CPU work; on a GPU the full graph's
         # tail is cheap and a host-side tail would cost a copy of A/b plus CPU time.
-        path, split = info.path, False
+        parts = {}
         if self.fast and providers[0] == "CPUExecutionProvider":
-            self._parts = self._submodels(info)
-            if self._parts:
-                path, split = self._parts["lowres"], True
-        if split and self.threads != 1:
+            parts = self._submodels(info)
+        if parts and self.threads != 1:
             # ONNX Runtime's idle workers spin after a run, on the very cores the OpenCV tail
-            # then needs; measured (bench-style, alternating) the split step was faster without.
+            # (or the next sub-model's session) then needs; measured, the split was faster without.
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-        except Exception as exc:  # ORT raises its own untyped errors for unreadable files
-            raise ModelUnavailable(f"could not load the model {path}: {exc}") from None
-        self.providers = list(session.get_providers())
-        if self.device == "cuda" and "CUDAExecutionProvider" not in self.providers:
-            raise InvalidOption(
-                "CUDA was asked for, but ONNX Runtime could not start it (driver or CUDA/cuDNN "
-                "libraries missing?); run with --device cpu, or --verbose for ONNX Runtime's reason."
-            )
-        self._split = split
+        self._split = bool(parts)
+        self._paths = parts or {"full": info.path}
         self._session_options = (opts, providers)
         self.model_path = info.path
         log.info(
-            "RVM loaded from %s (%s); providers: %s; threads: %s",
-            path, "low-resolution network + OpenCV tail" if split else "full graph",
-            ", ".join(self.providers), self.threads or "all cores",
+            "RVM from %s (%s); threads: %s", info.path,
+            "low-resolution network in sub-models + OpenCV tail" if parts else "full graph",
+            self.threads or "all cores",
         )
-        return session
 
     def _submodels(self, info) -> dict[str, Path]:
         """The cached sub-models of the split, or {} when they cannot be derived."""
@@ -256,28 +256,37 @@ class Engine:
             return {}
 
     def _part(self, name: str):
-        """The session of sub-model ``name`` (split engines only), created on first use: a
-        one-pass caller (video, preset ``fast``) never pays for the multi-pass parts."""
-        session = self._part_sessions.get(name)
+        """The session of model ``name`` ("full", or one of fastpath.PARTS), created on first
+        use: a one-pass caller (video, preset ``fast``) never loads the multi-pass parts, nor a
+        preset the one-pass network."""
+        session = self._sessions.get(name)
         if session is None:
             import onnxruntime as ort
 
-            _ = self.session
             with self._lock:
-                session = self._part_sessions.get(name)
+                session = self._sessions.get(name)
                 if session is None:
                     opts, providers = self._session_options
+                    path = self._paths[name]
                     try:
-                        session = ort.InferenceSession(str(self._parts[name]), sess_options=opts, providers=providers)
-                    except Exception as exc:
-                        raise ModelUnavailable(f"could not load the model {self._parts[name]}: {exc}") from None
-                    self._part_sessions[name] = session
+                        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+                    except Exception as exc:  # ORT raises its own untyped errors for unreadable files
+                        raise ModelUnavailable(f"could not load the model {path}: {exc}") from None
+                    if not self.providers:
+                        self.providers = list(session.get_providers())
+                        log.info("ONNX Runtime providers: %s", ", ".join(self.providers))
+                    if self.device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
+                        raise InvalidOption(
+                            "CUDA was asked for, but ONNX Runtime could not start it (driver or CUDA/cuDNN "
+                            "libraries missing?); run with --device cpu, or --verbose for ONNX Runtime's reason."
+                        )
+                    self._sessions[name] = session
         return session
 
     @property
     def split(self) -> bool:
-        """Whether this engine runs the split (fast) path; loads the session."""
-        _ = self.session
+        """Whether this engine runs the split (fast) path; prepares the engine."""
+        self._prepare()
         return self._split
 
     # -- inference -------------------------------------------------------------------------
@@ -306,9 +315,9 @@ class Engine:
         r = resolve_ratio(ratio, h, w)
         if state is None or state.shape != (h, w):
             state = RecurrentState.empty()
-        session = self.session
-        if self._split:
+        if self.split:
             return self._split_passes(rgb, r, state, passes, foreground, full_foreground)
+        session = self.session
         src = (rgb.transpose(2, 0, 1)[None].astype(np.float32)) * np.float32(1.0 / 255.0)
         ratio_feed = np.array([r], dtype=np.float32)
         tensors = state.tensors
@@ -333,7 +342,7 @@ class Engine:
         lowres = fastpath.downsample(rgb, ratio)
         tensors = state.tensors
         if passes == 1:
-            coeff_a, coeff_b, *tensors = self.session.run(
+            coeff_a, coeff_b, *tensors = self._part("lowres").run(
                 None, {fastpath.LOWRES_INPUT: lowres, **dict(zip(_STATE_IN, tensors))})
         else:
             encoder = self._part("encoder")
