@@ -63,8 +63,13 @@ def test_downsample_reproduces_the_models_resize(size, ratio_of):
 
 def test_derived_models_are_cached_by_hash(tmp_path: Path):
     info = models.locate()
+    stale = tmp_path / f"rvm_lowres_{info.sha256[:16]}_v1.onnx"  # an earlier derivation's
+    stale.write_bytes(b"old")
+    other = tmp_path / "rvm_lowres_0123456789abcdef_v1.onnx"  # another model's: not ours to delete
+    other.write_bytes(b"other")
     first = fastpath.ensure_submodels(info.path, info.sha256, tmp_path)
     assert set(first) == set(fastpath.PARTS)
+    assert not stale.exists() and other.exists()
     for part, path in first.items():
         assert path == fastpath.derived_path(info.path, info.sha256, tmp_path, part)
         assert info.sha256[:16] in path.name and part in path.name

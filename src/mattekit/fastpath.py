@@ -244,7 +244,20 @@ def ensure_submodels(model_path: Path, sha256: str, cache_dir: Optional[Path] = 
             if os.path.exists(tmp):
                 os.unlink(tmp)
         log.info("derived the sub-model %s", target)
+    _remove_stale(targets[PARTS[0]].parent, sha256, set(targets.values()))
     return targets
+
+
+def _remove_stale(folder: Path, sha256: str, current: set[Path]) -> None:
+    """Delete sub-models of this model from earlier derivations (the cache would grow by ~30 MB
+    with every version); another process may still have one open, which is harmless on POSIX."""
+    for path in folder.glob(f"rvm_*_{sha256[:16]}_v*.onnx"):
+        if path not in current:
+            try:
+                path.unlink()
+                log.info("removed the outdated sub-model %s", path)
+            except OSError:
+                pass
 
 
 # -- the model's own downsample, reproduced -------------------------------------------------
