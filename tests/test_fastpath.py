@@ -184,3 +184,16 @@ def test_cuda_asked_for_without_cuda_says_so():
         Engine(device="cuda").load()
     with pytest.raises(InvalidOption, match="device must be"):
         Engine(device="gpu")
+
+
+def test_sessions_are_created_when_first_needed():
+    """A one-pass caller (video, preset fast) never loads the multi-pass parts; load() loads all."""
+    from mattekit import fastpath
+
+    rgb = np.zeros((120, 160, 3), np.uint8)
+    lazy = Engine()
+    lazy.matte(rgb, passes=1)
+    assert set(lazy._sessions) == {"lowres"}
+    lazy.matte(rgb, passes=3)
+    assert set(lazy._sessions) == set(fastpath.PARTS)
+    assert set(Engine(threads=1).load()._sessions) == set(fastpath.PARTS)
