@@ -188,8 +188,6 @@ def test_cuda_asked_for_without_cuda_says_so():
 
 def test_sessions_are_created_when_first_needed():
     """A one-pass caller (video, preset fast) never loads the multi-pass parts; load() loads all."""
-    from mattekit import fastpath
-
     rgb = np.zeros((120, 160, 3), np.uint8)
     lazy = Engine()
     lazy.matte(rgb, passes=1)
