@@ -23,6 +23,7 @@ from typing import Literal, Optional, Sequence, Union
 import numpy as np
 
 from .errors import InvalidInput, InvalidOption, ModelUnavailable
+from .fastpath import STATE_IN as _STATE_IN  # RVM's recurrent inputs, in RecurrentState.tensors order
 
 log = logging.getLogger("mattekit.engine")
 
@@ -346,7 +347,8 @@ class Engine:
                 None, {fastpath.LOWRES_INPUT: lowres, **dict(zip(_STATE_IN, tensors))})
         else:
             encoder = self._part("encoder")
-            features = {o.name: v for o, v in zip(encoder.get_outputs(), encoder.run(None, {fastpath.LOWRES_INPUT: lowres}))}
+            encoded = encoder.run(None, {fastpath.LOWRES_INPUT: lowres})
+            features = {o.name: v for o, v in zip(encoder.get_outputs(), encoded)}
             features[fastpath.LOWRES_INPUT] = lowres
             for name in ["warmup"] * (passes - 1) + ["decoder"]:
                 part = self._part(name)
@@ -416,8 +418,6 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
         )
     return np.ascontiguousarray(rgb)
 
-
-_STATE_IN = ("r1i", "r2i", "r3i", "r4i")  # RVM's recurrent inputs, in RecurrentState.tensors order
 
 _engine: Optional[Engine] = None
 _engine_lock = threading.Lock()
