@@ -54,8 +54,8 @@ STATE_OUT = ("r1o", "r2o", "r3o", "r4o")
 # Several passes over one photo (the presets) run the encoder once, ``warmup`` for all but the
 # last pass and ``decoder`` for the last: the encoder's output does not depend on the state, and
 # a warm-up pass skips the full-size output block and guided filter, whose only use is A and b.
-# Measured at 1080p, 640 px low-res pass: encoder ~37 ms, warmup ~54 ms, decoder ~121 ms, the
-# whole network ~158 ms; 4 passes cost ~0.5x of 4 whole ones, with identical outputs.
+# Measured at 1080p (a 640x360 low-res pass, 2 threads): encoder ~47 ms, warmup ~41 ms, decoder
+# ~90 ms, the whole network ~125 ms; 4 passes cost ~0.5x of 4 whole ones, with identical outputs.
 PARTS = ("lowres", "encoder", "warmup", "decoder")
 
 
