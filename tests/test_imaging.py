@@ -378,3 +378,10 @@ def test_encode_refuses_sizes_the_format_cannot_hold() -> None:
     with pytest.raises(TooLarge, match="16383"):
         imaging.encode(Image.new("RGBA", (16384, 2)), "webp")
     assert imaging.encode(Image.new("RGBA", (16384, 2)), "png")
+
+
+def test_with_alpha_interleaves_like_dstack(photo: np.ndarray) -> None:
+    a8 = (np.arange(photo.shape[0] * photo.shape[1]) % 256).astype(np.uint8).reshape(photo.shape[:2])
+    np.testing.assert_array_equal(imaging.with_alpha(photo, a8), np.dstack([photo, a8]))
+    view = photo[10:200, 7:300]  # a crop: not contiguous
+    np.testing.assert_array_equal(imaging.with_alpha(view, a8[10:200, 7:300]), np.dstack([view, a8[10:200, 7:300]]))

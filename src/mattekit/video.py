@@ -495,7 +495,7 @@ def compose_frame(
     if kind == "composite":
         assert background is not None
         return imaging.over(colours, matte.alpha, background)
-    return np.dstack([colours, a8])
+    return imaging.with_alpha(colours, a8)
 
 
 # -- writing ----------------------------------------------------------------------------------
