@@ -195,3 +195,19 @@ def test_sessions_are_created_when_first_needed():
     lazy.matte(rgb, passes=3)
     assert set(lazy._sessions) == set(fastpath.PARTS)
     assert set(Engine(threads=1).load()._sessions) == set(fastpath.PARTS)
+
+
+def test_large_passes_hand_their_memory_back_and_match(split):
+    """From ARENA_SHRINK_PIXELS on, runs shrink ONNX Runtime's arena; outputs stay the same."""
+    from samples import sample_path
+
+    from mattekit.engine import ARENA_SHRINK_PIXELS, arena_run_options
+
+    assert arena_run_options(ARENA_SHRINK_PIXELS - 1) is None
+    assert arena_run_options(ARENA_SHRINK_PIXELS) is not None
+    rgb = np.asarray(Image.open(sample_path("astronaut")).convert("RGB").resize((1920, 1080)))
+    assert 1920 * 1080 >= ARENA_SHRINK_PIXELS  # ratio 1: the shrinking path
+    parted, _ = split.step(rgb, 1.0, None, passes=2)
+    whole, state = split.step(rgb, 1.0, None)
+    whole, _ = split.step(rgb, 1.0, state)
+    assert np.abs(whole.alpha - parted.alpha).max() < 1e-5
