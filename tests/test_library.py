@@ -164,3 +164,14 @@ def test_errors_are_ours(sample_photo: Path) -> None:
         mattekit.remove(sample_photo, margin="-5")
     with pytest.raises(InvalidInput, match="^background image: the input is not an image"):
         mattekit.remove(sample_photo, background=mattekit.BackgroundImage(b"junk"), **FAST)
+
+
+def test_max_lowres_pixels_caps_the_ratio_not_the_photo(sample_photo: Path) -> None:
+    """The library allows any ratio by default; with a limit, a ratio that would run the network
+    on more pixels fails before the model runs, and the automatic size always fits."""
+    with pytest.raises(TooLarge, match="smaller ratio"):
+        mattekit.remove(sample_photo, ratio=1.0, max_lowres_pixels=100_000)
+    assert mattekit.remove(sample_photo, ratio=0.5, max_lowres_pixels=100_000).size == (512, 512)
+    assert mattekit.remove(sample_photo, preset="fast", max_lowres_pixels=300_000).mode == "RGBA"
+    with pytest.raises(InvalidOption):
+        Options(max_lowres_pixels=0)

@@ -197,6 +197,22 @@ def test_not_an_image_is_415(client, sample_photo):
         assert error_of(r)["code"] == "invalid_input"
 
 
+def test_ratio_beyond_the_lowres_limit_is_422(sample_photo):
+    """A client's ratio cannot make the network run on more pixels than the server allows."""
+    app = create_app(Settings(max_lowres_pixels=100_000, workers=1, queue_size=1))
+    data = sample_photo.read_bytes()  # 512x512: 262,144 pixels at ratio 1
+    with TestClient(app) as c:
+        wait_ready(c)
+        assert c.get("/api/v1/limits").json()["max_lowres_pixels"] == 100_000
+        r = c.post("/api/v1/remove", data={"ratio": "1", "preset": "fast"}, files={"file": ("a.png", data)})
+        assert r.status_code == 422 and error_of(r)["code"] == "too_large", r.text
+        assert "smaller ratio" in error_of(r)["message"]
+        ok = c.post("/api/v1/remove", data={"ratio": "0.5", "preset": "fast"}, files={"file": ("a.png", data)})
+        assert ok.status_code == 200, ok.text
+        r = c.post("/api/v1/remove", data={"max_lowres_pixels": "10"}, files={"file": ("a.png", data)})
+        assert r.status_code == 400  # the server's to decide, never the client's
+
+
 @pytest.mark.eval
 def test_too_many_pixels_is_422(client, people_images):
     big = next(p for p in people_images if Image.open(p).width >= 1920)  # 1920x1279 > 2 MP

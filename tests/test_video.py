@@ -401,3 +401,10 @@ def test_unreadable_background_picture_fails_before_writing(tmp_path, carphone):
     with pytest.raises(InvalidInput):
         process_video(carphone, out / "x.mp4", Options(background=BackgroundImage(bad)), VideoOptions(max_frames=2))
     assert _left_behind(out) == []
+
+
+def test_ratio_beyond_the_lowres_limit_stops_before_any_frame(carphone: Path, tmp_path: Path):
+    target = tmp_path / "out.webm"
+    with pytest.raises(TooLarge, match="smaller ratio"):
+        process_video(carphone, target, Options(ratio=1.0, max_lowres_pixels=10_000))  # 176x144 = 25,344
+    assert not target.exists() and not list(tmp_path.iterdir())

@@ -182,6 +182,9 @@ class Options:
         crop_threshold: alpha (0..1) above which a pixel counts as subject for cropping.
         max_size: if set, shrink the input so its longer side is at most this many pixels.
         max_pixels: refuse inputs with more pixels than this (decompression-bomb guard).
+        max_lowres_pixels: refuse a ``ratio`` that would run the network on more pixels than
+            this (its memory grows with them: ~1 KB per low-resolution pixel); ``None``, the
+            library's default, allows any. The presets' automatic size stays far below.
         decontaminate: replace edge colours by RVM's predicted foreground where alpha is partial,
             so no halo of the old background remains. ``None`` = the preset's choice.
         quality: JPEG/WebP quality 1..100 (WebP 100 = lossless).
@@ -197,6 +200,7 @@ class Options:
     crop_threshold: float = 0.05
     max_size: Optional[int] = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_lowres_pixels: Optional[int] = None
     decontaminate: Optional[bool] = None
     quality: int = 90
 
@@ -219,6 +223,8 @@ class Options:
             raise InvalidOption("max_size must be between 16 and 100000 pixels")
         if _as_int("max_pixels", self.max_pixels) < 1:
             raise InvalidOption("max_pixels must be positive")
+        if self.max_lowres_pixels is not None and _as_int("max_lowres_pixels", self.max_lowres_pixels) < 1:
+            raise InvalidOption("max_lowres_pixels must be positive")
         if not 1 <= _as_int("quality", self.quality) <= 100:
             raise InvalidOption("quality must be between 1 and 100")
         if fmt == "jpg" and self.background is None and not self.mask:

@@ -41,7 +41,7 @@ from typing import Optional, Union
 import numpy as np
 
 from .engine import Engine, Matte, RecurrentState, auto_ratio, resolve_ratio
-from .errors import InvalidOption
+from .errors import InvalidOption, TooLarge
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,23 @@ def recipe(name: str) -> Recipe:
         return RECIPES[name]
     except KeyError:
         raise InvalidOption(f"preset must be one of {', '.join(RECIPES)}, not {name!r}") from None
+
+
+def check_lowres(preset: str, ratio: Union[str, float], height: int, width: int, limit: Optional[int]) -> None:
+    """:class:`TooLarge` when the preset's largest low-resolution pass exceeds ``limit`` pixels.
+
+    The network's memory follows its input, not the photo: ``ratio`` 1 on a 12 MP photo needs
+    gigabytes (``bench/memory.py``), the automatic 640 px pass about a quarter of a megapixel.
+    """
+    if limit is None:
+        return
+    largest = max(recipe(preset).ratios(ratio, height, width))
+    pixels = height * width * largest * largest
+    if pixels > limit:
+        raise TooLarge(
+            f"ratio {ratio} on a {width}x{height} image runs the model on {pixels / 1e6:.1f} MP; "
+            f"the limit here is {limit / 1e6:.1f} MP: use a smaller ratio (or auto), or max_size"
+        )
 
 
 def _mirror(rgb: np.ndarray) -> np.ndarray:

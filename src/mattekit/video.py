@@ -760,6 +760,7 @@ def process_video(
             raise TooLarge(f"the clip is {limited:.1f} s long; the limit is {vopts.max_duration:g} s")
     if info.width * info.height > options.max_pixels:
         raise TooLarge(f"frames are {info.width}x{info.height}; the limit is {options.max_pixels:,} pixels")
+    presets.check_lowres(options.preset, options.ratio, info.height, info.width, options.max_lowres_pixels)
 
     backgrounds = _Backgrounds(options, vopts) if kind == "composite" else None  # a bad picture fails here
     stream = _stream_for(engine, options, foreground=clean)

@@ -25,7 +25,7 @@ from .uploads import read_upload
 
 STATIC_DIR = Path(__file__).with_name("static")
 
-# The options a client may set. ``max_pixels`` is the server's to decide.
+# The options a client may set. ``max_pixels`` and ``max_lowres_pixels`` are the server's to decide.
 CLIENT_FIELDS = frozenset({
     "format", "mask", "bg", "bg_fit", "blur", "crop", "margin", "ratio", "max_size", "preset",
     "quality", "decontaminate", "crop_threshold",
@@ -105,6 +105,7 @@ async def limits(request: Request) -> dict:
     s = request.app.state.settings
     return {
         "max_upload_bytes": s.max_upload_bytes, "max_pixels": s.max_pixels,
+        "max_lowres_pixels": s.max_lowres_pixels,
         "formats": list(FORMATS), "presets": list(PRESETS),
         "workers": s.workers, "queue_size": s.queue_size,
     }
@@ -123,7 +124,12 @@ def parse_options(fields: Mapping[str, str], settings: Any, has_bg_file: bool) -
     if has_bg_file and ((bg or "").strip().lower() not in ("", "image") or fields.get("blur") not in (None, "", "0", "false")):
         raise InvalidOption("give either bg/blur or a bg_file picture, not both")
     clean = {k: v for k, v in fields.items() if not (k == "bg" and has_bg_file)}
-    return Options.from_fields(clean, base=Options(max_pixels=settings.max_pixels))
+    return Options.from_fields(clean, base=server_options(settings))
+
+
+def server_options(settings: Any) -> Options:
+    """The options a request starts from: this server's limits, nothing else."""
+    return Options(max_pixels=settings.max_pixels, max_lowres_pixels=settings.max_lowres_pixels)
 
 
 @dataclass

@@ -40,7 +40,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from ..errors import Cancelled, InvalidInput, InvalidOption, MattekitError
 from ..options import BackgroundImage, Options
-from .api import require_api_key
+from .api import require_api_key, server_options
 from .executor import WorkPool
 from .settings import env_number
 from .uploads import read_upload
@@ -231,14 +231,14 @@ def _store(request: Request) -> JobStore:
     return request.app.state.jobs
 
 
-def _parse(fields: Mapping[str, str], has_bg_file: bool, max_pixels: int) -> tuple[str, Options, dict]:
+def _parse(fields: Mapping[str, str], has_bg_file: bool, base: Options) -> tuple[str, Options, dict]:
     from ..video import VideoOptions, resolve_output
 
     unknown = sorted(set(fields) - JOB_FIELDS)
     if unknown:
         raise InvalidOption(f"unknown option {unknown[0]!r}; known: {', '.join(sorted(JOB_FIELDS | {'file', 'bg_file'}))}")
     stills = {k: v for k, v in fields.items() if k not in ("output", "start", "end") and not (k == "bg" and has_bg_file)}
-    options = Options.from_fields(stills, base=Options(max_pixels=max_pixels))
+    options = Options.from_fields(stills, base=base)
     output = (fields.get("output") or "").strip().lower() or (
         "matte" if options.mask else ("composite" if options.background is not None or has_bg_file else "webm"))
     if output not in JOB_OUTPUTS:
@@ -307,7 +307,7 @@ async def create_job(request: Request) -> JSONResponse:
         has_bg = "bg_file" in upload.saved
         if has_bg and not upload.saved["bg_file"]:
             raise InvalidInput("bg_file is empty")
-        output, options, times = _parse(fields, has_bg, request.app.state.settings.max_pixels)
+        output, options, times = _parse(fields, has_bg, server_options(request.app.state.settings))
         job.output = output
         if not upload.saved.get("file"):
             raise InvalidInput("no video: send it as the multipart field 'file'")

@@ -4,6 +4,7 @@
 |-----------------------------|-------------------------|--------------------------------------------------|
 | ``MATTEKIT_MAX_UPLOAD_BYTES`` | 33554432 (32 MiB)     | request body limit, enforced while streaming (413) |
 | ``MATTEKIT_MAX_PIXELS``       | 50000000              | decoded pixel limit per image (422)              |
+| ``MATTEKIT_MAX_LOWRES_PIXELS`` | 2073600 (1920x1080)  | pixels the network may run on: caps ``ratio`` (422) |
 | ``MATTEKIT_WORKERS``          | CPU count, at most 4  | inference threads in the bounded pool            |
 | ``MATTEKIT_QUEUE_SIZE``       | 16                    | requests waiting for a worker before 503 Busy    |
 | ``MATTEKIT_CORS_ORIGINS``     | (none)                | comma-separated origins allowed by CORS          |
@@ -22,6 +23,10 @@ from ..errors import InvalidOption
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 DEFAULT_QUEUE_SIZE = 16
+# A client's ``ratio`` sets the network's input size, and with it the memory (~1 KB per pixel,
+# bench/memory.py): ratio 1 is allowed up to a 1080p photo; the presets' automatic ~640 px
+# pass is 10x below.
+DEFAULT_MAX_LOWRES_PIXELS = 1920 * 1080
 
 N = TypeVar("N", int, float)
 
@@ -66,6 +71,7 @@ class Settings:
 
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_lowres_pixels: int = DEFAULT_MAX_LOWRES_PIXELS
     workers: int = 0  # 0 = default_workers()
     queue_size: int = DEFAULT_QUEUE_SIZE
     cors_origins: tuple[str, ...] = ()
@@ -75,8 +81,11 @@ class Settings:
     def __post_init__(self) -> None:
         if self.workers == 0:
             object.__setattr__(self, "workers", default_workers())
-        if self.workers < 1 or self.queue_size < 0 or self.max_upload_bytes < 1 or self.max_pixels < 1:
-            raise InvalidOption("workers, max_upload_bytes and max_pixels must be positive; queue_size >= 0")
+        if (self.workers < 1 or self.queue_size < 0 or self.max_upload_bytes < 1 or self.max_pixels < 1
+                or self.max_lowres_pixels < 1):
+            raise InvalidOption(
+                "workers, max_upload_bytes, max_pixels and max_lowres_pixels must be positive; queue_size >= 0"
+            )
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None, **overrides) -> "Settings":
@@ -85,6 +94,7 @@ class Settings:
         values = dict(
             max_upload_bytes=env_number(env, "MATTEKIT_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1),
             max_pixels=env_number(env, "MATTEKIT_MAX_PIXELS", DEFAULT_MAX_PIXELS, 1),
+            max_lowres_pixels=env_number(env, "MATTEKIT_MAX_LOWRES_PIXELS", DEFAULT_MAX_LOWRES_PIXELS, 1),
             workers=env_number(env, "MATTEKIT_WORKERS", 0, 0),
             queue_size=env_number(env, "MATTEKIT_QUEUE_SIZE", DEFAULT_QUEUE_SIZE, 0),
             cors_origins=_list(env, "MATTEKIT_CORS_ORIGINS"),
