@@ -409,13 +409,14 @@ class Stream:
         self.state = RecurrentState.empty()
 
 
-# From this many low-resolution pixels on (a 1080p frame at ratio 1; the presets' 640 px pass is
-# ~0.25 MP), every run hands the memory ONNX Runtime's arena took back to the system. Without it
-# each session keeps its largest run's buffers, and the split's sessions keep theirs side by
-# side: 4 passes of a 3000x2000 photo at ratio 1 held 10.8 GB against 6.5 GB with it (one
-# whole-network session: 5.5 GB). The cost is re-allocating on the next run: +6-15 % time at
-# 2 MP, none measurable at 6 MP, +28 % at 1 MP — so small passes keep their arena.
-ARENA_SHRINK_PIXELS = 2_000_000
+# From this many low-resolution pixels on, every run hands the memory ONNX Runtime's arena took
+# back to the system. Without it each session keeps its largest run's buffers, and the split's
+# sessions keep theirs side by side: 4 passes of a 3000x2000 photo at ratio 1 held 10.8 GB
+# against 6.5 GB with it (one whole-network session: 5.5 GB); a 1 MP pass left ~3.4 GB behind.
+# The cost is re-allocating on the next run: +28 % time at 1 MP, +6-15 % at 2 MP, none measurable
+# at 6 MP. The presets' automatic pass (640 px on the long side, at most 0.41 MP) stays below, so
+# only an explicit large ratio pays it.
+ARENA_SHRINK_PIXELS = 500_000
 
 
 def arena_run_options(lowres_pixels: float):
