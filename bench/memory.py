@@ -6,7 +6,7 @@
 Each case runs in its own process (peak RSS is per process): two stills at the given ratio, then
 ``ru_maxrss``. "shrink" is the engine as shipped (runs with at least
 ``engine.ARENA_SHRINK_PIXELS`` low-resolution pixels hand the arena's memory back); "keep" sets
-that threshold out of reach, so every session keeps its largest run's buffers. The presets'
+that threshold out of reach, so the (shared) arena keeps its largest run's buffers. The presets'
 own 640 px pass stays far below the threshold: this is about ``--ratio`` near 1 on big photos.
 Writes ``bench/out/memory.json`` and ``bench/out/memory.md``.
 """

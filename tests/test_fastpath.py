@@ -206,8 +206,8 @@ def test_large_passes_hand_their_memory_back_and_match(split):
     assert arena_run_options(ARENA_SHRINK_PIXELS - 1) is None
     assert arena_run_options(ARENA_SHRINK_PIXELS) is not None
     assert 640 * 640 < ARENA_SHRINK_PIXELS  # the presets' automatic pass never pays for it
-    rgb = np.asarray(Image.open(sample_path("astronaut")).convert("RGB").resize((1024, 576)))
-    assert 1024 * 576 >= ARENA_SHRINK_PIXELS  # ratio 1: the shrinking path
+    rgb = np.asarray(Image.open(sample_path("astronaut")).convert("RGB").resize((1920, 1080)))
+    assert 1920 * 1080 >= ARENA_SHRINK_PIXELS  # ratio 1: the shrinking path
     parted, _ = split.step(rgb, 1.0, None, passes=2)
     whole, state = split.step(rgb, 1.0, None)
     whole, _ = split.step(rgb, 1.0, state)

@@ -232,6 +232,8 @@ class Engine:
         parts = {}
         if self.fast and providers[0] == "CPUExecutionProvider":
             parts = self._submodels(info)
+        if parts and _share_cpu_arena():
+            opts.add_session_config_entry("session.use_env_allocators", "1")
         if parts and self.threads != 1:
             # ONNX Runtime's idle workers spin after a run, on the very cores the OpenCV tail
             # (or the next sub-model's session) then needs; measured, the split was faster without.
@@ -409,14 +411,12 @@ class Stream:
         self.state = RecurrentState.empty()
 
 
-# From this many low-resolution pixels on, every run hands the memory ONNX Runtime's arena took
-# back to the system. Without it each session keeps its largest run's buffers, and the split's
-# sessions keep theirs side by side: 4 passes of a 3000x2000 photo at ratio 1 held 10.8 GB
-# against 6.5 GB with it (one whole-network session: 5.5 GB); a 1 MP pass left ~3.4 GB behind.
-# The cost is re-allocating on the next run: +28 % time at 1 MP, +6-15 % at 2 MP, none measurable
-# at 6 MP. The presets' automatic pass (640 px on the long side, at most 0.41 MP) stays below, so
-# only an explicit large ratio pays it.
-ARENA_SHRINK_PIXELS = 500_000
+# From this many low-resolution pixels on (a 1080p frame at ratio 1; the presets' automatic pass
+# is at most 0.41 MP), every run hands the memory ONNX Runtime's arena took back to the system
+# instead of keeping its largest run's buffers: 4 passes of a 3000x2000 photo at ratio 1 peaked
+# at 5.2 GB against 9.2 GB kept, and ran faster (bench/memory.py). Below, re-allocating costs
+# more than it saves (+28 % time at 1 MP).
+ARENA_SHRINK_PIXELS = 2_000_000
 
 
 def arena_run_options(lowres_pixels: float):
@@ -440,6 +440,33 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
             f"image is {rgb.shape[1]}x{rgb.shape[0]} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed"
         )
     return np.ascontiguousarray(rgb)
+
+
+_arena_lock = threading.Lock()
+_arena_shared: Optional[bool] = None  # registered with ONNX Runtime (once per process)?
+
+
+def _share_cpu_arena() -> bool:
+    """Register one CPU memory arena for every session that asks for it (once per process).
+
+    Each session otherwise grows its own arena to its largest run and keeps it: the split's
+    four sessions held four peaks (a process that ran every preset on square photos: 969 MB
+    peak RSS against 578 MB for one whole-network session). Shared, the sessions reuse the same
+    buffers one after another: 413 against 735 MB for 4 passes at 640x640, same speed.
+    """
+    global _arena_shared
+    with _arena_lock:
+        if _arena_shared is None:
+            import onnxruntime as ort
+
+            try:
+                info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+                ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
+                _arena_shared = True
+            except Exception as exc:  # an ONNX Runtime without it: per-session arenas, as before
+                log.info("no shared CPU arena (%s)", exc)
+                _arena_shared = False
+        return _arena_shared
 
 
 _engine: Optional[Engine] = None
