@@ -65,6 +65,16 @@ rd, wr = sys.stdin.buffer, sys.stdout.buffer
 sys.stdout = sys.stderr  # nothing the library prints may corrupt the reply channel
 
 def peak_mb():
+    # VmHWM: this process's own high-water mark. ru_maxrss would start at the RSS of the pytest
+    # process that forked this worker (Linux carries it across exec), failing every case once
+    # the test session itself had grown past the limit.
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 def run_video(data, out_kind):

@@ -284,8 +284,14 @@ from mattekit.options import Options
 from mattekit.video import VideoOptions, process_video
 rss = {}
 import resource
-def rss_mb():  # the peak so far (Linux reports KiB)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_mb():  # this process's peak so far, in MiB
+    # VmHWM, not ru_maxrss: that one starts at the forking pytest process's RSS (Linux carries it
+    # across exec), which would hide any growth here below it.
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 def progress(p):
     if p.done in (60, p.total):
         rss[p.done] = rss_mb()
