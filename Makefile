@@ -21,7 +21,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,cluster,quality]'
 	touch $(STAMP)
 
+# pip does not compile an editable install, and containers often set PYTHONDONTWRITEBYTECODE:
+# then every start compiles the package again (a third of `mattekit --version`). Incremental.
 model: $(STAMP)
+	$(PY) -m compileall -q src
 	$(PY) -m mattekit model fetch
 
 # Browser tests use Debian's Chromium (browser downloads are blocked here).

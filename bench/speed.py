@@ -428,6 +428,20 @@ def part_server(seconds: float) -> list[dict]:
 
 
 # -- report ------------------------------------------------------------------------------------
+def cpu_name() -> str:
+    """The CPU's model name and widest vector extension: absolute times differ ~2x between the
+    x86 machines this runs on (e.g. with and without AVX-512), ratios much less."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    name = fields.get("model name\t", "").strip() or platform.machine()
+    flags = set(fields.get("flags\t\t", "").split())
+    isa = next((f for f in ("avx512f", "avx2", "avx", "neon") if f in flags), None)
+    return f"{name} ({isa.upper()})" if isa else name
+
+
 def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     """A markdown table: first column left-aligned, the rest right-aligned (numbers)."""
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
@@ -436,7 +450,7 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"Machine: {report['machine']}.", ""]
+    lines = [f"Machine: {report['machine']}{', ' + report['cpu'] if report.get('cpu') else ''}.", ""]
     if report.get("model"):
         lines += _table(["model only", "plain ONNX Runtime", "mattekit split", "ratio"], [
             [f"{r['size']} @ {r['ratio']}", f"{r['plain_ms']:.0f} ms", f"{r['split_ms']:.0f} ms",
@@ -488,7 +502,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--reps", type=int, default=None, help="alternated repeats (default 3, quick 1)")
     ap.add_argument("--sizes", default="720p,1080p,4K")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--render", type=Path, metavar="JSON", help="only print the tables of an earlier run's speed.json")
     args = ap.parse_args(argv)
+    if args.render:
+        print(markdown(json.loads(args.render.read_text())))
+        return 0
     parts = set(args.parts.split(","))
     n = args.images or (4 if args.quick else 8)
     reps = args.reps or (1 if args.quick else 3)
@@ -497,6 +515,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
                    f"{platform.python_version()}, onnxruntime {ort.__version__}",
+        "cpu": cpu_name(),
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "load_average_start": os.getloadavg(),
     }
