@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # pip does not compile an editable install, and containers often set PYTHONDONTWRITEBYTECODE:
-# then every start compiles the package again (a third of `mattekit --version`). Incremental.
+# then every start compiles the package again (~40 ms of a ~0.19 s `mattekit --version` here). Incremental.
 model: $(STAMP)
 	$(PY) -m compileall -q src
 	$(PY) -m mattekit model fetch

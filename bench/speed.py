@@ -429,16 +429,17 @@ def part_server(seconds: float) -> list[dict]:
 
 # -- report ------------------------------------------------------------------------------------
 def cpu_name() -> str:
-    """The CPU's model name and widest vector extension: absolute times differ ~2x between the
-    x86 machines this runs on (e.g. with and without AVX-512), ratios much less."""
+    """The CPU's model name and widest x86 vector extension: absolute times differ ~2.3x between
+    the 2-core machines this project ran on, ratios much less."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or platform.machine()
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    name = fields.get("model name\t", "").strip() or platform.machine()
-    flags = set(fields.get("flags\t\t", "").split())
-    isa = next((f for f in ("avx512f", "avx2", "avx", "neon") if f in flags), None)
+    # "key<tabs>: value"; every core repeats the same keys
+    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in info.splitlines())}
+    name = fields.get("model name") or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    isa = next((f for f in ("avx512f", "avx2", "avx") if f in flags), None)
     return f"{name} ({isa.upper()})" if isa else name
 
 
