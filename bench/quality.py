@@ -209,6 +209,11 @@ def build_pipelines() -> dict[str, Pipeline]:
         Pipeline("flip640x3", "640 px + mirror, 3 passes each", recipe_step(_rec("f", (640,), 3, True)), ("default",)),
         Pipeline("ens3", "average of 576/640/768 px, 1 pass each", recipe_step(_rec("e", (576, 640, 768), 1, False)), ("sweep",)),
         Pipeline("ens3x3", "average of 576/640/768 px, 3 passes each", recipe_step(_rec("e", (576, 640, 768), 3, False)), ("default",)),
+        Pipeline("ens512-768", "average of 512/640/768 px, 1 pass each", recipe_step(_rec("e", (512, 640, 768), 1, False)), ("ensemble",)),
+        Pipeline("ens512-768x2", "average of 512/640/768 px, 2 passes each", recipe_step(_rec("e", (512, 640, 768), 2, False)), ("ensemble",)),
+        Pipeline("ens448-768", "average of 448/512/576/640/704/768 px, 1 pass each", recipe_step(_rec("e", (448, 512, 576, 640, 704, 768), 1, False)), ("ensemble",)),
+        Pipeline("ens448-768x2", "average of 448/512/576/640/704/768 px, 2 passes each", recipe_step(_rec("e", (448, 512, 576, 640, 704, 768), 2, False)), ("ensemble",)),
+        Pipeline("flipens512-640", "average of 512/640 px and their mirror images, 1 pass each", recipe_step(_rec("e", (512, 640), 1, True)), ("ensemble",)),
         Pipeline("fuse", "384 px silhouette, 1024 px in its uncertain band", fused(plain(("auto", 384)), plain(("auto", 1024))), ("default",)),
         Pipeline("guided", "balanced + guided filter in the uncertain band", guided(preset_step("balanced")), ("default",)),
         Pipeline("cf", "balanced + PyMatting closed-form in the band (half size; slow)", closed_form(preset_step("balanced")), ("slow",)),
@@ -239,7 +244,8 @@ def run_pipelines(
             alpha = p.step(engine, s.rgb).alpha
             dt = time.perf_counter() - t
             e = metrics.errors(alpha, s.alpha, with_conn=with_conn)
-            rows.append({"pipeline": p.name, "set": s.set, "image": s.stem, "person": s.person, "seconds": dt, **e.as_dict()})
+            rows.append({"pipeline": p.name, "set": s.set, "image": s.stem, "person": s.person,
+                         "background": s.background, "seconds": dt, **e.as_dict()})
     if log:
         for p in pipelines:
             mine = [r for r in rows if r["pipeline"] == p.name]
@@ -281,6 +287,20 @@ def summarise(rows: Sequence[dict], baseline: str = "demo") -> dict:
                 entry["wins_vs_demo"] = int(sum(q < 1.0 for q in ratios))
                 entry["median_ratio_vs_demo"] = float(np.median(ratios)) if ratios else float("nan")
         out[set_name] = {"pipelines": table, "pareto": pareto(table)}
+        if set_name == "people" and baseline in table:
+            out[set_name]["per_image"] = per_image_ratios(sub, baseline)
+    return out
+
+
+def per_image_ratios(rows: Sequence[dict], baseline: str = "demo") -> dict:
+    """SAD vs the baseline for every (person, background) image, per pipeline: where a mean's
+    gain comes from, and whether it holds for each person on most backgrounds."""
+    demo = {r["image"]: r["sad"] for r in rows if r["pipeline"] == baseline}
+    out: dict = {}
+    for r in rows:
+        if demo.get(r["image"]):
+            key = f"{r['person']} {r.get('background') or r['image']}"
+            out.setdefault(r["pipeline"], {})[key] = r["sad"] / demo[r["image"]]
     return out
 
 
@@ -314,6 +334,8 @@ def markdown(summary: dict, pipelines: dict[str, Pipeline], command: str) -> str
             cells.append("*" if name in part["pareto"] else "")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        if part.get("per_image"):
+            lines += per_image_markdown(part["per_image"])
     lines.append("Pipelines: " + "; ".join(f"`{n}` {pipelines[n].about}" for n in dict.fromkeys(
         n for part in summary.values() for n in part["pipelines"]) if n in pipelines) + ".")
     return "\n".join(lines) + "\n"
@@ -476,6 +498,16 @@ def contact_sheet(s: Sample, B: np.ndarray, news: dict, fgs: dict, alpha: np.nda
     out.mkdir(parents=True, exist_ok=True)
     sheet = np.clip(np.vstack(rows) + 0.5, 0, 255).astype(np.uint8)
     Image.fromarray(sheet).save(out / f"sheet_{s.stem}.png")
+
+
+def per_image_markdown(per_image: dict) -> list[str]:
+    """One row per pipeline, one column per (person, background): SAD vs the demo."""
+    keys = sorted({k for v in per_image.values() for k in v})
+    lines = ["**per image: SAD vs demo** (person, background)", "",
+             "| pipeline | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
+    for name, ratios in per_image.items():
+        lines.append(f"| `{name}` | " + " | ".join(f"{ratios[k]:.2f}" if k in ratios else "" for k in keys) + " |")
+    return lines + [""]
 
 
 def report_markdown(report: dict, pipes: dict[str, Pipeline]) -> str:

@@ -205,7 +205,7 @@ def test_large_passes_hand_their_memory_back_and_match(split):
 
     assert arena_run_options(ARENA_SHRINK_PIXELS - 1) is None
     assert arena_run_options(ARENA_SHRINK_PIXELS) is not None
-    assert 640 * 640 < ARENA_SHRINK_PIXELS  # the presets' automatic pass never pays for it
+    assert 768 * 768 < ARENA_SHRINK_PIXELS  # the presets' largest automatic pass never pays for it
     rgb = np.asarray(Image.open(sample_path("astronaut")).convert("RGB").resize((1920, 1080)))
     assert 1920 * 1080 >= ARENA_SHRINK_PIXELS  # ratio 1: the shrinking path
     parted, _ = split.step(rgb, 1.0, None, passes=2)

@@ -30,9 +30,9 @@ log = logging.getLogger("mattekit.engine")
 Device = Literal["auto", "cpu", "cuda"]
 
 # RVM's guidance: the low-resolution pass works best at roughly 256-512 px on its longer side
-# (their table: 1080p -> 0.25, 4K -> 0.125, i.e. ~480 px). This is the plain engine's default;
-# the quality presets (stills, and video through presets.stream) use their own measured size,
-# presets.RECIPES (bench/quality.py: one size's error is largely luck, passes are not).
+# (their table: 1080p -> 0.25, 4K -> 0.125, i.e. ~480 px). This is the plain engine's default,
+# and the default preset's for stills; the other presets and video choose their own sizes
+# (presets.PRESETS, with the reason for each).
 AUTO_TARGET_PX = 512
 MIN_SIDE = 16
 

@@ -1,36 +1,46 @@
 """Quality presets: how many model runs, at which downsample ratios, with what extras.
 
-A preset is a small :class:`Recipe` over the public engine API (:meth:`Engine.step`); the numbers
-behind each choice come from ``bench/quality.py`` on the dev set (README, "Quality").
+A preset is a still :class:`Recipe` and a video :class:`Recipe` over the public engine API
+(:meth:`Engine.step`). Each recipe is chosen for a reason that does not depend on two dev people
+(README, "Quality"; ``bench/quality.py`` measures them):
+
+``fast`` (stills: one pass, 448 px long side)
+    The network's cost follows its input's pixels: a smaller pass is cheaper, for bulk work.
+    448 px is one step below RVM's published rule; at 384 px a half-body portrait's hair thins
+    out (worse than the demo for person C on 6 of 7 backgrounds).
+``balanced`` (stills, the default: one pass, 512 px long side)
+    RVM's published rule (its authors' ``downsample_ratio`` table: the low-resolution pass's
+    longer side about 512 px), so the model costs about what the original demo's fixed 0.25 did
+    on a 1080p photo: its gain is in speed, clean colours and a size rule that holds at every
+    photo size, not in a dev-set margin.
+``best`` (stills: the average of 576, 640 and 768 px, three passes each)
+    RVM's error moves up and down with the exact low-resolution size, differently for each
+    photo (the "ratio lottery"); averaging members at several sizes cancels much of that
+    variance, and for every pixel |mean(aᵢ) − g| ≤ mean(|aᵢ − g|), so the average is never
+    worse than its members' mean. A few passes per member let RVM's recurrent state settle as it
+    does on video frames (more than a few did not hold on other people). The one recipe that was
+    better than the demo for each person both on the dev set and on an independent check with
+    two other people.
 
 Stills (``run``)
-    Each recipe runs RVM once per *member* — one low-resolution size (``targets``, the longer side
-    of the network's low-resolution pass in pixels) and, with ``flip``, its mirror image — and
-    averages the members' alphas (and foregrounds). Each member may repeat the same photo
-    ``passes`` times, carrying RVM's recurrent state, so its memory settles as it would on the
-    frames of a video.
-
-    Averaging is safe: for every pixel |mean(aᵢ) − g| ≤ mean(|aᵢ − g|), so the SAD of the average
-    is never above the mean SAD of its members. The shipped presets use a single member (see
-    ``RECIPES``); the bench uses several to compare.
+    Each recipe runs RVM once per *member* — one low-resolution size (``targets``) and, with
+    ``flip``, its mirror image — and averages the members' alphas (and foregrounds). Each
+    member repeats the same photo ``passes`` times, carrying RVM's recurrent state.
 
     A fixed ``ratio`` (a float, e.g. ``0.25`` as in the original demo) replaces ``targets``: the
     recipe then runs that one ratio, still with its passes and flip.
 
 Video (``stream``)
-    For the frames of a video the recurrent state *is* the warm-up, so ``passes`` only applies to
-    the first frame after a start or :meth:`PresetStream.reset` (it is run ``passes`` times, as a
-    still would be, so the first frames are not worse than the rest). Each member keeps its own
-    recurrent state; the frames' alphas are the members' average, exactly as for stills.
-    The video code path is::
+    Every preset runs one 640 px pass per frame: on video a larger pass than the stills' rule
+    *is* steadier (dtSSD on the GT clip, and on another clip in the independent check), and the
+    recurrent state carried from frame to frame is the warm-up, so the video recipe's ``passes``
+    only apply to the first frame after a start or :meth:`PresetStream.reset`. The video code
+    path is::
 
         s = presets.stream(engine, options.preset, options.ratio, foreground=want_fg)
         for rgb in frames:            # RGB uint8 HxWx3
             matte = s.process(rgb)    # Matte(alpha, foreground)
         s.reset()                     # at a scene cut
-
-    Every shipped preset has one member, so each costs one model run per frame (plus the first
-    frame's warm-up); the video engineer's speed figures for ``fast`` hold for all three.
 """
 
 from __future__ import annotations
@@ -73,35 +83,56 @@ class Recipe:
         return len(self.members(ratio, height, width)) * self.passes
 
 
-# Measured on the dev set (bench/quality.py, README "Quality"). RVM's error jumps up and down with
-# the exact ratio (up to ±15 % between neighbouring sizes, differently for each person), while
-# extra passes on the same photo lowered each person's mean error at every size tried: so all
-# presets use one size (640 px, inside the range that did well for both people) and spend
-# their extra time on passes. Averaging sizes or the mirror image (``targets``, ``flip``) did
-# not beat the same time spent on passes (bench pipelines ens3x3, flip640x3).
-RECIPES: dict[str, Recipe] = {
-    "fast": Recipe("fast", targets=(640,), passes=1, flip=False, decontaminate=True),
-    "balanced": Recipe("balanced", targets=(640,), passes=4, flip=False, decontaminate=True),
-    "best": Recipe("best", targets=(640,), passes=10, flip=False, decontaminate=True),
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    still: Recipe
+    video: Recipe  # one member at the video size; its passes warm up the first frame
+
+
+# Why each recipe: the module docstring. Video keeps the sizes and first-frame warm-ups it had.
+PRESETS: dict[str, Preset] = {
+    "fast": Preset("fast",
+                   still=Recipe("fast", targets=(448,), passes=1, flip=False, decontaminate=True),
+                   video=Recipe("fast", targets=(640,), passes=1, flip=False, decontaminate=True)),
+    "balanced": Preset("balanced",
+                       still=Recipe("balanced", targets=(512,), passes=1, flip=False, decontaminate=True),
+                       video=Recipe("balanced", targets=(640,), passes=4, flip=False, decontaminate=True)),
+    "best": Preset("best",
+                   still=Recipe("best", targets=(576, 640, 768), passes=3, flip=False, decontaminate=True),
+                   video=Recipe("best", targets=(640,), passes=10, flip=False, decontaminate=True)),
 }
+RECIPES: dict[str, Recipe] = {name: p.still for name, p in PRESETS.items()}  # the stills' recipes
+
+
+def preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise InvalidOption(f"preset must be one of {', '.join(PRESETS)}, not {name!r}") from None
 
 
 def recipe(name: str) -> Recipe:
-    try:
-        return RECIPES[name]
-    except KeyError:
-        raise InvalidOption(f"preset must be one of {', '.join(RECIPES)}, not {name!r}") from None
+    """The preset's recipe for stills."""
+    return preset(name).still
 
 
-def check_lowres(preset: str, ratio: Union[str, float], height: int, width: int, limit: Optional[int]) -> None:
+def video_recipe(name: str) -> Recipe:
+    """The preset's recipe for the frames of a video."""
+    return preset(name).video
+
+
+def check_lowres(name: str, ratio: Union[str, float], height: int, width: int, limit: Optional[int], *,
+                 video: bool = False) -> None:
     """:class:`TooLarge` when the preset's largest low-resolution pass exceeds ``limit`` pixels.
 
     The network's memory follows its input, not the photo: ``ratio`` 1 on a 12 MP photo needs
-    gigabytes (``bench/memory.py``), the automatic 640 px pass about a quarter of a megapixel.
+    gigabytes (``bench/memory.py``), an automatic pass (768 px at most) about 0.4 megapixel.
     """
     if limit is None:
         return
-    largest = max(recipe(preset).ratios(ratio, height, width))
+    rec = video_recipe(name) if video else recipe(name)
+    largest = max(rec.ratios(ratio, height, width))
     pixels = height * width * largest * largest
     if pixels > limit:
         raise TooLarge(
@@ -190,4 +221,4 @@ class PresetStream:
 
 def stream(engine: Engine, preset: str, ratio: Union[str, float] = "auto", *, foreground: bool = False) -> PresetStream:
     """The preset's way through the frames of a video (see the module docstring)."""
-    return PresetStream(engine, recipe(preset), ratio, foreground=foreground)
+    return PresetStream(engine, video_recipe(preset), ratio, foreground=foreground)

@@ -744,7 +744,7 @@ def process_video(
         # Replacing a folder means deleting it: only ever one that holds nothing but our frames.
         raise InvalidOption(f"{target} is a folder with other files in it; write the frames to a new or empty folder")
     engine = engine or get_engine()
-    recipe = presets.recipe(options.preset)
+    recipe = presets.video_recipe(options.preset)
     clean = (recipe.decontaminate if options.decontaminate is None else options.decontaminate) and kind != "matte"
 
     info = probe(source)
@@ -760,7 +760,8 @@ def process_video(
             raise TooLarge(f"the clip is {limited:.1f} s long; the limit is {vopts.max_duration:g} s")
     if info.width * info.height > options.max_pixels:
         raise TooLarge(f"frames are {info.width}x{info.height}; the limit is {options.max_pixels:,} pixels")
-    presets.check_lowres(options.preset, options.ratio, info.height, info.width, options.max_lowres_pixels)
+    presets.check_lowres(options.preset, options.ratio, info.height, info.width, options.max_lowres_pixels,
+                         video=True)
 
     backgrounds = _Backgrounds(options, vopts) if kind == "composite" else None  # a bad picture fails here
     stream = _stream_for(engine, options, foreground=clean)

@@ -24,8 +24,8 @@ DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 DEFAULT_QUEUE_SIZE = 16
 # A client's ``ratio`` sets the network's input size, and with it the memory (~1 KB per pixel,
-# bench/memory.py): ratio 1 is allowed up to a 1080p photo; the presets' automatic ~640 px
-# pass is 10x below.
+# bench/memory.py): ratio 1 is allowed up to a 1080p photo; the presets' automatic passes
+# (768 px at most) are 5x below.
 DEFAULT_MAX_LOWRES_PIXELS = 1920 * 1080
 
 N = TypeVar("N", int, float)
