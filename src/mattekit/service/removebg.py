@@ -216,9 +216,9 @@ def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Any) 
         if "crop_margin" in fields and Options.from_fields({"crop": fields["crop"]}).crop:
             changes["margin"] = _margin(fields["crop_margin"])  # remove.bg reads it only with crop
 
-    base = Options(max_pixels=settings.max_pixels, max_lowres_pixels=settings.max_lowres_pixels)
     if output in ("png", "jpg", "webp"):
-        base = base.replace(format=output)
+        changes["format"] = output
+    base = Options(max_pixels=settings.max_pixels, max_lowres_pixels=settings.max_lowres_pixels)
     options = Options.from_fields(changes, base=base)
     ignored = tuple(sorted(name for name in fields if name in IGNORED or name not in KNOWN))
     return Job(image, options, SIZES[size], output, level != "none", ignored)
