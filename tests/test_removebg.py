@@ -294,10 +294,16 @@ def test_refused_and_ignored_parameters(api, photo):
     # The official CLI sends every field, "" when unset; rembgpy sends the defaults spelled out.
     r = post(api, photo, size="", type="", type_level="", roi="0 0 100% 100%", crop="", crop_margin="", scale="",
              position="original", channels="", add_shadow="true", semitransparency="false", bg_color="",
-             shadow_type="drop", mystery="1")
+             shadow_type="drop", mystery="1", **{"bad name\u00e9": "x"})
     assert r.status_code == 200, r.text
     assert r.headers["x-ignored-parameters"] == "add_shadow,mystery,semitransparency,shadow_type"
     assert Image.open(io.BytesIO(r.content)).size == (PREVIEW, PREVIEW)
+
+
+def test_photo_without_a_person_is_400_unknown_foreground(api, sample_icc_photo):
+    # scikit-image's rocket, at its own size: no person, its alpha is at most 1/255 everywhere.
+    r = post(api, sample_icc_photo.read_bytes(), size="full")
+    assert r.status_code == 400 and errors_of(r)["code"] == "unknown_foreground"
 
 
 def test_sources_and_sniffing(api, photo):

@@ -61,6 +61,8 @@ UNLIMITED = 1_000_000_000
 _HEX = re.compile(r"#?([0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
 _LENGTH = re.compile(r"(\d+(?:\.\d+)?)(px|%)?")
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)%")
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_REPORTED = 16
 
 
 class RemoveBgError(InvalidOption):
@@ -220,7 +222,9 @@ def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Any) 
         changes["format"] = output
     base = Options(max_pixels=settings.max_pixels, max_lowres_pixels=settings.max_lowres_pixels)
     options = Options.from_fields(changes, base=base)
-    ignored = tuple(sorted(name for name in fields if name in IGNORED or name not in KNOWN))
+    # Only plain names, and a bounded list: they come from the client and go into a header.
+    ignored = tuple(sorted(name for name in fields if (name in IGNORED or name not in KNOWN)
+                           and _NAME.fullmatch(name)))[:MAX_REPORTED]
     return Job(image, options, SIZES[size], output, level != "none", ignored)
 
 

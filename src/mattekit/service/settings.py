@@ -8,7 +8,7 @@
 | ``MATTEKIT_WORKERS``          | CPU count, at most 4  | inference threads in the bounded pool            |
 | ``MATTEKIT_QUEUE_SIZE``       | 16                    | requests waiting for a worker before 503 Busy    |
 | ``MATTEKIT_CORS_ORIGINS``     | (none)                | comma-separated origins allowed by CORS          |
-| ``MATTEKIT_API_KEYS``         | (none)                | comma-separated keys; when set, /api/ needs one  |
+| ``MATTEKIT_API_KEYS``         | (none)                | comma-separated keys; when set, /api/ and /v1.0/ need one |
 """
 
 from __future__ import annotations
