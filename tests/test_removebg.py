@@ -147,7 +147,7 @@ def test_pypi_remove_bg_api(server, sample_photo, monkeypatch):
     assert client.account.balance() == UNLIMITED  # it subtracts int(X-Credits-Charged)
 
     # The official clients ask for zip when the user wants PNG: color.jpg + alpha.png.
-    archive = client.remove_bg_file(str(sample_photo), data={"size": "full", "format": "zip"})
+    archive = client.remove_bg_file(str(sample_photo), data={"size": "full", "format": "zip", "channels": "alpha"})
     with zipfile.ZipFile(io.BytesIO(archive)) as z:
         assert z.namelist() == ["color.jpg", "alpha.png"]
         colour, alpha = Image.open(io.BytesIO(z.read("color.jpg"))), Image.open(io.BytesIO(z.read("alpha.png")))

@@ -202,7 +202,8 @@ def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Any) 
     alpha_only = _choice("channels", fields.get("channels", "rgba").lower(), CHANNELS) == "alpha"
     _whole_image_only(fields)
 
-    changes: dict[str, Any] = {"mask": alpha_only}
+    # A zip always holds both the colours and the matte, whatever channels says.
+    changes: dict[str, Any] = {"mask": alpha_only and output != "zip"}
     background = files.get("bg_image_file")
     if background is not None and "bg_color" in fields:
         raise RemoveBgError("give one background: bg_color or bg_image_file, not both", "multiple_bg_sources")
@@ -351,9 +352,7 @@ def _longest_side(data: bytes, max_pixels: int, cap: int) -> Optional[int]:
 
 def _zip(image: Image.Image, quality: int) -> bytes:
     """remove.bg's ZIP: ``color.jpg`` (edge colours cleaned) and ``alpha.png`` (the matte)."""
-    if image.mode == "L":
-        colour, alpha = image.convert("RGB"), image
-    elif image.mode == "RGBA":
+    if image.mode == "RGBA":
         colour, alpha = image.convert("RGB"), image.getchannel("A")
     else:  # a background made it opaque
         colour, alpha = image, Image.new("L", image.size, 255)
