@@ -446,19 +446,26 @@ def compose(
         foreground = foreground[t:b, l:r] if foreground is not None else None
         foreground_boxes = crop_boxes(foreground_boxes, box)
     a8 = alpha_to_u8(alpha)
+    # Where the subject is in the result, also when a background hides the alpha (remove.bg's
+    # X-Foreground-*): a few ms on a still, against hundreds in the model.
+    subject = subject_box(alpha, options.crop_threshold, Margin())
     if options.mask:
-        return _cropped(Image.fromarray(a8, "L"), box)
+        return _cropped(Image.fromarray(a8, "L"), box, subject)
     colours = decontaminate(rgb, alpha, foreground, foreground_boxes) if decontaminate_edges else rgb
     if options.background is None:
-        return _cropped(Image.fromarray(with_alpha(colours, a8), "RGBA"), box)
+        return _cropped(Image.fromarray(with_alpha(colours, a8), "RGBA"), box, subject)
     bg = background_array(options.background, rgb)
-    return _cropped(Image.fromarray(over(colours, alpha, bg), "RGB"), box)
+    return _cropped(Image.fromarray(over(colours, alpha, bg), "RGB"), box, subject)
 
 
-def _cropped(image: Image.Image, box: Optional[tuple[int, int, int, int]]) -> Image.Image:
+def _cropped(
+    image: Image.Image, box: Optional[tuple[int, int, int, int]], subject: Optional[tuple[int, int, int, int]]
+) -> Image.Image:
     """Records where :func:`compose` cut the frame (``info["crop_box"]``, None = not cut), so the
-    caller can line the original up with the result; :class:`mattekit.matter.Matter` pops it."""
+    caller can line the original up with the result, and the subject's box in the result
+    (``info["subject_box"]``); :class:`mattekit.matter.Matter` pops both."""
     image.info["crop_box"] = box
+    image.info["subject_box"] = subject
     return image
 
 

@@ -22,12 +22,16 @@ class Result:
     ``crop_box`` is where a crop cut the frame, ``(left, top, right, bottom)`` in pixels of the
     decoded (upright, resized) photo of ``frame_size`` ``(width, height)``; None when nothing was
     cut. With it a viewer can crop the original to compare like with like.
+
+    ``subject_box`` is the subject's bounding box (alpha above ``crop_threshold``) in pixels of
+    ``image``, ``(left, top, right, bottom)``; None when no pixel is that opaque.
     """
 
     image: Image.Image
     timings: dict[str, float] = field(default_factory=dict)
     crop_box: Optional[tuple[int, int, int, int]] = None
     frame_size: Optional[tuple[int, int]] = None
+    subject_box: Optional[tuple[int, int, int, int]] = None
 
     def encode(self, fmt: str = "png", quality: int = 90) -> bytes:
         t = time.perf_counter()
@@ -77,9 +81,10 @@ class Matter:
         timings.update(decode=t1 - t0, matte=t2 - t1, compose=t3 - t2)
         h, w = decoded.rgb.shape[:2]
         box = image.info.pop("crop_box", None)
+        subject = image.info.pop("subject_box", None)
         if box == (0, 0, w, h):
             box = None  # the subject filled the frame: nothing was cut
-        return Result(image, timings, box, (w, h))
+        return Result(image, timings, box, (w, h), subject)
 
     def remove(self, source: ImageSource, options: Optional[Options] = None, **changes: Any) -> Image.Image:
         """The cut-out (RGBA), mask (L) or composite (RGB) of ``source`` as a PIL image."""

@@ -7,7 +7,6 @@ Everything a route needs lives on ``request.app.state``: ``settings``, ``pool``,
 
 from __future__ import annotations
 
-import hmac
 import re
 import time
 from dataclasses import dataclass, field
@@ -54,14 +53,14 @@ async def require_api_key(request: Request) -> None:
     ``async`` although it does no I/O: FastAPI runs a plain ``def`` dependency in a thread pool,
     one thread per concurrent request (tests/test_load.py saw +16 threads under load).
     """
-    keys = request.app.state.settings.api_keys
-    if not keys:
+    settings = request.app.state.settings
+    if not settings.api_keys:
         return
     given = request.headers.get("x-api-key", "")
     auth = request.headers.get("authorization", "")
     if not given and auth.lower().startswith("bearer "):
         given = auth[7:].strip()
-    if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
+    if not settings.accepts_key(given):
         raise Unauthorized("this server needs an API key: send it as X-API-Key or Authorization: Bearer")
 
 

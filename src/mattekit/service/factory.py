@@ -14,6 +14,9 @@ when the module exists. Routes reach shared state through ``request.app.state``:
 
 Raise :class:`~mattekit.errors.MattekitError` subclasses in handlers: they become
 ``{"error": {"code", "message"}}`` with the error's ``http_status`` (503 adds ``Retry-After``).
+A module serving another API's error shape (``removebg.py``) exposes ``ERROR_PREFIX`` (a path
+prefix) and ``error_response(status, code, message, headers)``; every error under that prefix,
+404 and 500 included, is then answered by it instead.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import logging
 import time
 from contextlib import asynccontextmanager
 from types import ModuleType
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -42,12 +45,28 @@ from .settings import Settings
 
 log = logging.getLogger("mattekit.service")
 
-ROUTER_MODULES = ("api", "jobs")
+ROUTER_MODULES = ("api", "jobs", "removebg")
 MOUNTS = ("/static", "/docs-assets")  # static mounts get their own metrics label
+REMOVEBG_HEADERS = ("X-Width", "X-Height", "X-Type", "X-Credits-Charged", "X-Foreground-Top", "X-Foreground-Left",
+                    "X-Foreground-Width", "X-Foreground-Height", "X-Ignored-Parameters")
 
 
 def error_response(status: int, code: str, message: str, headers: Optional[dict] = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+Responder = Callable[[int, str, str, Optional[dict]], JSONResponse]
+
+
+def _responders(modules: list[ModuleType]) -> Callable[[Request], Responder]:
+    """The error answer for a request's path: a module's own shape under its prefix, else ours."""
+    prefixed = [(m.ERROR_PREFIX, m.error_response) for m in modules if hasattr(m, "ERROR_PREFIX")]
+
+    def pick(request: Request) -> Responder:
+        path = request.url.path
+        return next((respond for prefix, respond in prefixed if path.startswith(prefix)), error_response)
+
+    return pick
 
 
 def _routers() -> list[ModuleType]:
@@ -166,14 +185,14 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
     app.state.ready = False
     app.state.load_error = None
 
-    _add_error_handlers(app, pool, metrics)
+    _add_error_handlers(app, pool, metrics, _responders(modules))
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(
             CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
             allow_headers=["*"], expose_headers=["X-Process-Time", "Server-Timing", "X-Image-Size", "X-Crop-Box", "X-Frame-Size",
-                            "Retry-After"],
+                            "Retry-After", *REMOVEBG_HEADERS],
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
@@ -188,7 +207,7 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
     return app
 
 
-def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics) -> None:
+def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics, respond: Callable[[Request], Responder]) -> None:
     @app.exception_handler(MattekitError)
     async def mattekit_error(request: Request, exc: MattekitError) -> JSONResponse:
         headers = None
@@ -199,18 +218,18 @@ def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics) -> None:
         elif exc.http_status == 401:  # RFC 9110: a 401 names the scheme it wants
             headers = {"WWW-Authenticate": 'Bearer realm="mattekit"'}
         metrics.errors.labels(exc.code).inc()
-        return error_response(exc.http_status, exc.code, exc.message, headers)
+        return respond(request)(exc.http_status, exc.code, exc.message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return error_response(400, "invalid_option", f"{where}: {first.get('msg', 'invalid request')}")
+        return respond(request)(400, "invalid_option", f"{where}: {first.get('msg', 'invalid request')}", None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed"}
-        return error_response(
+        return respond(request)(
             exc.status_code, codes.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail),
             getattr(exc, "headers", None),
         )
@@ -222,15 +241,15 @@ def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics) -> None:
         # Not a server fault: say so in one line, no traceback. The answer reaches nobody; 499 is
         # the status proxies use for it, so /metrics counts these apart from errors.
         log.warning("client disconnected before its upload to %s was complete; request dropped", request.url.path)
-        return error_response(499, "client_disconnected", "the client went away before the upload ended")
+        return respond(request)(499, "client_disconnected", "the client went away before the upload ended", None)
 
     @app.exception_handler(MemoryError)
     async def out_of_memory(request: Request, exc: MemoryError) -> JSONResponse:
         log.error("out of memory while serving %s", request.url.path)
-        return error_response(503, "out_of_memory", "the server ran out of memory; try a smaller image",
+        return respond(request)(503, "out_of_memory", "the server ran out of memory; try a smaller image",
                               {"Retry-After": str(pool.retry_after())})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error while serving %s", request.url.path)
-        return error_response(500, "internal", "internal error: the server logged the details")
+        return respond(request)(500, "internal", "internal error: the server logged the details", None)

@@ -8,11 +8,12 @@
 | ``MATTEKIT_WORKERS``          | CPU count, at most 4  | inference threads in the bounded pool            |
 | ``MATTEKIT_QUEUE_SIZE``       | 16                    | requests waiting for a worker before 503 Busy    |
 | ``MATTEKIT_CORS_ORIGINS``     | (none)                | comma-separated origins allowed by CORS          |
-| ``MATTEKIT_API_KEYS``         | (none)                | comma-separated keys; when set, /api/ needs one  |
+| ``MATTEKIT_API_KEYS``         | (none)                | comma-separated keys; when set, /api/ and /v1.0/ need one |
 """
 
 from __future__ import annotations
 
+import hmac
 import os
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, TypeVar
@@ -86,6 +87,13 @@ class Settings:
             raise InvalidOption(
                 "workers, max_upload_bytes, max_pixels and max_lowres_pixels must be positive; queue_size >= 0"
             )
+
+    def accepts_key(self, given: str) -> bool:
+        """Whether ``given`` is one of the API keys (always, when none are configured)."""
+        if not self.api_keys:
+            return True
+        # Constant time, so response timing does not tell how much of a key was right.
+        return any(hmac.compare_digest(given.encode(), key.encode()) for key in self.api_keys)
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None, **overrides) -> "Settings":

@@ -55,11 +55,16 @@ async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
-async def read_upload(request: Request, limit: int, sinks: Optional[Mapping[str, BinaryIO]] = None) -> Upload:
+async def read_upload(
+    request: Request, limit: int, sinks: Optional[Mapping[str, BinaryIO]] = None,
+    *, file_fields: tuple[str, ...] = FILE_FIELDS,
+) -> Upload:
     """Multipart form, urlencoded form, or a raw image body (then it is the ``file``).
 
-    File fields named in ``sinks`` are written to those open files as they arrive instead of
-    being kept in memory (video uploads); :attr:`Upload.saved` then says how many bytes each got.
+    Multipart parts named in ``file_fields`` are kept as bytes in :attr:`Upload.files`, bounded
+    only by ``limit``; other parts are short UTF-8 text fields. File fields named in ``sinks``
+    are written to those open files as they arrive instead of being kept in memory (video
+    uploads); :attr:`Upload.saved` then says how many bytes each got.
     """
     sinks = sinks or {}
     from python_multipart.multipart import parse_options_header
@@ -69,7 +74,7 @@ async def read_upload(request: Request, limit: int, sinks: Optional[Mapping[str,
         boundary = params.get(b"boundary")
         if not boundary:
             raise BadRequest("multipart/form-data without a boundary")
-        return await _read_multipart(limited_stream(request, limit), boundary, sinks)
+        return await _read_multipart(limited_stream(request, limit), boundary, sinks, file_fields)
     if "file" in sinks and media != b"application/x-www-form-urlencoded":
         upload = Upload()
         async for chunk in limited_stream(request, limit):
@@ -88,7 +93,9 @@ async def read_upload(request: Request, limit: int, sinks: Optional[Mapping[str,
     return Upload(files={"file": bytes(body)} if body else {})
 
 
-async def _read_multipart(stream: AsyncIterator[bytes], boundary: bytes, sinks: Mapping[str, BinaryIO]) -> Upload:
+async def _read_multipart(
+    stream: AsyncIterator[bytes], boundary: bytes, sinks: Mapping[str, BinaryIO], file_fields: tuple[str, ...],
+) -> Upload:
     from python_multipart.exceptions import MultipartParseError
     from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -126,7 +133,7 @@ async def _read_multipart(stream: AsyncIterator[bytes], boundary: bytes, sinks: 
             return
         buf = part["data"]
         buf.extend(data[start:end])
-        if part["name"] not in FILE_FIELDS and len(buf) > MAX_FIELD_BYTES:
+        if part["name"] not in file_fields and len(buf) > MAX_FIELD_BYTES:
             raise BadRequest(f"form field {part['name']!r} is longer than {MAX_FIELD_BYTES} bytes")
 
     def on_part_end() -> None:
@@ -134,7 +141,7 @@ async def _read_multipart(stream: AsyncIterator[bytes], boundary: bytes, sinks: 
         if name in sinks:
             upload.saved[name] = part.get("saved", 0)
             return
-        if name in FILE_FIELDS:
+        if name in file_fields:
             upload.files[name] = bytes(data)
             return
         if len(upload.fields) >= MAX_FIELDS:

@@ -1,0 +1,447 @@
+"""remove.bg's v1.0 HTTP API on our server: ``POST /v1.0/removebg`` and ``GET /v1.0/account``.
+
+Clients and plugins written for remove.bg work unchanged once pointed at this server. A request
+is translated into our :class:`~mattekit.options.Options` and runs through the same
+:class:`~mattekit.matter.Matter`, pool, limits, API keys and metrics as ``/api/v1/remove``;
+only the vocabulary and the shape of answers and errors are remove.bg's. What each parameter
+does here (implemented, ignored, refused) is in the README, "Coming from remove.bg".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import math
+import re
+import time
+import zipfile
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from PIL import Image
+
+from .. import imaging
+from ..errors import InvalidOption, MattekitError
+from ..matter import Matter
+from ..options import BackgroundImage, Options, parse_color
+from .uploads import BadRequest, limited_stream, read_upload
+
+ERROR_PREFIX = "/v1.0/"
+
+# Result size caps in pixels, as remove.bg defines its sizes; None = as large as the input
+# (and this server's MATTEKIT_MAX_PIXELS) allows. Never upscaled.
+SIZES: dict[str, Optional[int]] = {
+    "preview": 250_000, "small": 250_000, "regular": 250_000,
+    "medium": 1_500_000, "hd": 4_000_000,
+    "full": None, "4k": None, "auto": None, "50mp": None,
+}
+DEFAULT_SIZE = "preview"  # remove.bg's default, so a client gets the size it got there
+SUBJECT_TYPES = ("auto", "person")
+OTHER_TYPES = ("product", "animal", "car", "car_interior", "car_part", "transportation", "graphic",
+               "graphics", "other")
+TYPE_LEVELS = ("none", "1", "2", "latest")
+OUTPUTS = ("auto", "png", "jpg", "webp", "zip")
+CHANNELS = ("rgba", "alpha")
+# remove.bg effects for cars (shadows, see-through windows): on people they change nothing
+# there either, so they are accepted and named in X-Ignored-Parameters.
+IGNORED = ("add_shadow", "semitransparency", "shadow_method", "shadow_type", "shadow_opacity")
+FILE_FIELDS = ("image_file", "bg_image_file", "image_file_b64")
+KNOWN = frozenset({
+    "image_file", "image_file_b64", "image_url", "bg_image_file", "bg_image_url", "bg_color",
+    "size", "type", "type_level", "format", "channels", "crop", "crop_margin", "roi", "scale",
+    "position", *IGNORED,
+})
+MAX_MARGIN_PX, MAX_MARGIN_PERCENT = 500, 50  # remove.bg's own bounds per side
+# JSON has no infinity; remove.bg's clients read these as plain numbers.
+UNLIMITED = 1_000_000_000
+_HEX = re.compile(r"#?([0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
+_LENGTH = re.compile(r"(\d+(?:\.\d+)?)(px|%)?")
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)%")
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_REPORTED = 16
+
+
+class RemoveBgError(InvalidOption):
+    """A request remove.bg would refuse, or one this server does not do; ``code`` is remove.bg's."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Forbidden(MattekitError):
+    code = "auth_failed"
+    http_status = 403
+
+
+class NoSubject(MattekitError):
+    code = "unknown_foreground"
+    http_status = 400
+
+
+# Our error codes in remove.bg's words; the message stays ours.
+_CODES = {
+    "invalid_option": "invalid_parameters", "bad_request": "invalid_request",
+    "invalid_input": "failed_to_read_image", "upload_too_large": "file_too_large",
+    "too_large": "resolution_too_high", "busy": "rate_limit_exceeded",
+}
+
+
+def error_response(status: int, code: str, message: str, headers: Optional[dict] = None) -> JSONResponse:
+    """remove.bg's envelope. A full queue is its 429, which its clients retry after Retry-After.
+
+    The message goes in ``title`` (what most clients show) and in ``detail`` (what the official
+    CLI shows beside the code).
+    """
+    if code == "busy":
+        status = 429
+    body = {"errors": [{"title": message, "code": _CODES.get(code, code), "detail": message}]}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def require_key(request: Request) -> None:
+    """``X-Api-Key`` against ``MATTEKIT_API_KEYS``; with none configured any key (or none) works."""
+    settings = request.app.state.settings
+    if not settings.api_keys:
+        return
+    given = request.headers.get("x-api-key", "")
+    if not given:
+        raise Forbidden("Missing API Key: send one of this server's keys as the X-Api-Key header")
+    if not settings.accepts_key(given):
+        raise Forbidden("API Key invalid")
+
+
+# -- the request -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """One request, checked and translated: everything the pool thread needs."""
+
+    image: bytes
+    options: Options
+    max_pixels_out: Optional[int]
+    output: str  # one of OUTPUTS
+    report_type: bool
+    ignored: tuple[str, ...]
+
+
+async def read_fields(request: Request, limit: int) -> tuple[dict[str, str], dict[str, bytes]]:
+    """Text fields and uploads of a multipart, urlencoded or JSON body; ``""`` fields dropped."""
+    from python_multipart.multipart import parse_options_header
+
+    media = parse_options_header(request.headers.get("content-type", ""))[0].decode("latin-1").lower()
+    fields: dict[str, str]
+    files: dict[str, bytes]
+    if media == "application/json":
+        raw = bytearray()
+        async for chunk in limited_stream(request, limit):
+            raw += chunk
+        try:
+            payload = json.loads(raw or b"{}")
+        except ValueError:
+            raise BadRequest("the JSON body is not valid JSON") from None
+        if not isinstance(payload, dict):
+            raise BadRequest("the JSON body must be an object of parameters")
+        fields = {str(k): _text(str(k), v) for k, v in payload.items()}
+        files = {}
+    elif not media and request.headers.get("content-length", "0") == "0":
+        fields, files = {}, {}  # no body at all: answered below as "no image given"
+    elif media in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        upload = await read_upload(request, limit, file_fields=FILE_FIELDS)
+        fields, files = upload.fields, upload.files
+    else:
+        raise RemoveBgError(
+            f"send the parameters as multipart/form-data, application/x-www-form-urlencoded or "
+            f"application/json, not {media or 'a body without a content type'}", "invalid_content_type",
+        )
+    if "image_file_b64" in files:  # a multipart part, kept as bytes: it may be megabytes long
+        fields["image_file_b64"] = files.pop("image_file_b64").decode("ascii", "replace")
+    return ({k: v for k, v in fields.items() if v.strip()}, {k: v for k, v in files.items() if v})
+
+
+def _text(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise BadRequest(f"{name} must be a string, number or boolean")
+
+
+def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Any) -> Job:
+    """remove.bg parameters → a :class:`Job` under this server's limits (400 on a bad one)."""
+    for name in ("image_url", "bg_image_url"):
+        if name in fields:
+            raise RemoveBgError(
+                f"{name}: this server fetches nothing from URLs; send the picture itself "
+                f"({'image_file or image_file_b64' if name == 'image_url' else 'bg_image_file'})",
+                f"{name}_not_supported",
+            )
+    if "image_file" in fields:
+        raise RemoveBgError("image_file must be a multipart file upload; in a form or JSON body send "
+                            "image_file_b64", "invalid_image_file")
+    sources = [name for name in ("image_file", "image_file_b64") if name in files or name in fields]
+    if not sources:
+        raise RemoveBgError("No image given: send image_file (multipart) or image_file_b64", "missing_source")
+    if len(sources) > 1:
+        raise RemoveBgError("give one image: image_file or image_file_b64, not both", "multiple_sources")
+    image = files["image_file"] if "image_file" in files else _b64(fields["image_file_b64"])
+
+    subject = fields.get("type", "auto").lower()
+    if subject in OTHER_TYPES:
+        raise RemoveBgError(f"type={subject} is not supported: this server's model cuts out people "
+                            f"(type=person or auto)", "unsupported_type")
+    _choice("type", subject, SUBJECT_TYPES)
+    level = _choice("type_level", fields.get("type_level", "1").lower(), TYPE_LEVELS)
+    size = _choice("size", fields.get("size", DEFAULT_SIZE).lower(), tuple(SIZES))
+    output = _choice("format", fields.get("format", "auto").lower(), OUTPUTS)
+    alpha_only = _choice("channels", fields.get("channels", "rgba").lower(), CHANNELS) == "alpha"
+    _whole_image_only(fields)
+
+    # A zip always holds both the colours and the matte, whatever channels says.
+    changes: dict[str, Any] = {"mask": alpha_only and output != "zip"}
+    background = files.get("bg_image_file")
+    if background is not None and "bg_color" in fields:
+        raise RemoveBgError("give one background: bg_color or bg_image_file, not both", "multiple_bg_sources")
+    if background is not None:
+        changes["bg"] = BackgroundImage(background, "fill")  # remove.bg centres it and fills the frame
+    elif "bg_color" in fields:
+        changes["bg"] = _colour(fields["bg_color"])
+    if output == "jpg" and "bg" not in changes and not alpha_only:
+        raise RemoveBgError("format=jpg has no transparency: add bg_color or bg_image_file, or use png, webp "
+                            "or zip", "invalid_format")
+    if "crop" in fields:
+        changes["crop"] = fields["crop"]
+        if "crop_margin" in fields and Options.from_fields({"crop": fields["crop"]}).crop:
+            changes["margin"] = _margin(fields["crop_margin"])  # remove.bg reads it only with crop
+
+    if output in ("png", "jpg", "webp"):
+        changes["format"] = output
+    base = Options(max_pixels=settings.max_pixels, max_lowres_pixels=settings.max_lowres_pixels)
+    options = Options.from_fields(changes, base=base)
+    # Only plain names, and a bounded list: they come from the client and go into a header.
+    ignored = tuple(sorted(name for name in fields if (name in IGNORED or name not in KNOWN)
+                           and _NAME.fullmatch(name)))[:MAX_REPORTED]
+    return Job(image, options, SIZES[size], output, level != "none", ignored)
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise RemoveBgError(f"{name} must be one of {', '.join(allowed)}, not {value!r}", f"invalid_{name}")
+    return value
+
+
+def _b64(text: str) -> bytes:
+    # Tolerate a data: URI prefix, line breaks, and a '+' that a form encoder turned into a space.
+    payload = text.split(",", 1)[1] if text.startswith("data:") and "," in text else text
+    payload = re.sub(r"[\r\n\t]", "", payload).replace(" ", "+")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise RemoveBgError("image_file_b64 is not valid base64", "invalid_image_file_b64") from None
+
+
+def _colour(value: str) -> Any:
+    text = value.strip()
+    hexa = _HEX.fullmatch(text)
+    if hexa:
+        digits = hexa.group(1)
+        if len(digits) in (4, 8) and digits[len(digits) * 3 // 4:].lower() not in ("f", "ff"):
+            raise RemoveBgError("bg_color with transparency is not supported: give an opaque colour, "
+                                "e.g. 81d4fa", "invalid_bg_color")
+        text = "#" + digits[: len(digits) * 3 // 4] if len(digits) in (4, 8) else "#" + digits
+    try:
+        return parse_color(text)
+    except InvalidOption:
+        raise RemoveBgError(f"bg_color {value!r} is not a colour: give hex (81d4fa, fff) or a name (green)",
+                            "invalid_bg_color") from None
+
+
+def _margin(value: str) -> str:
+    """One remove.bg margin (``10px``, ``5%``; 1, 2 or 4 equal values) as our ``margin`` text."""
+    parts = re.split(r"[\s,]+", value.strip())
+    lengths = [_LENGTH.fullmatch(p) for p in parts]
+    if len(parts) not in (1, 2, 4) or not all(lengths):
+        raise RemoveBgError(f"crop_margin must be 1, 2 or 4 values like 10px or 5%, not {value!r}",
+                            "invalid_crop_margin")
+    values = {(float(m.group(1)), m.group(2) == "%") for m in lengths if m}
+    if len(values) > 1:
+        raise RemoveBgError("crop_margin with a different margin per side is not supported: give one value",
+                            "unsupported_crop_margin")
+    number, percent = values.pop()
+    if number > (MAX_MARGIN_PERCENT if percent else MAX_MARGIN_PX):
+        raise RemoveBgError(f"crop_margin is at most {MAX_MARGIN_PX}px or {MAX_MARGIN_PERCENT}%, not {value!r}",
+                            "invalid_crop_margin")
+    return f"{number:g}%" if percent else f"{number:g}"
+
+
+def _whole_image_only(fields: Mapping[str, str]) -> None:
+    """roi, scale and position: their defaults only (checked for syntax first, then refused)."""
+    roi = fields.get("roi")
+    if roi is not None:
+        corners = roi.split()
+        if len(corners) != 4 or not all(_LENGTH.fullmatch(c) for c in corners):
+            raise RemoveBgError(f"roi must be 'x1 y1 x2 y2' in px or %, not {roi!r}", "invalid_roi")
+        if not (all(float(c.rstrip("px%")) == 0 for c in corners[:2]) and corners[2:] == ["100%", "100%"]):
+            raise RemoveBgError("roi other than the whole image is not supported: crop the photo before sending it",
+                                "unsupported_roi")
+    scale = fields.get("scale", "original").lower()
+    if scale != "original":
+        fits = _PERCENT.fullmatch(scale)
+        if not fits or not 10 <= float(fits.group(1)) <= 100:
+            raise RemoveBgError(f"scale must be 10%..100% or original, not {scale!r}", "invalid_scale")
+        raise RemoveBgError("scale is not supported: only scale=original", "unsupported_scale")
+    position = fields.get("position", "original").lower()
+    if position != "original":
+        values = position.split()
+        if position != "center" and not (1 <= len(values) <= 2 and all(_PERCENT.fullmatch(v) for v in values)):
+            raise RemoveBgError(f"position must be original, center or 1-2 percentages, not {position!r}",
+                                "invalid_position")
+        raise RemoveBgError("position is not supported: only position=original", "unsupported_position")
+
+
+# -- the work, in a pool thread --------------------------------------------------------------
+@dataclass
+class Rendered:
+    body: bytes
+    media_type: str
+    size: tuple[int, int]
+    subject: tuple[int, int, int, int]  # left, top, right, bottom in the result
+    timings: dict[str, float]
+
+
+def render(matter: Matter, job: Job) -> Rendered:
+    options = job.options
+    if job.max_pixels_out is not None:
+        side = _longest_side(job.image, options.max_pixels, job.max_pixels_out)
+        if side is not None:
+            options = options.replace(max_size=side)
+    result = matter.process(job.image, options)
+    if result.subject_box is None:
+        raise NoSubject("no person found in the image: nothing in it would stay in the cut-out")
+    t = time.perf_counter()
+    image = result.image
+    output = job.output
+    if output == "auto":  # remove.bg: PNG where something is transparent, else JPEG
+        see_through = image.mode == "RGBA" and image.getchannel("A").getextrema()[0] < 255
+        output = "png" if see_through or image.mode == "L" else "jpg"
+    if output == "zip":
+        body, media = _zip(image, options.quality), "application/zip"
+    else:
+        opaque = image.convert("RGB") if output == "jpg" and image.mode == "RGBA" else image
+        body, media = imaging.encode(opaque, output, options.quality), imaging.CONTENT_TYPES[output]
+    result.timings["encode"] = time.perf_counter() - t
+    return Rendered(body, media, image.size, result.subject_box, result.timings)
+
+
+def _longest_side(data: bytes, max_pixels: int, cap: int) -> Optional[int]:
+    """The ``max_size`` that brings the photo down to ``cap`` pixels; None when it is within."""
+    img = imaging.open_image(data, max_pixels)  # the header only
+    try:
+        w, h = img.size
+    finally:
+        img.close()
+    if w * h <= cap:
+        return None
+    return max(16, math.floor(max(w, h) * math.sqrt(cap / (w * h))))
+
+
+def _zip(image: Image.Image, quality: int) -> bytes:
+    """remove.bg's ZIP: ``color.jpg`` (edge colours cleaned) and ``alpha.png`` (the matte)."""
+    if image.mode == "RGBA":
+        colour, alpha = image.convert("RGB"), image.getchannel("A")
+    else:  # a background made it opaque
+        colour, alpha = image, Image.new("L", image.size, 255)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as archive:  # both already compressed
+        archive.writestr("color.jpg", imaging.encode(colour, "jpg", quality))
+        archive.writestr("alpha.png", imaging.encode(alpha, "png"))
+    return buf.getvalue()
+
+
+# -- routes ----------------------------------------------------------------------------------
+router = APIRouter(prefix="/v1.0", dependencies=[Depends(require_key)], tags=["remove.bg compatible"])
+
+_PARAMETERS = {
+    "image_file_b64": "the photo, base64", "image_url": "refused: this server fetches nothing from URLs",
+    "size": "preview|small|regular (0.25 MP), medium (1.5 MP), hd (4 MP), full|4k|auto (as large as the input)",
+    "type": "auto|person (other subject types are refused)", "type_level": "none|1|2|latest (none: no X-Type)",
+    "format": "auto|png|jpg|webp|zip (zip: color.jpg + alpha.png)", "channels": "rgba|alpha",
+    "bg_color": "hex (81d4fa, fff) or a colour name", "bg_image_url": "refused: nothing is fetched from URLs",
+    "crop": "crop to the subject", "crop_margin": "with crop: one margin, 10px or 5% (at most 500px / 50%)",
+    "roi": "0% 0% 100% 100% only", "scale": "original only", "position": "original only",
+    **{name: "accepted, ignored (named in X-Ignored-Parameters)" for name in IGNORED},
+}
+_TEXT = {name: {"type": "string", "description": text} for name, text in _PARAMETERS.items()}
+_FILE = {"type": "string", "format": "binary"}
+REMOVEBG_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "image_file": {**_FILE, "description": "the photo (its type is read from its bytes)"},
+                "bg_image_file": {**_FILE, "description": "a picture to put behind the subject"}, **_TEXT}}},
+            "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": _TEXT}},
+            "application/json": {"schema": {"type": "object", "properties": _TEXT}},
+        },
+    }
+}
+
+
+@router.post(
+    "/removebg",
+    summary="Remove the background (remove.bg v1.0 compatible)",
+    description=(
+        "remove.bg's request and answer, on this server's model, queue, limits and keys "
+        "(`X-Api-Key`). Returns the image with `X-Width`, `X-Height`, `X-Type: person`, "
+        "`X-Credits-Charged: 0` and `X-Foreground-Top/Left/Width/Height`; with "
+        "`Accept: application/json`, `{\"data\": {\"result_b64\", \"foreground_top\", ...}}`. "
+        "Parameters this server ignores are named in `X-Ignored-Parameters`. Errors are "
+        "`{\"errors\": [{\"title\", \"code\", \"detail\"}]}`: 400 bad parameter or no person, "
+        "403 API key, 413 upload too large, 415 not an image, 422 too many pixels, 429 busy and "
+        "503 model unavailable (both with `Retry-After`)."
+    ),
+    openapi_extra=REMOVEBG_BODY,
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}, "application/zip": {},
+                          "application/json": {}}, "description": "the result"},
+        400: {"description": "bad parameter, or no person found"}, 403: {"description": "API key missing or invalid"},
+        413: {"description": "upload too large"}, 415: {"description": "not an image"},
+        422: {"description": "too many pixels"}, 429: {"description": "busy: retry after Retry-After seconds"},
+        503: {"description": "the model is not available"},
+    },
+)
+async def removebg(request: Request) -> Response:
+    state = request.app.state
+    fields, files = await read_fields(request, state.settings.max_upload_bytes)
+    job = parse(fields, files, state.settings)
+    out: Rendered = await state.pool.run(render, state.matter, job)
+    state.metrics.observe_timings(out.timings)
+    left, top, right, bottom = out.subject
+    headers = {
+        "X-Width": str(out.size[0]), "X-Height": str(out.size[1]),
+        "X-Credits-Charged": "0",  # an integer string: remove-bg-api does int() on it
+        "X-Foreground-Top": str(top), "X-Foreground-Left": str(left),
+        "X-Foreground-Width": str(right - left), "X-Foreground-Height": str(bottom - top),
+        "X-Process-Time": f"{sum(out.timings.values()):.3f}", "Cache-Control": "no-store",
+    }
+    if job.report_type:
+        headers["X-Type"] = "person"
+    if job.ignored:
+        headers["X-Ignored-Parameters"] = ",".join(job.ignored)
+    if "application/json" in request.headers.get("accept", "").lower():
+        data = {"result_b64": base64.b64encode(out.body).decode("ascii"), "foreground_top": top,
+                "foreground_left": left, "foreground_width": right - left, "foreground_height": bottom - top}
+        return JSONResponse({"data": data}, headers=headers)
+    return Response(out.body, media_type=out.media_type, headers=headers)
+
+
+@router.get("/account", summary="Account and credits (remove.bg v1.0 compatible; unlimited here)")
+async def account() -> dict:
+    credits = {"total": UNLIMITED, "subscription": UNLIMITED, "payg": 0, "enterprise": 0}
+    return {"data": {"attributes": {"credits": credits, "api": {"free_calls": UNLIMITED, "sizes": "all"}}}}
