@@ -172,10 +172,6 @@ def test_pypi_remove_bg_api(server, sample_photo, monkeypatch):
 # PyPI `remove-bg` 0.2.1 is not tested: its decorators.py does `from collections import Callable`,
 # which fails on Python >= 3.10 (the project needs >= 3.10), it pins requests==2.23.0, and it
 # installs a package named `removebg` over the one above. No user can run it against any server.
-@pytest.mark.skip(reason="PyPI remove-bg 0.2.1 cannot be imported on Python >= 3.10 (collections.Callable)")
-def test_pypi_remove_bg() -> None:
-    raise AssertionError("not run")
-
 
 # -- the JSON mode, as npm `remove.bg` 1.3 uses it ------------------------------------------------
 def test_json_mode_as_the_npm_client_uses_it(api, photo):
@@ -300,9 +296,13 @@ def test_refused_and_ignored_parameters(api, photo):
     assert Image.open(io.BytesIO(r.content)).size == (PREVIEW, PREVIEW)
 
 
-def test_photo_without_a_person_is_400_unknown_foreground(api, sample_icc_photo):
-    # scikit-image's rocket, at its own size: no person, its alpha is at most 1/255 everywhere.
-    r = post(api, sample_icc_photo.read_bytes(), size="full")
+def test_photo_without_a_person_is_400_unknown_foreground(api):
+    # What is tested is the answer when the matte is empty, not the model's judgement of a
+    # borderline photo (on the rocket sample a few pixels reach 85/255, and that moves with the
+    # preset's pass size): a plain grey frame gives alpha 0 everywhere.
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(buf, "JPEG")
+    r = post(api, buf.getvalue(), size="full")
     assert r.status_code == 400 and errors_of(r)["code"] == "unknown_foreground"
 
 
