@@ -320,14 +320,15 @@ def markdown(summary: dict, pipelines: dict[str, Pipeline], command: str) -> str
     for set_name, part in summary.items():
         table = part["pipelines"]
         people = sorted({w for e in table.values() for w in e["people"]})
-        head = ["pipeline", "SAD", "MSE", "Grad", "Conn", "s/img", "SAD vs demo", "time vs demo",
-                "images better than demo", "median per-image ratio"]
+        conn = any(np.isfinite(e["conn"]) for e in table.values())  # --no-conn: no column
+        head = ["pipeline", "SAD", "MSE", "Grad"] + (["Conn"] if conn else []) + [
+            "s/img", "SAD vs demo", "time vs demo", "images better than demo", "median per-image ratio"]
         head += [f"SAD {w} (vs demo)" for w in people] + ["Pareto"]
         lines += [f"**{set_name}** ({next(iter(table.values()))['n']} images)", "",
                   "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, e in sorted(table.items(), key=lambda kv: kv[1]["sad"]):
-            cells = [f"`{name}`", f"{e['sad']:.2f}", f"{e['mse']:.2f}", f"{e['grad']:.2f}", f"{e['conn']:.2f}",
-                     f"{e['seconds']:.2f}", f"{e.get('sad_vs_demo', float('nan')):.2f}x",
+            cells = [f"`{name}`", f"{e['sad']:.2f}", f"{e['mse']:.2f}", f"{e['grad']:.2f}",
+                     *([f"{e['conn']:.2f}"] if conn else []), f"{e['seconds']:.2f}", f"{e.get('sad_vs_demo', float('nan')):.2f}x",
                      f"{e.get('time_vs_demo', float('nan')):.1f}x",
                      f"{e.get('wins_vs_demo', 0)}/{e['n']}", f"{e.get('median_ratio_vs_demo', float('nan')):.2f}x"]
             cells += [f"{e['people'][w]['sad']:.1f} ({e['people'][w].get('sad_vs_demo', float('nan')):.2f}x)" for w in people]
