@@ -17,6 +17,7 @@ finished jobs (and their files) are deleted ``MATTEKIT_JOB_TTL`` seconds after t
 | ``MATTEKIT_JOB_TTL``              | 3600               | seconds a finished job and its result are kept |
 | ``MATTEKIT_JOB_WORKERS``          | 1                  | videos processed at once                  |
 | ``MATTEKIT_JOB_QUEUE``            | 4                  | videos waiting before 503 Busy            |
+| ``MATTEKIT_JOB_TIMEOUT``          | 1800               | seconds a job may run (from its first frame) before it fails; 0: none |
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from typing import Any, Mapping, Optional
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from ..errors import Cancelled, InvalidInput, InvalidOption, MattekitError
+from ..deadline import Deadline
+from ..errors import Cancelled, DeadlineExceeded, InvalidInput, InvalidOption, MattekitError
 from ..options import BackgroundImage, Options
 from .api import require_api_key, server_options
 from .executor import WorkPool
@@ -85,6 +87,9 @@ class JobSettings:
     workers: int = 1
     queue_size: int = 4
     sweep_every: float = 5.0
+    # The longest clip (120 s) of 1080p at ``best`` runs ~10 minutes here; 30 leave room for a
+    # slower machine while still freeing a worker a stuck or hostile file would hold for hours.
+    timeout: float = 1800.0
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "JobSettings":
@@ -97,6 +102,7 @@ class JobSettings:
             workers=env_number(env, "MATTEKIT_JOB_WORKERS", 1, 1),
             queue_size=env_number(env, "MATTEKIT_JOB_QUEUE", 4, 0),
             sweep_every=min(5.0, max(0.2, ttl / 4)),
+            timeout=env_number(env, "MATTEKIT_JOB_TIMEOUT", 1800.0, 0.0, float),
         )
 
 
@@ -144,6 +150,7 @@ class JobStore:
         self.pool = WorkPool(settings.workers, settings.queue_size, name="jobs")
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+        self.timeouts: Any = None  # a prometheus counter child, set by on_startup
 
     def new(self, output: str) -> Job:
         job_id = secrets.token_urlsafe(12)
@@ -197,13 +204,20 @@ def run_job(store: JobStore, job: Job, source: Path, options: Options, vopts: An
     def progress(p: Any) -> None:
         job.done, job.total, job.fps = p.done, p.total, p.fps
 
+    deadline = Deadline.after(store.settings.timeout, "this video", "send a shorter clip (start/end) or a faster preset")
     try:
-        process_video(source, target, options, vopts, engine=engine, progress=progress, cancel=job.cancel.is_set)
+        process_video(source, target, options, vopts, engine=engine, progress=progress, cancel=job.cancel.is_set,
+                      deadline=deadline)
         if job.cancel.is_set():  # cancelled just as it finished: honour the cancel
             raise Cancelled("the video was cancelled")
         job.result, job.state = target, "done"
     except Cancelled as exc:
         job.state, job.error = "cancelled", exc
+    except DeadlineExceeded as exc:
+        log.warning("video job %s stopped at its deadline (%g s)", job.id, store.settings.timeout)
+        job.state, job.error = "failed", exc
+        if store.timeouts is not None:
+            store.timeouts.inc()
     except MattekitError as exc:
         job.state, job.error = "failed", exc
     except MemoryError:
@@ -368,6 +382,7 @@ async def _sweeper(store: JobStore) -> None:
 async def on_startup(app: Any) -> None:
     settings = getattr(app.state, "job_settings", None) or JobSettings.from_env()
     app.state.jobs = JobStore(settings)
+    app.state.jobs.timeouts = app.state.metrics.timeouts.labels("job")
     app.state.jobs_sweeper = asyncio.ensure_future(_sweeper(app.state.jobs))
 
 

@@ -46,6 +46,10 @@ class Metrics:
             buckets=LATENCY_BUCKETS, registry=r,
         )
         self.rejected = Counter("mattekit_rejected_busy", "Requests refused with 503 (queue full)", registry=r)
+        self.timeouts = Counter(
+            "mattekit_deadline_exceeded", "Work stopped at its deadline (504 for stills, failed for jobs)", ["kind"],
+            registry=r,
+        )
         self.errors = Counter("mattekit_errors", "Requests that ended in one of our errors", ["code"], registry=r)
         queue = Gauge("mattekit_queue_depth", "Requests waiting for a worker", registry=r)
         queue.set_function(lambda: pool.waiting)

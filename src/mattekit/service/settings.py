@@ -9,6 +9,9 @@
 | ``MATTEKIT_QUEUE_SIZE``       | 16                    | requests waiting for a worker before 503 Busy    |
 | ``MATTEKIT_CORS_ORIGINS``     | (none)                | comma-separated origins allowed by CORS          |
 | ``MATTEKIT_API_KEYS``         | (none)                | comma-separated keys; when set, /api/ needs one  |
+| ``MATTEKIT_REQUEST_TIMEOUT``  | 30                    | seconds a still may take, upload to answer (504); 0: none |
+| ``MATTEKIT_GRACE_PERIOD``     | 25                    | seconds in-flight requests get after SIGTERM     |
+| ``MATTEKIT_LOG_FORMAT``       | text                  | ``json``: access and app logs as one JSON object a line |
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ DEFAULT_QUEUE_SIZE = 16
 # bench/memory.py): ratio 1 is allowed up to a 1080p photo; the presets' automatic ~640 px
 # pass is 10x below.
 DEFAULT_MAX_LOWRES_PIXELS = 1920 * 1080
+# The slowest legitimate still (``best`` at the largest allowed ratio on a big photo) takes ~13 s
+# here; 30 s leaves room for a queue wait, and stays above what a client usually waits.
+DEFAULT_REQUEST_TIMEOUT = 30.0
+# Below Kubernetes' default terminationGracePeriodSeconds (30), so the pod exits before it is killed.
+DEFAULT_GRACE_PERIOD = 25.0
+LOG_FORMATS = ("text", "json")
 
 N = TypeVar("N", int, float)
 
@@ -77,6 +86,9 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     api_keys: tuple[str, ...] = ()
     load_model: bool = True  # load the model at start-up (off only in tests that need no model)
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # 0: no limit
+    grace_period: float = DEFAULT_GRACE_PERIOD
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         if self.workers == 0:
@@ -86,6 +98,10 @@ class Settings:
             raise InvalidOption(
                 "workers, max_upload_bytes, max_pixels and max_lowres_pixels must be positive; queue_size >= 0"
             )
+        if self.request_timeout < 0 or self.grace_period < 0:
+            raise InvalidOption("request_timeout and grace_period must be >= 0")
+        if self.log_format not in LOG_FORMATS:
+            raise InvalidOption(f"MATTEKIT_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None, **overrides) -> "Settings":
@@ -99,6 +115,9 @@ class Settings:
             queue_size=env_number(env, "MATTEKIT_QUEUE_SIZE", DEFAULT_QUEUE_SIZE, 0),
             cors_origins=_list(env, "MATTEKIT_CORS_ORIGINS"),
             api_keys=_list(env, "MATTEKIT_API_KEYS"),
+            request_timeout=env_number(env, "MATTEKIT_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT, 0.0, float),
+            grace_period=env_number(env, "MATTEKIT_GRACE_PERIOD", DEFAULT_GRACE_PERIOD, 0.0, float),
+            log_format=env.get("MATTEKIT_LOG_FORMAT", "").strip().lower() or "text",
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
