@@ -3,10 +3,14 @@ early shedding of a full queue, SIGTERM under load, access logs with request ids
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import select
+import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -91,3 +95,94 @@ def test_job_past_its_deadline_fails_with_a_reason_and_leaves_no_files(timed: lo
     assert not [p for p in timed.temp_files() if job_id in p], timed.temp_files()
     page = httpx.get(timed.url + "/metrics").text
     assert _metric(page, "mattekit_deadline_exceeded_total", kind="job") == 1
+
+
+# -- early shedding -----------------------------------------------------------------------------
+BIG = 30 * 1024 * 1024
+
+
+def _head(length: int, expect: bool) -> bytes:
+    return (f"POST /api/v1/remove HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {length}\r\n"
+            + ("Expect: 100-continue\r\n" if expect else "") + "\r\n").encode()
+
+
+def _connect(url: str) -> socket.socket:
+    host, port = url.split("//")[1].split(":")
+    assert host == "127.0.0.1"
+    s = socket.create_connection((host, int(port)), timeout=10)
+    # A small send buffer, so "sent" counts what the server could have read, not what the kernel took.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+    return s
+
+
+def _response_head(s: socket.socket) -> bytes:
+    data = b""
+    give_up = time.monotonic() + 10
+    while b"\r\n\r\n" not in data and time.monotonic() < give_up:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _send_until_answered(s: socket.socket, total: int) -> tuple[int, bytes]:
+    """Send ``total`` body bytes, stopping as soon as the server answers; returns (bytes sent, answer)."""
+    s.setblocking(False)
+    chunk = b"x" * 65536
+    sent = 0
+    give_up = time.monotonic() + 30
+    while sent < total and time.monotonic() < give_up:
+        readable, writable, _ = select.select([s], [s], [], 1.0)
+        if readable:
+            break
+        if writable:
+            try:
+                sent += s.send(chunk[: total - sent])
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:  # the server closed the connection: it will not read the rest
+                break
+    s.setblocking(True)
+    return sent, _response_head(s)
+
+
+@pytest.fixture(scope="module")
+def one_slot() -> Iterator[load.Server]:
+    with load.serve({"MATTEKIT_WORKERS": "1", "MATTEKIT_QUEUE_SIZE": "0", "MATTEKIT_THREADS": "2"}) as srv:
+        yield srv
+
+
+def _busy_gauge(url: str) -> float:
+    return _metric(httpx.get(url + "/metrics").text, "mattekit_workers_busy")
+
+
+def test_full_queue_refuses_a_30_mb_upload_before_its_body(one_slot: load.Server, images: list[bytes]) -> None:
+    with ThreadPoolExecutor(1) as ex:
+        slow = ex.submit(_post, one_slot.url, images[1], SLOW)  # takes the only slot for seconds
+        give_up = time.monotonic() + 30
+        while _busy_gauge(one_slot.url) < 1 and time.monotonic() < give_up and not slow.done():
+            time.sleep(0.05)
+        assert _busy_gauge(one_slot.url) == 1, "the slow request never started"
+
+        # Expect: 100-continue: the answer comes instead of "100 Continue", so no body byte is sent.
+        with contextlib.closing(_connect(one_slot.url)) as s:
+            s.sendall(_head(BIG, expect=True))
+            answer = _response_head(s)
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+        assert b"100 Continue" not in answer and b"retry-after:" in answer.lower()
+        assert b"connection: close" in answer.lower()
+
+        # No Expect: the client starts sending at once; the answer arrives after at most what the
+        # socket buffers hold, and the server closes the connection instead of reading the rest.
+        with contextlib.closing(_connect(one_slot.url)) as s:
+            s.sendall(_head(BIG, expect=False))
+            sent, answer = _send_until_answered(s, BIG)
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+        assert sent < BIG // 4, f"{sent} of {BIG} bytes sent before the 503"
+        assert slow.result().status_code == 200
+    page = httpx.get(one_slot.url + "/metrics").text
+    assert _metric(page, "mattekit_http_requests_total", method="POST", route="/api/v1/remove", status="503") == 2
+    assert _metric(page, "mattekit_rejected_busy_total") == 2
+    print(f"early 503: 0 body bytes sent with Expect: 100-continue, {sent} of {BIG} without")

@@ -23,6 +23,7 @@ from ..deadline import check as check_deadline
 from ..errors import DeadlineExceeded, InvalidInput, InvalidOption, MattekitError
 from ..matter import Matter
 from ..options import FORMATS, PRESETS, BackgroundImage, Options
+from .deploy import draining, refuse_when_full
 from .uploads import read_upload
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -85,6 +86,9 @@ async def healthz() -> dict:
 @router.get("/readyz", tags=["ops"], summary="503 until the model is loaded, then 200")
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
+    if draining(state):  # a load balancer stops sending here while in-flight requests finish
+        body = {"error": {"code": "shutting_down", "message": "the server is shutting down"}}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
     if state.ready:
         return JSONResponse({"status": "ready"})
     if state.load_error is not None:
@@ -212,6 +216,7 @@ REMOVE_BODY = {
     ),
     openapi_extra=REMOVE_BODY,
     response_class=Response,
+    dependencies=[Depends(refuse_when_full(lambda state: state.pool))],
     responses={
         200: {"content": {"image/png": {}, "image/webp": {}, "image/jpeg": {}}, "description": "the result"},
         400: {"description": "bad option"}, 413: {"description": "upload too large"},

@@ -36,6 +36,7 @@ from starlette.requests import Request
 from .. import __version__
 from ..errors import Busy, MattekitError
 from ..matter import Matter
+from .deploy import install_drain, start_draining
 from .executor import WorkPool
 from .metrics import Metrics
 from .settings import Settings
@@ -138,12 +139,15 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in a thread while the server already answers /healthz (and /readyz with 503).
         loading = asyncio.ensure_future(asyncio.to_thread(_load_model, app)) if settings.load_model else None
+        restore_signals = install_drain(app)
         for module in modules:
             if hasattr(module, "on_startup"):
                 await module.on_startup(app)
         try:
             yield
         finally:
+            restore_signals()
+            start_draining(app)  # also when stopped without a signal (lifespan shutdown, tests)
             for module in modules:
                 if hasattr(module, "on_shutdown"):
                     await module.on_shutdown(app)
@@ -165,6 +169,8 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
     app.state.matter = matter or Matter()
     app.state.ready = False
     app.state.load_error = None
+    app.state.draining = False
+    app.state.on_drain = []  # callables run once at SIGTERM (see deploy.start_draining)
 
     _add_error_handlers(app, pool, metrics)
     if settings.cors_origins:
@@ -196,6 +202,8 @@ def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics) -> None:
             headers = {"Retry-After": str(pool.retry_after())}
             if isinstance(exc, Busy):
                 metrics.rejected.inc()
+                # Refused before its body was read: closing is what keeps the client from sending it.
+                headers["Connection"] = "close"
         elif exc.http_status == 401:  # RFC 9110: a 401 names the scheme it wants
             headers = {"WWW-Authenticate": 'Bearer realm="mattekit"'}
         metrics.errors.labels(exc.code).inc()

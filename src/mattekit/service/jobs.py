@@ -43,6 +43,7 @@ from ..deadline import Deadline
 from ..errors import Cancelled, DeadlineExceeded, InvalidInput, InvalidOption, MattekitError
 from ..options import BackgroundImage, Options
 from .api import require_api_key, server_options
+from .deploy import refuse_when_full
 from .executor import WorkPool
 from .settings import env_number
 from .uploads import read_upload
@@ -73,6 +74,13 @@ class NoSpace(MattekitError):
 
     code = "no_space"
     http_status = 507
+
+
+class ShuttingDown(MattekitError):
+    """The server stopped (a restart or deploy) before the job could finish."""
+
+    code = "shutting_down"
+    http_status = 503
 
 
 def _disk_full(exc: BaseException) -> bool:
@@ -121,6 +129,7 @@ class Job:
     result: Optional[Path] = None
     cancel: threading.Event = field(default_factory=threading.Event)
     future: Any = None
+    stopped: Optional[MattekitError] = None  # why the server (not the client) cancelled it
 
     def view(self, ttl: float) -> dict:
         body: dict = {
@@ -183,12 +192,38 @@ class JobStore:
             self.drop(job)
         return len(old)
 
-    def close(self) -> None:
+    def fail_queued(self) -> int:
+        """Fail every job still waiting (it would not start before the process ends); returns how many.
+
+        Their uploads are deleted now. A running job goes on until :meth:`close`.
+        """
+        with self._lock:
+            queued = [j for j in self._jobs.values() if j.state == "queued"]
+        for job in queued:
+            job.stopped = ShuttingDown("the server restarted before this video started; submit it again")
+            job.cancel.set()
+            if job.future is not None and job.future.cancel():
+                job.state, job.error, job.finished = "failed", job.stopped, time.time()
+                shutil.rmtree(job.folder, ignore_errors=True)
+        if queued:
+            log.warning("shutting down: %d queued video job(s) failed", len(queued))
+        return len(queued)
+
+    def close(self, wait: float = 5.0) -> None:
+        """Stop every job, wait up to ``wait`` s for running ones to delete their files, delete the rest."""
+        from concurrent.futures import wait as wait_for
+
         with self._lock:
             jobs = list(self._jobs.values())
         for job in jobs:
+            if job.state in ("queued", "running"):
+                job.stopped = job.stopped or ShuttingDown("the server shut down before this video was finished; "
+                                                          "submit it again")
             job.cancel.set()
         self.pool.shutdown(wait=False)
+        running = [j.future for j in jobs if j.future is not None and not j.future.done()]
+        if running:
+            wait_for(running, timeout=wait)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -197,6 +232,9 @@ def run_job(store: JobStore, job: Job, source: Path, options: Options, vopts: An
     from ..video import process_video
 
     if job.cancel.is_set():
+        if job.stopped is not None:
+            job.state, job.error, job.finished = "failed", job.stopped, time.time()
+            shutil.rmtree(job.folder, ignore_errors=True)
         return
     job.state = "running"
     target = job.folder / f"result{MEDIA_TYPES[job.output][1]}"
@@ -212,7 +250,7 @@ def run_job(store: JobStore, job: Job, source: Path, options: Options, vopts: An
             raise Cancelled("the video was cancelled")
         job.result, job.state = target, "done"
     except Cancelled as exc:
-        job.state, job.error = "cancelled", exc
+        job.state, job.error = ("failed", job.stopped) if job.stopped is not None else ("cancelled", exc)
     except DeadlineExceeded as exc:
         log.warning("video job %s stopped at its deadline (%g s)", job.id, store.settings.timeout)
         job.state, job.error = "failed", exc
@@ -303,6 +341,7 @@ def _prepare(store: JobStore, job: Job, source: Path, bg_path: Optional[Path], o
 
 
 @router.post("", status_code=202, summary="Start a video job",
+             dependencies=[Depends(refuse_when_full(lambda state: state.jobs.pool))],
              description="Multipart: `file` (the video), optional `bg_file` (a picture or a clip to put behind), "
                          "and options: `output` (webm | mov | png-zip | matte | composite), `preset`, `ratio`, "
                          "`bg`, `bg_fit`, `blur`, `mask`, `decontaminate`, `start`, `end` (seconds). "
@@ -383,6 +422,7 @@ async def on_startup(app: Any) -> None:
     settings = getattr(app.state, "job_settings", None) or JobSettings.from_env()
     app.state.jobs = JobStore(settings)
     app.state.jobs.timeouts = app.state.metrics.timeouts.labels("job")
+    getattr(app.state, "on_drain", []).append(app.state.jobs.fail_queued)
     app.state.jobs_sweeper = asyncio.ensure_future(_sweeper(app.state.jobs))
 
 
