@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -470,6 +471,7 @@ def serve(
 ) -> None:
     """Serve the web page and HTTP API (the same app as `uvicorn app:app`). Limits: MATTEKIT_* variables."""
     from .service import Settings, create_app
+    from .service.factory import configure_logging
 
     try:
         settings = Settings.from_env(workers=workers, queue_size=queue_size)
@@ -480,11 +482,15 @@ def serve(
         raise typer.Exit(2)
     import uvicorn
 
+    configure_logging(settings.log_format, force=True)
     typer.echo(
         f"mattekit: serving on http://{host}:{port}/ ({settings.workers} workers, queue {settings.queue_size}); "
         "Ctrl-C stops", err=True,
     )
-    uvicorn.run(create_app(settings), host=host, port=port, limit_concurrency=max_concurrency)
+    # Our access log (request ids, JSON when asked) replaces uvicorn's; the grace period bounds
+    # how long a SIGTERM waits for in-flight requests.
+    uvicorn.run(create_app(settings), host=host, port=port, limit_concurrency=max_concurrency,
+                timeout_graceful_shutdown=int(math.ceil(settings.grace_period)), access_log=False)
 
 
 # -- model -----------------------------------------------------------------------------------

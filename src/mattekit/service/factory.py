@@ -36,7 +36,7 @@ from starlette.requests import Request
 from .. import __version__
 from ..errors import Busy, MattekitError
 from ..matter import Matter
-from .deploy import install_drain, start_draining
+from .deploy import AccessLogMiddleware, JsonFormatter, install_drain, start_draining
 from .executor import WorkPool
 from .metrics import Metrics
 from .settings import Settings
@@ -112,25 +112,32 @@ class MetricsMiddleware:
             self.metrics.observe(scope.get("method", ""), path, status["code"], time.perf_counter() - start)
 
 
-def _configure_logging() -> None:
-    """Show mattekit's INFO lines (model, providers, faults) under a plain ``uvicorn app:app``.
+def configure_logging(log_format: str = "text", *, force: bool = False) -> None:
+    """Show mattekit's INFO lines (model, providers, faults, access) under a plain ``uvicorn app:app``.
 
     uvicorn configures only its own loggers; an application that set up logging itself (a root
-    handler, or one on "mattekit") keeps its choice.
+    handler, or one on "mattekit") keeps its choice, unless ``force`` (``mattekit serve``, whose
+    own CLI set the root handler up for warnings only).
     """
     ours = logging.getLogger("mattekit")
-    if ours.handlers or logging.getLogger().handlers:
+    mine = [h for h in ours.handlers if getattr(h, "mattekit", False)]
+    if not mine and not force and (ours.handlers or logging.getLogger().handlers):
         return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-    ours.addHandler(handler)
+    if force:
+        ours.propagate = False  # else the root handler prints every line a second time
+    handler = mine[0] if mine else logging.StreamHandler()
+    handler.mattekit = True  # type: ignore[attr-defined]  # ours to reconfigure for the next app
+    handler.setFormatter(JsonFormatter() if log_format == "json"
+                         else logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    if not mine:
+        ours.addHandler(handler)
     ours.setLevel(logging.INFO)
 
 
 def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] = None) -> FastAPI:
     """A new app. ``settings`` default to the environment (``MATTEKIT_*``, see settings.py)."""
-    _configure_logging()
     settings = settings or Settings.from_env()
+    configure_logging(settings.log_format)
     pool = WorkPool(settings.workers, settings.queue_size, name="stills")
     metrics = Metrics(pool)
     modules = _routers()
@@ -139,7 +146,7 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in a thread while the server already answers /healthz (and /readyz with 503).
         loading = asyncio.ensure_future(asyncio.to_thread(_load_model, app)) if settings.load_model else None
-        restore_signals = install_drain(app)
+        restore_signals = install_drain(app, settings.drain_seconds)
         for module in modules:
             if hasattr(module, "on_startup"):
                 await module.on_startup(app)
@@ -179,9 +186,10 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
         app.add_middleware(
             CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
             allow_headers=["*"], expose_headers=["X-Process-Time", "Server-Timing", "X-Image-Size", "X-Crop-Box", "X-Frame-Size",
-                            "Retry-After"],
+                            "Retry-After", "X-Request-ID"],
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(AccessLogMiddleware)  # outermost: every answer gets its id and its line
 
     for module in modules:
         app.include_router(module.router)

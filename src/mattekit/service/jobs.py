@@ -341,7 +341,7 @@ def _prepare(store: JobStore, job: Job, source: Path, bg_path: Optional[Path], o
 
 
 @router.post("", status_code=202, summary="Start a video job",
-             dependencies=[Depends(refuse_when_full(lambda state: state.jobs.pool))],
+             dependencies=[Depends(refuse_when_full(lambda state: state.jobs.pool, while_draining=True))],
              description="Multipart: `file` (the video), optional `bg_file` (a picture or a clip to put behind), "
                          "and options: `output` (webm | mov | png-zip | matte | composite), `preset`, `ratio`, "
                          "`bg`, `bg_fit`, `blur`, `mask`, `decontaminate`, `start`, `end` (seconds). "

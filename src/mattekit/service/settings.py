@@ -10,7 +10,8 @@
 | ``MATTEKIT_CORS_ORIGINS``     | (none)                | comma-separated origins allowed by CORS          |
 | ``MATTEKIT_API_KEYS``         | (none)                | comma-separated keys; when set, /api/ needs one  |
 | ``MATTEKIT_REQUEST_TIMEOUT``  | 30                    | seconds a still may take, upload to answer (504); 0: none |
-| ``MATTEKIT_GRACE_PERIOD``     | 25                    | seconds in-flight requests get after SIGTERM     |
+| ``MATTEKIT_GRACE_PERIOD``     | 25                    | seconds in-flight requests get after SIGTERM (``mattekit serve``) |
+| ``MATTEKIT_DRAIN_SECONDS``    | 0                     | after SIGTERM, keep accepting this long with /readyz 503 |
 | ``MATTEKIT_LOG_FORMAT``       | text                  | ``json``: access and app logs as one JSON object a line |
 """
 
@@ -88,6 +89,7 @@ class Settings:
     load_model: bool = True  # load the model at start-up (off only in tests that need no model)
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # 0: no limit
     grace_period: float = DEFAULT_GRACE_PERIOD
+    drain_seconds: float = 0.0
     log_format: str = "text"
 
     def __post_init__(self) -> None:
@@ -98,8 +100,8 @@ class Settings:
             raise InvalidOption(
                 "workers, max_upload_bytes, max_pixels and max_lowres_pixels must be positive; queue_size >= 0"
             )
-        if self.request_timeout < 0 or self.grace_period < 0:
-            raise InvalidOption("request_timeout and grace_period must be >= 0")
+        if self.request_timeout < 0 or self.grace_period < 0 or self.drain_seconds < 0:
+            raise InvalidOption("request_timeout, grace_period and drain_seconds must be >= 0")
         if self.log_format not in LOG_FORMATS:
             raise InvalidOption(f"MATTEKIT_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
 
@@ -117,6 +119,7 @@ class Settings:
             api_keys=_list(env, "MATTEKIT_API_KEYS"),
             request_timeout=env_number(env, "MATTEKIT_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT, 0.0, float),
             grace_period=env_number(env, "MATTEKIT_GRACE_PERIOD", DEFAULT_GRACE_PERIOD, 0.0, float),
+            drain_seconds=env_number(env, "MATTEKIT_DRAIN_SECONDS", 0.0, 0.0, float),
             log_format=env.get("MATTEKIT_LOG_FORMAT", "").strip().lower() or "text",
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
