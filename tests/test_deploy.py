@@ -4,6 +4,7 @@ early shedding of a full queue, SIGTERM under load, access logs with request ids
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import re
 import select
@@ -184,10 +185,15 @@ def test_full_queue_refuses_a_30_mb_upload_before_its_body(one_slot: load.Server
             sent, answer = _send_until_answered(s, BIG)
         assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
         assert sent < BIG // 4, f"{sent} of {BIG} bytes sent before the 503"
+
+        # A small body is in the socket buffers already: it is read and dropped, and the 503
+        # keeps the connection (closing would reset it, and the client might lose the answer).
+        small = httpx.post(one_slot.url + "/api/v1/remove", files={"file": ("a.jpg", images[0], "image/jpeg")})
+        assert small.status_code == 503 and small.headers.get("connection") != "close", small.headers
         assert slow.result().status_code == 200
     page = httpx.get(one_slot.url + "/metrics").text
-    assert _metric(page, "mattekit_http_requests_total", method="POST", route="/api/v1/remove", status="503") == 2
-    assert _metric(page, "mattekit_rejected_busy_total") == 2
+    assert _metric(page, "mattekit_http_requests_total", method="POST", route="/api/v1/remove", status="503") == 3
+    assert _metric(page, "mattekit_rejected_busy_total") == 3
     print(f"early 503: 0 body bytes sent with Expect: 100-continue, {sent} of {BIG} without")
 
 
@@ -314,3 +320,110 @@ def test_sigterm_under_load_drains_and_exits_within_the_grace_period(images: lis
     assert any("1 queued video job(s) failed" in m for m in messages), messages
     assert {p for p in tmpdir.rglob("*")} <= baseline, sorted(map(str, {p for p in tmpdir.rglob("*")} - baseline))
     print(f"SIGTERM: exit after {took:.1f} s; client outcomes {dict(kinds)}")
+
+
+# -- several processes ----------------------------------------------------------------------------
+def _wait_metric(url: str, name: str, value: float, seconds: float = 120) -> None:
+    give_up = time.monotonic() + seconds
+    while time.monotonic() < give_up:
+        try:
+            if _metric(httpx.get(url + "/metrics", timeout=5).text, name) == value:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{name} never reached {value}")
+
+
+def test_two_processes_serve_16_clients_share_jobs_and_add_up_metrics(images: list[bytes], tmp_path: Path) -> None:
+    live = load._live_server()
+    log_path = tmp_path / "server.log"
+    env = {"TMPDIR": str(tmp_path), "PYTHONUNBUFFERED": "1", "MATTEKIT_WORKERS": "1", "MATTEKIT_QUEUE_SIZE": "16",
+           "MATTEKIT_LOG_FORMAT": "json", "PROMETHEUS_MULTIPROC_DIR": "", "MATTEKIT_JOB_DIR": ""}
+    command = ["mattekit", "serve", "--host", "127.0.0.1", "--port", "{port}", "--processes", "2"]
+    small = images[0]
+    with live.start_server(command, env=env, log_path=log_path, stop_timeout=20) as (url, proc):
+        _wait_metric(url, "mattekit_workers", 2)  # both processes are up (one pool worker each) ...
+        _wait_metric(url, "mattekit_model_ready", 1)  # ... and both have their model loaded
+        per_client = 3
+
+        def client(i: int) -> list[tuple[int, bytes]]:
+            out = []
+            for n in range(per_client):  # a fresh connection each, so the kernel spreads them
+                r = _post(url, small, FAST, headers={"X-Request-ID": f"m{i}-{n}"})
+                out.append((r.status_code, r.content))
+            return out
+
+        with ThreadPoolExecutor(16) as ex:
+            results = [res for batch in ex.map(client, range(16)) for res in batch]
+        assert [code for code, _ in results] == [200] * 16 * per_client
+        from PIL import Image
+
+        sizes = {Image.open(io.BytesIO(body)).size for _, body in results}
+        assert sizes == {Image.open(io.BytesIO(small)).size}
+
+        page = httpx.get(url + "/metrics").text  # whichever process answers, the sums are the same
+        assert _metric(page, "mattekit_http_requests_total", method="POST", route="/api/v1/remove",
+                       status="200") == 16 * per_client
+        assert _metric(page, "mattekit_inference_seconds_count") == 16 * per_client
+        assert _metric(page, "mattekit_queue_capacity") == 2 * 17 and _metric(page, "mattekit_queue_depth") == 0
+
+        # A video job is found, served and deleted by whichever process a connection reaches.
+        clip = sample_path("carphone").read_bytes()
+        r = httpx.post(url + "/api/v1/jobs", data={"preset": "fast", "end": "0.4"},
+                       files={"file": ("clip.mp4", clip, "video/mp4")}, timeout=60)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        give_up, polls = time.monotonic() + 60, []
+        while time.monotonic() < give_up:
+            polls.append(httpx.get(f"{url}/api/v1/jobs/{job_id}", timeout=10))
+            if polls[-1].status_code != 200 or polls[-1].json()["state"] not in ("queued", "running"):
+                break
+            time.sleep(0.05)
+        assert polls[-1].status_code == 200 and polls[-1].json()["state"] == "done", polls[-1].text
+        fetched = [httpx.get(f"{url}/api/v1/jobs/{job_id}/result", timeout=30) for _ in range(6)]
+        assert {f.status_code for f in fetched} == {200} and len({f.content for f in fetched}) == 1
+        assert fetched[0].content[:4] == b"\x1aE\xdf\xa3"  # a WebM (Matroska) file
+        assert httpx.delete(f"{url}/api/v1/jobs/{job_id}").json()["state"] == "deleted"
+        assert httpx.get(f"{url}/api/v1/jobs/{job_id}").status_code == 404
+
+    assert proc.returncode is not None
+    assert not list(tmp_path.glob("mattekit-*")), list(tmp_path.glob("mattekit-*"))  # its shared folders are gone
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    served = {line["pid"] for line in lines if line.get("path") == "/api/v1/remove"}
+    polled = {line["pid"] for line in lines if line.get("path", "").startswith("/api/v1/jobs/")}
+    assert len(served) == 2, served  # both processes took part
+    print(f"2 processes: removes served by {len(served)} pids, job polls by {len(polled)}")
+
+
+def test_a_job_is_cancelled_through_another_process_store(tmp_path: Path) -> None:
+    """Two apps on one MATTEKIT_JOB_DIR stand for two processes: B reads A's job, B's DELETE stops it."""
+    from fastapi.testclient import TestClient
+
+    from mattekit.service import Settings, create_app
+    from mattekit.service.jobs import JobSettings
+
+    shared = tmp_path / "jobs"
+    clip = _clip(tmp_path / "clip.mp4", seconds=4).read_bytes()
+    apps = []
+    for _ in range(2):
+        app = create_app(Settings(load_model=False, workers=1))
+        app.state.job_settings = JobSettings(folder=str(shared), max_upload_bytes=50 * 2**20)
+        apps.append(app)
+    with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
+        r = a.post("/api/v1/jobs", data={"preset": "fast", "ratio": "1"}, files={"file": ("c.mp4", clip, "video/mp4")})
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        give_up = time.monotonic() + 60
+        while b.get(f"/api/v1/jobs/{job_id}").json()["progress"]["frames_done"] < 2 and time.monotonic() < give_up:
+            time.sleep(0.05)
+        seen = b.get(f"/api/v1/jobs/{job_id}").json()
+        assert seen["state"] == "running" and seen["progress"]["frames_total"] == 100, seen
+        assert b.delete(f"/api/v1/jobs/{job_id}").json()["state"] == "cancelled"
+        while a.get(f"/api/v1/jobs/{job_id}").json()["state"] == "running" and time.monotonic() < give_up:
+            time.sleep(0.05)
+        assert a.get(f"/api/v1/jobs/{job_id}").json()["state"] == "cancelled"
+        assert b.get(f"/api/v1/jobs/{job_id}").json()["state"] == "cancelled"  # the owner recorded it
+        assert sorted(p.name for p in (shared / job_id).iterdir()) == ["job.json"]  # files gone, reason kept
+        assert b.get(f"/api/v1/jobs/{job_id}/result").status_code == 409
+        assert b.get("/api/v1/jobs/..%2F..%2Fetc").status_code == 404

@@ -22,7 +22,7 @@ import signal
 import threading
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from starlette.requests import Request
 
@@ -48,6 +48,24 @@ def refuse_when_full(pool_of: Callable[[Any], WorkPool], *, while_draining: bool
         pool_of(state).refuse_if_full()
 
     return refuse
+
+
+# Below this a refused body fits in the socket buffers anyway: uvicorn reads and drops it and the
+# connection stays usable. Closing instead would make the kernel reset a connection with unread
+# bytes, and a client still writing may then see the reset instead of our 503.
+DRAIN_BODY_BELOW = 1024 * 1024
+
+
+def close_after_refusal(headers: Mapping[str, str]) -> bool:
+    """Whether a refused request's connection should close rather than have its body read.
+
+    Yes when the client waits for ``100 Continue`` (it has sent nothing and will not) or announced
+    a large or unknown-length body (reading it is the cost shedding is meant to spare).
+    """
+    if headers.get("expect", "").lower() == "100-continue":
+        return True
+    length = headers.get("content-length", "")
+    return not length.isdigit() or int(length) >= DRAIN_BODY_BELOW
 
 
 def start_draining(app: Any) -> None:
@@ -170,7 +188,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         body: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(), "logger": record.name,
+            "level": record.levelname.lower(), "logger": record.name, "pid": record.process,
         }
         access = getattr(record, "access", None)
         if isinstance(access, dict):

@@ -36,7 +36,7 @@ from starlette.requests import Request
 from .. import __version__
 from ..errors import Busy, MattekitError
 from ..matter import Matter
-from .deploy import AccessLogMiddleware, JsonFormatter, install_drain, start_draining
+from .deploy import AccessLogMiddleware, JsonFormatter, close_after_refusal, install_drain, start_draining
 from .executor import WorkPool
 from .metrics import Metrics
 from .settings import Settings
@@ -94,6 +94,7 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         status = {"code": 500}
+        self.metrics.refresh()
 
         async def send_wrapper(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -161,6 +162,7 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
             if loading is not None and not loading.done():
                 loading.cancel()
             pool.shutdown(wait=False)
+            metrics.close()
 
     app = FastAPI(
         title="mattekit",
@@ -210,8 +212,8 @@ def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics) -> None:
             headers = {"Retry-After": str(pool.retry_after())}
             if isinstance(exc, Busy):
                 metrics.rejected.inc()
-                # Refused before its body was read: closing is what keeps the client from sending it.
-                headers["Connection"] = "close"
+                if close_after_refusal(request.headers):  # its body is not worth receiving
+                    headers["Connection"] = "close"
         elif exc.http_status == 401:  # RFC 9110: a 401 names the scheme it wants
             headers = {"WWW-Authenticate": 'Bearer realm="mattekit"'}
         metrics.errors.labels(exc.code).inc()
