@@ -195,7 +195,13 @@ class JobStore:
         self.sweep()
         with self._lock:
             job = self._jobs.get(job_id)
-        if job is None and self.shared and _JOB_ID.match(job_id):
+        if job is not None and self.shared and not job.folder.is_dir():
+            # Deleted through another process (a DELETE of a finished job removes its folder).
+            job.cancel.set()
+            with self._lock:
+                self._jobs.pop(job_id, None)
+            job = None
+        elif job is None and self.shared and _JOB_ID.match(job_id):
             job = self._read(job_id)
         if job is None:
             raise NotFound("no such job (finished jobs are deleted after a while)")
