@@ -183,11 +183,9 @@ class AccessLogMiddleware:
 class JsonFormatter(logging.Formatter):
     """One JSON object a line (``MATTEKIT_LOG_FORMAT=json``): what log collectors parse without rules."""
 
-    converter = time.gmtime  # the "Z" in the timestamps
-
     def format(self, record: logging.LogRecord) -> str:
         body: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(), "logger": record.name, "pid": record.process,
         }
         access = getattr(record, "access", None)

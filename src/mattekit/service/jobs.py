@@ -36,8 +36,8 @@ import math
 import os
 import re
 import secrets
-import socket
 import shutil
+import socket
 import tempfile
 import threading
 import time

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, TypeVar
+from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from ..errors import InvalidOption
 
@@ -109,7 +109,7 @@ class Settings:
     def from_env(cls, env: Optional[Mapping[str, str]] = None, **overrides) -> "Settings":
         """Settings from ``MATTEKIT_*`` variables; keyword ``overrides`` win (CLI flags)."""
         env = os.environ if env is None else env
-        values = dict(
+        values: dict[str, Any] = dict(
             max_upload_bytes=env_number(env, "MATTEKIT_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1),
             max_pixels=env_number(env, "MATTEKIT_MAX_PIXELS", DEFAULT_MAX_PIXELS, 1),
             max_lowres_pixels=env_number(env, "MATTEKIT_MAX_LOWRES_PIXELS", DEFAULT_MAX_LOWRES_PIXELS, 1),
