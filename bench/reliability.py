@@ -2,11 +2,14 @@
 
     .venv/bin/python bench/reliability.py            # bounded fuzz run (as in make test) + faults
     .venv/bin/python bench/reliability.py --long     # the long fuzz campaign (as in make fuzz)
+    .venv/bin/python bench/reliability.py --deploy   # only the deployment rows (~1 min)
 
-Runs tests/test_fuzz.py, tests/test_faults.py and tests/test_security.py with pytest, reads what
-every fuzz case ended in (test-output/fuzz-summary.json, written by the fuzz tests) and each
-fault test's result (JUnit XML), and writes bench/out/reliability.json and bench/out/reliability.md.
-The load figures come from bench/load.py (bench/out/load.md).
+Runs tests/test_fuzz.py, tests/test_faults.py, tests/test_security.py and tests/test_deploy.py
+with pytest, reads what every fuzz case ended in (test-output/fuzz-summary.json, written by the
+fuzz tests), what the deployment tests measured (test-output/deploy-summary.json) and each
+test's result (JUnit XML), and writes bench/out/reliability.json and bench/out/reliability.md
+(``--deploy``: bench/out/deploy.json and deploy.md). The load figures come from bench/load.py
+(bench/out/load.md).
 """
 
 from __future__ import annotations
@@ -83,6 +86,52 @@ def memory_per_pixel(sizes: Sequence[tuple[int, int]] = ((2000, 1500), (4000, 30
     return out
 
 
+def deploy_markdown(report: dict[str, Any]) -> str:
+    """The README "Reliability" rows for deadlines, shedding, SIGTERM and several processes."""
+    d, tests = report["deploy"], report["deploy_tests"]
+    rows = ["| what | held | from |", "|---|---|---|"]
+    if "deadline" in d and "job_deadline" in d:
+        a, j = d["deadline"], d["job_deadline"]
+        rows.append(f"| deadlines | a still past `MATTEKIT_REQUEST_TIMEOUT={a['timeout_s']:g}` (`best` at ratio 1, 1 worker): "
+                    f"504 `deadline_exceeded` after {a['answered_s']:.1f} s, the next request served in {a['next_s']:.2f} s; "
+                    f"a video job past `MATTEKIT_JOB_TIMEOUT={j['timeout_s']:g}` failed after frame {j['frames_done']} "
+                    f"of {j['frames_total']} with the reason, its files deleted; both counted in "
+                    "`mattekit_deadline_exceeded_total` | `bench/reliability.py --deploy` |")
+    if "shedding" in d:
+        sh = d["shedding"]
+        rows.append(f"| early shedding | full queue, {sh['body_bytes'] / 2**20:.0f} MiB upload: 503 before the body — "
+                    f"{sh['sent_with_expect']} body bytes sent with `Expect: 100-continue`, "
+                    f"{sh['sent_without_expect'] / 1024:.0f} KiB (socket buffers) without, then the connection closed | "
+                    "`bench/reliability.py --deploy` |")
+    if "sigterm" in d:
+        st = d["sigterm"]
+        outcomes = ", ".join(f"{v} {k}" for k, v in sorted(st["outcomes"].items()))
+        rows.append(f"| SIGTERM under load | {st['clients']} clients + a running and a queued video job, "
+                    f"`MATTEKIT_DRAIN_SECONDS={st['drain_s']:g}`, `MATTEKIT_GRACE_PERIOD={st['grace_s']:g}`: `/readyz` 503 at once, "
+                    f"queued job failed with the reason, {st['ok_after_signal']} stills served after the signal, "
+                    f"exit after {st['exit_s']:.1f} s; client outcomes: {outcomes} (refused = connection refused "
+                    "once the listener closed: never accepted); no temp files left | `bench/reliability.py --deploy` |")
+    if "processes" in d:
+        pr = d["processes"]
+        rows.append(f"| several processes | `mattekit serve --processes {pr['processes']}`, {pr['clients']} clients: "
+                    f"{pr['ok']} of {pr['requests']} correct results, served by {pr['pids_serving']} processes; "
+                    f"`/metrics` from either process counts {pr['metrics_total']}; a video job polled, fetched and deleted "
+                    f"through both | `bench/reliability.py --deploy` |")
+    rows += ["", f"Deployment tests: {tests['passed']} passed, {tests['failed']} failed."]
+    return "\n".join(rows) + "\n"
+
+
+def deploy(out: Path) -> tuple[int, dict[str, Any]]:
+    summary = ROOT / "test-output" / "deploy-summary.json"
+    summary.unlink(missing_ok=True)
+    xml = out / "deploy-junit.xml"
+    rc = _pytest(["tests/test_deploy.py"], xml)
+    cases = _cases(xml)
+    tally = {k: sum(1 for c in cases.values() if c["result"] == k) for k in ("passed", "failed", "skipped")}
+    data = json.loads(summary.read_text()) if summary.exists() else {}
+    return rc, {"deploy": data, "deploy_tests": tally}
+
+
 def markdown(report: dict[str, Any]) -> str:
     fz = report["fuzz"]
     lines = [
@@ -113,14 +162,23 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--long", action="store_true", help="run the long fuzz campaign (--fuzz-long)")
+    ap.add_argument("--deploy", action="store_true", help="only the deployment tests (tests/test_deploy.py)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.deploy:
+        rc, dep = deploy(args.out)
+        (args.out / "deploy.json").write_text(json.dumps(dep, indent=1))
+        (args.out / "deploy.md").write_text(deploy_markdown(dep))
+        print(deploy_markdown(dep))
+        return rc
 
     fuzz_xml, fault_xml, sec_xml = (args.out / f"{n}.xml" for n in ("fuzz-junit", "faults-junit", "security-junit"))
     rc = _pytest(["tests/test_fuzz.py"], fuzz_xml, ["--fuzz-long"] if args.long else [])
     rc |= _pytest(["tests/test_faults.py"], fault_xml)
     rc |= _pytest(["tests/test_security.py"], sec_xml)
+    dep_rc, dep = deploy(args.out)
+    rc |= dep_rc
 
     def tally(xml: Path) -> dict[str, int]:
         cases = _cases(xml)
@@ -132,10 +190,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "faults": _cases(fault_xml),
         "security": tally(sec_xml),
         "memory": memory_per_pixel(),
+        **dep,
     }
     (args.out / "reliability.json").write_text(json.dumps(report, indent=1))
-    (args.out / "reliability.md").write_text(markdown(report))
-    print(markdown(report))
+    (args.out / "reliability.md").write_text(markdown(report) + "\n" + deploy_markdown(report))
+    print(markdown(report) + "\n" + deploy_markdown(report))
     return rc
 
 

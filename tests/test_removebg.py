@@ -366,6 +366,16 @@ def test_full_queue_is_429_with_retry_after(sample_photo):
             assert errors_of(r)["code"] == "rate_limit_exceeded" and int(r.headers["retry-after"]) >= 1
 
 
+def test_past_the_request_timeout_is_504_in_the_errors_envelope(sample_photo):
+    # best at full size takes far longer than 50 ms: the deadline is met between passes.
+    app = create_app(Settings(workers=1, queue_size=1, request_timeout=0.05))
+    with TestClient(app) as c:
+        r = c.post("/v1.0/removebg", data={"size": "full"}, files={"image_file": ("a", sample_photo.read_bytes())},
+                   headers={"X-Api-Key": "any"})
+        assert r.status_code == 504 and errors_of(r)["code"] == "deadline_exceeded", r.text
+        assert 'mattekit_deadline_exceeded_total{kind="request"} 1.0' in c.get("/metrics").text
+
+
 def test_model_unavailable_is_503(tmp_path, sample_photo):
     from mattekit.engine import Engine
 

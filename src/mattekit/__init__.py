@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     Busy,
     Cancelled,
+    DeadlineExceeded,
     InternalError,
     InvalidInput,
     InvalidOption,
@@ -48,9 +49,11 @@ _LAZY = {
     "parse_background": ("options", "parse_background"),
     "Engine": ("engine", "Engine"),
     "get_engine": ("engine", "get_engine"),
+    "Deadline": ("deadline", "Deadline"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .deadline import Deadline
     from .engine import Engine, get_engine
     from .matter import Matter, Result, remove
     from .options import BackgroundImage, Blur, Color, Margin, Options, parse_background
@@ -71,4 +74,5 @@ __all__ = [
     "__version__", "remove", "Matter", "Result", "Options", "Color", "Blur", "BackgroundImage",
     "Margin", "parse_background", "Engine", "get_engine", "MattekitError", "InvalidOption",
     "InvalidInput", "TooLarge", "UploadTooLarge", "ModelUnavailable", "InternalError", "Busy", "Cancelled",
+    "DeadlineExceeded", "Deadline",
 ]

@@ -5,13 +5,15 @@ Kept import-light at module level so ``mattekit --version`` and ``--help`` stay 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Union
+from typing import Any, Iterator, List, Optional, Union
 
 import typer
 
@@ -467,24 +469,66 @@ def serve(
     workers: Optional[int] = typer.Option(None, "--workers", help="Inference threads (default: MATTEKIT_WORKERS, else the CPU count, at most 4)."),
     queue_size: Optional[int] = typer.Option(None, "--queue-size", help="Requests waiting for a worker before 503 Busy (default: MATTEKIT_QUEUE_SIZE, else 16)."),
     max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", help="Open connections before uvicorn itself answers 503 (default: no limit)."),
+    processes: int = typer.Option(1, "--processes", help="Server processes sharing the port, each with its own engine and --workers threads (uvicorn's --workers); video jobs and /metrics are shared through MATTEKIT_JOB_DIR and PROMETHEUS_MULTIPROC_DIR (made here when unset)."),
 ) -> None:
     """Serve the web page and HTTP API (the same app as `uvicorn app:app`). Limits: MATTEKIT_* variables."""
     from .service import Settings, create_app
+    from .service.factory import configure_logging
 
     try:
         settings = Settings.from_env(workers=workers, queue_size=queue_size)
         if max_concurrency is not None and max_concurrency < 1:
             raise InvalidOption("--max-concurrency must be at least 1")
+        if processes < 1:
+            raise InvalidOption("--processes must be at least 1")
     except MattekitError as exc:
         _err(str(exc))
         raise typer.Exit(2)
     import uvicorn
 
+    configure_logging(settings.log_format, force=True)
+    each = f"{processes} processes × " if processes > 1 else ""
     typer.echo(
-        f"mattekit: serving on http://{host}:{port}/ ({settings.workers} workers, queue {settings.queue_size}); "
+        f"mattekit: serving on http://{host}:{port}/ ({each}{settings.workers} workers, queue {settings.queue_size}); "
         "Ctrl-C stops", err=True,
     )
-    uvicorn.run(create_app(settings), host=host, port=port, limit_concurrency=max_concurrency)
+    # Our access log (request ids, JSON when asked) replaces uvicorn's; the grace period bounds
+    # how long a SIGTERM waits for in-flight requests.
+    common = dict(host=host, port=port, limit_concurrency=max_concurrency,
+                  timeout_graceful_shutdown=int(math.ceil(settings.grace_period)), access_log=False)
+    if processes == 1:
+        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        return
+    with _shared_folders(settings, processes):
+        # Each process builds its own app (and engine) from the environment set above.
+        uvicorn.run("mattekit.service.factory:create_app", factory=True, workers=processes, **common)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _shared_folders(settings: Any, processes: int) -> Iterator[None]:
+    """The environment every server process reads: the settings given as flags, an even share of
+    the cores, and the folders jobs and metrics are shared through (made, and removed, here)."""
+    import shutil
+    import tempfile
+
+    os.environ["MATTEKIT_WORKERS"] = str(settings.workers)
+    os.environ["MATTEKIT_QUEUE_SIZE"] = str(settings.queue_size)
+    if not os.environ.get("MATTEKIT_THREADS"):  # N processes × all cores each would oversubscribe
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ["MATTEKIT_THREADS"] = str(max(1, cores // processes))
+    made = []
+    for name, prefix in (("PROMETHEUS_MULTIPROC_DIR", "mattekit-metrics-"), ("MATTEKIT_JOB_DIR", "mattekit-jobs-")):
+        if not os.environ.get(name):
+            os.environ[name] = tempfile.mkdtemp(prefix=prefix)
+            made.append(os.environ[name])
+    # Values left by an earlier run would be added to this one's.
+    for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        stale.unlink()
+    try:
+        yield
+    finally:
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- model -----------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 
+from .deadline import Deadline
+from .deadline import check as check_deadline
 from .errors import InvalidInput, InvalidOption, ModelUnavailable
 from .fastpath import STATE_IN as _STATE_IN  # RVM's recurrent inputs, in RecurrentState.tensors order
 
@@ -302,6 +304,7 @@ class Engine:
         foreground: bool = False,
         full_foreground: bool = False,
         passes: int = 1,
+        deadline: Optional[Deadline] = None,
     ) -> tuple[Matte, RecurrentState]:
         """Run the model on an RGB uint8 HxWx3 frame, carrying ``state``.
 
@@ -310,6 +313,7 @@ class Engine:
         e.g. to average several mattes whose partial bands differ.
         ``passes`` > 1 runs the same frame again with the state it produced (RVM's memory
         settles, as on the frames of a video); the matte is the last pass's.
+        ``deadline``: checked before every pass (raises :class:`~mattekit.errors.DeadlineExceeded`).
         """
         if passes < 1:
             raise InvalidOption("passes must be at least 1")
@@ -319,13 +323,14 @@ class Engine:
         if state is None or state.shape != (h, w):
             state = RecurrentState.empty()
         if self.split:
-            return self._split_passes(rgb, r, state, passes, foreground, full_foreground)
+            return self._split_passes(rgb, r, state, passes, foreground, full_foreground, deadline)
         session = self.session
         src = (rgb.transpose(2, 0, 1)[None].astype(np.float32)) * np.float32(1.0 / 255.0)
         ratio_feed = np.array([r], dtype=np.float32)
         run_options = arena_run_options(h * w * r * r)
         tensors = state.tensors
         for _ in range(passes):
+            check_deadline(deadline)
             feeds = {"src": src, "downsample_ratio": ratio_feed, **dict(zip(_STATE_IN, tensors))}
             fgr, pha, *tensors = session.run(None, feeds, run_options)
         fg = fgr[0].transpose(1, 2, 0) if foreground else None
@@ -333,7 +338,7 @@ class Engine:
 
     def _split_passes(
         self, rgb: np.ndarray, ratio: float, state: RecurrentState, passes: int, foreground: bool,
-        full_foreground: bool = False,
+        full_foreground: bool = False, deadline: Optional[Deadline] = None,
     ) -> tuple[Matte, RecurrentState]:
         """``passes`` runs of the low-resolution network on one frame, then the tail once.
 
@@ -346,6 +351,7 @@ class Engine:
         lowres = fastpath.downsample(rgb, ratio)
         run_options = arena_run_options(lowres.shape[2] * lowres.shape[3])
         tensors = state.tensors
+        check_deadline(deadline)
         if passes == 1:
             coeff_a, coeff_b, *tensors = self._part("lowres").run(
                 None, {fastpath.LOWRES_INPUT: lowres, **dict(zip(_STATE_IN, tensors))}, run_options)
@@ -355,6 +361,7 @@ class Engine:
             features = {o.name: v for o, v in zip(encoder.get_outputs(), encoded)}
             features[fastpath.LOWRES_INPUT] = lowres
             for name in ["warmup"] * (passes - 1) + ["decoder"]:
+                check_deadline(deadline)
                 part = self._part(name)
                 feeds = {i.name: features[i.name] for i in part.get_inputs() if i.name in features}
                 feeds.update(zip(_STATE_IN, tensors))
@@ -380,10 +387,12 @@ class Engine:
         passes: int = 1,
         foreground: bool = False,
         full_foreground: bool = False,
+        deadline: Optional[Deadline] = None,
     ) -> Matte:
         """Matte a still. ``passes`` > 1 runs the same image again with the state it produced,
         letting RVM's recurrent memory settle (a measured gain on stills; see bench/quality.py)."""
-        return self.step(rgb, ratio, None, foreground=foreground, full_foreground=full_foreground, passes=passes)[0]
+        return self.step(rgb, ratio, None, foreground=foreground, full_foreground=full_foreground, passes=passes,
+                         deadline=deadline)[0]
 
     def stream(self, ratio: Union[str, float] = "auto", *, foreground: bool = False) -> "Stream":
         return Stream(self, ratio, foreground=foreground)

@@ -77,6 +77,13 @@ class Cancelled(MattekitError):
     http_status = 409
 
 
+class DeadlineExceeded(MattekitError):
+    """The work ran past the time this server allows it (``MATTEKIT_REQUEST_TIMEOUT``/``_JOB_TIMEOUT``)."""
+
+    code = "deadline_exceeded"
+    http_status = 504
+
+
 __all__ = [
     "MattekitError",
     "InvalidOption",
@@ -87,4 +94,5 @@ __all__ = [
     "InternalError",
     "Busy",
     "Cancelled",
+    "DeadlineExceeded",
 ]

@@ -9,6 +9,8 @@ from typing import Any, Optional
 from PIL import Image
 
 from . import imaging, presets
+from .deadline import Deadline
+from .deadline import check as check_deadline
 from .engine import Engine, get_engine
 from .errors import MattekitError
 from .imaging import Decoded, ImageSource
@@ -56,7 +58,9 @@ class Matter:
     def engine(self) -> Engine:
         return self._engine or get_engine()
 
-    def process(self, source: ImageSource, options: Optional[Options] = None, **changes: Any) -> Result:
+    def process(self, source: ImageSource, options: Optional[Options] = None, *,
+                deadline: Optional[Deadline] = None, **changes: Any) -> Result:
+        """``deadline``: checked between the steps and the model's passes (the service's time limit)."""
         opts = (options or self.options).replace(**changes) if changes else (options or self.options)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -66,6 +70,7 @@ class Matter:
             # before the model runs: a bad background image should cost nothing
             opts = opts.replace(background=BackgroundImage(_decode_background(bg.source, opts), bg.fit))
         presets.check_lowres(opts.preset, opts.ratio, *decoded.rgb.shape[:2], opts.max_lowres_pixels)
+        check_deadline(deadline)
         t1 = time.perf_counter()
         recipe = presets.recipe(opts.preset)
         clean = recipe.decontaminate if opts.decontaminate is None else opts.decontaminate
@@ -73,7 +78,8 @@ class Matter:
         # The photo's own transparency can make alpha partial where RVM's is 1, outside the band
         # where the engine computes the foreground: ask for all of it then.
         matte = presets.run(self.engine, decoded.rgb, opts.preset, opts.ratio, foreground=want_fg,
-                            full_foreground=decoded.alpha is not None)
+                            full_foreground=decoded.alpha is not None, deadline=deadline)
+        check_deadline(deadline)
         t2 = time.perf_counter()
         image = imaging.compose(decoded, matte.alpha, matte.foreground, opts, decontaminate_edges=want_fg,
                                 foreground_boxes=matte.foreground_boxes)

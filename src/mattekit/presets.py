@@ -50,6 +50,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from .deadline import Deadline
 from .engine import Engine, Matte, RecurrentState, auto_ratio, resolve_ratio
 from .errors import InvalidOption, TooLarge
 
@@ -159,11 +160,11 @@ def _average(mattes: list[Matte], mirrored: list[bool]) -> Matte:
 
 def run_recipe(
     engine: Engine, rgb: np.ndarray, rec: Recipe, ratio: Union[str, float] = "auto", *, foreground: bool = False,
-    full_foreground: bool = False,
+    full_foreground: bool = False, deadline: Optional[Deadline] = None,
 ) -> Matte:
     """Matte one still with a recipe: every member, ``passes`` runs each, averaged.
 
-    ``full_foreground``: see :meth:`mattekit.engine.Engine.step`."""
+    ``full_foreground``, ``deadline``: see :meth:`mattekit.engine.Engine.step`."""
     h, w = rgb.shape[:2]
     mattes, mirrored = [], []
     members = list(rec.members(ratio, h, w))
@@ -172,15 +173,16 @@ def run_recipe(
         # Members' partial bands differ (alpha 0 in one and 1 in another averages to 0.5):
         # averaging needs each member's foreground everywhere.
         mattes.append(engine.matte(src, r, passes=rec.passes, foreground=foreground,
-                                   full_foreground=full_foreground or len(members) > 1))
+                                   full_foreground=full_foreground or len(members) > 1, deadline=deadline))
         mirrored.append(flip)
     return mattes[0] if len(mattes) == 1 else _average(mattes, mirrored)
 
 
 def run(engine: Engine, rgb: np.ndarray, preset: str, ratio: Union[str, float], *, foreground: bool,
-        full_foreground: bool = False) -> Matte:
+        full_foreground: bool = False, deadline: Optional[Deadline] = None) -> Matte:
     """Matte one still with a preset."""
-    return run_recipe(engine, rgb, recipe(preset), ratio, foreground=foreground, full_foreground=full_foreground)
+    return run_recipe(engine, rgb, recipe(preset), ratio, foreground=foreground, full_foreground=full_foreground,
+                      deadline=deadline)
 
 
 class PresetStream:

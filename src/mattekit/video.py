@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Union
 import numpy as np
 
 from . import imaging, presets
+from .deadline import Deadline
+from .deadline import check as check_deadline
 from .engine import Engine, Matte, alpha_to_u8, get_engine
 from .errors import Cancelled, InvalidInput, InvalidOption, MattekitError, TooLarge
 from .options import BackgroundImage, Blur, Options
@@ -718,6 +720,7 @@ def process_video(
     progress: Optional[Callable[[Progress], None]] = None,
     cancel: Optional[Callable[[], bool]] = None,
     overwrite: bool = True,
+    deadline: Optional[Deadline] = None,
 ) -> VideoResult:
     """Remove the background from every frame of ``source`` and write ``target``.
 
@@ -730,6 +733,7 @@ def process_video(
             writer thread: keep it quick and thread-safe).
         cancel: polled between frames; when it returns True the work stops with
             :class:`~mattekit.errors.Cancelled` and nothing is left at ``target``.
+        deadline: checked between frames, likewise (:class:`~mattekit.errors.DeadlineExceeded`).
 
     Raises:
         InvalidInput (unreadable, corrupt or truncated clip), InvalidOption, TooLarge, Cancelled.
@@ -842,6 +846,7 @@ def process_video(
         while True:
             if cancel is not None and cancel():
                 raise Cancelled("the video was cancelled")
+            check_deadline(deadline)
             try:
                 item = _get(decoded_q, stop)
             except _Stop:
@@ -858,6 +863,7 @@ def process_video(
             threads[1].join(timeout=0.1)
             if cancel is not None and cancel():
                 raise Cancelled("the video was cancelled")
+            check_deadline(deadline)
         if errors:
             raise errors[0]
         if written[0] == 0:

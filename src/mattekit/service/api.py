@@ -17,9 +17,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from .. import imaging
-from ..errors import InvalidInput, InvalidOption, MattekitError
+from ..deadline import Deadline, within
+from ..deadline import check as check_deadline
+from ..errors import DeadlineExceeded, InvalidInput, InvalidOption, MattekitError
 from ..matter import Matter
 from ..options import FORMATS, PRESETS, BackgroundImage, Options
+from .deploy import draining, refuse_when_full
 from .uploads import read_upload
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -82,6 +85,9 @@ async def healthz() -> dict:
 @router.get("/readyz", tags=["ops"], summary="503 until the model is loaded, then 200")
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
+    if draining(state):  # a load balancer stops sending here while in-flight requests finish
+        body = {"error": {"code": "shutting_down", "message": "the server is shutting down"}}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
     if state.ready:
         return JSONResponse({"status": "ready"})
     if state.load_error is not None:
@@ -140,16 +146,19 @@ class Processed:
     frame_size: Optional[tuple[int, int]] = None
 
 
-def process(matter: Matter, data: bytes, options: Options, bg_data: Optional[bytes], fit: str) -> Processed:
+def process(matter: Matter, data: bytes, options: Options, bg_data: Optional[bytes], fit: str,
+            deadline: Optional[Deadline] = None) -> Processed:
     """The work of one request, in a pool thread: library call, then encoding."""
     timings: dict[str, float] = {}
+    # Waited in the queue past its deadline: its client has its 504 already, don't start.
+    check_deadline(deadline)
     if bg_data is not None:
         t0 = time.perf_counter()
         # Decoded here, under the server's pixel limit, so Matter does not decode it again.
         background = imaging.decode(bg_data, Options(max_pixels=options.max_pixels))
         options = options.replace(background=BackgroundImage(background, fit))  # type: ignore[arg-type]
         timings["bg_decode"] = time.perf_counter() - t0
-    result = matter.process(data, options)
+    result = matter.process(data, options, deadline=deadline)
     body = result.encode(options.format, options.quality)
     timings.update(result.timings)
     return Processed(body, result.image.size, timings, result.crop_box, result.frame_size)
@@ -202,21 +211,33 @@ REMOVE_BODY = {
         "says where, in pixels of the photo as processed (`X-Frame-Size`, `WxH`: upright, after "
         "`max_size`). Errors are JSON `{\"error\": {\"code\", \"message\"}}`: 400 bad "
         "option, 413 upload too large, 415 not an image, 422 too many pixels, 503 busy (with "
-        "`Retry-After`)."
+        "`Retry-After`), 504 past the server's time limit (`MATTEKIT_REQUEST_TIMEOUT`)."
     ),
     openapi_extra=REMOVE_BODY,
     response_class=Response,
+    dependencies=[Depends(refuse_when_full(lambda state: state.pool))],
     responses={
         200: {"content": {"image/png": {}, "image/webp": {}, "image/jpeg": {}}, "description": "the result"},
         400: {"description": "bad option"}, 413: {"description": "upload too large"},
         415: {"description": "not an image"}, 422: {"description": "too many pixels"},
         503: {"description": "busy: retry after Retry-After seconds"},
+        504: {"description": "past the server's time limit"},
     },
 )
 async def remove(request: Request) -> Response:
     state = request.app.state
+    try:
+        return await _remove(request, Deadline.after(state.settings.request_timeout, "this photo"))
+    except DeadlineExceeded:
+        state.metrics.timeouts.labels("request").inc()
+        raise
+
+
+async def _remove(request: Request, deadline: Optional[Deadline]) -> Response:
+    state = request.app.state
     settings = state.settings
-    upload = await read_upload(request, settings.max_upload_bytes)
+    # The upload counts too: a client trickling its body would otherwise hold memory for ever.
+    upload = await within(deadline, read_upload(request, settings.max_upload_bytes))
     fields = {**dict(request.query_params), **upload.fields}
     bg_data = upload.files.get("bg_file")
     options = parse_options(fields, settings, bg_data is not None)
@@ -227,7 +248,7 @@ async def remove(request: Request) -> Response:
         raise InvalidInput("bg_file is empty")
     fit = (fields.get("bg_fit") or "fill").lower()
     queued = time.perf_counter()
-    out: Processed = await state.pool.run(process, state.matter, data, options, bg_data, fit)
+    out: Processed = await within(deadline, state.pool.run(process, state.matter, data, options, bg_data, fit, deadline))
     total = time.perf_counter() - queued
     timings = {"queue": max(0.0, total - sum(out.timings.values())), **out.timings, "total": total}
     state.metrics.observe_timings(out.timings)

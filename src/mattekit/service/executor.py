@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 from ..errors import Busy
 
@@ -65,17 +65,36 @@ class WorkPool:
             mean = self._mean_s
         return int(min(60, max(1, math.ceil(mean * backlog / self.workers))))
 
+    def _refusal(self) -> Optional[Busy]:
+        """Why a task would be refused now, or None (call with the lock held)."""
+        if self._closed:
+            return Busy("the server is shutting down; try again shortly")
+        if self._accepted >= self.capacity:
+            return Busy(f"the server is busy ({self._accepted} requests in progress or waiting); try again shortly")
+        return None
+
+    def refuse_if_full(self) -> None:
+        """Raise the :class:`Busy` that :meth:`submit` would raise now, reserving nothing.
+
+        Called before a request's body is read, so a full server refuses an upload without
+        receiving it; the check in :meth:`submit` still holds when the queue fills meanwhile.
+        """
+        with self._lock:
+            refusal = self._refusal()
+            if refusal is not None and not self._closed:
+                self.rejected += 1
+        if refusal is not None:
+            raise refusal
+
     # -- work ------------------------------------------------------------------------------
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "Future[T]":
         """Queue ``fn(*args, **kwargs)``; raise :class:`Busy` when the queue is full."""
         with self._lock:
-            if self._closed:
-                raise Busy("the server is shutting down; try again shortly")
-            if self._accepted >= self.capacity:
-                self.rejected += 1
-                raise Busy(
-                    f"the server is busy ({self._accepted} requests in progress or waiting); try again shortly"
-                )
+            refusal = self._refusal()
+            if refusal is not None:
+                if not self._closed:
+                    self.rejected += 1
+                raise refusal
             self._accepted += 1
 
         def task() -> T:

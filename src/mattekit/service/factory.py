@@ -39,6 +39,7 @@ from starlette.requests import Request
 from .. import __version__
 from ..errors import Busy, MattekitError
 from ..matter import Matter
+from .deploy import AccessLogMiddleware, JsonFormatter, close_after_refusal, install_drain, start_draining
 from .executor import WorkPool
 from .metrics import Metrics
 from .settings import Settings
@@ -112,6 +113,7 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         status = {"code": 500}
+        self.metrics.refresh()
 
         async def send_wrapper(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -130,25 +132,32 @@ class MetricsMiddleware:
             self.metrics.observe(scope.get("method", ""), path, status["code"], time.perf_counter() - start)
 
 
-def _configure_logging() -> None:
-    """Show mattekit's INFO lines (model, providers, faults) under a plain ``uvicorn app:app``.
+def configure_logging(log_format: str = "text", *, force: bool = False) -> None:
+    """Show mattekit's INFO lines (model, providers, faults, access) under a plain ``uvicorn app:app``.
 
     uvicorn configures only its own loggers; an application that set up logging itself (a root
-    handler, or one on "mattekit") keeps its choice.
+    handler, or one on "mattekit") keeps its choice, unless ``force`` (``mattekit serve``, whose
+    own CLI set the root handler up for warnings only).
     """
     ours = logging.getLogger("mattekit")
-    if ours.handlers or logging.getLogger().handlers:
+    mine = [h for h in ours.handlers if getattr(h, "mattekit", False)]
+    if not mine and not force and (ours.handlers or logging.getLogger().handlers):
         return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-    ours.addHandler(handler)
+    if force:
+        ours.propagate = False  # else the root handler prints every line a second time
+    handler = mine[0] if mine else logging.StreamHandler()
+    handler.mattekit = True  # type: ignore[attr-defined]  # ours to reconfigure for the next app
+    handler.setFormatter(JsonFormatter() if log_format == "json"
+                         else logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    if not mine:
+        ours.addHandler(handler)
     ours.setLevel(logging.INFO)
 
 
 def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] = None) -> FastAPI:
     """A new app. ``settings`` default to the environment (``MATTEKIT_*``, see settings.py)."""
-    _configure_logging()
     settings = settings or Settings.from_env()
+    configure_logging(settings.log_format)
     pool = WorkPool(settings.workers, settings.queue_size, name="stills")
     metrics = Metrics(pool)
     modules = _routers()
@@ -157,18 +166,22 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in a thread while the server already answers /healthz (and /readyz with 503).
         loading = asyncio.ensure_future(asyncio.to_thread(_load_model, app)) if settings.load_model else None
+        restore_signals = install_drain(app, settings.drain_seconds)
         for module in modules:
             if hasattr(module, "on_startup"):
                 await module.on_startup(app)
         try:
             yield
         finally:
+            restore_signals()
+            start_draining(app)  # also when stopped without a signal (lifespan shutdown, tests)
             for module in modules:
                 if hasattr(module, "on_shutdown"):
                     await module.on_shutdown(app)
             if loading is not None and not loading.done():
                 loading.cancel()
             pool.shutdown(wait=False)
+            metrics.close()
 
     app = FastAPI(
         title="mattekit",
@@ -184,6 +197,8 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
     app.state.matter = matter or Matter()
     app.state.ready = False
     app.state.load_error = None
+    app.state.draining = False
+    app.state.on_drain = []  # callables run once at SIGTERM (see deploy.start_draining)
 
     _add_error_handlers(app, pool, metrics, _responders(modules))
     if settings.cors_origins:
@@ -192,9 +207,10 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
         app.add_middleware(
             CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
             allow_headers=["*"], expose_headers=["X-Process-Time", "Server-Timing", "X-Image-Size", "X-Crop-Box", "X-Frame-Size",
-                            "Retry-After", *REMOVEBG_HEADERS],
+                            "Retry-After", "X-Request-ID", *REMOVEBG_HEADERS],
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(AccessLogMiddleware)  # outermost: every answer gets its id and its line
 
     for module in modules:
         app.include_router(module.router)
@@ -215,6 +231,8 @@ def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics, respond:
             headers = {"Retry-After": str(pool.retry_after())}
             if isinstance(exc, Busy):
                 metrics.rejected.inc()
+                if close_after_refusal(request.headers):  # its body is not worth receiving
+                    headers["Connection"] = "close"
         elif exc.http_status == 401:  # RFC 9110: a 401 names the scheme it wants
             headers = {"WWW-Authenticate": 'Bearer realm="mattekit"'}
         metrics.errors.labels(exc.code).inc()

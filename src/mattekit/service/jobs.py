@@ -10,6 +10,11 @@ Jobs run in their own small bounded pool (``MATTEKIT_JOB_WORKERS``, default 1, p
 the engine underneath is the same. Each job has a private folder under a temporary directory;
 finished jobs (and their files) are deleted ``MATTEKIT_JOB_TTL`` seconds after they end.
 
+Several server processes: set ``MATTEKIT_JOB_DIR`` to one folder they all share (``mattekit
+serve --processes N`` makes one). Each job then keeps its state in ``job.json`` in its folder,
+so any process answers ``GET`` for it and serves its result; a ``DELETE`` that reaches another
+process leaves a ``cancel`` file its owner sees between frames.
+
 | variable                        | default            | meaning                                   |
 |---------------------------------|--------------------|-------------------------------------------|
 | ``MATTEKIT_JOB_MAX_UPLOAD_BYTES`` | 104857600 (100 MiB) | video upload limit (413)                |
@@ -17,17 +22,22 @@ finished jobs (and their files) are deleted ``MATTEKIT_JOB_TTL`` seconds after t
 | ``MATTEKIT_JOB_TTL``              | 3600               | seconds a finished job and its result are kept |
 | ``MATTEKIT_JOB_WORKERS``          | 1                  | videos processed at once                  |
 | ``MATTEKIT_JOB_QUEUE``            | 4                  | videos waiting before 503 Busy            |
+| ``MATTEKIT_JOB_TIMEOUT``          | 1800               | seconds a job may run (from its first frame) before it fails; 0: none |
+| ``MATTEKIT_JOB_DIR``              | (a private temp folder) | a folder shared by every server process (jobs findable from any) |
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import logging
 import math
 import os
+import re
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -38,9 +48,11 @@ from typing import Any, Mapping, Optional
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from ..errors import Cancelled, InvalidInput, InvalidOption, MattekitError
+from ..deadline import Deadline
+from ..errors import Cancelled, DeadlineExceeded, InvalidInput, InvalidOption, MattekitError
 from ..options import BackgroundImage, Options
 from .api import require_api_key, server_options
+from .deploy import refuse_when_full
 from .executor import WorkPool
 from .settings import env_number
 from .uploads import read_upload
@@ -54,6 +66,9 @@ MEDIA_TYPES = {
     "matte": ("video/mp4", ".mp4"), "composite": ("video/mp4", ".mp4"),
 }
 JOB_OUTPUTS = tuple(MEDIA_TYPES)
+RECORD = "job.json"  # a job's state, in its folder, when the folder is shared (MATTEKIT_JOB_DIR)
+CANCEL = "cancel"  # left in a job's folder by a process that is not its owner
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what secrets.token_urlsafe makes: never a path
 
 
 class NotFound(MattekitError):
@@ -73,6 +88,13 @@ class NoSpace(MattekitError):
     http_status = 507
 
 
+class ShuttingDown(MattekitError):
+    """The server stopped (a restart or deploy) before the job could finish."""
+
+    code = "shutting_down"
+    http_status = 503
+
+
 def _disk_full(exc: BaseException) -> bool:
     return getattr(exc, "errno", None) == errno.ENOSPC
 
@@ -85,6 +107,10 @@ class JobSettings:
     workers: int = 1
     queue_size: int = 4
     sweep_every: float = 5.0
+    # The longest clip (120 s) of 1080p at ``best`` runs ~10 minutes here; 30 leave room for a
+    # slower machine while still freeing a worker a stuck or hostile file would hold for hours.
+    timeout: float = 1800.0
+    folder: Optional[str] = None  # shared by every process; None: a private temporary folder
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "JobSettings":
@@ -97,6 +123,8 @@ class JobSettings:
             workers=env_number(env, "MATTEKIT_JOB_WORKERS", 1, 1),
             queue_size=env_number(env, "MATTEKIT_JOB_QUEUE", 4, 0),
             sweep_every=min(5.0, max(0.2, ttl / 4)),
+            timeout=env_number(env, "MATTEKIT_JOB_TIMEOUT", 1800.0, 0.0, float),
+            folder=env.get("MATTEKIT_JOB_DIR", "").strip() or None,
         )
 
 
@@ -115,6 +143,8 @@ class Job:
     result: Optional[Path] = None
     cancel: threading.Event = field(default_factory=threading.Event)
     future: Any = None
+    stopped: Optional[MattekitError] = None  # why the server (not the client) cancelled it
+    owned: bool = True  # False: read from another process's record
 
     def view(self, ttl: float) -> dict:
         body: dict = {
@@ -136,14 +166,21 @@ class Job:
 
 
 class JobStore:
-    """Every job by id; files live in one temporary folder per job."""
+    """Every job by id; files live in one folder per job (shared by all processes, or private)."""
 
     def __init__(self, settings: JobSettings, root: Optional[Path] = None) -> None:
         self.settings = settings
-        self.root = Path(root or tempfile.mkdtemp(prefix="mattekit-jobs-"))
+        self.shared = root is None and settings.folder is not None
+        if self.shared:
+            self.root = Path(settings.folder)  # type: ignore[arg-type]
+            self.root.mkdir(parents=True, exist_ok=True)
+        else:
+            self.root = Path(root or tempfile.mkdtemp(prefix="mattekit-jobs-"))
         self.pool = WorkPool(settings.workers, settings.queue_size, name="jobs")
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+        self._saved: dict[str, float] = {}  # when each job's record was last written
+        self.timeouts: Any = None  # a prometheus counter child, set by on_startup
 
     def new(self, output: str) -> Job:
         job_id = secrets.token_urlsafe(12)
@@ -158,52 +195,183 @@ class JobStore:
         self.sweep()
         with self._lock:
             job = self._jobs.get(job_id)
+        if job is not None and self.shared and not job.folder.is_dir():
+            # Deleted through another process (a DELETE of a finished job removes its folder).
+            job.cancel.set()
+            with self._lock:
+                self._jobs.pop(job_id, None)
+            job = None
+        elif job is None and self.shared and _JOB_ID.match(job_id):
+            job = self._read(job_id)
         if job is None:
             raise NotFound("no such job (finished jobs are deleted after a while)")
         return job
 
+    # -- the shared folder -----------------------------------------------------------------
+    def save(self, job: Job, *, every: float = 0.0) -> None:
+        """Write ``job``'s state for the other processes (at most once per ``every`` seconds)."""
+        if not self.shared or not job.owned:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if every and now - self._saved.get(job.id, -every) < every:
+                return
+            self._saved[job.id] = now
+            record = {**job.view(self.settings.ttl), "finished": job.finished, "pid": os.getpid(),
+                      "host": socket.gethostname(), "result_name": job.result.name if job.result else None}
+            if not job.folder.is_dir():
+                return  # deleted meanwhile: nothing to describe
+            tmp = job.folder / f".{RECORD}.{os.getpid()}"
+            try:
+                tmp.write_text(json.dumps(record))
+                os.replace(tmp, job.folder / RECORD)  # readers see the old record or the new, never half
+            except OSError as exc:
+                log.warning("could not write the state of video job %s: %s", job.id, exc)
+
+    def _read(self, job_id: str) -> Optional[Job]:
+        """Another process's job, from its record (None if there is none)."""
+        folder = self.root / job_id
+        try:
+            record = json.loads((folder / RECORD).read_text())
+        except (OSError, ValueError):
+            return None
+        progress = record.get("progress", {})
+        job = Job(job_id, folder, record.get("output", "webm"), state=record.get("state", "failed"),
+                  done=progress.get("frames_done", 0), total=progress.get("frames_total", 0),
+                  fps=progress.get("fps", 0.0), created=record.get("created", 0.0),
+                  finished=record.get("finished"), owned=False)
+        if record.get("error"):
+            job.error = MattekitError(record["error"].get("message", "the job failed"))
+            job.error.code = record["error"].get("code", "error")
+        if job.state == "done" and record.get("result_name"):
+            job.result = folder / record["result_name"]
+        if job.state in ("queued", "running") and not _alive(record.get("pid"), record.get("host")):
+            # Its process is gone (killed, or crashed) and it never will finish.
+            job.state, job.finished = "failed", job.finished or time.time()
+            job.error = ShuttingDown("the server process running this video stopped; submit it again")
+        return job
+
+    def cancel_requested(self, job: Job) -> bool:
+        return job.cancel.is_set() or (self.shared and (job.folder / CANCEL).exists())
+
+    def discard_files(self, job: Job) -> None:
+        """Delete a job's files; a shared folder keeps its record (until the TTL) to say what happened."""
+        if not self.shared:
+            shutil.rmtree(job.folder, ignore_errors=True)
+            return
+        for path in job.folder.glob("*"):
+            if path.name != RECORD:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
     def drop(self, job: Job) -> None:
         with self._lock:
             self._jobs.pop(job.id, None)
+            self._saved.pop(job.id, None)
         shutil.rmtree(job.folder, ignore_errors=True)
 
-    def sweep(self, now: Optional[float] = None) -> int:
-        """Delete jobs that finished more than ``ttl`` seconds ago. Returns how many."""
+    def sweep(self, now: Optional[float] = None, *, shared: bool = False) -> int:
+        """Delete jobs that finished more than ``ttl`` seconds ago (``shared``: every process's). Returns how many."""
         now = time.time() if now is None else now
         with self._lock:
             old = [j for j in self._jobs.values() if j.finished is not None and now - j.finished > self.settings.ttl]
+            mine = set(self._jobs)
+        if shared and self.shared:
+            for folder in self.root.iterdir():
+                if folder.name not in mine and _JOB_ID.match(folder.name):
+                    other = self._read(folder.name)
+                    if other is not None and other.finished is not None and now - other.finished > self.settings.ttl:
+                        old.append(other)
         for job in old:
             self.drop(job)
         return len(old)
 
-    def close(self) -> None:
+    def fail_queued(self) -> int:
+        """Fail every job still waiting (it would not start before the process ends); returns how many.
+
+        Their uploads are deleted now. A running job goes on until :meth:`close`.
+        """
+        with self._lock:
+            queued = [j for j in self._jobs.values() if j.state == "queued"]
+        for job in queued:
+            job.stopped = ShuttingDown("the server restarted before this video started; submit it again")
+            job.cancel.set()
+            if job.future is not None and job.future.cancel():
+                job.state, job.error, job.finished = "failed", job.stopped, time.time()
+                self.discard_files(job)
+                self.save(job)
+        if queued:
+            log.warning("shutting down: %d queued video job(s) failed", len(queued))
+        return len(queued)
+
+    def close(self, wait: float = 5.0) -> None:
+        """Stop every job, wait up to ``wait`` s for running ones to delete their files, delete the rest.
+
+        A shared folder keeps finished jobs' results and records: another process serves them.
+        """
+        from concurrent.futures import wait as wait_for
+
         with self._lock:
             jobs = list(self._jobs.values())
         for job in jobs:
+            if job.state in ("queued", "running"):
+                job.stopped = job.stopped or ShuttingDown("the server shut down before this video was finished; "
+                                                          "submit it again")
             job.cancel.set()
         self.pool.shutdown(wait=False)
-        shutil.rmtree(self.root, ignore_errors=True)
+        running = [j.future for j in jobs if j.future is not None and not j.future.done()]
+        if running:
+            wait_for(running, timeout=wait)
+        if not self.shared:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _alive(pid: Any, host: Any) -> bool:
+    """Whether a record's owner may still be running (a process elsewhere is assumed alive)."""
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_job(store: JobStore, job: Job, source: Path, options: Options, vopts: Any, engine: Any) -> None:
     """The work of one job, in a jobs-pool thread. Outcomes are recorded on the job, not raised."""
     from ..video import process_video
 
-    if job.cancel.is_set():
+    if store.cancel_requested(job):
+        if job.stopped is not None:
+            job.state, job.error, job.finished = "failed", job.stopped, time.time()
+        elif job.state == "queued":  # cancelled by a DELETE that reached another process
+            job.state, job.error, job.finished = "cancelled", Cancelled("the video was cancelled"), time.time()
+        store.discard_files(job)
+        store.save(job)
         return
     job.state = "running"
+    store.save(job)
     target = job.folder / f"result{MEDIA_TYPES[job.output][1]}"
 
     def progress(p: Any) -> None:
         job.done, job.total, job.fps = p.done, p.total, p.fps
+        store.save(job, every=0.5)
 
+    deadline = Deadline.after(store.settings.timeout, "this video", "send a shorter clip (start/end) or a faster preset")
     try:
-        process_video(source, target, options, vopts, engine=engine, progress=progress, cancel=job.cancel.is_set)
-        if job.cancel.is_set():  # cancelled just as it finished: honour the cancel
+        process_video(source, target, options, vopts, engine=engine, progress=progress,
+                      cancel=lambda: store.cancel_requested(job), deadline=deadline)
+        if store.cancel_requested(job):  # cancelled just as it finished: honour the cancel
             raise Cancelled("the video was cancelled")
         job.result, job.state = target, "done"
     except Cancelled as exc:
-        job.state, job.error = "cancelled", exc
+        job.state, job.error = ("failed", job.stopped) if job.stopped is not None else ("cancelled", exc)
+    except DeadlineExceeded as exc:
+        log.warning("video job %s stopped at its deadline (%g s)", job.id, store.settings.timeout)
+        job.state, job.error = "failed", exc
+        if store.timeouts is not None:
+            store.timeouts.inc()
     except MattekitError as exc:
         job.state, job.error = "failed", exc
     except MemoryError:
@@ -220,7 +388,8 @@ def run_job(store: JobStore, job: Job, source: Path, options: Options, vopts: An
         if job.state == "done":
             source.unlink(missing_ok=True)  # the upload is not needed any more
         else:  # nothing worth keeping: the record stays (until the TTL) to say what happened
-            shutil.rmtree(job.folder, ignore_errors=True)
+            store.discard_files(job)
+        store.save(job)
 
 
 # -- routes ---------------------------------------------------------------------------------
@@ -289,6 +458,7 @@ def _prepare(store: JobStore, job: Job, source: Path, bg_path: Optional[Path], o
 
 
 @router.post("", status_code=202, summary="Start a video job",
+             dependencies=[Depends(refuse_when_full(lambda state: state.jobs.pool, while_draining=True))],
              description="Multipart: `file` (the video), optional `bg_file` (a picture or a clip to put behind), "
                          "and options: `output` (webm | mov | png-zip | matte | composite), `preset`, `ratio`, "
                          "`bg`, `bg_fit`, `blur`, `mask`, `decontaminate`, `start`, `end` (seconds). "
@@ -315,6 +485,7 @@ async def create_job(request: Request) -> JSONResponse:
             _prepare, store, job, source, bg_path if has_bg else None, options, output, times,
             (fields.get("bg_fit") or "fill").lower())
         job.future = store.pool.submit(run_job, store, job, source, options, vopts, request.app.state.matter.engine)
+        store.save(job)
     except BaseException as exc:
         store.drop(job)
         if _disk_full(exc):
@@ -346,11 +517,17 @@ async def get_result(job_id: str, request: Request) -> FileResponse:
 async def delete_job(job_id: str, request: Request) -> dict:
     store = _store(request)
     job = store.get(job_id)
+    if job.state in ("queued", "running") and not job.owned:
+        # Another process runs it: it sees this file between frames (or before it starts), stops,
+        # deletes the files and records "cancelled".
+        (job.folder / CANCEL).touch()
+        return {"id": job.id, "state": "cancelled"}
     if job.state in ("queued", "running"):
         job.cancel.set()  # a running job sees it between frames and deletes its files
         if job.future is not None and job.future.cancel():  # still waiting: it never runs
-            shutil.rmtree(job.folder, ignore_errors=True)
+            store.discard_files(job)
         job.state, job.error, job.finished = "cancelled", Cancelled("the video was cancelled"), time.time()
+        store.save(job)
         return {"id": job.id, "state": "cancelled"}
     store.drop(job)
     return {"id": job.id, "state": "deleted"}
@@ -360,7 +537,7 @@ async def _sweeper(store: JobStore) -> None:
     while True:
         await asyncio.sleep(store.settings.sweep_every)
         try:
-            store.sweep()
+            store.sweep(shared=True)
         except Exception:  # a sweep must never stop the loop
             log.exception("sweeping expired jobs failed")
 
@@ -368,6 +545,8 @@ async def _sweeper(store: JobStore) -> None:
 async def on_startup(app: Any) -> None:
     settings = getattr(app.state, "job_settings", None) or JobSettings.from_env()
     app.state.jobs = JobStore(settings)
+    app.state.jobs.timeouts = app.state.metrics.timeouts.labels("job")
+    getattr(app.state, "on_drain", []).append(app.state.jobs.fail_queued)
     app.state.jobs_sweeper = asyncio.ensure_future(_sweeper(app.state.jobs))
 
 

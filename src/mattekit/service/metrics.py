@@ -1,9 +1,17 @@
 """Prometheus metrics for one app instance (its own registry, so several apps in one process,
 as in tests, never collide). Other routers (e.g. jobs) add theirs to ``app.state.metrics.registry``.
+
+Several server processes (``mattekit serve --processes N``, ``uvicorn --workers N``): set
+``PROMETHEUS_MULTIPROC_DIR`` to an empty folder every process can write (``mattekit serve``
+makes one). Each process then writes its values there, and ``/metrics``, whichever process
+answers it, adds them up: counters and histograms summed, the gauges as their
+``multiprocess_mode`` says (queue depth and busy workers summed over live processes, model
+ready the minimum).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -46,21 +54,40 @@ class Metrics:
             buckets=LATENCY_BUCKETS, registry=r,
         )
         self.rejected = Counter("mattekit_rejected_busy", "Requests refused with 503 (queue full)", registry=r)
-        self.errors = Counter("mattekit_errors", "Requests that ended in one of our errors", ["code"], registry=r)
-        queue = Gauge("mattekit_queue_depth", "Requests waiting for a worker", registry=r)
-        queue.set_function(lambda: pool.waiting)
-        running = Gauge("mattekit_workers_busy", "Workers running a request now", registry=r)
-        running.set_function(lambda: pool.running)
-        Gauge("mattekit_workers", "Workers in the pool", registry=r).set(pool.workers)
-        Gauge("mattekit_queue_capacity", "Requests accepted (running + waiting) before 503", registry=r).set(
-            pool.capacity
+        self.timeouts = Counter(
+            "mattekit_deadline_exceeded", "Work stopped at its deadline (504 for stills, failed for jobs)", ["kind"],
+            registry=r,
         )
-        self.ready = Gauge("mattekit_model_ready", "1 once the model is loaded", registry=r)
+        self.errors = Counter("mattekit_errors", "Requests that ended in one of our errors", ["code"], registry=r)
+        self.pool = pool
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        # A gauge computed at scrape time exists only in the process that is scraped; with
+        # several processes each one writes its value (refresh) for the others to add up.
+        self.queue = Gauge("mattekit_queue_depth", "Requests waiting for a worker", registry=r,
+                           multiprocess_mode="livesum")
+        self.running = Gauge("mattekit_workers_busy", "Workers running a request now", registry=r,
+                             multiprocess_mode="livesum")
+        if not self.multiprocess:
+            self.queue.set_function(lambda: pool.waiting)
+            self.running.set_function(lambda: pool.running)
+        Gauge("mattekit_workers", "Workers in the pool", registry=r, multiprocess_mode="livesum").set(pool.workers)
+        Gauge("mattekit_queue_capacity", "Requests accepted (running + waiting) before 503", registry=r,
+              multiprocess_mode="livesum").set(pool.capacity)
+        self.ready = Gauge("mattekit_model_ready", "1 once the model is loaded (every process, when several)",
+                           registry=r, multiprocess_mode="livemin")
+        self.ready.set(0)
         self.started = time.time()
+
+    def refresh(self) -> None:
+        """Write this process's queue gauges (several processes: at each request's start and end)."""
+        if self.multiprocess:
+            self.queue.set(self.pool.waiting)
+            self.running.set(self.pool.running)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
+        self.refresh()
 
     def observe_timings(self, timings: dict[str, float]) -> None:
         for stage, seconds in timings.items():
@@ -68,5 +95,19 @@ class Metrics:
         if "matte" in timings:
             self.inference.observe(timings["matte"])
 
+    def close(self) -> None:
+        """This process is stopping: its live gauges leave the sums (counters stay, as they should)."""
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
+
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        self.refresh()
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined)
+        return generate_latest(combined)

@@ -25,9 +25,12 @@ from fastapi.responses import JSONResponse, Response
 from PIL import Image
 
 from .. import imaging
-from ..errors import InvalidOption, MattekitError
+from ..deadline import Deadline, within
+from ..deadline import check as check_deadline
+from ..errors import DeadlineExceeded, InvalidOption, MattekitError
 from ..matter import Matter
 from ..options import BackgroundImage, Options, parse_color
+from .deploy import refuse_when_full
 from .uploads import BadRequest, limited_stream, read_upload
 
 ERROR_PREFIX = "/v1.0/"
@@ -314,13 +317,14 @@ class Rendered:
     timings: dict[str, float]
 
 
-def render(matter: Matter, job: Job) -> Rendered:
+def render(matter: Matter, job: Job, deadline: Optional[Deadline] = None) -> Rendered:
+    check_deadline(deadline)  # waited in the queue past its deadline: its client has its 504
     options = job.options
     if job.max_pixels_out is not None:
         side = _longest_side(job.image, options.max_pixels, job.max_pixels_out)
         if side is not None:
             options = options.replace(max_size=side)
-    result = matter.process(job.image, options)
+    result = matter.process(job.image, options, deadline=deadline)
     if result.subject_box is None:
         raise NoSubject("no person found in the image: nothing in it would stay in the cut-out")
     t = time.perf_counter()
@@ -407,6 +411,7 @@ REMOVEBG_BODY = {
     ),
     openapi_extra=REMOVEBG_BODY,
     response_class=Response,
+    dependencies=[Depends(refuse_when_full(lambda state: state.pool))],  # before the body is read
     responses={
         200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}, "application/zip": {},
                           "application/json": {}}, "description": "the result"},
@@ -414,13 +419,23 @@ REMOVEBG_BODY = {
         413: {"description": "upload too large"}, 415: {"description": "not an image"},
         422: {"description": "too many pixels"}, 429: {"description": "busy: retry after Retry-After seconds"},
         503: {"description": "the model is not available"},
+        504: {"description": "past the server's time limit (MATTEKIT_REQUEST_TIMEOUT)"},
     },
 )
 async def removebg(request: Request) -> Response:
     state = request.app.state
-    fields, files = await read_fields(request, state.settings.max_upload_bytes)
+    try:
+        return await _removebg(request, Deadline.after(state.settings.request_timeout, "this photo"))
+    except DeadlineExceeded:
+        state.metrics.timeouts.labels("request").inc()
+        raise
+
+
+async def _removebg(request: Request, deadline: Optional[Deadline]) -> Response:
+    state = request.app.state
+    fields, files = await within(deadline, read_fields(request, state.settings.max_upload_bytes))
     job = parse(fields, files, state.settings)
-    out: Rendered = await state.pool.run(render, state.matter, job)
+    out: Rendered = await within(deadline, state.pool.run(render, state.matter, job, deadline))
     state.metrics.observe_timings(out.timings)
     left, top, right, bottom = out.subject
     headers = {

@@ -9,6 +9,10 @@
 | ``MATTEKIT_QUEUE_SIZE``       | 16                    | requests waiting for a worker before 503 Busy    |
 | ``MATTEKIT_CORS_ORIGINS``     | (none)                | comma-separated origins allowed by CORS          |
 | ``MATTEKIT_API_KEYS``         | (none)                | comma-separated keys; when set, /api/ and /v1.0/ need one |
+| ``MATTEKIT_REQUEST_TIMEOUT``  | 30                    | seconds a still may take, upload to answer (504); 0: none |
+| ``MATTEKIT_GRACE_PERIOD``     | 25                    | seconds in-flight requests get after SIGTERM (``mattekit serve``) |
+| ``MATTEKIT_DRAIN_SECONDS``    | 0                     | after SIGTERM, keep accepting this long with /readyz 503 |
+| ``MATTEKIT_LOG_FORMAT``       | text                  | ``json``: access and app logs as one JSON object a line |
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import hmac
 import os
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, TypeVar
+from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from ..errors import InvalidOption
 
@@ -28,6 +32,12 @@ DEFAULT_QUEUE_SIZE = 16
 # bench/memory.py): ratio 1 is allowed up to a 1080p photo; the presets' automatic passes
 # (768 px at most) are 5x below.
 DEFAULT_MAX_LOWRES_PIXELS = 1920 * 1080
+# The slowest legitimate still (``best`` at the largest allowed ratio on a big photo) takes ~13 s
+# here; 30 s leaves room for a queue wait, and stays above what a client usually waits.
+DEFAULT_REQUEST_TIMEOUT = 30.0
+# Below Kubernetes' default terminationGracePeriodSeconds (30), so the pod exits before it is killed.
+DEFAULT_GRACE_PERIOD = 25.0
+LOG_FORMATS = ("text", "json")
 
 N = TypeVar("N", int, float)
 
@@ -78,6 +88,10 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     api_keys: tuple[str, ...] = ()
     load_model: bool = True  # load the model at start-up (off only in tests that need no model)
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # 0: no limit
+    grace_period: float = DEFAULT_GRACE_PERIOD
+    drain_seconds: float = 0.0
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         if self.workers == 0:
@@ -87,6 +101,10 @@ class Settings:
             raise InvalidOption(
                 "workers, max_upload_bytes, max_pixels and max_lowres_pixels must be positive; queue_size >= 0"
             )
+        if self.request_timeout < 0 or self.grace_period < 0 or self.drain_seconds < 0:
+            raise InvalidOption("request_timeout, grace_period and drain_seconds must be >= 0")
+        if self.log_format not in LOG_FORMATS:
+            raise InvalidOption(f"MATTEKIT_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
 
     def accepts_key(self, given: str) -> bool:
         """Whether ``given`` is one of the API keys (always, when none are configured)."""
@@ -99,7 +117,7 @@ class Settings:
     def from_env(cls, env: Optional[Mapping[str, str]] = None, **overrides) -> "Settings":
         """Settings from ``MATTEKIT_*`` variables; keyword ``overrides`` win (CLI flags)."""
         env = os.environ if env is None else env
-        values = dict(
+        values: dict[str, Any] = dict(
             max_upload_bytes=env_number(env, "MATTEKIT_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1),
             max_pixels=env_number(env, "MATTEKIT_MAX_PIXELS", DEFAULT_MAX_PIXELS, 1),
             max_lowres_pixels=env_number(env, "MATTEKIT_MAX_LOWRES_PIXELS", DEFAULT_MAX_LOWRES_PIXELS, 1),
@@ -107,6 +125,10 @@ class Settings:
             queue_size=env_number(env, "MATTEKIT_QUEUE_SIZE", DEFAULT_QUEUE_SIZE, 0),
             cors_origins=_list(env, "MATTEKIT_CORS_ORIGINS"),
             api_keys=_list(env, "MATTEKIT_API_KEYS"),
+            request_timeout=env_number(env, "MATTEKIT_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT, 0.0, float),
+            grace_period=env_number(env, "MATTEKIT_GRACE_PERIOD", DEFAULT_GRACE_PERIOD, 0.0, float),
+            drain_seconds=env_number(env, "MATTEKIT_DRAIN_SECONDS", 0.0, 0.0, float),
+            log_format=env.get("MATTEKIT_LOG_FORMAT", "").strip().lower() or "text",
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

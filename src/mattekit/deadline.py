@@ -1,0 +1,79 @@
+"""A point in time after which work should stop, handed down explicitly to where it can stop.
+
+The model's passes and a video's frames are the places work can be interrupted without leaving
+anything half-done: :meth:`Deadline.check` is called there (``Engine.step`` between passes,
+``presets.run`` between members, ``process_video`` between frames). An ONNX Runtime run itself
+cannot be interrupted, so a deadline is honoured within one pass of the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Optional, TypeVar
+
+from .errors import Cancelled, DeadlineExceeded
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """``at`` is a :func:`time.monotonic` instant; ``what`` names the work in the error message."""
+
+    at: float
+    what: str = "the work"
+    seconds: float = 0.0  # the allowance it was made with, for the message
+    hint: str = "try a faster preset, a smaller ratio or a smaller image"
+    cancelled: threading.Event = field(default_factory=threading.Event, compare=False)
+
+    @classmethod
+    def after(cls, seconds: Optional[float], what: str = "the work", hint: Optional[str] = None) -> Optional["Deadline"]:
+        """A deadline ``seconds`` from now; ``None`` (no limit) when ``seconds`` is None or 0."""
+        if not seconds:
+            return None
+        if hint is None:
+            return cls(time.monotonic() + seconds, what, seconds)
+        return cls(time.monotonic() + seconds, what, seconds, hint)
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.cancelled.is_set() or time.monotonic() >= self.at
+
+    def cancel(self) -> None:
+        """Stop the work at its next check (its caller gave up on it)."""
+        self.cancelled.set()
+
+    def check(self) -> None:
+        """Raise :class:`DeadlineExceeded` once past the deadline (:class:`Cancelled` if cancelled)."""
+        if self.cancelled.is_set():
+            raise Cancelled(f"{self.what} was cancelled")
+        if time.monotonic() >= self.at:
+            raise self.exceeded()
+
+    def exceeded(self) -> DeadlineExceeded:
+        return DeadlineExceeded(f"{self.what} took longer than this server's limit of {self.seconds:g} s; {self.hint}")
+
+
+def check(deadline: Optional[Deadline]) -> None:
+    """:meth:`Deadline.check` for an optional deadline (``None``: no limit)."""
+    if deadline is not None:
+        deadline.check()
+
+
+async def within(deadline: Optional[Deadline], awaitable: Awaitable[T]) -> T:
+    """``await awaitable``, or :class:`DeadlineExceeded` once ``deadline`` passes.
+
+    The awaitable is cancelled then: a pool task still waiting for a worker is dropped; one
+    already running stops at its own next :meth:`Deadline.check`.
+    """
+    if deadline is None:
+        return await awaitable
+    try:
+        return await asyncio.wait_for(awaitable, max(0.0, deadline.remaining()))
+    except asyncio.TimeoutError:
+        raise deadline.exceeded() from None

@@ -1,0 +1,198 @@
+"""What a real deployment needs around the routes: early refusal, draining on SIGTERM, access logs.
+
+- :func:`refuse_when_full` — a route dependency that answers 503 *before* the body is read
+  (FastAPI resolves dependencies first, and uvicorn sends ``100 Continue`` only when the app
+  first reads the body, so a client that sent ``Expect: 100-continue`` sends no body at all).
+- :func:`install_drain` — on SIGTERM, ``/readyz`` turns 503 and new video jobs are refused at
+  once (they could not finish), queued ones fail with a reason; after ``MATTEKIT_DRAIN_SECONDS``
+  (default 0) uvicorn stops accepting connections and lets in-flight requests finish (its
+  ``timeout_graceful_shutdown``: ``MATTEKIT_GRACE_PERIOD`` under ``mattekit serve``). Stills
+  arriving during the drain window are still served: a load balancer may send some until it
+  has seen ``/readyz`` fail, and they end well within the grace period.
+- :class:`AccessLogMiddleware` — one line per request with its ``X-Request-ID``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import signal
+import threading
+import time
+import uuid
+from typing import Any, Awaitable, Callable, Mapping
+
+from starlette.requests import Request
+
+from ..errors import Busy
+from .executor import WorkPool
+
+log = logging.getLogger("mattekit.service")
+
+
+def draining(state: Any) -> bool:
+    return bool(getattr(state, "draining", False))
+
+
+def refuse_when_full(pool_of: Callable[[Any], WorkPool], *, while_draining: bool = False,
+                     ) -> Callable[[Request], Awaitable[None]]:
+    """A dependency refusing the request (503 Busy) when ``pool_of(app.state)`` cannot take it,
+    or, with ``while_draining``, once the server is shutting down (work too long to finish)."""
+
+    async def refuse(request: Request) -> None:
+        state = request.app.state
+        if while_draining and draining(state):
+            raise Busy("the server is restarting; send it again shortly")
+        pool_of(state).refuse_if_full()
+
+    return refuse
+
+
+# Below this a refused body fits in the socket buffers anyway: uvicorn reads and drops it and the
+# connection stays usable. Closing instead would make the kernel reset a connection with unread
+# bytes, and a client still writing may then see the reset instead of our 503.
+DRAIN_BODY_BELOW = 1024 * 1024
+
+
+def close_after_refusal(headers: Mapping[str, str]) -> bool:
+    """Whether a refused request's connection should close rather than have its body read.
+
+    Yes when the client waits for ``100 Continue`` (it has sent nothing and will not) or announced
+    a large or unknown-length body (reading it is the cost shedding is meant to spare).
+    """
+    if headers.get("expect", "").lower() == "100-continue":
+        return True
+    length = headers.get("content-length", "")
+    return not length.isdigit() or int(length) >= DRAIN_BODY_BELOW
+
+
+def start_draining(app: Any) -> None:
+    """Refuse new work and report not ready; run each ``on_drain`` hook once (e.g. queued jobs)."""
+    state = app.state
+    if draining(state):
+        return
+    state.draining = True
+    log.info("shutting down: /readyz now 503, no new video jobs; finishing what is in flight")
+    for hook in list(getattr(state, "on_drain", ())):
+        try:
+            hook()
+        except Exception:  # one hook's failure must not keep the others from running
+            log.exception("a shutdown hook failed")
+
+
+def install_drain(app: Any, delay: float = 0.0) -> Callable[[], None]:
+    """Chain a SIGTERM/SIGINT handler that drains ``app`` before uvicorn's own handler runs.
+
+    uvicorn installs its handlers (with ``signal.signal``) before the lifespan starts, so the
+    one found here is uvicorn's and keeps doing its part: stop accepting, wait for in-flight
+    requests up to the grace period, run the lifespan shutdown. With ``delay`` it is called that
+    many seconds later (a second signal calls it at once). Returns a function restoring the
+    previous handlers. Off the main thread (in-process test clients) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {}
+
+    def pass_on(sig: int, frame: Any) -> None:
+        before = previous.get(sig)
+        if callable(before):
+            before(sig, frame)
+        elif sig == signal.SIGINT:
+            raise KeyboardInterrupt
+
+    def handler(sig: int, frame: Any) -> None:
+        first = not draining(app.state)
+        start_draining(app)
+        if first and delay > 0:
+            log.info("still accepting for %g s (MATTEKIT_DRAIN_SECONDS) while load balancers see /readyz fail", delay)
+            loop.call_soon_threadsafe(loop.call_later, delay, pass_on, sig, None)
+        else:
+            pass_on(sig, frame)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, before in previous.items():
+            if signal.getsignal(sig) is handler:
+                signal.signal(sig, before)
+
+    return restore
+
+
+# -- access logs ---------------------------------------------------------------------------------
+access_log = logging.getLogger("mattekit.access")
+# What a client may choose as its request id: enough for UUIDs and tracing ids, nothing that could
+# forge a log line or a header.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+
+
+def request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    """The client's ``X-Request-ID`` when it is a sane token, else a new random one."""
+    for name, value in headers:
+        if name.lower() == b"x-request-id":
+            given = value.decode("latin-1").strip()
+            if _REQUEST_ID.match(given):
+                return given
+            break
+    return uuid.uuid4().hex
+
+
+class AccessLogMiddleware:
+    """One log line per request, after its response, with a request id (also sent back as a header)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = request_id(scope.get("headers", []))
+        scope.setdefault("state", {})["request_id"] = rid  # request.state.request_id in handlers
+        start = time.perf_counter()
+        seen = {"status": 500, "bytes": 0}
+
+        async def send_wrapper(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+            elif message["type"] == "http.response.body":
+                seen["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            client = scope.get("client") or ("-", 0)
+            access_log.info(
+                '%s "%s %s HTTP/%s" %d %dB %.1fms id=%s', client[0], scope.get("method", ""), scope.get("path", ""),
+                scope.get("http_version", "1.1"), seen["status"], seen["bytes"], (time.perf_counter() - start) * 1000,
+                rid,
+                extra={"access": {
+                    "request_id": rid, "client": client[0], "method": scope.get("method", ""),
+                    "path": scope.get("path", ""), "status": seen["status"], "bytes": seen["bytes"],
+                    "duration_ms": round((time.perf_counter() - start) * 1000, 1),
+                }},
+            )
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line (``MATTEKIT_LOG_FORMAT=json``): what log collectors parse without rules."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        body: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(), "logger": record.name, "pid": record.process,
+        }
+        access = getattr(record, "access", None)
+        if isinstance(access, dict):
+            body.update(access)
+        else:
+            body["message"] = record.getMessage()
+        if record.exc_info:
+            body["exception"] = self.formatException(record.exc_info)
+        return json.dumps(body, ensure_ascii=False)
