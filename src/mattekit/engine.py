@@ -94,10 +94,6 @@ class Matte:
         return alpha_to_u8(self.alpha)
 
 
-def alpha_to_u8(alpha: np.ndarray) -> np.ndarray:
-    return np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
 def _available_providers() -> list[str]:
     import onnxruntime as ort
 

@@ -40,7 +40,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from ..errors import Cancelled, InvalidInput, InvalidOption, MattekitError
 from ..options import BackgroundImage, Options
-from .api import require_api_key, server_options
+from .common import require_api_key, server_options
 from .executor import WorkPool
 from .settings import env_number
 from .uploads import read_upload
