@@ -91,6 +91,8 @@ class Matte:
     foreground_boxes: Optional[list[tuple[int, int, int, int]]] = None
 
     def alpha_u8(self) -> np.ndarray:
+        from .imaging import alpha_to_u8  # the one rounding rule; imaging (Pillow) loads only here
+
         return alpha_to_u8(self.alpha)
 
 

@@ -38,7 +38,7 @@ def current_device() -> Optional[str]:
 class Argument(click.Argument):
     """A positional argument with a help text (click has that itself only from 8.5)."""
 
-    def __init__(self, *args: Any, help: str = "", **kwargs: Any) -> None:  # noqa: A002 (click's name)
+    def __init__(self, *args: Any, help: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.help = help
 
@@ -48,7 +48,7 @@ class Command(click.Command):
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         if not hasattr(click.Command, "format_arguments"):  # click >= 8.5 lists them itself
-            rows = [(p.human_readable_name, p.help) for p in self.get_params(ctx) if isinstance(p, Argument)]
+            rows = [(p.human_readable_name, p.help or "") for p in self.get_params(ctx) if isinstance(p, Argument)]
             if rows:
                 with formatter.section("Positional arguments"):
                     formatter.write_dl(rows)
@@ -107,7 +107,7 @@ STILL_FLAGS: dict[str, Flag] = {f.name: f for f in (
 )}
 
 
-def still_flags(*names: str, help: Optional[Mapping[str, str]] = None) -> Callable[[F], F]:  # noqa: A002
+def still_flags(*names: str, help: Optional[Mapping[str, str]] = None) -> Callable[[F], F]:
     """Add the still-image flags ``names`` (default: all) to a command, in that order.
 
     The command receives them as one ``stills`` dict keyed by :class:`~mattekit.options.Options`

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence, cast
 
 import click
 
@@ -92,7 +92,8 @@ def run_jobs(jobs: list["Job"], options: "Options", *, threads: int, overwrite: 
     live = many and out.is_terminal
     done = ok = 0
     with Progress(out, "removing backgrounds", total=len(todo), elapsed=False, enabled=live) as bar:
-        for job, outcome in process_files(todo, options):
+        for item, outcome in process_files(todo, options):
+            job = cast("Job", item)  # process_files hands back the jobs it was given
             done += 1
             bar.advance()
             where = f"[{done}/{len(todo)}] " if many else ""

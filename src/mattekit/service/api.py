@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from .. import imaging
-from ..errors import InvalidInput, InvalidOption, MattekitError
+from ..errors import InvalidInput, InvalidOption
 from ..matter import Matter
 from ..options import FORMATS, PRESETS, BackgroundImage, Options
 from .common import require_api_key, server_options
