@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import click
 
 from ..errors import InvalidOption, MattekitError
-from .params import Argument, current_device, still_flags
+from .params import Argument, Command, current_device, still_flags
 from .report import FAILED, USAGE, Progress, console, error, exit_on_errors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,7 +19,7 @@ __all__ = ["batch", "run_batch"]
 INTERRUPTED = 130
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("src", cls=Argument,
                 help="Folder of photos and videos: a path, or a URI pyarrow/fsspec opens (s3://bucket/in, gs://…).")
 @click.argument("dst", cls=Argument,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, cast
 import click
 
 from ..errors import InvalidOption, MattekitError
-from .params import Argument, current_device, still_flags
+from .params import Argument, Command, current_device, still_flags
 from .report import FAILED, Progress, console, exit_on_errors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["remove", "run_jobs"]
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("inputs", nargs=-1, required=True, cls=Argument,
                 help="Image files, folders (recursive), globs, or '-' for stdin.")
 @click.option("-o", "--output", default=None,

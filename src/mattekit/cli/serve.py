@@ -7,13 +7,13 @@ from typing import Optional
 import click
 
 from ..errors import InvalidOption
-from .params import current_device
+from .params import Command, current_device
 from .report import exit_on_errors
 
 __all__ = ["serve"]
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", default=5003, show_default=True, help="TCP port.")
 @click.option("--workers", type=int, default=None,

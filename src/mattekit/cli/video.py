@@ -9,7 +9,7 @@ import click
 
 from ..errors import InvalidOption, MattekitError
 from ..formats import CLIP_SUFFIXES
-from .params import Argument, current_device, still_flags
+from .params import Argument, Command, current_device, still_flags
 from .report import FAILED, Progress, console, exit_on_errors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -21,7 +21,7 @@ __all__ = ["video", "run_video"]
 INTERRUPTED = 130  # the shell's status for Ctrl-C
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("source", cls=Argument, help="A video file: MP4, MOV, WebM, MKV, AVI, animated GIF/WebP, ...")
 @click.option("-o", "--output", required=True,
               help="Output: .webm/.mov (transparent), .zip or a folder (PNG frames), .mp4 (with --bg, or --mask).")
