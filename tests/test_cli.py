@@ -247,3 +247,43 @@ def test_progress_bar_on_a_terminal(tree: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0 and "Traceback" not in text
     assert "removing backgrounds" in text and "3/3" in text and "3 done, 0 failed" in text
     assert "[1/3]" not in text  # the per-file lines are for logs, not terminals
+
+
+def test_device_reaches_the_engine_without_touching_the_environment(tree: Path, tmp_path: Path) -> None:
+    code = textwrap.dedent("""
+        import atexit, os, sys
+        from mattekit import engine
+        seen = []
+        real = engine.Engine.__init__
+        def spy(self, *a, **k):
+            seen.append(k.get("device"))
+            real(self, *a, **k)
+        engine.Engine.__init__ = spy
+        atexit.register(lambda: print(seen[:1], os.environ.get("MATTEKIT_DEVICE")))
+        sys.argv = ["mattekit", "--device", "CPU", *sys.argv[1:]]
+        from mattekit.cli import main
+        main()
+    """)
+    env_device = os.environ.pop("MATTEKIT_DEVICE", None)
+    try:
+        proc = mattekit("remove", str(tree / "a.png"), "-o", str(tmp_path / "a.png"), *SMALL, code=code)
+    finally:
+        if env_device is not None:
+            os.environ["MATTEKIT_DEVICE"] = env_device
+    assert proc.returncode == 0, err(proc)
+    assert proc.stdout.decode().split() == ["['cpu']", "None"]
+
+
+def test_the_still_flags_mean_the_same_in_every_command() -> None:
+    """remove and batch take the same still-image flags; video the ones a clip has, same names."""
+    from mattekit.cli import app
+
+    def flags(command: str) -> dict[str, tuple]:
+        return {p.name: (tuple(p.opts), tuple(p.secondary_opts), p.default, getattr(p, "help", None))
+                for p in app.commands[command].params}
+
+    remove, batch, video = flags("remove"), flags("batch"), flags("video")
+    stills = ["format", "preset", "mask", "bg", "bg_fit", "crop", "margin", "ratio", "max_size", "quality", "decontaminate"]
+    assert {k: remove[k] for k in stills} == {k: batch[k] for k in stills}
+    for name in ("bg", "bg_fit", "mask", "preset", "ratio", "decontaminate"):
+        assert video[name][:3] == remove[name][:3], name

@@ -19,16 +19,16 @@ import json
 import logging
 import os
 import posixpath
-import re
 import shutil
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from .errors import InvalidOption, MattekitError
+from .files import is_temp_name, temp_name
+from .formats import CLIP_SUFFIXES, IMAGE_SUFFIXES
 from .options import BackgroundImage, Options
 
 log = logging.getLogger("mattekit.batch")
@@ -148,19 +148,16 @@ class Spec:
     dst: Location
     options: Options
     video: VideoSettings = field(default_factory=VideoSettings)
+    device: Optional[str] = None  # auto | cpu | cuda for every worker's engine; None: MATTEKIT_DEVICE, else auto
 
 
 def image_suffixes() -> frozenset[str]:
-    from .cli import IMAGE_SUFFIXES
-
-    return frozenset(IMAGE_SUFFIXES)
+    return IMAGE_SUFFIXES
 
 
 def video_suffixes() -> frozenset[str]:
-    from .video import VIDEO_SUFFIXES
-
     # A .gif/.webp is a still for `remove` too; batch follows remove.
-    return frozenset(VIDEO_SUFFIXES) - image_suffixes()
+    return CLIP_SUFFIXES
 
 
 def target_for(rel: str, kind: str, spec: Spec) -> str:
@@ -168,10 +165,6 @@ def target_for(rel: str, kind: str, spec: Spec) -> str:
     stem, _ = posixpath.splitext(rel)
     suffix = spec.video.suffix(spec.options) if kind == "video" else f".{spec.options.format}"
     return spec.dst.join(stem + suffix)
-
-
-# Temporary names: ours (write_bytes) and mattekit.video's, ".NAME.<id>.part[.EXT]".
-_TEMP = re.compile(r"^\..+\.(?:[0-9a-f]{8}|\d+\.\d+)\.part(?:\.[A-Za-z0-9]+)?$")
 
 
 def _hidden(rel: str) -> bool:
@@ -213,7 +206,7 @@ def plan(spec: Spec, *, overwrite: bool = False) -> Plan:
     images, videos = image_suffixes(), video_suffixes()
     in_dst = list_files(dst)
     existing = set(in_dst) if not overwrite else set()
-    stale = [p for p in in_dst if _TEMP.match(posixpath.basename(p))]
+    stale = [p for p in in_dst if is_temp_name(posixpath.basename(p))]
     todo: list[Item] = []
     done: list[Item] = []
     clashes: list[Item] = []
@@ -243,7 +236,7 @@ def write_bytes(loc: Location, path: str, data: bytes) -> None:
     parent = posixpath.dirname(path)
     if loc.local:
         loc.fs.create_dir(parent, recursive=True)
-        tmp = posixpath.join(parent, f".{posixpath.basename(path)}.{uuid.uuid4().hex[:8]}.part")
+        tmp = posixpath.join(parent, temp_name(posixpath.basename(path)))
         try:
             with loc.fs.open_output_stream(tmp) as out:
                 out.write(data)
@@ -309,7 +302,7 @@ class ImageWorker:
 
         _limit_threads(threads)
         self.spec = spec
-        self.matter = Matter(spec.options, engine=Engine(threads=threads).load())
+        self.matter = Matter(spec.options, engine=Engine(threads=threads, device=spec.device).load())
         self.node = _node_id()
 
     def __call__(self, batch: dict) -> dict:
@@ -345,7 +338,7 @@ def process_video_item(spec: Spec, item: Item, threads: int) -> Record:
     try:
         vopts = spec.video.video_options(spec.options)
         _limit_threads(threads)
-        engine = Engine(threads=threads)
+        engine = Engine(threads=threads, device=spec.device)
         with tempfile.TemporaryDirectory(prefix="mattekit-batch-") as tmp:
             source = item.source if spec.src.local else _download(spec.src, item.source, tmp)
             if spec.dst.local:

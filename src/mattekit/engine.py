@@ -93,11 +93,9 @@ class Matte:
     foreground_boxes: Optional[list[tuple[int, int, int, int]]] = None
 
     def alpha_u8(self) -> np.ndarray:
+        from .imaging import alpha_to_u8  # the one rounding rule; imaging (Pillow) loads only here
+
         return alpha_to_u8(self.alpha)
-
-
-def alpha_to_u8(alpha: np.ndarray) -> np.ndarray:
-    return np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _available_providers() -> list[str]:

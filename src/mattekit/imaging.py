@@ -16,7 +16,6 @@ from typing import IO, Any, Optional, Sequence, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .engine import alpha_to_u8
 from .errors import InvalidInput, InvalidOption, TooLarge
 from .options import DEFAULT_MAX_PIXELS, BackgroundImage, Blur, Color, Margin, Options
 
@@ -315,6 +314,11 @@ def _blend(rgb: np.ndarray, alpha: np.ndarray, foreground: np.ndarray) -> np.nda
     fg = foreground * np.float32(255.0)
     out = rgb.astype(np.float32) * (1.0 - weight) + fg * weight
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def alpha_to_u8(alpha: np.ndarray) -> np.ndarray:
+    """A float matte in [0, 1] as 8-bit alpha, rounded to nearest."""
+    return np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def with_alpha(rgb: np.ndarray, a8: np.ndarray) -> np.ndarray:

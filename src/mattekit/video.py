@@ -29,15 +29,17 @@ import numpy as np
 from . import imaging, presets
 from .deadline import Deadline
 from .deadline import check as check_deadline
-from .engine import Engine, Matte, alpha_to_u8, get_engine
+from .engine import Engine, Matte, get_engine
 from .errors import Cancelled, InvalidInput, InvalidOption, MattekitError, TooLarge
+from .files import temp_path
+from .formats import VIDEO_SUFFIXES  # noqa: F401  (kept importable from here)
+from .imaging import alpha_to_u8
 from .options import BackgroundImage, Blur, Options
 
 log = logging.getLogger("mattekit.video")
 
 OutputType = Literal["webm", "mov", "png-zip", "png-dir", "matte", "composite"]
 OUTPUT_TYPES: tuple[str, ...] = ("webm", "mov", "png-zip", "png-dir", "matte", "composite")
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif", ".webp", ".mpg", ".mpeg", ".ts", ".3gp", ".ogv", ".flv", ".wmv"}
 
 # Measured on this project's machines (KNOWN_GROUND.md): realtime/cpu-used 8 is ~6x faster than
 # libvpx's defaults; prores_aw is ~5x faster than prores_ks for the same ap4h output.
@@ -691,10 +693,6 @@ def _is_frame_file(path: Path) -> bool:
     return path.is_file() and path.name.startswith("frame_") and path.suffix == ".png"
 
 
-def _temp_path(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part{target.suffix}")
-
-
 def _remove(path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
@@ -770,7 +768,7 @@ def process_video(
     backgrounds = _Backgrounds(options, vopts) if kind == "composite" else None  # a bad picture fails here
     stream = _stream_for(engine, options, foreground=clean)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(target)
+    tmp = temp_path(target)
     webp = _is_webp(source)
     if webp:
         container, in_audio, tb = None, None, Fraction(1, 1000)

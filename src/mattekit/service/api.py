@@ -22,6 +22,7 @@ from ..deadline import check as check_deadline
 from ..errors import DeadlineExceeded, InvalidInput, InvalidOption, MattekitError
 from ..matter import Matter
 from ..options import FORMATS, PRESETS, BackgroundImage, Options
+from .common import require_api_key, server_options
 from .deploy import draining, refuse_when_full
 from .uploads import read_upload
 
@@ -43,28 +44,6 @@ PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
-
-
-class Unauthorized(MattekitError):
-    code = "unauthorized"
-    http_status = 401
-
-
-async def require_api_key(request: Request) -> None:
-    """When ``MATTEKIT_API_KEYS`` is set, /api/ needs ``X-API-Key`` or ``Authorization: Bearer``.
-
-    ``async`` although it does no I/O: FastAPI runs a plain ``def`` dependency in a thread pool,
-    one thread per concurrent request (tests/test_load.py saw +16 threads under load).
-    """
-    settings = request.app.state.settings
-    if not settings.api_keys:
-        return
-    given = request.headers.get("x-api-key", "")
-    auth = request.headers.get("authorization", "")
-    if not given and auth.lower().startswith("bearer "):
-        given = auth[7:].strip()
-    if not settings.accepts_key(given):
-        raise Unauthorized("this server needs an API key: send it as X-API-Key or Authorization: Bearer")
 
 
 router = APIRouter()
@@ -130,11 +109,6 @@ def parse_options(fields: Mapping[str, str], settings: Any, has_bg_file: bool) -
         raise InvalidOption("give either bg/blur or a bg_file picture, not both")
     clean = {k: v for k, v in fields.items() if not (k == "bg" and has_bg_file)}
     return Options.from_fields(clean, base=server_options(settings))
-
-
-def server_options(settings: Any) -> Options:
-    """The options a request starts from: this server's limits, nothing else."""
-    return Options(max_pixels=settings.max_pixels, max_lowres_pixels=settings.max_lowres_pixels)
 
 
 @dataclass

@@ -51,7 +51,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from ..deadline import Deadline
 from ..errors import Cancelled, DeadlineExceeded, InvalidInput, InvalidOption, MattekitError
 from ..options import BackgroundImage, Options
-from .api import require_api_key, server_options
+from .common import require_api_key, server_options
 from .deploy import refuse_when_full
 from .executor import WorkPool
 from .settings import env_number

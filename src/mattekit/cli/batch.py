@@ -1,0 +1,110 @@
+"""``mattekit batch``: a whole folder or bucket of photos and videos, on Ray."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Optional
+
+import click
+
+from ..errors import InvalidOption, MattekitError
+from .params import Argument, Command, current_device, still_flags
+from .report import FAILED, USAGE, Progress, console, error, exit_on_errors
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..batch import Spec
+
+__all__ = ["batch", "run_batch"]
+
+INTERRUPTED = 130
+
+
+@click.command(cls=Command)
+@click.argument("src", cls=Argument,
+                help="Folder of photos and videos: a path, or a URI pyarrow/fsspec opens (s3://bucket/in, gs://…).")
+@click.argument("dst", cls=Argument,
+                help="Output folder (path or URI); relative paths are kept. Holds _mattekit_manifest.jsonl.")
+@still_flags()
+@click.option("--video-output", default=None,
+              help="Videos as webm | mov | png-zip | matte | composite (default: webm; composite MP4 with --bg; matte MP4 with --mask).")
+@click.option("--start", default=0.0, show_default=True, help="Videos: start at this many seconds.")
+@click.option("--end", type=float, default=None, help="Videos: stop at this many seconds.")
+@click.option("--max-frames", type=int, default=None, help="Videos: process at most this many frames.")
+@click.option("--max-duration", type=float, default=None, help="Videos: refuse (record as failed) clips longer than this many seconds.")
+@click.option("--no-audio", is_flag=True, help="Videos: drop the source's audio.")
+@click.option("--address", default=None,
+              help="Join a Ray cluster: auto | host:port | ray://host:port. Default: an embedded Ray on this machine's cores.")
+@click.option("--workers", "-w", type=int, default=None,
+              help="Engines (Ray actors) to run; default: as many as the cluster's CPUs hold.")
+@click.option("--threads", default=0, show_default=True, help="Inference threads (= CPUs) per worker; 0 = CPUs / workers, or 1.")
+@click.option("--overwrite", is_flag=True, help="Redo files whose output exists (default: skip them, so a rerun resumes).")
+def batch(src: str, dst: str, stills: dict[str, Any], video_output: Optional[str], start: float, end: Optional[float],
+          max_frames: Optional[int], max_duration: Optional[float], no_audio: bool, address: Optional[str],
+          workers: Optional[int], threads: int, overwrite: bool) -> None:
+    """Remove backgrounds from a whole folder or bucket of photos and videos, on Ray.
+
+    Exit status: 0 the batch ran (files that failed are listed in DST/_mattekit_manifest.jsonl),
+    1 the batch could not run (Ray not installed, cluster unreachable), 2 bad usage.
+    """
+    from .. import batch as batching
+    from ..options import Options
+
+    with exit_on_errors(codes={batching.MissingExtra: FAILED}):
+        batching.require_ray()
+        options = Options.from_fields(stills, allow_paths=True)
+        if threads < 0 or (workers is not None and workers < 1):
+            raise InvalidOption("--workers must be 1 or more and --threads 0 or more")
+        video = batching.VideoSettings(output=video_output, start=start, end=end, max_frames=max_frames,
+                                       max_duration=max_duration, audio=not no_audio)
+        video.suffix(options)
+        video.video_options(options)
+        spec = batching.Spec(batching.resolve(src), batching.resolve(dst), options, video, device=current_device())
+    raise SystemExit(run_batch(spec, address=address, workers=workers, threads=threads or None, overwrite=overwrite))
+
+
+def run_batch(spec: "Spec", *, address: Optional[str], workers: Optional[int], threads: Optional[int],
+              overwrite: bool) -> int:
+    """Run a batch with a progress bar (files done, files/s). Exit status."""
+    from .. import batch as batching
+
+    out = console()
+    failed = 0
+    bar = Progress(out, "starting Ray", columns=["{task.fields[rate]}"], fields={"rate": ""})
+
+    def planned(plan: Any) -> None:
+        if plan.done:
+            out.print(f"{len(plan.done)} already done (outputs exist), skipped")
+        bar.update(total=len(plan.todo) + len(plan.clashes), description="removing backgrounds")
+
+    def finished(rec: Any) -> None:
+        nonlocal failed
+        if rec.status != "ok":
+            failed += 1
+            out.print(f"[red]✗[/] {rec.input}: {rec.error}")
+        bar.advance()
+        bar.update(rate=f"{bar.rate:.2f} files/s" + (f", {failed} failed" if failed else ""))
+
+    verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO
+    try:
+        with bar:
+            summary = batching.run(spec, address=address, workers=workers, threads=threads, overwrite=overwrite,
+                                   on_plan=planned, on_record=finished, verbose=verbose)
+    except KeyboardInterrupt:
+        out.print("[yellow]interrupted[/]: finished files are kept; run the same command again to resume")
+        return INTERRUPTED
+    except batching.ClusterUnavailable as exc:
+        error(str(exc))
+        return FAILED
+    except MattekitError as exc:
+        error(str(exc))
+        return USAGE
+    except Exception as exc:  # Ray's own errors (cluster unreachable, lost nodes): a message, not a trace
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        error(f"the batch could not run: {type(exc).__name__}: {first}")
+        return FAILED
+    pool = f" on {summary.pool.size} workers x {summary.pool.threads} threads" if summary.pool else ""
+    manifest = spec.dst.display(spec.dst.join(batching.MANIFEST))
+    out.print(f"[green]✓[/] {summary.done} done, {summary.failed} failed, {summary.skipped} skipped "
+              f"in {summary.seconds:.1f} s ({summary.rate:.2f} files/s){pool}; manifest: {manifest}")
+    return 0
+

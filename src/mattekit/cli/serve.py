@@ -1,0 +1,99 @@
+"""``mattekit serve``: the web page and HTTP API."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import click
+
+from ..errors import InvalidOption
+from .params import Command, current_device
+from .report import exit_on_errors
+
+__all__ = ["serve"]
+
+
+@click.command(cls=Command)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", default=5003, show_default=True, help="TCP port.")
+@click.option("--workers", type=int, default=None,
+              help="Inference threads (default: MATTEKIT_WORKERS, else the CPU count, at most 4).")
+@click.option("--queue-size", type=int, default=None,
+              help="Requests waiting for a worker before 503 Busy (default: MATTEKIT_QUEUE_SIZE, else 16).")
+@click.option("--max-concurrency", type=int, default=None,
+              help="Open connections before uvicorn itself answers 503 (default: no limit).")
+@click.option("--processes", type=int, default=1, show_default=True,
+              help="Server processes sharing the port, each with its own engine and --workers threads (uvicorn's "
+                   "--workers); video jobs and /metrics are shared through MATTEKIT_JOB_DIR and "
+                   "PROMETHEUS_MULTIPROC_DIR (made here when unset).")
+def serve(host: str, port: int, workers: Optional[int], queue_size: Optional[int], max_concurrency: Optional[int],
+          processes: int) -> None:
+    """Serve the web page and HTTP API (the same app as `uvicorn app:app`). Limits: MATTEKIT_* variables."""
+    from ..service import Settings, create_app
+    from ..service.factory import configure_logging
+
+    with exit_on_errors():
+        settings = Settings.from_env(workers=workers, queue_size=queue_size)
+        if max_concurrency is not None and max_concurrency < 1:
+            raise InvalidOption("--max-concurrency must be at least 1")
+        if processes < 1:
+            raise InvalidOption("--processes must be at least 1")
+    import uvicorn
+
+    configure_logging(settings.log_format, force=True)
+    device = current_device()
+    each = f"{processes} processes × " if processes > 1 else ""
+    click.echo(
+        f"mattekit: serving on http://{host}:{port}/ ({each}{settings.workers} workers, queue {settings.queue_size}); "
+        "Ctrl-C stops", err=True,
+    )
+    # Our access log (request ids, JSON when asked) replaces uvicorn's; the grace period bounds
+    # how long a SIGTERM waits for in-flight requests.
+    common: dict[str, Any] = dict(host=host, port=port, limit_concurrency=max_concurrency,
+                                  timeout_graceful_shutdown=int(math.ceil(settings.grace_period)), access_log=False)
+    if processes == 1:
+        matter = None
+        if device is not None:
+            from ..engine import Engine
+            from ..matter import Matter
+
+            matter = Matter(engine=Engine(device=device))
+        uvicorn.run(create_app(settings, matter=matter), **common)
+        return
+    with _shared_environment(settings, processes, device):
+        # Each process builds its own app (and engine) from the environment set above.
+        uvicorn.run("mattekit.service.factory:create_app", factory=True, workers=processes, **common)
+
+
+@contextlib.contextmanager
+def _shared_environment(settings: Any, processes: int, device: Optional[str]) -> Iterator[None]:
+    """The environment every server process reads (the only channel to processes uvicorn
+    starts): the settings given as flags, the device, an even share of the cores, and the
+    folders jobs and metrics are shared through (made, and removed, here)."""
+    import shutil
+    import tempfile
+
+    os.environ["MATTEKIT_WORKERS"] = str(settings.workers)
+    os.environ["MATTEKIT_QUEUE_SIZE"] = str(settings.queue_size)
+    if device is not None:
+        os.environ["MATTEKIT_DEVICE"] = device
+    if not os.environ.get("MATTEKIT_THREADS"):  # N processes × all cores each would oversubscribe
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ["MATTEKIT_THREADS"] = str(max(1, cores // processes))
+    made = []
+    for name, prefix in (("PROMETHEUS_MULTIPROC_DIR", "mattekit-metrics-"), ("MATTEKIT_JOB_DIR", "mattekit-jobs-")):
+        if not os.environ.get(name):
+            os.environ[name] = tempfile.mkdtemp(prefix=prefix)
+            made.append(os.environ[name])
+    # Values left by an earlier run would be added to this one's.
+    for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        stale.unlink()
+    try:
+        yield
+    finally:
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,87 @@
+"""``mattekit video``: one clip → transparent video, PNG frames, matte or composite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import click
+
+from ..errors import InvalidOption, MattekitError
+from ..formats import CLIP_SUFFIXES
+from .params import Argument, Command, current_device, still_flags
+from .report import FAILED, Progress, console, exit_on_errors
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..options import Options
+    from ..video import VideoOptions
+
+__all__ = ["video", "run_video"]
+
+INTERRUPTED = 130  # the shell's status for Ctrl-C
+
+
+@click.command(cls=Command)
+@click.argument("source", cls=Argument, help="A video file: MP4, MOV, WebM, MKV, AVI, animated GIF/WebP, ...")
+@click.option("-o", "--output", required=True,
+              help="Output: .webm/.mov (transparent), .zip or a folder (PNG frames), .mp4 (with --bg, or --mask).")
+@click.option("--output-type", "-t", default=None,
+              help="webm | mov | png-zip | png-dir | matte | composite (default: from OUT's extension).")
+@still_flags("bg", "bg_fit", "mask", "preset", "ratio", "decontaminate", help={
+    "bg": "Background: a colour, blur[:RADIUS], an image file or a video file (looped/cut to length).",
+    "mask": "Write the alpha matte as a greyscale video.",
+    "ratio": "RVM downsample ratio: auto or (0, 1].",
+})
+@click.option("--start", default=0.0, show_default=True, help="Start at this many seconds.")
+@click.option("--end", type=float, default=None, help="Stop at this many seconds.")
+@click.option("--max-frames", type=int, default=None, help="Process at most this many frames.")
+@click.option("--no-audio", is_flag=True, help="Drop the source's audio.")
+@click.option("--threads", default=0, show_default=True, help="Inference threads (0 = all cores).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+def video(source: str, output: str, output_type: Optional[str], stills: dict[str, Any], start: float,
+          end: Optional[float], max_frames: Optional[int], no_audio: bool, threads: int, overwrite: bool) -> None:
+    """Remove the background from a video (transparent WebM/MOV, PNG frames, matte or composite)."""
+    from ..options import Options
+    from ..video import VideoOptions, resolve_output
+
+    bg_video = None
+    if stills["bg"] and Path(stills["bg"]).suffix.lower() in CLIP_SUFFIXES:
+        bg_video, stills["bg"] = stills["bg"], None
+    with exit_on_errors():
+        options = Options.from_fields(stills, allow_paths=True)
+        vopts = VideoOptions(output=output_type, start=start, end=end, max_frames=max_frames,  # type: ignore[arg-type]
+                             audio=not no_audio, background_video=bg_video)
+        resolve_output(output, options, vopts)
+        if threads < 0:
+            raise InvalidOption("--threads must be 0 (all cores) or more")
+        if Path(output).exists() and not overwrite and not (Path(output).is_dir() and not any(Path(output).iterdir())):
+            raise InvalidOption(f"{output} exists (use --overwrite)")
+    raise SystemExit(run_video(source, output, options, vopts, threads=threads, device=current_device()))
+
+
+def run_video(source: str, output: str, options: "Options", vopts: "VideoOptions", *, threads: int,
+              device: Optional[str] = None) -> int:
+    """Process one clip with a progress bar; Ctrl-C leaves nothing at ``output``. Exit status."""
+    from ..engine import Engine, set_engine
+    from ..video import process_video
+
+    out = console()
+    set_engine(Engine(threads=threads or None, device=device))
+    try:
+        with Progress(out, Path(source).name, columns=["{task.fields[fps]:.1f} fps"], fields={"fps": 0.0},
+                      transient=True) as bar:
+            result = process_video(source, output, options, vopts,
+                                   progress=lambda p: bar.update(completed=p.done, total=p.total or None, fps=p.fps))
+    except KeyboardInterrupt:
+        out.print(f"[yellow]interrupted[/]: nothing written to {output}")
+        return INTERRUPTED
+    except MattekitError as exc:
+        out.print(f"[red]✗[/] {source}: {exc}")
+        return FAILED
+    except OSError as exc:
+        out.print(f"[red]✗[/] {source}: cannot write {output}: {exc.strerror or exc}")
+        return FAILED
+    audio = ", audio kept" if result.audio else ""
+    out.print(f"[green]✓[/] {source} → {output} ({result.frames} frames, {result.width}x{result.height}, "
+              f"{result.frames / result.seconds:.1f} fps{audio})")
+    return 0

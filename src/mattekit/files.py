@@ -1,0 +1,48 @@
+"""Temp-file names and atomic writes: a result path never holds a half-written file.
+
+One naming rule for every writer (CLI, video, batch): ``.NAME.TOKEN.part.EXT`` beside the target
+``NAME.EXT`` — hidden, so folder scans skip it; ending in the target's own extension, so a
+muxer that picks its container by suffix (PyAV) picks the right one; and a random ``TOKEN``, so
+two writers of the same target never share a temp file. :func:`is_temp_name` is the one parser.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path, PurePosixPath
+
+__all__ = ["temp_name", "temp_path", "is_temp_name", "write_atomic"]
+
+_TOKEN_HEX = 8
+# The current rule, plus the names mattekit 0.1.0 used (".NAME.PID.part" from the CLI,
+# ".NAME.PID.TID.part.EXT" from video), so a batch still finds what an older run left behind.
+_TEMP = re.compile(r"^\..+\.(?:[0-9a-f]{%d}|\d+(?:\.\d+)?)\.part(?:\.[A-Za-z0-9]+)?$" % _TOKEN_HEX)
+
+
+def temp_name(name: str) -> str:
+    """The hidden temp name a result called ``name`` is written under before it is renamed."""
+    token = secrets.token_hex(_TOKEN_HEX // 2)
+    return f".{name}.{token}.part{PurePosixPath(name).suffix}"
+
+
+def temp_path(target: Path) -> Path:
+    return target.with_name(temp_name(target.name))
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file's base name is one of our temp names (a writer's, or one a killed run left)."""
+    return bool(_TEMP.match(name))
+
+
+def write_atomic(target: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder, then rename: never a half-written result."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(target)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+

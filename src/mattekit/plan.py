@@ -1,0 +1,102 @@
+"""Which image files a list of arguments names, and where each one's result goes.
+
+The rules ``mattekit remove`` follows (a library concern, so any face can reuse them): folders
+are searched recursively and keep their relative paths under the output folder; globs expand;
+``-`` is stdin/stdout; an input is never overwritten by its own result, and two inputs never
+write the same file.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence, Union
+
+from .errors import InvalidOption
+from .formats import IMAGE_SUFFIXES, extension
+
+__all__ = ["CUTOUT_SUFFIX", "Job", "expand_inputs", "plan_jobs"]
+
+CUTOUT_SUFFIX = "-cutout"  # NAME-cutout.png beside NAME.jpg when no -o is given
+
+
+@dataclass
+class Job:
+    source: Union[str, bytes]  # a path, "-" for stdin, or stdin's bytes once read
+    target: str  # a path, or "-" for stdout
+    display: str
+
+
+def _is_image_file(p: Path) -> bool:
+    # Hidden files include our own half-written temp results (see mattekit.files).
+    return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+
+
+def expand_inputs(inputs: Sequence[str], output: Optional[str]) -> Iterator[tuple[str, Optional[Path], Path]]:
+    """(input, base folder or None, file) for every image the arguments name.
+
+    A folder never yields our own results again: files under the output folder are left out,
+    and without ``-o`` so are the ``*-cutout.*`` files a previous run wrote beside its inputs.
+    """
+    out_dir = Path(output).resolve() if output not in (None, "-") else None
+    for arg in inputs:
+        if arg == "-":
+            yield arg, None, Path("-")
+            continue
+        path = Path(arg)
+        if path.is_dir():
+            for f in sorted(p for p in path.rglob("*") if _is_image_file(p)):
+                if out_dir is not None and out_dir in f.resolve().parents:
+                    continue
+                if output is None and f.stem.endswith(CUTOUT_SUFFIX):
+                    continue
+                yield arg, path, f
+        elif path.exists():
+            yield arg, None, path
+        elif glob.has_magic(arg):
+            files = sorted(Path(m) for m in glob.glob(arg, recursive=True) if _is_image_file(Path(m)))
+            if not files:
+                raise InvalidOption(f"no images match {arg!r}")
+            for f in files:
+                yield arg, None, f
+        else:
+            raise InvalidOption(f"no such file or folder: {arg}")
+
+
+def plan_jobs(inputs: Sequence[str], output: Optional[str], fmt: str) -> list[Job]:
+    """Where each input's result goes. Folders keep their relative paths under ``output``."""
+    found = list(expand_inputs(inputs, output))
+    if not found:
+        raise InvalidOption(f"no images found in {', '.join(inputs)} ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    ext = extension(fmt)
+    many = len(found) > 1 or any(base is not None for _, base, _ in found)
+    if any(str(f) == "-" for _, _, f in found) and len(found) > 1:
+        raise InvalidOption("'-' (stdin) cannot be combined with other inputs")
+    if many and output not in (None, "-") and not Path(output).is_dir() and Path(output).suffix.lower() in IMAGE_SUFFIXES:
+        raise InvalidOption(f"{len(found)} inputs need a folder for -o, not the file name {output!r}")
+    jobs: list[Job] = []
+    for _arg, base, f in found:
+        if str(f) == "-":
+            jobs.append(Job("-", output or "-", "<stdin>"))
+            continue
+        if output is None:
+            target = f.with_name(f"{f.stem}{CUTOUT_SUFFIX}{ext}")
+        elif output == "-":
+            if many:
+                raise InvalidOption("'-o -' (stdout) takes a single input")
+            jobs.append(Job(str(f), "-", str(f)))
+            continue
+        elif many or Path(output).is_dir() or output.endswith(("/", os.sep)):
+            rel = f.relative_to(base) if base is not None else Path(f.name)
+            target = Path(output) / rel.with_suffix(ext)
+        else:
+            target = Path(output)
+        if target.resolve() == f.resolve():
+            raise InvalidOption(f"{f} would be overwritten by its own result; choose another -o")
+        jobs.append(Job(str(f), str(target), str(f)))
+    targets = [str(Path(j.target).resolve()) for j in jobs if j.target != "-"]
+    if len(set(targets)) != len(targets):
+        raise InvalidOption("two inputs would write the same output file; use a folder with -o")
+    return jobs

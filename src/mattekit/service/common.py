@@ -1,0 +1,42 @@
+"""What every route module needs: the API-key check and the options a request starts from.
+
+Shared by the route modules (``api``, ``jobs``) so that none of them imports another.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from ..errors import MattekitError
+from ..options import Options
+
+__all__ = ["Unauthorized", "require_api_key", "server_options"]
+
+
+class Unauthorized(MattekitError):
+    code = "unauthorized"
+    http_status = 401
+
+
+async def require_api_key(request: Request) -> None:
+    """When ``MATTEKIT_API_KEYS`` is set, /api/ needs ``X-API-Key`` or ``Authorization: Bearer``.
+
+    ``async`` although it does no I/O: FastAPI runs a plain ``def`` dependency in a thread pool,
+    one thread per concurrent request (tests/test_load.py saw +16 threads under load).
+    """
+    settings = request.app.state.settings
+    if not settings.api_keys:
+        return
+    given = request.headers.get("x-api-key", "")
+    auth = request.headers.get("authorization", "")
+    if not given and auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    if not settings.accepts_key(given):
+        raise Unauthorized("this server needs an API key: send it as X-API-Key or Authorization: Bearer")
+
+
+def server_options(settings: Any) -> Options:
+    """The options a request starts from: this server's limits, nothing else."""
+    return Options(max_pixels=settings.max_pixels, max_lowres_pixels=settings.max_lowres_pixels)
