@@ -10,9 +10,14 @@ The fake camera plays a Y4M file made here, at test time, from a real clip (PyAV
   |Δα| ≤ 3/255 and |Δα| > 32/255 on ≤ 1 % of pixels; background (library α < 2 %) is see-through
   (< 16/255) and subject (α > 98 %) opaque (> 239/255) on ≥ 99 % of their pixels. The rest of the
   difference is Chromium's own YUV→RGB and float rounding in onnxruntime-web.
-- A *moving* camera (60 frames of comp_D at a few fps, so the page mattes each frame once)
-  measures flicker as bench/video.py does (mean |α_t − α_{t−1}|, in 1/255) with the page's
-  recurrent state and with ``state=off`` (a fresh state each frame): the first must be lower.
+- A *moving* camera (60 frames of openpose_street at 4 fps, so the page mattes nearly every
+  frame) measures flicker as bench/video.py does (mean |α_t − α_{t−1}|, in 1/255, over the pairs
+  of consecutive camera frames) with the page's recurrent state and with ``state=off`` (a fresh
+  state each frame): the first must be below 0.85x the second (measured here: 1.51 vs 2.54; the
+  library on the same frames: 1.13 vs 2.37; the loop's wrap from the last frame to the first
+  counts in both).
+- Without a camera, without threads, in a background tab: the page says so. The input size
+  steps down when frames are too slow, starting a new recurrent state.
 - Record gives a WebM that PyAV decodes; snapshot a PNG with alpha; the fps and backend are shown.
 """
 
@@ -32,9 +37,14 @@ from live_server import live_server
 pytestmark = pytest.mark.browser
 
 CLIP = "comp_D.mp4"  # 1280x720, a person composited over a landscape; 90 frames
+MOVING_CLIP = "openpose_street.mp4"  # 1280x720, people walking in a street (bench/video.py's too)
 SIZE = (640, 360)  # the fake camera's picture; the page is pinned to it (size=640: ratio 0.5)
 RATIO = 0.5
 STILL_FRAME = 45
+# The moving camera runs at FLICKER_FPS and the page at 320x180 (ratio 0.75), which a loaded
+# 2-core machine mattes in well under 1/FLICKER_FPS s: each camera frame is matted once.
+FLICKER_SIDE = 320
+FLICKER_FPS = 4
 FRAME_TIMEOUT_MS = 120_000
 
 # Copies the canvas's alpha after each matted frame (the page's "camera-frame" event), so the
@@ -200,7 +210,7 @@ def flicker_run(browser_type, base: str, y4m: Path, query: str, frames: int) -> 
     browser = browser_type.launch(executable_path="/usr/bin/chromium", args=fake_camera_args(y4m))
     try:
         page = browser.new_page()
-        page.goto(f"{base}/?camera=1&size=640{query}")
+        page.goto(f"{base}/?camera=1&size={FLICKER_SIDE}{query}")
         page.evaluate(COLLECT)
         wait_frames(page, 1)
         skip = len(page.evaluate("() => window.collected"))
@@ -214,16 +224,19 @@ def flicker_run(browser_type, base: str, y4m: Path, query: str, frames: int) -> 
 
 
 @pytest.mark.eval
-def test_camera_carries_the_recurrent_state(browser_type, base_url_live, clip, tmp_path):
+def test_camera_carries_the_recurrent_state(browser_type, base_url_live, evaldir, tmp_path):
     """The page keeps RVM's state from frame to frame: steadier edges than a fresh state each frame."""
+    clip = evaldir / "video" / MOVING_CLIP
+    if not clip.is_file():
+        pytest.skip(f"{clip} not found")
     y4m = tmp_path / "moving.y4m"
-    write_y4m(clip, y4m, list(range(60)), fps=3)
+    write_y4m(clip, y4m, list(range(60)), fps=FLICKER_FPS)
     recurrent, n_rec = flicker_run(browser_type, base_url_live, y4m, "", 60)
     per_frame, n_per = flicker_run(browser_type, base_url_live, y4m, "&state=off", 60)
     print(f"camera flicker over {n_rec}/{n_per} consecutive frame pairs: recurrent {recurrent:.2f}/255, "
           f"per-frame {per_frame:.2f}/255")
     assert n_rec >= 30 and n_per >= 30, (n_rec, n_per)
-    assert recurrent < per_frame, (recurrent, per_frame)
+    assert recurrent < 0.85 * per_frame, (recurrent, per_frame)
 
 
 def test_camera_without_a_camera_says_so(page, base_url_live):
@@ -259,3 +272,69 @@ def test_camera_runtime_files_and_model_are_served(base_url_live):
     import hashlib
 
     assert hashlib.sha256(r.content).hexdigest() in KNOWN_SHA256
+
+
+def test_camera_adapts_and_says_what_it_cannot_do(browser_type, base_url_live, sample_photo, tmp_path, output_dir):
+    """A still camera of scikit-image's astronaut (no evaluation data: this is the README's
+    screenshot); the input size steps down to hold the frame rate asked for; no threads and a
+    background tab are said plainly; choosing a camera starts a new recurrent state."""
+    import av
+
+    with Image.open(sample_photo) as img:
+        rgb = np.asarray(img.convert("RGB").crop((0, 0, 512, 288)).resize((640, 360)))  # a webcam's 16:9
+    y4m = tmp_path / "astronaut.y4m"
+    yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray().tobytes()
+    y4m.write_bytes(b"YUV4MPEG2 W640 H360 F10:1 Ip A1:1 C420jpeg\n" + (b"FRAME\n" + yuv) * 3)
+    browser = browser_type.launch(executable_path="/usr/bin/chromium", args=fake_camera_args(y4m))
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        # fps=1000: no machine holds it, so the page steps down to its smallest input (320 px).
+        page.goto(base_url_live + "/?camera=1&fps=1000")
+        page.wait_for_function(
+            "() => document.querySelector('#camera-view').dataset.size === '320x180'", timeout=FRAME_TIMEOUT_MS)
+        assert int(page.get_attribute("#camera-view", "data-session")) >= 2  # a new size, a new state
+        page.wait_for_timeout(3000)
+        print(f"camera at its smallest input: {page.text_content('#camera-fps')}")
+
+        # Choosing a camera in the list (here the fake one again: Chromium fakes one camera when it
+        # plays a file; the list shows only with two or more) opens it anew with a new state.
+        session = int(page.get_attribute("#camera-view", "data-session"))
+        assert page.eval_on_selector("#camera-device", "s => s.options.length") == 1
+        page.eval_on_selector("#camera-device", "s => s.dispatchEvent(new Event('change'))")
+        page.wait_for_function(
+            f"() => Number(document.querySelector('#camera-view').dataset.session) > {session}", timeout=FRAME_TIMEOUT_MS)
+        frames = int(page.get_attribute("#camera-view", "data-frames"))
+        wait_frames(page, frames + 2)  # and it mattes on
+        assert page.text_content("#camera-message").startswith("Live")
+
+        # A tab in the background: paused, and said.
+        page.evaluate("""() => { Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+            document.dispatchEvent(new Event('visibilitychange')); }""")
+        assert "background" in page.text_content("#camera-message")
+        page.evaluate("""() => { Object.defineProperty(document, 'hidden', { configurable: true, get: () => false });
+            document.dispatchEvent(new Event('visibilitychange')); }""")
+        assert "Live" in page.text_content("#camera-message")
+
+        page.goto(base_url_live + "/?camera=1&size=640")
+        wait_frames(page, 4)
+        page.wait_for_function("() => Number(document.querySelector('#camera-fps').dataset.fps || 0) > 0")
+        page.locator(".intro").scroll_into_view_if_needed()
+        page.screenshot(path=str(output_dir / "camera.png"))  # the README's docs/camera.png
+        print(f"camera screenshot: {page.text_content('#camera-fps')} · {page.text_content('#camera-backend')}")
+
+        # A page that is not cross-origin isolated (a proxy dropping COOP/COEP) gets no threads.
+        plain = browser.new_page()
+
+        def strip(route):
+            response = route.fetch()
+            headers = {k: v for k, v in response.headers.items() if not k.startswith("cross-origin")}
+            route.fulfill(response=response, headers=headers)
+
+        plain.route(base_url_live + "/?camera=1", strip)
+        plain.goto(base_url_live + "/?camera=1")
+        wait_frames(plain, 1)
+        assert plain.evaluate("crossOriginIsolated") is False
+        assert plain.text_content("#camera-backend") == "WASM · 1 thread"
+        assert "one thread" in plain.text_content("#camera-message")
+    finally:
+        browser.close()
