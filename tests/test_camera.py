@@ -322,6 +322,23 @@ def test_camera_adapts_and_says_what_it_cannot_do(browser_type, base_url_live, s
         page.screenshot(path=str(output_dir / "camera.png"))  # the README's docs/camera.png
         print(f"camera screenshot: {page.text_content('#camera-fps')} · {page.text_content('#camera-backend')}")
 
+        # The page's backgrounds: a colour, a blurred copy of the camera, an uploaded picture.
+        def corner_after_next_frame() -> list[int]:
+            wait_frames(page, int(page.get_attribute("#camera-view", "data-frames")) + 2)
+            return page.evaluate("""() => Array.from(document.querySelector('#camera-view').getContext('2d')
+                .getImageData(2, 2, 1, 1).data)""")
+
+        page.click('label[for="bg-colour"]')
+        assert corner_after_next_frame() == [255, 255, 255, 255]  # the colour picker's white
+        page.click('label[for="bg-blur"]')
+        blurred = corner_after_next_frame()
+        assert blurred[3] == 255 and blurred[:3] != [255, 255, 255], blurred  # the camera, blurred: no see-through rim
+        page.click('label[for="bg-image"]')
+        page.set_input_files("#bg-file", str(sample_photo))
+        page.wait_for_timeout(300)
+        pictured = corner_after_next_frame()
+        assert pictured[3] == 255 and pictured != blurred, pictured
+
         # A page that is not cross-origin isolated (a proxy dropping COOP/COEP) gets no threads.
         plain = browser.new_page()
 

@@ -332,7 +332,8 @@
       // The slider's strength is for a 1280 px picture, like the server's.
       const radius = (parseFloat($("#blur-radius").value) || 20) * (w / 1280);
       ctx.filter = `blur(${radius.toFixed(1)}px)`;
-      ctx.drawImage(input, -radius, -radius, w + 2 * radius, h + 2 * radius); // no see-through rim
+      const m = 3 * radius; // the blur reaches ~3 radii: drawn that much larger, no see-through rim
+      ctx.drawImage(input, -m, -m, w + 2 * m, h + 2 * m);
       ctx.filter = "none";
     } else if (bg === "image" && bgImage) {
       const fit = $("#bg-fit").checked;
