@@ -11,7 +11,7 @@ PORT   ?= 5003
 APT_INSTALL = if [ "$$(id -u)" = 0 ]; then S=; else S=sudo; fi; \
 	$$S apt-get update -qq && $$S env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
-.PHONY: run test fuzz bench model browser clean
+.PHONY: run test fuzz bench model browser web clean
 
 # Debian's python3 has no venv module until python3-venv is installed: install it when needed.
 $(STAMP): pyproject.toml
@@ -31,11 +31,21 @@ model: $(STAMP)
 browser:
 	@command -v chromium >/dev/null 2>&1 || { $(APT_INSTALL) chromium >/dev/null; }
 
-run: model
+# The page's Camera mode runs RVM in the browser on onnxruntime-web, served by the app from
+# web/node_modules (ignored by git): installed here from web/package-lock.json (pinned, with
+# hashes), never fetched by the page from anywhere else. Incremental.
+WEB_STAMP := web/node_modules/.installed
+web: $(WEB_STAMP)
+$(WEB_STAMP): web/package.json web/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "make web: npm not found. Install Node.js and npm (Debian: apt-get install -y npm), then run make again." >&2; exit 1; }
+	cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(WEB_STAMP)
+
+run: model web
 	@echo "mattekit: serving on http://$(HOST):$(PORT)/"
 	$(VENV)/bin/uvicorn app:app --host $(HOST) --port $(PORT)
 
-test: model browser
+test: model browser web
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
 fuzz: model
@@ -46,4 +56,4 @@ bench: model
 	$(PY) bench/speed.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-output
+	rm -rf $(VENV) .pytest_cache test-output web/node_modules

@@ -112,4 +112,5 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     # Playwright's sync API keeps an event loop running on the main thread once a browser test
     # has run, and later tests that call asyncio.run() there then fail. Browser tests go last.
-    items.sort(key=lambda item: "page" in getattr(item, "fixturenames", ()))
+    # (Tests that launch their own browser, e.g. with a fake camera, ask for "browser_type".)
+    items.sort(key=lambda item: bool({"page", "browser_type"} & set(getattr(item, "fixturenames", ()))))

@@ -36,13 +36,19 @@ CLIENT_FIELDS = frozenset({
 # A ``bg`` that names a file: the CLI accepts paths, the service must never touch one.
 _PATHLIKE = re.compile(r"[/\\]|\.[A-Za-z]{3,4}\s*$")
 
+# The Camera mode runs RVM in the page (camera.py): WebAssembly needs 'wasm-unsafe-eval' (compiling
+# a module, not eval of strings), and its threads a cross-origin isolated page (COOP + COEP; every
+# file the page loads is our own, so require-corp blocks nothing).
 PAGE_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
-        "style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+        "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; "
+        "style-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; object-src 'none'; "
+        "base-uri 'none'; frame-ancestors 'none'"
     ),
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
 }
 
 

@@ -46,7 +46,7 @@ from .settings import Settings
 
 log = logging.getLogger("mattekit.service")
 
-ROUTER_MODULES = ("api", "jobs", "removebg")
+ROUTER_MODULES = ("api", "jobs", "removebg", "camera")
 MOUNTS = ("/static", "/docs-assets")  # static mounts get their own metrics label
 REMOVEBG_HEADERS = ("X-Width", "X-Height", "X-Type", "X-Credits-Charged", "X-Foreground-Top", "X-Foreground-Left",
                     "X-Foreground-Width", "X-Foreground-Height", "X-Ignored-Parameters")

@@ -1,0 +1,376 @@
+"""The page's Camera mode (issue 16) in Chromium, fed by Chromium's fake camera.
+
+The fake camera plays a Y4M file made here, at test time, from a real clip (PyAV; nothing of
+../shared/eval is copied into the repo): ``--use-fake-device-for-media-stream
+--use-fake-ui-for-media-stream --use-file-for-fake-video-capture=FILE.y4m``. It loops the file.
+
+- A *still* camera (one comp_D frame, repeated) shows a picture whose matte we know: the
+  library's alpha for the same frame (the same YUV planes, decoded to RGB by PyAV), at the same
+  input size and ratio, with RVM's state settled on it as the page's is. Tolerance: mean
+  |Δα| ≤ 3/255 and |Δα| > 32/255 on ≤ 1 % of pixels; background (library α < 2 %) is see-through
+  (< 16/255) and subject (α > 98 %) opaque (> 239/255) on ≥ 99 % of their pixels. The rest of the
+  difference is Chromium's own YUV→RGB and float rounding in onnxruntime-web.
+- A *moving* camera (60 frames of openpose_street at 4 fps, so the page mattes nearly every
+  frame) measures flicker as bench/video.py does (mean |α_t − α_{t−1}|, in 1/255, over the pairs
+  of consecutive camera frames) with the page's recurrent state and with ``state=off`` (a fresh
+  state each frame): the first must be below 0.85x the second (measured here: 1.51 vs 2.54; the
+  library on the same frames: 1.13 vs 2.37; the loop's wrap from the last frame to the first
+  counts in both).
+- Without a camera, without threads, in a background tab: the page says so. The input size
+  steps down when frames are too slow, starting a new recurrent state.
+- Record gives a WebM that PyAV decodes; snapshot a PNG with alpha; the fps and backend are shown.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from live_server import live_server
+
+pytestmark = pytest.mark.browser
+
+CLIP = "comp_D.mp4"  # 1280x720, a person composited over a landscape; 90 frames
+MOVING_CLIP = "openpose_street.mp4"  # 1280x720, people walking in a street (bench/video.py's too)
+SIZE = (640, 360)  # the fake camera's picture; the page is pinned to it (size=640: ratio 0.5)
+RATIO = 0.5
+STILL_FRAME = 45
+# The moving camera runs at FLICKER_FPS and the page at 320x180 (ratio 0.75), which a loaded
+# 2-core machine mattes in well under 1/FLICKER_FPS s: each camera frame is matted once.
+FLICKER_SIDE = 320
+FLICKER_FPS = 4
+FRAME_TIMEOUT_MS = 120_000
+
+# Copies the canvas's alpha after each matted frame (the page's "camera-frame" event), so the
+# test reads exactly the frames the page drew, with the camera frame number each came from.
+COLLECT = """() => {
+    window.collected = [];
+    const view = document.querySelector('#camera-view');
+    const ctx = view.getContext('2d');
+    view.addEventListener('camera-frame', (e) => {
+        const d = ctx.getImageData(0, 0, view.width, view.height).data;
+        const a = new Uint8Array(d.length / 4);
+        for (let i = 0; i < a.length; i++) a[i] = d[4 * i + 3];
+        let s = ''; for (let i = 0; i < a.length; i += 8192) s += String.fromCharCode.apply(null, a.subarray(i, i + 8192));
+        window.collected.push({ presented: e.detail.presented, w: view.width, h: view.height, alpha: btoa(s) });
+    });
+}"""
+
+
+def write_y4m(clip: Path, dst: Path, frames: list[int], fps: int, size: tuple[int, int] = SIZE) -> list[np.ndarray]:
+    """A Y4M of ``frames`` of ``clip`` scaled to ``size``; returns each frame as the RGB the library
+    sees (the same yuv420p planes the camera gives, decoded by PyAV)."""
+    import av
+
+    wanted = set(frames)
+    planes: dict[int, bytes] = {}
+    with av.open(str(clip)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i in wanted:
+                planes[i] = frame.reformat(width=size[0], height=size[1], format="yuv420p").to_ndarray().tobytes()
+            if i >= max(frames):
+                break
+    rgbs = []
+    with open(dst, "wb") as out:
+        out.write(f"YUV4MPEG2 W{size[0]} H{size[1]} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for i in frames:
+            out.write(b"FRAME\n" + planes[i])
+    for i in dict.fromkeys(frames):
+        yuv = np.frombuffer(planes[i], np.uint8).reshape(size[1] * 3 // 2, size[0])
+        rgbs.append(av.VideoFrame.from_ndarray(yuv, format="yuv420p").to_ndarray(format="rgb24"))
+    return rgbs
+
+
+def fake_camera_args(y4m: Path) -> list[str]:
+    return ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}", "--autoplay-policy=no-user-gesture-required"]
+
+
+def wait_frames(page, n: int) -> None:
+    page.wait_for_function(
+        f"() => Number(document.querySelector('#camera-view').dataset.frames || 0) >= {n}", timeout=FRAME_TIMEOUT_MS)
+
+
+def collected(page, start: int = 0) -> list[dict]:
+    rows = page.evaluate(f"() => window.collected.slice({start}).map(r => ({{ ...r }}))")
+    for r in rows:
+        r["alpha"] = np.frombuffer(base64.b64decode(r["alpha"]), np.uint8).reshape(r["h"], r["w"])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def base_url_live():
+    with live_server() as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def clip(evaldir: Path) -> Path:
+    path = evaldir / "video" / CLIP
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    return path
+
+
+@pytest.mark.eval
+def test_camera_mattes_like_the_library_and_saves(browser_type, base_url_live, clip, engine, tmp_path, output_dir):
+    y4m = tmp_path / "still.y4m"
+    (rgb,) = write_y4m(clip, y4m, [STILL_FRAME] * 5, fps=10)
+    browser = browser_type.launch(executable_path="/usr/bin/chromium", args=fake_camera_args(y4m))
+    try:
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        page = context.new_page()
+        started = time.monotonic()
+        page.goto(base_url_live + "/?camera=1&size=640")
+        page.evaluate(COLLECT)
+        wait_frames(page, 12)  # RVM's state settles on the still picture within a few frames
+        first_frames_s = time.monotonic() - started
+        row = collected(page)[-1]
+        shown = row["alpha"].astype(np.float32) / 255.0
+        assert shown.shape == (SIZE[1], SIZE[0])
+
+        frames_done = int(page.get_attribute("#camera-view", "data-frames"))
+        matte, _ = engine.step(rgb, RATIO, passes=frames_done)
+        ours = matte.alpha
+        diff = np.abs(shown - ours)
+        mean_255, over_32 = float(diff.mean() * 255), float((diff > 32 / 255).mean())
+        background, subject = ours < 0.02, ours > 0.98
+        assert background.mean() > 0.2 and subject.mean() > 0.1  # the frame has both
+        clear = float((shown[background] < 16 / 255).mean())
+        solid = float((shown[subject] > 239 / 255).mean())
+        print(f"camera vs library alpha: mean |d| {mean_255:.2f}/255, >32/255 on {over_32:.2%}, "
+              f"background clear {clear:.2%}, subject opaque {solid:.2%}; first 12 frames after {first_frames_s:.1f} s")
+        assert clear >= 0.99 and solid >= 0.99, (clear, solid)
+        assert mean_255 <= 3.0 and over_32 <= 0.01, (mean_255, over_32)
+
+        # fps and backend are shown
+        page.wait_for_function("() => Number(document.querySelector('#camera-fps').dataset.fps || 0) > 0")
+        fps_text = page.text_content("#camera-fps")
+        fps = float(re.match(r"([\d.]+) fps", fps_text).group(1))
+        backend = page.text_content("#camera-backend")
+        print(f"camera: {fps_text} · {backend}")
+        assert fps > 0 and re.match(r"(WebGPU|WASM · \d+ threads?)$", backend), (fps_text, backend)
+        assert page.evaluate("crossOriginIsolated") is True
+        assert "1 thread" not in backend  # WebAssembly threads work (the page is cross-origin isolated)
+
+        # snapshot: a PNG with alpha, the frame as shown
+        with page.expect_download() as info:
+            page.click("#camera-snapshot")
+        assert info.value.suggested_filename.endswith(".png")
+        snap = tmp_path / "snapshot.png"
+        info.value.save_as(snap)
+        with Image.open(snap) as img:
+            assert img.mode == "RGBA" and img.size == SIZE
+            alpha = np.asarray(img.getchannel("A"))
+        assert alpha.min() < 16 and alpha.max() == 255
+
+        # record: a WebM that decodes, frames of the canvas's size
+        page.click("#camera-record")
+        before = int(page.get_attribute("#camera-view", "data-frames"))
+        wait_frames(page, before + 4)
+        page.wait_for_timeout(500)
+        with page.expect_download() as info:
+            page.click("#camera-record")
+        assert info.value.suggested_filename.endswith(".webm")
+        webm = output_dir / "camera-recording.webm"
+        info.value.save_as(webm)
+        decoded, has_alpha = decode_webm(webm)
+        print(f"recording: {len(decoded)} frames, {decoded[0].shape[1]}x{decoded[0].shape[0]}, alpha: {has_alpha}")
+        assert len(decoded) >= 2 and decoded[0].shape[:2] == (SIZE[1], SIZE[0])
+        assert has_alpha  # Chromium encodes the canvas's alpha: the "transparent" recording is see-through
+        context.close()
+    finally:
+        browser.close()
+
+
+def decode_webm(path: Path) -> tuple[list[np.ndarray], bool]:
+    """Every frame of a WebM (libvpx, which keeps the alpha plane FFmpeg's own decoders drop)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        name = stream.codec_context.name
+        codec = av.CodecContext.create({"vp9": "libvpx-vp9", "vp8": "libvpx"}.get(name, name), "r")
+        frames = [f for packet in container.demux(stream) for f in codec.decode(packet)]
+    has_alpha = bool(frames) and frames[0].format.name.startswith("yuva")
+    arrays = [f.to_ndarray(format="rgba" if has_alpha else "rgb24") for f in frames]
+    if has_alpha:
+        has_alpha = any(a[..., 3].min() < 128 for a in arrays)
+    return arrays, has_alpha
+
+
+def flicker_run(browser_type, base: str, y4m: Path, query: str, frames: int) -> tuple[float, int]:
+    """Flicker over consecutive camera frames the page matted (mean |Δα|, 1/255), and the pairs."""
+    browser = browser_type.launch(executable_path="/usr/bin/chromium", args=fake_camera_args(y4m))
+    try:
+        page = browser.new_page()
+        page.goto(f"{base}/?camera=1&size={FLICKER_SIDE}{query}")
+        page.evaluate(COLLECT)
+        wait_frames(page, 1)
+        skip = len(page.evaluate("() => window.collected"))
+        wait_frames(page, int(page.get_attribute("#camera-view", "data-frames")) + frames)
+        rows = collected(page, skip)
+    finally:
+        browser.close()
+    diffs = [np.abs(b["alpha"].astype(np.float32) - a["alpha"]).mean()
+             for a, b in zip(rows, rows[1:]) if b["presented"] - a["presented"] == 1]
+    return float(np.mean(diffs)), len(diffs)
+
+
+@pytest.mark.eval
+def test_camera_carries_the_recurrent_state(browser_type, base_url_live, evaldir, tmp_path):
+    """The page keeps RVM's state from frame to frame: steadier edges than a fresh state each frame."""
+    clip = evaldir / "video" / MOVING_CLIP
+    if not clip.is_file():
+        pytest.skip(f"{clip} not found")
+    y4m = tmp_path / "moving.y4m"
+    write_y4m(clip, y4m, list(range(60)), fps=FLICKER_FPS)
+    recurrent, n_rec = flicker_run(browser_type, base_url_live, y4m, "", 60)
+    per_frame, n_per = flicker_run(browser_type, base_url_live, y4m, "&state=off", 60)
+    print(f"camera flicker over {n_rec}/{n_per} consecutive frame pairs: recurrent {recurrent:.2f}/255, "
+          f"per-frame {per_frame:.2f}/255")
+    assert n_rec >= 30 and n_per >= 30, (n_rec, n_per)
+    assert recurrent < 0.85 * per_frame, (recurrent, per_frame)
+
+
+def test_camera_without_a_camera_says_so(page, base_url_live):
+    """No camera on this machine (no fake device): a plain message, no crash."""
+    page.goto(base_url_live + "/?camera=1")
+    page.wait_for_selector('#camera-message[data-kind="error"]', timeout=60_000)
+    text = page.text_content("#camera-message")
+    assert re.search(r"No camera found|permission was denied", text), text
+    assert page.is_visible("#camera-view") and not page.is_visible("#drop")
+    assert page.is_enabled("#camera-start") and page.is_disabled("#camera-record")
+
+
+def test_camera_runtime_files_and_model_are_served(base_url_live):
+    import httpx
+
+    page = httpx.get(base_url_live + "/")
+    assert page.headers["cross-origin-opener-policy"] == "same-origin"
+    assert page.headers["cross-origin-embedder-policy"] == "require-corp"
+    for name, kind in [("ort.wasm.min.mjs", "text/javascript"), ("ort-wasm-simd-threaded.mjs", "text/javascript"),
+                       ("ort-wasm-simd-threaded.wasm", "application/wasm")]:
+        r = httpx.head(f"{base_url_live}/camera/ort/{name}")
+        if r.status_code == 405:
+            r = httpx.get(f"{base_url_live}/camera/ort/{name}")
+        assert r.status_code == 200, (name, r.status_code)
+        assert r.headers["content-type"].split(";")[0] == kind
+        assert r.headers["cross-origin-embedder-policy"] == "require-corp"
+    assert httpx.get(f"{base_url_live}/camera/ort/package.json").status_code == 404
+    assert httpx.get(f"{base_url_live}/camera/ort/..%2Fpackage.json").status_code == 404
+    from mattekit.models import KNOWN_SHA256
+
+    r = httpx.get(f"{base_url_live}/camera/model.onnx")
+    assert r.status_code == 200 and r.headers["x-model-sha256"] in KNOWN_SHA256
+    import hashlib
+
+    assert hashlib.sha256(r.content).hexdigest() in KNOWN_SHA256
+
+
+def test_camera_adapts_and_says_what_it_cannot_do(browser_type, base_url_live, sample_photo, tmp_path, output_dir):
+    """A still camera of scikit-image's astronaut (no evaluation data: this is the README's
+    screenshot); the input size steps down to hold the frame rate asked for; no threads and a
+    background tab are said plainly; choosing a camera starts a new recurrent state."""
+    import av
+
+    with Image.open(sample_photo) as img:
+        rgb = np.asarray(img.convert("RGB").crop((0, 0, 512, 288)).resize((640, 360)))  # a webcam's 16:9
+    y4m = tmp_path / "astronaut.y4m"
+    yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray().tobytes()
+    y4m.write_bytes(b"YUV4MPEG2 W640 H360 F10:1 Ip A1:1 C420jpeg\n" + (b"FRAME\n" + yuv) * 3)
+    browser = browser_type.launch(executable_path="/usr/bin/chromium", args=fake_camera_args(y4m))
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        # fps=1000: no machine holds it, so the page steps down to its smallest input (320 px).
+        page.goto(base_url_live + "/?camera=1&fps=1000")
+        page.wait_for_function(
+            "() => document.querySelector('#camera-view').dataset.size === '320x180'", timeout=FRAME_TIMEOUT_MS)
+        assert int(page.get_attribute("#camera-view", "data-session")) >= 2  # a new size, a new state
+        page.wait_for_timeout(3000)
+        print(f"camera at its smallest input: {page.text_content('#camera-fps')}")
+
+        # Choosing a camera in the list (here the fake one again: Chromium fakes one camera when it
+        # plays a file; the list shows only with two or more) opens it anew with a new state.
+        session = int(page.get_attribute("#camera-view", "data-session"))
+        assert page.eval_on_selector("#camera-device", "s => s.options.length") == 1
+        page.eval_on_selector("#camera-device", "s => s.dispatchEvent(new Event('change'))")
+        page.wait_for_function(
+            f"() => Number(document.querySelector('#camera-view').dataset.session) > {session}", timeout=FRAME_TIMEOUT_MS)
+        frames = int(page.get_attribute("#camera-view", "data-frames"))
+        wait_frames(page, frames + 2)  # and it mattes on
+        assert page.text_content("#camera-message").startswith("Live")
+
+        # A tab in the background: paused, and said.
+        page.evaluate("""() => { Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+            document.dispatchEvent(new Event('visibilitychange')); }""")
+        assert "background" in page.text_content("#camera-message")
+        page.evaluate("""() => { Object.defineProperty(document, 'hidden', { configurable: true, get: () => false });
+            document.dispatchEvent(new Event('visibilitychange')); }""")
+        assert "Live" in page.text_content("#camera-message")
+
+        page.goto(base_url_live + "/?camera=1&size=640")
+        wait_frames(page, 4)
+        page.wait_for_function("() => Number(document.querySelector('#camera-fps').dataset.fps || 0) > 0")
+        page.locator(".intro").scroll_into_view_if_needed()
+        page.screenshot(path=str(output_dir / "camera.png"))  # the README's docs/camera.png
+        print(f"camera screenshot: {page.text_content('#camera-fps')} · {page.text_content('#camera-backend')}")
+
+        # The page's backgrounds: a colour, a blurred copy of the camera, an uploaded picture.
+        def corner_after_next_frame() -> list[int]:
+            wait_frames(page, int(page.get_attribute("#camera-view", "data-frames")) + 2)
+            return page.evaluate("""() => Array.from(document.querySelector('#camera-view').getContext('2d')
+                .getImageData(2, 2, 1, 1).data)""")
+
+        page.click('label[for="bg-colour"]')
+        assert corner_after_next_frame() == [255, 255, 255, 255]  # the colour picker's white
+        page.click('label[for="bg-blur"]')
+        blurred = corner_after_next_frame()
+        assert blurred[3] == 255 and blurred[:3] != [255, 255, 255], blurred  # the camera, blurred: no see-through rim
+        page.click('label[for="bg-image"]')
+        page.set_input_files("#bg-file", str(sample_photo))
+        page.wait_for_timeout(300)
+        pictured = corner_after_next_frame()
+        assert pictured[3] == 255 and pictured != blurred, pictured
+
+        # A page that is not cross-origin isolated (a proxy dropping COOP/COEP) gets no threads.
+        plain = browser.new_page()
+
+        def strip(route):
+            response = route.fetch()
+            headers = {k: v for k, v in response.headers.items() if not k.startswith("cross-origin")}
+            route.fulfill(response=response, headers=headers)
+
+        plain.route(base_url_live + "/?camera=1", strip)
+        plain.goto(base_url_live + "/?camera=1")
+        wait_frames(plain, 1)
+        assert plain.evaluate("crossOriginIsolated") is False
+        assert plain.text_content("#camera-backend") == "WASM · 1 thread"
+        assert "one thread" in plain.text_content("#camera-message")
+    finally:
+        browser.close()
+
+
+def test_camera_files_refuse_an_unknown_model_and_a_missing_runtime(tmp_path, monkeypatch):
+    """The model is served only with a hash the store accepts; a server without `make web` says so."""
+    from fastapi.testclient import TestClient
+
+    from mattekit.service import create_app
+    from mattekit.service.settings import Settings
+
+    bogus = tmp_path / "rvm_mobilenetv3_fp32.onnx"
+    bogus.write_bytes(b"not the model" * 1000)
+    monkeypatch.setenv("MATTEKIT_MODEL", str(bogus))
+    monkeypatch.setenv("MATTEKIT_WEB_RUNTIME", str(tmp_path / "no-runtime"))
+    with TestClient(create_app(Settings(load_model=False))) as client:
+        r = client.get("/camera/model.onnx")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "model_unavailable", r.text
+        assert "SHA-256" in r.json()["error"]["message"]
+        r = client.get("/camera/ort/ort.wasm.min.mjs")
+        assert r.status_code == 404 and "make web" in r.json()["error"]["message"], r.text
