@@ -502,7 +502,7 @@ def connect(address: Optional[str], *, verbose: bool = False) -> None:
     # Ray's INFO/WARNING chatter (token-auth notice, executor summaries) would break the progress
     # bar; --verbose brings it back along with the workers' logs.
     level = logging.INFO if verbose else logging.ERROR
-    quiet = dict(logging_level=level, log_to_driver=verbose, configure_logging=True)
+    quiet: dict[str, Any] = dict(logging_level=level, log_to_driver=verbose, configure_logging=True)  # mixed types
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(level)
     if address:

@@ -18,7 +18,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional, Sequence, Union
+from typing import Any, Literal, Optional, Sequence, Union
 
 import numpy as np
 
@@ -161,7 +161,7 @@ class Engine:
         self._split = False  # True when the model runs as fastpath's sub-models + OpenCV tail
         self._paths: dict[str, Path] = {}  # model file of each session: "full", or fastpath.PARTS
         self._sessions: dict[str, object] = {}  # created on first use
-        self._session_options = None
+        self._session_options: Optional[tuple[Any, list[str]]] = None  # (ort.SessionOptions, providers), by _configure
         self._sibling: Optional["Engine"] = None  # see single_threaded()
         self._lock = threading.Lock()
         self.providers: list[str] = []
@@ -269,6 +269,7 @@ class Engine:
             with self._lock:
                 session = self._sessions.get(name)
                 if session is None:
+                    assert self._session_options is not None, "_prepare() runs first"
                     opts, providers = self._session_options
                     path = self._paths[name]
                     try:

@@ -158,10 +158,11 @@ def split_concat_convs(model) -> int:
             nodes.append(node)
             continue
         w = numpy_helper.to_array(weights[node.input[1]])
-        counts = [_channels(typed, x) for x in concat.input]
-        if counts.count(None) == 1:  # the one unknown count is what the weights have left
-            counts[counts.index(None)] = w.shape[1] - sum(c for c in counts if c)
-        if None in counts or sum(counts) != w.shape[1] or min(counts) < 1:
+        found = [_channels(typed, x) for x in concat.input]
+        if found.count(None) == 1:  # the one unknown count is what the weights have left
+            found[found.index(None)] = w.shape[1] - sum(c for c in found if c)
+        counts = [c for c in found if c is not None]
+        if len(counts) != len(found) or sum(counts) != w.shape[1] or min(counts) < 1:
             nodes.append(node)
             continue
         terms, start = [], 0
@@ -353,7 +354,7 @@ def tail(
         cv2.multiply(pha, cv2.transform(src, mean_weights), dst=pha)
         cv2.add(pha, b3[rows], dst=pha)
         np.clip(pha, 0.0, 1.0, out=pha)
-        if afg is not None:
+        if afg is not None and bfg is not None:  # set together
             fg = afg[rows]
             cv2.multiply(fg, src, dst=fg, scale=inv255)
             cv2.scaleAdd(src, inv255, fg, dst=fg)  # (A + 1) * src = A * src + src
@@ -392,7 +393,7 @@ def band_boxes(alpha: np.ndarray, tile: int = BAND_TILE) -> list[Box]:
     rows, cols = -(-h // tile), -(-w // tile)
     padded = np.zeros((rows * tile, cols * tile), bool)
     np.logical_and(alpha > 0, alpha < 1, out=padded[:h, :w])
-    grid = padded.reshape(rows, tile, cols, tile).any(axis=(1, 3))
+    grid: np.ndarray = np.any(padded.reshape(rows, tile, cols, tile), axis=(1, 3))
     boxes: list[Box] = []
     for ty in np.flatnonzero(grid.any(axis=1)):
         edges = np.diff(np.concatenate(([0], grid[ty].astype(np.int8), [0])))

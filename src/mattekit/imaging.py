@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any, Optional, Sequence, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from .errors import InvalidInput, InvalidOption, TooLarge
 from .options import DEFAULT_MAX_PIXELS, BackgroundImage, Blur, Color, Margin, Options
@@ -338,10 +338,10 @@ def crop_boxes(boxes: Optional[Sequence[Box]], crop: tuple[int, int, int, int]) 
     """``boxes`` in the coordinates of ``crop`` = (left, top, right, bottom), clipped to it."""
     if boxes is None:
         return None
-    l, t, r, b = crop
+    x0, y0, x1, y1 = crop
     out = []
     for top, bottom, left, right in boxes:
-        top, bottom, left, right = max(top, t) - t, min(bottom, b) - t, max(left, l) - l, min(right, r) - l
+        top, bottom, left, right = max(top, y0) - y0, min(bottom, y1) - y0, max(left, x0) - x0, min(right, x1) - x0
         if top < bottom and left < right:
             out.append((top, bottom, left, right))
     return out
@@ -445,9 +445,9 @@ def compose(
         log.warning("nothing above the crop threshold: kept the whole image instead of cropping")
     rgb = decoded.rgb
     if box is not None:
-        l, t, r, b = box
-        alpha, rgb = alpha[t:b, l:r], rgb[t:b, l:r]
-        foreground = foreground[t:b, l:r] if foreground is not None else None
+        x0, y0, x1, y1 = box
+        alpha, rgb = alpha[y0:y1, x0:x1], rgb[y0:y1, x0:x1]
+        foreground = foreground[y0:y1, x0:x1] if foreground is not None else None
         foreground_boxes = crop_boxes(foreground_boxes, box)
     a8 = alpha_to_u8(alpha)
     # Where the subject is in the result, also when a background hides the alpha (remove.bg's

@@ -69,7 +69,8 @@ class Matter:
         if isinstance(bg, BackgroundImage) and not isinstance(bg.source, Decoded) and not opts.mask:
             # before the model runs: a bad background image should cost nothing
             opts = opts.replace(background=BackgroundImage(_decode_background(bg.source, opts), bg.fit))
-        presets.check_lowres(opts.preset, opts.ratio, *decoded.rgb.shape[:2], opts.max_lowres_pixels)
+        height, width = decoded.rgb.shape[:2]
+        presets.check_lowres(opts.preset, opts.ratio, height, width, opts.max_lowres_pixels)
         check_deadline(deadline)
         t1 = time.perf_counter()
         recipe = presets.recipe(opts.preset)

@@ -95,7 +95,7 @@ def locate(path: Union[str, Path, None] = None, *, fetch_missing: bool = True) -
             log.warning("cached model %s is corrupt; fetching it again", cached)
     if not fetch_missing:
         raise ModelUnavailable(f"model not in the cache ({cached}); run `mattekit model fetch`")
-    return ModelInfo(*fetch(), "fetched")  # type: ignore[call-arg]
+    return ModelInfo(*fetch(), "fetched")
 
 
 def fetch(force: bool = False) -> tuple[Path, str]:

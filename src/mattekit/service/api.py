@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from .. import imaging
 from ..deadline import Deadline, within
 from ..deadline import check as check_deadline
-from ..errors import DeadlineExceeded, InvalidInput, InvalidOption, MattekitError
+from ..errors import DeadlineExceeded, InvalidInput, InvalidOption
 from ..matter import Matter
 from ..options import FORMATS, PRESETS, BackgroundImage, Options
 from .common import require_api_key, server_options

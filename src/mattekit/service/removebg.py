@@ -18,7 +18,7 @@ import re
 import time
 import zipfile
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, cast
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -331,7 +331,8 @@ def render(matter: Matter, job: Job, deadline: Optional[Deadline] = None) -> Ren
     image = result.image
     output = job.output
     if output == "auto":  # remove.bg: PNG where something is transparent, else JPEG
-        see_through = image.mode == "RGBA" and image.getchannel("A").getextrema()[0] < 255
+        # one band: getextrema() is (min, max); PIL types it for any number of bands
+        see_through = image.mode == "RGBA" and cast("tuple[int, int]", image.getchannel("A").getextrema())[0] < 255
         output = "png" if see_through or image.mode == "L" else "jpg"
     if output == "zip":
         body, media = _zip(image, options.quality), "application/zip"
