@@ -417,7 +417,12 @@ def cpu_name() -> str:
     name = fields.get("model name") or platform.machine()
     flags = set(fields.get("flags", "").split())
     isa = next((f for f in ("avx512f", "avx2", "avx") if f in flags), None)
-    return f"{name} ({isa.upper()})" if isa else name
+    # A VM's model name is often just "AMD EPYC": family/model tell Zen 3 (25/1) from Zen 4
+    # (25/17), and the bf16/VNNI/AMX flags are what reduced-precision backends could use.
+    extras = [f for f in ("avx512_bf16", "avx512_vnni", "amx_bf16") if f in flags]
+    where = f"family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields and "model" in fields else ""
+    parts = [p for p in (isa.upper() if isa else "", ", ".join(extras), where) if p]
+    return f"{name} ({'; '.join(parts)})" if parts else name
 
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
