@@ -169,3 +169,9 @@ def test_version_and_help_load_nothing_heavy() -> None:
 
 def test_imaging_knows_nothing_of_the_model() -> None:
     assert not GRAPH["mattekit.imaging"] & {"mattekit.engine", "mattekit.fastpath", "mattekit.models", "mattekit.presets"}
+
+
+def test_the_video_outputs_table_and_the_top_level_video_api_are_light() -> None:
+    """The CLI reads the outputs table for its help; ``mattekit.process_video`` loads on use."""
+    assert _loaded_after("import mattekit.video.outputs, mattekit.video") == []
+    assert _loaded_after("import mattekit; mattekit.__all__.index('process_video')") == []

@@ -65,6 +65,7 @@ def test_job_runs_to_a_transparent_webm_then_expires(server, clip, tmp_path):
 
     result = server.get(final["result_url"])
     assert result.status_code == 200 and result.headers["content-type"] == "video/webm"
+    assert final["filename"] == f"video-{job['id']}.webm"  # the page's download name, from the outputs table
     got = tmp_path / "job.webm"
     got.write_bytes(result.content)
     frames = list(read_frames(got))
@@ -124,3 +125,16 @@ def test_limits_and_bad_requests_are_clear(server, clip, fields, body, status, c
 def test_unknown_job_is_404(server):
     r = server.get("/api/v1/jobs/nope")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_the_page_offers_the_outputs_the_table_labels():
+    """The page's video <select> lists the outputs table's rows that have a label, in its order."""
+    import re
+
+    from mattekit.video import OUTPUTS
+
+    page = (Path(__file__).resolve().parents[1] / "src/mattekit/service/static/index.html").read_text()
+    select = re.search(r'<select id="video-output">(.*?)</select>', page, re.S).group(1)
+    offered = re.findall(r'<option value="([^"]+)"[^>]*>([^<]+)</option>', select)
+    labelled = [(name, spec.label) for name, spec in OUTPUTS.items() if spec.label]
+    assert sorted(offered) == sorted(labelled)

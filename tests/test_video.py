@@ -414,3 +414,60 @@ def test_ratio_beyond_the_lowres_limit_stops_before_any_frame(carphone: Path, tm
     with pytest.raises(TooLarge, match="smaller ratio"):
         process_video(carphone, target, Options(ratio=1.0, max_lowres_pixels=10_000))  # 176x144 = 25,344
     assert not target.exists() and not list(tmp_path.iterdir())
+
+
+# -- extending: a new output type is one row of the table (plus its writer) --------------------
+# docs/extending.md shows these two; here they are run.
+class NpzWriter:
+    """Every frame's matte into one compressed .npz (an output with its own writer)."""
+
+    def __init__(self, tmp, spec, in_audio, rate, tb):
+        self.tmp, self.frames = tmp, []
+        self.size, self.audio_written, self.start_sec = None, 0, 0.0
+
+    def write(self, frame, pts):
+        self.size = (frame.shape[1], frame.shape[0])
+        self.frames.append(frame)
+
+    def audio(self, packet):
+        pass  # mattes carry no sound
+
+    def close(self):
+        with open(self.tmp, "wb") as f:  # the pipeline renames the temp path to the target
+            np.savez_compressed(f, alpha=np.stack(self.frames))
+
+    def abort(self):
+        self.frames.clear()
+
+
+@pytest.fixture
+def extra_outputs():
+    from mattekit.video import OUTPUTS, OutputSpec, register_output
+
+    added = [
+        # Another FFmpeg codec: the table row is all (AvWriter reads codec and format from it).
+        register_output(OutputSpec("matte-ffv1", (".avi",), "mattekit.video.writers:AvWriter", "avi", "ffv1", "gray",
+                                   frame="alpha")),
+        # A new kind of file: a row naming its writer.
+        register_output(OutputSpec("npz", (".npz",), NpzWriter, frame="alpha")),
+    ]
+    yield added
+    for spec in added:
+        OUTPUTS.pop(spec.name)
+
+
+def test_a_registered_output_type_writes_a_clip(extra_outputs, carphone, tmp_path):
+    opts = Options(preset="fast")
+    lossless = process_video(carphone, tmp_path / "m.avi", opts, VideoOptions(max_frames=3))
+    assert lossless.output == "matte-ffv1" and lossless.frames == 3
+    with av.open(str(tmp_path / "m.avi")) as c:
+        assert c.streams.video[0].codec_context.name == "ffv1"
+    mattes = [f[:, :, 0] if f.ndim == 3 else f for f in read_frames(tmp_path / "m.avi")]
+    result = process_video(carphone, tmp_path / "m.npz", opts, VideoOptions(max_frames=3))
+    assert result.output == "npz" and (result.width, result.height) == (176, 144)
+    alpha = np.load(tmp_path / "m.npz")["alpha"]
+    assert alpha.shape == (3, 144, 176) and alpha.dtype == np.uint8
+    assert np.array_equal(alpha, np.stack(mattes))  # FFV1 is lossless: the same mattes
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temp files left
+    with pytest.raises(InvalidOption, match="npz"):
+        VideoOptions(output="nope")  # the error lists the registered types too

@@ -12,6 +12,8 @@ The public API:
 - :class:`Options` with :class:`Color`, :class:`Blur`, :class:`BackgroundImage`, :class:`Margin`
   and :func:`parse_background`;
 - :class:`Engine` / :func:`get_engine` for frames and streams (video);
+- :func:`process_video` with :class:`VideoOptions` → :class:`VideoResult`, and :func:`probe`
+  (what a clip holds); the rest of the video API is in :mod:`mattekit.video`;
 - the errors, all :class:`MattekitError` subclasses with a user-facing message, a stable
   ``code`` and an ``http_status``.
 
@@ -50,6 +52,10 @@ _LAZY = {
     "Engine": ("engine", "Engine"),
     "get_engine": ("engine", "get_engine"),
     "Deadline": ("deadline", "Deadline"),
+    "process_video": ("video", "process_video"),
+    "VideoOptions": ("video", "VideoOptions"),
+    "VideoResult": ("video", "VideoResult"),
+    "probe": ("video", "probe"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,6 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .engine import Engine, get_engine
     from .matter import Matter, Result, remove
     from .options import BackgroundImage, Blur, Color, Margin, Options, parse_background
+    from .video import VideoOptions, VideoResult, probe, process_video
 
 
 def __getattr__(name: str) -> Any:
@@ -74,5 +81,5 @@ __all__ = [
     "__version__", "remove", "Matter", "Result", "Options", "Color", "Blur", "BackgroundImage",
     "Margin", "parse_background", "Engine", "get_engine", "MattekitError", "InvalidOption",
     "InvalidInput", "TooLarge", "UploadTooLarge", "ModelUnavailable", "InternalError", "Busy", "Cancelled",
-    "DeadlineExceeded", "Deadline",
+    "DeadlineExceeded", "Deadline", "process_video", "VideoOptions", "VideoResult", "probe",
 ]

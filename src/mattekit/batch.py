@@ -67,22 +67,22 @@ class VideoSettings:
     audio: bool = True
 
     def kind(self, options: Options) -> str:
-        if self.output:
-            return self.output
-        if options.mask:
-            return "matte"
-        return "composite" if options.background is not None else "webm"
+        from .video.outputs import default_output
+
+        return self.output or default_output(options)
 
     def video_options(self, options: Options):
         """The library's :class:`~mattekit.video.VideoOptions` (validates the values)."""
         from .video import VideoOptions
 
-        return VideoOptions(output=self.kind(options), start=self.start, end=self.end,  # type: ignore[arg-type]
+        return VideoOptions(output=self.kind(options), start=self.start, end=self.end,
                             max_frames=self.max_frames, max_duration=self.max_duration, audio=self.audio)
 
     def suffix(self, options: Options) -> str:
+        from .video.outputs import OUTPUTS
+
         kind = self.kind(options)
-        suffixes = {"webm": ".webm", "mov": ".mov", "png-zip": ".zip", "matte": ".mp4", "composite": ".mp4"}
+        suffixes = {name: spec.extension for name, spec in OUTPUTS.items() if spec.batch}  # one file per video
         if kind not in suffixes:
             raise InvalidOption(f"batch writes videos as {', '.join(suffixes)}, not {kind!r}")
         return suffixes[kind]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import click
 
 from ..errors import InvalidOption, MattekitError
+from ..video.outputs import OUTPUTS
 from .params import Argument, Command, current_device, still_flags
 from .report import FAILED, USAGE, Progress, console, error, exit_on_errors
 
@@ -26,7 +27,8 @@ INTERRUPTED = 130
                 help="Output folder (path or URI); relative paths are kept. Holds _mattekit_manifest.jsonl.")
 @still_flags()
 @click.option("--video-output", default=None,
-              help="Videos as webm | mov | png-zip | matte | composite (default: webm; composite MP4 with --bg; matte MP4 with --mask).")
+              help=f"Videos as {' | '.join(n for n, spec in OUTPUTS.items() if spec.batch)} "
+                   "(default: webm; composite MP4 with --bg; matte MP4 with --mask).")
 @click.option("--start", default=0.0, show_default=True, help="Videos: start at this many seconds.")
 @click.option("--end", type=float, default=None, help="Videos: stop at this many seconds.")
 @click.option("--max-frames", type=int, default=None, help="Videos: process at most this many frames.")

@@ -9,6 +9,7 @@ import click
 
 from ..errors import InvalidOption, MattekitError
 from ..formats import CLIP_SUFFIXES
+from ..video.outputs import OUTPUTS
 from .params import Argument, Command, current_device, still_flags
 from .report import FAILED, Progress, console, exit_on_errors
 
@@ -26,7 +27,7 @@ INTERRUPTED = 130  # the shell's status for Ctrl-C
 @click.option("-o", "--output", required=True,
               help="Output: .webm/.mov (transparent), .zip or a folder (PNG frames), .mp4 (with --bg, or --mask).")
 @click.option("--output-type", "-t", default=None,
-              help="webm | mov | png-zip | png-dir | matte | composite (default: from OUT's extension).")
+              help=f"{' | '.join(OUTPUTS)} (default: from OUT's extension).")
 @still_flags("bg", "bg_fit", "mask", "preset", "ratio", "decontaminate", help={
     "bg": "Background: a colour, blur[:RADIUS], an image file or a video file (looped/cut to length).",
     "mask": "Write the alpha matte as a greyscale video.",
@@ -49,7 +50,7 @@ def video(source: str, output: str, output_type: Optional[str], stills: dict[str
         bg_video, stills["bg"] = stills["bg"], None
     with exit_on_errors():
         options = Options.from_fields(stills, allow_paths=True)
-        vopts = VideoOptions(output=output_type, start=start, end=end, max_frames=max_frames,  # type: ignore[arg-type]
+        vopts = VideoOptions(output=output_type, start=start, end=end, max_frames=max_frames,
                              audio=not no_audio, background_video=bg_video)
         resolve_output(output, options, vopts)
         if threads < 0:

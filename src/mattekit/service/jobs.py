@@ -51,6 +51,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from ..deadline import Deadline
 from ..errors import Cancelled, DeadlineExceeded, InvalidInput, InvalidOption, MattekitError
 from ..options import BackgroundImage, Options
+from ..video.outputs import OUTPUTS, default_output
 from .common import require_api_key, server_options
 from .deploy import refuse_when_full
 from .executor import WorkPool
@@ -61,10 +62,14 @@ log = logging.getLogger("mattekit.service.jobs")
 
 # What a client may set on a video job (stills-only options such as crop or format are refused).
 JOB_FIELDS = frozenset({"output", "preset", "ratio", "bg", "bg_fit", "blur", "mask", "decontaminate", "start", "end"})
-MEDIA_TYPES = {
-    "webm": ("video/webm", ".webm"), "mov": ("video/quicktime", ".mov"), "png-zip": ("application/zip", ".zip"),
-    "matte": ("video/mp4", ".mp4"), "composite": ("video/mp4", ".mp4"),
-}
+
+
+def _media_types() -> dict[str, tuple[str, str]]:
+    """(content type, file suffix) of each output a job can write: those the table gives one."""
+    return {name: (spec.media_type, spec.extension) for name, spec in OUTPUTS.items() if spec.media_type}
+
+
+MEDIA_TYPES = _media_types()  # read from the outputs table: a type registered later is not offered here
 JOB_OUTPUTS = tuple(MEDIA_TYPES)
 RECORD = "job.json"  # a job's state, in its folder, when the folder is shared (MATTEKIT_JOB_DIR)
 CANCEL = "cancel"  # left in a job's folder by a process that is not its owner
@@ -159,7 +164,8 @@ class Job:
             body["error"] = {"code": self.error.code, "message": self.error.message}
         if self.state == "done":
             body["result_url"] = f"/api/v1/jobs/{self.id}/result"
-            body["media_type"] = MEDIA_TYPES[self.output][0]
+            body["media_type"], ext = MEDIA_TYPES[self.output]
+            body["filename"] = f"video-{self.id}{ext}"  # what the result is saved as (the page's download name)
         if self.finished is not None:
             body["expires"] = self.finished + ttl
         return body
@@ -408,8 +414,7 @@ def _parse(fields: Mapping[str, str], has_bg_file: bool, base: Options) -> tuple
         raise InvalidOption(f"unknown option {unknown[0]!r}; known: {', '.join(sorted(JOB_FIELDS | {'file', 'bg_file'}))}")
     stills = {k: v for k, v in fields.items() if k not in ("output", "start", "end") and not (k == "bg" and has_bg_file)}
     options = Options.from_fields(stills, base=base)
-    output = (fields.get("output") or "").strip().lower() or (
-        "matte" if options.mask else ("composite" if options.background is not None or has_bg_file else "webm"))
+    output = (fields.get("output") or "").strip().lower() or default_output(options, has_bg_file)
     if output not in JOB_OUTPUTS:
         raise InvalidOption(f"output must be one of {', '.join(JOB_OUTPUTS)}, not {output!r}")
     times: dict = {}
@@ -420,7 +425,7 @@ def _parse(fields: Mapping[str, str], has_bg_file: bool, base: Options) -> tuple
                 times[name] = float(raw)
             except ValueError:
                 raise InvalidOption(f"{name} must be a number of seconds, not {raw!r}") from None
-    vopts = VideoOptions(output=output, **times)  # type: ignore[arg-type]  # validates the range now (400)
+    vopts = VideoOptions(output=output, **times)  # validates the range now (400)
     if not has_bg_file:  # with one, the background is known only once the upload is read
         resolve_output(f"result{MEDIA_TYPES[output][1]}", options, vopts)
     return output, options, times
@@ -452,7 +457,7 @@ def _prepare(store: JobStore, job: Job, source: Path, bg_path: Optional[Path], o
     # any file (a 100 MiB upload of tiny frames could otherwise hold a worker for hours).
     cap = int(math.ceil(store.settings.max_seconds * min(max(info.fps, 1.0), 240.0))) + 1
     job.total = min(cap, int(round(seconds * info.fps))) if seconds and info.fps else 0  # "frame 0 of N" at once
-    vopts = VideoOptions(output=output, background_video=bg_video, max_frames=cap, **times)  # type: ignore[arg-type]
+    vopts = VideoOptions(output=output, background_video=bg_video, max_frames=cap, **times)
     resolve_output(job.folder / f"result{MEDIA_TYPES[output][1]}", options, vopts)
     return source, options, vopts
 
@@ -460,7 +465,7 @@ def _prepare(store: JobStore, job: Job, source: Path, bg_path: Optional[Path], o
 @router.post("", status_code=202, summary="Start a video job",
              dependencies=[Depends(refuse_when_full(lambda state: state.jobs.pool, while_draining=True))],
              description="Multipart: `file` (the video), optional `bg_file` (a picture or a clip to put behind), "
-                         "and options: `output` (webm | mov | png-zip | matte | composite), `preset`, `ratio`, "
+                         f"and options: `output` ({' | '.join(JOB_OUTPUTS)}), `preset`, `ratio`, "
                          "`bg`, `bg_fit`, `blur`, `mask`, `decontaminate`, `start`, `end` (seconds). "
                          "Answers 202 with the job; poll `GET /api/v1/jobs/{id}`.")
 async def create_job(request: Request) -> JSONResponse:

@@ -95,7 +95,8 @@
     }
     els.player.src = url;
     els.download.href = url;
-    els.download.setAttribute("download", `video-${state.id}.${{ "video/webm": "webm", "video/quicktime": "mov", "video/mp4": "mp4" }[state.media_type] || "bin"}`);
+    // The server names the file from its table of output types: nothing to keep in step here.
+    els.download.setAttribute("download", state.filename || `video-${state.id}`);
     els.result.hidden = false;
     // Browsers do not play ProRes: offer it as a download only.
     els.player.parentElement.hidden = state.media_type === "video/quicktime";

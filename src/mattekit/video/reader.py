@@ -1,0 +1,335 @@
+"""Reading a clip: probe it, decode it upright (PyAV, or Pillow for animated WebP), and the
+reader thread's work of putting frames and audio packets on the pipeline's first queue.
+
+PyAV is imported inside the functions: importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+import numpy as np
+
+from ..engine import Matte
+from ..errors import InvalidInput
+
+__all__ = [
+    "VideoInfo", "probe", "read_frames", "upright", "open_input", "frame_rate", "is_webp", "Range", "ReadState",
+    "VideoItem", "AudioItem", "END", "Stop", "put", "get", "read_av", "read_webp",
+]
+
+log = logging.getLogger("mattekit.video")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a clip holds, as shown (width/height after its rotation)."""
+
+    width: int
+    height: int
+    fps: float
+    frames: int  # 0 when the container does not say
+    duration: float  # seconds, 0 when unknown
+    rotation: int
+    codec: str
+    has_audio: bool
+    audio_codec: Optional[str] = None
+
+
+@dataclass
+class ReadState:
+    """What the reader thread found, read by the others once it is set (see :func:`read_av`)."""
+
+    t0: float = 0.0  # source time of the first kept frame
+    frames: int = 0
+    complete: bool = False  # the range was read to its end (not cut short by a truncated file)
+
+
+def open_input(path: Union[str, os.PathLike]) -> Any:
+    import av
+
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInput(f"no such file: {p}")
+    if p.stat().st_size == 0:
+        raise InvalidInput(f"{p} is empty")
+    try:
+        container = av.open(str(p), "r")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise InvalidInput(f"{p.name} is not a video we can read (truncated, corrupt or not a video): {exc}") from None
+    if not container.streams.video:
+        container.close()
+        raise InvalidInput(f"{p.name} has no video stream")
+    return container
+
+
+def frame_rate(stream: Any) -> Fraction:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate and rate > 0:
+            return Fraction(rate)
+    return Fraction(25)
+
+
+def is_webp(path: Union[str, os.PathLike]) -> bool:
+    """Animated WebP: FFmpeg cannot decode it (its WebP decoder takes stills), Pillow can."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+
+
+def _webp_frames(path: Union[str, os.PathLike]) -> Iterator[tuple[np.ndarray, int]]:
+    """(RGB or RGBA frame, start time in ms) of an animated WebP, via Pillow."""
+    from PIL import Image, ImageSequence
+
+    try:
+        with Image.open(path) as img:
+            t = 0
+            for frame in ImageSequence.Iterator(img):
+                rgba = frame.convert("RGBA")
+                arr = np.asarray(rgba)
+                yield (arr if arr[:, :, 3].min() < 255 else np.ascontiguousarray(arr[:, :, :3])), t
+                t += int(frame.info.get("duration") or 40)
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InvalidInput(f"{Path(path).name} could not be decoded (truncated or corrupt): {exc}") from None
+
+
+def _probe_webp(path: Union[str, os.PathLike]) -> VideoInfo:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            n = getattr(img, "n_frames", 1)
+            total_ms = 0
+            for i in range(n):
+                img.seek(i)
+                total_ms += int(img.info.get("duration") or 40)
+            w, h = img.size
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InvalidInput(f"{Path(path).name} is not a video we can read: {exc}") from None
+    duration = total_ms / 1000.0
+    return VideoInfo(w, h, n / duration if duration else 25.0, n, duration, 0, "webp", False)
+
+
+def probe(path: Union[str, os.PathLike]) -> VideoInfo:
+    """Size (upright), frame rate, frames, duration and audio of a clip; decodes one frame."""
+    import av
+
+    if Path(path).is_file() and is_webp(path):
+        return _probe_webp(path)
+    container = open_input(path)
+    try:
+        vs = container.streams.video[0]
+        rotation = 0
+        try:
+            for frame in container.decode(vs):
+                rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+                break
+        except av.FFmpegError as exc:
+            raise InvalidInput(f"{Path(path).name} could not be decoded: {exc}") from None
+        w, h = vs.codec_context.width, vs.codec_context.height
+        if rotation in (90, 270):
+            w, h = h, w
+        fps = float(frame_rate(vs))
+        duration = 0.0
+        if vs.duration is not None and vs.time_base:
+            duration = float(vs.duration * vs.time_base)
+        elif container.duration:
+            duration = container.duration / 1_000_000
+        frames = int(vs.frames or 0) or (int(round(duration * fps)) if duration else 0)
+        aud = container.streams.audio[0] if container.streams.audio else None
+        return VideoInfo(w, h, fps, frames, duration, rotation, vs.codec_context.name,
+                         aud is not None, aud.codec_context.name if aud is not None else None)
+    finally:
+        container.close()
+
+
+def read_frames(path: Union[str, os.PathLike], limit: Optional[int] = None) -> Iterator[np.ndarray]:
+    """Decode a clip upright, keeping its alpha: HxWx4 RGBA when it has one, else HxWx3 RGB.
+
+    FFmpeg's own VP9 decoder drops the alpha plane (it travels in Matroska side data), so VP9 is
+    decoded with libvpx, which keeps it.
+    """
+    import av
+
+    if Path(path).is_file() and is_webp(path):
+        for n, (arr, _) in enumerate(_webp_frames(path)):
+            if limit is not None and n >= limit:
+                return
+            yield arr
+        return
+    container = open_input(path)
+    try:
+        vs = container.streams.video[0]
+        if vs.codec_context.name == "vp9":
+            codec = av.CodecContext.create("libvpx-vp9", "r")
+            frames = (f for packet in container.demux(vs) for f in codec.decode(packet))
+        else:
+            frames = container.decode(vs)
+        n = 0
+        for frame in frames:
+            if limit is not None and n >= limit:
+                return
+            fmt = "rgba" if _has_alpha(frame.format) else "rgb24"
+            yield upright(frame.to_ndarray(format=fmt), int(getattr(frame, "rotation", 0) or 0))
+            n += 1
+    finally:
+        container.close()
+
+
+def _has_alpha(fmt: Any) -> bool:
+    # FFmpeg's pixel formats with alpha have 4 components, or 2 for grey + alpha ("ya8").
+    n = len(fmt.components)
+    return n == 4 or (n == 2 and not fmt.is_rgb and fmt.name.startswith("ya"))
+
+
+@dataclass
+class VideoItem:
+    rgb: np.ndarray
+    pts: int  # in the output time base, 0 at the first kept frame
+    matte: Optional[Matte] = None
+
+
+@dataclass
+class AudioItem:
+    packet: Any
+
+
+END = object()  # the last item on a queue
+
+
+class Stop(Exception):
+    """Another stage failed or the work was cancelled: unwind quietly."""
+
+
+def put(q: "queue.Queue", item: Any, stop: threading.Event) -> None:
+    while True:
+        if stop.is_set():
+            raise Stop()
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def get(q: "queue.Queue", stop: threading.Event) -> Any:
+    while True:
+        if stop.is_set():
+            raise Stop()
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+
+
+def upright(arr: np.ndarray, rotation: int) -> np.ndarray:
+    """Pixels as shown: PyAV hands frames as stored, with the display rotation beside them."""
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(arr, k=k)) if k else arr
+
+
+@dataclass
+class Range:
+    start: float
+    end: Optional[float]
+    max_frames: Optional[int]
+
+
+def read_av(container: Any, rng: Range, audio: bool, out: "queue.Queue", stop: threading.Event, name: str,
+            state: ReadState) -> None:
+    """Demux and decode; put upright RGB frames and audio packets on ``out`` in demux order.
+
+    ``state`` gets the first frame's source time before that frame is queued (the writer shifts
+    audio by it), and the count and whether the range was read to its end once done.
+    """
+    import av
+
+    vs = container.streams.video[0]
+    vs.thread_type = "AUTO"  # frame threads in FFmpeg's decoder: no GIL, free speed
+    aus = container.streams.audio[0] if (audio and container.streams.audio) else None
+    tb = vs.time_base or Fraction(1, 90000)
+    rate = frame_rate(vs)
+    if rng.start > 0:
+        try:
+            container.seek(int(rng.start / tb), stream=vs, backward=True, any_frame=False)
+        except av.FFmpegError:
+            log.debug("seek failed; decoding from the start")
+    streams = [vs] + ([aus] if aus is not None else [])
+    first_pts: Optional[int] = None
+    count = 0
+    decoded_any = False
+    t0_sec = rng.start
+    try:
+        for packet in container.demux(*streams):
+            if stop.is_set():
+                raise Stop()
+            if packet.stream.type == "audio":
+                if packet.dts is None or packet.pts is None:
+                    continue
+                t = float(packet.pts * packet.time_base)
+                if t < t0_sec - 1e-6 or (rng.end is not None and t >= rng.end):
+                    continue
+                put(out, AudioItem(packet), stop)
+                continue
+            for frame in packet.decode():
+                decoded_any = True
+                pts = frame.pts
+                sec = float(pts * tb) if pts is not None else count / float(rate)
+                if sec < rng.start - 0.5 / float(rate):
+                    continue
+                if rng.end is not None and sec >= rng.end - 1e-9:
+                    state.frames, state.complete = count, True
+                    return
+                if first_pts is None:
+                    first_pts = pts if pts is not None else 0
+                    t0_sec = sec
+                    state.t0 = sec  # before the first frame is queued: the writer shifts audio by it
+                rgb = upright(frame.to_ndarray(format="rgb24"), int(getattr(frame, "rotation", 0) or 0))
+                out_pts = (pts - first_pts) if pts is not None else int(round(count / float(rate) / tb))
+                put(out, VideoItem(rgb, out_pts), stop)
+                count += 1
+                if rng.max_frames is not None and count >= rng.max_frames:
+                    state.frames, state.complete = count, True
+                    return
+    except av.FFmpegError as exc:
+        raise InvalidInput(f"{name} could not be decoded (truncated or corrupt) after {count} frames: {exc}") from None
+    if not decoded_any:
+        raise InvalidInput(f"{name} has no frames we can decode (truncated or corrupt)")
+    state.frames, state.complete = count, False
+
+
+def read_webp(path: Union[str, os.PathLike], rng: Range, out: "queue.Queue", stop: threading.Event,
+              state: ReadState) -> None:
+    """The animated-WebP twin of :func:`read_av` (no audio; times in ms)."""
+    count = 0
+    first: Optional[int] = None
+    for arr, ms in _webp_frames(path):
+        if stop.is_set():
+            raise Stop()
+        sec = ms / 1000.0
+        if sec < rng.start - 1e-9:
+            continue
+        if rng.end is not None and sec >= rng.end - 1e-9:
+            state.frames, state.complete = count, True
+            return
+        if first is None:
+            first = ms
+            state.t0 = sec
+        put(out, VideoItem(np.ascontiguousarray(arr[:, :, :3]), ms - first), stop)
+        count += 1
+        if rng.max_frames is not None and count >= rng.max_frames:
+            state.frames, state.complete = count, True
+            return
+    if count == 0 and first is None and rng.start == 0:
+        raise InvalidInput(f"{Path(path).name} has no frames we can decode")
+    state.frames, state.complete = count, True
