@@ -11,14 +11,14 @@ PORT   ?= 5003
 APT_INSTALL = if [ "$$(id -u)" = 0 ]; then S=; else S=sudo; fi; \
 	$$S apt-get update -qq && $$S env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
-.PHONY: run test fuzz bench model browser web clean
+.PHONY: run test check docs fuzz bench model browser web clean
 
 # Debian's python3 has no venv module until python3-venv is installed: install it when needed.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
 	  $(APT_INSTALL) python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,cluster,quality]'
+	$(PY) -m pip install -q -e '.[test,cluster,quality,docs,dev]'
 	touch $(STAMP)
 
 # pip does not compile an editable install, and containers often set PYTHONDONTWRITEBYTECODE:
@@ -45,8 +45,18 @@ run: model web
 	@echo "mattekit: serving on http://$(HOST):$(PORT)/"
 	$(VENV)/bin/uvicorn app:app --host $(HOST) --port $(PORT)
 
-test: model browser web
+# The suite, after the checks and the docs: .ci/run runs exactly this.
+test: model browser web check docs
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
+
+# Lint and types on the package (settings in pyproject.toml).
+check: $(STAMP)
+	$(VENV)/bin/ruff check src
+	$(VENV)/bin/mypy
+
+# The docs site (docs/*.md through Sphinx + MyST); a warning is an error.
+docs: $(STAMP)
+	$(PY) -m sphinx -q -W --keep-going -b html docs docs/_build/html
 
 fuzz: model
 	$(PY) -m pytest -q tests/test_fuzz.py --fuzz-long $(PYTEST_ARGS)
@@ -56,4 +66,4 @@ bench: model
 	$(PY) bench/speed.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-output web/node_modules
+	rm -rf $(VENV) .pytest_cache test-output web/node_modules docs/_build
