@@ -33,3 +33,23 @@ def test_importing_mattekit_loads_nothing_heavy():
             "'fastapi', 'click') if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"import mattekit loaded {out}"
+
+
+def test_every_module_says_what_it_exports():
+    """Each module's ``__all__`` is its interface to the rest of the package; ``mattekit``'s own
+    is the public API above. Every listed name exists."""
+    import ast
+    import importlib
+
+    src = Path(mattekit.__file__).parent
+    for path in sorted(src.rglob("*.py")):
+        if path.name == "__main__.py":
+            continue
+        tree = ast.parse(path.read_text())
+        listed = [n for n in tree.body if isinstance(n, ast.Assign)
+                  and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)]
+        assert listed, f"{path.relative_to(src)} has no __all__"
+        module = ".".join(("mattekit", *path.relative_to(src).with_suffix("").parts)).removesuffix(".__init__")
+        mod = importlib.import_module(module)
+        for name in mod.__all__:
+            assert hasattr(mod, name), f"{module}.__all__ names {name}, which it does not define"

@@ -16,6 +16,8 @@ from typing import Awaitable, Optional, TypeVar
 
 from .errors import Cancelled, DeadlineExceeded
 
+__all__ = ["Deadline", "check", "within"]
+
 T = TypeVar("T")
 
 

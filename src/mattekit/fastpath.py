@@ -36,6 +36,12 @@ from typing import Optional
 
 import numpy as np
 
+__all__ = [
+    "DERIVATION_VERSION", "LOWRES_INPUT", "COEFF_A", "COEFF_B", "STATE_IN", "STATE_OUT", "PARTS",
+    "derived_path", "split_concat_convs", "build_submodels", "ensure_submodels", "lowres_size", "downsample",
+    "STRIP_ROWS", "tail", "BAND_TILE", "Box", "band_boxes", "band_foreground",
+]
+
 log = logging.getLogger("mattekit.fastpath")
 
 # Bump when the derivation below changes, so stale cached sub-models are never reused.

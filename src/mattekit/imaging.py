@@ -19,6 +19,13 @@ from PIL import Image, ImageOps
 from .errors import InvalidInput, InvalidOption, TooLarge
 from .options import DEFAULT_MAX_PIXELS, BackgroundImage, Blur, Color, Margin, Options
 
+__all__ = [
+    "ImageSource", "READ_FORMATS", "Decoded", "READABLE", "open_image", "to_rgb_alpha", "decode", "shrink",
+    "combine_alpha", "Box", "decontaminate", "alpha_to_u8", "with_alpha", "crop_boxes", "BLUR_FULL_SIGMA",
+    "gaussian_blur", "background_array", "over", "subject_box", "compose", "CONTENT_TYPES", "EXTENSIONS",
+    "PNG_COMPRESS_LEVEL", "encode",
+]
+
 log = logging.getLogger("mattekit.imaging")
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes], Image.Image, np.ndarray]

@@ -16,6 +16,8 @@ from .errors import MattekitError
 from .imaging import Decoded, ImageSource
 from .options import BackgroundImage, Options
 
+__all__ = ["Result", "Matter", "remove"]
+
 
 @dataclass
 class Result:

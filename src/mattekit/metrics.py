@@ -22,6 +22,8 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+__all__ = ["to_unit", "sad", "mse", "gauss_derivative_filters", "grad", "conn", "dtssd", "Errors", "errors"]
+
 
 def _pair(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pred = np.asarray(pred, dtype=np.float64)

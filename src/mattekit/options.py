@@ -13,6 +13,12 @@ from typing import Any, Literal, Mapping, Optional, Union
 
 from .errors import InvalidOption
 
+__all__ = [
+    "Preset", "Format", "Fit", "PRESETS", "FORMATS", "DEFAULT_MAX_PIXELS", "Color", "Blur",
+    "BackgroundImage", "Background", "Margin", "parse_ratio", "parse_color", "parse_margin",
+    "parse_background", "Options",
+]
+
 Preset = Literal["fast", "balanced", "best"]
 Format = Literal["png", "webp", "jpg"]
 Fit = Literal["fill", "fit"]

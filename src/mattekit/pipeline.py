@@ -25,6 +25,8 @@ from .errors import InternalError, MattekitError
 from .matter import Matter
 from .options import Options
 
+__all__ = ["Outcome", "FileJob", "process_files"]
+
 log = logging.getLogger("mattekit.pipeline")
 
 T = TypeVar("T")

@@ -54,6 +54,11 @@ from .deadline import Deadline
 from .engine import Engine, Matte, RecurrentState, auto_ratio, resolve_ratio
 from .errors import InvalidOption, TooLarge
 
+__all__ = [
+    "Recipe", "Preset", "PRESETS", "RECIPES", "preset", "recipe", "video_recipe", "check_lowres",
+    "run_recipe", "run", "PresetStream", "stream",
+]
+
 
 @dataclass(frozen=True)
 class Recipe:

@@ -19,12 +19,17 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from .. import imaging
 from ..deadline import Deadline, within
 from ..deadline import check as check_deadline
-from ..errors import DeadlineExceeded, InvalidInput, InvalidOption
+from ..errors import InvalidInput, InvalidOption
 from ..matter import Matter
 from ..options import FORMATS, PRESETS, BackgroundImage, Options
-from .common import require_api_key, server_options
+from .common import require_api_key, server_options, under_request_deadline
 from .deploy import draining, refuse_when_full
 from .uploads import read_upload
+
+__all__ = [
+    "router", "STATIC_DIR", "CLIENT_FIELDS", "PAGE_HEADERS", "api", "index", "healthz", "readyz", "metrics",
+    "limits", "parse_options", "Processed", "process", "REMOVE_BODY", "remove",
+]
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -205,12 +210,7 @@ REMOVE_BODY = {
     },
 )
 async def remove(request: Request) -> Response:
-    state = request.app.state
-    try:
-        return await _remove(request, Deadline.after(state.settings.request_timeout, "this photo"))
-    except DeadlineExceeded:
-        state.metrics.timeouts.labels("request").inc()
-        raise
+    return await under_request_deadline(request, _remove)
 
 
 async def _remove(request: Request, deadline: Optional[Deadline]) -> Response:

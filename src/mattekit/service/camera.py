@@ -29,6 +29,11 @@ from fastapi.responses import FileResponse
 from .. import models
 from ..errors import MattekitError
 
+__all__ = [
+    "router", "ISOLATION_HEADERS", "RUNTIME_FILES", "REPO_RUNTIME", "RuntimeMissing", "runtime_dir",
+    "runtime_file", "model_file",
+]
+
 ISOLATION_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",

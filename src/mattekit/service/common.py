@@ -1,18 +1,21 @@
-"""What every route module needs: the API-key check and the options a request starts from.
+"""What every route module needs: the API-key check, the options a request starts from, and
+the per-request time limit.
 
 Shared by the route modules (``api``, ``jobs``) so that none of them imports another.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable, Optional
 
 from fastapi import Request
+from fastapi.responses import Response
 
-from ..errors import MattekitError
+from ..deadline import Deadline
+from ..errors import DeadlineExceeded, MattekitError
 from ..options import Options
 
-__all__ = ["Unauthorized", "require_api_key", "server_options"]
+__all__ = ["Unauthorized", "require_api_key", "server_options", "under_request_deadline"]
 
 
 class Unauthorized(MattekitError):
@@ -40,3 +43,16 @@ async def require_api_key(request: Request) -> None:
 def server_options(settings: Any) -> Options:
     """The options a request starts from: this server's limits, nothing else."""
     return Options(max_pixels=settings.max_pixels, max_lowres_pixels=settings.max_lowres_pixels)
+
+
+async def under_request_deadline(
+    request: Request, handle: Callable[[Request, Optional[Deadline]], Awaitable[Response]],
+) -> Response:
+    """``handle(request, deadline)`` within ``MATTEKIT_REQUEST_TIMEOUT`` (upload included); a
+    request past it is answered 504 by the error handlers and counted here."""
+    state = request.app.state
+    try:
+        return await handle(request, Deadline.after(state.settings.request_timeout, "this photo"))
+    except DeadlineExceeded:
+        state.metrics.timeouts.labels("request").inc()
+        raise

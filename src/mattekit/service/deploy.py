@@ -29,6 +29,11 @@ from starlette.requests import Request
 from ..errors import Busy
 from .executor import WorkPool
 
+__all__ = [
+    "draining", "refuse_when_full", "DRAIN_BODY_BELOW", "close_after_refusal", "start_draining",
+    "install_drain", "access_log", "request_id", "AccessLogMiddleware", "JsonFormatter",
+]
+
 log = logging.getLogger("mattekit.service")
 
 

@@ -22,6 +22,8 @@ from typing import Any, Callable, Optional, TypeVar
 
 from ..errors import Busy
 
+__all__ = ["WorkPool"]
+
 T = TypeVar("T")
 
 

@@ -44,6 +44,11 @@ from .executor import WorkPool
 from .metrics import Metrics
 from .settings import Settings
 
+__all__ = [
+    "ROUTER_MODULES", "MOUNTS", "REMOVEBG_HEADERS", "error_response", "Responder", "MetricsMiddleware",
+    "configure_logging", "create_app",
+]
+
 log = logging.getLogger("mattekit.service")
 
 ROUTER_MODULES = ("api", "jobs", "removebg", "camera")

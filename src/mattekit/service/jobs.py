@@ -58,6 +58,12 @@ from .executor import WorkPool
 from .settings import env_number
 from .uploads import read_upload
 
+__all__ = [
+    "router", "JOB_FIELDS", "MEDIA_TYPES", "JOB_OUTPUTS", "RECORD", "CANCEL", "NotFound", "NotReady",
+    "NoSpace", "ShuttingDown", "JobSettings", "Job", "JobStore", "run_job", "create_job", "get_job",
+    "get_result", "delete_job", "on_startup", "on_shutdown",
+]
+
 log = logging.getLogger("mattekit.service.jobs")
 
 # What a client may set on a video job (stills-only options such as crop or format are refused).

@@ -27,11 +27,19 @@ from PIL import Image
 from .. import imaging
 from ..deadline import Deadline, within
 from ..deadline import check as check_deadline
-from ..errors import DeadlineExceeded, InvalidOption, MattekitError
+from ..errors import InvalidOption, MattekitError
 from ..matter import Matter
 from ..options import BackgroundImage, Options, parse_color
+from .common import under_request_deadline
 from .deploy import refuse_when_full
 from .uploads import BadRequest, limited_stream, read_upload
+
+__all__ = [
+    "router", "ERROR_PREFIX", "SIZES", "DEFAULT_SIZE", "SUBJECT_TYPES", "OTHER_TYPES", "TYPE_LEVELS",
+    "OUTPUTS", "CHANNELS", "IGNORED", "FILE_FIELDS", "KNOWN", "UNLIMITED", "MAX_REPORTED", "RemoveBgError",
+    "Forbidden", "NoSubject", "error_response", "require_key", "Job", "read_fields", "parse", "Rendered",
+    "render", "REMOVEBG_BODY", "removebg", "account",
+]
 
 ERROR_PREFIX = "/v1.0/"
 
@@ -424,12 +432,7 @@ REMOVEBG_BODY = {
     },
 )
 async def removebg(request: Request) -> Response:
-    state = request.app.state
-    try:
-        return await _removebg(request, Deadline.after(state.settings.request_timeout, "this photo"))
-    except DeadlineExceeded:
-        state.metrics.timeouts.labels("request").inc()
-        raise
+    return await under_request_deadline(request, _removebg)
 
 
 async def _removebg(request: Request, deadline: Optional[Deadline]) -> Response:

@@ -24,6 +24,12 @@ from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from ..errors import InvalidOption
 
+__all__ = [
+    "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_QUEUE_SIZE", "DEFAULT_MAX_LOWRES_PIXELS",
+    "DEFAULT_REQUEST_TIMEOUT", "DEFAULT_GRACE_PERIOD", "LOG_FORMATS", "default_workers", "env_number",
+    "Settings",
+]
+
 # Phones write up to ~50 MP; more is almost surely a mistake or a decompression bomb.
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024

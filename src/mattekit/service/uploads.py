@@ -16,6 +16,8 @@ from starlette.requests import Request
 
 from ..errors import MattekitError, UploadTooLarge
 
+__all__ = ["FILE_FIELDS", "MAX_FIELDS", "MAX_FIELD_BYTES", "BadRequest", "Upload", "limited_stream", "read_upload"]
+
 FILE_FIELDS = ("file", "bg_file")
 MAX_FIELDS = 64
 MAX_FIELD_BYTES = 4096
