@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
 	  $(APT_INSTALL) python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,cluster,quality,docs,dev]'
+	$(PY) -m pip install -q -e '.[test,cluster,quality,docs,dev,openvino]'
 	touch $(STAMP)
 
 # pip does not compile an editable install, and containers often set PYTHONDONTWRITEBYTECODE:

@@ -18,7 +18,7 @@ TOLERANCE = 1.0 / 255.0  # mean absolute alpha difference allowed (the issue's b
 
 @pytest.fixture(scope="module")
 def split() -> Engine:
-    e = Engine(fast=True).load()
+    e = Engine(fast=True, backend="onnxruntime").load()  # the split itself, on the reference runtime
     assert e.split, "the fast path did not load; see the log for why"
     return e
 

@@ -149,6 +149,7 @@ class Spec:
     options: Options
     video: VideoSettings = field(default_factory=VideoSettings)
     device: Optional[str] = None  # auto | cpu | cuda for every worker's engine; None: MATTEKIT_DEVICE, else auto
+    backend: Optional[str] = None  # every worker's engine backend; None: MATTEKIT_BACKEND, else auto
 
 
 def image_suffixes() -> frozenset[str]:
@@ -302,7 +303,7 @@ class ImageWorker:
 
         _limit_threads(threads)
         self.spec = spec
-        self.matter = Matter(spec.options, engine=Engine(threads=threads, device=spec.device).load())
+        self.matter = Matter(spec.options, engine=Engine(threads=threads, device=spec.device, backend=spec.backend).load())
         self.node = _node_id()
 
     def __call__(self, batch: dict) -> dict:
@@ -338,7 +339,7 @@ def process_video_item(spec: Spec, item: Item, threads: int) -> Record:
     try:
         vopts = spec.video.video_options(spec.options)
         _limit_threads(threads)
-        engine = Engine(threads=threads, device=spec.device)
+        engine = Engine(threads=threads, device=spec.device, backend=spec.backend)
         with tempfile.TemporaryDirectory(prefix="mattekit-batch-") as tmp:
             source = item.source if spec.src.local else _download(spec.src, item.source, tmp)
             if spec.dst.local:

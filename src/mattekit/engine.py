@@ -27,6 +27,12 @@ from .deadline import check as check_deadline
 from .errors import InvalidInput, InvalidOption, ModelUnavailable
 from .fastpath import STATE_IN as _STATE_IN  # RVM's recurrent inputs, in RecurrentState.tensors order
 
+__all__ = [
+    "Device", "AUTO_TARGET_PX", "MIN_SIDE", "auto_ratio", "resolve_ratio", "RecurrentState", "Matte",
+    "resolve_device", "choose_providers", "Engine", "Stream", "ARENA_SHRINK_PIXELS", "arena_run_options",
+    "get_engine", "set_engine", "providers_summary",
+]
+
 log = logging.getLogger("mattekit.engine")
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -142,6 +148,9 @@ class Engine:
             full-resolution tail in OpenCV (:mod:`mattekit.fastpath`; same output within
             ~0.01/255). ``False`` runs the full graph: the reference the fast path is tested
             and benchmarked against.
+        backend: the runtime of the fast path's low-resolution network
+            (:data:`mattekit.backends.BACKENDS`): ``auto`` picks per CPU, ``None`` reads
+            ``MATTEKIT_BACKEND`` (default ``auto``). The full graph always runs on ONNX Runtime.
     """
 
     def __init__(
@@ -150,13 +159,18 @@ class Engine:
         threads: Optional[int] = None,
         device: Optional[str] = None,
         fast: bool = True,
+        backend: Optional[str] = None,
     ) -> None:
+        from . import backends
+
         if threads is not None and threads < 0:
             raise InvalidOption("threads must be 0 (all cores) or a positive number")
         self._model_arg = model
         self.threads = threads or int(os.environ.get("MATTEKIT_THREADS", "0") or 0)
         self.device: Device = resolve_device(device)
         self.fast = fast
+        self._backend_arg = backend
+        self.backend = backends.resolve(backend)  # onnxruntime once _configure finds no split
         self._prepared = False
         self._split = False  # True when the model runs as fastpath's sub-models + OpenCV tail
         self._paths: dict[str, Path] = {}  # model file of each session: "full", or fastpath.PARTS
@@ -185,7 +199,8 @@ class Engine:
             return self
         with self._lock:
             if self._sibling is None:
-                self._sibling = Engine(self._model_arg, threads=1, device=self.device, fast=self.fast)
+                self._sibling = Engine(self._model_arg, threads=1, device=self.device, fast=self.fast,
+                                      backend=self.backend)
             return self._sibling
 
     @property
@@ -239,13 +254,15 @@ class Engine:
             # (or the next sub-model's session) then needs; measured, the split was faster without.
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._split = bool(parts)
+        if not parts:
+            self.backend = "onnxruntime"
         self._paths = parts or {"full": info.path}
         self._session_options = (opts, providers)
         self.model_path = info.path
         log.info(
-            "RVM from %s (%s); threads: %s", info.path,
+            "RVM from %s (%s); backend: %s; threads: %s", info.path,
             "low-resolution network in sub-models + OpenCV tail" if parts else "full graph",
-            self.threads or "all cores",
+            self.backend, self.threads or "all cores",
         )
 
     def _submodels(self, info) -> dict[str, Path]:
@@ -273,10 +290,16 @@ class Engine:
                     opts, providers = self._session_options
                     path = self._paths[name]
                     try:
-                        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-                    except Exception as exc:  # ORT raises its own untyped errors for unreadable files
+                        if self._split:
+                            from . import backends
+
+                            session = backends.load(self.backend, name, self._paths, self.threads,
+                                                    self._session_options)
+                        else:
+                            session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+                    except Exception as exc:  # the runtimes raise their own untyped errors for unreadable files
                         raise ModelUnavailable(f"could not load the model {path}: {exc}") from None
-                    if not self.providers:
+                    if not self.providers and hasattr(session, "get_providers"):
                         self.providers = list(session.get_providers())
                         log.info("ONNX Runtime providers: %s", ", ".join(self.providers))
                     if self.device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():

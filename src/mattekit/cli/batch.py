@@ -9,7 +9,7 @@ import click
 
 from ..errors import InvalidOption, MattekitError
 from ..video.outputs import OUTPUTS
-from .params import Argument, Command, current_device, still_flags
+from .params import Argument, Command, current_backend, current_device, still_flags
 from .report import FAILED, USAGE, Progress, console, error, exit_on_errors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,7 +60,8 @@ def batch(src: str, dst: str, stills: dict[str, Any], video_output: Optional[str
                                        max_duration=max_duration, audio=not no_audio)
         video.suffix(options)
         video.video_options(options)
-        spec = batching.Spec(batching.resolve(src), batching.resolve(dst), options, video, device=current_device())
+        spec = batching.Spec(batching.resolve(src), batching.resolve(dst), options, video, device=current_device(),
+                              backend=current_backend())
     raise SystemExit(run_batch(spec, address=address, workers=workers, threads=threads or None, overwrite=overwrite))
 
 

@@ -19,7 +19,7 @@ from .batch import batch
 from .model import model
 from .params import DEVICES, Group, State
 from .remove import remove
-from .report import FAILED, error, fail
+from .report import FAILED, error, exit_on_errors, fail
 from .serve import serve
 from .video import video
 
@@ -41,12 +41,21 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
 @click.option("--verbose", "-v", is_flag=True, help="Log what happens (model, providers, timings).")
 @click.option("--device", default=None,
               help="Where the model runs: auto (CUDA when available, else CPU) | cpu | cuda. Default: MATTEKIT_DEVICE, else auto.")
+@click.option("--backend", default=None,
+              help="Runtime of the model on the CPU: auto (chosen for this CPU) | onnxruntime | openvino-bf16. "
+                   "Default: MATTEKIT_BACKEND, else auto.")
 @click.pass_context
-def app(ctx: click.Context, verbose: bool, device: Optional[str]) -> None:
+def app(ctx: click.Context, verbose: bool, device: Optional[str], backend: Optional[str]) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if device is not None and device.strip().lower() not in DEVICES:
         fail(f"--device must be auto, cpu or cuda, not {device!r}")
-    ctx.obj = State(device=device.strip().lower() if device is not None else None)
+    if backend is not None:
+        from ..backends import resolve
+
+        with exit_on_errors():
+            resolve(backend)  # a name that cannot run here fails now, before any work
+    ctx.obj = State(device=device.strip().lower() if device is not None else None,
+                    backend=backend.strip().lower() if backend is not None else None)
 
 
 for _command in (remove, video, batch, serve, model):

@@ -13,7 +13,8 @@ from typing import Any, Callable, Mapping, Optional, TypeVar
 import click
 
 __all__ = [
-    "Argument", "Command", "Group", "State", "current_device", "still_flags", "STILL_FLAGS", "DEVICES",
+    "Argument", "Command", "Group", "State", "current_device", "current_backend", "still_flags", "STILL_FLAGS",
+    "DEVICES",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,13 +27,24 @@ class State:
     """What the root flags decide for every command of one run."""
 
     device: Optional[str] = None  # auto | cpu | cuda; None: the engine's default (MATTEKIT_DEVICE, else auto)
+    backend: Optional[str] = None  # auto | a name in mattekit.backends.BACKENDS; None: MATTEKIT_BACKEND, else auto
+
+
+def _state() -> Optional[State]:
+    ctx = click.get_current_context(silent=True)
+    return ctx.find_object(State) if ctx is not None else None
 
 
 def current_device() -> Optional[str]:
     """The ``--device`` given before the command, for the engines the command creates."""
-    ctx = click.get_current_context(silent=True)
-    state = ctx.find_object(State) if ctx is not None else None
+    state = _state()
     return state.device if state is not None else None
+
+
+def current_backend() -> Optional[str]:
+    """The ``--backend`` given before the command, for the engines the command creates."""
+    state = _state()
+    return state.backend if state is not None else None
 
 
 class Argument(click.Argument):

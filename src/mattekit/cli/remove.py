@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, cast
 import click
 
 from ..errors import InvalidOption, MattekitError
-from .params import Argument, Command, current_device, still_flags
+from .params import Argument, Command, current_backend, current_device, still_flags
 from .report import FAILED, Progress, console, exit_on_errors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,12 +49,12 @@ def remove(inputs: Sequence[str], output: Optional[str], stills: dict[str, Any],
         if any(j.target == "-" for j in jobs) and sys.stdout.isatty():
             raise InvalidOption("the result would go to the terminal: redirect it (`> out.png`) or use -o FILE")
     failed = run_jobs(jobs, options, threads=threads, overwrite=overwrite, skip_existing=skip_existing,
-                      device=current_device())
+                      device=current_device(), backend=current_backend())
     raise SystemExit(FAILED if failed else 0)
 
 
 def run_jobs(jobs: list["Job"], options: "Options", *, threads: int, overwrite: bool, skip_existing: bool,
-             device: Optional[str] = None) -> int:
+             device: Optional[str] = None, backend: Optional[str] = None) -> int:
     """Process every job, reporting (not raising) per-file failures. Returns the failure count.
 
     Progress goes to stderr: a live bar on a terminal, one ``[i/N]`` line per file otherwise
@@ -84,7 +84,7 @@ def run_jobs(jobs: list["Job"], options: "Options", *, threads: int, overwrite: 
         if len(jobs) > 1:
             out.print(f"0 done, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
         return failed
-    set_engine(Engine(threads=threads or None, device=device))
+    set_engine(Engine(threads=threads or None, device=device, backend=backend))
     for job in todo:
         if job.source == "-":
             job.source = sys.stdin.buffer.read()

@@ -11,7 +11,7 @@ from typing import Any, Iterator, Optional
 import click
 
 from ..errors import InvalidOption
-from .params import Command, current_device
+from .params import Command, current_backend, current_device
 from .report import exit_on_errors
 
 __all__ = ["serve"]
@@ -45,7 +45,7 @@ def serve(host: str, port: int, workers: Optional[int], queue_size: Optional[int
     import uvicorn
 
     configure_logging(settings.log_format, force=True)
-    device = current_device()
+    device, backend = current_device(), current_backend()
     each = f"{processes} processes × " if processes > 1 else ""
     click.echo(
         f"mattekit: serving on http://{host}:{port}/ ({each}{settings.workers} workers, queue {settings.queue_size}); "
@@ -57,22 +57,23 @@ def serve(host: str, port: int, workers: Optional[int], queue_size: Optional[int
                                   timeout_graceful_shutdown=int(math.ceil(settings.grace_period)), access_log=False)
     if processes == 1:
         matter = None
-        if device is not None:
+        if device is not None or backend is not None:
             from ..engine import Engine
             from ..matter import Matter
 
-            matter = Matter(engine=Engine(device=device))
+            matter = Matter(engine=Engine(device=device, backend=backend))
         uvicorn.run(create_app(settings, matter=matter), **common)
         return
-    with _shared_environment(settings, processes, device):
+    with _shared_environment(settings, processes, device, backend):
         # Each process builds its own app (and engine) from the environment set above.
         uvicorn.run("mattekit.service.factory:create_app", factory=True, workers=processes, **common)
 
 
 @contextlib.contextmanager
-def _shared_environment(settings: Any, processes: int, device: Optional[str]) -> Iterator[None]:
+def _shared_environment(settings: Any, processes: int, device: Optional[str],
+                        backend: Optional[str] = None) -> Iterator[None]:
     """The environment every server process reads (the only channel to processes uvicorn
-    starts): the settings given as flags, the device, an even share of the cores, and the
+    starts): the settings given as flags, the device and backend, an even share of the cores, and the
     folders jobs and metrics are shared through (made, and removed, here)."""
     import shutil
     import tempfile
@@ -81,6 +82,8 @@ def _shared_environment(settings: Any, processes: int, device: Optional[str]) ->
     os.environ["MATTEKIT_QUEUE_SIZE"] = str(settings.queue_size)
     if device is not None:
         os.environ["MATTEKIT_DEVICE"] = device
+    if backend is not None:
+        os.environ["MATTEKIT_BACKEND"] = backend
     if not os.environ.get("MATTEKIT_THREADS"):  # N processes × all cores each would oversubscribe
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         os.environ["MATTEKIT_THREADS"] = str(max(1, cores // processes))

@@ -10,7 +10,7 @@ import click
 from ..errors import InvalidOption, MattekitError
 from ..formats import CLIP_SUFFIXES
 from ..video.outputs import OUTPUTS
-from .params import Argument, Command, current_device, still_flags
+from .params import Argument, Command, current_backend, current_device, still_flags
 from .report import FAILED, Progress, console, exit_on_errors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,17 +57,18 @@ def video(source: str, output: str, output_type: Optional[str], stills: dict[str
             raise InvalidOption("--threads must be 0 (all cores) or more")
         if Path(output).exists() and not overwrite and not (Path(output).is_dir() and not any(Path(output).iterdir())):
             raise InvalidOption(f"{output} exists (use --overwrite)")
-    raise SystemExit(run_video(source, output, options, vopts, threads=threads, device=current_device()))
+    raise SystemExit(run_video(source, output, options, vopts, threads=threads, device=current_device(),
+                               backend=current_backend()))
 
 
 def run_video(source: str, output: str, options: "Options", vopts: "VideoOptions", *, threads: int,
-              device: Optional[str] = None) -> int:
+              device: Optional[str] = None, backend: Optional[str] = None) -> int:
     """Process one clip with a progress bar; Ctrl-C leaves nothing at ``output``. Exit status."""
     from ..engine import Engine, set_engine
     from ..video import process_video
 
     out = console()
-    set_engine(Engine(threads=threads or None, device=device))
+    set_engine(Engine(threads=threads or None, device=device, backend=backend))
     try:
         with Progress(out, Path(source).name, columns=["{task.fields[fps]:.1f} fps"], fields={"fps": 0.0},
                       transient=True) as bar:

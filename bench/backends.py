@@ -1,0 +1,194 @@
+"""Backends bench: every engine backend (mattekit.backends) against ONNX Runtime fp32, in one run.
+
+    .venv/bin/python bench/backends.py                   # everything (~5 minutes on 2 cores)
+    .venv/bin/python bench/backends.py --part model      # the network's time only
+
+1. model: the low-resolution network alone (what a backend replaces), at 640x360 (a 720p video
+   frame's default pass) and 480x272, recurrent state fed back, in alternating blocks of calls;
+   median ms and the ratio to ONNX Runtime fp32.
+2. accuracy: on the dev photos (``$MATTEKIT_EVAL_DIR/people``, default ``../shared/eval``), each
+   backend's alpha against the fp32 full graph: mean and p99.9 of |difference| in 1/255, beside
+   the yardstick: the fp32 network's own alpha change under ±0.001 of input noise (what "exact
+   enough" means for a model this sensitive). On the ground-truth clip ``comp_D``: dtSSD with the
+   recurrent state carried, per backend.
+3. video: ``process_video`` end to end, 720p transparent WebM and 1080p composite MP4 at the
+   default preset and size, per backend.
+
+Writes ``bench/out/backends.json`` and ``bench/out/backends.md`` (the docs' table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from mattekit import backends, fastpath, metrics  # noqa: E402
+from mattekit.engine import Engine, auto_ratio  # noqa: E402
+from mattekit.options import Options, parse_background  # noqa: E402
+from mattekit.video import VideoOptions, alpha_sequence, process_video, read_frames  # noqa: E402
+from speed import cpu_name  # noqa: E402
+from video import _upscaled  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+EVAL = Path(os.environ.get("MATTEKIT_EVAL_DIR") or ROOT.parent / "shared" / "eval")
+BASE = "onnxruntime"
+
+
+def _names() -> list[str]:
+    return [n for n in backends.BACKENDS if backends.unavailable(n) is None]
+
+
+def part_model(reps: int, calls: int) -> list[dict]:
+    engines = {n: Engine(backend=n).load() for n in _names()}
+    rows = []
+    for h, w in ((360, 640), (272, 480)):
+        x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
+        runs = {}
+        for name, engine in engines.items():
+            session = engine._part("lowres")
+
+            def run(session=session):
+                state = [np.zeros((1, 1, 1, 1), np.float32)] * 4
+                for _ in range(calls):
+                    *_, r1, r2, r3, r4 = session.run(None, {fastpath.LOWRES_INPUT: x, **dict(zip(fastpath.STATE_IN, state))})
+                    state = [r1, r2, r3, r4]
+            run()  # warm-up: first-shape costs
+            runs[name] = run
+        times: dict[str, list[float]] = {n: [] for n in runs}
+        for _ in range(reps):  # alternating blocks: drift in the machine hits every backend alike
+            for name, run in runs.items():
+                t = time.perf_counter()
+                run()
+                times[name].append((time.perf_counter() - t) / calls)
+        base = statistics.median(times[BASE])
+        for name, ts in times.items():
+            row = {"size": f"{w}x{h}", "backend": name, "ms": statistics.median(ts) * 1e3,
+                   "vs_onnxruntime": statistics.median(ts) / base}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def _noise_alpha(session, rgb: np.ndarray, ratio: float, noise: bool) -> np.ndarray:
+    x = fastpath.downsample(rgb, ratio)
+    if noise:
+        x = np.clip(x + np.random.default_rng(0).uniform(-1e-3, 1e-3, x.shape).astype(np.float32), 0, 1)
+    zeros = {n: np.zeros((1, 1, 1, 1), np.float32) for n in fastpath.STATE_IN}
+    a, b = session.run(None, {fastpath.LOWRES_INPUT: x, **zeros})[:2]
+    return fastpath.tail(a, b, rgb)[0]
+
+
+def part_accuracy(frames_cap: int) -> list[dict]:
+    photos = sorted((EVAL / "people" / "image").glob("*.jpg"))
+    if not photos:
+        print(f"skip accuracy: no photos under {EVAL}", file=sys.stderr)
+        return []
+    reference = Engine(fast=False).load()
+    fp32 = Engine(backend=BASE).load()._part("lowres")
+    engines = {n: Engine(backend=n).load() for n in _names()}
+    found: dict[str, list[tuple[float, float]]] = {n: [] for n in ["fp32 under ±0.001 noise", *engines]}
+    for path in photos:
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        ratio = auto_ratio(*rgb.shape[:2])
+        want = reference.matte(rgb, ratio).alpha
+        diffs = {"fp32 under ±0.001 noise": np.abs(_noise_alpha(fp32, rgb, ratio, True) - _noise_alpha(fp32, rgb, ratio, False))}
+        diffs.update({n: np.abs(e.matte(rgb, ratio).alpha - want) for n, e in engines.items()})
+        for name, d in diffs.items():
+            found[name].append((float(d.mean()) * 255, float(np.percentile(d, 99.9)) * 255))
+        print(path.name, {n: f"{v[-1][0]:.3f}/{v[-1][1]:.2f}" for n, v in found.items()}, flush=True)
+    rows = [{"what": n, "photos": len(v), "mean_255": float(np.mean([m for m, _ in v])),
+             "p999_255": float(np.mean([p for _, p in v])), "worst_p999_255": float(np.max([p for _, p in v]))}
+            for n, v in found.items()]
+    clip = EVAL / "video" / "comp_D.mp4"
+    if clip.is_file():
+        frames = list(read_frames(clip, limit=frames_cap))
+        gt = [np.asarray(Image.open(EVAL / "video" / "comp_D_alpha" / f"{i:06d}.png")) / 255.0 for i in range(len(frames))]
+        for row in rows:
+            engine = reference if row["what"].startswith("fp32") else engines[row["what"]]
+            row["dtssd_comp_D"] = metrics.dtssd(alpha_sequence(frames, engine=engine), gt)
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def part_video(frames_cap: int) -> list[dict]:
+    src = EVAL / "video" / "openpose_street.mp4"
+    if not src.is_file():
+        print(f"skip video: {src} not found", file=sys.stderr)
+        return []
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mattekit-bench-backends-") as tmpname:
+        tmp = Path(tmpname)
+        clips = {720: src, 1080: _upscaled(src, frames_cap, (1920, 1080), tmp)}
+        runs = [(720, "transparent WebM (VP9 alpha)", "out.webm", Options()),
+                (1080, "composite MP4 on colour", "out.mp4", Options(background=parse_background("white")))]
+        for name in _names():
+            engine = Engine(backend=name).load()
+            process_video(src, tmp / "warm.webm", Options(), VideoOptions(max_frames=3), engine=engine)
+            for height, label, target, options in runs:
+                result = process_video(clips[height], tmp / target, options, VideoOptions(max_frames=frames_cap), engine=engine)
+                row = {"backend": name, "size": f"{result.width}x{result.height}", "output": label,
+                       "fps": result.frames / result.seconds, "frames": result.frames}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    return rows
+
+
+def markdown(report: dict) -> str:
+    lines = [f"Machine: {report['cpu']}; auto picks `{report['auto']}` here.", ""]
+    if report["model"]:
+        lines += ["| low-resolution network | backend | ms | vs ONNX Runtime fp32 |", "|---|---|---:|---:|"]
+        lines += [f"| {r['size']} | {r['backend']} | {r['ms']:.1f} | {r['vs_onnxruntime']:.2f}x |" for r in report["model"]]
+        lines.append("")
+    if report["accuracy"]:
+        lines += ["| alpha vs the fp32 full graph (dev photos) | mean (1/255) | p99.9 (1/255), mean / worst photo | dtSSD comp_D |",
+                  "|---|---:|---:|---:|"]
+        for r in report["accuracy"]:
+            dt = f"{r['dtssd_comp_D']:.3f}" if "dtssd_comp_D" in r else "–"
+            label = r["what"] if r["what"].startswith("fp32") else f"backend {r['what']}"
+            lines.append(f"| {label} | {r['mean_255']:.3f} | {r['p999_255']:.2f} / {r['worst_p999_255']:.2f} | {dt} |")
+        lines.append("")
+        lines.append("(the noise row's dtSSD is the fp32 full graph's own)")
+        lines.append("")
+    if report["video"]:
+        lines += ["| video, default preset and size | backend | fps |", "|---|---|---:|"]
+        lines += [f"| {r['size']} {r['output']} | {r['backend']} | {r['fps']:.1f} |" for r in report["video"]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--part", choices=["model", "accuracy", "video", "all"], default="all")
+    ap.add_argument("--reps", type=int, default=7, help="alternating blocks per backend (model)")
+    ap.add_argument("--calls", type=int, default=5, help="network runs per block (model)")
+    ap.add_argument("--frames", type=int, default=60, help="frames per clip (accuracy dtSSD, video)")
+    args = ap.parse_args()
+    report = {"cpu": cpu_name(), "auto": backends.resolve("auto"), "model": [], "accuracy": [], "video": []}
+    print(report["cpu"], "auto:", report["auto"], flush=True)
+    if args.part in ("model", "all"):
+        report["model"] = part_model(args.reps, args.calls)
+    if args.part in ("accuracy", "all"):
+        report["accuracy"] = part_accuracy(args.frames)
+    if args.part in ("video", "all"):
+        report["video"] = part_video(args.frames)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "backends.json").write_text(json.dumps(report, indent=1))
+    (OUT / "backends.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The runtimes that can run RVM's low-resolution network (the split's sub-models, see
+:mod:`mattekit.fastpath`), one module each, registered in :data:`BACKENDS`.
+
+Every backend loads a sub-model as an object with ONNX Runtime's ``run(None, feeds, options)``,
+``get_inputs()`` and ``get_outputs()``, so the engine runs them all the same way. ONNX Runtime
+fp32 is always there and is the reference; another backend is chosen only where the CPU has
+what makes it faster (``auto``), or when asked (``--backend`` / ``MATTEKIT_BACKEND``).
+
+Adding one: a module with ``load(part, paths, threads, ort_options)`` and a row here.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ..errors import InvalidOption
+
+__all__ = ["Backend", "BACKENDS", "DEFAULT", "cpu_flags", "unavailable", "resolve", "load"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    summary: str
+    module: str  # mattekit.backends.<module> holds load()
+    package: Optional[str] = None  # the import it needs beyond the base install
+    extra: Optional[str] = None  # the pip extra that installs it
+    cpu_needs: frozenset[str] = frozenset()  # /proc/cpuinfo flags, any of which makes it pay off
+
+
+BACKENDS: dict[str, Backend] = {
+    b.name: b for b in (
+        Backend("onnxruntime", "ONNX Runtime, fp32 (the reference; every CPU)", "onnxruntime"),
+        # The decoder tolerates bf16 (alpha within the fp32 model's own noise); the MobileNetV3
+        # backbone does not, so it stays on ONNX Runtime fp32 (see openvino.py).
+        Backend("openvino-bf16", "backbone on ONNX Runtime fp32, decoder on OpenVINO bf16 (CPUs with bf16)",
+                "openvino", package="openvino", extra="openvino",
+                cpu_needs=frozenset({"avx512_bf16", "amx_bf16"})),
+    )
+}
+DEFAULT = "onnxruntime"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux reports them (empty where /proc/cpuinfo is absent)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags":
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def unavailable(name: str) -> Optional[str]:
+    """Why backend ``name`` cannot run here, or None when it can."""
+    backend = BACKENDS[name]
+    if backend.package and importlib.util.find_spec(backend.package) is None:
+        return f"{backend.package} is not installed (pip install 'mattekit[{backend.extra}]')"
+    return None
+
+
+def resolve(requested: Optional[str] = None) -> str:
+    """The backend to use: ``requested``, else ``MATTEKIT_BACKEND``, else ``auto``.
+
+    ``auto`` takes the first backend after ONNX Runtime whose CPU flags this machine has and
+    which is installed; ONNX Runtime otherwise. An explicit name that cannot run is an error.
+    """
+    value = (requested or os.environ.get("MATTEKIT_BACKEND") or "auto").strip().lower()
+    if value == "auto":
+        flags = cpu_flags()
+        for backend in BACKENDS.values():
+            if backend.cpu_needs & flags and unavailable(backend.name) is None:
+                return backend.name
+        return DEFAULT
+    if value not in BACKENDS:
+        raise InvalidOption(f"backend must be auto or one of {', '.join(BACKENDS)}, not {value!r}")
+    reason = unavailable(value)
+    if reason:
+        raise InvalidOption(f"backend {value} cannot run here: {reason}")
+    return value
+
+
+def load(name: str, part: str, paths: dict, threads: int, ort_options: Any) -> Any:
+    """Sub-model ``part`` (one of :data:`mattekit.fastpath.PARTS`; ``paths`` holds all of them)
+    on backend ``name``, as an object with ONNX Runtime's session interface."""
+    module = importlib.import_module(f"{__name__}.{BACKENDS[name].module}")
+    return module.load(part, paths, threads, ort_options)

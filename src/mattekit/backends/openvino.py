@@ -1,0 +1,139 @@
+"""RVM's backbone on ONNX Runtime in fp32, its decoder on OpenVINO in bf16 (the ``openvino``
+extra), for CPUs with bf16 instructions.
+
+Why this split: the MobileNetV3 backbone is numerically touchy (±0.001 of input noise moves
+alpha by up to ~11/255 at edges), so bf16 there ruins hair; the recurrent decoder tolerates it
+(alpha within the fp32 model's own noise, see ``bench/backends.py``) and holds the costly
+full-resolution stages, where bf16 dot products double the throughput. OpenVINO's CPU plugin
+ignores per-node precision marks under a bf16 hint, so the halves are separate models: the
+encoder sub-model stays on ONNX Runtime (faster than OpenVINO's f32 on it, measured), the decoder
+and warm-up sub-models are compiled by OpenVINO at bf16, and the one-pass network is the two
+chained. On a CPU without bf16 instructions OpenVINO runs the decoder in f32.
+
+OpenVINO specializes its kernels and buffers to each input size: the first run at a new size
+costs extra (measured: ~+40 ms at a 512x341 pass, ~+250 ms at 1280x720, seconds at 1024x1024),
+later runs at that size are faster than ONNX Runtime. Video frames and the presets' passes
+(at most ~0.41 MP) pay it once per size; a sub-model run whose largest input exceeds
+:data:`MAX_PIXELS` (explicit ratios near 1 on big photos, one-off sizes by nature; the cost
+follows the tensors' size) runs on ONNX Runtime instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from . import onnxruntime as _ort
+
+__all__ = ["PRECISION", "MAX_PIXELS", "load"]
+
+PRECISION = "bf16"  # of the decoder and warm-up sub-models
+MAX_PIXELS = 500_000  # low-resolution pixels; larger passes run on ONNX Runtime (see above)
+
+
+@dataclass(frozen=True)
+class _Arg:
+    """What ONNX Runtime's ``get_inputs()`` / ``get_outputs()`` items give the engine."""
+
+    name: str
+
+
+class _Compiled:
+    """One compiled OpenVINO model behind ONNX Runtime's session interface; thread-safe (an
+    infer request per thread: a request holds its tensors)."""
+
+    def __init__(self, compiled: Any) -> None:
+        self._compiled = compiled
+        self._inputs = [_Arg(p.get_any_name()) for p in compiled.inputs]
+        self._outputs = list(compiled.outputs)
+        self._local = threading.local()
+
+    def get_inputs(self) -> list[_Arg]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[_Arg]:
+        return [_Arg(p.get_any_name()) for p in self._outputs]
+
+    def run(self, output_names: Optional[list[str]], feeds: dict[str, np.ndarray], run_options: Any = None) -> list:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        # ONNX Runtime hands out int64 shape tensors as C long long, which OpenVINO's binding
+        # does not map: the same bytes viewed as numpy's int64 (C long) pass.
+        inputs = {a.name: _plain(feeds[a.name]) for a in self._inputs}
+        result = request.infer(inputs)
+        # copies: the request's buffers are reused by its next run
+        return [np.array(result[port]) for port in self._outputs]
+
+
+def _plain(array: np.ndarray) -> np.ndarray:
+    return array.view(np.int64) if array.dtype.kind == "i" and array.dtype.itemsize == 8 else array
+
+
+class _Chain:
+    """The one-pass network: the encoder's outputs (and the frame) feed the decoder."""
+
+    def __init__(self, encoder: Any, decoder: _Compiled) -> None:
+        self._encoder, self._decoder = encoder, decoder
+        self._features = [a.name for a in encoder.get_outputs()]
+
+    def get_inputs(self) -> list[Any]:
+        own = set(self._features)
+        return list(self._encoder.get_inputs()) + [a for a in self._decoder.get_inputs() if a.name not in own]
+
+    def get_outputs(self) -> list[_Arg]:
+        return self._decoder.get_outputs()
+
+    def run(self, output_names: Optional[list[str]], feeds: dict[str, np.ndarray], run_options: Any = None) -> list:
+        wanted = {a.name for a in self._encoder.get_inputs()}
+        encoded = self._encoder.run(None, {k: v for k, v in feeds.items() if k in wanted}, run_options)
+        return self._decoder.run(None, {**feeds, **dict(zip(self._features, encoded))})
+
+
+class _BySize:
+    """Small passes on OpenVINO, large ones on ONNX Runtime (the same sub-model, loaded when
+    first needed)."""
+
+    def __init__(self, small: Any, large: Callable[[], Any]) -> None:
+        self._small, self._make_large = small, large
+        self._large: Any = None
+        self._lock = threading.Lock()
+
+    def get_inputs(self) -> list[Any]:
+        return self._small.get_inputs()
+
+    def get_outputs(self) -> list[Any]:
+        return self._small.get_outputs()
+
+    def run(self, output_names: Optional[list[str]], feeds: dict[str, np.ndarray], run_options: Any = None) -> list:
+        pixels = max((v.shape[2] * v.shape[3] for v in feeds.values() if v.ndim == 4), default=0)
+        if pixels <= MAX_PIXELS:
+            return self._small.run(output_names, feeds, run_options)
+        with self._lock:
+            if self._large is None:
+                self._large = self._make_large()
+        return self._large.run(output_names, feeds, run_options)
+
+
+def _compile(path: Any, threads: int) -> _Compiled:
+    import openvino as ov
+
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": PRECISION, "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    return _Compiled(ov.Core().compile_model(str(path), "CPU", config))
+
+
+def load(part: str, paths: dict, threads: int, ort_options: Any) -> Any:
+    if part == "encoder":
+        return _ort.load(part, paths, threads, ort_options)
+    def fallback() -> Any:
+        return _ort.load(part, paths, threads, ort_options)
+
+    if part == "lowres":
+        return _BySize(_Chain(_ort.load("encoder", paths, threads, ort_options), _compile(paths["decoder"], threads)),
+                       fallback)
+    return _BySize(_compile(paths[part], threads), fallback)
