@@ -148,9 +148,11 @@ class Engine:
             full-resolution tail in OpenCV (:mod:`mattekit.fastpath`; same output within
             ~0.01/255). ``False`` runs the full graph: the reference the fast path is tested
             and benchmarked against.
-        backend: the runtime of the fast path's low-resolution network
-            (:data:`mattekit.backends.BACKENDS`): ``auto`` picks per CPU, ``None`` reads
-            ``MATTEKIT_BACKEND`` (default ``auto``). The full graph always runs on ONNX Runtime.
+        backend: the runtime of the fast path's low-resolution network on frames that carry a
+            recurrent state (video, camera; see :meth:`step`), from
+            :data:`mattekit.backends.BACKENDS`: ``auto`` picks per CPU, ``None`` reads
+            ``MATTEKIT_BACKEND`` (default ``auto``). Stills, first frames and the full graph
+            always run on ONNX Runtime fp32.
     """
 
     def __init__(
@@ -177,7 +179,7 @@ class Engine:
         self._sessions: dict[str, object] = {}  # created on first use
         self._session_options: Optional[tuple[Any, list[str]]] = None  # (ort.SessionOptions, providers), by _configure
         self._sibling: Optional["Engine"] = None  # see single_threaded()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.providers: list[str] = []
         self.model_path: Optional[Path] = None
 
@@ -275,16 +277,17 @@ class Engine:
             log.warning("using the full graph: could not derive the fast sub-models (%s)", exc)
             return {}
 
-    def _part(self, name: str):
-        """The session of model ``name`` ("full", or one of fastpath.PARTS), created on first
-        use: a one-pass caller (video, preset ``fast``) never loads the multi-pass parts, nor a
-        preset the one-pass network."""
-        session = self._sessions.get(name)
+    def _part(self, name: str, backend: str = "onnxruntime"):
+        """The session of model ``name`` ("full", or one of fastpath.PARTS) on ``backend``,
+        created on first use: a one-pass caller (video, preset ``fast``) never loads the
+        multi-pass parts, nor a preset the one-pass network, nor a still another backend."""
+        key = name if backend == "onnxruntime" else f"{backend}:{name}"
+        session = self._sessions.get(key)
         if session is None:
             import onnxruntime as ort
 
-            with self._lock:
-                session = self._sessions.get(name)
+            with self._lock:  # re-entrant: a backend may load ONNX Runtime's sessions through plain()
+                session = self._sessions.get(key)
                 if session is None:
                     assert self._session_options is not None, "_prepare() runs first"
                     opts, providers = self._session_options
@@ -293,8 +296,8 @@ class Engine:
                         if self._split:
                             from . import backends
 
-                            session = backends.load(self.backend, name, self._paths, self.threads,
-                                                    self._session_options)
+                            session = backends.load(backend, name, self._paths, self.threads,
+                                                    self._session_options, plain=self._part)
                         else:
                             session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
                     except Exception as exc:  # the runtimes raise their own untyped errors for unreadable files
@@ -307,7 +310,7 @@ class Engine:
                             "CUDA was asked for, but ONNX Runtime could not start it (driver or CUDA/cuDNN "
                             "libraries missing?); run with --device cpu, or --verbose for ONNX Runtime's reason."
                         )
-                    self._sessions[name] = session
+                    self._sessions[key] = session
         return session
 
     @property
@@ -336,6 +339,8 @@ class Engine:
         ``passes`` > 1 runs the same frame again with the state it produced (RVM's memory
         settles, as on the frames of a video); the matte is the last pass's.
         ``deadline``: checked before every pass (raises :class:`~mattekit.errors.DeadlineExceeded`).
+        A frame that carries a ``state`` runs on the engine's :attr:`backend`; a first run (no
+        state: a still, a video's first frame) on ONNX Runtime fp32.
         """
         if passes < 1:
             raise InvalidOption("passes must be at least 1")
@@ -373,18 +378,23 @@ class Engine:
         lowres = fastpath.downsample(rgb, ratio)
         run_options = arena_run_options(lowres.shape[2] * lowres.shape[3])
         tensors = state.tensors
+        # The chosen backend runs the frames that carry a state from an earlier frame (a video's,
+        # a camera's: one size, so a backend's start-up and per-size costs are paid once); a first
+        # run (every still, a video's first frame) runs on ONNX Runtime fp32, so a still's result
+        # never depends on what the process ran before, and equals a video's first frame.
+        backend = "onnxruntime" if state.is_empty else self.backend
         check_deadline(deadline)
         if passes == 1:
-            coeff_a, coeff_b, *tensors = self._part("lowres").run(
+            coeff_a, coeff_b, *tensors = self._part("lowres", backend).run(
                 None, {fastpath.LOWRES_INPUT: lowres, **dict(zip(_STATE_IN, tensors))}, run_options)
         else:
-            encoder = self._part("encoder")
+            encoder = self._part("encoder", backend)
             encoded = encoder.run(None, {fastpath.LOWRES_INPUT: lowres}, run_options)
             features = {o.name: v for o, v in zip(encoder.get_outputs(), encoded)}
             features[fastpath.LOWRES_INPUT] = lowres
             for name in ["warmup"] * (passes - 1) + ["decoder"]:
                 check_deadline(deadline)
-                part = self._part(name)
+                part = self._part(name, backend)
                 feeds = {i.name: features[i.name] for i in part.get_inputs() if i.name in features}
                 feeds.update(zip(_STATE_IN, tensors))
                 out = part.run(None, feeds, run_options)  # [A, b,] r1o..r4o

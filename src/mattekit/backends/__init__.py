@@ -4,9 +4,11 @@
 Every backend loads a sub-model as an object with ONNX Runtime's ``run(None, feeds, options)``,
 ``get_inputs()`` and ``get_outputs()``, so the engine runs them all the same way. ONNX Runtime
 fp32 is always there and is the reference; another backend is chosen only where the CPU has
-what makes it faster (``auto``), or when asked (``--backend`` / ``MATTEKIT_BACKEND``).
+what makes it faster (``auto``), or when asked (``--backend`` / ``MATTEKIT_BACKEND``). The
+engine runs the chosen backend on frames that carry a recurrent state (video, camera) and ONNX
+Runtime on first runs (stills, a video's first frame): see :meth:`mattekit.engine.Engine.step`.
 
-Adding one: a module with ``load(part, paths, threads, ort_options)`` and a row here.
+Adding one: a module with ``load(part, paths, threads, ort_options, plain)`` and a row here.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import importlib
 import importlib.util
 import os
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..errors import InvalidOption
 
@@ -89,8 +91,16 @@ def resolve(requested: Optional[str] = None) -> str:
     return value
 
 
-def load(name: str, part: str, paths: dict, threads: int, ort_options: Any) -> Any:
+def load(name: str, part: str, paths: dict, threads: int, ort_options: Any,
+         plain: Optional[Callable[[str], Any]] = None) -> Any:
     """Sub-model ``part`` (one of :data:`mattekit.fastpath.PARTS`; ``paths`` holds all of them)
-    on backend ``name``, as an object with ONNX Runtime's session interface."""
+    on backend ``name``, as an object with ONNX Runtime's session interface. ``plain(part)``
+    gives the engine's own ONNX Runtime session of a part, for a backend that runs some of the
+    work there (shared, not loaded twice)."""
     module = importlib.import_module(f"{__name__}.{BACKENDS[name].module}")
-    return module.load(part, paths, threads, ort_options)
+    if plain is None:
+        from . import onnxruntime
+
+        def plain(other: str) -> Any:
+            return onnxruntime.load(other, paths, threads, ort_options, None)
+    return module.load(part, paths, threads, ort_options, plain)

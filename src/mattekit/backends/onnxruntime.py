@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 __all__ = ["load"]
 
 
-def load(part: str, paths: dict, threads: int, ort_options: Any) -> Any:
+def load(part: str, paths: dict, threads: int, ort_options: Any, plain: Optional[Callable[[str], Any]] = None) -> Any:
     import onnxruntime as ort
 
     options, providers = ort_options

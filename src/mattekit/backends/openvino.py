@@ -10,12 +10,12 @@ encoder sub-model stays on ONNX Runtime (faster than OpenVINO's f32 on it, measu
 and warm-up sub-models are compiled by OpenVINO at bf16, and the one-pass network is the two
 chained. On a CPU without bf16 instructions OpenVINO runs the decoder in f32.
 
-OpenVINO specializes its kernels and buffers to each input size: the first run at a new size
-costs extra (measured: ~+40 ms at a 512x341 pass, ~+250 ms at 1280x720, seconds at 1024x1024),
-later runs at that size are faster than ONNX Runtime. Video frames and the presets' passes
-(at most ~0.41 MP) pay it once per size; a sub-model run whose largest input exceeds
-:data:`MAX_PIXELS` (explicit ratios near 1 on big photos, one-off sizes by nature; the cost
-follows the tensors' size) runs on ONNX Runtime instead.
+OpenVINO pays before it gains: importing it and compiling the decoder take ~0.3 s, and it
+specializes its kernels and buffers to each input size, so its first run at a new size costs
+extra (measured: ~+40 ms at a 512x341 pass, ~+250 ms at 1280x720, seconds at 1024x1024); later
+runs at that size are faster than ONNX Runtime. That is why the engine uses a backend only for
+frames that carry a recurrent state (one size, many frames) and why runs whose largest input
+exceeds :data:`MAX_PIXELS` (explicit ratios near 1) stay on ONNX Runtime here.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import onnxruntime as _ort
 
 __all__ = ["PRECISION", "MAX_PIXELS", "load"]
 
@@ -94,13 +93,12 @@ class _Chain:
 
 
 class _BySize:
-    """Small passes on OpenVINO, large ones on ONNX Runtime (the same sub-model, loaded when
-    first needed)."""
+    """Runs up to :data:`MAX_PIXELS` on OpenVINO, larger ones on ONNX Runtime (the same
+    sub-model). The size is the largest input's: every part has one at (or proportional to) the
+    low-resolution pass, and OpenVINO's per-size cost follows it."""
 
     def __init__(self, small: Any, large: Callable[[], Any]) -> None:
-        self._small, self._make_large = small, large
-        self._large: Any = None
-        self._lock = threading.Lock()
+        self._small, self._large = small, large
 
     def get_inputs(self) -> list[Any]:
         return self._small.get_inputs()
@@ -110,12 +108,8 @@ class _BySize:
 
     def run(self, output_names: Optional[list[str]], feeds: dict[str, np.ndarray], run_options: Any = None) -> list:
         pixels = max((v.shape[2] * v.shape[3] for v in feeds.values() if v.ndim == 4), default=0)
-        if pixels <= MAX_PIXELS:
-            return self._small.run(output_names, feeds, run_options)
-        with self._lock:
-            if self._large is None:
-                self._large = self._make_large()
-        return self._large.run(output_names, feeds, run_options)
+        runner = self._small if pixels <= MAX_PIXELS else self._large()
+        return runner.run(output_names, feeds, run_options)
 
 
 def _compile(path: Any, threads: int) -> _Compiled:
@@ -127,13 +121,11 @@ def _compile(path: Any, threads: int) -> _Compiled:
     return _Compiled(ov.Core().compile_model(str(path), "CPU", config))
 
 
-def load(part: str, paths: dict, threads: int, ort_options: Any) -> Any:
+def load(part: str, paths: dict, threads: int, ort_options: Any, plain: Callable[[str], Any]) -> Any:
     if part == "encoder":
-        return _ort.load(part, paths, threads, ort_options)
-    def fallback() -> Any:
-        return _ort.load(part, paths, threads, ort_options)
-
+        return plain(part)
     if part == "lowres":
-        return _BySize(_Chain(_ort.load("encoder", paths, threads, ort_options), _compile(paths["decoder"], threads)),
-                       fallback)
-    return _BySize(_compile(paths[part], threads), fallback)
+        fast: Any = _Chain(plain("encoder"), _compile(paths["decoder"], threads))
+    else:
+        fast = _compile(paths[part], threads)
+    return _BySize(fast, lambda: plain(part))
