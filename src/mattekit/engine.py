@@ -264,7 +264,9 @@ class Engine:
         log.info(
             "RVM from %s (%s); backend: %s; threads: %s", info.path,
             "low-resolution network in sub-models + OpenCV tail" if parts else "full graph",
-            self.backend, self.threads or "all cores",
+            self.backend if self.backend == "onnxruntime" else
+            f"{self.backend} for video frames after the first, onnxruntime for stills",
+            self.threads or "all cores",
         )
 
     def _submodels(self, info) -> dict[str, Path]:

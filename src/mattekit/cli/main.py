@@ -42,8 +42,8 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
 @click.option("--device", default=None,
               help="Where the model runs: auto (CUDA when available, else CPU) | cpu | cuda. Default: MATTEKIT_DEVICE, else auto.")
 @click.option("--backend", default=None,
-              help="Runtime of the model on the CPU: auto (chosen for this CPU) | onnxruntime | openvino-bf16. "
-                   "Default: MATTEKIT_BACKEND, else auto.")
+              help="Runtime of the model for video frames on the CPU: auto (chosen for this CPU) | onnxruntime | "
+                   "openvino-bf16 (stills always run on onnxruntime). Default: MATTEKIT_BACKEND, else auto.")
 @click.pass_context
 def app(ctx: click.Context, verbose: bool, device: Optional[str], backend: Optional[str]) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
