@@ -102,8 +102,8 @@ def part_accuracy(frames_cap: int) -> list[dict]:
         print(f"skip accuracy: no photos under {EVAL}", file=sys.stderr)
         return []
     reference = Engine(fast=False).load()
-    fp32 = Engine(backend=BASE).load()
     engines = {n: Engine(backend=n).load() for n in _names()}
+    plain = engines[BASE]._part("lowres")
     found: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for path in photos:
         rgb = np.asarray(Image.open(path).convert("RGB"))
@@ -112,7 +112,6 @@ def part_accuracy(frames_cap: int) -> list[dict]:
         first, state = reference.step(rgb, ratio)
         second = reference.step(rgb, ratio, state)[0].alpha
         for mode, st, want in (("still", zero, first.alpha), ("second frame", state.tensors, second)):
-            plain = fp32._part("lowres")
             diffs = {NOISE: np.abs(_network_alpha(plain, rgb, ratio, st, True) - _network_alpha(plain, rgb, ratio, st))}
             for name, engine in engines.items():
                 diffs[name] = np.abs(_network_alpha(engine._part("lowres", name), rgb, ratio, st) - want)

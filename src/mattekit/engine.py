@@ -171,7 +171,6 @@ class Engine:
         self.threads = threads or int(os.environ.get("MATTEKIT_THREADS", "0") or 0)
         self.device: Device = resolve_device(device)
         self.fast = fast
-        self._backend_arg = backend
         self.backend = backends.resolve(backend)  # onnxruntime once _configure finds no split
         self._prepared = False
         self._split = False  # True when the model runs as fastpath's sub-models + OpenCV tail
@@ -286,22 +285,16 @@ class Engine:
         key = name if backend == "onnxruntime" else f"{backend}:{name}"
         session = self._sessions.get(key)
         if session is None:
-            import onnxruntime as ort
+            from . import backends
 
             with self._lock:  # re-entrant: a backend may load ONNX Runtime's sessions through plain()
                 session = self._sessions.get(key)
                 if session is None:
                     assert self._session_options is not None, "_prepare() runs first"
-                    opts, providers = self._session_options
                     path = self._paths[name]
-                    try:
-                        if self._split:
-                            from . import backends
-
-                            session = backends.load(backend, name, self._paths, self.threads,
-                                                    self._session_options, plain=self._part)
-                        else:
-                            session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+                    try:  # the full graph's backend is always onnxruntime (see _configure)
+                        session = backends.load(backend, name, self._paths, self.threads, self._session_options,
+                                                plain=self._part)
                     except Exception as exc:  # the runtimes raise their own untyped errors for unreadable files
                         raise ModelUnavailable(f"could not load the model {path}: {exc}") from None
                     if not self.providers and hasattr(session, "get_providers"):

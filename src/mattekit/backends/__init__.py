@@ -91,16 +91,10 @@ def resolve(requested: Optional[str] = None) -> str:
     return value
 
 
-def load(name: str, part: str, paths: dict, threads: int, ort_options: Any,
-         plain: Optional[Callable[[str], Any]] = None) -> Any:
+def load(name: str, part: str, paths: dict, threads: int, ort_options: Any, plain: Callable[[str], Any]) -> Any:
     """Sub-model ``part`` (one of :data:`mattekit.fastpath.PARTS`; ``paths`` holds all of them)
     on backend ``name``, as an object with ONNX Runtime's session interface. ``plain(part)``
     gives the engine's own ONNX Runtime session of a part, for a backend that runs some of the
     work there (shared, not loaded twice)."""
     module = importlib.import_module(f"{__name__}.{BACKENDS[name].module}")
-    if plain is None:
-        from . import onnxruntime
-
-        def plain(other: str) -> Any:
-            return onnxruntime.load(other, paths, threads, ort_options, None)
     return module.load(part, paths, threads, ort_options, plain)

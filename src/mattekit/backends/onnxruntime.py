@@ -1,13 +1,14 @@
-"""ONNX Runtime, fp32: the reference backend, on every machine."""
+"""ONNX Runtime with the engine's own session options and providers: fp32 on every CPU (the
+reference), and the full graph wherever it runs (CUDA included)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 __all__ = ["load"]
 
 
-def load(part: str, paths: dict, threads: int, ort_options: Any, plain: Optional[Callable[[str], Any]] = None) -> Any:
+def load(part: str, paths: dict, threads: int, ort_options: Any, plain: Callable[[str], Any]) -> Any:
     import onnxruntime as ort
 
     options, providers = ort_options
