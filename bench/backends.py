@@ -5,7 +5,9 @@
 
 1. model: the low-resolution network alone (what a backend replaces), at 640x360 (a 720p video
    frame's default pass) and 480x272, recurrent state fed back, in alternating blocks of calls;
-   median ms and the ratio to ONNX Runtime fp32.
+   median ms per frame and the ratio to ONNX Runtime fp32's one-piece network run one frame at a
+   time. Each backend as the engine runs it: its three stage parts one after another (a camera
+   frame, ``Engine.step``) and overlapped in three threads (a video, ``mattekit.stages``).
 2. accuracy: on the dev photos (``$MATTEKIT_EVAL_DIR/people``, default ``../shared/eval``), each
    backend's alpha against the fp32 full graph: mean and p99.9 of |difference| in 1/255, beside
    the yardstick: the fp32 network's own alpha change under ±0.001 of input noise (what "exact
@@ -22,9 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -51,31 +55,83 @@ def _names() -> list[str]:
     return [n for n in backends.BACKENDS if backends.unavailable(n) is None]
 
 
+class _Staged:
+    """The network as the engine runs a backend (its three stage parts, one after another), with
+    a session's ``run``: the low-resolution source and a state in; A, b and the state out."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def run(self, _names, feeds: dict) -> list:
+        x = feeds[fastpath.LOWRES_INPUT]
+        tensors = self.engine.run_part("backbone", {fastpath.LOWRES_INPUT: x}, self.engine.backend)
+        tensors[fastpath.LOWRES_INPUT] = x
+        tensors = self.engine.stage_recur(tensors, [feeds[n] for n in fastpath.STATE_IN])
+        out = self.engine.run_part("output", tensors, self.engine.backend)
+        return [out[fastpath.COEFF_A], out[fastpath.COEFF_B], *(tensors[n] for n in fastpath.STATE_OUT)]
+
+
+def _overlapped(engine: Engine, x: np.ndarray, frames: int) -> None:
+    """``frames`` runs of the network as mattekit.stages runs a video: the three parts in three
+    threads (one intra-op thread each), the state carried through the middle one."""
+    engine = engine.with_threads(1)
+    backend = engine.backend
+    q1: "queue.Queue" = queue.Queue(4)
+    q2: "queue.Queue" = queue.Queue(4)
+
+    def encode() -> None:
+        for _ in range(frames):
+            tensors = engine.run_part("backbone", {fastpath.LOWRES_INPUT: x}, backend)
+            tensors[fastpath.LOWRES_INPUT] = x
+            q1.put(tensors)
+
+    def recur() -> None:
+        state = [np.zeros((1, 1, 1, 1), np.float32)] * 4
+        for _ in range(frames):
+            tensors = engine.stage_recur(q1.get(), state)
+            state = [tensors[n] for n in fastpath.STATE_OUT]
+            q2.put(tensors)
+
+    threads = [threading.Thread(target=encode), threading.Thread(target=recur)]
+    for t in threads:
+        t.start()
+    for _ in range(frames):
+        engine.run_part("output", q2.get(), backend)
+    for t in threads:
+        t.join()
+
+
 def part_model(reps: int, calls: int) -> list[dict]:
+    """Per frame of a stream (state fed back): ONNX Runtime fp32's one-piece network one frame at
+    a time (the reference); each backend's network as the engine runs it, one frame at a time
+    (Engine.step) and with the stages overlapped (a video, mattekit.stages)."""
     engines = {n: Engine(backend=n).load() for n in _names()}
     rows = []
     for h, w in ((360, 640), (272, 480)):
         x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
         runs = {}
-        for name, engine in engines.items():
-            session = engine._part("lowres", name)
 
-            def run(session=session, x=x):
-                state = [np.zeros((1, 1, 1, 1), np.float32)] * 4
-                for _ in range(calls):
-                    *_, r1, r2, r3, r4 = session.run(None, {fastpath.LOWRES_INPUT: x, **dict(zip(fastpath.STATE_IN, state))})
-                    state = [r1, r2, r3, r4]
+        def in_turn(session, x=x):
+            state = [np.zeros((1, 1, 1, 1), np.float32)] * 4
+            for _ in range(calls):
+                *_, r1, r2, r3, r4 = session.run(None, {fastpath.LOWRES_INPUT: x, **dict(zip(fastpath.STATE_IN, state))})
+                state = [r1, r2, r3, r4]
+
+        runs[(BASE, "one piece, in turn")] = lambda: in_turn(engines[BASE]._part("lowres"))
+        for name, engine in engines.items():
+            runs[(name, "stages, in turn")] = lambda engine=engine: in_turn(_Staged(engine))
+            runs[(name, "stages overlapped")] = lambda engine=engine, x=x: _overlapped(engine, x, calls)
+        for run in runs.values():
             run()  # warm-up: first-shape costs
-            runs[name] = run
-        times: dict[str, list[float]] = {n: [] for n in runs}
-        for _ in range(reps):  # alternating blocks: drift in the machine hits every backend alike
-            for name, run in runs.items():
+        times: dict[tuple[str, str], list[float]] = {k: [] for k in runs}
+        for _ in range(reps):  # alternating blocks: drift in the machine hits every variant alike
+            for key, run in runs.items():
                 t = time.perf_counter()
                 run()
-                times[name].append((time.perf_counter() - t) / calls)
-        base = statistics.median(times[BASE])
-        for name, ts in times.items():
-            row = {"size": f"{w}x{h}", "backend": name, "ms": statistics.median(ts) * 1e3,
+                times[key].append((time.perf_counter() - t) / calls)
+        base = statistics.median(times[(BASE, "one piece, in turn")])
+        for (name, mode), ts in times.items():
+            row = {"size": f"{w}x{h}", "backend": name, "mode": mode, "ms": statistics.median(ts) * 1e3,
                    "vs_onnxruntime": statistics.median(ts) / base}
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -114,7 +170,7 @@ def part_accuracy(frames_cap: int) -> list[dict]:
         for mode, st, want in (("still", zero, first.alpha), ("second frame", state.tensors, second)):
             diffs = {NOISE: np.abs(_network_alpha(plain, rgb, ratio, st, True) - _network_alpha(plain, rgb, ratio, st))}
             for name, engine in engines.items():
-                diffs[name] = np.abs(_network_alpha(engine._part("lowres", name), rgb, ratio, st) - want)
+                diffs[name] = np.abs(_network_alpha(_Staged(engine), rgb, ratio, st) - want)
             for name, d in diffs.items():
                 found.setdefault((name, mode), []).append((float(d.mean()) * 255, float(np.percentile(d, 99.9)) * 255))
         print(path.name, {f"{n}/{m}": f"{v[-1][0]:.3f}/{v[-1][1]:.2f}" for (n, m), v in found.items()}, flush=True)
@@ -160,8 +216,10 @@ def part_video(frames_cap: int) -> list[dict]:
 def markdown(report: dict) -> str:
     lines = [f"Machine: {report['cpu']}; auto picks `{report['auto']}` here.", ""]
     if report["model"]:
-        lines += ["| low-resolution network | backend | ms | vs ONNX Runtime fp32 |", "|---|---|---:|---:|"]
-        lines += [f"| {r['size']} | {r['backend']} | {r['ms']:.1f} | {r['vs_onnxruntime']:.2f}x |" for r in report["model"]]
+        lines += ["| low-resolution network, per frame | backend | run | ms | vs ONNX Runtime fp32 |",
+                  "|---|---|---|---:|---:|"]
+        lines += [f"| {r['size']} | {r['backend']} | {r['mode']} | {r['ms']:.1f} | {r['vs_onnxruntime']:.2f}x |"
+                  for r in report["model"]]
         lines.append("")
     if report["accuracy"]:
         lines += ["| alpha vs the fp32 full graph (dev photos) | run | mean (1/255) | p99.9 (1/255), mean / worst photo | dtSSD comp_D |",

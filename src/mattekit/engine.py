@@ -30,7 +30,7 @@ from .fastpath import STATE_IN as _STATE_IN  # RVM's recurrent inputs, in Recurr
 __all__ = [
     "Device", "AUTO_TARGET_PX", "MIN_SIDE", "auto_ratio", "resolve_ratio", "RecurrentState", "Matte",
     "resolve_device", "choose_providers", "Engine", "Stream", "ARENA_SHRINK_PIXELS", "arena_run_options",
-    "get_engine", "set_engine", "providers_summary",
+    "get_engine", "set_engine", "providers_summary", "check_rgb",
 ]
 
 log = logging.getLogger("mattekit.engine")
@@ -177,7 +177,7 @@ class Engine:
         self._paths: dict[str, Path] = {}  # model file of each session: "full", or fastpath.PARTS
         self._sessions: dict[str, object] = {}  # created on first use
         self._session_options: Optional[tuple[Any, list[str]]] = None  # (ort.SessionOptions, providers), by _configure
-        self._sibling: Optional["Engine"] = None  # see single_threaded()
+        self._siblings: dict[int, "Engine"] = {}  # see with_threads()
         self._lock = threading.RLock()
         self.providers: list[str] = []
         self.model_path: Optional[Path] = None
@@ -196,13 +196,19 @@ class Engine:
         For throughput: N such runs side by side on N cores beat one all-cores run at a time
         (see :mod:`mattekit.pipeline`). Returns ``self`` when this engine is single-threaded.
         """
-        if self.threads == 1:
+        return self.with_threads(1)
+
+    def with_threads(self, threads: int) -> "Engine":
+        """An engine like this one with ``threads`` intra-op threads (created once per count;
+        ``self`` when it has that many already): for callers that run several models at once."""
+        if threads == self.threads:
             return self
         with self._lock:
-            if self._sibling is None:
-                self._sibling = Engine(self._model_arg, threads=1, device=self.device, fast=self.fast,
-                                      backend=self.backend)
-            return self._sibling
+            sibling = self._siblings.get(threads)
+            if sibling is None:
+                sibling = self._siblings[threads] = Engine(self._model_arg, threads=threads, device=self.device,
+                                                           fast=self.fast, backend=self.backend)
+            return sibling
 
     @property
     def model_arg(self) -> Union[str, Path, None]:
@@ -339,7 +345,7 @@ class Engine:
         """
         if passes < 1:
             raise InvalidOption("passes must be at least 1")
-        rgb = _check_rgb(rgb)
+        rgb = check_rgb(rgb)
         h, w = rgb.shape[:2]
         r = resolve_ratio(ratio, h, w)
         if state is None or state.shape != (h, w):
@@ -367,34 +373,89 @@ class Engine:
         Only the last pass's coefficients reach the output, so repeated passes (presets) cost
         the low-resolution network alone; and of that, the encoder once and the warm-up part of
         the decoder for all but the last pass (:data:`mattekit.fastpath.PARTS`).
+
+        The chosen backend runs the frames that carry a state from an earlier frame (a video's,
+        a camera's: one size, so a backend's start-up and per-size costs are paid once), one
+        pass each as the three stages :mod:`mattekit.stages` overlaps, here in turn (the same
+        numbers). A first run (every still, a video's first frame) runs on ONNX Runtime fp32, so
+        a still's result never depends on what the process ran before, and equals a video's
+        first frame.
         """
         from . import fastpath
 
+        check_deadline(deadline)
+        if passes == 1 and not state.is_empty:
+            staged = self.stage_recur(self.stage_encode(rgb, ratio), state.tensors)
+            matte = self.stage_finish(staged, rgb, foreground, full_foreground)
+            return matte, RecurrentState([staged[n] for n in fastpath.STATE_OUT], rgb.shape[:2])
         lowres = fastpath.downsample(rgb, ratio)
         run_options = arena_run_options(lowres.shape[2] * lowres.shape[3])
         tensors = state.tensors
-        # The chosen backend runs the frames that carry a state from an earlier frame (a video's,
-        # a camera's: one size, so a backend's start-up and per-size costs are paid once); a first
-        # run (every still, a video's first frame) runs on ONNX Runtime fp32, so a still's result
-        # never depends on what the process ran before, and equals a video's first frame.
-        backend = "onnxruntime" if state.is_empty else self.backend
-        check_deadline(deadline)
+        backend = "onnxruntime" if state.is_empty else self._backend_for(lowres)
         if passes == 1:
             coeff_a, coeff_b, *tensors = self._part("lowres", backend).run(
                 None, {fastpath.LOWRES_INPUT: lowres, **dict(zip(_STATE_IN, tensors))}, run_options)
         else:
-            encoder = self._part("encoder", backend)
-            encoded = encoder.run(None, {fastpath.LOWRES_INPUT: lowres}, run_options)
-            features = {o.name: v for o, v in zip(encoder.get_outputs(), encoded)}
+            features = self.run_part("encoder", {fastpath.LOWRES_INPUT: lowres}, backend, run_options)
             features[fastpath.LOWRES_INPUT] = lowres
             for name in ["warmup"] * (passes - 1) + ["decoder"]:
                 check_deadline(deadline)
-                part = self._part(name, backend)
-                feeds = {i.name: features[i.name] for i in part.get_inputs() if i.name in features}
-                feeds.update(zip(_STATE_IN, tensors))
-                out = part.run(None, feeds, run_options)  # [A, b,] r1o..r4o
-                coeffs, tensors = out[:-4], out[-4:]
-            coeff_a, coeff_b = coeffs
+                out = self.run_part(name, {**features, **dict(zip(_STATE_IN, tensors))}, backend, run_options)
+                tensors = [out[n] for n in fastpath.STATE_OUT]
+            coeff_a, coeff_b = out[fastpath.COEFF_A], out[fastpath.COEFF_B]
+        return self.finish(coeff_a, coeff_b, rgb, foreground, full_foreground), RecurrentState(list(tensors), rgb.shape[:2])
+
+    # -- the three stages of a frame that carries a state (mattekit.stages runs them side by side)
+    def stage_encode(self, rgb: np.ndarray, ratio: float) -> dict[str, np.ndarray]:
+        """Stage 1 of a frame with a state: the model's downsample and its backbone (state-free).
+        Returns the tensors the later stages read."""
+        from . import fastpath
+
+        lowres = fastpath.downsample(rgb, ratio)
+        tensors = self.run_part("backbone", {fastpath.LOWRES_INPUT: lowres}, self._backend_for(lowres),
+                                _run_options(lowres))
+        tensors[fastpath.LOWRES_INPUT] = lowres
+        return tensors
+
+    def stage_recur(self, tensors: dict[str, np.ndarray], state: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """Stage 2: the decoder's recurrent blocks, from the previous frame's ``state`` (r1..r4).
+        Returns ``tensors`` with what stage 3 reads and the new state (``fastpath.STATE_OUT``)."""
+        from . import fastpath
+
+        lowres = tensors[fastpath.LOWRES_INPUT]
+        feeds = {**tensors, **dict(zip(_STATE_IN, state))}
+        out = self.run_part("recurrent", feeds, self._backend_for(lowres), _run_options(lowres))
+        return {**tensors, **out}
+
+    def stage_finish(self, tensors: dict[str, np.ndarray], rgb: np.ndarray, foreground: bool,
+                     full_foreground: bool = False) -> Matte:
+        """Stage 3: the rest of the decoder (state-free) and the full-resolution tail."""
+        from . import fastpath
+
+        lowres = tensors[fastpath.LOWRES_INPUT]
+        out = self.run_part("output", tensors, self._backend_for(lowres), _run_options(lowres))
+        return self.finish(out[fastpath.COEFF_A], out[fastpath.COEFF_B], rgb, foreground, full_foreground)
+
+    def _backend_for(self, lowres: np.ndarray) -> str:
+        from . import backends
+
+        return backends.for_pass(self.backend, lowres.shape[2] * lowres.shape[3])
+
+    def run_part(self, name: str, feeds: dict[str, np.ndarray], backend: str = "onnxruntime",
+                 run_options: Any = None) -> dict[str, np.ndarray]:
+        """Sub-model ``name`` of the split (:data:`mattekit.fastpath.PARTS`) on ``backend``: its
+        outputs by name. ``feeds`` may hold more than the part reads."""
+        self._prepare()
+        part = self._part(name, backend)
+        wanted = {i.name: feeds[i.name] for i in part.get_inputs()}
+        return dict(zip((o.name for o in part.get_outputs()), part.run(None, wanted, run_options)))
+
+    def finish(self, coeff_a: np.ndarray, coeff_b: np.ndarray, rgb: np.ndarray, foreground: bool,
+               full_foreground: bool = False) -> Matte:
+        """The split's full-resolution tail: the matte of ``rgb`` from the guided filter's
+        coefficients (``foreground``, ``full_foreground``: see :meth:`step`)."""
+        from . import fastpath
+
         # The foreground only matters in alpha's partial band: computing it there alone cut
         # bench/speed.py "work" (preset fast, CPU-ms per photo) from ~340 to ~295 at 1080p and
         # from ~930 to ~545 at 4K.
@@ -404,7 +465,7 @@ class Engine:
         if band:
             boxes = fastpath.band_boxes(alpha)
             fg = fastpath.band_foreground(coeff_a, coeff_b, rgb, boxes)
-        return Matte(alpha, fg, boxes), RecurrentState(list(tensors), rgb.shape[:2])
+        return Matte(alpha, fg, boxes)
 
     def matte(
         self,
@@ -455,6 +516,10 @@ class Stream:
 ARENA_SHRINK_PIXELS = 2_000_000
 
 
+def _run_options(lowres: np.ndarray):
+    return arena_run_options(lowres.shape[2] * lowres.shape[3])
+
+
 def arena_run_options(lowres_pixels: float):
     """``RunOptions`` that shrink the CPU arena after a run this large, else ``None``."""
     if lowres_pixels < ARENA_SHRINK_PIXELS:
@@ -466,7 +531,8 @@ def arena_run_options(lowres_pixels: float):
     return options
 
 
-def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+def check_rgb(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` as a C-contiguous uint8 HxWx3 array, or :class:`InvalidInput` saying what is wrong."""
     if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise InvalidInput(f"expected an RGB image array HxWx3, got shape {getattr(rgb, 'shape', None)}")
     if rgb.dtype != np.uint8:

@@ -57,12 +57,17 @@ STATE_OUT = ("r1o", "r2o", "r3o", "r4o")
 #   encoder  389 -> features                the part that never reads the recurrent state
 #   warmup   features + r*i -> r*o          a repeated pass whose A, b nobody reads
 #   decoder  features + r*i -> A, b + r*o   the last of several passes
+#   backbone   389 -> staged features           the encoder, handing over less (see _pull_back)
+#   recurrent  staged features + r*i -> handover + r*o   the decoder's blocks that read the state
+#   output     staged features + handover -> A, b        the rest: never reads the state
 # Several passes over one photo (the presets) run the encoder once, ``warmup`` for all but the
 # last pass and ``decoder`` for the last: the encoder's output does not depend on the state, and
 # a warm-up pass skips the full-size output block and guided filter, whose only use is A and b.
 # Measured at 1080p (a 640x360 low-res pass, 2 threads): encoder ~47 ms, warmup ~41 ms, decoder
 # ~90 ms, the whole network ~125 ms; 4 passes cost ~0.5x of 4 whole ones, with identical outputs.
-PARTS = ("lowres", "encoder", "warmup", "decoder")
+# A video's frames run encoder, recurrent and output as stages that overlap from frame to frame
+# (:mod:`mattekit.stages`): only the recurrent part has to wait for the previous frame.
+PARTS = ("lowres", "encoder", "warmup", "decoder", "backbone", "recurrent", "output")
 
 
 # -- the sub-models -------------------------------------------------------------------------
@@ -87,6 +92,64 @@ def _state_free_features(graph) -> list[str]:
             for name in node.input:
                 if name and name not in state_dependent and name not in constants and name not in found:
                     found.append(name)
+    return found
+
+
+def _pull_back(graph, features: list[str]) -> list[str]:
+    """``features`` with each output of a stride-1 convolution that widens its input replaced by
+    that input: what the stages (``backbone`` → ``recurrent``/``output``) hand over then. Why:
+    every tensor that crosses from one ONNX Runtime session to another is copied out of its
+    blocked layout and back in; the widening convolutions' outputs were 59 MB a frame at 640x360,
+    their inputs a third of that, and the convolution runs as well in the stage that reads it.
+    Measured (one thread each, OpenVINO bf16 decoder): backbone 72 -> 52 ms, recurrent 46 -> 52,
+    output 39 -> 35."""
+    weights = {t.name: t.dims for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    found: list[str] = []
+    for name in features:
+        node = producer.get(name)
+        if node is not None and node.op_type == "Conv" and node.input[1] in weights:
+            attrs = {a.name: a for a in node.attribute}
+            strides = list(attrs["strides"].ints) if "strides" in attrs else [1, 1]
+            group = attrs["group"].i if "group" in attrs else 1
+            out_channels, in_per_group = weights[node.input[1]][:2]
+            if set(strides) == {1} and in_per_group * group < out_channels:
+                name = node.input[0]
+        if name not in found:
+            found.append(name)
+    return found
+
+
+def _handover(graph, features: list[str]) -> list[str]:
+    """What the state-reading part of the decoder hands to the rest: tensors computed by the
+    nodes that ``STATE_OUT`` needs and read by the nodes only ``A``/``b`` need, in graph order.
+    (In RVM: the last recurrent block's output, half of it the new ``r1o``.)"""
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def ancestors(outputs) -> set[int]:
+        nodes: set[int] = set()
+        seen: set[str] = set()
+        stack = list(outputs)
+        while stack:
+            tensor = stack.pop()
+            if tensor in seen or tensor in features or tensor in STATE_IN:
+                continue
+            seen.add(tensor)
+            node = producer.get(tensor)
+            if node is not None and id(node) not in nodes:
+                nodes.add(id(node))
+                stack.extend(i for i in node.input if i)
+        return nodes
+
+    recurrent = ancestors(STATE_OUT)
+    made = {out for node in graph.node if id(node) in recurrent for out in node.output}
+    rest = ancestors([COEFF_A, COEFF_B]) - recurrent
+    found: list[str] = []
+    for node in graph.node:
+        if id(node) in rest:
+            if any(i in STATE_IN for i in node.input):
+                raise ValueError(f"{node.name} reads the recurrent state outside the recurrent blocks")
+            found.extend(i for i in node.input if i in made and i not in found)
     return found
 
 
@@ -220,11 +283,16 @@ def build_submodels(model_path: Path, parts: tuple[str, ...] = PARTS) -> dict:
     missing = [f for f in encoded if f not in typed]
     if missing:
         raise ValueError(f"no type known for the encoder outputs {missing}")
+    staged = _pull_back(lowres.graph, features)
+    handover = _handover(lowres.graph, staged)
     recipes = {
         "lowres": None,
         "encoder": ([LOWRES_INPUT], encoded),
         "warmup": ([*features, *STATE_IN], list(STATE_OUT)),
         "decoder": ([*features, *STATE_IN], [COEFF_A, COEFF_B, *STATE_OUT]),
+        "backbone": ([LOWRES_INPUT], [f for f in staged if f != LOWRES_INPUT]),
+        "recurrent": ([*staged, *STATE_IN], [*(t for t in handover if t not in STATE_OUT), *STATE_OUT]),
+        "output": ([*staged, *handover], [COEFF_A, COEFF_B]),
     }
     built = {}
     for part in parts:

@@ -46,7 +46,7 @@ Video (``stream``)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -224,6 +224,22 @@ class PresetStream:
             mirrored.append(flip)
         self.frames += 1
         return mattes[0] if len(mattes) == 1 else _average(mattes, mirrored)
+
+    def stages(self) -> list[Callable[[Any], Any]]:
+        """A new run of this stream's frames as functions to call in order, each of which may run
+        in its own thread: the first takes an RGB frame, the last returns its Matte. A one-member
+        recipe (every video recipe) on the split engine runs as :data:`mattekit.stages.STAGES`,
+        which overlap from frame to frame; others as one stage, :meth:`process`."""
+        if len(self.recipe.targets) == 1 and not self.recipe.flip and self.engine.split:
+            from .stages import StagedStream
+
+            def ratio(height: int, width: int) -> float:
+                return self.recipe.ratios(self.ratio, height, width)[0]
+
+            return StagedStream(self.engine, ratio, foreground=self.foreground,
+                                first_passes=self.recipe.passes).stages()
+        self.reset()
+        return [self.process]
 
 
 def stream(engine: Engine, preset: str, ratio: Union[str, float] = "auto", *, foreground: bool = False) -> PresetStream:

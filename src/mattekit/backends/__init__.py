@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import InvalidOption
 
-__all__ = ["Backend", "BACKENDS", "DEFAULT", "cpu_flags", "unavailable", "resolve", "load"]
+__all__ = ["Backend", "BACKENDS", "DEFAULT", "cpu_flags", "unavailable", "resolve", "for_pass", "load"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Backend:
     package: Optional[str] = None  # the import it needs beyond the base install
     extra: Optional[str] = None  # the pip extra that installs it
     cpu_needs: frozenset[str] = frozenset()  # /proc/cpuinfo flags, any of which makes it pay off
+    max_pixels: Optional[int] = None  # larger low-resolution passes run on ONNX Runtime instead
 
 
 BACKENDS: dict[str, Backend] = {
@@ -42,7 +43,9 @@ BACKENDS: dict[str, Backend] = {
         # backbone does not, so it stays on ONNX Runtime fp32 (see openvino.py).
         Backend("openvino-bf16", "backbone on ONNX Runtime fp32, decoder on OpenVINO bf16 (CPUs with bf16)",
                 "openvino", package="openvino", extra="openvino",
-                cpu_needs=frozenset({"avx512_bf16", "amx_bf16"})),
+                cpu_needs=frozenset({"avx512_bf16", "amx_bf16"}),
+                # OpenVINO's first run at a new size costs seconds at 1024x1024 (see openvino.py)
+                max_pixels=500_000),
     )
 }
 DEFAULT = "onnxruntime"
@@ -89,6 +92,13 @@ def resolve(requested: Optional[str] = None) -> str:
     if reason:
         raise InvalidOption(f"backend {value} cannot run here: {reason}")
     return value
+
+
+def for_pass(name: str, lowres_pixels: int) -> str:
+    """The backend that runs a low-resolution pass this large: ``name``, or ONNX Runtime above
+    the backend's ``max_pixels``."""
+    limit = BACKENDS[name].max_pixels
+    return name if limit is None or lowres_pixels <= limit else DEFAULT
 
 
 def load(name: str, part: str, paths: dict, threads: int, ort_options: Any, plain: Callable[[str], Any]) -> Any:

@@ -15,7 +15,7 @@ specializes its kernels and buffers to each input size, so its first run at a ne
 extra (measured: ~+40 ms at a 512x341 pass, ~+250 ms at 1280x720, seconds at 1024x1024); later
 runs at that size are faster than ONNX Runtime. That is why the engine uses a backend only for
 frames that carry a recurrent state (one size, many frames) and why runs whose largest input
-exceeds :data:`MAX_PIXELS` (explicit ratios near 1) stay on ONNX Runtime here.
+exceeds the backend's ``max_pixels`` (explicit ratios near 1) stay on ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 
-__all__ = ["PRECISION", "MAX_PIXELS", "SHAPES_KEPT", "load"]
+__all__ = ["PRECISION", "SHAPES_KEPT", "load"]
 
 PRECISION = "bf16"  # of the decoder and warm-up sub-models
-MAX_PIXELS = 500_000  # low-resolution pixels; larger passes run on ONNX Runtime (see above)
 SHAPES_KEPT = 4  # compiled shapes kept per sub-model (a stream has one)
 
 
@@ -53,7 +52,10 @@ class _PerShape:
 
         self._core = ov.Core()
         self._model = self._core.read_model(str(path))
-        self._config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": PRECISION, "PERFORMANCE_HINT": "LATENCY"}
+        # Unpinned: OpenVINO pins its threads to cores by default, so two 1-thread models run
+        # side by side (mattekit.stages) both landed on one core and took turns (measured).
+        self._config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": PRECISION, "PERFORMANCE_HINT": "LATENCY",
+                                        "ENABLE_CPU_PINNING": False}
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = threads
         self._inputs = [_Arg(p.get_any_name()) for p in self._model.inputs]
@@ -107,51 +109,9 @@ def _plain(array: np.ndarray) -> np.ndarray:
     return array.view(np.int64) if array.dtype.kind == "i" and array.dtype.itemsize == 8 else array
 
 
-class _Chain:
-    """The one-pass network: the encoder's outputs (and the frame) feed the decoder."""
-
-    def __init__(self, encoder: Any, decoder: _PerShape) -> None:
-        self._encoder, self._decoder = encoder, decoder
-        self._features = [a.name for a in encoder.get_outputs()]
-
-    def get_inputs(self) -> list[Any]:
-        own = set(self._features)
-        return list(self._encoder.get_inputs()) + [a for a in self._decoder.get_inputs() if a.name not in own]
-
-    def get_outputs(self) -> list[_Arg]:
-        return self._decoder.get_outputs()
-
-    def run(self, output_names: Optional[list[str]], feeds: dict[str, np.ndarray], run_options: Any = None) -> list:
-        wanted = {a.name for a in self._encoder.get_inputs()}
-        encoded = self._encoder.run(None, {k: v for k, v in feeds.items() if k in wanted}, run_options)
-        return self._decoder.run(None, {**feeds, **dict(zip(self._features, encoded))})
-
-
-class _BySize:
-    """Runs up to :data:`MAX_PIXELS` on OpenVINO, larger ones on ONNX Runtime (the same
-    sub-model). The size is the largest input's: every part has one at (or proportional to) the
-    low-resolution pass, and OpenVINO's per-size cost follows it."""
-
-    def __init__(self, small: Any, large: Callable[[], Any]) -> None:
-        self._small, self._large = small, large
-
-    def get_inputs(self) -> list[Any]:
-        return self._small.get_inputs()
-
-    def get_outputs(self) -> list[Any]:
-        return self._small.get_outputs()
-
-    def run(self, output_names: Optional[list[str]], feeds: dict[str, np.ndarray], run_options: Any = None) -> list:
-        pixels = max((v.shape[2] * v.shape[3] for v in feeds.values() if v.ndim == 4), default=0)
-        runner = self._small if pixels <= MAX_PIXELS else self._large()
-        return runner.run(output_names, feeds, run_options)
-
-
 def load(part: str, paths: dict, threads: int, ort_options: Any, plain: Callable[[str], Any]) -> Any:
-    if part == "encoder":
+    # The touchy backbone stays fp32 (see above); the whole network in one piece runs only the
+    # first runs, which are ONNX Runtime's (mattekit.engine.Engine.step).
+    if part in ("lowres", "encoder", "backbone"):
         return plain(part)
-    if part == "lowres":
-        fast: Any = _Chain(plain("encoder"), _PerShape(paths["decoder"], threads))
-    else:
-        fast = _PerShape(paths[part], threads)
-    return _BySize(fast, lambda: plain(part))
+    return _PerShape(paths[part], threads)

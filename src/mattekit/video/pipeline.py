@@ -1,9 +1,12 @@
 """The pipeline: read, matte each frame carrying RVM's recurrent state, write.
 
-Three threads with small bounded queues between them, so memory does not grow with the clip
-and decoding, inference and encoding overlap (PyAV and ONNX Runtime release the GIL):
+Threads with small bounded queues between them, so memory does not grow with the clip and
+decoding, inference and encoding overlap (PyAV and ONNX Runtime release the GIL):
 
-    reader (demux + decode + rotate)  →  inference (engine stream)  →  writer (compose + encode + mux)
+    reader (demux + decode + rotate)  →  model stages  →  writer (compose + encode + mux)
+
+The model's work on a frame comes as stages (:meth:`mattekit.presets.PresetStream.stages`; on
+the CPU :data:`mattekit.stages.STAGES`), one thread each, so that frames overlap there too.
 
 Audio packets travel through the same queues in demux order, so the writer muxes them
 interleaved with the video they belong to. The result is written to a hidden temp name beside
@@ -66,28 +69,21 @@ class VideoResult:
 
 @dataclass
 class _Run:
-    """All the three threads share. Each field has one writer thread (the reader sets ``read``,
-    the writer ``written`` and ``write_s``, inference ``matte_s``); any may ``fail``, and the
+    """All the threads share. Each field has one writer thread (the reader sets ``read``,
+    the writer ``written`` and ``write_s``, stage i's thread ``stage_s[i]``); any may ``fail``, and the
     caller's thread reads them all once the others have stopped."""
 
     read: ReadState = field(default_factory=ReadState)
     stop: threading.Event = field(default_factory=threading.Event)
     errors: list[BaseException] = field(default_factory=list)
     written: int = 0
-    matte_s: float = 0.0  # seconds in the model
+    stage_s: list[float] = field(default_factory=list)  # seconds in each model stage (its thread's)
     write_s: float = 0.0  # seconds in compose + encode
     started: float = field(default_factory=time.perf_counter)
 
     def fail(self, exc: BaseException) -> None:
         self.errors.append(exc)
         self.stop.set()
-
-
-def _stream_for(engine: Engine, options: Options, foreground: bool) -> Any:
-    make = getattr(presets, "stream", None)  # the quality presets' per-frame recipe, when it exists
-    if make is not None:
-        return make(engine, options.preset, options.ratio, foreground=foreground)
-    return engine.stream(options.ratio, foreground=foreground)
 
 
 def process_video(
@@ -149,7 +145,7 @@ def process_video(
                          video=True)
 
     backgrounds = Backgrounds(options, vopts) if spec.needs_background else None  # a bad picture fails here
-    stream = _stream_for(engine, options, foreground=clean)
+    stages = presets.stream(engine, options.preset, options.ratio, foreground=clean).stages()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(target)
     webp = is_webp(source)
@@ -169,9 +165,10 @@ def process_video(
             container.close()
         raise
 
-    run = _Run()
-    decoded_q: "queue.Queue" = queue.Queue(QUEUE_FRAMES)
-    matted_q: "queue.Queue" = queue.Queue(QUEUE_FRAMES)
+    run = _Run(stage_s=[0.0] * len(stages))
+    # queues[i] feeds stage i; the last one feeds the writer
+    queues: list["queue.Queue"] = [queue.Queue(QUEUE_FRAMES) for _ in range(len(stages) + 1)]
+    decoded_q, matted_q = queues[0], queues[-1]
 
     def reader() -> None:
         try:
@@ -184,6 +181,32 @@ def process_video(
         except Stop:
             pass
         except BaseException as exc:  # handed to the caller's thread, which raises it
+            run.fail(exc)
+
+    def stage(index: int, item: Any) -> None:
+        """Stage ``index`` on a video item (audio passes by): the first takes the frame, the last
+        leaves its matte."""
+        if isinstance(item, VideoItem):
+            t = time.perf_counter()
+            result = stages[index](item.rgb if index == 0 else item.job)
+            run.stage_s[index] += time.perf_counter() - t
+            if index == len(stages) - 1:
+                item.matte, item.job = result, None
+            else:
+                item.job = result
+
+    def stage_loop(index: int) -> None:
+        try:
+            while True:
+                item = get(queues[index], run.stop)
+                if item is not END:
+                    stage(index, item)
+                put(queues[index + 1], item, run.stop)
+                if item is END:
+                    return
+        except Stop:
+            pass
+        except BaseException as exc:
             run.fail(exc)
 
     def write_loop() -> None:
@@ -212,7 +235,9 @@ def process_video(
             run.fail(_encoding_error(exc, kind))
 
     threads = [threading.Thread(target=reader, name="mattekit-video-read", daemon=True),
-               threading.Thread(target=write_loop, name="mattekit-video-write", daemon=True)]
+               threading.Thread(target=write_loop, name="mattekit-video-write", daemon=True),
+               *(threading.Thread(target=stage_loop, args=(i,), name=f"mattekit-video-stage{i}", daemon=True)
+                 for i in range(1, len(stages)))]
     ok = False
     try:
         for th in threads:
@@ -225,14 +250,11 @@ def process_video(
                 item = get(decoded_q, run.stop)
             except Stop:
                 break
+            if item is not END:
+                stage(0, item)  # the first stage runs here, between the cancel and deadline checks
+            put(queues[1], item, run.stop)
             if item is END:
-                put(matted_q, END, run.stop)
                 break
-            if isinstance(item, VideoItem):
-                t = time.perf_counter()
-                item.matte = stream.process(item.rgb)
-                run.matte_s += time.perf_counter() - t
-            put(matted_q, item, run.stop)
         while threads[1].is_alive():  # the writer finishes (or fails); keep honouring cancel
             threads[1].join(timeout=0.1)
             if cancel is not None and cancel():
@@ -262,7 +284,7 @@ def process_video(
             backgrounds.close()
     seconds = time.perf_counter() - run.started
     size = writer.size or (info.width, info.height)
-    timings = {"matte": run.matte_s, "write": run.write_s, "total": seconds}
+    timings = {"matte": sum(run.stage_s), "write": run.write_s, "total": seconds}
     return VideoResult(target, kind, run.written, size[0], size[1], fps,
                        writer.audio_written > 0, seconds, timings)
 

@@ -197,6 +197,7 @@ class VideoItem:
     rgb: np.ndarray
     pts: int  # in the output time base, 0 at the first kept frame
     matte: Optional[Matte] = None
+    job: Any = None  # the model's work on it between two stages (see pipeline.py)
 
 
 @dataclass

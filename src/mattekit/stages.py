@@ -1,0 +1,106 @@
+"""A video's frames through the model in three stages that overlap, for more frames per second.
+
+RVM carries a recurrent state from frame to frame, so a frame's network cannot start before the
+previous frame's is done; but only part of the network reads that state. The split's
+low-resolution network is cut three ways (:data:`mattekit.fastpath.PARTS`)::
+
+    encode   the model's own downsample, MobileNetV3 backbone, LR-ASPP    never reads the state
+    recur    the decoder's recurrent blocks                                reads frame t-1's, writes t's
+    finish   the decoder's output block and the guided filter's            reads what recur hands on
+             coefficients, then the full-resolution tail (OpenCV)
+
+so while frame t's recurrent blocks run, frame t+1 can be encoded and frame t-1 finished, each
+stage in its own thread (:func:`mattekit.video.process_video` runs them so), each on its share
+of the cores. Why it pays: one frame's network spread over all the cores loses time at every
+op's hand-off (on 2 cores a 2-thread run took ~0.65x of a 1-thread run's time, not 0.5x), while
+stages side by side on one thread each lose none of it. ``bench/backends.py`` measures it.
+
+The mattes are :meth:`mattekit.engine.Engine.step`'s, number for number: a first frame runs as a
+still does (ONNX Runtime fp32, with the recipe's warm-up passes), later frames as the engine's
+three stage methods on its backend, which ``step`` runs in turn.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .engine import Engine, Matte, RecurrentState, check_rgb
+from .fastpath import STATE_OUT
+
+__all__ = ["STAGES", "Frame", "StagedStream"]
+
+STAGES = ("encode", "recur", "finish")
+
+
+@dataclass
+class Frame:
+    """One frame on its way from one stage to the next."""
+
+    rgb: np.ndarray
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)  # the network's tensors so far
+    matte: Optional[Matte] = None  # a first frame's, matted whole by the first stage
+    state: Optional[list[np.ndarray]] = None  # ... and the state it leaves
+
+
+class StagedStream:
+    """The frames of one video through :data:`STAGES`, carrying RVM's recurrent state.
+
+    ``ratio(height, width)`` gives a frame's downsample ratio; ``first_passes`` runs of the
+    network warm up a first frame (at the start, after :meth:`reset`, or when the frame size
+    changes). Each stage method must see the frames in order, one at a time; different stages
+    may run in different threads. ``threads``: intra-op threads per stage (default: the engine's
+    cores shared among the stages, at least 1).
+    """
+
+    def __init__(self, engine: Engine, ratio: Callable[[int, int], float], *, foreground: bool = False,
+                 first_passes: int = 1, threads: Optional[int] = None) -> None:
+        cores = engine.threads or os.cpu_count() or 1
+        self.engine = engine.with_threads(threads or max(1, cores // len(STAGES)))
+        self.ratio = ratio
+        self.foreground = foreground
+        self.first_passes = max(1, first_passes)
+        self.frames = 0
+        self._shape: Optional[tuple[int, int]] = None  # of the last frame encoded
+        self._state: list[np.ndarray] = RecurrentState.empty().tensors
+
+    def stages(self) -> list[Callable[[Any], Any]]:
+        """The stages in order: the first takes an RGB uint8 frame, the last returns its Matte."""
+        return [self.encode, self.recur, self.finish]
+
+    def process(self, rgb: np.ndarray) -> Matte:
+        """One frame through every stage in turn."""
+        value: Any = rgb
+        for stage in self.stages():
+            value = stage(value)
+        return value
+
+    def reset(self) -> None:
+        """Start afresh at the next frame (a scene cut); call it between frames, with none in flight."""
+        self._shape = None
+
+    def encode(self, rgb: np.ndarray) -> Frame:
+        rgb = check_rgb(rgb)
+        h, w = rgb.shape[:2]
+        first, self._shape = self._shape != (h, w), (h, w)  # RVM's state is spatial
+        if first:  # as a still: Engine.step with no state
+            matte, state = self.engine.step(rgb, self.ratio(h, w), None, foreground=self.foreground,
+                                            passes=self.first_passes)
+            return Frame(rgb, matte=matte, state=state.tensors)
+        return Frame(rgb, self.engine.stage_encode(rgb, self.ratio(h, w)))
+
+    def recur(self, frame: Frame) -> Frame:
+        if frame.state is not None:
+            self._state = frame.state
+            return frame
+        frame.tensors = self.engine.stage_recur(frame.tensors, self._state)
+        self._state = [frame.tensors[n] for n in STATE_OUT]
+        return frame
+
+    def finish(self, frame: Frame) -> Matte:
+        matte = frame.matte or self.engine.stage_finish(frame.tensors, frame.rgb, self.foreground)
+        self.frames += 1
+        return matte

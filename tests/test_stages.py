@@ -1,0 +1,105 @@
+"""The stages a video's frames go through (mattekit.stages): the same mattes as Engine.step,
+frame for frame, from sub-models that split the network exactly; errors in a stage's thread
+reach the caller and leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from mattekit import fastpath, models
+from mattekit.engine import Engine, RecurrentState
+from mattekit.options import Options
+from mattekit.stages import STAGES, StagedStream
+from mattekit.video import VideoOptions, process_video, read_frames
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(backend="onnxruntime").load()
+
+
+def _ratio(height: int, width: int) -> float:
+    return 0.5
+
+
+def test_the_three_parts_compute_the_whole_network(engine, sample_photo):
+    """backbone -> recurrent -> output gives the one-piece network's A, b and state (ONNX
+    Runtime fp32), with no state and with a carried one."""
+    rgb = np.asarray(Image.open(sample_photo).convert("RGB"))
+    state = RecurrentState.empty().tensors
+    for _ in range(2):
+        x = fastpath.downsample(rgb, 0.5)
+        whole = engine.run_part("lowres", {fastpath.LOWRES_INPUT: x, **dict(zip(fastpath.STATE_IN, state))})
+        tensors = engine.run_part("backbone", {fastpath.LOWRES_INPUT: x})
+        tensors[fastpath.LOWRES_INPUT] = x
+        tensors = engine.stage_recur(tensors, state)
+        tensors.update(engine.run_part("output", tensors))
+        for name in (fastpath.COEFF_A, fastpath.COEFF_B, *fastpath.STATE_OUT):
+            assert np.abs(tensors[name] - whole[name]).max() < 1e-5, name
+        state = [whole[n] for n in fastpath.STATE_OUT]
+
+
+def test_the_backbone_hands_over_inputs_of_widening_convolutions(tmp_path: Path):
+    """What crosses from the backbone to the other stages is never the output of a convolution
+    that widens its input (that input is handed over instead: fewer bytes to copy)."""
+    info = models.locate()
+    paths = fastpath.ensure_submodels(info.path, info.sha256, tmp_path)
+    graph = onnx.load(str(paths["backbone"])).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    weights = {t.name: t.dims for t in graph.initializer}
+    for out in graph.output:
+        node = producer[out.name]
+        if node.op_type == "Conv":
+            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            out_channels, in_per_group = weights[node.input[1]][:2]
+            assert out_channels <= in_per_group * group, out.name
+    assert [i.name for i in onnx.load(str(paths["recurrent"])).graph.output][-4:] == list(fastpath.STATE_OUT)
+
+
+def test_the_stages_give_the_mattes_of_step(engine, sample_clip):
+    """Frame for frame, the stages give Engine.step's mattes, the first frame warmed up as a
+    still with passes; after a reset, and when the size changes, a first frame again."""
+    frames = list(read_frames(sample_clip, limit=8))
+    staged = StagedStream(engine, _ratio, foreground=True, first_passes=3)
+    state = None
+    for i, rgb in enumerate(frames):
+        if i == 5:
+            staged.reset()
+            state = None
+        got = staged.process(rgb)
+        want, state = engine.step(rgb, 0.5, state, foreground=True, passes=3 if state is None else 1)
+        assert np.array_equal(got.alpha, want.alpha), i
+        assert np.array_equal(got.foreground, want.foreground) and got.foreground_boxes == want.foreground_boxes
+    smaller = np.ascontiguousarray(frames[0][:96, :128])
+    assert np.array_equal(staged.process(smaller).alpha, engine.step(smaller, 0.5, None, passes=3)[0].alpha)
+    assert staged.frames == len(frames) + 1
+
+
+def test_stages_share_the_cores(engine):
+    cores = os.cpu_count() or 1
+    assert StagedStream(engine, _ratio).engine.threads == max(1, cores // len(STAGES))
+    assert StagedStream(engine, _ratio, threads=2).engine.threads == 2
+
+
+def test_a_failing_stage_fails_the_video_and_leaves_nothing(tmp_path, sample_clip, monkeypatch):
+    """An error in a stage's own thread reaches the caller as itself; no output is left."""
+    original, calls = Engine.stage_finish, []
+
+    def finish(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the fourth frame: the first frame runs as a still, not in stages
+            raise RuntimeError("stage failed")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "stage_finish", finish)
+    target = tmp_path / "out.zip"
+    with pytest.raises(RuntimeError, match="stage failed"):
+        process_video(sample_clip, target, Options(preset="fast"), VideoOptions(max_frames=10),
+                      engine=Engine(backend="onnxruntime"))
+    assert not target.exists() and not list(tmp_path.iterdir())
