@@ -240,8 +240,8 @@ def markdown(report: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--part", choices=["model", "accuracy", "video", "all"], default="all")
-    ap.add_argument("--reps", type=int, default=7, help="alternating blocks per backend (model)")
-    ap.add_argument("--calls", type=int, default=5, help="network runs per block (model)")
+    ap.add_argument("--reps", type=int, default=5, help="alternating blocks per backend (model)")
+    ap.add_argument("--calls", type=int, default=20, help="frames per block (model; overlapped stages fill and drain once a block)")
     ap.add_argument("--frames", type=int, default=60, help="frames per clip (accuracy dtSSD, video)")
     args = ap.parse_args()
     report = {"cpu": cpu_name(), "auto": backends.resolve("auto"), "model": [], "accuracy": [], "video": []}
