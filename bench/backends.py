@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from mattekit import backends, fastpath, metrics  # noqa: E402
 from mattekit.engine import Engine, auto_ratio  # noqa: E402
 from mattekit.options import Options, parse_background  # noqa: E402
+from mattekit.stages import STAGES  # noqa: E402
 from mattekit.video import VideoOptions, alpha_sequence, process_video, read_frames  # noqa: E402
 from speed import cpu_name  # noqa: E402
 from video import _upscaled  # noqa: E402
@@ -74,7 +75,7 @@ class _Staged:
 def _overlapped(engine: Engine, x: np.ndarray, frames: int) -> None:
     """``frames`` runs of the network as mattekit.stages runs a video: the three parts in three
     threads (one intra-op thread each), the state carried through the middle one."""
-    engine = engine.with_threads(1)
+    engine = engine.with_threads(max(1, (os.cpu_count() or 1) // len(STAGES)))  # as StagedStream does
     backend = engine.backend
     q1: "queue.Queue" = queue.Queue(4)
     q2: "queue.Queue" = queue.Queue(4)
@@ -92,11 +93,11 @@ def _overlapped(engine: Engine, x: np.ndarray, frames: int) -> None:
             state = [tensors[n] for n in fastpath.STATE_OUT]
             q2.put(tensors)
 
-    threads = [threading.Thread(target=encode), threading.Thread(target=recur)]
+    threads = [threading.Thread(target=encode, daemon=True), threading.Thread(target=recur, daemon=True)]
     for t in threads:
         t.start()
     for _ in range(frames):
-        engine.run_part("output", q2.get(), backend)
+        engine.run_part("output", q2.get(timeout=60), backend)  # a stage that failed: no hang
     for t in threads:
         t.join()
 

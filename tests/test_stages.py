@@ -103,3 +103,16 @@ def test_a_failing_stage_fails_the_video_and_leaves_nothing(tmp_path, sample_cli
         process_video(sample_clip, target, Options(preset="fast"), VideoOptions(max_frames=10),
                       engine=Engine(backend="onnxruntime"))
     assert not target.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_strip_gets_the_clamped_ratio_on_every_frame(engine, sample_photo):
+    """A 1280x40 strip: the automatic ratio (0.5 for a 640 px pass) leaves too few rows, so it is
+    clamped, on the first frame (a still's run) and on every later one alike."""
+    from mattekit.engine import auto_ratio
+
+    rgb = np.asarray(Image.open(sample_photo).convert("RGB").resize((1280, 40)))
+    staged = StagedStream(engine, lambda h, w: auto_ratio(h, w, 640))
+    state = None
+    for _ in range(3):
+        want, state = engine.step(rgb, auto_ratio(40, 1280, 640), state)
+        assert np.array_equal(staged.process(rgb).alpha, want.alpha)

@@ -392,8 +392,8 @@ class Engine:
         run_options = arena_run_options(lowres.shape[2] * lowres.shape[3])
         tensors = state.tensors
         backend = "onnxruntime" if state.is_empty else self._backend_for(lowres)
-        if passes == 1:
-            coeff_a, coeff_b, *tensors = self._part("lowres", backend).run(
+        if passes == 1:  # a first run: always ONNX Runtime fp32
+            coeff_a, coeff_b, *tensors = self._part("lowres").run(
                 None, {fastpath.LOWRES_INPUT: lowres, **dict(zip(_STATE_IN, tensors))}, run_options)
         else:
             features = self.run_part("encoder", {fastpath.LOWRES_INPUT: lowres}, backend, run_options)
@@ -423,9 +423,12 @@ class Engine:
         from . import fastpath
 
         lowres = tensors[fastpath.LOWRES_INPUT]
+        backend = self._backend_for(lowres)
         feeds = {**tensors, **dict(zip(_STATE_IN, state))}
-        out = self.run_part("recurrent", feeds, self._backend_for(lowres), _run_options(lowres))
-        return {**tensors, **out}
+        out = self.run_part("recurrent", feeds, backend, _run_options(lowres))
+        # on to stage 3: what it reads (the backbone's other outputs would only use memory)
+        read = {i.name for i in self._part("output", backend).get_inputs()}
+        return {**{k: v for k, v in tensors.items() if k in read}, **out}
 
     def stage_finish(self, tensors: dict[str, np.ndarray], rgb: np.ndarray, foreground: bool,
                      full_foreground: bool = False) -> Matte:

@@ -65,7 +65,7 @@ STATE_OUT = ("r1o", "r2o", "r3o", "r4o")
 # a warm-up pass skips the full-size output block and guided filter, whose only use is A and b.
 # Measured at 1080p (a 640x360 low-res pass, 2 threads): encoder ~47 ms, warmup ~41 ms, decoder
 # ~90 ms, the whole network ~125 ms; 4 passes cost ~0.5x of 4 whole ones, with identical outputs.
-# A video's frames run encoder, recurrent and output as stages that overlap from frame to frame
+# A video's frames run backbone, recurrent and output as stages that overlap from frame to frame
 # (:mod:`mattekit.stages`): only the recurrent part has to wait for the previous frame.
 PARTS = ("lowres", "encoder", "warmup", "decoder", "backbone", "recurrent", "output")
 

@@ -34,13 +34,15 @@ Video (``stream``)
     Every preset runs one 640 px pass per frame: on video a larger pass than the stills' rule
     *is* steadier (dtSSD on the GT clip, and on another clip in the independent check), and the
     recurrent state carried from frame to frame is the warm-up, so the video recipe's ``passes``
-    only apply to the first frame after a start or :meth:`PresetStream.reset`. The video code
-    path is::
+    only apply to the first frame after a start or :meth:`PresetStream.reset`. Frame by frame::
 
         s = presets.stream(engine, options.preset, options.ratio, foreground=want_fg)
         for rgb in frames:            # RGB uint8 HxWx3
             matte = s.process(rgb)    # Matte(alpha, foreground)
         s.reset()                     # at a scene cut
+
+    :func:`mattekit.video.process_video` runs ``s.stages()`` instead, each in its own thread
+    (:mod:`mattekit.stages`): the same mattes, more frames per second.
 """
 
 from __future__ import annotations

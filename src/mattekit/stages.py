@@ -2,7 +2,8 @@
 
 RVM carries a recurrent state from frame to frame, so a frame's network cannot start before the
 previous frame's is done; but only part of the network reads that state. The split's
-low-resolution network is cut three ways (:data:`mattekit.fastpath.PARTS`)::
+low-resolution network is cut in three (the ``backbone``, ``recurrent`` and ``output`` parts of
+:data:`mattekit.fastpath.PARTS`)::
 
     encode   the model's own downsample, MobileNetV3 backbone, LR-ASPP    never reads the state
     recur    the decoder's recurrent blocks                                reads frame t-1's, writes t's
@@ -28,7 +29,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .engine import Engine, Matte, RecurrentState, check_rgb
+from .engine import Engine, Matte, RecurrentState, check_rgb, resolve_ratio
 from .fastpath import STATE_OUT
 
 __all__ = ["STAGES", "Frame", "StagedStream"]
@@ -60,6 +61,9 @@ class StagedStream:
                  first_passes: int = 1, threads: Optional[int] = None) -> None:
         cores = engine.threads or os.cpu_count() or 1
         self.engine = engine.with_threads(threads or max(1, cores // len(STAGES)))
+        # A first frame runs alone (the later stages wait for it): on all of the engine's threads.
+        # Same numbers: a run's results do not depend on its thread count.
+        self._first_engine = engine
         self.ratio = ratio
         self.foreground = foreground
         self.first_passes = max(1, first_passes)
@@ -85,12 +89,13 @@ class StagedStream:
     def encode(self, rgb: np.ndarray) -> Frame:
         rgb = check_rgb(rgb)
         h, w = rgb.shape[:2]
-        first, self._shape = self._shape != (h, w), (h, w)  # RVM's state is spatial
-        if first:  # as a still: Engine.step with no state
-            matte, state = self.engine.step(rgb, self.ratio(h, w), None, foreground=self.foreground,
-                                            passes=self.first_passes)
+        ratio = resolve_ratio(self.ratio(h, w), h, w)  # clamped as Engine.step clamps it
+        if self._shape != (h, w):  # a first frame (RVM's state is spatial): as a still, Engine.step
+            matte, state = self._first_engine.step(rgb, ratio, None, foreground=self.foreground,
+                                                   passes=self.first_passes)
+            self._shape = (h, w)
             return Frame(rgb, matte=matte, state=state.tensors)
-        return Frame(rgb, self.engine.stage_encode(rgb, self.ratio(h, w)))
+        return Frame(rgb, self.engine.stage_encode(rgb, ratio))
 
     def recur(self, frame: Frame) -> Frame:
         if frame.state is not None:
@@ -101,6 +106,6 @@ class StagedStream:
         return frame
 
     def finish(self, frame: Frame) -> Matte:
-        matte = frame.matte or self.engine.stage_finish(frame.tensors, frame.rgb, self.foreground)
+        matte = frame.matte if frame.matte is not None else self.engine.stage_finish(frame.tensors, frame.rgb, self.foreground)
         self.frames += 1
         return matte

@@ -6,9 +6,11 @@ alpha by up to ~11/255 at edges), so bf16 there ruins hair; the recurrent decode
 (alpha within the fp32 model's own noise, see ``bench/backends.py``) and holds the costly
 full-resolution stages, where bf16 dot products double the throughput. OpenVINO's CPU plugin
 ignores per-node precision marks under a bf16 hint, so the halves are separate models: the
-encoder sub-model stays on ONNX Runtime (faster than OpenVINO's f32 on it, measured), the decoder
-and warm-up sub-models are compiled by OpenVINO at bf16, and the one-pass network is the two
-chained. On a CPU without bf16 instructions OpenVINO runs the decoder in f32.
+backbone sub-models (``encoder``, ``backbone``) stay on ONNX Runtime (faster than OpenVINO's f32
+on them, measured); the decoder's (``recurrent`` and ``output`` for video frames, ``warmup`` and
+``decoder`` for repeated passes) are compiled by OpenVINO at bf16. The one-piece ``lowres``
+network runs first frames only, which are ONNX Runtime's. On a CPU without bf16 instructions
+OpenVINO runs the decoder in f32.
 
 OpenVINO pays before it gains: importing it and compiling the decoder take ~0.3 s, and it
 specializes its kernels and buffers to each input size, so its first run at a new size costs

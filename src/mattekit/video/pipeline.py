@@ -42,9 +42,12 @@ from .reader import (
 )
 from .writers import is_frame_file, remove
 
-__all__ = ["process_video", "write_frames", "Progress", "VideoResult", "QUEUE_FRAMES"]
+__all__ = ["process_video", "write_frames", "Progress", "VideoResult", "QUEUE_FRAMES", "STAGE_QUEUE_FRAMES"]
 
 QUEUE_FRAMES = 4  # frames in flight per queue: enough to overlap stages, small for memory
+# Between two model stages a frame also carries the network's tensors (~20 MB at 640x360), and
+# the stages take about as long as each other, so a short queue is enough to keep them busy.
+STAGE_QUEUE_FRAMES = 2
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class VideoResult:
     fps: float
     audio: bool
     seconds: float
+    # seconds: "matte" summed over the model's stages (they overlap, so it may exceed "total"),
+    # "write" compose + encode, "total" the whole run
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -167,7 +172,8 @@ def process_video(
 
     run = _Run(stage_s=[0.0] * len(stages))
     # queues[i] feeds stage i; the last one feeds the writer
-    queues: list["queue.Queue"] = [queue.Queue(QUEUE_FRAMES) for _ in range(len(stages) + 1)]
+    queues: list["queue.Queue"] = [queue.Queue(QUEUE_FRAMES if i in (0, len(stages)) else STAGE_QUEUE_FRAMES)
+                                   for i in range(len(stages) + 1)]
     decoded_q, matted_q = queues[0], queues[-1]
 
     def reader() -> None:
