@@ -373,14 +373,25 @@ def downsample(rgb: np.ndarray, ratio: float) -> np.ndarray:
         raise ValueError(f"ratio {ratio} leaves no pixels of a {w}x{h} image")
     r0, r1, rw0, rw1 = _taps(h, oh, ratio)
     c0, c1, cw0, cw1 = _taps(w, ow, ratio)
-    top, bottom = rgb[r0], rgb[r1]  # oh x W x 3: two row gathers
-    cw0, cw1 = cw0[None, :, None], cw1[None, :, None]
-    # np.take: ~3x faster than fancy indexing along the middle axis
-    upper = np.take(top, c0, axis=1) * cw0 + np.take(top, c1, axis=1) * cw1  # float32 oh x ow x 3
-    lower = np.take(bottom, c0, axis=1) * cw0 + np.take(bottom, c1, axis=1) * cw1
     scale = np.float32(1.0 / 255.0)
-    out = upper * (rw0 * scale)[:, None, None] + lower * (rw1 * scale)[:, None, None]
-    return np.ascontiguousarray(out.transpose(2, 0, 1)[None])
+    # Channels first from the start (the network's layout: no transpose at the end, and numpy's
+    # loops run along rows instead of 3-long pixels), in place where it can (each new temporary
+    # of this size costs page faults): 6 ms instead of 9.5 for 720p -> 640x360, the same bits.
+    out: Optional[np.ndarray] = None
+    for rows, row_weight in ((r0, rw0), (r1, rw1)):
+        band = np.ascontiguousarray(rgb[rows].transpose(2, 0, 1))  # 3 x oh x W, uint8: one row gather
+        part = np.take(band, c0, axis=2).astype(np.float32)  # np.take: ~3x faster than fancy indexing
+        part *= cw0
+        right = np.take(band, c1, axis=2).astype(np.float32)
+        right *= cw1
+        part += right
+        part *= (row_weight * scale)[:, None]
+        if out is None:
+            out = part
+        else:
+            out += part
+    assert out is not None
+    return out[None]
 
 
 # -- the tail -------------------------------------------------------------------------------
