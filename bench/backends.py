@@ -57,19 +57,14 @@ def _names() -> list[str]:
 
 
 class _Staged:
-    """The network as the engine runs a backend (its three stage parts, one after another), with
-    a session's ``run``: the low-resolution source and a state in; A, b and the state out."""
+    """Engine.network (a backend's network as the engine runs it) with a session's ``run``."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self.network = engine.network
 
     def run(self, _names, feeds: dict) -> list:
-        x = feeds[fastpath.LOWRES_INPUT]
-        tensors = self.engine.run_part("backbone", {fastpath.LOWRES_INPUT: x}, self.engine.backend)
-        tensors[fastpath.LOWRES_INPUT] = x
-        tensors = self.engine.stage_recur(tensors, [feeds[n] for n in fastpath.STATE_IN])
-        out = self.engine.run_part("output", tensors, self.engine.backend)
-        return [out[fastpath.COEFF_A], out[fastpath.COEFF_B], *(tensors[n] for n in fastpath.STATE_OUT)]
+        out = self.network(feeds[fastpath.LOWRES_INPUT], [feeds[n] for n in fastpath.STATE_IN])
+        return [out[n] for n in (fastpath.COEFF_A, fastpath.COEFF_B, *fastpath.STATE_OUT)]
 
 
 def _overlapped(engine: Engine, x: np.ndarray, frames: int) -> None:

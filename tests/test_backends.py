@@ -52,19 +52,14 @@ def _rgb(path: Path) -> np.ndarray:
 ZERO_STATE = {n: np.zeros((1, 1, 1, 1), np.float32) for n in fastpath.STATE_IN}
 
 
-class _Staged:
-    """The network as the engine runs it on a backend (its three stage parts), with a session's
-    ``run``: the low-resolution source and a state in, A and b out."""
+class _Network:
+    """Engine.network (the backend's network as the engine runs it) with a session's ``run``."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self.network = engine.network
 
     def run(self, _names, feeds: dict) -> list:
-        x = feeds[fastpath.LOWRES_INPUT]
-        tensors = self.engine.run_part("backbone", {fastpath.LOWRES_INPUT: x}, self.engine.backend)
-        tensors[fastpath.LOWRES_INPUT] = x
-        tensors = self.engine.stage_recur(tensors, [feeds[n] for n in fastpath.STATE_IN])
-        out = self.engine.run_part("output", tensors, self.engine.backend)
+        out = self.network(feeds[fastpath.LOWRES_INPUT], [feeds[n] for n in fastpath.STATE_IN])
         return [out[fastpath.COEFF_A], out[fastpath.COEFF_B]]
 
 
@@ -79,7 +74,7 @@ def _network_alpha(session, rgb: np.ndarray, ratio: float, noise: bool = False) 
 def _compare(candidate: Engine, reference: Engine, photos: list[Path]) -> None:
     """The backend's network as the engine runs it, on photos (zero state), as the issue measures it."""
     fp32 = Engine(backend="onnxruntime").load()._part("lowres")
-    network = _Staged(candidate)
+    network = _Network(candidate)
     means, p999s, yardsticks = [], [], []
     for path in photos:
         rgb = _rgb(path)

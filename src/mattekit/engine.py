@@ -411,7 +411,11 @@ class Engine:
         Returns the tensors the later stages read."""
         from . import fastpath
 
-        lowres = fastpath.downsample(rgb, ratio)
+        return self._backbone(fastpath.downsample(rgb, ratio))
+
+    def _backbone(self, lowres: np.ndarray) -> dict[str, np.ndarray]:
+        from . import fastpath
+
         tensors = self.run_part("backbone", {fastpath.LOWRES_INPUT: lowres}, self._backend_for(lowres),
                                 _run_options(lowres))
         tensors[fastpath.LOWRES_INPUT] = lowres
@@ -429,6 +433,14 @@ class Engine:
         # on to stage 3: what it reads (the backbone's other outputs would only use memory)
         read = {i.name for i in self._part("output", backend).get_inputs()}
         return {**{k: v for k, v in tensors.items() if k in read}, **out}
+
+    def network(self, lowres: np.ndarray, state: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """The low-resolution network on ``lowres`` (the model's downsample of a frame) carrying
+        ``state`` from an earlier frame, as :meth:`step` runs it: the stage parts in turn, on the
+        backend. Its tensors by name, among them A and b (``fastpath.COEFF_A``, ``COEFF_B``) and
+        the new state (``fastpath.STATE_OUT``)."""
+        tensors = self.stage_recur(self._backbone(lowres), state)
+        return {**tensors, **self.run_part("output", tensors, self._backend_for(lowres), _run_options(lowres))}
 
     def stage_finish(self, tensors: dict[str, np.ndarray], rgb: np.ndarray, foreground: bool,
                      full_foreground: bool = False) -> Matte:

@@ -120,33 +120,41 @@ def _pull_back(graph, features: list[str]) -> list[str]:
     return found
 
 
+def _walk_back(graph, outputs, inputs) -> tuple[set[int], set[str], set[str]]:
+    """The nodes (by index) that compute ``outputs`` from ``inputs``, the tensors they need
+    (inputs excluded) and the inputs they read. By index: protobuf may wrap one node in a new
+    Python object at each access, so ``id()`` is no name for a node beyond one loop."""
+    producer = {out: (index, node) for index, node in enumerate(graph.node) for out in node.output}
+    inputs = set(inputs)
+    nodes: set[int] = set()
+    needed: set[str] = set()
+    read: set[str] = set()
+    stack = list(outputs)
+    while stack:
+        tensor = stack.pop()
+        if tensor in inputs:
+            read.add(tensor)
+            continue
+        if tensor in needed:
+            continue
+        needed.add(tensor)
+        found = producer.get(tensor)
+        if found is not None and found[0] not in nodes:
+            nodes.add(found[0])
+            stack.extend(i for i in found[1].input if i)
+    return nodes, needed, read
+
+
 def _handover(graph, features: list[str]) -> list[str]:
     """What the state-reading part of the decoder hands to the rest: tensors computed by the
     nodes that ``STATE_OUT`` needs and read by the nodes only ``A``/``b`` need, in graph order.
     (In RVM: the last recurrent block's output, half of it the new ``r1o``.)"""
-    producer = {out: node for node in graph.node for out in node.output}
-
-    def ancestors(outputs) -> set[int]:
-        nodes: set[int] = set()
-        seen: set[str] = set()
-        stack = list(outputs)
-        while stack:
-            tensor = stack.pop()
-            if tensor in seen or tensor in features or tensor in STATE_IN:
-                continue
-            seen.add(tensor)
-            node = producer.get(tensor)
-            if node is not None and id(node) not in nodes:
-                nodes.add(id(node))
-                stack.extend(i for i in node.input if i)
-        return nodes
-
-    recurrent = ancestors(STATE_OUT)
-    made = {out for node in graph.node if id(node) in recurrent for out in node.output}
-    rest = ancestors([COEFF_A, COEFF_B]) - recurrent
+    recurrent = _walk_back(graph, STATE_OUT, [*features, *STATE_IN])[0]
+    made = {out for index, node in enumerate(graph.node) if index in recurrent for out in node.output}
+    rest = _walk_back(graph, [COEFF_A, COEFF_B], [*features, *STATE_IN])[0] - recurrent
     found: list[str] = []
-    for node in graph.node:
-        if id(node) in rest:
+    for index, node in enumerate(graph.node):
+        if index in rest:
             if any(i in STATE_IN for i in node.input):
                 raise ValueError(f"{node.name} reads the recurrent state outside the recurrent blocks")
             found.extend(i for i in node.input if i in made and i not in found)
@@ -160,27 +168,11 @@ def _extract(model, typed, inputs: list[str], outputs: list[str], name: str):
     from onnx import helper
 
     graph = model.graph
-    producer = {out: node for node in graph.node for out in node.output}
-    needed: set[str] = set()
-    kept: set[int] = set()
-    used_inputs: set[str] = set()
-    stack = list(outputs)
-    while stack:  # walk back from the outputs, stopping at the new inputs
-        tensor = stack.pop()
-        if tensor in inputs:
-            used_inputs.add(tensor)
-            continue
-        if tensor in needed:
-            continue
-        needed.add(tensor)
-        node = producer.get(tensor)
-        if node is not None and id(node) not in kept:
-            kept.add(id(node))
-            stack.extend(i for i in node.input if i)
+    kept, needed, used_inputs = _walk_back(graph, outputs, inputs)
     if "src" in needed or "downsample_ratio" in needed:
         raise ValueError("this model's low-resolution network depends on src beyond Resize_3")
     sub = helper.make_graph(
-        [n for n in graph.node if id(n) in kept],
+        [n for index, n in enumerate(graph.node) if index in kept],
         name,
         [typed[n] for n in inputs if n in used_inputs],
         [typed[n] for n in outputs],
