@@ -118,8 +118,9 @@ def resolve_device(device: Optional[str] = None) -> Device:
     return value  # type: ignore[return-value]
 
 
-def choose_providers(device: Device = "auto") -> list[str]:
-    """ONNX Runtime providers for ``device``; ``cuda`` without a CUDA build is an error."""
+def choose_providers(device: Device = "auto", *, quiet: bool = False) -> list[str]:
+    """ONNX Runtime providers for ``device``; ``cuda`` without a CUDA build is an error.
+    ``quiet``: say the choice at debug level only."""
     available = _available_providers()
     if device == "cpu":
         return ["CPUExecutionProvider"]
@@ -132,7 +133,7 @@ def choose_providers(device: Device = "auto") -> list[str]:
             "(pip install 'mattekit[gpu]', which needs onnxruntime-gpu in place of onnxruntime) "
             "or use --device cpu."
         )
-    log.info("device auto: no CUDA provider in this ONNX Runtime; running on the CPU")
+    (log.debug if quiet else log.info)("device auto: no CUDA provider in this ONNX Runtime; running on the CPU")
     return ["CPUExecutionProvider"]
 
 
@@ -178,6 +179,7 @@ class Engine:
         self._sessions: dict[str, object] = {}  # created on first use
         self._session_options: Optional[tuple[Any, list[str]]] = None  # (ort.SessionOptions, providers), by _configure
         self._siblings: dict[int, "Engine"] = {}  # see with_threads()
+        self._quiet = False  # a sibling: its set-up is its parent's, said once, by the parent
         self._lock = threading.RLock()
         self.providers: list[str] = []
         self.model_path: Optional[Path] = None
@@ -208,6 +210,7 @@ class Engine:
             if sibling is None:
                 sibling = self._siblings[threads] = Engine(self._model_arg, threads=threads, device=self.device,
                                                            fast=self.fast, backend=self.backend)
+                sibling._quiet = True
             return sibling
 
     @property
@@ -248,7 +251,7 @@ class Engine:
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers = choose_providers(self.device)
+        providers = choose_providers(self.device, quiet=self._quiet)
         # The split pays off where the tail is memory-bound CPU work; on a GPU the full graph's
         # tail is cheap and a host-side tail would cost a copy of A/b plus CPU time.
         parts = {}
@@ -266,7 +269,7 @@ class Engine:
         self._paths = parts or {"full": info.path}
         self._session_options = (opts, providers)
         self.model_path = info.path
-        log.info(
+        (log.debug if self._quiet else log.info)(
             "RVM from %s (%s); backend: %s; threads: %s", info.path,
             "low-resolution network in sub-models + OpenCV tail" if parts else "full graph",
             self.backend if self.backend == "onnxruntime" else
@@ -305,7 +308,7 @@ class Engine:
                         raise ModelUnavailable(f"could not load the model {path}: {exc}") from None
                     if not self.providers and hasattr(session, "get_providers"):
                         self.providers = list(session.get_providers())
-                        log.info("ONNX Runtime providers: %s", ", ".join(self.providers))
+                        (log.debug if self._quiet else log.info)("ONNX Runtime providers: %s", ", ".join(self.providers))
                     if self.device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
                         raise InvalidOption(
                             "CUDA was asked for, but ONNX Runtime could not start it (driver or CUDA/cuDNN "

@@ -23,6 +23,7 @@ three stage methods on its backend, which ``step`` runs in turn.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -35,6 +36,8 @@ from .fastpath import STATE_OUT
 __all__ = ["STAGES", "Frame", "StagedStream"]
 
 STAGES = ("encode", "recur", "finish")
+
+log = logging.getLogger("mattekit.stages")
 
 
 @dataclass
@@ -64,6 +67,8 @@ class StagedStream:
         # A first frame runs alone (the later stages wait for it): on all of the engine's threads.
         # Same numbers: a run's results do not depend on its thread count.
         self._first_engine = engine
+        log.info("video frames after the first: %d overlapping model stages, %d thread%s each", len(STAGES),
+                 self.engine.threads, "" if self.engine.threads == 1 else "s")
         self.ratio = ratio
         self.foreground = foreground
         self.first_passes = max(1, first_passes)
