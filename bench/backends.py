@@ -45,7 +45,7 @@ from mattekit.options import Options, parse_background  # noqa: E402
 from mattekit.stages import STAGES  # noqa: E402
 from mattekit.video import VideoOptions, alpha_sequence, process_video, read_frames  # noqa: E402
 from speed import cpu_name  # noqa: E402
-from video import _upscaled  # noqa: E402
+from video import _street_clip, _upscaled  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 EVAL = Path(os.environ.get("MATTEKIT_EVAL_DIR") or ROOT.parent / "shared" / "eval")
@@ -187,9 +187,8 @@ def part_accuracy(frames_cap: int) -> list[dict]:
 
 
 def part_video(frames_cap: int) -> list[dict]:
-    src = EVAL / "video" / "openpose_street.mp4"
-    if not src.is_file():
-        print(f"skip video: {src} not found", file=sys.stderr)
+    src = _street_clip("video")
+    if src is None:
         return []
     rows = []
     with tempfile.TemporaryDirectory(prefix="mattekit-bench-backends-") as tmpname:

@@ -36,10 +36,7 @@ def test_the_three_parts_compute_the_whole_network(engine, sample_photo):
     for _ in range(2):
         x = fastpath.downsample(rgb, 0.5)
         whole = engine.run_part("lowres", {fastpath.LOWRES_INPUT: x, **dict(zip(fastpath.STATE_IN, state))})
-        tensors = engine.run_part("backbone", {fastpath.LOWRES_INPUT: x})
-        tensors[fastpath.LOWRES_INPUT] = x
-        tensors = engine.stage_recur(tensors, state)
-        tensors.update(engine.run_part("output", tensors))
+        tensors = engine.network(x, state)  # backbone -> recurrent -> output
         for name in (fastpath.COEFF_A, fastpath.COEFF_B, *fastpath.STATE_OUT):
             assert np.abs(tensors[name] - whole[name]).max() < 1e-5, name
         state = [whole[n] for n in fastpath.STATE_OUT]

@@ -392,13 +392,13 @@ class Engine:
             matte = self.stage_finish(staged, rgb, foreground, full_foreground)
             return matte, RecurrentState([staged[n] for n in fastpath.STATE_OUT], rgb.shape[:2])
         lowres = fastpath.downsample(rgb, ratio)
-        run_options = arena_run_options(lowres.shape[2] * lowres.shape[3])
+        run_options = _run_options(lowres)
         tensors = state.tensors
-        backend = "onnxruntime" if state.is_empty else self._backend_for(lowres)
         if passes == 1:  # a first run: always ONNX Runtime fp32
             coeff_a, coeff_b, *tensors = self._part("lowres").run(
                 None, {fastpath.LOWRES_INPUT: lowres, **dict(zip(_STATE_IN, tensors))}, run_options)
         else:
+            backend = "onnxruntime" if state.is_empty else self._backend_for(lowres)
             features = self.run_part("encoder", {fastpath.LOWRES_INPUT: lowres}, backend, run_options)
             features[fastpath.LOWRES_INPUT] = lowres
             for name in ["warmup"] * (passes - 1) + ["decoder"]:
@@ -443,16 +443,22 @@ class Engine:
         backend. Its tensors by name, among them A and b (``fastpath.COEFF_A``, ``COEFF_B``) and
         the new state (``fastpath.STATE_OUT``)."""
         tensors = self.stage_recur(self._backbone(lowres), state)
-        return {**tensors, **self.run_part("output", tensors, self._backend_for(lowres), _run_options(lowres))}
+        return {**tensors, **self._output(tensors)}
 
     def stage_finish(self, tensors: dict[str, np.ndarray], rgb: np.ndarray, foreground: bool,
                      full_foreground: bool = False) -> Matte:
         """Stage 3: the rest of the decoder (state-free) and the full-resolution tail."""
         from . import fastpath
 
-        lowres = tensors[fastpath.LOWRES_INPUT]
-        out = self.run_part("output", tensors, self._backend_for(lowres), _run_options(lowres))
+        out = self._output(tensors)
         return self.finish(out[fastpath.COEFF_A], out[fastpath.COEFF_B], rgb, foreground, full_foreground)
+
+    def _output(self, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The ``output`` part on what stage 2 handed on: A and b."""
+        from . import fastpath
+
+        lowres = tensors[fastpath.LOWRES_INPUT]
+        return self.run_part("output", tensors, self._backend_for(lowres), _run_options(lowres))
 
     def _backend_for(self, lowres: np.ndarray) -> str:
         from . import backends
