@@ -28,8 +28,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 import load  # noqa: E402  (bench/load.py: a real server with its own TMPDIR)
 
 FAST = {"preset": "fast"}
-# ``best`` at ratio 1 on a 1024 px photo: ten network passes of ~1 MP, several seconds here.
+# ``best`` at ratio 1 on SLOW_SIDE px: three network passes of ~1.6 MP, ~2.3 s on a 2-core Zen 4,
+# well past REQUEST_TIMEOUT (a 1024 px photo took 1.25-1.7 s there once the model got faster, and
+# sometimes finished in time); each pass ~0.7 s, so a worker stopped at the deadline is soon free.
 SLOW = {"preset": "best", "ratio": "1"}
+SLOW_SIDE = 1280
 REQUEST_TIMEOUT = 1.5
 
 
@@ -68,6 +71,12 @@ def images() -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
+def slow_photo() -> bytes:
+    """The photo SLOW requests send."""
+    return load.sample_images((SLOW_SIDE,))[0]
+
+
+@pytest.fixture(scope="module")
 def timed() -> Iterator[load.Server]:
     env = {"MATTEKIT_WORKERS": "1", "MATTEKIT_QUEUE_SIZE": "2", "MATTEKIT_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
            "MATTEKIT_JOB_TIMEOUT": "1", "MATTEKIT_THREADS": "2"}
@@ -76,9 +85,10 @@ def timed() -> Iterator[load.Server]:
 
 
 # -- deadlines ----------------------------------------------------------------------------------
-def test_request_past_its_deadline_gets_504_and_frees_its_worker(timed: load.Server, images: list[bytes]) -> None:
+def test_request_past_its_deadline_gets_504_and_frees_its_worker(timed: load.Server, images: list[bytes],
+                                                                 slow_photo: bytes) -> None:
     t0 = time.monotonic()
-    r = _post(timed.url, images[1], SLOW)
+    r = _post(timed.url, slow_photo, SLOW)
     took = time.monotonic() - t0
     assert r.status_code == 504, r.text[:300]
     assert r.json()["error"]["code"] == "deadline_exceeded"
@@ -180,9 +190,10 @@ def _busy_gauge(url: str) -> float:
     return _metric(httpx.get(url + "/metrics").text, "mattekit_workers_busy")
 
 
-def test_full_queue_refuses_a_30_mb_upload_before_its_body(one_slot: load.Server, images: list[bytes]) -> None:
+def test_full_queue_refuses_a_30_mb_upload_before_its_body(one_slot: load.Server, images: list[bytes],
+                                                           slow_photo: bytes) -> None:
     with ThreadPoolExecutor(1) as ex:
-        slow = ex.submit(_post, one_slot.url, images[1], SLOW)  # takes the only slot for seconds
+        slow = ex.submit(_post, one_slot.url, slow_photo, SLOW)  # takes the only slot for seconds
         give_up = time.monotonic() + 30
         while _busy_gauge(one_slot.url) < 1 and time.monotonic() < give_up and not slow.done():
             time.sleep(0.05)
