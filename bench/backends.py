@@ -70,7 +70,7 @@ class _Staged:
 def _overlapped(engine: Engine, x: np.ndarray, frames: int) -> None:
     """``frames`` runs of the network as mattekit.stages runs a video: the three parts in three
     threads (one intra-op thread each), the state carried through the middle one."""
-    engine = engine.with_threads(max(1, (os.cpu_count() or 1) // len(STAGES)))  # as StagedStream does
+    engine = engine.with_threads(max(1, (engine.threads or backends.cpu_cores()) // len(STAGES)))  # as StagedStream does
     backend = engine.backend
     q1: "queue.Queue" = queue.Queue(4)
     q2: "queue.Queue" = queue.Queue(4)

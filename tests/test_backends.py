@@ -7,6 +7,7 @@ large differences at edges."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -217,3 +218,16 @@ def test_cpu_flags_are_read_from_linux():
     flags = backends.cpu_flags()
     if Path("/proc/cpuinfo").is_file():
         assert "sse2" in flags  # every x86-64 CPU
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
+def test_cpu_cores_follows_the_affinity_mask() -> None:
+    """Thread counts come from the cores the process may use (taskset, a container's cpuset),
+    not the machine's: 2 allowed cores of 16 must not start 16 threads."""
+    allowed = os.sched_getaffinity(0)
+    assert backends.cpu_cores() == len(allowed)
+    try:
+        os.sched_setaffinity(0, {min(allowed)})
+        assert backends.cpu_cores() == 1
+    finally:
+        os.sched_setaffinity(0, allowed)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
+from .backends import cpu_cores
 from .errors import InvalidOption, MattekitError
 from .files import is_temp_name, temp_name
 from .formats import CLIP_SUFFIXES, IMAGE_SUFFIXES
@@ -512,7 +513,7 @@ def connect(address: Optional[str], *, verbose: bool = False) -> None:
     else:
         # "local": a new instance even when RAY_ADDRESS or a `ray start` on this machine exists
         # (ray.init() would join those); --address auto is the way to ask for them.
-        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet)
+        ray.init(address="local", num_cpus=cpu_cores(), include_dashboard=False, **quiet)
 
 
 def check_reachable(address: str, timeout: float = 10.0) -> None:

@@ -36,6 +36,8 @@ from typing import Optional
 
 import numpy as np
 
+from .backends import cpu_cores
+
 __all__ = [
     "DERIVATION_VERSION", "LOWRES_INPUT", "COEFF_A", "COEFF_B", "STATE_IN", "STATE_OUT", "PARTS",
     "derived_path", "split_concat_convs", "build_submodels", "ensure_submodels", "lowres_size", "downsample",
@@ -439,7 +441,7 @@ def tail(
             np.clip(fg, 0.0, 1.0, out=fg)
 
     starts = range(0, h, STRIP_ROWS)
-    n = workers or os.cpu_count() or 1
+    n = workers or cpu_cores()
     if n > 1 and len(starts) > 1:
         from concurrent.futures import ThreadPoolExecutor
 

@@ -15,12 +15,12 @@ Failures are values, not exceptions: one bad file never stops the others.
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVar, Union
 
 from .engine import Engine, choose_providers
+from .backends import cpu_cores
 from .errors import InternalError, MattekitError
 from .matter import Matter
 from .options import Options
@@ -106,7 +106,7 @@ def _workers(jobs: int, engine: Engine) -> int:
     if engine.device == "auto":
         if choose_providers("auto")[0] != "CPUExecutionProvider":
             return 1  # one image at a time keeps a GPU busy; CPU copies of the session would not help
-    cores = engine.threads or os.cpu_count() or 1
+    cores = engine.threads or cpu_cores()
     return max(1, min(jobs, cores))
 
 

@@ -24,13 +24,13 @@ three stage methods on its backend, which ``step`` runs in turn.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from .engine import Engine, Matte, RecurrentState, check_rgb, resolve_ratio
+from .backends import cpu_cores
 from .fastpath import STATE_OUT
 
 __all__ = ["STAGES", "Frame", "StagedStream"]
@@ -62,7 +62,7 @@ class StagedStream:
 
     def __init__(self, engine: Engine, ratio: Callable[[int, int], float], *, foreground: bool = False,
                  first_passes: int = 1, threads: Optional[int] = None) -> None:
-        cores = engine.threads or os.cpu_count() or 1
+        cores = engine.threads or cpu_cores()
         self.engine = engine.with_threads(threads or max(1, cores // len(STAGES)))
         # A first frame runs alone (the later stages wait for it): on all of the engine's threads.
         # Same numbers: a run's results do not depend on its thread count.

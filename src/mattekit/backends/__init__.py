@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import InvalidOption
 
-__all__ = ["Backend", "BACKENDS", "DEFAULT", "cpu_flags", "unavailable", "resolve", "for_pass", "load"]
+__all__ = ["Backend", "BACKENDS", "DEFAULT", "cpu_flags", "cpu_cores", "unavailable", "resolve", "for_pass", "load"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,14 @@ def cpu_flags() -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on: its affinity mask where the OS has one (``taskset``, a
+    container's cpuset), which ``os.cpu_count()`` ignores; thread counts derive from this."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def unavailable(name: str) -> Optional[str]:

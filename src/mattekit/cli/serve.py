@@ -11,6 +11,7 @@ from typing import Any, Iterator, Optional
 import click
 
 from ..errors import InvalidOption
+from ..backends import cpu_cores
 from .params import Command, current_backend, current_device
 from .report import exit_on_errors
 
@@ -85,8 +86,7 @@ def _shared_environment(settings: Any, processes: int, device: Optional[str],
     if backend is not None:
         os.environ["MATTEKIT_BACKEND"] = backend
     if not os.environ.get("MATTEKIT_THREADS"):  # N processes × all cores each would oversubscribe
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        os.environ["MATTEKIT_THREADS"] = str(max(1, cores // processes))
+        os.environ["MATTEKIT_THREADS"] = str(max(1, cpu_cores() // processes))
     made = []
     for name, prefix in (("PROMETHEUS_MULTIPROC_DIR", "mattekit-metrics-"), ("MATTEKIT_JOB_DIR", "mattekit-jobs-")):
         if not os.environ.get(name):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from ..errors import InvalidOption
+from ..backends import cpu_cores
 
 __all__ = [
     "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_QUEUE_SIZE", "DEFAULT_MAX_LOWRES_PIXELS",
@@ -55,8 +56,7 @@ def default_workers() -> int:
     overlaps the single-threaded decode/compose/encode of one request with another's inference.
     More than 4 adds memory (one full-size image set per worker) without throughput.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(4, cores))
+    return max(1, min(4, cpu_cores()))
 
 
 def env_number(env: Mapping[str, str], name: str, default: N, minimum: N, cast: Callable[[str], N] = int) -> N:
