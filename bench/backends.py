@@ -15,6 +15,11 @@
    recurrent state carried, per backend.
 3. video: ``process_video`` end to end, 720p transparent WebM and 1080p composite MP4 at the
    default preset and size, per backend.
+4. profile (only with ``--part profile``): where ONNX Runtime fp32's time goes in the three stage
+   parts at 640x360, one thread, by op type: how far exact fp32 graph work could go (its floor is
+   the convolutions' share, if every other op cost nothing). Then a variant tried and left out:
+   the backbone's blocks at 1/16 resolution (over half its time) in bf16 as well, their time on
+   each runtime and the alpha that results on the dev photos (stills).
 
 Writes ``bench/out/backends.json`` and ``bench/out/backends.md`` (the docs' table).
 """
@@ -50,6 +55,8 @@ from video import _street_clip, _upscaled  # noqa: E402
 OUT = ROOT / "bench" / "out"
 EVAL = Path(os.environ.get("MATTEKIT_EVAL_DIR") or ROOT.parent / "shared" / "eval")
 BASE = "onnxruntime"
+STAGES_PARTS = ("backbone", "recurrent", "output")  # the sub-models the three stages run
+DEEP = "bf16 decoder + bf16 backbone blocks at 1/16"
 
 
 def _names() -> list[str]:
@@ -131,6 +138,147 @@ def part_model(reps: int, calls: int) -> list[dict]:
                    "vs_onnxruntime": statistics.median(ts) / base}
             rows.append(row)
             print(json.dumps(row), flush=True)
+    return rows
+
+
+def part_profile(runs: int = 13) -> list[dict]:
+    """ONNX Runtime's own profile of the stage parts as the engine loads them (default graph
+    optimisations, so fused and blocked nodes), 1 intra-op thread, a second frame (state carried);
+    the median of each node's time over the runs after the first three."""
+    engine = Engine(backend=BASE, threads=1).load()
+    x = np.random.default_rng(0).random((1, 3, 360, 640), dtype=np.float32)
+    zero = [np.zeros((1, 1, 1, 1), np.float32)] * 4
+    state = [engine.network(x, zero)[n] for n in fastpath.STATE_OUT]
+    tensors = engine.run_part("backbone", {fastpath.LOWRES_INPUT: x})
+    pool = {fastpath.LOWRES_INPUT: x, **dict(zip(fastpath.STATE_IN, state)), **tensors}
+    pool.update(engine.stage_recur({**tensors, fastpath.LOWRES_INPUT: x}, state))
+    import onnxruntime as ort
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mattekit-bench-profile-") as tmp:
+        for part in STAGES_PARTS:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = options.inter_op_num_threads = 1
+            options.enable_profiling = True
+            options.profile_file_prefix = str(Path(tmp) / part)
+            session = ort.InferenceSession(str(engine._paths[part]), options, providers=["CPUExecutionProvider"])
+            feeds = {i.name: pool[i.name] for i in session.get_inputs()}
+            for _ in range(runs):
+                session.run(None, feeds)
+            events = json.loads(Path(session.end_profiling()).read_text())
+            per_node: dict[str, list[float]] = {}
+            op_of = {}
+            for e in events:
+                if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+                    per_node.setdefault(e["name"], []).append(e["dur"] / 1e3)
+                    op_of[e["name"]] = e["args"]["op_name"]
+            by_op: dict[str, float] = {}
+            for name, ms in per_node.items():
+                by_op[op_of[name]] = by_op.get(op_of[name], 0.0) + statistics.median(ms[3:])
+            row = {"part": part, "ms": sum(by_op.values()),
+                   "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1]))}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    total = sum(r["ms"] for r in rows)
+    conv = sum(r["by_op"].get("Conv", 0.0) for r in rows)
+    rows.append({"part": "all", "ms": total, "conv_ms": conv, "conv_share": conv / total})
+    print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+
+def _deep_blocks(backbone: Path, tmp: Path, h: int = 360, w: int = 640) -> tuple[Path, str, list[str]]:
+    """The backbone part's blocks at 1/16 resolution as a model of their own (found by shape: the
+    nodes whose output has 1/16 of the rows): its file, its one input (the last 1/8-resolution
+    tensor) and its outputs (the backbone's outputs at 1/16)."""
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(str(backbone))
+    for dim, value in zip(model.graph.input[0].type.tensor_type.shape.dim, (1, 3, h, w)):
+        dim.ClearField("dim_param")
+        dim.dim_value = value
+    inferred = shape_inference.infer_shapes(model)
+    values = [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]
+    rows = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
+    deep_rows = -(-h // 16)
+    is_deep = {name: len(shape) == 4 and shape[2] == deep_rows for name, shape in rows.items()}
+    weights = {i.name for i in model.graph.initializer}
+    boundary = {i for n in inferred.graph.node if is_deep.get(n.output[0]) for i in n.input
+                if i and i not in weights and len(rows.get(i, [])) == 4 and rows[i][2] > deep_rows}
+    assert len(boundary) == 1, f"expected one tensor into the 1/16 blocks, found {sorted(boundary)}"
+    outputs = [o.name for o in model.graph.output if is_deep.get(o.name)]
+    path = tmp / "deep.onnx"
+    onnx.utils.extract_model(str(backbone), str(path), sorted(boundary), outputs)
+    return path, boundary.pop(), outputs
+
+
+def part_deep_bf16() -> list[dict]:
+    """The variant: the decoder in bf16 (the openvino-bf16 backend) and the backbone's 1/16 blocks
+    too, against the fp32 full graph on the dev photos as stills; and those blocks' time."""
+    if "openvino-bf16" not in _names():
+        print("skip the bf16 backbone variant: no openvino-bf16 backend here", file=sys.stderr)
+        return []
+    import onnx
+    import onnxruntime as ort
+
+    from mattekit.backends.openvino import _PerShape
+
+    engine = Engine(backend="openvino-bf16", threads=1).load()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mattekit-bench-deep-") as tmpname:
+        tmp = Path(tmpname)
+        backbone = engine._paths["backbone"]
+        deep_path, into, deep_out = _deep_blocks(backbone, tmp)
+        onnx.utils.extract_model(str(backbone), str(tmp / "early.onnx"), [fastpath.LOWRES_INPUT], [into])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        early = ort.InferenceSession(str(tmp / "early.onnx"), options, providers=["CPUExecutionProvider"])
+        deep32 = ort.InferenceSession(str(deep_path), options, providers=["CPUExecutionProvider"])
+        deep16 = _PerShape(deep_path, 1)
+        x = np.random.default_rng(0).random((1, 3, 360, 640), dtype=np.float32)
+        boundary = early.run(None, {fastpath.LOWRES_INPUT: x})[0]
+        full = engine.run_part("backbone", {fastpath.LOWRES_INPUT: x})
+        for name, session in (("backbone (whole part), ONNX Runtime fp32", None),
+                              ("its 1/16 blocks, ONNX Runtime fp32", deep32), ("its 1/16 blocks, OpenVINO bf16", deep16)):
+            def call(session=session):
+                if session is None:
+                    engine.run_part("backbone", {fastpath.LOWRES_INPUT: x})
+                else:
+                    session.run(None, {into: boundary})
+            for _ in range(3):
+                call()
+            times = []
+            for _ in range(15):
+                t = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - t)
+            rows.append({"what": name, "ms_640x360_1thread": statistics.median(times) * 1e3})
+            print(json.dumps(rows[-1]), flush=True)
+        photos = sorted((EVAL / "people" / "image").glob("*.jpg"))
+        reference = Engine(fast=False).load()
+        zero = [np.zeros((1, 1, 1, 1), np.float32)] * 4
+        found: dict[str, list[tuple[float, float]]] = {"openvino-bf16": [], DEEP: []}
+        for path in photos:
+            rgb = np.asarray(Image.open(path).convert("RGB"))
+            ratio = auto_ratio(*rgb.shape[:2])
+            want = reference.step(rgb, ratio)[0].alpha
+            lowres = fastpath.downsample(rgb, ratio)
+            full = engine.run_part("backbone", {fastpath.LOWRES_INPUT: lowres})
+            boundary = early.run(None, {fastpath.LOWRES_INPUT: lowres})[0]
+            deep = dict(zip(deep_out, deep16.run(None, {into: boundary})))
+            for name, tensors in (("openvino-bf16", full), (DEEP, {**full, **deep})):
+                tensors = engine.stage_recur({**tensors, fastpath.LOWRES_INPUT: lowres}, zero)
+                out = engine._output(tensors)
+                alpha = fastpath.tail(out[fastpath.COEFF_A], out[fastpath.COEFF_B], rgb)[0]
+                d = np.abs(alpha - want)
+                found[name].append((float(d.mean()) * 255, float(np.percentile(d, 99.9)) * 255))
+            print(path.name, {n: f"{v[-1][0]:.3f}/{v[-1][1]:.2f}" for n, v in found.items()}, flush=True)
+        for name, v in found.items():
+            if v:
+                rows.append({"what": name, "mode": "still", "photos": len(v), "mean_255": float(np.mean([a for a, _ in v])),
+                             "p999_255": float(np.mean([p for _, p in v])), "worst_p999_255": float(np.max([p for _, p in v]))})
+                print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -226,6 +374,23 @@ def markdown(report: dict) -> str:
         lines.append("")
         lines.append("(the noise rows' dtSSD is the fp32 full graph's own)")
         lines.append("")
+    if report.get("profile"):
+        lines += ["| ONNX Runtime fp32, 640x360, 1 thread | ms | top ops (ms) |", "|---|---:|---|"]
+        for r in report["profile"][:-1]:
+            top = ", ".join(f"{op} {ms:.1f}" for op, ms in list(r["by_op"].items())[:5])
+            lines.append(f"| {r['part']} | {r['ms']:.1f} | {top} |")
+        r = report["profile"][-1]
+        lines.append(f"| all three | {r['ms']:.1f} | Conv {r['conv_ms']:.1f} ({r['conv_share']:.0%}) |")
+        lines.append("")
+    if report.get("deep_bf16"):
+        lines += ["| the bf16 backbone variant | ms at 640x360, 1 thread | alpha vs fp32, stills: mean / p99.9 mean / worst (1/255) |",
+                  "|---|---:|---:|"]
+        for r in report["deep_bf16"]:
+            if "ms_640x360_1thread" in r:
+                lines.append(f"| {r['what']} | {r['ms_640x360_1thread']:.1f} | |")
+            else:
+                lines.append(f"| {r['what']} | | {r['mean_255']:.3f} / {r['p999_255']:.2f} / {r['worst_p999_255']:.2f} |")
+        lines.append("")
     if report["video"]:
         lines += ["| video, default preset and size | backend | fps |", "|---|---|---:|"]
         lines += [f"| {r['size']} {r['output']} | {r['backend']} | {r['fps']:.1f} |" for r in report["video"]]
@@ -234,7 +399,7 @@ def markdown(report: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--part", choices=["model", "accuracy", "video", "all"], default="all")
+    ap.add_argument("--part", choices=["model", "accuracy", "video", "profile", "all"], default="all")
     ap.add_argument("--reps", type=int, default=5, help="alternating blocks per backend (model)")
     ap.add_argument("--calls", type=int, default=20, help="frames per block (model; overlapped stages fill and drain once a block)")
     ap.add_argument("--frames", type=int, default=60, help="frames per clip (accuracy dtSSD, video)")
@@ -247,6 +412,9 @@ def main() -> None:
         report["accuracy"] = part_accuracy(args.frames)
     if args.part in ("video", "all"):
         report["video"] = part_video(args.frames)
+    if args.part == "profile":
+        report["profile"] = part_profile()
+        report["deep_bf16"] = part_deep_bf16()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "backends.json").write_text(json.dumps(report, indent=1))
     (OUT / "backends.md").write_text(markdown(report))
