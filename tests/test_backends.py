@@ -231,3 +231,22 @@ def test_cpu_cores_follows_the_affinity_mask() -> None:
         assert backends.cpu_cores() == 1
     finally:
         os.sched_setaffinity(0, allowed)
+
+
+def test_an_openvino_compile_failure_is_our_error(monkeypatch):
+    """OpenVINO's own untyped error at a new input size reaches the caller as ModelUnavailable,
+    saying what to do instead."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    from mattekit.backends.openvino import _PerShape
+    from mattekit.errors import ModelUnavailable
+
+    engine = Engine(backend="onnxruntime").load()
+    part = _PerShape(engine._paths["output"], 1)
+
+    def fail(*_args, **_kwargs):
+        raise RuntimeError("Exception from src/inference/src/cpp/core.cpp: out of memory")
+
+    monkeypatch.setattr(part._core, "compile_model", fail)
+    feeds = {a.name: np.zeros((1, 1, 8, 8), np.float32) for a in part.get_inputs()}
+    with pytest.raises(ModelUnavailable, match="--backend onnxruntime"):
+        part.run(None, feeds)

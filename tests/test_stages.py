@@ -4,7 +4,6 @@ reach the caller and leave nothing behind."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,9 @@ import onnx
 import pytest
 from PIL import Image
 
-from mattekit import fastpath, models
+from mattekit import backends, fastpath, models
 from mattekit.engine import Engine, RecurrentState
+from mattekit.errors import InvalidOption
 from mattekit.options import Options
 from mattekit.stages import STAGES, StagedStream
 from mattekit.video import VideoOptions, process_video, read_frames
@@ -79,7 +79,7 @@ def test_the_stages_give_the_mattes_of_step(engine, sample_clip):
 
 
 def test_stages_share_the_cores(engine):
-    cores = os.cpu_count() or 1
+    cores = engine.threads or backends.cpu_cores()
     assert StagedStream(engine, _ratio).engine.threads == max(1, cores // len(STAGES))
     assert StagedStream(engine, _ratio, threads=2).engine.threads == 2
 
@@ -113,3 +113,47 @@ def test_a_strip_gets_the_clamped_ratio_on_every_frame(engine, sample_photo):
     for _ in range(3):
         want, state = engine.step(rgb, auto_ratio(40, 1280, 640), state)
         assert np.array_equal(staged.process(rgb).alpha, want.alpha)
+
+
+def test_a_state_from_another_ratio_starts_afresh(engine, sample_clip):
+    """A state made at one ratio, handed to a step at another (a different pass size), is
+    dropped like one from another frame size: the step runs as a first frame instead of
+    failing inside the runtime."""
+    first, second = list(read_frames(sample_clip, limit=2))
+    _, state = engine.step(first, 0.5)
+    assert state.lowres == fastpath.lowres_size(*first.shape[:2], 0.5)
+    got, _ = engine.step(second, 0.75, state)
+    assert np.array_equal(got.alpha, engine.step(second, 0.75)[0].alpha)
+    # the same ratio keeps the state (a frame that carries it differs from a first frame)
+    carried, _ = engine.step(second, 0.5, state)
+    assert not np.array_equal(carried.alpha, engine.step(second, 0.5)[0].alpha)
+
+
+def test_the_stages_refuse_an_engine_without_the_split():
+    with pytest.raises(InvalidOption, match="split"):
+        StagedStream(Engine(fast=False), _ratio)
+
+
+def test_a_preset_streams_reset_reaches_its_stages(engine, sample_clip):
+    """PresetStream.stages(): reset() makes the next frame a first frame there too, and the
+    frames are counted as process() counts them."""
+    from mattekit import presets
+
+    frames = list(read_frames(sample_clip, limit=4))
+    stream = presets.stream(engine, "fast", 0.5)
+    run = stream.stages()
+    assert len(run) == len(STAGES)
+
+    def through(rgb):
+        value = rgb
+        for stage in run:
+            value = stage(value)
+        return value
+
+    for rgb in frames[:3]:
+        through(rgb)
+    stream.reset()
+    got = through(frames[3])
+    fresh = presets.stream(engine, "fast", 0.5)
+    assert np.array_equal(got.alpha, fresh.process(frames[3]).alpha)
+    assert stream.frames == 4

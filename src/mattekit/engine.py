@@ -68,6 +68,7 @@ class RecurrentState:
 
     tensors: list = field(default_factory=lambda: [np.zeros((1, 1, 1, 1), np.float32)] * 4)
     shape: Optional[tuple[int, int]] = None  # frame size the state belongs to
+    lowres: Optional[tuple[int, int]] = None  # size of the low-resolution pass that made it (the ratio's)
 
     @classmethod
     def empty(cls) -> "RecurrentState":
@@ -337,7 +338,8 @@ class Engine:
     ) -> tuple[Matte, RecurrentState]:
         """Run the model on an RGB uint8 HxWx3 frame, carrying ``state``.
 
-        A state recorded at another frame size is dropped (RVM's state is spatial).
+        A state recorded at another frame size or another ratio's pass size is dropped (RVM's
+        state is spatial).
         ``full_foreground``: the foreground over the whole frame (``foreground_boxes`` None),
         e.g. to average several mattes whose partial bands differ.
         ``passes`` > 1 runs the same frame again with the state it produced (RVM's memory
@@ -351,7 +353,10 @@ class Engine:
         rgb = check_rgb(rgb)
         h, w = rgb.shape[:2]
         r = resolve_ratio(ratio, h, w)
-        if state is None or state.shape != (h, w):
+        from .fastpath import lowres_size
+
+        lowres = lowres_size(h, w, r)
+        if state is None or state.shape != (h, w) or state.lowres not in (None, lowres):
             state = RecurrentState.empty()
         if self.split:
             return self._split_passes(rgb, r, state, passes, foreground, full_foreground, deadline)
@@ -365,7 +370,7 @@ class Engine:
             feeds = {"src": src, "downsample_ratio": ratio_feed, **dict(zip(_STATE_IN, tensors))}
             fgr, pha, *tensors = session.run(None, feeds, run_options)
         fg = fgr[0].transpose(1, 2, 0) if foreground else None
-        return Matte(pha[0, 0], fg), RecurrentState(list(tensors), (h, w))
+        return Matte(pha[0, 0], fg), RecurrentState(list(tensors), (h, w), lowres)
 
     def _split_passes(
         self, rgb: np.ndarray, ratio: float, state: RecurrentState, passes: int, foreground: bool,
@@ -387,10 +392,11 @@ class Engine:
         from . import fastpath
 
         check_deadline(deadline)
+        size = fastpath.lowres_size(rgb.shape[0], rgb.shape[1], ratio)
         if passes == 1 and not state.is_empty:
             staged = self.stage_recur(self.stage_encode(rgb, ratio), state.tensors)
             matte = self.stage_finish(staged, rgb, foreground, full_foreground)
-            return matte, RecurrentState([staged[n] for n in fastpath.STATE_OUT], rgb.shape[:2])
+            return matte, RecurrentState([staged[n] for n in fastpath.STATE_OUT], rgb.shape[:2], size)
         lowres = fastpath.downsample(rgb, ratio)
         run_options = _run_options(lowres)
         tensors = state.tensors
@@ -406,7 +412,7 @@ class Engine:
                 out = self.run_part(name, {**features, **dict(zip(_STATE_IN, tensors))}, backend, run_options)
                 tensors = [out[n] for n in fastpath.STATE_OUT]
             coeff_a, coeff_b = out[fastpath.COEFF_A], out[fastpath.COEFF_B]
-        return self.finish(coeff_a, coeff_b, rgb, foreground, full_foreground), RecurrentState(list(tensors), rgb.shape[:2])
+        return self.finish(coeff_a, coeff_b, rgb, foreground, full_foreground), RecurrentState(list(tensors), rgb.shape[:2], size)
 
     # -- the three stages of a frame that carries a state (mattekit.stages runs them side by side)
     def stage_encode(self, rgb: np.ndarray, ratio: float) -> dict[str, np.ndarray]:

@@ -48,13 +48,16 @@ Video (``stream``)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import numpy as np
 
 from .deadline import Deadline
 from .engine import Engine, Matte, RecurrentState, auto_ratio, resolve_ratio
 from .errors import InvalidOption, TooLarge
+
+if TYPE_CHECKING:
+    from .stages import StagedStream
 
 __all__ = [
     "Recipe", "Preset", "PRESETS", "RECIPES", "preset", "recipe", "video_recipe", "check_lowres",
@@ -205,9 +208,14 @@ class PresetStream:
         self.foreground = foreground
         self.frames = 0
         self._states: dict[tuple[float, bool], RecurrentState] = {}
+        self._staged: Optional["StagedStream"] = None  # the run of stages(), where it has stages
 
     def reset(self) -> None:
+        """Start afresh at the next frame (a scene cut), on :meth:`process` and on the run of
+        :meth:`stages` alike; between frames, with none in flight."""
         self._states = {}
+        if self._staged is not None:
+            self._staged.reset()
 
     def process(self, rgb: np.ndarray) -> Matte:
         h, w = rgb.shape[:2]
@@ -232,15 +240,24 @@ class PresetStream:
         in its own thread: the first takes an RGB frame, the last returns its Matte. A one-member
         recipe (every video recipe) on the split engine runs as :data:`mattekit.stages.STAGES`,
         which overlap from frame to frame; others as one stage, :meth:`process`."""
+        self._staged = None
+        self.reset()
         if len(self.recipe.targets) == 1 and not self.recipe.flip and self.engine.split:
             from .stages import StagedStream
 
             def ratio(height: int, width: int) -> float:
                 return self.recipe.ratios(self.ratio, height, width)[0]
 
-            return StagedStream(self.engine, ratio, foreground=self.foreground,
-                                first_passes=self.recipe.passes).stages()
-        self.reset()
+            self._staged = StagedStream(self.engine, ratio, foreground=self.foreground,
+                                        first_passes=self.recipe.passes)
+            *first, last = self._staged.stages()
+
+            def finish(frame: Any) -> Matte:
+                matte = last(frame)
+                self.frames += 1  # as process() counts
+                return matte
+
+            return [*first, finish]
         return [self.process]
 
 

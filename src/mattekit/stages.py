@@ -29,8 +29,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .engine import Engine, Matte, RecurrentState, check_rgb, resolve_ratio
 from .backends import cpu_cores
+from .engine import Engine, Matte, RecurrentState, check_rgb, resolve_ratio
+from .errors import InvalidOption
 from .fastpath import STATE_OUT
 
 __all__ = ["STAGES", "Frame", "StagedStream"]
@@ -62,10 +63,14 @@ class StagedStream:
 
     def __init__(self, engine: Engine, ratio: Callable[[int, int], float], *, foreground: bool = False,
                  first_passes: int = 1, threads: Optional[int] = None) -> None:
+        if not engine.split:
+            raise InvalidOption("the stages need the engine's split CPU model; this engine runs the full graph "
+                                "(fast=False, or a GPU): run its frames with Engine.step or a preset's stream")
         cores = engine.threads or cpu_cores()
         self.engine = engine.with_threads(threads or max(1, cores // len(STAGES)))
-        # A first frame runs alone (the later stages wait for it): on all of the engine's threads.
-        # Same numbers: a run's results do not depend on its thread count.
+        # A first frame (the start, a reset, a new size) runs as a still on all of the engine's
+        # threads: at the start the later stages wait for it, mid-stream it shares the cores with
+        # them for that frame. Same numbers: a run's results do not depend on its thread count.
         self._first_engine = engine
         log.info("video frames after the first: %d overlapping model stages, %d thread%s each", len(STAGES),
                  self.engine.threads, "" if self.engine.threads == 1 else "s")

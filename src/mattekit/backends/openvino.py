@@ -29,6 +29,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from ..errors import ModelUnavailable
+
 
 __all__ = ["PRECISION", "SHAPES_KEPT", "load"]
 
@@ -53,6 +55,7 @@ class _PerShape:
         import openvino as ov
 
         self._core = ov.Core()
+        self._name = getattr(path, "name", str(path))
         self._model = self._core.read_model(str(path))
         # Unpinned: OpenVINO pins its threads to cores by default, so two 1-thread models run
         # side by side (mattekit.stages) both landed on one core and took turns (measured).
@@ -80,8 +83,13 @@ class _PerShape:
                 import openvino as ov
 
                 model = self._model.clone()
-                model.reshape({a.name: ov.PartialShape(list(shape)) for a, shape in zip(self._inputs, key)})
-                compiled = self._core.compile_model(model, "CPU", self._config)
+                try:
+                    model.reshape({a.name: ov.PartialShape(list(shape)) for a, shape in zip(self._inputs, key)})
+                    compiled = self._core.compile_model(model, "CPU", self._config)
+                except Exception as exc:  # OpenVINO raises its own untyped errors (memory, a shape it rejects)
+                    raise ModelUnavailable(
+                        f"OpenVINO could not compile {self._name} for input shapes {list(key)}: {exc}; "
+                        "run with --backend onnxruntime (MATTEKIT_BACKEND=onnxruntime)") from None
                 wanted = {a.name for a in self._inputs}
                 # a reshaped model may name a port by another of its tensor's names: ours, by port
                 names = [next(n for n in port.get_names() if n in wanted) for port in compiled.inputs]
