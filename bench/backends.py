@@ -238,7 +238,6 @@ def part_deep_bf16() -> list[dict]:
         deep16 = _PerShape(deep_path, 1)
         x = np.random.default_rng(0).random((1, 3, 360, 640), dtype=np.float32)
         boundary = early.run(None, {fastpath.LOWRES_INPUT: x})[0]
-        full = engine.run_part("backbone", {fastpath.LOWRES_INPUT: x})
         for name, session in (("backbone (whole part), ONNX Runtime fp32", None),
                               ("its 1/16 blocks, ONNX Runtime fp32", deep32), ("its 1/16 blocks, OpenVINO bf16", deep16)):
             def call(session=session):
@@ -271,15 +270,25 @@ def part_deep_bf16() -> list[dict]:
                 tensors = engine.stage_recur({**tensors, fastpath.LOWRES_INPUT: lowres}, zero)
                 out = engine._output(tensors)
                 alpha = fastpath.tail(out[fastpath.COEFF_A], out[fastpath.COEFF_B], rgb)[0]
-                d = np.abs(alpha - want)
-                found[name].append((float(d.mean()) * 255, float(np.percentile(d, 99.9)) * 255))
+                found[name].append(_difference(alpha, want))
             print(path.name, {n: f"{v[-1][0]:.3f}/{v[-1][1]:.2f}" for n, v in found.items()}, flush=True)
         for name, v in found.items():
             if v:
-                rows.append({"what": name, "mode": "still", "photos": len(v), "mean_255": float(np.mean([a for a, _ in v])),
-                             "p999_255": float(np.mean([p for _, p in v])), "worst_p999_255": float(np.max([p for _, p in v]))})
+                rows.append(_summary(name, "still", v))
                 print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def _difference(alpha: np.ndarray, want: np.ndarray) -> tuple[float, float]:
+    """Mean and p99.9 of |alpha - want|, in 1/255."""
+    d = np.abs(alpha - want)
+    return float(d.mean()) * 255, float(np.percentile(d, 99.9)) * 255
+
+
+def _summary(what: str, mode: str, found: list[tuple[float, float]]) -> dict:
+    """One row over the photos' (mean, p99.9) differences: their means, and the worst p99.9."""
+    return {"what": what, "mode": mode, "photos": len(found), "mean_255": float(np.mean([a for a, _ in found])),
+            "p999_255": float(np.mean([p for _, p in found])), "worst_p999_255": float(np.max([p for _, p in found]))}
 
 
 def _network_alpha(session, rgb: np.ndarray, ratio: float, state: list, noise: bool = False) -> np.ndarray:
@@ -312,15 +321,13 @@ def part_accuracy(frames_cap: int) -> list[dict]:
         first, state = reference.step(rgb, ratio)
         second = reference.step(rgb, ratio, state)[0].alpha
         for mode, st, want in (("still", zero, first.alpha), ("second frame", state.tensors, second)):
-            diffs = {NOISE: np.abs(_network_alpha(plain, rgb, ratio, st, True) - _network_alpha(plain, rgb, ratio, st))}
+            diffs = {NOISE: _difference(_network_alpha(plain, rgb, ratio, st, True), _network_alpha(plain, rgb, ratio, st))}
             for name, engine in engines.items():
-                diffs[name] = np.abs(_network_alpha(_Staged(engine), rgb, ratio, st) - want)
+                diffs[name] = _difference(_network_alpha(_Staged(engine), rgb, ratio, st), want)
             for name, d in diffs.items():
-                found.setdefault((name, mode), []).append((float(d.mean()) * 255, float(np.percentile(d, 99.9)) * 255))
+                found.setdefault((name, mode), []).append(d)
         print(path.name, {f"{n}/{m}": f"{v[-1][0]:.3f}/{v[-1][1]:.2f}" for (n, m), v in found.items()}, flush=True)
-    rows = [{"what": n, "mode": m, "photos": len(v), "mean_255": float(np.mean([a for a, _ in v])),
-             "p999_255": float(np.mean([p for _, p in v])), "worst_p999_255": float(np.max([p for _, p in v]))}
-            for (n, m), v in found.items()]
+    rows = [_summary(n, m, v) for (n, m), v in found.items()]
     clip = EVAL / "video" / "comp_D.mp4"
     if clip.is_file():
         frames = list(read_frames(clip, limit=frames_cap))
