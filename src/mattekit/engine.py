@@ -355,11 +355,11 @@ class Engine:
         r = resolve_ratio(ratio, h, w)
         from .fastpath import lowres_size
 
-        lowres = lowres_size(h, w, r)
-        if state is None or state.shape != (h, w) or state.lowres not in (None, lowres):
+        size = lowres_size(h, w, r)
+        if state is None or state.shape != (h, w) or state.lowres not in (None, size):
             state = RecurrentState.empty()
         if self.split:
-            return self._split_passes(rgb, r, state, passes, foreground, full_foreground, deadline)
+            return self._split_passes(rgb, r, size, state, passes, foreground, full_foreground, deadline)
         session = self.session
         src = (rgb.transpose(2, 0, 1)[None].astype(np.float32)) * np.float32(1.0 / 255.0)
         ratio_feed = np.array([r], dtype=np.float32)
@@ -370,13 +370,14 @@ class Engine:
             feeds = {"src": src, "downsample_ratio": ratio_feed, **dict(zip(_STATE_IN, tensors))}
             fgr, pha, *tensors = session.run(None, feeds, run_options)
         fg = fgr[0].transpose(1, 2, 0) if foreground else None
-        return Matte(pha[0, 0], fg), RecurrentState(list(tensors), (h, w), lowres)
+        return Matte(pha[0, 0], fg), RecurrentState(list(tensors), (h, w), size)
 
     def _split_passes(
-        self, rgb: np.ndarray, ratio: float, state: RecurrentState, passes: int, foreground: bool,
-        full_foreground: bool = False, deadline: Optional[Deadline] = None,
+        self, rgb: np.ndarray, ratio: float, size: tuple[int, int], state: RecurrentState, passes: int,
+        foreground: bool, full_foreground: bool = False, deadline: Optional[Deadline] = None,
     ) -> tuple[Matte, RecurrentState]:
-        """``passes`` runs of the low-resolution network on one frame, then the tail once.
+        """``passes`` runs of the low-resolution network on one frame (``size``: its pass size at
+        ``ratio``), then the tail once.
 
         Only the last pass's coefficients reach the output, so repeated passes (presets) cost
         the low-resolution network alone; and of that, the encoder once and the warm-up part of
@@ -392,7 +393,6 @@ class Engine:
         from . import fastpath
 
         check_deadline(deadline)
-        size = fastpath.lowres_size(rgb.shape[0], rgb.shape[1], ratio)
         if passes == 1 and not state.is_empty:
             staged = self.stage_recur(self.stage_encode(rgb, ratio), state.tensors)
             matte = self.stage_finish(staged, rgb, foreground, full_foreground)

@@ -19,8 +19,8 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVar, Union
 
-from .engine import Engine, choose_providers
 from .backends import cpu_cores
+from .engine import Engine, choose_providers
 from .errors import InternalError, MattekitError
 from .matter import Matter
 from .options import Options

@@ -10,8 +10,8 @@ from typing import Any, Iterator, Optional
 
 import click
 
-from ..errors import InvalidOption
 from ..backends import cpu_cores
+from ..errors import InvalidOption
 from .params import Command, current_backend, current_device
 from .report import exit_on_errors
 
