@@ -326,6 +326,28 @@ def test_pool_refuses_beyond_capacity_and_frees_slots():
         pool.submit(lambda: None)
 
 
+def test_a_reservation_holds_its_slot_until_spent_or_released():
+    """Admission before the body: a slot reserved for an upload counts against the capacity."""
+    from mattekit.errors import Busy
+    from mattekit.service.executor import WorkPool
+
+    pool = WorkPool(1, 0, name="test")
+    slot = pool.reserve()
+    with pytest.raises(Busy):
+        pool.reserve()  # one upload in progress fills a capacity of 1
+    assert pool.waiting == 1 and pool.rejected == 1
+    slot.release()
+    slot.release()  # idempotent: a route releases in a finally whatever happened
+    assert pool.waiting == 0
+    spent = pool.reserve()
+    assert spent.submit(lambda: 7).result(5) == 7
+    spent.release()  # spent: releasing gives back nothing more
+    with pytest.raises(RuntimeError):
+        spent.submit(lambda: 8)
+    assert pool.waiting == 0 and pool.running == 0
+    pool.shutdown()
+
+
 def test_settings_from_env():
     from mattekit.errors import InvalidOption
 

@@ -23,7 +23,8 @@ from ..errors import InvalidInput, InvalidOption
 from ..matter import Matter
 from ..options import FORMATS, PRESETS, BackgroundImage, Options
 from .common import require_api_key, server_options, under_request_deadline
-from .deploy import draining, refuse_when_full
+from .deploy import StillsSlot, draining
+from .executor import Reservation
 from .uploads import read_upload
 
 __all__ = [
@@ -200,7 +201,6 @@ REMOVE_BODY = {
     ),
     openapi_extra=REMOVE_BODY,
     response_class=Response,
-    dependencies=[Depends(refuse_when_full(lambda state: state.pool))],
     responses={
         200: {"content": {"image/png": {}, "image/webp": {}, "image/jpeg": {}}, "description": "the result"},
         400: {"description": "bad option"}, 413: {"description": "upload too large"},
@@ -209,11 +209,12 @@ REMOVE_BODY = {
         504: {"description": "past the server's time limit"},
     },
 )
-async def remove(request: Request) -> Response:
-    return await under_request_deadline(request, _remove)
+async def remove(request: Request, slot: StillsSlot) -> Response:
+    # The slot is reserved before the body is read: a full server refuses the upload unread.
+    return await under_request_deadline(request, lambda r, deadline: _remove(r, deadline, slot))
 
 
-async def _remove(request: Request, deadline: Optional[Deadline]) -> Response:
+async def _remove(request: Request, deadline: Optional[Deadline], slot: Reservation) -> Response:
     state = request.app.state
     settings = state.settings
     # The upload counts too: a client trickling its body would otherwise hold memory for ever.
@@ -228,7 +229,7 @@ async def _remove(request: Request, deadline: Optional[Deadline]) -> Response:
         raise InvalidInput("bg_file is empty")
     fit = (fields.get("bg_fit") or "fill").lower()
     queued = time.perf_counter()
-    out: Processed = await within(deadline, state.pool.run(process, state.matter, data, options, bg_data, fit, deadline))
+    out: Processed = await within(deadline, slot.run(process, state.matter, data, options, bg_data, fit, deadline))
     total = time.perf_counter() - queued
     timings = {"queue": max(0.0, total - sum(out.timings.values())), **out.timings, "total": total}
     state.metrics.observe_timings(out.timings)

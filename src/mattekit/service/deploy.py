@@ -1,8 +1,10 @@
 """What a real deployment needs around the routes: early refusal, draining on SIGTERM, access logs.
 
-- :func:`refuse_when_full` — a route dependency that answers 503 *before* the body is read
-  (FastAPI resolves dependencies first, and uvicorn sends ``100 Continue`` only when the app
-  first reads the body, so a client that sent ``Expect: 100-continue`` sends no body at all).
+- :func:`admission` — a route dependency that reserves a worker-pool slot, or answers 503,
+  *before* the body is read (FastAPI resolves dependencies first, and uvicorn sends ``100
+  Continue`` only when the app first reads the body, so a client that sent ``Expect:
+  100-continue`` sends no body at all). The slot is held while the body arrives, so uploads in
+  progress count against the pool's capacity and their memory is bounded by it.
 - :func:`install_drain` — on SIGTERM, ``/readyz`` turns 503 and new video jobs are refused at
   once (they could not finish), queued ones fail with a reason; after ``MATTEKIT_DRAIN_SECONDS``
   (default 0) uvicorn stops accepting connections and lets in-flight requests finish (its
@@ -22,15 +24,16 @@ import signal
 import threading
 import time
 import uuid
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Annotated, Any, AsyncIterator, Callable, Mapping
 
+from fastapi import Depends
 from starlette.requests import Request
 
 from ..errors import Busy
-from .executor import WorkPool
+from .executor import Reservation, WorkPool
 
 __all__ = [
-    "draining", "refuse_when_full", "DRAIN_BODY_BELOW", "close_after_refusal", "start_draining",
+    "draining", "admission", "stills_slot", "StillsSlot", "DRAIN_BODY_BELOW", "close_after_refusal", "start_draining",
     "install_drain", "access_log", "request_id", "AccessLogMiddleware", "JsonFormatter",
 ]
 
@@ -41,18 +44,30 @@ def draining(state: Any) -> bool:
     return bool(getattr(state, "draining", False))
 
 
-def refuse_when_full(pool_of: Callable[[Any], WorkPool], *, while_draining: bool = False,
-                     ) -> Callable[[Request], Awaitable[None]]:
-    """A dependency refusing the request (503 Busy) when ``pool_of(app.state)`` cannot take it,
-    or, with ``while_draining``, once the server is shutting down (work too long to finish)."""
+def admission(pool_of: Callable[[Any], WorkPool], *, while_draining: bool = False,
+              ) -> Callable[[Request], AsyncIterator[Reservation]]:
+    """A dependency reserving a slot of ``pool_of(app.state)`` for the request, or refusing it
+    (503 Busy) when the pool is full or, with ``while_draining``, once the server is shutting
+    down (work too long to finish). The route spends the :class:`Reservation` on its task; one
+    it never spends (a bad upload, a deadline) is given back when the request ends."""
 
-    async def refuse(request: Request) -> None:
+    async def reserve(request: Request) -> AsyncIterator[Reservation]:
         state = request.app.state
         if while_draining and draining(state):
             raise Busy("the server is restarting; send it again shortly")
-        pool_of(state).refuse_if_full()
+        slot = pool_of(state).reserve()
+        try:
+            yield slot
+        finally:
+            slot.release()
 
-    return refuse
+    return reserve
+
+
+# The stills routes (ours and remove.bg's) share one pool, so one admission. ``scope="function"``
+# gives the slot back as soon as the handler returns, not after the response has been sent.
+stills_slot = admission(lambda state: state.pool)
+StillsSlot = Annotated[Reservation, Depends(stills_slot, scope="function")]
 
 
 # Below this a refused body fits in the socket buffers anyway: uvicorn reads and drops it and the

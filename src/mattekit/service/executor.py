@@ -9,6 +9,12 @@ Long jobs (video) can use the same class: create a second pool for them (e.g.
 ``WorkPool(1, 8, name="jobs")``) so a long video never holds the slots that stills need, and use
 :meth:`submit` (a :class:`concurrent.futures.Future`) rather than :meth:`run` when nothing awaits
 the result.
+
+Admission happens before a request's body is read: :meth:`WorkPool.reserve` takes a slot (or
+raises :class:`~mattekit.errors.Busy`) and the :class:`Reservation` it returns is spent by its
+own ``submit``/``run`` or given back by ``release``. A request still uploading therefore holds
+one of the ``workers + queue_size`` slots, so the memory its body takes is bounded by the same
+number, not by how many clients connect.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 from ..errors import Busy
 
-__all__ = ["WorkPool"]
+__all__ = ["Reservation", "WorkPool"]
 
 T = TypeVar("T")
 
@@ -56,7 +62,8 @@ class WorkPool:
 
     @property
     def waiting(self) -> int:
-        """Tasks accepted but not started yet (the queue depth)."""
+        """Slots taken but not running yet (the queue depth): tasks waiting, and requests whose
+        upload is still arriving."""
         with self._lock:
             return self._accepted - self._running
 
@@ -75,22 +82,9 @@ class WorkPool:
             return Busy(f"the server is busy ({self._accepted} requests in progress or waiting); try again shortly")
         return None
 
-    def refuse_if_full(self) -> None:
-        """Raise the :class:`Busy` that :meth:`submit` would raise now, reserving nothing.
-
-        Called before a request's body is read, so a full server refuses an upload without
-        receiving it; the check in :meth:`submit` still holds when the queue fills meanwhile.
-        """
-        with self._lock:
-            refusal = self._refusal()
-            if refusal is not None and not self._closed:
-                self.rejected += 1
-        if refusal is not None:
-            raise refusal
-
-    # -- work ------------------------------------------------------------------------------
-    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "Future[T]":
-        """Queue ``fn(*args, **kwargs)``; raise :class:`Busy` when the queue is full."""
+    def reserve(self) -> "Reservation":
+        """Take a slot now (or raise :class:`Busy`), for a task submitted later through the
+        returned :class:`Reservation`; release it if no task comes."""
         with self._lock:
             refusal = self._refusal()
             if refusal is not None:
@@ -98,6 +92,19 @@ class WorkPool:
                     self.rejected += 1
                 raise refusal
             self._accepted += 1
+        return Reservation(self)
+
+    def _unreserve(self) -> None:
+        with self._lock:
+            self._accepted -= 1
+
+    # -- work ------------------------------------------------------------------------------
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "Future[T]":
+        """Queue ``fn(*args, **kwargs)``; raise :class:`Busy` when the queue is full."""
+        return self.reserve().submit(fn, *args, **kwargs)
+
+    def _start(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> "Future[T]":
+        """Run ``fn`` in a slot already counted in ``_accepted`` (by :meth:`reserve`)."""
 
         def task() -> T:
             with self._lock:
@@ -112,13 +119,16 @@ class WorkPool:
                     self._accepted -= 1
                     self._mean_s = 0.8 * self._mean_s + 0.2 * took
 
-        future = self._pool.submit(task)
+        try:
+            future = self._pool.submit(task)
+        except RuntimeError:  # shut down between the reservation and now
+            self._unreserve()
+            raise Busy("the server is shutting down; try again shortly") from None
 
         def release_if_never_ran(f: Future) -> None:
             # A task cancelled while waiting never runs ``task``, so its slot is freed here.
             if f.cancelled():
-                with self._lock:
-                    self._accepted -= 1
+                self._unreserve()
 
         future.add_done_callback(release_if_never_ran)
         return future
@@ -131,3 +141,44 @@ class WorkPool:
         with self._lock:
             self._closed = True
         self._pool.shutdown(wait=wait, cancel_futures=True)
+
+
+class Reservation:
+    """One slot of a :class:`WorkPool`, held from admission until its task ends.
+
+    Spent by exactly one :meth:`submit` (or :meth:`run`): the task then frees the slot when it
+    ends. :meth:`release` gives an unspent slot back (the request failed before its task was
+    queued); it is idempotent, so a route may call it in a ``finally`` whatever happened.
+    """
+
+    def __init__(self, pool: WorkPool) -> None:
+        self.pool = pool
+        self._held = True
+        self._lock = threading.Lock()
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def _spend(self) -> None:
+        with self._lock:
+            if not self._held:
+                raise RuntimeError("this reservation was already used or released")
+            self._held = False
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "Future[T]":
+        """Queue ``fn(*args, **kwargs)`` in the reserved slot (never refused: the slot is ours)."""
+        self._spend()
+        return self.pool._start(fn, args, kwargs)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Await ``fn`` in the reserved slot. Cancelling the caller drops a waiting task."""
+        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+
+    def release(self) -> None:
+        """Give the slot back if no task was submitted in it."""
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+        self.pool._unreserve()

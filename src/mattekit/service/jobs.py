@@ -43,7 +43,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Annotated, Any, Mapping, Optional
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
@@ -53,8 +53,8 @@ from ..errors import Cancelled, DeadlineExceeded, InvalidInput, InvalidOption, M
 from ..options import BackgroundImage, Options
 from ..video.outputs import OUTPUTS, default_output
 from .common import require_api_key, server_options
-from .deploy import refuse_when_full
-from .executor import WorkPool
+from .deploy import admission
+from .executor import Reservation, WorkPool
 from .settings import env_number
 from .uploads import read_upload
 
@@ -468,13 +468,17 @@ def _prepare(store: JobStore, job: Job, source: Path, bg_path: Optional[Path], o
     return source, options, vopts
 
 
+# A job's slot is reserved before its upload is read, and held through the upload and the probe.
+_JobSlot = Annotated[Reservation, Depends(admission(lambda state: state.jobs.pool, while_draining=True),
+                                           scope="function")]
+
+
 @router.post("", status_code=202, summary="Start a video job",
-             dependencies=[Depends(refuse_when_full(lambda state: state.jobs.pool, while_draining=True))],
              description="Multipart: `file` (the video), optional `bg_file` (a picture or a clip to put behind), "
                          f"and options: `output` ({' | '.join(JOB_OUTPUTS)}), `preset`, `ratio`, "
                          "`bg`, `bg_fit`, `blur`, `mask`, `decontaminate`, `start`, `end` (seconds). "
                          "Answers 202 with the job; poll `GET /api/v1/jobs/{id}`.")
-async def create_job(request: Request) -> JSONResponse:
+async def create_job(request: Request, slot: _JobSlot) -> JSONResponse:
     store = _store(request)
     store.sweep()
     job = store.new("webm")  # a private folder for the upload; the output type is known after it
@@ -495,7 +499,7 @@ async def create_job(request: Request) -> JSONResponse:
         source, options, vopts = await asyncio.to_thread(
             _prepare, store, job, source, bg_path if has_bg else None, options, output, times,
             (fields.get("bg_fit") or "fill").lower())
-        job.future = store.pool.submit(run_job, store, job, source, options, vopts, request.app.state.matter.engine)
+        job.future = slot.submit(run_job, store, job, source, options, vopts, request.app.state.matter.engine)
         store.save(job)
     except BaseException as exc:
         store.drop(job)

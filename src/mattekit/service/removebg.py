@@ -31,7 +31,8 @@ from ..errors import InvalidOption, MattekitError
 from ..matter import Matter
 from ..options import BackgroundImage, Options, parse_color
 from .common import under_request_deadline
-from .deploy import refuse_when_full
+from .deploy import StillsSlot
+from .executor import Reservation
 from .uploads import BadRequest, limited_stream, read_upload
 
 __all__ = [
@@ -420,7 +421,6 @@ REMOVEBG_BODY = {
     ),
     openapi_extra=REMOVEBG_BODY,
     response_class=Response,
-    dependencies=[Depends(refuse_when_full(lambda state: state.pool))],  # before the body is read
     responses={
         200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}, "application/zip": {},
                           "application/json": {}}, "description": "the result"},
@@ -431,15 +431,16 @@ REMOVEBG_BODY = {
         504: {"description": "past the server's time limit (MATTEKIT_REQUEST_TIMEOUT)"},
     },
 )
-async def removebg(request: Request) -> Response:
-    return await under_request_deadline(request, _removebg)
+async def removebg(request: Request, slot: StillsSlot) -> Response:
+    # The slot is reserved before the body is read: a full server refuses the upload unread.
+    return await under_request_deadline(request, lambda r, deadline: _removebg(r, deadline, slot))
 
 
-async def _removebg(request: Request, deadline: Optional[Deadline]) -> Response:
+async def _removebg(request: Request, deadline: Optional[Deadline], slot: Reservation) -> Response:
     state = request.app.state
     fields, files = await within(deadline, read_fields(request, state.settings.max_upload_bytes))
     job = parse(fields, files, state.settings)
-    out: Rendered = await within(deadline, state.pool.run(render, state.matter, job, deadline))
+    out: Rendered = await within(deadline, slot.run(render, state.matter, job, deadline))
     state.metrics.observe_timings(out.timings)
     left, top, right, bottom = out.subject
     headers = {
