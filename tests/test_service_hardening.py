@@ -142,3 +142,27 @@ def test_stalled_still_uploads_are_refused_or_cut_off_and_hold_no_memory(
     ok = httpx.post(one_slot.url + "/api/v1/remove", files={"file": ("a.jpg", photo, "image/jpeg")},
                     data={"preset": "fast"}, timeout=30)
     assert ok.status_code == 200, ok.text
+
+
+def _fds(server: load.Server) -> int:
+    return len(list(Path(f"/proc/{server.pid}/fd").iterdir()))
+
+
+def test_stalled_video_uploads_are_refused_or_cut_off_and_leave_nothing(one_slot: load.Server) -> None:
+    fds = _fds(one_slot)
+    outcomes, grew = _stall_many(one_slot, "/api/v1/jobs")
+    statuses = sorted(status for status, _, _ in outcomes)
+    # One upload takes the only jobs slot and is cut off at MATTEKIT_JOB_UPLOAD_TIMEOUT (408); the
+    # others are refused before their bodies: none stays open holding a file and descriptors.
+    assert statuses == [408] + [503] * (STALLED - 1), outcomes
+    cut = next(took for status, took, _ in outcomes if status == 408)
+    assert DEADLINE - 0.5 < cut < DEADLINE + 3, outcomes
+    assert all(took < 2 for status, took, _ in outcomes if status == 503), outcomes
+    assert grew < 20, f"the server grew by {grew:.1f} MB holding {STALLED} stalled video uploads"
+    give_up = time.monotonic() + 5
+    while (_fds(one_slot) > fds or one_slot.temp_files()) and time.monotonic() < give_up:
+        time.sleep(0.1)
+    assert _fds(one_slot) <= fds and not one_slot.temp_files(), (fds, _fds(one_slot), one_slot.temp_files())
+    # The slot is free again: a new upload is admitted (and, being no video, refused as such).
+    r = httpx.post(one_slot.url + "/api/v1/jobs", files={"file": ("c.mp4", b"not a video", "video/mp4")}, timeout=30)
+    assert r.status_code == 415, r.text

@@ -84,6 +84,13 @@ class DeadlineExceeded(MattekitError):
     http_status = 504
 
 
+class UploadTimeout(DeadlineExceeded):
+    """The request body did not arrive within the time this server allows for an upload."""
+
+    code = "upload_timeout"
+    http_status = 408
+
+
 __all__ = [
     "MattekitError",
     "InvalidOption",
@@ -95,4 +102,5 @@ __all__ = [
     "Busy",
     "Cancelled",
     "DeadlineExceeded",
+    "UploadTimeout",
 ]

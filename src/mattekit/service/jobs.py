@@ -23,6 +23,7 @@ process leaves a ``cancel`` file its owner sees between frames.
 | ``MATTEKIT_JOB_WORKERS``          | 1                  | videos processed at once                  |
 | ``MATTEKIT_JOB_QUEUE``            | 4                  | videos waiting before 503 Busy            |
 | ``MATTEKIT_JOB_TIMEOUT``          | 1800               | seconds a job may run (from its first frame) before it fails; 0: none |
+| ``MATTEKIT_JOB_UPLOAD_TIMEOUT``   | 300                | seconds a video upload may take to arrive (408); 0: none |
 | ``MATTEKIT_JOB_DIR``              | (a private temp folder) | a folder shared by every server process (jobs findable from any) |
 """
 
@@ -48,15 +49,15 @@ from typing import Annotated, Any, Mapping, Optional
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from ..deadline import Deadline
-from ..errors import Cancelled, DeadlineExceeded, InvalidInput, InvalidOption, MattekitError
+from ..deadline import Deadline, within
+from ..errors import Cancelled, DeadlineExceeded, InvalidInput, InvalidOption, MattekitError, UploadTimeout
 from ..options import BackgroundImage, Options
 from ..video.outputs import OUTPUTS, default_output
 from .common import require_api_key, server_options
 from .deploy import admission
 from .executor import Reservation, WorkPool
 from .settings import env_number
-from .uploads import read_upload
+from .uploads import Upload, read_upload
 
 __all__ = [
     "router", "JOB_FIELDS", "MEDIA_TYPES", "JOB_OUTPUTS", "RECORD", "CANCEL", "NotFound", "NotReady",
@@ -121,6 +122,9 @@ class JobSettings:
     # The longest clip (120 s) of 1080p at ``best`` runs ~10 minutes here; 30 leave room for a
     # slower machine while still freeing a worker a stuck or hostile file would hold for hours.
     timeout: float = 1800.0
+    # A stalled upload holds a jobs slot, a file and its descriptors: 100 MiB arrive in 300 s at
+    # 2.8 Mbit/s, slower than any link a video is worth sending over.
+    upload_timeout: float = 300.0
     folder: Optional[str] = None  # shared by every process; None: a private temporary folder
 
     @classmethod
@@ -135,6 +139,7 @@ class JobSettings:
             queue_size=env_number(env, "MATTEKIT_JOB_QUEUE", 4, 0),
             sweep_every=min(5.0, max(0.2, ttl / 4)),
             timeout=env_number(env, "MATTEKIT_JOB_TIMEOUT", 1800.0, 0.0, float),
+            upload_timeout=env_number(env, "MATTEKIT_JOB_UPLOAD_TIMEOUT", 300.0, 0.0, float),
             folder=env.get("MATTEKIT_JOB_DIR", "").strip() or None,
         )
 
@@ -437,6 +442,16 @@ def _parse(fields: Mapping[str, str], has_bg_file: bool, base: Options) -> tuple
     return output, options, times
 
 
+async def _receive(request: Request, settings: JobSettings, sinks: Mapping[str, Any]) -> Upload:
+    """The upload, streamed into ``sinks``, within ``MATTEKIT_JOB_UPLOAD_TIMEOUT`` (408 after it)."""
+    deadline = Deadline.after(settings.upload_timeout, "this upload")
+    try:
+        return await within(deadline, read_upload(request, settings.max_upload_bytes, sinks=sinks))
+    except DeadlineExceeded:
+        raise UploadTimeout(f"the video did not arrive within this server's limit of {settings.upload_timeout:g} s "
+                            "for an upload; send a shorter clip or use a faster connection") from None
+
+
 def _prepare(store: JobStore, job: Job, source: Path, bg_path: Optional[Path], options: Options,
              output: str, times: dict, fit: str) -> tuple[Path, Options, Any]:
     """Check the uploaded clip is a video within the limits (in a thread: it decodes a frame)."""
@@ -486,8 +501,7 @@ async def create_job(request: Request, slot: _JobSlot) -> JSONResponse:
         source, bg_path = job.folder / "upload", job.folder / "background"
         # Streamed to disk as it arrives: a video upload never sits in memory.
         with open(source, "wb") as video_file, open(bg_path, "wb") as bg_file:
-            upload = await read_upload(request, store.settings.max_upload_bytes,
-                                       sinks={"file": video_file, "bg_file": bg_file})
+            upload = await _receive(request, store.settings, {"file": video_file, "bg_file": bg_file})
         fields = {**dict(request.query_params), **upload.fields}
         has_bg = "bg_file" in upload.saved
         if has_bg and not upload.saved["bg_file"]:
