@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
+import hostile
 from mattekit import imaging
 from mattekit.errors import InvalidInput, InvalidOption, TooLarge
 from mattekit.options import BackgroundImage, Blur, Color, Margin, Options
@@ -266,6 +268,44 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
         imaging.decode(png_declaring(100_000, 100_000))  # 10 gigapixels in a few bytes
     with pytest.raises(TooLarge, match="limit is 1,000"):
         imaging.decode(png_declaring(100, 11), Options(max_pixels=1000))
+
+
+def test_a_jpeg_with_thousands_of_scans_is_refused_before_decoding(tmp_path: Path) -> None:
+    bomb = hostile.jpeg_scan_bomb(1000, 20_000)  # ~250 KB; libjpeg took 14 s over it here
+    (tmp_path / "bomb.jpg").write_bytes(bomb)
+    for source in (bomb, io.BytesIO(bomb), tmp_path / "bomb.jpg"):
+        t0 = time.perf_counter()
+        with pytest.raises(TooLarge, match="progressive scans"):
+            imaging.decode(source)
+        assert time.perf_counter() - t0 < 0.5  # ~1 ms: one byte scan, no decode
+    # Up to the limit it decodes: libjpeg writes 10 scans, so 10 + 246 copies = 256.
+    assert imaging.decode(hostile.jpeg_scan_bomb(64, imaging.MAX_JPEG_SCANS - 10)).size == (64, 64)
+    with pytest.raises(TooLarge):
+        imaging.decode(hostile.jpeg_scan_bomb(64, imaging.MAX_JPEG_SCANS - 9))
+
+
+def test_progressive_and_baseline_photos_still_decode(photo: np.ndarray) -> None:
+    for kw in ({"progressive": True}, {"progressive": True, "optimize": True}, {}):
+        data = save(Image.fromarray(photo), "JPEG", quality=95, **kw)
+        stream = io.BytesIO(data)
+        assert imaging.decode(stream).size == (512, 384)
+
+
+def test_a_tiff_with_a_long_page_chain_is_read_without_walking_it() -> None:
+    chain = hostile.tiff_ifd_chain(48_000)  # 4.9 MB; Pillow's n_frames took 26 s over it
+    t0 = time.perf_counter()
+    decoded = imaging.decode(chain)
+    assert time.perf_counter() - t0 < 0.5  # the first page only (~1 ms)
+    assert decoded.size == (1, 1) and decoded.rgb[0, 0].tolist() == [128, 128, 128]
+
+
+def test_a_pil_image_on_a_later_frame_gives_its_first(photo: np.ndarray) -> None:
+    frames = [Image.fromarray(photo), Image.fromarray(255 - photo)]
+    img = Image.open(io.BytesIO(save(frames[0], "GIF", save_all=True, append_images=frames[1:])))
+    img.seek(1)
+    first = imaging.decode(img).rgb
+    img.seek(0)
+    assert np.array_equal(first, np.asarray(img.convert("RGB")))
 
 
 def test_max_pixels_applies_to_arrays_and_pil(photo: np.ndarray) -> None:

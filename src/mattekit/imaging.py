@@ -20,8 +20,8 @@ from .errors import InvalidInput, InvalidOption, TooLarge
 from .options import DEFAULT_MAX_PIXELS, BackgroundImage, Blur, Color, Margin, Options
 
 __all__ = [
-    "ImageSource", "READ_FORMATS", "Decoded", "READABLE", "open_image", "to_rgb_alpha", "decode", "shrink",
-    "combine_alpha", "Box", "decontaminate", "alpha_to_u8", "with_alpha", "crop_boxes", "BLUR_FULL_SIGMA",
+    "ImageSource", "READ_FORMATS", "Decoded", "READABLE", "MAX_JPEG_SCANS", "open_image", "to_rgb_alpha", "decode",
+    "shrink", "combine_alpha", "Box", "decontaminate", "alpha_to_u8", "with_alpha", "crop_boxes", "BLUR_FULL_SIGMA",
     "gaussian_blur", "background_array", "over", "subject_box", "compose", "CONTENT_TYPES", "EXTENSIONS",
     "PNG_COMPRESS_LEVEL", "encode",
 ]
@@ -70,6 +70,15 @@ class Decoded:
 # -- decode ----------------------------------------------------------------------------------
 READABLE = "JPEG, PNG, WebP, BMP, TIFF, GIF, HEIC"
 
+# libjpeg decodes a progressive JPEG scan by scan, and each scan walks the whole coefficient
+# buffer, so the time grows with scans x pixels (0.69 ms a scan per megapixel here) while a
+# repeated scan costs the sender ~12 bytes: 20,000 scans of a 1 MP picture in 250 KB held a
+# worker 14 s, and Pillow sets no limit. Encoders write 10 (libjpeg's standard progression; 6 for
+# grey) to a few dozen (mozjpeg, jpegtran scripts); 256 is the limit NVIDIA's nvImageCodec sets for
+# the same attack. At the 50 MP default that bounds a decode to ~9 s, at 1 MP to ~0.2 s.
+MAX_JPEG_SCANS = 256
+_SOS = b"\xff\xda"
+
 
 def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open (lazily, header only) and check the pixel count before anything is decoded.
@@ -110,14 +119,50 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
             raise InvalidInput(
                 f"{name} is empty" if empty else f"{name} is not an image we can read ({READABLE})"
             ) from None
-    w, h = img.size
-    if w * h > max_pixels:
+    try:
+        _check_header(img, max_pixels)
+    except BaseException:
         if img is not source:
             img.close()
+        raise
+    return img
+
+
+def _check_header(img: Image.Image, max_pixels: int) -> None:
+    """What the header tells before any pixel is decoded: the size, and a JPEG's number of scans."""
+    w, h = img.size
+    if w * h > max_pixels:
         raise TooLarge(f"image is {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,}")
     if w < 1 or h < 1:
         raise InvalidInput("image has no pixels")
-    return img
+    fp = getattr(img, "fp", None)
+    if img.format in ("JPEG", "MPO") and fp is not None:
+        scans = 1 + _count_markers(fp, _SOS, MAX_JPEG_SCANS)  # Pillow stops after the first
+        if scans > MAX_JPEG_SCANS:
+            raise TooLarge(f"the JPEG has more than {MAX_JPEG_SCANS} progressive scans (photos have about 10); "
+                           "save it again as a baseline or standard progressive JPEG")
+
+
+def _count_markers(fp: Any, marker: bytes, limit: int) -> int:
+    """How many times ``marker`` occurs from ``fp``'s position on, counting no further than past
+    ``limit``; the position is put back.
+
+    A byte scan, not a parse: entropy-coded JPEG data stuffs every 0xFF with 0x00 (or a restart
+    marker), so an FF DA there is always a real scan header. ~1 ms a megabyte.
+    """
+    start = fp.tell()
+    count, tail = 0, b""
+    try:
+        while count <= limit:
+            block = fp.read(1 << 20)
+            if not block:
+                break
+            data = tail + block
+            count += data.count(marker)
+            tail = data[1 - len(marker):]  # a marker split across two blocks is counted once, in the next
+    finally:
+        fp.seek(start)
+    return count
 
 
 def _is_empty_stream(fp: Any) -> bool:
@@ -197,8 +242,8 @@ def decode(source: ImageSource, options: Optional[Options] = None) -> Decoded:
     img = opened = open_image(source, options.max_pixels)
     fmt = img.format
     try:
-        if getattr(img, "n_frames", 1) > 1:
-            img.seek(0)
+        if img.tell() != 0:  # a PIL image handed in on another frame: n_frames would walk them all
+            img.seek(0)  # (a TIFF's IFD chain, in Python: 48,000 pages took 26 s)
         if options.max_size and fmt == "JPEG":
             _draft(img, options.max_size)
         img.load()
