@@ -25,6 +25,7 @@ from mattekit.engine import RecurrentState
 from mattekit.errors import Cancelled, InvalidInput, InvalidOption, TooLarge
 from mattekit.options import Options, parse_background
 from mattekit.video import VideoOptions, alpha_sequence, flicker, probe, process_video, read_frames, write_frames
+import hostile
 from samples import sample_path
 
 N = 20  # frames per clip: enough for the recurrent state to matter, quick on two cores
@@ -417,6 +418,43 @@ def test_ratio_beyond_the_lowres_limit_stops_before_any_frame(carphone: Path, tm
 
 
 # -- extending: a new output type is one row of the table (plus its writer) --------------------
+# -- frames past the pixel limit (issue 25) --------------------------------------------------
+LIMIT = 100_000  # 320x240 fits; 400x300 is past it (our check), 640x480 past twice it (FFmpeg's)
+
+
+@pytest.mark.parametrize("codec", ["mpeg2video", "libx264"])
+@pytest.mark.parametrize("big", [(400, 300), (640, 480), (4000, 3000)])
+def test_a_clip_that_grows_past_the_limit_mid_stream_is_too_large(tmp_path, codec, big):
+    clip = hostile.growing_clip(tmp_path / "grow.ts", ((320, 240), big), (5, 3), codec)
+    assert probe(clip, LIMIT).width == 320  # the header and the first frame are within it
+    with pytest.raises(TooLarge, match="limit of 100,000|limit is 100,000"):
+        list(read_frames(clip, max_pixels=LIMIT))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(TooLarge):
+        process_video(clip, out / "x.webm", Options(preset="fast", max_pixels=LIMIT))
+    assert _left_behind(out) == []
+
+
+def test_a_clip_within_the_limit_reads_every_frame(tmp_path):
+    clip = hostile.growing_clip(tmp_path / "same.ts", ((320, 240), (320, 240)), (5, 3))
+    assert len(list(read_frames(clip, max_pixels=320 * 240))) == 8  # the limit itself is allowed
+
+
+def test_a_background_clip_past_the_limit_is_too_large(tmp_path, carphone):
+    out = tmp_path / "out"
+    out.mkdir()
+    big = hostile.flat_clip(tmp_path / "big.ts", (640, 480))
+    with pytest.raises(TooLarge, match="big.ts"):  # probed like the clip: before any frame is matted
+        process_video(carphone, out / "x.mp4", Options(preset="fast", max_pixels=LIMIT),
+                      VideoOptions(max_frames=5, background_video=big))
+    grows = hostile.growing_clip(tmp_path / "grows.ts", ((160, 120), (640, 480)), (2, 3))
+    with pytest.raises(TooLarge, match="grows.ts"):  # a frame of it past the limit, in the writer
+        process_video(carphone, out / "x.mp4", Options(preset="fast", max_pixels=LIMIT),
+                      VideoOptions(max_frames=8, background_video=grows))
+    assert _left_behind(out) == []
+
+
 # docs/extending.md shows these two; here they are run.
 class NpzWriter:
     """Every frame's matte into one compressed .npz (an output with its own writer)."""

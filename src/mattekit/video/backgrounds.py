@@ -23,10 +23,12 @@ class Backgrounds:
     def __init__(self, options: Options, vopts: VideoOptions) -> None:
         self.bg = options.background
         self.video = vopts.background_video
+        self.max_pixels = options.max_pixels  # a background clip's frames too, each one
         self._fixed: Optional[np.ndarray] = None
         self._frames: Optional[Generator[np.ndarray, None, None]] = None
         if isinstance(self.bg, BackgroundImage) and not isinstance(self.bg.source, imaging.Decoded):
-            self.bg = BackgroundImage(imaging.decode(self.bg.source, Options()), self.bg.fit)
+            self.bg = BackgroundImage(imaging.decode(self.bg.source, Options(max_pixels=options.max_pixels)),
+                                      self.bg.fit)
 
     def layer(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
@@ -41,7 +43,7 @@ class Backgrounds:
     def _clip_frames(self) -> Generator[np.ndarray, None, None]:
         while True:  # loop the clip for as long as the foreground lasts
             got = 0
-            for frame in read_frames(self.video):  # type: ignore[arg-type]
+            for frame in read_frames(self.video, max_pixels=self.max_pixels):  # type: ignore[arg-type]
                 got += 1
                 yield frame[:, :, :3]
             if got == 0:

@@ -133,7 +133,9 @@ def process_video(
     recipe = presets.video_recipe(options.preset)
     clean = (recipe.decontaminate if options.decontaminate is None else options.decontaminate) and spec.frame != "alpha"
 
-    info = probe(source)
+    info = probe(source, options.max_pixels)
+    if vopts.background_video is not None:  # held to the same limit as the clip, before any work
+        probe(vopts.background_video, options.max_pixels)
     fps = info.fps
     span_end = vopts.end if vopts.end is not None else (info.duration or None)
     span = (span_end - vopts.start) if span_end is not None else None
@@ -180,9 +182,10 @@ def process_video(
         try:
             rng = Range(vopts.start, vopts.end, vopts.max_frames)
             if container is None:
-                read_webp(source, rng, decoded_q, run.stop, run.read)
+                read_webp(source, rng, decoded_q, run.stop, run.read, options.max_pixels)
             else:
-                read_av(container, rng, in_audio is not None, decoded_q, run.stop, Path(source).name, run.read)
+                read_av(container, rng, in_audio is not None, decoded_q, run.stop, Path(source).name, run.read,
+                        options.max_pixels)
             put(decoded_q, END, run.stop)
         except Stop:
             pass

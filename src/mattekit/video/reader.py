@@ -18,11 +18,13 @@ from typing import Any, Iterator, Optional, Union
 import numpy as np
 
 from ..engine import Matte
-from ..errors import InvalidInput
+from ..errors import InvalidInput, MattekitError, TooLarge
+from ..options import DEFAULT_MAX_PIXELS
 
 __all__ = [
     "VideoInfo", "probe", "read_frames", "upright", "open_input", "frame_rate", "is_webp", "Range", "ReadState",
-    "VideoItem", "AudioItem", "END", "Stop", "put", "get", "read_av", "read_webp",
+    "VideoItem", "AudioItem", "END", "Stop", "put", "get", "read_av", "read_webp", "bound_decoder", "check_frame",
+    "FFMPEG_PIXEL_SLACK",
 ]
 
 log = logging.getLogger("mattekit.video")
@@ -70,6 +72,37 @@ def open_input(path: Union[str, os.PathLike]) -> Any:
     return container
 
 
+# A clip may change its frame size at any packet (an MPEG-TS that switched from 320x240 to 4000x3000
+# after 5 frames passed a first-frame check), so every frame is held to the limit. FFmpeg's own
+# check (the decoder's ``max_pixels``, in ff_set_dimensions and ff_get_buffer) refuses a frame before
+# allocating it: without it one ~100 KB upload can make FFmpeg allocate 16384x16384 frames, one per
+# decoder thread. It pads the width to its stride alignment first, so it gets twice our limit, and
+# :func:`check_frame` applies the exact limit to each decoded frame before it becomes an array.
+FFMPEG_PIXEL_SLACK = 2
+
+
+def bound_decoder(ctx: Any, max_pixels: int) -> None:
+    """Make FFmpeg refuse, before allocating, any frame far past ``max_pixels`` (set before it opens)."""
+    ctx.options = {**ctx.options, "max_pixels": str(max_pixels * FFMPEG_PIXEL_SLACK)}
+
+
+def check_frame(width: int, height: int, max_pixels: int, name: str) -> None:
+    """:class:`TooLarge` for a frame of more than ``max_pixels``, before it is converted to numpy."""
+    if width * height > max_pixels:
+        raise TooLarge(f"{name} has a {width}x{height} frame = {width * height:,} pixels; "
+                       f"the limit is {max_pixels:,}")
+
+
+def _decode_error(exc: Exception, ctx: Any, max_pixels: int, name: str, what: str) -> MattekitError:
+    """An FFmpeg error while decoding, in our words: :class:`TooLarge` when the decoder refused a
+    frame's size (it then leaves the size at 0x0, or at the refused one), else :class:`InvalidInput`."""
+    w, h = int(ctx.width or 0), int(ctx.height or 0)
+    if w * h == 0 or w * h > max_pixels:
+        shown = f" ({w}x{h})" if w * h else ""
+        return TooLarge(f"{name} has a frame{shown} past the limit of {max_pixels:,} pixels")
+    return InvalidInput(f"{name} could not be decoded (truncated or corrupt){what}: {exc}")
+
+
 def frame_rate(stream: Any) -> Fraction:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate and rate > 0:
@@ -87,12 +120,14 @@ def is_webp(path: Union[str, os.PathLike]) -> bool:
     return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
 
 
-def _webp_frames(path: Union[str, os.PathLike]) -> Iterator[tuple[np.ndarray, int]]:
-    """(RGB or RGBA frame, start time in ms) of an animated WebP, via Pillow."""
+def _webp_frames(path: Union[str, os.PathLike], max_pixels: int = DEFAULT_MAX_PIXELS
+                 ) -> Iterator[tuple[np.ndarray, int]]:
+    """(RGB or RGBA frame, start time in ms) of an animated WebP, via Pillow (every frame is the canvas's size)."""
     from PIL import Image, ImageSequence
 
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=["WEBP"]) as img:
+            check_frame(img.width, img.height, max_pixels, Path(path).name)
             t = 0
             for frame in ImageSequence.Iterator(img):
                 rgba = frame.convert("RGBA")
@@ -103,12 +138,13 @@ def _webp_frames(path: Union[str, os.PathLike]) -> Iterator[tuple[np.ndarray, in
         raise InvalidInput(f"{Path(path).name} could not be decoded (truncated or corrupt): {exc}") from None
 
 
-def _probe_webp(path: Union[str, os.PathLike]) -> VideoInfo:
+def _probe_webp(path: Union[str, os.PathLike], max_pixels: int) -> VideoInfo:
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
-            n = getattr(img, "n_frames", 1)
+        with Image.open(path, formats=["WEBP"]) as img:
+            check_frame(img.width, img.height, max_pixels, Path(path).name)
+            n = img.n_frames  # WebP's comes from libwebp's demuxer, which has read the chunks: no walk
             total_ms = 0
             for i in range(n):
                 img.seek(i)
@@ -120,22 +156,30 @@ def _probe_webp(path: Union[str, os.PathLike]) -> VideoInfo:
     return VideoInfo(w, h, n / duration if duration else 25.0, n, duration, 0, "webp", False)
 
 
-def probe(path: Union[str, os.PathLike]) -> VideoInfo:
-    """Size (upright), frame rate, frames, duration and audio of a clip; decodes one frame."""
+def probe(path: Union[str, os.PathLike], max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
+    """Size (upright), frame rate, frames, duration and audio of a clip; decodes one frame.
+
+    Raises :class:`TooLarge` when the header or the first frame has more than ``max_pixels``
+    (FFmpeg is told to refuse such a frame before allocating it).
+    """
     import av
 
+    name = Path(path).name
     if Path(path).is_file() and is_webp(path):
-        return _probe_webp(path)
+        return _probe_webp(path, max_pixels)
     container = open_input(path)
     try:
         vs = container.streams.video[0]
+        check_frame(vs.codec_context.width, vs.codec_context.height, max_pixels, name)  # the header's
+        bound_decoder(vs.codec_context, max_pixels)
         rotation = 0
         try:
             for frame in container.decode(vs):
+                check_frame(frame.width, frame.height, max_pixels, name)
                 rotation = int(getattr(frame, "rotation", 0) or 0) % 360
                 break
         except av.FFmpegError as exc:
-            raise InvalidInput(f"{Path(path).name} could not be decoded: {exc}") from None
+            raise _decode_error(exc, vs.codec_context, max_pixels, name, "") from None
         w, h = vs.codec_context.width, vs.codec_context.height
         if rotation in (90, 270):
             w, h = h, w
@@ -153,16 +197,18 @@ def probe(path: Union[str, os.PathLike]) -> VideoInfo:
         container.close()
 
 
-def read_frames(path: Union[str, os.PathLike], limit: Optional[int] = None) -> Iterator[np.ndarray]:
+def read_frames(path: Union[str, os.PathLike], limit: Optional[int] = None,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[np.ndarray]:
     """Decode a clip upright, keeping its alpha: HxWx4 RGBA when it has one, else HxWx3 RGB.
 
     FFmpeg's own VP9 decoder drops the alpha plane (it travels in Matroska side data), so VP9 is
-    decoded with libvpx, which keeps it.
+    decoded with libvpx, which keeps it. A frame of more than ``max_pixels`` raises :class:`TooLarge`.
     """
     import av
 
+    name = Path(path).name
     if Path(path).is_file() and is_webp(path):
-        for n, (arr, _) in enumerate(_webp_frames(path)):
+        for n, (arr, _) in enumerate(_webp_frames(path, max_pixels)):
             if limit is not None and n >= limit:
                 return
             yield arr
@@ -170,18 +216,25 @@ def read_frames(path: Union[str, os.PathLike], limit: Optional[int] = None) -> I
     container = open_input(path)
     try:
         vs = container.streams.video[0]
-        if vs.codec_context.name == "vp9":
-            codec = av.CodecContext.create("libvpx-vp9", "r")
-            frames = (f for packet in container.demux(vs) for f in codec.decode(packet))
+        ctx = vs.codec_context
+        if ctx.name == "vp9":
+            ctx = av.CodecContext.create("libvpx-vp9", "r")
+            bound_decoder(ctx, max_pixels)
+            frames = (f for packet in container.demux(vs) for f in ctx.decode(packet))
         else:
+            bound_decoder(ctx, max_pixels)
             frames = container.decode(vs)
         n = 0
-        for frame in frames:
-            if limit is not None and n >= limit:
-                return
-            fmt = "rgba" if _has_alpha(frame.format) else "rgb24"
-            yield upright(frame.to_ndarray(format=fmt), int(getattr(frame, "rotation", 0) or 0))
-            n += 1
+        try:
+            for frame in frames:
+                if limit is not None and n >= limit:
+                    return
+                check_frame(frame.width, frame.height, max_pixels, name)
+                fmt = "rgba" if _has_alpha(frame.format) else "rgb24"
+                yield upright(frame.to_ndarray(format=fmt), int(getattr(frame, "rotation", 0) or 0))
+                n += 1
+        except av.FFmpegError as exc:
+            raise _decode_error(exc, ctx, max_pixels, name, f" after {n} frames") from None
     finally:
         container.close()
 
@@ -247,16 +300,18 @@ class Range:
 
 
 def read_av(container: Any, rng: Range, audio: bool, out: "queue.Queue", stop: threading.Event, name: str,
-            state: ReadState) -> None:
+            state: ReadState, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Demux and decode; put upright RGB frames and audio packets on ``out`` in demux order.
 
     ``state`` gets the first frame's source time before that frame is queued (the writer shifts
-    audio by it), and the count and whether the range was read to its end once done.
+    audio by it), and the count and whether the range was read to its end once done. A frame of
+    more than ``max_pixels`` raises :class:`TooLarge` before it is converted.
     """
     import av
 
     vs = container.streams.video[0]
     vs.thread_type = "AUTO"  # frame threads in FFmpeg's decoder: no GIL, free speed
+    bound_decoder(vs.codec_context, max_pixels)
     aus = container.streams.audio[0] if (audio and container.streams.audio) else None
     tb = vs.time_base or Fraction(1, 90000)
     rate = frame_rate(vs)
@@ -284,6 +339,7 @@ def read_av(container: Any, rng: Range, audio: bool, out: "queue.Queue", stop: t
                 continue
             for frame in packet.decode():
                 decoded_any = True
+                check_frame(frame.width, frame.height, max_pixels, name)  # before the range: every frame
                 pts = frame.pts
                 sec = float(pts * tb) if pts is not None else count / float(rate)
                 if sec < rng.start - 0.5 / float(rate):
@@ -303,18 +359,18 @@ def read_av(container: Any, rng: Range, audio: bool, out: "queue.Queue", stop: t
                     state.frames, state.complete = count, True
                     return
     except av.FFmpegError as exc:
-        raise InvalidInput(f"{name} could not be decoded (truncated or corrupt) after {count} frames: {exc}") from None
+        raise _decode_error(exc, vs.codec_context, max_pixels, name, f" after {count} frames") from None
     if not decoded_any:
         raise InvalidInput(f"{name} has no frames we can decode (truncated or corrupt)")
     state.frames, state.complete = count, False
 
 
 def read_webp(path: Union[str, os.PathLike], rng: Range, out: "queue.Queue", stop: threading.Event,
-              state: ReadState) -> None:
+              state: ReadState, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """The animated-WebP twin of :func:`read_av` (no audio; times in ms)."""
     count = 0
     first: Optional[int] = None
-    for arr, ms in _webp_frames(path):
+    for arr, ms in _webp_frames(path, max_pixels):
         if stop.is_set():
             raise Stop()
         sec = ms / 1000.0
