@@ -1,0 +1,90 @@
+"""Hostile inputs against the real server on loopback (issue 25, H1/H2), each generated here
+(tests/hostile.py): small files that once held the only worker for minutes or let a video frame
+past the pixel limit. Capacity 1 and a 1 MP limit, as in the audit, so each hole would show."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+import hostile
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import load  # noqa: E402  (bench/load.py: a real server with its own TMPDIR)
+
+LIMIT = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[load.Server]:
+    env = {"MATTEKIT_WORKERS": "1", "MATTEKIT_QUEUE_SIZE": "0", "MATTEKIT_THREADS": "2",
+           "MATTEKIT_REQUEST_TIMEOUT": "10", "MATTEKIT_MAX_PIXELS": str(LIMIT)}
+    with load.serve(env) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def photo() -> bytes:
+    return load.sample_images((256,))[0]
+
+
+def _remove(url: str, data: bytes, name: str) -> httpx.Response:
+    return httpx.post(url + "/api/v1/remove", files={"file": (name, data, "application/octet-stream")},
+                      data={"preset": "fast"}, timeout=60)
+
+
+@pytest.mark.parametrize("name, make, status", [
+    ("bomb.jpg", lambda: hostile.jpeg_scan_bomb(1000, 20_000), 422),  # 1 MP, 250 KB: 14 s of libjpeg
+    ("pages.tif", lambda: hostile.tiff_ifd_chain(48_000, 64), 200),  # 4.9 MB: 26 s of n_frames
+])
+def test_a_decode_bomb_is_answered_at_once_and_the_next_photo_is_served(server: load.Server, photo: bytes,
+                                                                        name: str, make, status: int) -> None:
+    t0 = time.monotonic()
+    r = _remove(server.url, make(), name)
+    took = time.monotonic() - t0
+    assert r.status_code == status, r.text[:300]
+    if status == 422:
+        assert r.json()["error"]["code"] == "too_large" and "scans" in r.json()["error"]["message"]
+    assert took < 5, took
+    ok = _remove(server.url, photo, "a.jpg")  # at once: the only slot is free again
+    assert ok.status_code == 200 and ok.content[:4] == b"\x89PNG", ok.text[:300]
+
+
+def _job(url: str, files: dict) -> dict:
+    """Start a job (with a ``bg_file``, the default output is the composite that reads it); its
+    final state, or the refusal itself when the upload is refused at once."""
+    r = httpx.post(url + "/api/v1/jobs", data={"preset": "fast"}, files=files, timeout=60)
+    if r.status_code != 202:
+        return {"state": "refused", "status": r.status_code, **r.json()}
+    job_id = r.json()["id"]
+    give_up = time.monotonic() + 60
+    while True:
+        job = httpx.get(f"{url}/api/v1/jobs/{job_id}", timeout=10).json()
+        if job["state"] not in ("queued", "running") or time.monotonic() > give_up:
+            return job
+        time.sleep(0.1)
+
+
+def test_a_clip_that_grows_past_the_limit_fails_as_too_large(server: load.Server, tmp_path: Path) -> None:
+    clip = hostile.growing_clip(tmp_path / "grow.ts", ((320, 240), (4000, 3000)), (5, 3)).read_bytes()
+    before = server.rss_mb()
+    job = _job(server.url, {"file": ("grow.ts", clip, "video/mp2t")})
+    assert job["state"] in ("failed", "refused") and job["error"]["code"] == "too_large", job
+    assert server.rss_mb() - before < 100  # no 12 MP frame was converted (the audit saw +390 MB)
+
+
+def test_a_background_clip_past_the_limit_fails_as_too_large(server: load.Server, tmp_path: Path) -> None:
+    clip = hostile.flat_clip(tmp_path / "clip.ts", (320, 240), 8).read_bytes()
+    big = hostile.flat_clip(tmp_path / "bg.ts", (1280, 960), 3).read_bytes()  # 1.2 MP
+    job = _job(server.url, {"file": ("clip.ts", clip, "video/mp2t"), "bg_file": ("bg.ts", big, "video/mp2t")})
+    assert job["state"] in ("failed", "refused") and job["error"]["code"] == "too_large", job
+    assert job.get("output", "composite") != "webm"  # a composite, so the background is read
+    grows = hostile.growing_clip(tmp_path / "grows.ts", ((320, 240), (1280, 960)), (2, 3)).read_bytes()
+    job = _job(server.url, {"file": ("clip.ts", clip, "video/mp2t"), "bg_file": ("grows.ts", grows, "video/mp2t")})
+    assert job["state"] in ("failed", "refused") and job["error"]["code"] == "too_large", job
