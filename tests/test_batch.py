@@ -389,3 +389,22 @@ def test_a_bad_file_is_recorded_and_the_job_still_succeeds(cluster_run):
             assert Path(rec["output"]).is_file()
     assert records["carphone.mp4"]["kind"] == "video"
     assert "broken.jpg" in proc.stderr  # the user sees it too
+
+
+def test_object_keys_never_write_outside_dst(tmp_path, monkeypatch):
+    """Object stores allow keys with empty segments and '..': none of them may leave DST."""
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    dst.mkdir()
+    spec = Spec(batch.resolve(str(src)), batch.resolve(str(dst)), Options(), VideoSettings())
+    keys = [f"{src}//abs/path.jpg", f"{src}/../escape.jpg", f"{src}/./a/../../b.jpg", f"{src}/ok.jpg",
+            f"{src}///{tmp_path}/twice.jpg"]
+    monkeypatch.setattr(batch, "list_files", lambda loc: keys if loc is spec.src else [])
+    work = batch.plan(spec)
+    targets = sorted(Path(i.target).relative_to(dst).as_posix() for i in work.todo)
+    assert targets == ["abs/path.png", "ok.png", f"{tmp_path.relative_to('/')}/twice.png"], targets
+    assert work.ignored == 2  # the keys with '..'
+    for rel in ("../x.png", "a/../../x.png", "", "/"):
+        with pytest.raises(batch.InvalidInput):
+            spec.dst.join(rel)
+    assert spec.dst.join("//etc/passwd") == f"{dst}/etc/passwd"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from .backends import cpu_cores
-from .errors import InvalidOption, MattekitError
+from .errors import InvalidInput, InvalidOption, MattekitError
 from .files import is_temp_name, temp_name
 from .formats import CLIP_SUFFIXES, IMAGE_SUFFIXES
 from .options import BackgroundImage, Options
@@ -103,7 +103,12 @@ class Location:
         return self.fs.type_name == "local"
 
     def join(self, rel: str) -> str:
-        return posixpath.join(self.path, rel) if self.path else rel
+        """``rel`` under this folder, never outside it: an object key may hold an empty segment
+        (``in//abs/x.jpg``, which a plain join makes absolute) or ``..``."""
+        parts = _segments(rel)
+        if not parts or ".." in parts:
+            raise InvalidInput(f"{rel!r} would be written outside {self.display(self.path)}")
+        return posixpath.join(self.path, *parts) if self.path else "/".join(parts)
 
     def display(self, path: str) -> str:
         return f"{self.scheme}://{path}" if self.scheme else path
@@ -181,9 +186,15 @@ def list_files(loc: Location) -> list[str]:
     return sorted(i.path for i in infos if i.type == pafs.FileType.File)
 
 
+def _segments(rel: str) -> list[str]:
+    return [part for part in rel.split("/") if part not in ("", ".")]
+
+
 def relative(path: str, base: str) -> str:
+    """``path`` relative to ``base``, without empty or ``.`` segments (``in//a.jpg`` → ``a.jpg``)."""
     prefix = base.rstrip("/") + "/"
-    return path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
+    rel = path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
+    return "/".join(_segments(rel))
 
 
 @dataclass
@@ -220,7 +231,7 @@ def plan(spec: Spec, *, overwrite: bool = False) -> Plan:
         rel = relative(path, base)
         suffix = posixpath.splitext(rel)[1].lower()
         kind = "image" if suffix in images else "video" if suffix in videos else None
-        if kind is None or _hidden(rel):
+        if kind is None or _hidden(rel):  # hidden: also any ``..`` segment of an object key
             ignored += 1
             continue
         item = Item(kind, path, target_for(rel, kind, spec), rel)
