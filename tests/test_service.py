@@ -360,6 +360,12 @@ def test_settings_from_env():
     assert s.cors_origins == ("http://a.test", "http://b.test") and s.api_keys == ("k1", "k2")
     assert Settings.from_env({"MATTEKIT_WORKERS": "2"}, workers=1).workers == 1  # CLI flags win
     assert 1 <= Settings.from_env({}).workers <= 4
+    # A server answers the loopback names by default, and those it is told (names, ports dropped).
+    assert Settings.from_env({}).allowed_hosts == ("localhost", "127.0.0.1", "::1")
+    hosts = Settings.from_env({"MATTEKIT_ALLOWED_HOSTS": "Matte.Example:8080, [::2]"}).allowed_hosts
+    assert hosts[3:] == ("matte.example", "::2")
+    assert Settings.from_env({"MATTEKIT_ALLOWED_HOSTS": "a.example,*"}).allowed_hosts == ("*",)
+    assert Settings().allowed_hosts == ("*",)  # settings made in code (tests, embedding) check no Host
     for bad in ({"MATTEKIT_WORKERS": "many"}, {"MATTEKIT_QUEUE_SIZE": "-1"}, {"MATTEKIT_MAX_PIXELS": "0"}):
         with pytest.raises(InvalidOption, match=next(iter(bad))):
             Settings.from_env(bad)

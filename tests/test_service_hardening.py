@@ -166,3 +166,178 @@ def test_stalled_video_uploads_are_refused_or_cut_off_and_leave_nothing(one_slot
     # The slot is free again: a new upload is admitted (and, being no video, refused as such).
     r = httpx.post(one_slot.url + "/api/v1/jobs", files={"file": ("c.mp4", b"not a video", "video/mp4")}, timeout=30)
     assert r.status_code == 415, r.text
+
+
+# -- the low findings, each against the real server ---------------------------------------------
+def _tiny_clip(path: Path, frames: int = 3, size: tuple[int, int] = (128, 96)) -> bytes:
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(frames):
+            pixels = np.full((size[1], size[0], 3), 40 * i, np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path.read_bytes()
+
+
+def _log_lines_with(server: load.Server, needle: str) -> list[str]:
+    give_up = time.monotonic() + 10
+    while needle not in server.log() and time.monotonic() < give_up:
+        time.sleep(0.1)  # the access line is written just after the response
+    return [line for line in server.log().splitlines() if needle in line]
+
+
+def test_a_newline_in_the_path_stays_inside_one_log_line(one_slot: load.Server) -> None:
+    r = httpx.get(one_slot.url + "/x%0AINFO:%20mattekit.access:%20forged%22", headers={"X-Request-ID": "newline-1"})
+    assert r.status_code == 404
+    mine = _log_lines_with(one_slot, "id=newline-1")
+    assert len(mine) == 1 and "/x\\x0aINFO: mattekit.access: forged\\x22 HTTP/1.1" in mine[0], mine
+    assert not [line for line in one_slot.log().splitlines() if line.startswith("INFO: mattekit.access: forged")]
+
+
+def test_deep_json_and_non_finite_times_are_4xx_without_a_traceback(one_slot: load.Server) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    r = httpx.post(one_slot.url + "/v1.0/removebg", content=deep, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_request", r.text
+    for name, value in (("start", "nan"), ("start", "inf"), ("end", "-inf"), ("end", "NaN")):
+        r = httpx.post(one_slot.url + "/api/v1/jobs", data={name: value},
+                       files={"file": ("c.mp4", b"\x00" * 64, "video/mp4")}, timeout=30)
+        assert r.status_code == 400 and "finite" in r.json()["error"]["message"], (name, value, r.text)
+    assert "Traceback" not in one_slot.log() and "RecursionError" not in one_slot.log()
+
+
+def test_errors_echo_no_paths_and_no_huge_values(one_slot: load.Server, photo: bytes) -> None:
+    huge = "a" * 1_000_000
+    r = httpx.post(one_slot.url + "/api/v1/remove", data={"bg": huge}, timeout=30)
+    assert r.status_code == 400 and len(r.content) < 1000 and "aaaaaaaa" not in r.text, r.text[:300]
+    r = httpx.post(one_slot.url + "/api/v1/remove?bg=" + "b" * 8000, content=photo,
+                   headers={"Content-Type": "image/jpeg"}, timeout=30)
+    assert r.status_code == 400 and "bbbbbbbb" not in r.text, r.text[:300]
+    # Not a video: FFmpeg's message names the file it read; the client sees no server path.
+    r = httpx.post(one_slot.url + "/api/v1/jobs", files={"file": ("c.mp4", b"\x00" * 4096, "video/mp4")}, timeout=30)
+    assert r.status_code == 415, r.text
+    assert str(one_slot.tmpdir) not in r.text and "mattekit-jobs" not in r.text, r.text
+
+
+def test_a_foreign_host_and_a_cross_site_post_are_refused(one_slot: load.Server, photo: bytes) -> None:
+    port = one_slot.url.rsplit(":", 1)[1]
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example", "localhost.", "[::2]"):
+        r = httpx.get(one_slot.url + "/api/v1/limits", headers={"Host": host})
+        expected = 200 if host == "localhost." else 400
+        assert r.status_code == expected, (host, r.status_code, r.text)
+        if expected == 400:
+            assert r.json()["error"]["code"] == "host_not_allowed" and "MATTEKIT_ALLOWED_HOSTS" in r.text
+        page = httpx.get(one_slot.url + "/", headers={"Host": host})
+        assert page.status_code == expected, host
+    for host in (f"localhost:{port}", f"[::1]:{port}", "LOCALHOST", f"127.0.0.1:{port}"):
+        assert httpx.get(one_slot.url + "/api/v1/limits", headers={"Host": host}).status_code == 200, host
+    for probe in ("/healthz", "/readyz", "/metrics"):  # orchestrators address pods by IP
+        assert httpx.get(one_slot.url + probe, headers={"Host": "10.1.2.3:5003"}).status_code == 200, probe
+
+    upload = {"files": {"file": ("a.jpg", photo, "image/jpeg")}, "data": {"preset": "fast"}, "timeout": 30}
+    for headers in ({"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+                    {"Origin": f"http://localhost:{port}", "Sec-Fetch-Site": "same-site"},
+                    {"Origin": "https://evil.example"}, {"Origin": "null"}):
+        r = httpx.post(one_slot.url + "/api/v1/remove", headers=headers, **upload)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "cross_site", (headers, r.text)
+        r = httpx.post(one_slot.url + "/v1.0/removebg", headers=headers, data={"size": "preview"})
+        assert r.status_code == 403 and r.json()["errors"][0]["code"] == "cross_site", (headers, r.text)
+    for headers in ({"Origin": one_slot.url, "Sec-Fetch-Site": "same-origin"}, {"Origin": one_slot.url}, {}):
+        r = httpx.post(one_slot.url + "/api/v1/remove", headers=headers, **upload)
+        assert r.status_code == 200, (headers, r.text[:300])
+
+    docs = httpx.get(one_slot.url + "/docs")
+    assert docs.status_code == 200 and docs.headers["x-frame-options"] == "DENY"
+    policy = docs.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "'sha256-" in policy and "unsafe-eval" not in policy
+
+
+@pytest.fixture(scope="module")
+def keyed() -> Iterator[load.Server]:
+    env = {"MATTEKIT_WORKERS": "1", "MATTEKIT_THREADS": "2", "MATTEKIT_API_KEYS": "key-one,key-two",
+           "MATTEKIT_ALLOWED_HOSTS": "matte.example, Other.Example.:8080"}
+    with load.serve(env) as srv:
+        yield srv
+
+
+def _wait_job(url: str, job_id: str, key: str) -> dict:
+    give_up = time.monotonic() + 60
+    while time.monotonic() < give_up:
+        job = httpx.get(f"{url}/api/v1/jobs/{job_id}", headers={"X-API-Key": key}).json()
+        if job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_a_job_is_seen_only_by_its_own_key_and_keeps_no_uploads(keyed: load.Server, photo: bytes,
+                                                                tmp_path: Path) -> None:
+    clip = _tiny_clip(tmp_path / "c.mp4")
+    one, two = {"X-API-Key": "key-one"}, {"Authorization": "Bearer key-two"}
+    r = httpx.post(keyed.url + "/api/v1/jobs", headers=one, data={"preset": "fast", "output": "composite"}, timeout=30,
+                   files={"file": ("c.mp4", clip, "video/mp4"), "bg_file": ("bg.jpg", photo, "image/jpeg")})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    # The background picture is decoded into the job's options: its file is gone before the job runs.
+    assert not [p for p in keyed.temp_files() if p.endswith("/background")], keyed.temp_files()
+    for method, path in (("GET", ""), ("GET", "/result"), ("DELETE", "")):
+        other = httpx.request(method, f"{keyed.url}/api/v1/jobs/{job_id}{path}", headers=two)
+        assert other.status_code == 404 and other.json()["error"]["code"] == "not_found", (method, path, other.text)
+    assert _wait_job(keyed.url, job_id, "key-one")["state"] == "done"
+    mine = [p for p in keyed.temp_files() if job_id in p]
+    assert [Path(p).name for p in mine if Path(p).name != job_id] == ["result.mp4"], mine  # no upload left
+    assert httpx.get(f"{keyed.url}/api/v1/jobs/{job_id}/result", headers=one).status_code == 200
+    assert httpx.get(f"{keyed.url}/api/v1/jobs/{job_id}/result", headers=two).status_code == 404
+
+    r = httpx.post(keyed.url + "/api/v1/jobs", headers=one, data={"preset": "fast"}, timeout=30,
+                   files={"file": ("c.mp4", clip, "video/mp4")})
+    assert r.status_code == 202, r.text
+    assert not [p for p in keyed.temp_files() if p.endswith("/background")]  # none made for a job without one
+    assert _wait_job(keyed.url, r.json()["id"], "key-one")["state"] == "done"
+
+
+def test_configured_hosts_are_answered_and_keys_make_cross_site_checks_moot(keyed: load.Server) -> None:
+    for host in ("matte.example", "MATTE.example:443", "other.example:8080", "localhost"):
+        r = httpx.get(keyed.url + "/api/v1/limits", headers={"Host": host, "X-API-Key": "key-two"})
+        assert r.status_code == 200, (host, r.text)
+    assert httpx.get(keyed.url + "/api/v1/limits", headers={"Host": "evil.example", "X-API-Key": "key-two"}
+                     ).status_code == 400
+    # A page on another site cannot send the key: its form post is a 401, not a cross_site refusal.
+    r = httpx.post(keyed.url + "/api/v1/remove", headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 401, r.text
+
+
+# -- the jobs folder, in-process --------------------------------------------------------------------
+def test_the_jobs_folder_is_private_bounded_and_trusts_no_record(tmp_path: Path) -> None:
+    import json
+    import os
+
+    from mattekit.service.jobs import JobSettings, JobStore, NoSpace, NotFound
+
+    store = JobStore(JobSettings(folder=str(tmp_path / "shared" / "jobs"), max_upload_bytes=1000, disk_bytes=5000))
+    try:
+        assert (os.stat(store.root).st_mode & 0o777) == 0o700
+        job = store.new("composite")
+        assert (os.stat(job.folder).st_mode & 0o777) == 0o700
+        store.refuse_if_full()  # empty: room for an upload
+        (job.folder / "result.mp4").write_bytes(b"x" * 4200)
+        with pytest.raises(NoSpace, match="MATTEKIT_JOB_DISK_BYTES"):
+            store.refuse_if_full()
+        # A record written by someone else naming another file is not followed.
+        other = store.root / "someoneelse"
+        other.mkdir()
+        record = {"id": "someoneelse", "state": "done", "output": "composite", "progress": {}, "created": 0,
+                  "finished": 1e12, "result_name": "../../../../etc/passwd"}
+        (other / "job.json").write_text(json.dumps(record))
+        with pytest.raises(NotFound):
+            store.get("someoneelse")
+        (other / "job.json").write_text(json.dumps({**record, "result_name": "result.mp4"}))
+        assert store.get("someoneelse").result == other / "result.mp4"
+        (other / "job.json").write_text(json.dumps({**record, "output": "../x"}))
+        with pytest.raises(NotFound):
+            store.get("someoneelse")
+    finally:
+        store.close()

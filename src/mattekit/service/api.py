@@ -25,7 +25,7 @@ from ..options import FORMATS, PRESETS, BackgroundImage, Options
 from .common import require_api_key, server_options, under_request_deadline
 from .deploy import StillsSlot, draining
 from .executor import Reservation
-from .uploads import read_upload
+from .uploads import check_fields, read_upload
 
 __all__ = [
     "router", "STATIC_DIR", "CLIENT_FIELDS", "PAGE_HEADERS", "api", "index", "healthz", "readyz", "metrics",
@@ -220,6 +220,7 @@ async def _remove(request: Request, deadline: Optional[Deadline], slot: Reservat
     # The upload counts too: a client trickling its body would otherwise hold memory for ever.
     upload = await within(deadline, read_upload(request, settings.max_upload_bytes))
     fields = {**dict(request.query_params), **upload.fields}
+    check_fields(fields)
     bg_data = upload.files.get("bg_file")
     options = parse_options(fields, settings, bg_data is not None)
     data = upload.files.get("file")

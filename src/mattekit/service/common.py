@@ -6,6 +6,7 @@ Shared by the route modules (``api``, ``jobs``) so that none of them imports ano
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Awaitable, Callable, Optional
 
 from fastapi import Request
@@ -15,7 +16,7 @@ from ..deadline import Deadline
 from ..errors import DeadlineExceeded, MattekitError
 from ..options import Options
 
-__all__ = ["Unauthorized", "require_api_key", "server_options", "under_request_deadline"]
+__all__ = ["Unauthorized", "presented_key", "key_owner", "require_api_key", "server_options", "under_request_deadline"]
 
 
 class Unauthorized(MattekitError):
@@ -32,12 +33,25 @@ async def require_api_key(request: Request) -> None:
     settings = request.app.state.settings
     if not settings.api_keys:
         return
+    if not settings.accepts_key(presented_key(request)):
+        raise Unauthorized("this server needs an API key: send it as X-API-Key or Authorization: Bearer")
+
+
+def presented_key(request: Request) -> str:
+    """The key a request presents: ``X-API-Key``, else ``Authorization: Bearer``; "" for none."""
     given = request.headers.get("x-api-key", "")
     auth = request.headers.get("authorization", "")
     if not given and auth.lower().startswith("bearer "):
         given = auth[7:].strip()
-    if not settings.accepts_key(given):
-        raise Unauthorized("this server needs an API key: send it as X-API-Key or Authorization: Bearer")
+    return given
+
+
+def key_owner(request: Request) -> str:
+    """Who owns what this request makes (a video job): a digest of its API key, never the key
+    itself (it is written to the shared job folder); "" when the server has no keys."""
+    if not request.app.state.settings.api_keys:
+        return ""
+    return hashlib.sha256(b"mattekit-job-owner:" + presented_key(request).encode()).hexdigest()
 
 
 def server_options(settings: Any) -> Options:

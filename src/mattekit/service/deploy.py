@@ -34,7 +34,7 @@ from .executor import Reservation, WorkPool
 
 __all__ = [
     "draining", "admission", "stills_slot", "StillsSlot", "DRAIN_BODY_BELOW", "close_after_refusal", "start_draining",
-    "install_drain", "access_log", "request_id", "AccessLogMiddleware", "JsonFormatter",
+    "install_drain", "access_log", "loggable", "request_id", "AccessLogMiddleware", "JsonFormatter",
 ]
 
 log = logging.getLogger("mattekit.service")
@@ -150,6 +150,16 @@ access_log = logging.getLogger("mattekit.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 
 
+# Control characters, quotes and backslashes in a path: escaped in the text line, so a ``%0A`` in a
+# URL cannot start a forged line and a ``"`` cannot end the quoted request early.
+_UNPRINTABLE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\]')
+
+
+def loggable(text: str) -> str:
+    """``text`` with control characters, ``"`` and ``\\`` written as ``\\xNN``: one log line, always."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def request_id(headers: list[tuple[bytes, bytes]]) -> str:
     """The client's ``X-Request-ID`` when it is a sane token, else a new random one."""
     for name, value in headers:
@@ -189,7 +199,8 @@ class AccessLogMiddleware:
         finally:
             client = scope.get("client") or ("-", 0)
             access_log.info(
-                '%s "%s %s HTTP/%s" %d %dB %.1fms id=%s', client[0], scope.get("method", ""), scope.get("path", ""),
+                '%s "%s %s HTTP/%s" %d %dB %.1fms id=%s', client[0], scope.get("method", ""),
+                loggable(scope.get("path", "")),
                 scope.get("http_version", "1.1"), seen["status"], seen["bytes"], (time.perf_counter() - start) * 1000,
                 rid,
                 extra={"access": {

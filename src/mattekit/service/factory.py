@@ -41,6 +41,7 @@ from ..errors import Busy, MattekitError
 from ..matter import Matter
 from .deploy import AccessLogMiddleware, JsonFormatter, close_after_refusal, install_drain, start_draining
 from .executor import WorkPool
+from .guard import GuardMiddleware
 from .metrics import Metrics
 from .settings import Settings
 
@@ -205,7 +206,8 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
     app.state.draining = False
     app.state.on_drain = []  # callables run once at SIGTERM (see deploy.start_draining)
 
-    _add_error_handlers(app, pool, metrics, _responders(modules))
+    respond = _responders(modules)
+    _add_error_handlers(app, pool, metrics, respond)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -214,6 +216,7 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
             allow_headers=["*"], expose_headers=["X-Process-Time", "Server-Timing", "X-Image-Size", "X-Crop-Box", "X-Frame-Size",
                             "Retry-After", "X-Request-ID", *REMOVEBG_HEADERS],
         )
+    app.add_middleware(GuardMiddleware, settings=settings, respond=respond)  # Host and cross-site checks
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(AccessLogMiddleware)  # outermost: every answer gets its id and its line
 
@@ -226,6 +229,15 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+# Our messages are a sentence or two; one quoting a client's value is cut here, the one place every
+# error becomes an answer, so no answer echoes back a megabyte that was sent.
+MAX_MESSAGE = 1000
+
+
+def _short(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + "…"
 
 
 def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics, respond: Callable[[Request], Responder]) -> None:
@@ -241,7 +253,7 @@ def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics, respond:
         elif exc.http_status == 401:  # RFC 9110: a 401 names the scheme it wants
             headers = {"WWW-Authenticate": 'Bearer realm="mattekit"'}
         metrics.errors.labels(exc.code).inc()
-        return respond(request)(exc.http_status, exc.code, exc.message, headers)
+        return respond(request)(exc.http_status, exc.code, _short(exc.message), headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

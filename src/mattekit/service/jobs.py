@@ -24,6 +24,7 @@ process leaves a ``cancel`` file its owner sees between frames.
 | ``MATTEKIT_JOB_QUEUE``            | 4                  | videos waiting before 503 Busy            |
 | ``MATTEKIT_JOB_TIMEOUT``          | 1800               | seconds a job may run (from its first frame) before it fails; 0: none |
 | ``MATTEKIT_JOB_UPLOAD_TIMEOUT``   | 300                | seconds a video upload may take to arrive (408); 0: none |
+| ``MATTEKIT_JOB_DISK_BYTES``       | 10737418240 (10 GiB) | every job's files together; a new upload is refused (507) when one more would not fit; 0: none |
 | ``MATTEKIT_JOB_DIR``              | (a private temp folder) | a folder shared by every server process (jobs findable from any) |
 """
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hmac
 import json
 import logging
 import math
@@ -53,16 +55,16 @@ from ..deadline import Deadline, within
 from ..errors import Cancelled, DeadlineExceeded, InvalidInput, InvalidOption, MattekitError, UploadTimeout
 from ..options import BackgroundImage, Options
 from ..video.outputs import OUTPUTS, default_output
-from .common import require_api_key, server_options
+from .common import key_owner, require_api_key, server_options
 from .deploy import admission
 from .executor import Reservation, WorkPool
 from .settings import env_number
-from .uploads import Upload, read_upload
+from .uploads import Upload, check_fields, read_upload
 
 __all__ = [
     "router", "JOB_FIELDS", "MEDIA_TYPES", "JOB_OUTPUTS", "RECORD", "CANCEL", "NotFound", "NotReady",
-    "NoSpace", "ShuttingDown", "JobSettings", "Job", "JobStore", "run_job", "create_job", "get_job",
-    "get_result", "delete_job", "on_startup", "on_shutdown",
+    "NoSpace", "ShuttingDown", "UPLOAD", "BACKGROUND", "folder_bytes", "without_paths", "JobSettings", "Job", "JobStore", "run_job",
+    "create_job", "get_job", "get_result", "delete_job", "on_startup", "on_shutdown",
 ]
 
 log = logging.getLogger("mattekit.service.jobs")
@@ -78,6 +80,7 @@ def _media_types() -> dict[str, tuple[str, str]]:
 
 MEDIA_TYPES = _media_types()  # read from the outputs table: a type registered later is not offered here
 JOB_OUTPUTS = tuple(MEDIA_TYPES)
+UPLOAD, BACKGROUND = "upload", "background"  # a job's uploaded clip and background, in its folder
 RECORD = "job.json"  # a job's state, in its folder, when the folder is shared (MATTEKIT_JOB_DIR)
 CANCEL = "cancel"  # left in a job's folder by a process that is not its owner
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what secrets.token_urlsafe makes: never a path
@@ -111,6 +114,49 @@ def _disk_full(exc: BaseException) -> bool:
     return getattr(exc, "errno", None) == errno.ENOSPC
 
 
+class _FileOnWrite:
+    """A sink that creates its file at the first byte written, so a part never sent leaves no
+    empty file behind (a job without a background has no ``background`` file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: Any = None
+
+    def write(self, data: bytes) -> int:
+        if self._file is None:
+            self._file = open(self.path, "wb")
+        return self._file.write(data)
+
+    def __enter__(self) -> "_FileOnWrite":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def without_paths(exc: MattekitError, root: Path) -> MattekitError:
+    """``exc`` with every path under the jobs folder cut to its last part: FFmpeg's messages name
+    the file they read, and a client must not learn where (or whose) the server keeps files."""
+    message = exc.message
+    for prefix in {str(root), os.path.realpath(root)}:
+        message = re.sub(re.escape(prefix) + r"/(?:[^/\s'\"]+/)*([^/\s'\"]*)", r"\1", message)
+    exc.message, exc.args = message, (message,)
+    return exc
+
+
+def folder_bytes(root: Path) -> int:
+    """Bytes of every file under ``root`` (the jobs' uploads, results and records)."""
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:  # deleted meanwhile
+                pass
+    return total
+
+
 @dataclass(frozen=True)
 class JobSettings:
     max_upload_bytes: int = 100 * 1024 * 1024
@@ -122,6 +168,9 @@ class JobSettings:
     # The longest clip (120 s) of 1080p at ``best`` runs ~10 minutes here; 30 leave room for a
     # slower machine while still freeing a worker a stuck or hostile file would hold for hours.
     timeout: float = 1800.0
+    # What every job's files together may take (uploads, results kept for the TTL); 0: no limit.
+    # ProRes and PNG outputs are 10-100x their upload, so a few finished jobs can fill a disk.
+    disk_bytes: int = 10 * 1024**3
     # A stalled upload holds a jobs slot, a file and its descriptors: 100 MiB arrive in 300 s at
     # 2.8 Mbit/s, slower than any link a video is worth sending over.
     upload_timeout: float = 300.0
@@ -140,6 +189,7 @@ class JobSettings:
             sweep_every=min(5.0, max(0.2, ttl / 4)),
             timeout=env_number(env, "MATTEKIT_JOB_TIMEOUT", 1800.0, 0.0, float),
             upload_timeout=env_number(env, "MATTEKIT_JOB_UPLOAD_TIMEOUT", 300.0, 0.0, float),
+            disk_bytes=env_number(env, "MATTEKIT_JOB_DISK_BYTES", 10 * 1024**3, 0),
             folder=env.get("MATTEKIT_JOB_DIR", "").strip() or None,
         )
 
@@ -161,6 +211,7 @@ class Job:
     future: Any = None
     stopped: Optional[MattekitError] = None  # why the server (not the client) cancelled it
     owned: bool = True  # False: read from another process's record
+    owner: str = ""  # common.key_owner of the key that made it: another key gets 404
 
     def view(self, ttl: float) -> dict:
         body: dict = {
@@ -190,7 +241,7 @@ class JobStore:
         self.shared = root is None and settings.folder is not None
         if self.shared:
             self.root = Path(settings.folder)  # type: ignore[arg-type]
-            self.root.mkdir(parents=True, exist_ok=True)
+            _private_folder(self.root)
         else:
             self.root = Path(root or tempfile.mkdtemp(prefix="mattekit-jobs-"))
         self.pool = WorkPool(settings.workers, settings.queue_size, name="jobs")
@@ -199,16 +250,28 @@ class JobStore:
         self._saved: dict[str, float] = {}  # when each job's record was last written
         self.timeouts: Any = None  # a prometheus counter child, set by on_startup
 
-    def new(self, output: str) -> Job:
+    def new(self, output: str, owner: str = "") -> Job:
         job_id = secrets.token_urlsafe(12)
         folder = self.root / job_id
-        folder.mkdir(parents=True)
-        job = Job(job_id, folder, output)
+        folder.mkdir(mode=0o700)
+        job = Job(job_id, folder, output, owner=owner)
         with self._lock:
             self._jobs[job_id] = job
         return job
 
-    def get(self, job_id: str) -> Job:
+    def refuse_if_full(self) -> None:
+        """507 before an upload is read when the jobs' files leave no room for one more upload."""
+        budget = self.settings.disk_bytes
+        if not budget:
+            return
+        used = folder_bytes(self.root)
+        if used + self.settings.max_upload_bytes > budget:
+            raise NoSpace(f"the server's video storage is full ({used / 2**30:.1f} of {budget / 2**30:.1f} GiB, "
+                          "MATTEKIT_JOB_DISK_BYTES); try again when finished jobs have expired")
+
+    def get(self, job_id: str, owner: str = "") -> Job:
+        """The job, if ``owner`` (:func:`~.common.key_owner`) made it; 404 otherwise, as if it
+        did not exist, so one key cannot learn about, fetch or cancel another key's jobs."""
         self.sweep()
         with self._lock:
             job = self._jobs.get(job_id)
@@ -220,7 +283,7 @@ class JobStore:
             job = None
         elif job is None and self.shared and _JOB_ID.match(job_id):
             job = self._read(job_id)
-        if job is None:
+        if job is None or not hmac.compare_digest(job.owner, owner):
             raise NotFound("no such job (finished jobs are deleted after a while)")
         return job
 
@@ -235,7 +298,7 @@ class JobStore:
                 return
             self._saved[job.id] = now
             record = {**job.view(self.settings.ttl), "finished": job.finished, "pid": os.getpid(),
-                      "host": socket.gethostname(), "result_name": job.result.name if job.result else None}
+                      "host": socket.gethostname(), "owner": job.owner, "result_name": job.result.name if job.result else None}
             if not job.folder.is_dir():
                 return  # deleted meanwhile: nothing to describe
             tmp = job.folder / f".{RECORD}.{os.getpid()}"
@@ -252,16 +315,20 @@ class JobStore:
             record = json.loads((folder / RECORD).read_text())
         except (OSError, ValueError):
             return None
+        if record.get("output") not in MEDIA_TYPES:
+            return None
         progress = record.get("progress", {})
         job = Job(job_id, folder, record.get("output", "webm"), state=record.get("state", "failed"),
                   done=progress.get("frames_done", 0), total=progress.get("frames_total", 0),
                   fps=progress.get("fps", 0.0), created=record.get("created", 0.0),
-                  finished=record.get("finished"), owned=False)
+                  finished=record.get("finished"), owned=False, owner=str(record.get("owner") or ""))
         if record.get("error"):
             job.error = MattekitError(record["error"].get("message", "the job failed"))
             job.error.code = record["error"].get("code", "error")
         if job.state == "done" and record.get("result_name"):
-            job.result = folder / record["result_name"]
+            job.result = folder / _result_name(job.output)
+            if record["result_name"] != job.result.name:  # never a path taken from a file on disk
+                return None
         if job.state in ("queued", "running") and not _alive(record.get("pid"), record.get("host")):
             # Its process is gone (killed, or crashed) and it never will finish.
             job.state, job.finished = "failed", job.finished or time.time()
@@ -342,6 +409,21 @@ class JobStore:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _result_name(output: str) -> str:
+    """The one name a job's result has: a record naming another file is not trusted."""
+    return f"result{MEDIA_TYPES[output][1]}"
+
+
+def _private_folder(path: Path) -> None:
+    """Create the shared jobs folder readable by this user alone (uploads and results of every
+    client are in it); one that exists already keeps the mode its operator gave it."""
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o700)  # mkdir's mode is masked by the umask
+
+
 def _alive(pid: Any, host: Any) -> bool:
     """Whether a record's owner may still be running (a process elsewhere is assumed alive)."""
     if not isinstance(pid, int) or host != socket.gethostname():
@@ -369,7 +451,7 @@ def run_job(store: JobStore, job: Job, source: Path, options: Options, vopts: An
         return
     job.state = "running"
     store.save(job)
-    target = job.folder / f"result{MEDIA_TYPES[job.output][1]}"
+    target = job.folder / _result_name(job.output)
 
     def progress(p: Any) -> None:
         job.done, job.total, job.fps = p.done, p.total, p.fps
@@ -390,7 +472,7 @@ def run_job(store: JobStore, job: Job, source: Path, options: Options, vopts: An
         if store.timeouts is not None:
             store.timeouts.inc()
     except MattekitError as exc:
-        job.state, job.error = "failed", exc
+        job.state, job.error = "failed", without_paths(exc, store.root)
     except MemoryError:
         job.state, job.error = "failed", MattekitError("out of memory while processing this video")
     except Exception as exc:  # never a stack trace to the client; the log has it
@@ -402,8 +484,9 @@ def run_job(store: JobStore, job: Job, source: Path, options: Options, vopts: An
             job.state, job.error = "failed", MattekitError("internal error: the server logged the details")
     finally:
         job.finished = time.time()
-        if job.state == "done":
-            source.unlink(missing_ok=True)  # the upload is not needed any more
+        if job.state == "done":  # the uploads are not needed any more: the result alone stays
+            source.unlink(missing_ok=True)
+            (job.folder / BACKGROUND).unlink(missing_ok=True)
         else:  # nothing worth keeping: the record stays (until the TTL) to say what happened
             store.discard_files(job)
         store.save(job)
@@ -435,10 +518,12 @@ def _parse(fields: Mapping[str, str], has_bg_file: bool, base: Options) -> tuple
             try:
                 times[name] = float(raw)
             except ValueError:
-                raise InvalidOption(f"{name} must be a number of seconds, not {raw!r}") from None
+                times[name] = math.nan
+            if not math.isfinite(times[name]):  # nan and inf pass float() but no range check
+                raise InvalidOption(f"{name} must be a finite number of seconds")
     vopts = VideoOptions(output=output, **times)  # validates the range now (400)
     if not has_bg_file:  # with one, the background is known only once the upload is read
-        resolve_output(f"result{MEDIA_TYPES[output][1]}", options, vopts)
+        resolve_output(_result_name(output), options, vopts)
     return output, options, times
 
 
@@ -467,6 +552,8 @@ def _prepare(store: JobStore, job: Job, source: Path, bg_path: Optional[Path], o
         except InvalidInput:
             probe(bg_path)  # not a picture: a background video then, or a clear error
             bg_video = bg_path
+        else:
+            bg_path.unlink(missing_ok=True)  # decoded into the options: the file is not needed
     start = times.get("start", 0.0)
     duration = info.duration or (info.frames / info.fps if info.frames and info.fps else 0.0)
     end = min(times.get("end", duration), duration) if duration else times.get("end", start)
@@ -479,7 +566,7 @@ def _prepare(store: JobStore, job: Job, source: Path, bg_path: Optional[Path], o
     cap = int(math.ceil(store.settings.max_seconds * min(max(info.fps, 1.0), 240.0))) + 1
     job.total = min(cap, int(round(seconds * info.fps))) if seconds and info.fps else 0  # "frame 0 of N" at once
     vopts = VideoOptions(output=output, background_video=bg_video, max_frames=cap, **times)
-    resolve_output(job.folder / f"result{MEDIA_TYPES[output][1]}", options, vopts)
+    resolve_output(job.folder / _result_name(output), options, vopts)
     return source, options, vopts
 
 
@@ -496,13 +583,15 @@ _JobSlot = Annotated[Reservation, Depends(admission(lambda state: state.jobs.poo
 async def create_job(request: Request, slot: _JobSlot) -> JSONResponse:
     store = _store(request)
     store.sweep()
-    job = store.new("webm")  # a private folder for the upload; the output type is known after it
+    job = store.new("webm", owner=key_owner(request))  # a private folder for the upload; the output type is known after it
     try:
-        source, bg_path = job.folder / "upload", job.folder / "background"
+        store.refuse_if_full()
+        source, bg_path = job.folder / UPLOAD, job.folder / BACKGROUND
         # Streamed to disk as it arrives: a video upload never sits in memory.
-        with open(source, "wb") as video_file, open(bg_path, "wb") as bg_file:
+        with _FileOnWrite(source) as video_file, _FileOnWrite(bg_path) as bg_file:
             upload = await _receive(request, store.settings, {"file": video_file, "bg_file": bg_file})
         fields = {**dict(request.query_params), **upload.fields}
+        check_fields(fields)
         has_bg = "bg_file" in upload.saved
         if has_bg and not upload.saved["bg_file"]:
             raise InvalidInput("bg_file is empty")
@@ -517,6 +606,8 @@ async def create_job(request: Request, slot: _JobSlot) -> JSONResponse:
         store.save(job)
     except BaseException as exc:
         store.drop(job)
+        if isinstance(exc, MattekitError):
+            without_paths(exc, store.root)  # its message is rewritten in place; raised below
         if _disk_full(exc):
             log.error("video upload refused: the temporary disk %s is full", store.root)
             raise NoSpace("the server has no disk space left for this video; try again later") from None
@@ -527,12 +618,12 @@ async def create_job(request: Request, slot: _JobSlot) -> JSONResponse:
 @router.get("/{job_id}", summary="A job's state and progress")
 async def get_job(job_id: str, request: Request) -> dict:
     store = _store(request)
-    return store.get(job_id).view(store.settings.ttl)
+    return store.get(job_id, key_owner(request)).view(store.settings.ttl)
 
 
 @router.get("/{job_id}/result", summary="The finished job's output file")
 async def get_result(job_id: str, request: Request) -> FileResponse:
-    job = _store(request).get(job_id)
+    job = _store(request).get(job_id, key_owner(request))
     if job.state != "done" or job.result is None:
         if job.state == "failed" and job.error is not None:
             raise NotReady(f"the job failed: {job.error.message}")
@@ -545,7 +636,7 @@ async def get_result(job_id: str, request: Request) -> FileResponse:
 @router.delete("/{job_id}", summary="Cancel a job, or delete a finished job's result")
 async def delete_job(job_id: str, request: Request) -> dict:
     store = _store(request)
-    job = store.get(job_id)
+    job = store.get(job_id, key_owner(request))
     if job.state in ("queued", "running") and not job.owned:
         # Another process runs it: it sees this file between frames (or before it starts), stops,
         # deletes the files and records "cancelled".

@@ -33,7 +33,7 @@ from ..options import BackgroundImage, Options, parse_color
 from .common import under_request_deadline
 from .deploy import StillsSlot
 from .executor import Reservation
-from .uploads import BadRequest, limited_stream, read_upload
+from .uploads import BadRequest, check_fields, limited_stream, read_upload
 
 __all__ = [
     "router", "ERROR_PREFIX", "SIZES", "DEFAULT_SIZE", "SUBJECT_TYPES", "OTHER_TYPES", "TYPE_LEVELS",
@@ -155,9 +155,12 @@ async def read_fields(request: Request, limit: int) -> tuple[dict[str, str], dic
             payload = json.loads(raw or b"{}")
         except ValueError:
             raise BadRequest("the JSON body is not valid JSON") from None
+        except RecursionError:  # nested thousands deep: parameters are one flat object
+            raise BadRequest("the JSON body is nested too deeply: send one flat object of parameters") from None
         if not isinstance(payload, dict):
             raise BadRequest("the JSON body must be an object of parameters")
         fields = {str(k): _text(str(k), v) for k, v in payload.items()}
+        check_fields(fields, ("image_file_b64",))
         files = {}
     elif not media and request.headers.get("content-length", "0") == "0":
         fields, files = {}, {}  # no body at all: answered below as "no image given"

@@ -9,6 +9,7 @@
 | ``MATTEKIT_QUEUE_SIZE``       | 16                    | requests waiting for a worker before 503 Busy    |
 | ``MATTEKIT_CORS_ORIGINS``     | (none)                | comma-separated origins allowed by CORS          |
 | ``MATTEKIT_API_KEYS``         | (none)                | comma-separated keys; when set, /api/ and /v1.0/ need one |
+| ``MATTEKIT_ALLOWED_HOSTS``    | (none)                | host names answered besides localhost, 127.0.0.1, ::1 (400 otherwise); ``*``: any |
 | ``MATTEKIT_REQUEST_TIMEOUT``  | 30                    | seconds a still may take, upload to answer (504); 0: none |
 | ``MATTEKIT_GRACE_PERIOD``     | 25                    | seconds in-flight requests get after SIGTERM (``mattekit serve``) |
 | ``MATTEKIT_DRAIN_SECONDS``    | 0                     | after SIGTERM, keep accepting this long with /readyz 503 |
@@ -27,7 +28,8 @@ from ..backends import cpu_cores
 
 __all__ = [
     "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_QUEUE_SIZE", "DEFAULT_MAX_LOWRES_PIXELS",
-    "DEFAULT_REQUEST_TIMEOUT", "DEFAULT_GRACE_PERIOD", "LOG_FORMATS", "default_workers", "env_number",
+    "DEFAULT_REQUEST_TIMEOUT", "DEFAULT_GRACE_PERIOD", "LOG_FORMATS", "LOCAL_HOSTS", "hosts_from_env",
+    "default_workers", "env_number",
     "Settings",
 ]
 
@@ -45,6 +47,8 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 # Below Kubernetes' default terminationGracePeriodSeconds (30), so the pod exits before it is killed.
 DEFAULT_GRACE_PERIOD = 25.0
 LOG_FORMATS = ("text", "json")
+# The names a server answers to unless told more (service/guard.py says why a Host is checked).
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 N = TypeVar("N", int, float)
 
@@ -82,6 +86,14 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
 
 
+def hosts_from_env(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The loopback names plus ``MATTEKIT_ALLOWED_HOSTS`` (names, without ports; ``*``: any)."""
+    from .guard import host_name  # here, not at the top: guard reads LOCAL_HOSTS from this module
+
+    extra = tuple(host_name(name) if name != "*" else name for name in _list(env, "MATTEKIT_ALLOWED_HOSTS"))
+    return ("*",) if "*" in extra else LOCAL_HOSTS + extra
+
+
 @dataclass(frozen=True)
 class Settings:
     """What one service instance allows. Build with :meth:`from_env` or directly in tests."""
@@ -98,6 +110,9 @@ class Settings:
     grace_period: float = DEFAULT_GRACE_PERIOD
     drain_seconds: float = 0.0
     log_format: str = "text"
+    # Settings made in code (tests, an embedding application) answer any Host; a server's, read
+    # by from_env (``uvicorn app:app``, ``mattekit serve``), only the loopback names by default.
+    allowed_hosts: tuple[str, ...] = ("*",)
 
     def __post_init__(self) -> None:
         if self.workers == 0:
@@ -131,6 +146,7 @@ class Settings:
             queue_size=env_number(env, "MATTEKIT_QUEUE_SIZE", DEFAULT_QUEUE_SIZE, 0),
             cors_origins=_list(env, "MATTEKIT_CORS_ORIGINS"),
             api_keys=_list(env, "MATTEKIT_API_KEYS"),
+            allowed_hosts=hosts_from_env(env),
             request_timeout=env_number(env, "MATTEKIT_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT, 0.0, float),
             grace_period=env_number(env, "MATTEKIT_GRACE_PERIOD", DEFAULT_GRACE_PERIOD, 0.0, float),
             drain_seconds=env_number(env, "MATTEKIT_DRAIN_SECONDS", 0.0, 0.0, float),

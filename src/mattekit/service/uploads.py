@@ -9,14 +9,17 @@ File names sent by the client are ignored.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AsyncIterator, BinaryIO, Mapping, Optional
+from typing import AsyncIterator, Mapping, Optional, Protocol
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
 from ..errors import MattekitError, UploadTooLarge
 
-__all__ = ["FILE_FIELDS", "MAX_FIELDS", "MAX_FIELD_BYTES", "BadRequest", "Upload", "limited_stream", "read_upload"]
+__all__ = [
+    "FILE_FIELDS", "MAX_FIELDS", "MAX_FIELD_BYTES", "BadRequest", "Sink", "Upload", "check_fields", "limited_stream",
+    "read_upload",
+]
 
 FILE_FIELDS = ("file", "bg_file")
 MAX_FIELDS = 64
@@ -30,6 +33,12 @@ class BadRequest(MattekitError):
     http_status = 400
 
 
+class Sink(Protocol):
+    """Where a streamed file part goes (an open file, or anything with ``write``)."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 @dataclass
 class Upload:
     """Text fields and file parts of one request, all in memory."""
@@ -37,6 +46,22 @@ class Upload:
     fields: dict[str, str] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
     saved: dict[str, int] = field(default_factory=dict)  # bytes streamed into a ``sinks`` file, by field
+
+
+def check_fields(fields: Mapping[str, str], long_fields: tuple[str, ...] = ()) -> None:
+    """At most :data:`MAX_FIELDS` text fields of at most :data:`MAX_FIELD_BYTES` each (but those
+    in ``long_fields``), however they came (query, urlencoded form, JSON), so no error message
+    can echo a megabyte a client sent."""
+    if len(fields) > MAX_FIELDS:
+        raise BadRequest(f"more than {MAX_FIELDS} form fields")
+    for name, value in fields.items():
+        if name not in long_fields and len(value.encode("utf-8", "replace")) > MAX_FIELD_BYTES:
+            raise BadRequest(f"form field {_name(name)} is longer than {MAX_FIELD_BYTES} bytes")
+
+
+def _name(name: str) -> str:
+    """A field's name for a message: quoted when short and printable, else described."""
+    return repr(name) if len(name) <= 64 and name.isprintable() else "with a long or unprintable name"
 
 
 def _too_large(limit: int) -> UploadTooLarge:
@@ -58,7 +83,7 @@ async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
 
 
 async def read_upload(
-    request: Request, limit: int, sinks: Optional[Mapping[str, BinaryIO]] = None,
+    request: Request, limit: int, sinks: Optional[Mapping[str, Sink]] = None,
     *, file_fields: tuple[str, ...] = FILE_FIELDS,
 ) -> Upload:
     """Multipart form, urlencoded form, or a raw image body (then it is the ``file``).
@@ -91,12 +116,14 @@ async def read_upload(
             pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
         except (UnicodeDecodeError, ValueError):
             raise BadRequest("the form body is not valid UTF-8 form data") from None
-        return Upload(fields=dict(pairs))
+        fields = dict(pairs)
+        check_fields(fields, file_fields)
+        return Upload(fields=fields)
     return Upload(files={"file": bytes(body)} if body else {})
 
 
 async def _read_multipart(
-    stream: AsyncIterator[bytes], boundary: bytes, sinks: Mapping[str, BinaryIO], file_fields: tuple[str, ...],
+    stream: AsyncIterator[bytes], boundary: bytes, sinks: Mapping[str, Sink], file_fields: tuple[str, ...],
 ) -> Upload:
     from python_multipart.exceptions import MultipartParseError
     from python_multipart.multipart import MultipartParser, parse_options_header
@@ -136,7 +163,7 @@ async def _read_multipart(
         buf = part["data"]
         buf.extend(data[start:end])
         if part["name"] not in file_fields and len(buf) > MAX_FIELD_BYTES:
-            raise BadRequest(f"form field {part['name']!r} is longer than {MAX_FIELD_BYTES} bytes")
+            raise BadRequest(f"form field {_name(part['name'])} is longer than {MAX_FIELD_BYTES} bytes")
 
     def on_part_end() -> None:
         name, data = part["name"], part["data"]
