@@ -93,11 +93,12 @@ def check_frame(width: int, height: int, max_pixels: int, name: str) -> None:
                        f"the limit is {max_pixels:,}")
 
 
-def _decode_error(exc: Exception, ctx: Any, max_pixels: int, name: str, what: str) -> MattekitError:
+def _decode_error(exc: Exception, ctx: Any, max_pixels: int, name: str, what: str, sized: bool) -> MattekitError:
     """An FFmpeg error while decoding, in our words: :class:`TooLarge` when the decoder refused a
-    frame's size (it then leaves the size at 0x0, or at the refused one), else :class:`InvalidInput`."""
+    frame's size (it then leaves its size at the refused one, or resets a size it had, ``sized``,
+    to 0x0), else :class:`InvalidInput` (a corrupt header may say 0x0 from the start)."""
     w, h = int(ctx.width or 0), int(ctx.height or 0)
-    if w * h == 0 or w * h > max_pixels:
+    if (w * h == 0 and sized) or w * h > max_pixels:
         shown = f" ({w}x{h})" if w * h else ""
         return TooLarge(f"{name} has a frame{shown} past the limit of {max_pixels:,} pixels")
     return InvalidInput(f"{name} could not be decoded (truncated or corrupt){what}: {exc}")
@@ -171,6 +172,7 @@ def probe(path: Union[str, os.PathLike], max_pixels: int = DEFAULT_MAX_PIXELS) -
     try:
         vs = container.streams.video[0]
         check_frame(vs.codec_context.width, vs.codec_context.height, max_pixels, name)  # the header's
+        sized = vs.codec_context.width * vs.codec_context.height > 0
         bound_decoder(vs.codec_context, max_pixels)
         rotation = 0
         try:
@@ -179,7 +181,7 @@ def probe(path: Union[str, os.PathLike], max_pixels: int = DEFAULT_MAX_PIXELS) -
                 rotation = int(getattr(frame, "rotation", 0) or 0) % 360
                 break
         except av.FFmpegError as exc:
-            raise _decode_error(exc, vs.codec_context, max_pixels, name, "") from None
+            raise _decode_error(exc, vs.codec_context, max_pixels, name, "", sized) from None
         w, h = vs.codec_context.width, vs.codec_context.height
         if rotation in (90, 270):
             w, h = h, w
@@ -217,6 +219,7 @@ def read_frames(path: Union[str, os.PathLike], limit: Optional[int] = None,
     try:
         vs = container.streams.video[0]
         ctx = vs.codec_context
+        sized = ctx.width * ctx.height > 0
         if ctx.name == "vp9":
             ctx = av.CodecContext.create("libvpx-vp9", "r")
             bound_decoder(ctx, max_pixels)
@@ -234,7 +237,7 @@ def read_frames(path: Union[str, os.PathLike], limit: Optional[int] = None,
                 yield upright(frame.to_ndarray(format=fmt), int(getattr(frame, "rotation", 0) or 0))
                 n += 1
         except av.FFmpegError as exc:
-            raise _decode_error(exc, ctx, max_pixels, name, f" after {n} frames") from None
+            raise _decode_error(exc, ctx, max_pixels, name, f" after {n} frames", sized or n > 0) from None
     finally:
         container.close()
 
@@ -311,6 +314,7 @@ def read_av(container: Any, rng: Range, audio: bool, out: "queue.Queue", stop: t
 
     vs = container.streams.video[0]
     vs.thread_type = "AUTO"  # frame threads in FFmpeg's decoder: no GIL, free speed
+    sized = vs.codec_context.width * vs.codec_context.height > 0
     bound_decoder(vs.codec_context, max_pixels)
     aus = container.streams.audio[0] if (audio and container.streams.audio) else None
     tb = vs.time_base or Fraction(1, 90000)
@@ -359,7 +363,8 @@ def read_av(container: Any, rng: Range, audio: bool, out: "queue.Queue", stop: t
                     state.frames, state.complete = count, True
                     return
     except av.FFmpegError as exc:
-        raise _decode_error(exc, vs.codec_context, max_pixels, name, f" after {count} frames") from None
+        raise _decode_error(exc, vs.codec_context, max_pixels, name, f" after {count} frames",
+                            sized or decoded_any) from None
     if not decoded_any:
         raise InvalidInput(f"{name} has no frames we can decode (truncated or corrupt)")
     state.frames, state.complete = count, False
