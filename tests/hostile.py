@@ -76,8 +76,9 @@ def growing_clip(path: Path, sizes: Sequence[tuple[int, int]] = ((320, 240), (40
     and the first frame say ``sizes[0]``; the audit's 49 KB clip switched to 4000x3000 after 5."""
     data, pts = b"", 0
     for size, n in zip(sizes, frames):
-        data += _ts(size, n, pts, codec)
-        pts += n
+        if n:  # a segment of no frames would be an empty file
+            data += _ts(size, n, pts, codec)
+            pts += n
     path.write_bytes(data)
     return path
 

@@ -31,7 +31,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import hostile
 from mattekit.errors import InvalidOption, MattekitError
+from mattekit.imaging import MAX_JPEG_SCANS
 from mattekit.options import DEFAULT_MAX_PIXELS, Options
 
 HERE = Path(__file__).resolve().parent
@@ -77,7 +79,7 @@ def peak_mb():
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
-def run_video(data, out_kind):
+def run_video(data, out_kind, max_pixels, background=None):
     import tempfile
     from pathlib import Path
     from mattekit.video import VideoOptions, process_video
@@ -85,10 +87,15 @@ def run_video(data, out_kind):
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "clip.bin"
         src.write_bytes(data)
-        out = Path(tmp) / "out" / ("result." + {"webm": "webm", "matte": "mp4", "png-zip": "zip"}[out_kind])
+        bg = None
+        if background is not None:  # a background clip, behind a composite
+            bg = Path(tmp) / "bg.bin"
+            bg.write_bytes(background)
+        suffix = {"webm": "webm", "matte": "mp4", "png-zip": "zip", "composite": "mp4"}[out_kind]
+        out = Path(tmp) / "out" / ("result." + suffix)
         try:
-            res = process_video(src, out, Options(preset="fast"),
-                                VideoOptions(output=out_kind, max_frames=12, max_duration=60))
+            res = process_video(src, out, Options(preset="fast", max_pixels=max_pixels),
+                                VideoOptions(output=out_kind, max_frames=12, max_duration=60, background_video=bg))
             return {"frames": res.frames, "size": (res.width, res.height)}
         finally:
             left = sorted(p.name for p in (Path(tmp) / "out").glob("*")) if (Path(tmp) / "out").exists() else []
@@ -100,8 +107,10 @@ def run_video(data, out_kind):
 
 def run(case):
     source, fields, model_max = case
-    if isinstance(fields, str):  # a video case: fields is the output kind
-        return run_video(source, fields)
+    if isinstance(fields, str):  # a video case: fields is the output kind, model_max its pixel limit
+        return run_video(source, fields, model_max)
+    if isinstance(fields, tuple):  # a video case with a background clip: (output kind, its bytes)
+        return run_video(source, fields[0], model_max, fields[1])
     opts = Options.from_fields(fields)
     dec = imaging.decode(source, opts)
     out = {"size": dec.size, "format": dec.format}
@@ -211,10 +220,15 @@ def summary():
     }, indent=1))
 
 
-def check(box: Sandbox, name: str, data: Any, fields: Any = None, *, suffix: str = ".bin") -> dict:
-    """Run one case; on anything but a result or our error, keep the input as a crasher and fail."""
-    reply = box.run(data, fields or {})
-    kind = "video" if isinstance(fields, str) else "image"
+def check(box: Sandbox, name: str, data: Any, fields: Any = None, *, suffix: str = ".bin",
+          max_pixels: Optional[int] = None) -> dict:
+    """Run one case; on anything but a result or our error, keep the input as a crasher and fail.
+
+    ``max_pixels``: a video case's pixel limit (default the library's); an image case's fields set its own.
+    """
+    video = isinstance(fields, (str, tuple))
+    reply = box.run(data, fields or {}, (max_pixels or DEFAULT_MAX_PIXELS) if video else MODEL_MAX_PIXELS)
+    kind = "video" if video else "image"
     _count(f"{kind}: {reply['outcome']}" + (f" ({reply['type']})" if reply["outcome"] == "error" else ""))
     PEAK_MB[0] = max(PEAK_MB[0], reply["peak_mb"])
     bad = reply["outcome"] not in ("ok", "error") or reply["peak_mb"] > PEAK_RSS_LIMIT_MB
@@ -501,6 +515,35 @@ def examples(short: int, long: int) -> int:
     return long if os.environ.get("MATTEKIT_FUZZ_LONG") == "1" else short
 
 
+# Decode bombs (issue 25, tests/hostile.py): refused or read at once, whatever their size. The
+# bound is the time a case may take, far below what each cost before (14 s and 26 s at the sizes
+# the audit used) and far above the ~1-50 ms they take now.
+BOMB_SECONDS = 3.0
+
+
+@settings(max_examples=examples(4, 200), derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(side=st.integers(8, 1200), copies=st.integers(MAX_JPEG_SCANS - 9, 60_000))
+def test_jpeg_scan_bombs_are_refused_before_decoding(sandbox: Sandbox, side: int, copies: int) -> None:
+    bomb = hostile.jpeg_scan_bomb(side, copies)  # Pillow writes 10 scans: 10 + copies > the limit
+    started = time.monotonic()
+    reply = check(sandbox, f"jpeg-scan-bomb-{side}-{copies}", bomb, suffix=".jpg")
+    assert time.monotonic() - started < BOMB_SECONDS, reply
+    assert reply["outcome"] == "error" and reply["type"] == "TooLarge" and "scans" in reply["message"], reply
+
+
+@settings(max_examples=examples(3, 100), derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(pages=st.integers(2, 60_000), side=st.sampled_from([1, 16, 64]))
+def test_tiff_page_chains_are_not_walked(sandbox: Sandbox, pages: int, side: int) -> None:
+    chain = hostile.tiff_ifd_chain(pages, side)
+    started = time.monotonic()
+    reply = check(sandbox, f"tiff-ifd-chain-{pages}-{side}", chain, {"preset": "fast"}, suffix=".tif")
+    assert time.monotonic() - started < BOMB_SECONDS + (5 if side >= 16 else 0), reply  # + the model's run
+    if side >= 16:  # the first page is read; a 1x1 one is too small for the model, and says so
+        assert reply["outcome"] == "ok" and reply["size"] == (side, side), reply
+
+
 @st.composite
 def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
     name = draw(st.sampled_from(SEED_NAMES))
@@ -687,6 +730,32 @@ def test_hostile_clips(sandbox: Sandbox, name: str, data: Optional[bytes]) -> No
     reply = check(sandbox, f"video-{name}", data, "matte")  # type: ignore[arg-type]
     if name != "jpeg":  # FFmpeg may read a JPEG as a one-frame clip: a result is fine there
         assert reply["outcome"] == "error" and reply["type"] == "InvalidInput", reply
+
+
+CLIP_LIMIT = 100_000  # the pixel limit of the clips below: 320x240 fits, and a case stays cheap
+CLIP_SECONDS = 15.0  # the model's run on the frames before the big one, plus start-up, on 2 busy cores
+
+
+@settings(max_examples=examples(3, 60), derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(codec=st.sampled_from(["mpeg2video", "libx264"]), before=st.integers(0, 6),
+       big=st.sampled_from([(400, 300), (640, 480), (1280, 960), (4000, 3000)]),
+       behind=st.booleans())
+def test_clips_growing_past_the_limit_are_too_large(sandbox: Sandbox, tmp_path_factory: Any, codec: str,
+                                                    before: int, big: tuple[int, int], behind: bool) -> None:
+    """A clip (or, ``behind``, the background clip of a composite) whose frames grow past the
+    pixel limit after ``before`` frames (0: from the first): TooLarge, whichever check stops it."""
+    folder = tmp_path_factory.mktemp("grow")
+    grows = hostile.growing_clip(folder / "grow.ts", ((320, 240), big), (before, 6), codec).read_bytes()
+    if behind:
+        source, fields = hostile.flat_clip(folder / "clip.ts", (160, 120), 12).read_bytes(), ("composite", grows)
+    else:
+        source, fields = grows, "webm"
+    started = time.monotonic()
+    reply = check(sandbox, f"video-grow-{codec}-{before}-{big[0]}-{behind}", source, fields, suffix=".ts",
+                  max_pixels=CLIP_LIMIT)
+    assert time.monotonic() - started < CLIP_SECONDS, reply
+    assert reply["outcome"] == "error" and reply["type"] == "TooLarge", reply
 
 
 @settings(max_examples=examples(25, 600), derandomize=True, deadline=None, database=None,
