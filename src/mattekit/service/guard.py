@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 
 from ..errors import MattekitError
-from .settings import LOCAL_HOSTS
+from .settings import host_name
 
-__all__ = ["LOCAL_HOSTS", "OPEN_PATHS", "HostNotAllowed", "CrossSite", "host_name", "refusal", "GuardMiddleware"]
+__all__ = ["OPEN_PATHS", "HostNotAllowed", "CrossSite", "refusal", "GuardMiddleware"]
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -38,15 +38,6 @@ class HostNotAllowed(MattekitError):
 class CrossSite(MattekitError):
     code = "cross_site"
     http_status = 403
-
-
-def host_name(host: str) -> str:
-    """The name in a ``Host`` value, without port, brackets or a trailing dot, lower case."""
-    host = host.strip().lower()
-    if host.startswith("["):  # [::1]:8000
-        return host[1:host.find("]")] if "]" in host else host
-    name, _, port = host.rpartition(":")
-    return (name if name and port.isdigit() else host).rstrip(".")
 
 
 def _header(scope: dict, name: bytes) -> Optional[str]:

@@ -28,7 +28,7 @@ from ..backends import cpu_cores
 
 __all__ = [
     "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_QUEUE_SIZE", "DEFAULT_MAX_LOWRES_PIXELS",
-    "DEFAULT_REQUEST_TIMEOUT", "DEFAULT_GRACE_PERIOD", "LOG_FORMATS", "LOCAL_HOSTS", "hosts_from_env",
+    "DEFAULT_REQUEST_TIMEOUT", "DEFAULT_GRACE_PERIOD", "LOG_FORMATS", "LOCAL_HOSTS", "host_name", "hosts_from_env",
     "default_workers", "env_number",
     "Settings",
 ]
@@ -86,10 +86,17 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
 
 
+def host_name(host: str) -> str:
+    """The name in a ``Host`` value, without port, brackets or a trailing dot, lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):  # [::1]:8000
+        return host[1:host.find("]")] if "]" in host else host
+    name, _, port = host.rpartition(":")
+    return (name if name and port.isdigit() else host).rstrip(".")
+
+
 def hosts_from_env(env: Mapping[str, str]) -> tuple[str, ...]:
     """The loopback names plus ``MATTEKIT_ALLOWED_HOSTS`` (names, without ports; ``*``: any)."""
-    from .guard import host_name  # here, not at the top: guard reads LOCAL_HOSTS from this module
-
     extra = tuple(host_name(name) if name != "*" else name for name in _list(env, "MATTEKIT_ALLOWED_HOSTS"))
     return ("*",) if "*" in extra else LOCAL_HOSTS + extra
 
