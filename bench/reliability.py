@@ -4,7 +4,8 @@
     .venv/bin/python bench/reliability.py --long     # the long fuzz campaign (as in make fuzz)
     .venv/bin/python bench/reliability.py --deploy   # only the deployment rows (~1 min)
 
-Runs tests/test_fuzz.py, tests/test_faults.py, tests/test_security.py and tests/test_deploy.py
+Runs tests/test_fuzz.py, tests/test_faults.py, tests/test_security.py, tests/test_deploy.py and
+tests/test_service_hardening.py
 with pytest, reads what every fuzz case ended in (test-output/fuzz-summary.json, written by the
 fuzz tests), what the deployment tests measured (test-output/deploy-summary.json) and each
 test's result (JUnit XML), and writes bench/out/reliability.json and bench/out/reliability.md
@@ -87,7 +88,7 @@ def memory_per_pixel(sizes: Sequence[tuple[int, int]] = ((2000, 1500), (4000, 30
 
 
 def deploy_markdown(report: dict[str, Any]) -> str:
-    """The README "Reliability" rows for deadlines, shedding, SIGTERM and several processes."""
+    """The README "Reliability" rows for deadlines, shedding, stalled uploads, SIGTERM and several processes."""
     d, tests = report["deploy"], report["deploy_tests"]
     rows = ["| what | held | from |", "|---|---|---|"]
     if "deadline" in d and "job_deadline" in d:
@@ -103,6 +104,16 @@ def deploy_markdown(report: dict[str, Any]) -> str:
                     f"{sh['sent_with_expect']} body bytes sent with `Expect: 100-continue`, "
                     f"{sh['sent_without_expect'] / 1024:.0f} KiB (socket buffers) without, then the connection closed | "
                     "`bench/reliability.py --deploy` |")
+    if "stalled_uploads" in d:
+        su = d["stalled_uploads"]
+        row = (f"| stalled uploads | {su['uploads']} uploads stalled after {su['sent_mib']:g} MiB at capacity 1: "
+               f"{su['refused']} refused (503) before their bodies, one cut off at its {su['deadline_s']:g} s deadline "
+               f"after {su['cut_s']:.1f} s; the server +{su['grew_mb']:.0f} MB")
+        if "stalled_video_uploads" in d:
+            sv = d["stalled_video_uploads"]
+            row += (f"; the same at the video jobs' capacity of 1: {sv['refused']} refused, one cut off after "
+                    f"{sv['cut_s']:.1f} s (408), +{sv['grew_mb']:.0f} MB, no file left")
+        rows.append(row + " | `bench/reliability.py --deploy` |")
     if "sigterm" in d:
         st = d["sigterm"]
         outcomes = ", ".join(f"{v} {k}" for k, v in sorted(st["outcomes"].items()))
@@ -125,7 +136,7 @@ def deploy(out: Path) -> tuple[int, dict[str, Any]]:
     summary = ROOT / "test-output" / "deploy-summary.json"
     summary.unlink(missing_ok=True)
     xml = out / "deploy-junit.xml"
-    rc = _pytest(["tests/test_deploy.py"], xml)
+    rc = _pytest(["tests/test_deploy.py", "tests/test_service_hardening.py"], xml)
     cases = _cases(xml)
     tally = {k: sum(1 for c in cases.values() if c["result"] == k) for k in ("passed", "failed", "skipped")}
     data = json.loads(summary.read_text()) if summary.exists() else {}

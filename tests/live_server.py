@@ -6,6 +6,7 @@ which imports this file by path), so both start, wait for and stop the server th
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -19,6 +20,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
+# What the deployment tests measured, read by bench/reliability.py --deploy (docs/reliability.md rows).
+DEPLOY_SUMMARY = ROOT / "test-output" / "deploy-summary.json"
 UVICORN = ("uvicorn", "app:app", "--host", LOOPBACK, "--port", "{port}")
 
 
@@ -26,6 +29,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
+
+
+def record_summary(key: str, value: dict) -> None:
+    """Keep ``value`` under ``key`` in :data:`DEPLOY_SUMMARY` (other keys are left as they are)."""
+    DEPLOY_SUMMARY.parent.mkdir(exist_ok=True)
+    try:
+        summary = json.loads(DEPLOY_SUMMARY.read_text())
+    except (OSError, ValueError):
+        summary = {}
+    summary[key] = value
+    DEPLOY_SUMMARY.write_text(json.dumps(summary, indent=1))
 
 
 def _tail(path: Path, chars: int = 3000) -> str:

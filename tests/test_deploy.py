@@ -21,6 +21,7 @@ from typing import Iterator
 import httpx
 import pytest
 
+from live_server import record_summary
 from samples import sample_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,18 +37,7 @@ SLOW_SIDE = 1280
 REQUEST_TIMEOUT = 1.5
 
 
-SUMMARY = ROOT / "test-output" / "deploy-summary.json"
-
-
-def _record(key: str, value: dict) -> None:
-    """Keep what a test measured for bench/reliability.py (the README "Reliability" rows)."""
-    SUMMARY.parent.mkdir(exist_ok=True)
-    try:
-        summary = json.loads(SUMMARY.read_text())
-    except (OSError, ValueError):
-        summary = {}
-    summary[key] = value
-    SUMMARY.write_text(json.dumps(summary, indent=1))
+_record = record_summary  # what a test measured, for bench/reliability.py --deploy
 
 
 def _metric(text: str, name: str, **labels: str) -> float:

@@ -17,6 +17,8 @@ from typing import Iterator
 import httpx
 import pytest
 
+from live_server import record_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import load  # noqa: E402  (bench/load.py: a real server with its own TMPDIR)
@@ -138,6 +140,10 @@ def test_stalled_still_uploads_are_refused_or_cut_off_and_hold_no_memory(
     assert DEADLINE - 0.5 < cut < DEADLINE + 3, outcomes
     assert all(took < 2 for status, took, _ in outcomes if status == busy), outcomes
     assert grew < 20, f"the server grew by {grew:.1f} MB holding {STALLED} stalled uploads"
+    if path == "/api/v1/remove":
+        record_summary("stalled_uploads", {"uploads": STALLED, "sent_mib": SENT / 2**20, "deadline_s": DEADLINE,
+                                           "refused": statuses.count(busy), "cut_s": round(cut, 2),
+                                           "grew_mb": round(grew, 1)})
     # The slot is free again at once.
     ok = httpx.post(one_slot.url + "/api/v1/remove", files={"file": ("a.jpg", photo, "image/jpeg")},
                     data={"preset": "fast"}, timeout=30)
@@ -159,6 +165,8 @@ def test_stalled_video_uploads_are_refused_or_cut_off_and_leave_nothing(one_slot
     assert DEADLINE - 0.5 < cut < DEADLINE + 3, outcomes
     assert all(took < 2 for status, took, _ in outcomes if status == 503), outcomes
     assert grew < 20, f"the server grew by {grew:.1f} MB holding {STALLED} stalled video uploads"
+    record_summary("stalled_video_uploads", {"uploads": STALLED, "refused": statuses.count(503),
+                                             "cut_s": round(cut, 2), "grew_mb": round(grew, 1)})
     give_up = time.monotonic() + 5
     while (_fds(one_slot) > fds or one_slot.temp_files()) and time.monotonic() < give_up:
         time.sleep(0.1)
