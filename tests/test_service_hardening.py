@@ -266,9 +266,13 @@ def test_a_foreign_host_and_a_cross_site_post_are_refused(one_slot: load.Server,
 @pytest.fixture(scope="module")
 def keyed() -> Iterator[load.Server]:
     env = {"MATTEKIT_WORKERS": "1", "MATTEKIT_THREADS": "2", "MATTEKIT_API_KEYS": "key-one,key-two",
-           "MATTEKIT_ALLOWED_HOSTS": "matte.example, Other.Example.:8080"}
+           "MATTEKIT_ALLOWED_HOSTS": "matte.example, Other.Example.:8080",
+           "MATTEKIT_JOB_MAX_UPLOAD_BYTES": str(JOB_UPLOAD), "MATTEKIT_JOB_DISK_BYTES": str(JOB_DISK)}
     with load.serve(env) as srv:
         yield srv
+
+
+JOB_UPLOAD, JOB_DISK = 1_000_000, 1_500_000  # the keyed server's jobs: room for one upload and a little more
 
 
 def _wait_job(url: str, job_id: str, key: str) -> dict:
@@ -305,6 +309,33 @@ def test_a_job_is_seen_only_by_its_own_key_and_keeps_no_uploads(keyed: load.Serv
     assert r.status_code == 202, r.text
     assert not [p for p in keyed.temp_files() if p.endswith("/background")]  # none made for a job without one
     assert _wait_job(keyed.url, r.json()["id"], "key-one")["state"] == "done"
+
+
+def test_a_job_whose_output_outgrows_the_disk_budget_fails_and_leaves_nothing(keyed: load.Server,
+                                                                             tmp_path: Path) -> None:
+    import av
+    import numpy as np
+
+    path = tmp_path / "noise.mp4"  # noise: small as MPEG-4 at low quality, large as PNG frames
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.options = {"qscale": "31"}
+        rng = np.random.default_rng(0)
+        for _ in range(60):
+            pixels = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        out.mux(stream.encode(None))
+    clip = path.read_bytes()
+    assert len(clip) < JOB_UPLOAD
+    r = httpx.post(keyed.url + "/api/v1/jobs", headers={"X-API-Key": "key-two"}, timeout=30,
+                   data={"preset": "fast", "output": "png-zip"}, files={"file": ("n.mp4", clip, "video/mp4")})
+    assert r.status_code == 202, r.text
+    job = _wait_job(keyed.url, r.json()["id"], "key-two")
+    assert job["state"] == "failed" and job["error"]["code"] == "no_space", job
+    assert "MATTEKIT_JOB_DISK_BYTES" in job["error"]["message"]
+    assert job["progress"]["frames_done"] < job["progress"]["frames_total"], job  # stopped part-way
+    assert not [p for p in keyed.temp_files() if r.json()["id"] in p and not p.endswith(r.json()["id"])]
 
 
 def test_configured_hosts_are_answered_and_keys_make_cross_site_checks_moot(keyed: load.Server) -> None:

@@ -24,7 +24,7 @@ process leaves a ``cancel`` file its owner sees between frames.
 | ``MATTEKIT_JOB_QUEUE``            | 4                  | videos waiting before 503 Busy            |
 | ``MATTEKIT_JOB_TIMEOUT``          | 1800               | seconds a job may run (from its first frame) before it fails; 0: none |
 | ``MATTEKIT_JOB_UPLOAD_TIMEOUT``   | 300                | seconds a video upload may take to arrive (408); 0: none |
-| ``MATTEKIT_JOB_DISK_BYTES``       | 10737418240 (10 GiB) | every job's files together; a new upload is refused (507) when one more would not fit; 0: none |
+| ``MATTEKIT_JOB_DISK_BYTES``       | 10737418240 (10 GiB) | every job's files together: a new upload is refused (507) when one more would not fit, a job whose output passes it fails; 0: none |
 | ``MATTEKIT_JOB_DIR``              | (a private temp folder) | a folder shared by every server process (jobs findable from any) |
 """
 
@@ -248,6 +248,7 @@ class JobStore:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._saved: dict[str, float] = {}  # when each job's record was last written
+        self._used: tuple[float, int] = (-1.0, 0)  # (when, bytes) of the last walk of the root
         self.timeouts: Any = None  # a prometheus counter child, set by on_startup
 
     def new(self, output: str, owner: str = "") -> Job:
@@ -259,12 +260,23 @@ class JobStore:
             self._jobs[job_id] = job
         return job
 
+    def used_bytes(self, max_age: float = 0.0) -> int:
+        """What every job's files take now (a walk of the root at most ``max_age`` seconds old)."""
+        with self._lock:
+            when, used = self._used
+        if time.monotonic() - when <= max_age:
+            return used
+        used = folder_bytes(self.root)
+        with self._lock:
+            self._used = (time.monotonic(), used)
+        return used
+
     def refuse_if_full(self) -> None:
         """507 before an upload is read when the jobs' files leave no room for one more upload."""
         budget = self.settings.disk_bytes
         if not budget:
             return
-        used = folder_bytes(self.root)
+        used = self.used_bytes()
         if used + self.settings.max_upload_bytes > budget:
             raise NoSpace(f"the server's video storage is full ({used / 2**30:.1f} of {budget / 2**30:.1f} GiB, "
                           "MATTEKIT_JOB_DISK_BYTES); try again when finished jobs have expired")
@@ -337,6 +349,18 @@ class JobStore:
 
     def cancel_requested(self, job: Job) -> bool:
         return job.cancel.is_set() or (self.shared and (job.folder / CANCEL).exists())
+
+    def out_of_room(self, job: Job) -> bool:
+        """Whether the jobs' files passed ``MATTEKIT_JOB_DISK_BYTES`` while ``job`` writes its
+        output (polled between frames): it then stops, failed with ``no_space``, and its files go.
+        Outputs can be 10-100x their upload, so the check at admission alone does not bound them."""
+        budget = self.settings.disk_bytes
+        if not budget or self.used_bytes(max_age=0.25) <= budget:
+            return False
+        job.stopped = job.stopped or NoSpace(
+            "this video's output filled the server's video storage (MATTEKIT_JOB_DISK_BYTES); "
+            "send a shorter clip (start/end) or a more compact output (webm)")
+        return True
 
     def discard_files(self, job: Job) -> None:
         """Delete a job's files; a shared folder keeps its record (until the TTL) to say what happened."""
@@ -460,12 +484,15 @@ def run_job(store: JobStore, job: Job, source: Path, options: Options, vopts: An
     deadline = Deadline.after(store.settings.timeout, "this video", "send a shorter clip (start/end) or a faster preset")
     try:
         process_video(source, target, options, vopts, engine=engine, progress=progress,
-                      cancel=lambda: store.cancel_requested(job), deadline=deadline)
+                      cancel=lambda: store.cancel_requested(job) or store.out_of_room(job), deadline=deadline)
         if store.cancel_requested(job):  # cancelled just as it finished: honour the cancel
             raise Cancelled("the video was cancelled")
         job.result, job.state = target, "done"
     except Cancelled as exc:
         job.state, job.error = ("failed", job.stopped) if job.stopped is not None else ("cancelled", exc)
+        if isinstance(job.stopped, NoSpace):
+            log.warning("video job %s stopped: the jobs' files passed MATTEKIT_JOB_DISK_BYTES (%d)", job.id,
+                        store.settings.disk_bytes)
     except DeadlineExceeded as exc:
         log.warning("video job %s stopped at its deadline (%g s)", job.id, store.settings.timeout)
         job.state, job.error = "failed", exc
