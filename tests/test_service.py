@@ -326,6 +326,18 @@ def test_pool_refuses_beyond_capacity_and_frees_slots():
         pool.submit(lambda: None)
 
 
+def test_serve_answers_the_address_it_binds():
+    """`mattekit serve --host 192.168.1.20` is reached at that address: it joins the Host allow-list."""
+    from mattekit.cli.serve import with_listen_address
+
+    local = ("localhost", "127.0.0.1", "::1")
+    assert with_listen_address(local, "192.168.1.20") == (*local, "192.168.1.20")
+    assert with_listen_address(local, "fe80::1") == (*local, "fe80::1")
+    assert with_listen_address(local, "127.0.0.1") == local
+    assert with_listen_address(local, "0.0.0.0") == local and with_listen_address(local, "::") == local
+    assert with_listen_address(("*",), "192.168.1.20") == ("*",)
+
+
 def test_a_reservation_holds_its_slot_until_spent_or_released():
     """Admission before the body: a slot reserved for an upload counts against the capacity."""
     from mattekit.errors import Busy
@@ -362,8 +374,8 @@ def test_settings_from_env():
     assert 1 <= Settings.from_env({}).workers <= 4
     # A server answers the loopback names by default, and those it is told (names, ports dropped).
     assert Settings.from_env({}).allowed_hosts == ("localhost", "127.0.0.1", "::1")
-    hosts = Settings.from_env({"MATTEKIT_ALLOWED_HOSTS": "Matte.Example:8080, [::2]"}).allowed_hosts
-    assert hosts[3:] == ("matte.example", "::2")
+    hosts = Settings.from_env({"MATTEKIT_ALLOWED_HOSTS": "Matte.Example:8080, [::2], fe80::1, 10.0.0.5:80"}).allowed_hosts
+    assert hosts[3:] == ("matte.example", "::2", "fe80::1", "10.0.0.5")
     assert Settings.from_env({"MATTEKIT_ALLOWED_HOSTS": "a.example,*"}).allowed_hosts == ("*",)
     assert Settings().allowed_hosts == ("*",)  # settings made in code (tests, embedding) check no Host
     for bad in ({"MATTEKIT_WORKERS": "many"}, {"MATTEKIT_QUEUE_SIZE": "-1"}, {"MATTEKIT_MAX_PIXELS": "0"}):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -15,7 +16,20 @@ from ..errors import InvalidOption
 from .params import Command, current_backend, current_device
 from .report import exit_on_errors
 
-__all__ = ["serve"]
+__all__ = ["EVERY_INTERFACE", "with_listen_address", "serve"]
+
+EVERY_INTERFACE = ("0.0.0.0", "::", "")
+
+
+def with_listen_address(allowed: tuple[str, ...], host: str) -> tuple[str, ...]:
+    """The Host names to answer: ``allowed`` plus the one address ``--host`` binds, if it is one
+    (whoever binds 192.168.1.20 means to be reached there; 0.0.0.0 names no host)."""
+    from ..service.settings import host_name
+
+    name = host_name(host)
+    if "*" in allowed or host in EVERY_INTERFACE or name in allowed:
+        return allowed
+    return (*allowed, name)
 
 
 @click.command(cls=Command)
@@ -39,6 +53,7 @@ def serve(host: str, port: int, workers: Optional[int], queue_size: Optional[int
 
     with exit_on_errors():
         settings = Settings.from_env(workers=workers, queue_size=queue_size)
+        settings = dataclasses.replace(settings, allowed_hosts=with_listen_address(settings.allowed_hosts, host))
         if max_concurrency is not None and max_concurrency < 1:
             raise InvalidOption("--max-concurrency must be at least 1")
         if processes < 1:
@@ -46,6 +61,9 @@ def serve(host: str, port: int, workers: Optional[int], queue_size: Optional[int
     import uvicorn
 
     configure_logging(settings.log_format, force=True)
+    if host in EVERY_INTERFACE and not settings.api_keys:
+        click.echo("mattekit: warning: listening on every interface without MATTEKIT_API_KEYS: anyone who can reach "
+                   "this port can use the server", err=True)
     device, backend = current_device(), current_backend()
     each = f"{processes} processes × " if processes > 1 else ""
     click.echo(
@@ -80,6 +98,7 @@ def _shared_environment(settings: Any, processes: int, device: Optional[str],
     import tempfile
 
     os.environ["MATTEKIT_WORKERS"] = str(settings.workers)
+    os.environ["MATTEKIT_ALLOWED_HOSTS"] = ",".join(settings.allowed_hosts)
     os.environ["MATTEKIT_QUEUE_SIZE"] = str(settings.queue_size)
     if device is not None:
         os.environ["MATTEKIT_DEVICE"] = device

@@ -91,6 +91,8 @@ def host_name(host: str) -> str:
     host = host.strip().lower()
     if host.startswith("["):  # [::1]:8000
         return host[1:host.find("]")] if "]" in host else host
+    if host.count(":") > 1:  # a bare IPv6 address (a setting; a Host header brackets it)
+        return host
     name, _, port = host.rpartition(":")
     return (name if name and port.isdigit() else host).rstrip(".")
 
