@@ -31,11 +31,15 @@ _SAME_ORIGIN = frozenset({"same-origin", "none"})  # "none": typed in the addres
 
 
 class HostNotAllowed(MattekitError):
+    """The ``Host`` header names a host this server was not told it answers to."""
+
     code = "host_not_allowed"
     http_status = 400
 
 
 class CrossSite(MattekitError):
+    """A browser posted from a page on another site to a server without API keys."""
+
     code = "cross_site"
     http_status = 403
 
