@@ -287,3 +287,30 @@ def test_the_still_flags_mean_the_same_in_every_command() -> None:
     assert {k: remove[k] for k in stills} == {k: batch[k] for k in stills}
     for name in ("bg", "bg_fit", "mask", "preset", "ratio", "decontaminate"):
         assert video[name][:3] == remove[name][:3], name
+
+
+def test_output_format_follows_the_file_name(tree: Path, tmp_path: Path) -> None:
+    """-o out.jpg holds JPEG bytes, out.webp WebP (issue 28: both held PNG); a name the result
+    cannot live under is refused before any work, and so is --format against the name."""
+    src = str(tree / "a.png")
+    for name, fmt, mode, extra in [("out.jpeg", "JPEG", "RGB", ["--bg", "white"]), ("out.webp", "WEBP", "RGBA", []),
+                                   ("matte.JPG", "JPEG", "L", ["--mask"])]:
+        proc = mattekit("remove", src, "-o", str(tmp_path / name), *extra, *SMALL)
+        assert proc.returncode == 0, err(proc)
+        img = Image.open(tmp_path / name)
+        assert (img.format, img.mode) == (fmt, mode), name
+    refused = [
+        (["-o", str(tmp_path / "cut.jpg")], "names a JPEG, which has no transparency"),
+        (["-o", str(tmp_path / "cut.png"), "--format", "webp"], "contradicts the name"),
+        (["-o", str(tmp_path / "cut.jpg"), "-f", "png", "--bg", "white"], "contradicts the name"),
+        (["-o", str(tmp_path / "cut.bmp")], "not .bmp"),
+    ]
+    for args, message in refused:
+        proc = mattekit("remove", src, *args, *SMALL)
+        assert proc.returncode == 2 and message in err(proc), (args, err(proc))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "matte.JPG", "out.jpeg", "out.webp"]
+    # A name without a format's suffix, and -f jpeg agreeing with .jpg, still work.
+    proc = mattekit("remove", src, "-o", str(tmp_path / "plain"), *SMALL)
+    assert proc.returncode == 0 and Image.open(tmp_path / "plain").format == "PNG", err(proc)
+    proc = mattekit("remove", src, "-o", str(tmp_path / "x.jpg"), "-f", "jpeg", "--bg", "black", *SMALL)
+    assert proc.returncode == 0 and Image.open(tmp_path / "x.jpg").format == "JPEG", err(proc)

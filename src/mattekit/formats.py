@@ -7,13 +7,13 @@ tables, so a suffix added here is accepted everywhere at once.
 from __future__ import annotations
 
 from pathlib import PurePath
-from typing import Union
+from typing import Optional, Union
 
 from .errors import InvalidOption
 
 __all__ = [
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "STILL_VIDEO_SUFFIXES", "CLIP_SUFFIXES", "FORMAT_EXTENSIONS",
-    "extension", "is_image_name", "is_clip_name",
+    "SUFFIX_FORMATS", "extension", "format_of_name", "is_image_name", "is_clip_name",
 ]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif"})
@@ -25,6 +25,8 @@ STILL_VIDEO_SUFFIXES = IMAGE_SUFFIXES & VIDEO_SUFFIXES
 CLIP_SUFFIXES = VIDEO_SUFFIXES - STILL_VIDEO_SUFFIXES  # only ever a video
 
 FORMAT_EXTENSIONS = {"png": ".png", "webp": ".webp", "jpg": ".jpg"}
+# The other way round: the format a still output file's name asks for (.jpeg is JPEG too).
+SUFFIX_FORMATS = {".png": "png", ".webp": "webp", ".jpg": "jpg", ".jpeg": "jpg"}
 
 
 def extension(fmt: str) -> str:
@@ -33,6 +35,12 @@ def extension(fmt: str) -> str:
         return FORMAT_EXTENSIONS[fmt]
     except KeyError:
         raise InvalidOption(f"format must be one of {', '.join(FORMAT_EXTENSIONS)}, not {fmt!r}") from None
+
+
+def format_of_name(name: Union[str, PurePath]) -> Optional[str]:
+    """``jpg`` for ``out.JPEG``: the output format a file name asks for, or None when its suffix
+    names none we write (no suffix, ``.bmp``, ``.txt``)."""
+    return SUFFIX_FORMATS.get(PurePath(name).suffix.lower())
 
 
 def is_image_name(name: Union[str, PurePath]) -> bool:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
 from .errors import InvalidOption
-from .formats import IMAGE_SUFFIXES, extension
+from .formats import FORMAT_EXTENSIONS, IMAGE_SUFFIXES, extension, format_of_name
 
-__all__ = ["CUTOUT_SUFFIX", "Job", "expand_inputs", "plan_jobs"]
+__all__ = ["CUTOUT_SUFFIX", "Job", "expand_inputs", "output_format", "plan_jobs"]
 
 CUTOUT_SUFFIX = "-cutout"  # NAME-cutout.png beside NAME.jpg when no -o is given
 
@@ -63,6 +63,35 @@ def expand_inputs(inputs: Sequence[str], output: Optional[str]) -> Iterator[tupl
                 yield arg, None, f
         else:
             raise InvalidOption(f"no such file or folder: {arg}")
+
+
+def _names_a_file(output: Optional[str]) -> bool:
+    return output not in (None, "-") and not output.endswith(("/", os.sep)) and not Path(output).is_dir()
+
+
+def output_format(output: Optional[str], fmt: Optional[str]) -> Optional[str]:
+    """The format to write when the result goes to ``output``, given the format asked for (or None).
+
+    A file name's extension decides when no format is asked for, so ``out.jpg`` holds JPEG bytes,
+    never PNG under a JPEG name. None means "the default": no output, stdout, a folder, or a name
+    whose suffix names no format (``result``). A name that asks for an image format we do not
+    write (``out.bmp``), or one that contradicts the format asked for, is refused: either way the
+    file's name would lie about its bytes.
+    """
+    if output is None or not _names_a_file(output):
+        return fmt
+    suffix = Path(output).suffix.lower()
+    named = format_of_name(output)
+    if named is None:
+        if suffix in IMAGE_SUFFIXES:
+            raise InvalidOption(f"{output}: results are written as {', '.join(FORMAT_EXTENSIONS)}, not {suffix}; "
+                                f"name the file {Path(output).stem}.png (or .webp, .jpg)")
+        return fmt
+    asked = None if fmt is None else ("jpg" if fmt.lower() == "jpeg" else fmt.lower())
+    if asked is not None and asked != named:
+        raise InvalidOption(f"the format {fmt} contradicts the name {output} ({named}): "
+                            f"name the file {Path(output).stem}{extension(asked)} or leave the format out")
+    return named
 
 
 def plan_jobs(inputs: Sequence[str], output: Optional[str], fmt: str) -> list[Job]:

@@ -104,7 +104,9 @@ def _default(value: Any, kind: Any = str) -> dict[str, Any]:
 
 
 STILL_FLAGS: dict[str, Flag] = {f.name: f for f in (
-    Flag(("--format", "-f", "format"), "png | webp | jpg (jpg needs --bg).", _default("png")),
+    # No default here: None lets `remove -o out.jpg` take the format from the name (else png).
+    Flag(("--format", "-f", "format"), "png | webp | jpg (jpg needs --bg). Default: from -o FILE's extension, else png.",
+         {"default": None}),
     Flag(("--preset", "-p", "preset"), "fast | balanced | best.", _default("balanced")),
     Flag(("--mask", "mask"), "Write the alpha matte alone (greyscale).", {"is_flag": True, "default": False}),
     Flag(("--bg", "bg"), "Background: a colour (white, '#00ff00'), blur[:RADIUS], or an image file.", {"default": None}),

@@ -35,10 +35,15 @@ def remove(inputs: Sequence[str], output: Optional[str], stills: dict[str, Any],
     Exit status: 0 all done, 1 some inputs failed (each one is reported), 2 bad usage.
     """
     from ..options import Options
-    from ..plan import plan_jobs
+    from ..plan import output_format, plan_jobs
 
     with exit_on_errors():
-        options = Options.from_fields(stills, allow_paths=True)
+        # -o out.jpg asks for a JPEG when --format does not say (issue 28: it held PNG bytes).
+        fmt = output_format(output, stills["format"])
+        if fmt == "jpg" and stills["format"] is None and stills["bg"] is None and not stills["mask"]:
+            raise InvalidOption(f"{output} names a JPEG, which has no transparency: name it .png or .webp, "
+                                "or give a background (e.g. --bg white)")
+        options = Options.from_fields({**stills, "format": fmt}, allow_paths=True)
         if threads < 0:
             raise InvalidOption("--threads must be 0 (all cores) or more")
         if overwrite and skip_existing:
