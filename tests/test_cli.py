@@ -314,3 +314,19 @@ def test_output_format_follows_the_file_name(tree: Path, tmp_path: Path) -> None
     assert proc.returncode == 0 and Image.open(tmp_path / "plain").format == "PNG", err(proc)
     proc = mattekit("remove", src, "-o", str(tmp_path / "x.jpg"), "-f", "jpeg", "--bg", "black", *SMALL)
     assert proc.returncode == 0 and Image.open(tmp_path / "x.jpg").format == "JPEG", err(proc)
+
+
+def test_serve_on_a_busy_port_ends_with_the_error() -> None:
+    """Issue 28: uvicorn's bind error came before the model's "ready" line (exit 3); the command
+    now ends with one line naming the port, before anything starts."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = mattekit("serve", "--port", str(port), timeout=60)
+    lines = err(proc).strip().splitlines()
+    assert proc.returncode == 1, lines
+    assert lines == [f"mattekit: error: cannot listen on 127.0.0.1:{port}: port {port} is already in use "
+                     "(another server?): choose another --port"]

@@ -91,6 +91,12 @@ class UploadTimeout(DeadlineExceeded):
     http_status = 408
 
 
+class CannotListen(MattekitError):
+    """``mattekit serve`` cannot listen on the address and port it was given (in use, not ours)."""
+
+    code = "cannot_listen"
+
+
 __all__ = [
     "MattekitError",
     "InvalidOption",
@@ -103,4 +109,5 @@ __all__ = [
     "Cancelled",
     "DeadlineExceeded",
     "UploadTimeout",
+    "CannotListen",
 ]

@@ -12,11 +12,11 @@ from typing import Any, Iterator, Optional
 import click
 
 from ..backends import cpu_cores
-from ..errors import InvalidOption
+from ..errors import CannotListen, InvalidOption
 from .params import Command, current_backend, current_device
-from .report import exit_on_errors
+from .report import FAILED, exit_on_errors
 
-__all__ = ["EVERY_INTERFACE", "with_listen_address", "serve"]
+__all__ = ["EVERY_INTERFACE", "check_listen", "with_listen_address", "serve"]
 
 EVERY_INTERFACE = ("0.0.0.0", "::", "")
 
@@ -30,6 +30,35 @@ def with_listen_address(allowed: tuple[str, ...], host: str) -> tuple[str, ...]:
     if "*" in allowed or host in EVERY_INTERFACE or name in allowed:
         return allowed
     return (*allowed, name)
+
+
+def check_listen(host: str, port: int) -> None:
+    """Bind every address ``host`` names on ``port`` once, and let go: a busy port fails here, as
+    one line, before anything starts. (uvicorn binds only after the app has started loading the
+    model, whose "ready" came after uvicorn's error: issue 28.)"""
+    import errno
+    import socket
+
+    where = f"{host or '*'}:{port}"
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CannotListen(f"cannot listen on {where}: {host!r} is not an address or a name we can resolve "
+                           f"({exc.strerror})") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            # As uvicorn binds: a port left in TIME_WAIT by a stopped server is free.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # each address family on its own, as asyncio binds them
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                why = {errno.EADDRINUSE: f"port {port} is already in use (another server?): choose another --port",
+                       errno.EACCES: f"not allowed to use port {port} (ports below 1024 need root): choose another --port",
+                       errno.EADDRNOTAVAIL: f"{host} is not an address of this machine: choose another --host",
+                       }.get(exc.errno or 0, exc.strerror or str(exc))
+                raise CannotListen(f"cannot listen on {where}: {why}") from None
 
 
 @click.command(cls=Command)
@@ -58,6 +87,8 @@ def serve(host: str, port: int, workers: Optional[int], queue_size: Optional[int
             raise InvalidOption("--max-concurrency must be at least 1")
         if processes < 1:
             raise InvalidOption("--processes must be at least 1")
+    with exit_on_errors(FAILED):
+        check_listen(host, port)
     import uvicorn
 
     configure_logging(settings.log_format, force=True)
