@@ -84,12 +84,19 @@ def test_a_clip_that_grows_past_the_limit_fails_as_too_large(server: load.Server
     assert server.rss_mb() - before < 100  # no 12 MP frame was converted (the audit saw +390 MB)
 
 
+def test_a_clip_past_the_limit_from_its_start_is_refused_at_admission(server: load.Server, tmp_path: Path) -> None:
+    big = hostile.flat_clip(tmp_path / "big.ts", (1280, 960), 3).read_bytes()  # 1.2 MP from the first frame
+    job = _job(server.url, {"file": ("big.ts", big, "video/mp2t")})
+    assert job["state"] == "refused" and job["status"] == 422 and job["error"]["code"] == "too_large", job
+    assert "1280x960" in job["error"]["message"], job
+
+
 def test_a_background_clip_past_the_limit_fails_as_too_large(server: load.Server, tmp_path: Path) -> None:
     clip = hostile.flat_clip(tmp_path / "clip.ts", (320, 240), 8).read_bytes()
     big = hostile.flat_clip(tmp_path / "bg.ts", (1280, 960), 3).read_bytes()  # 1.2 MP
     job = _job(server.url, {"file": ("clip.ts", clip, "video/mp2t"), "bg_file": ("bg.ts", big, "video/mp2t")})
-    assert job["state"] in ("failed", "refused") and job["error"]["code"] == "too_large", job
-    assert job.get("output", "composite") != "webm"  # a composite, so the background is read
+    # Too large from its first frame: refused at admission, before a job exists.
+    assert job["state"] == "refused" and job["status"] == 422 and job["error"]["code"] == "too_large", job
     grows = hostile.growing_clip(tmp_path / "grows.ts", ((320, 240), (1280, 960)), (2, 3)).read_bytes()
     job = _job(server.url, {"file": ("clip.ts", clip, "video/mp2t"), "bg_file": ("grows.ts", grows, "video/mp2t")})
     assert job["state"] in ("failed", "refused") and job["error"]["code"] == "too_large", job

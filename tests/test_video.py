@@ -278,6 +278,15 @@ def test_options_that_make_no_sense_for_video(tmp_path, carphone):
     assert _left_behind(tmp_path) == []
 
 
+
+@pytest.mark.parametrize("field, value", [("start", float("nan")), ("start", float("inf")),
+                                          ("end", float("nan")), ("end", float("-inf")),
+                                          ("max_duration", float("nan"))])
+def test_video_options_refuse_times_that_are_not_finite(field, value):
+    # nan passes every range check (nan < 0 is False): the library refuses it, the service relies on it.
+    with pytest.raises(InvalidOption, match=f"{field} must be a finite number of seconds"):
+        VideoOptions(**{field: value})
+
 # -- memory -----------------------------------------------------------------------------------
 _MEMORY_SCRIPT = r"""
 import json, sys

@@ -545,10 +545,8 @@ def _parse(fields: Mapping[str, str], has_bg_file: bool, base: Options) -> tuple
             try:
                 times[name] = float(raw)
             except ValueError:
-                times[name] = math.nan
-            if not math.isfinite(times[name]):  # nan and inf pass float() but no range check
-                raise InvalidOption(f"{name} must be a finite number of seconds")
-    vopts = VideoOptions(output=output, **times)  # validates the range now (400)
+                raise InvalidOption(f"{name} must be a number of seconds") from None
+    vopts = VideoOptions(output=output, **times)  # validates the range now (400), nan and inf included
     if not has_bg_file:  # with one, the background is known only once the upload is read
         resolve_output(_result_name(output), options, vopts)
     return output, options, times
@@ -571,13 +569,15 @@ def _prepare(store: JobStore, job: Job, source: Path, bg_path: Optional[Path], o
     from ..errors import TooLarge
     from ..video import VideoOptions, probe, resolve_output
 
-    info = probe(source)
+    # Every frame is held to the limit while the job runs; the first one here, so a clip that is
+    # too large from its start is refused at admission (422) instead of becoming a failed job.
+    info = probe(source, max_pixels=options.max_pixels)
     bg_video = None
     if bg_path is not None:
         try:
             options = options.replace(background=BackgroundImage(imaging.decode(bg_path, Options(max_pixels=options.max_pixels)), fit))  # type: ignore[arg-type]
         except InvalidInput:
-            probe(bg_path)  # not a picture: a background video then, or a clear error
+            probe(bg_path, max_pixels=options.max_pixels)  # not a picture: a background video, or a clear error
             bg_video = bg_path
         else:
             bg_path.unlink(missing_ok=True)  # decoded into the options: the file is not needed

@@ -10,6 +10,7 @@ when a clip is written.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +165,11 @@ class VideoOptions:
     def __post_init__(self) -> None:
         if self.output is not None:
             output_spec(self.output)
+        # nan passes every comparison below (and inf reads to the end of time): refuse both.
+        for name in ("start", "end", "max_duration"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise InvalidOption(f"{name} must be a finite number of seconds")
         if self.start < 0:
             raise InvalidOption("start must be 0 or more seconds")
         if self.end is not None and self.end <= self.start:
