@@ -372,5 +372,7 @@ def test_camera_files_refuse_an_unknown_model_and_a_missing_runtime(tmp_path, mo
         r = client.get("/camera/model.onnx")
         assert r.status_code == 503 and r.json()["error"]["code"] == "model_unavailable", r.text
         assert "SHA-256" in r.json()["error"]["message"]
+        assert str(tmp_path) not in r.text, r.text  # where the server keeps files: in its log only
         r = client.get("/camera/ort/ort.wasm.min.mjs")
         assert r.status_code == 404 and "make web" in r.json()["error"]["message"], r.text
+        assert str(tmp_path) not in r.text, r.text

@@ -22,7 +22,7 @@ from ..deadline import check as check_deadline
 from ..errors import InvalidInput, InvalidOption
 from ..matter import Matter
 from ..options import FORMATS, PRESETS, BackgroundImage, Options
-from .common import require_api_key, server_options, under_request_deadline
+from .common import require_api_key, server_message, server_options, under_request_deadline
 from .deploy import StillsSlot, draining
 from .executor import Reservation
 from .uploads import check_fields, read_upload
@@ -82,7 +82,8 @@ async def readyz(request: Request) -> JSONResponse:
     if state.ready:
         return JSONResponse({"status": "ready"})
     if state.load_error is not None:
-        body = {"error": {"code": state.load_error.code, "message": state.load_error.message}}
+        # The log has the whole message (paths included) since start-up; a probe gets it without.
+        body = {"error": {"code": state.load_error.code, "message": server_message(state.load_error)}}
     else:
         body = {"error": {"code": "loading", "message": "the model is still loading"}}
     return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})

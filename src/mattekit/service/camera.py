@@ -18,6 +18,7 @@ None of them needs an API key: they are public files, and serving them costs no 
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -48,6 +49,8 @@ RUNTIME_FILES = {
     "ort-wasm-simd-threaded.asyncify.mjs": "text/javascript",
     "ort-wasm-simd-threaded.asyncify.wasm": "application/wasm",
 }
+log = logging.getLogger("mattekit.service")
+
 REPO_RUNTIME = Path(__file__).resolve().parents[3] / "web" / "node_modules" / "onnxruntime-web" / "dist"
 
 
@@ -68,12 +71,12 @@ router = APIRouter(prefix="/camera", tags=["camera"], include_in_schema=False)
 async def runtime_file(name: str) -> FileResponse:
     media_type = RUNTIME_FILES.get(name)
     path = runtime_dir() / name
-    if media_type is None or not path.is_file():
-        raise RuntimeMissing(
-            f"{name} is not among the camera's runtime files on this server"
-            if media_type is None else
-            f"the in-browser runtime is not installed on this server ({path} is missing): run `make web`"
-        )
+    if media_type is None:
+        raise RuntimeMissing(f"{name} is not among the camera's runtime files on this server")
+    if not path.is_file():
+        log.warning("the camera's in-browser runtime is missing: %s (run `make web`)", path)
+        raise RuntimeMissing("the in-browser runtime is not installed on this server (its log says where it "
+                             "looked): run `make web`")
     return FileResponse(path, media_type=media_type, headers={**ISOLATION_HEADERS, "Cache-Control": "no-cache"})
 
 

@@ -7,6 +7,7 @@ Shared by the route modules (``api``, ``jobs``) so that none of them imports ano
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any, Awaitable, Callable, Optional
 
 from fastapi import Request
@@ -16,12 +17,30 @@ from ..deadline import Deadline
 from ..errors import DeadlineExceeded, MattekitError
 from ..options import Options
 
-__all__ = ["Unauthorized", "presented_key", "key_owner", "require_api_key", "server_options", "under_request_deadline"]
+__all__ = ["Unauthorized", "without_local_paths", "server_message", "presented_key", "key_owner", "require_api_key", "server_options", "under_request_deadline"]
 
 
 class Unauthorized(MattekitError):
     code = "unauthorized"
     http_status = 401
+
+
+# An absolute or home path of two parts or more ("/home/u/.cache/mattekit/rvm.onnx"), not one inside
+# a URL or a relative name ("bg/blur"): what our own errors about the install and model show.
+_LOCAL_PATH = re.compile(r"(?<![\w.:/~-])~?/(?:[^\s/'\"`;:,()]+/)+[^\s/'\"`;:,()]*")
+HIDDEN_PATH = "<a path on the server: see its log>"
+
+
+def without_local_paths(message: str) -> str:
+    """``message`` with every absolute path replaced: a client must not learn where the server
+    is installed or keeps its model (issue 25, L2); the log keeps the whole message."""
+    return _LOCAL_PATH.sub(HIDDEN_PATH, message)
+
+
+def server_message(exc: MattekitError) -> str:
+    """What a client is told of ``exc``: an error about the server itself (5xx: the model, the
+    disk, the install) says what and how to fix it, without the server's paths."""
+    return without_local_paths(exc.message) if exc.http_status >= 500 else exc.message
 
 
 async def require_api_key(request: Request) -> None:

@@ -39,7 +39,8 @@ from starlette.requests import Request
 from .. import __version__
 from ..errors import Busy, MattekitError
 from ..matter import Matter
-from .deploy import AccessLogMiddleware, JsonFormatter, close_after_refusal, install_drain, start_draining
+from .common import server_message
+from .deploy import AccessLogMiddleware, JsonFormatter, close_after_refusal, install_drain, loggable, start_draining
 from .executor import WorkPool
 from .guard import GuardMiddleware
 from .metrics import Metrics
@@ -253,7 +254,10 @@ def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics, respond:
         elif exc.http_status == 401:  # RFC 9110: a 401 names the scheme it wants
             headers = {"WWW-Authenticate": 'Bearer realm="mattekit"'}
         metrics.errors.labels(exc.code).inc()
-        return respond(request)(exc.http_status, exc.code, _short(exc.message), headers)
+        message = server_message(exc)
+        if message != exc.message:  # the paths go to the log, never to the client
+            log.warning("%s while serving %s: %s", exc.code, loggable(request.url.path), exc.message)
+        return respond(request)(exc.http_status, exc.code, _short(message), headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
