@@ -39,7 +39,7 @@ DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 DEFAULT_QUEUE_SIZE = 16
 # A client's ``ratio`` sets the network's input size, and with it the memory (~1 KB per pixel,
 # bench/memory.py): ratio 1 is allowed up to a 1080p photo; the presets' automatic passes
-# (768 px at most) are 5x below.
+# (640 px at most) are 7x below.
 DEFAULT_MAX_LOWRES_PIXELS = 1920 * 1080
 # The slowest legitimate still (``best`` at the largest allowed ratio on a big photo) takes ~13 s
 # here; 30 s leaves room for a queue wait, and stays above what a client usually waits.
