@@ -97,3 +97,24 @@ def test_background_can_be_another_clip(tmp_path, clip):
     r = runner.invoke(app, ["video", str(clip), "-o", str(target), "--bg", str(bg), "--max-frames", "7", "--preset", "fast"])
     assert r.exit_code == 0, r.output
     assert len(list(read_frames(target))) == 7  # the 3-frame background loops
+
+
+def test_without_o_the_result_goes_beside_the_clip_and_stdout_is_refused(tmp_path, clip, monkeypatch):
+    """Issue 28: `-o -` made a folder named '-' of PNGs; `video` had no default -o like `remove`."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "talk.mp4"
+    shutil.copy(clip, source)
+    r = runner.invoke(app, ["video", str(source), "-o", "-", "--max-frames", "2"])
+    assert r.exit_code == 2 and "cannot go to stdout" in _text(r)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.mp4"]
+    r = runner.invoke(app, ["video", str(source), "--max-frames", "3", "--preset", "fast"])
+    assert r.exit_code == 0, r.output
+    assert len(list(read_frames(tmp_path / "talk-cutout.webm"))) == 3
+    r = runner.invoke(app, ["video", str(source), "--max-frames", "3", "--preset", "fast"])
+    assert r.exit_code == 2 and "talk-cutout.webm exists" in _text(r)
+    from mattekit.cli.video import default_target
+
+    assert default_target("a/talk.mp4", "composite") == str(Path("a/talk-cutout.mp4"))
+    assert default_target("talk.mov", "png-dir") == "talk-cutout"

@@ -17,15 +17,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..options import Options
     from ..video import VideoOptions
 
-__all__ = ["video", "run_video"]
+__all__ = ["video", "default_target", "run_video"]
 
 INTERRUPTED = 130  # the shell's status for Ctrl-C
 
 
 @click.command(cls=Command)
 @click.argument("source", cls=Argument, help="A video file: MP4, MOV, WebM, MKV, AVI, animated GIF/WebP, ...")
-@click.option("-o", "--output", required=True,
-              help="Output: .webm/.mov (transparent), .zip or a folder (PNG frames), .mp4 (with --bg, or --mask).")
+@click.option("-o", "--output", default=None,
+              help="Output: .webm/.mov (transparent), .zip or a folder (PNG frames), .mp4 (with --bg, or --mask). "
+                   "Default: NAME-cutout.webm beside the clip (.mp4 with --bg or --mask; or --output-type's).")
 @click.option("--output-type", "-t", default=None,
               help=f"{' | '.join(OUTPUTS)} (default: from OUT's extension).")
 @still_flags("bg", "bg_fit", "mask", "preset", "ratio", "decontaminate", help={
@@ -39,11 +40,12 @@ INTERRUPTED = 130  # the shell's status for Ctrl-C
 @click.option("--no-audio", is_flag=True, help="Drop the source's audio.")
 @click.option("--threads", default=0, show_default=True, help="Inference threads (0 = all cores).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-def video(source: str, output: str, output_type: Optional[str], stills: dict[str, Any], start: float,
+def video(source: str, output: Optional[str], output_type: Optional[str], stills: dict[str, Any], start: float,
           end: Optional[float], max_frames: Optional[int], no_audio: bool, threads: int, overwrite: bool) -> None:
     """Remove the background from a video (transparent WebM/MOV, PNG frames, matte or composite)."""
     from ..options import Options
     from ..video import VideoOptions, resolve_output
+    from ..video.outputs import default_output
 
     bg_video = None
     if stills["bg"] and Path(stills["bg"]).suffix.lower() in CLIP_SUFFIXES:
@@ -52,6 +54,11 @@ def video(source: str, output: str, output_type: Optional[str], stills: dict[str
         options = Options.from_fields(stills, allow_paths=True)
         vopts = VideoOptions(output=output_type, start=start, end=end, max_frames=max_frames,
                              audio=not no_audio, background_video=bg_video)
+        if output == "-":  # a container is written with seeks, and PNG frames are many files
+            raise InvalidOption("a video cannot go to stdout ('-o -'): give a file (-o out.webm) or a folder, "
+                                "or leave -o out for NAME-cutout.webm beside the clip")
+        if output is None:
+            output = default_target(source, output_type or default_output(options, bg_video is not None))
         resolve_output(output, options, vopts)
         if threads < 0:
             raise InvalidOption("--threads must be 0 (all cores) or more")
@@ -59,6 +66,16 @@ def video(source: str, output: str, output_type: Optional[str], stills: dict[str
             raise InvalidOption(f"{output} exists (use --overwrite)")
     raise SystemExit(run_video(source, output, options, vopts, threads=threads, device=current_device(),
                                backend=current_backend()))
+
+
+def default_target(source: str, kind: str) -> str:
+    """``talk-cutout.webm`` beside ``talk.mp4``: where a clip's result goes without ``-o``, named as
+    ``remove`` names stills, with the extension of the output type ``kind`` (a folder has none)."""
+    from ..plan import CUTOUT_SUFFIX
+    from ..video.outputs import output_spec
+
+    path = Path(source)
+    return str(path.with_name(f"{path.stem}{CUTOUT_SUFFIX}{output_spec(kind).extension}"))
 
 
 def run_video(source: str, output: str, options: "Options", vopts: "VideoOptions", *, threads: int,
