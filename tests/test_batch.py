@@ -190,6 +190,7 @@ def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path):
 
     second = subprocess.run([*MATTEKIT, "batch", *args], env=_env(), capture_output=True, text=True, timeout=240)
     assert second.returncode == 0, second.stderr
+    assert "max_restarts" not in second.stderr  # Ray's noise line is dropped (issue 28)
     assert f"{len(outputs_before)} already done" in second.stderr
 
     records = _manifest(dst)
@@ -206,6 +207,29 @@ def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path):
 
 
 # -- pieces, without Ray ------------------------------------------------------------------------
+def test_ray_noise_is_dropped_from_stderr_and_nothing_else():
+    """Issue 28: Ray's core printed `core_worker.cc … max_restarts > 0` on every batch. The filter
+    drops that line from fd 2 (where Ray's C++ writes) and passes everything else, in order."""
+    code = (
+        "import os, sys\n"
+        "from mattekit.cli.batch import without_ray_noise\n"
+        "with without_ray_noise():\n"
+        "    os.write(2, b'[2026-12-06 08:38:36,585 E 2197 2197] core_worker.cc:2465: Actor with class name: "
+        "\\'MapWorker(MapBatches(ImageWorker))\\' and ID: \\'7afa\\' has constructor arguments in the object "
+        "store and max_restarts > 0. If the arguments go out of scope, the actor restart will fail.\\n')\n"
+        "    os.write(2, b'[2026-12-06 08:38:37,000 E 2197 2197] core_worker.cc:99: a real error\\n')\n"
+        "    print('ours', file=sys.stderr)\n"
+        "print('after', file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    # Python's lines go straight out, fd 2's through the filter thread: the two may interleave,
+    # but all of fd 2's are out before the filter ends.
+    assert sorted(lines[:-1]) == ["[2026-12-06 08:38:37,000 E 2197 2197] core_worker.cc:99: a real error", "ours"]
+    assert lines[-1] == "after"
+
+
 def test_pool_leaves_a_cpu_slot_for_reads_when_workers_ask_for_every_cpu():
     """Two single-CPU nodes, two workers: each actor must ask for less than its node's CPU, or
     Ray Data's read tasks never get scheduled and the pipeline deadlocks."""

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
-from typing import TYPE_CHECKING, Any, Optional
+import os
+import re
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import click
 
@@ -15,9 +21,57 @@ from .report import FAILED, USAGE, Progress, console, error, exit_on_errors
 if TYPE_CHECKING:  # pragma: no cover
     from ..batch import Spec
 
-__all__ = ["batch", "run_batch"]
+__all__ = ["RAY_NOISE", "batch", "run_batch", "without_ray_noise"]
 
 INTERRUPTED = 130
+
+# Ray Data's actor pool always hands its workers a constructor argument through the object store
+# and asks for restarts, and Ray's core then logs this ERROR once per run (ray-project/ray#57733):
+# Ray Data keeps that argument alive for the whole run, so it is noise. The pattern is this line only.
+RAY_NOISE = re.compile(rb"core_worker\.cc:\d+: Actor with class name: .* max_restarts > 0")
+
+
+@contextlib.contextmanager
+def without_ray_noise() -> Iterator[None]:
+    """Drop :data:`RAY_NOISE` from what this process writes to file descriptor 2.
+
+    Ray's C++ core writes its errors to fd 2 itself, and its only level knob prints a line of its
+    own, so fd 2 goes through a filter thread; Python's ``sys.stderr`` (our messages, the progress
+    bar, which must still see the terminal) writes to the real stderr directly meanwhile. The
+    filter thread is left running to the end of the process (a Ray process started meanwhile may
+    still hold the pipe), so nothing written late is lost.
+    """
+    sys.stderr.flush()
+    real = os.dup(2)
+    read, write = os.pipe()
+    os.dup2(write, 2)
+    os.close(write)
+    python_stderr = sys.stderr
+    sys.stderr = io.TextIOWrapper(io.FileIO(real, "w", closefd=False), encoding=python_stderr.encoding,
+                                  errors=python_stderr.errors, line_buffering=True)
+
+    drained = threading.Event()
+
+    def forward() -> None:
+        with open(read, "rb", buffering=0) as pipe:
+            for line in pipe:
+                if line == _DRAINED:
+                    drained.set()
+                elif not RAY_NOISE.search(line):
+                    os.write(real, line)
+
+    threading.Thread(target=forward, name="mattekit-stderr", daemon=True).start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.write(2, _DRAINED)  # what came before it is forwarded when the thread reaches it
+        drained.wait(timeout=2.0)
+        sys.stderr = python_stderr
+        os.dup2(real, 2)
+
+
+_DRAINED = b"\0mattekit: stderr drained\n"
 
 
 @click.command(cls=Command)
@@ -89,7 +143,7 @@ def run_batch(spec: "Spec", *, address: Optional[str], workers: Optional[int], t
 
     verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO
     try:
-        with bar:
+        with without_ray_noise() if not verbose else contextlib.nullcontext(), bar:
             summary = batching.run(spec, address=address, workers=workers, threads=threads, overwrite=overwrite,
                                    on_plan=planned, on_record=finished, verbose=verbose)
     except KeyboardInterrupt:
