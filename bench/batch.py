@@ -4,7 +4,7 @@
     .venv/bin/python bench/batch.py --images 4 --max-size 640   # a quick look while developing
 
 The photos are the evaluation set's people images (``$MATTEKIT_EVAL_DIR/people/image``, default
-``../shared/eval``; 1191x894 and 1920x1279 JPEGs), copied to a temporary folder and processed
+``../shared/eval``; JPEGs of 1191x894 to 1930x1281), copied to a temporary folder and processed
 at full size with the default options (transparent PNG, preset ``balanced``); without the
 evaluation set, the test-suite's sample photos are used. Every configuration runs the library's
 ``mattekit.batch.run`` (what the command runs) into a fresh output folder, so each one pays Ray's
@@ -50,7 +50,7 @@ CONFIGS = [  # (workers, threads per worker)
 def photos(count: int) -> tuple[list[Path], str]:
     people = sorted((EVAL / "people" / "image").glob("*.jpg"))
     if people:
-        return (people * (count // len(people) + 1))[:count], "evaluation set people/ (1191x894, 1920x1279 JPEG)"
+        return (people * (count // len(people) + 1))[:count], "evaluation set people/ (JPEG, 1191x894 to 1930x1281)"
     from samples import sample_path  # the test-suite's own real photos
 
     files = [sample_path("astronaut"), sample_path("camera"), sample_path("rocket")]
