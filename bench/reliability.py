@@ -98,6 +98,13 @@ def deploy_markdown(report: dict[str, Any]) -> str:
                     f"a video job past `MATTEKIT_JOB_TIMEOUT={j['timeout_s']:g}` failed after frame {j['frames_done']} "
                     f"of {j['frames_total']} with the reason, its files deleted; both counted in "
                     "`mattekit_deadline_exceeded_total` | `bench/reliability.py --deploy` |")
+    if "slot_after_504" in d:
+        sa = d["slot_after_504"]
+        rows.append(f"| work that stops | the slowest JPEG accepted ({sa['megapixels']:g} MP, {sa['scans']} progressive scans, "
+                    f"{sa['upload_kb']} KB; ~10 s of libjpeg) at capacity 1, `MATTEKIT_REQUEST_TIMEOUT={sa['deadline_s']:g}`: "
+                    f"504 after {sa['answered_s']:.1f} s, and a photo sent right after served in {sa['next_s']:.2f} s "
+                    "(it got 503 while the decode ran on); the same through `/v1.0/removebg` | "
+                    "`bench/reliability.py --deploy`, `bench/stopping.py` |")
     if "shedding" in d:
         sh = d["shedding"]
         rows.append(f"| early shedding | full queue, {sh['body_bytes'] / 2**20:.0f} MiB upload: 503 before the body — "

@@ -425,3 +425,28 @@ def test_with_alpha_interleaves_like_dstack(photo: np.ndarray) -> None:
     np.testing.assert_array_equal(imaging.with_alpha(photo, a8), np.dstack([photo, a8]))
     view = photo[10:200, 7:300]  # a crop: not contiguous
     np.testing.assert_array_equal(imaging.with_alpha(view, a8[10:200, 7:300]), np.dstack([view, a8[10:200, 7:300]]))
+
+
+def test_a_decode_past_its_deadline_stops_at_its_next_scan_and_the_result_is_unchanged() -> None:
+    from mattekit.deadline import Deadline
+    from mattekit.errors import DeadlineExceeded
+
+    # 250 scans of 4 MP: ~0.7 s of libjpeg in one 64 KiB read before; now one scan a read.
+    bomb = hostile.jpeg_scan_bomb(2000, 240)
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        imaging.decode(bomb, deadline=Deadline.after(0.05, "this photo"))
+    assert time.monotonic() - start < 0.3
+    far = Deadline.after(60)
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    for fmt, kw in (("JPEG", {"progressive": True}), ("JPEG", {}), ("PNG", {}), ("WEBP", {})):
+        buf = io.BytesIO()
+        photo.save(buf, fmt, **kw)
+        plain = imaging.decode(buf.getvalue())
+        assert np.array_equal(imaging.decode(buf.getvalue(), deadline=far).rgb, plain.rgb), fmt
+    cutout = Image.fromarray(np.dstack([np.asarray(photo), np.full((300, 400), 128, np.uint8)]), "RGBA")
+    for fmt in ("png", "webp"):
+        assert imaging.encode(cutout, fmt, deadline=far) == imaging.encode(cutout, fmt), fmt
+    assert imaging.encode(photo, "jpg", deadline=far) == imaging.encode(photo, "jpg")
+    with pytest.raises(DeadlineExceeded):
+        imaging.encode(photo, "jpg", deadline=Deadline(time.monotonic() - 1))

@@ -360,6 +360,55 @@ def test_a_reservation_holds_its_slot_until_spent_or_released():
     pool.shutdown()
 
 
+def test_a_task_past_its_deadline_gives_its_slot_back_at_once_and_stops_at_its_next_check():
+    """The 504 means the slot is free: the next task is admitted at once and runs on the same
+    thread as soon as the late one reaches its next deadline check."""
+    import asyncio
+    import threading
+    import time
+
+    from mattekit.deadline import Deadline
+    from mattekit.errors import Busy, Cancelled, DeadlineExceeded
+    from mattekit.service.executor import WorkPool
+
+    pool = WorkPool(1, 0, name="test")
+    stopped = threading.Event()
+
+    def slow(deadline: Deadline) -> None:  # checks every 20 ms, as decode does between scans
+        try:
+            for _ in range(500):
+                deadline.check()
+                time.sleep(0.02)
+        except Cancelled:
+            stopped.set()
+            raise
+
+    async def scenario() -> float:
+        deadline = Deadline.after(0.2, "this photo")
+        with pytest.raises(DeadlineExceeded):
+            await pool.reserve().run_until(deadline, slow, deadline)
+        start = time.monotonic()
+        assert await pool.reserve().run_until(Deadline.after(5), lambda: "next") == "next"  # no Busy
+        return time.monotonic() - start
+
+    assert asyncio.run(scenario()) < 0.5
+    assert stopped.wait(1)
+    assert pool.waiting == 0 and pool.running == 0
+    # With no deadline the work cannot be stopped: a caller that gives up leaves it its slot.
+    gate = threading.Event()
+
+    async def gives_up() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(pool.reserve().run_until(None, gate.wait, 5), 0.1)
+
+    asyncio.run(gives_up())
+    with pytest.raises(Busy):
+        pool.reserve()
+    gate.set()
+    pool.shutdown()
+    assert pool.waiting == 0 and pool.running == 0
+
+
 def test_settings_from_env():
     from mattekit.errors import InvalidOption
 

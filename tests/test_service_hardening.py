@@ -217,6 +217,38 @@ def test_deep_json_and_non_finite_times_are_4xx_without_a_traceback(one_slot: lo
     assert "Traceback" not in one_slot.log() and "RecursionError" not in one_slot.log()
 
 
+@pytest.fixture(scope="module")
+def slow_jpeg() -> bytes:
+    """The slowest JPEG the server accepts: 47.6 MP, 250 progressive scans (the limit is 256), a
+    flat picture so the upload is small. libjpeg decodes each scan over the whole picture: ~10 s
+    here, far past the 2 s deadline. No other slow part: decode is where the work must stop."""
+    import hostile
+
+    return hostile.jpeg_scan_bomb(6900, 240)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/remove", "/v1.0/removebg"])
+def test_a_still_past_its_deadline_frees_its_slot_at_the_504(one_slot: load.Server, photo: bytes,
+                                                              slow_jpeg: bytes, path: str) -> None:
+    field = "image_file" if path.startswith("/v1.0/") else "file"
+    start = time.monotonic()
+    r = httpx.post(one_slot.url + path, files={field: ("slow.jpg", slow_jpeg, "image/jpeg")}, timeout=60)
+    answered = time.monotonic() - start
+    assert r.status_code == 504, r.text[:300]
+    assert answered < DEADLINE + 1.5, answered
+    # At once, at capacity 1: the slot is free at the 504 (503 before), and the decode stopped at
+    # its next scan, so this one does not wait ~8 s for it.
+    start = time.monotonic()
+    ok = httpx.post(one_slot.url + path, files={field: ("a.jpg", photo, "image/jpeg")}, timeout=60)
+    took = time.monotonic() - start
+    assert ok.status_code == 200, ok.text[:300]
+    assert took < DEADLINE, took
+    assert "Traceback" not in one_slot.log()
+    record_summary(f"slot_after_504{'_removebg' if field == 'image_file' else ''}", {
+        "deadline_s": DEADLINE, "answered_s": round(answered, 2), "next_s": round(took, 2),
+        "megapixels": 47.6, "scans": 250, "upload_kb": round(len(slow_jpeg) / 1024)})
+
+
 def test_errors_echo_no_paths_and_no_huge_values(one_slot: load.Server, photo: bytes) -> None:
     huge = "a" * 1_000_000
     r = httpx.post(one_slot.url + "/api/v1/remove", data={"bg": huge}, timeout=30)

@@ -412,7 +412,9 @@ class Engine:
                 out = self.run_part(name, {**features, **dict(zip(_STATE_IN, tensors))}, backend, run_options)
                 tensors = [out[n] for n in fastpath.STATE_OUT]
             coeff_a, coeff_b = out[fastpath.COEFF_A], out[fastpath.COEFF_B]
-        return self.finish(coeff_a, coeff_b, rgb, foreground, full_foreground), RecurrentState(list(tensors), rgb.shape[:2], size)
+        check_deadline(deadline)
+        return (self.finish(coeff_a, coeff_b, rgb, foreground, full_foreground, deadline),
+                RecurrentState(list(tensors), rgb.shape[:2], size))
 
     # -- the three stages of a frame that carries a state (mattekit.stages runs them side by side)
     def stage_encode(self, rgb: np.ndarray, ratio: float) -> dict[str, np.ndarray]:
@@ -481,18 +483,20 @@ class Engine:
         return dict(zip((o.name for o in part.get_outputs()), part.run(None, wanted, run_options)))
 
     def finish(self, coeff_a: np.ndarray, coeff_b: np.ndarray, rgb: np.ndarray, foreground: bool,
-               full_foreground: bool = False) -> Matte:
+               full_foreground: bool = False, deadline: Optional[Deadline] = None) -> Matte:
         """The split's full-resolution tail: the matte of ``rgb`` from the guided filter's
-        coefficients (``foreground``, ``full_foreground``: see :meth:`step`)."""
+        coefficients (``foreground``, ``full_foreground``, ``deadline``: see :meth:`step`)."""
         from . import fastpath
 
         # The foreground only matters in alpha's partial band: computing it there alone cut
         # bench/speed.py "work" (preset fast, CPU-ms per photo) from ~340 to ~295 at 1080p and
         # from ~930 to ~545 at 4K.
         band = foreground and not full_foreground
-        alpha, fg = fastpath.tail(coeff_a, coeff_b, rgb, foreground=foreground and not band, workers=self.threads)
+        alpha, fg = fastpath.tail(coeff_a, coeff_b, rgb, foreground=foreground and not band, workers=self.threads,
+                                  deadline=deadline)
         boxes = None
         if band:
+            check_deadline(deadline)
             boxes = fastpath.band_boxes(alpha)
             fg = fastpath.band_foreground(coeff_a, coeff_b, rgb, boxes)
         return Matte(alpha, fg, boxes)

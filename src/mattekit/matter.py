@@ -66,7 +66,7 @@ class Matter:
         opts = (options or self.options).replace(**changes) if changes else (options or self.options)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        decoded = imaging.decode(source, opts)
+        decoded = imaging.decode(source, opts, deadline=deadline)
         bg = opts.background
         if isinstance(bg, BackgroundImage) and not isinstance(bg.source, Decoded) and not opts.mask:
             # before the model runs: a bad background image should cost nothing
@@ -85,7 +85,7 @@ class Matter:
         check_deadline(deadline)
         t2 = time.perf_counter()
         image = imaging.compose(decoded, matte.alpha, matte.foreground, opts, decontaminate_edges=want_fg,
-                                foreground_boxes=matte.foreground_boxes)
+                                foreground_boxes=matte.foreground_boxes, deadline=deadline)
         t3 = time.perf_counter()
         timings.update(decode=t1 - t0, matte=t2 - t1, compose=t3 - t2)
         h, w = decoded.rgb.shape[:2]

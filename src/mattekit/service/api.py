@@ -142,12 +142,14 @@ def process(matter: Matter, data: bytes, options: Options, bg_data: Optional[byt
     if bg_data is not None:
         t0 = time.perf_counter()
         # Decoded here, under the server's pixel limit, so Matter does not decode it again.
-        background = imaging.decode(bg_data, Options(max_pixels=options.max_pixels))
+        background = imaging.decode(bg_data, Options(max_pixels=options.max_pixels), deadline=deadline)
         options = options.replace(background=BackgroundImage(background, fit))  # type: ignore[arg-type]
         timings["bg_decode"] = time.perf_counter() - t0
     result = matter.process(data, options, deadline=deadline)
-    body = result.encode(options.format, options.quality)
-    timings.update(result.timings)
+    check_deadline(deadline)
+    t0 = time.perf_counter()
+    body = imaging.encode(result.image, options.format, options.quality, deadline=deadline)
+    timings.update(result.timings, encode=time.perf_counter() - t0)
     return Processed(body, result.image.size, timings, result.crop_box, result.frame_size)
 
 
@@ -231,7 +233,9 @@ async def _remove(request: Request, deadline: Optional[Deadline], slot: Reservat
         raise InvalidInput("bg_file is empty")
     fit = (fields.get("bg_fit") or "fill").lower()
     queued = time.perf_counter()
-    out: Processed = await within(deadline, slot.run(process, state.matter, data, options, bg_data, fit, deadline))
+    # Past the deadline the slot is free at once (the 504 means the next photo is admitted), and
+    # process stops at its next check: decode, the model, compose and encode all check.
+    out: Processed = await slot.run_until(deadline, process, state.matter, data, options, bg_data, fit, deadline)
     total = time.perf_counter() - queued
     timings = {"queue": max(0.0, total - sum(out.timings.values())), **out.timings, "total": total}
     state.metrics.observe_timings(out.timings)

@@ -10,6 +10,12 @@ Long jobs (video) can use the same class: create a second pool for them (e.g.
 :meth:`submit` (a :class:`concurrent.futures.Future`) rather than :meth:`run` when nothing awaits
 the result.
 
+A task whose deadline passes gives its slot back at once (:meth:`Reservation.run_until`): the
+client's 504 means the next request is admitted. Its thread stops at the work's next deadline
+check (decode, the model's passes, compose and encode all check; docs/reliability.md has the
+longest steps between two checks), so the pool never runs more than ``workers`` tasks at once:
+a request admitted meanwhile waits for that thread that long at most.
+
 Admission happens before a request's body is read: :meth:`WorkPool.reserve` takes a slot (or
 raises :class:`~mattekit.errors.Busy`) and the :class:`Reservation` it returns is spent by its
 own ``submit``/``run`` or given back by ``release``. A request still uploading therefore holds
@@ -26,6 +32,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Optional, TypeVar
 
+from ..deadline import Deadline, within
 from ..errors import Busy
 
 __all__ = ["Reservation", "WorkPool"]
@@ -65,7 +72,7 @@ class WorkPool:
         """Slots taken but not running yet (the queue depth): tasks waiting, and requests whose
         upload is still arriving."""
         with self._lock:
-            return self._accepted - self._running
+            return max(0, self._accepted - self._running)
 
     def retry_after(self) -> int:
         """Seconds after which a rejected client may reasonably try again (1..60)."""
@@ -103,8 +110,8 @@ class WorkPool:
         """Queue ``fn(*args, **kwargs)``; raise :class:`Busy` when the queue is full."""
         return self.reserve().submit(fn, *args, **kwargs)
 
-    def _start(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> "Future[T]":
-        """Run ``fn`` in a slot already counted in ``_accepted`` (by :meth:`reserve`)."""
+    def _start(self, fn: Callable[..., T], args: tuple, kwargs: dict, slot: "_Slot") -> "Future[T]":
+        """Run ``fn`` in ``slot``, already counted in ``_accepted`` (by :meth:`reserve`)."""
 
         def task() -> T:
             with self._lock:
@@ -116,8 +123,9 @@ class WorkPool:
                 took = time.perf_counter() - start
                 with self._lock:
                     self._running -= 1
-                    self._accepted -= 1
-                    self._mean_s = 0.8 * self._mean_s + 0.2 * took
+                    if slot.take():  # not given back already by its caller's deadline
+                        self._accepted -= 1
+                        self._mean_s = 0.8 * self._mean_s + 0.2 * took
 
         try:
             future = self._pool.submit(task)
@@ -132,6 +140,16 @@ class WorkPool:
 
         future.add_done_callback(release_if_never_ran)
         return future
+
+    def _give_back(self, future: Future, slot: "_Slot") -> None:
+        """Free the slot of a task whose caller gave up on it and cancelled its deadline: the
+        work stops at its next check, and until then holds the thread, not the slot. A task
+        still waiting is cancelled instead (its callback frees the slot)."""
+        if future.cancel():
+            return
+        with self._lock:
+            if slot.take():
+                self._accepted -= 1
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Await ``fn`` in the pool. Cancelling the caller (client gone) drops a waiting task."""
@@ -153,6 +171,7 @@ class Reservation:
 
     def __init__(self, pool: WorkPool) -> None:
         self.pool = pool
+        self._slot = _Slot()
         self._held = True
         self._lock = threading.Lock()
 
@@ -169,11 +188,26 @@ class Reservation:
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "Future[T]":
         """Queue ``fn(*args, **kwargs)`` in the reserved slot (never refused: the slot is ours)."""
         self._spend()
-        return self.pool._start(fn, args, kwargs)
+        return self.pool._start(fn, args, kwargs, self._slot)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Await ``fn`` in the reserved slot. Cancelling the caller drops a waiting task."""
         return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+
+    async def run_until(self, deadline: Optional[Deadline], fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """:meth:`run`, or :class:`~mattekit.errors.DeadlineExceeded` once ``deadline`` passes,
+        and then the slot is free at once. ``fn`` must check the same deadline (it is the one
+        handed to it), so it stops at its next check and its thread takes the next task."""
+        future = self.submit(fn, *args, **kwargs)
+        try:
+            return await within(deadline, asyncio.wrap_future(future))
+        except BaseException:
+            # Past the deadline, or the client went away: the work stops at its next check. With
+            # no deadline it cannot be stopped, so it keeps its slot until it ends.
+            if deadline is not None and not future.done():
+                deadline.cancel()
+                self.pool._give_back(future, self._slot)
+            raise
 
     def release(self) -> None:
         """Give the slot back if no task was submitted in it."""
@@ -182,3 +216,17 @@ class Reservation:
                 return
             self._held = False
         self.pool._unreserve()
+
+
+class _Slot:
+    """Whether a started task's slot is still to be freed: by the task's end or by its caller
+    giving it back, whichever comes first (call :meth:`take` with the pool's lock held)."""
+
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held = True
+
+    def take(self) -> bool:
+        held, self.held = self.held, False
+        return held

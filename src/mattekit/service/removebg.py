@@ -339,6 +339,7 @@ def render(matter: Matter, job: Job, deadline: Optional[Deadline] = None) -> Ren
     result = matter.process(job.image, options, deadline=deadline)
     if result.subject_box is None:
         raise NoSubject("no person found in the image: nothing in it would stay in the cut-out")
+    check_deadline(deadline)
     t = time.perf_counter()
     image = result.image
     output = job.output
@@ -350,7 +351,7 @@ def render(matter: Matter, job: Job, deadline: Optional[Deadline] = None) -> Ren
         body, media = _zip(image, options.quality), "application/zip"
     else:
         opaque = image.convert("RGB") if output == "jpg" and image.mode == "RGBA" else image
-        body, media = imaging.encode(opaque, output, options.quality), imaging.CONTENT_TYPES[output]
+        body, media = imaging.encode(opaque, output, options.quality, deadline=deadline), imaging.CONTENT_TYPES[output]
     result.timings["encode"] = time.perf_counter() - t
     return Rendered(body, media, image.size, result.subject_box, result.timings)
 
@@ -443,7 +444,8 @@ async def _removebg(request: Request, deadline: Optional[Deadline], slot: Reserv
     state = request.app.state
     fields, files = await within(deadline, read_fields(request, state.settings.max_upload_bytes))
     job = parse(fields, files, state.settings)
-    out: Rendered = await within(deadline, slot.run(render, state.matter, job, deadline))
+    # Past the deadline the slot is free at once, and render stops at its next check.
+    out: Rendered = await slot.run_until(deadline, render, state.matter, job, deadline)
     state.metrics.observe_timings(out.timings)
     left, top, right, bottom = out.subject
     headers = {
