@@ -91,6 +91,22 @@ def test_a_clip_past_the_limit_from_its_start_is_refused_at_admission(server: lo
     assert "1280x960" in job["error"]["message"], job
 
 
+def test_an_uploaded_playlist_or_concat_list_is_refused_before_ffmpeg_reads_it(server: load.Server,
+                                                                               tmp_path: Path) -> None:
+    # Either would make FFmpeg's hls/concat demuxer open the files it names, on the server. The
+    # upload is saved without its name, so FFmpeg (8.x) no longer picks hls for it (it wants the
+    # .m3u8 suffix), but it picks concat from the bytes: the allow-list refuses that one.
+    segment = hostile.flat_clip(tmp_path / "segment.ts", (320, 240))
+    for name, text, ours in (
+        ("list.m3u8", f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n{segment}\n#EXT-X-ENDLIST\n", False),
+        ("list.ffconcat", f"ffconcat version 1.0\nfile '{segment}'\n", True),
+    ):
+        job = _job(server.url, {"file": (name, text.encode(), "application/octet-stream")})
+        assert job["state"] == "refused" and job["error"]["code"] == "invalid_input", job
+        assert not ours or "container we read" in job["error"]["message"], job
+        assert str(segment) not in job["error"]["message"], job
+
+
 def test_a_background_clip_past_the_limit_fails_as_too_large(server: load.Server, tmp_path: Path) -> None:
     clip = hostile.flat_clip(tmp_path / "clip.ts", (320, 240), 8).read_bytes()
     big = hostile.flat_clip(tmp_path / "bg.ts", (1280, 960), 3).read_bytes()  # 1.2 MP

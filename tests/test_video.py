@@ -287,6 +287,42 @@ def test_video_options_refuse_times_that_are_not_finite(field, value):
     with pytest.raises(InvalidOption, match=f"{field} must be a finite number of seconds"):
         VideoOptions(**{field: value})
 
+
+def _tiny(path: Path, fmt: str, codec: str) -> Path:
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height = 128, 96
+        stream.pix_fmt = "rgb8" if codec == "gif" else "yuv420p"
+        for _ in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((96, 128, 3), 90, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("suffix, fmt, codec", [
+    ("mp4", "mp4", "mpeg4"), ("mov", "mov", "mpeg4"), ("mkv", "matroska", "mpeg4"), ("webm", "webm", "libvpx"),
+    ("avi", "avi", "mpeg4"), ("mpg", "mpeg", "mpeg1video"), ("flv", "flv", "flv"), ("wmv", "asf", "wmv2"),
+    ("gif", "gif", "gif")])
+def test_the_containers_we_read_open(tmp_path, suffix, fmt, codec):
+    assert probe(_tiny(tmp_path / f"clip.{suffix}", fmt, codec)).width == 128
+
+
+def test_playlists_and_concat_lists_are_refused_before_ffmpeg_reads_them(tmp_path):
+    # FFmpeg would pick its hls or concat demuxer from these bytes, which open the files they name.
+    segment = hostile.flat_clip(tmp_path / "segment.ts", (320, 240))
+    assert probe(segment).width == 320
+    lists = {
+        "list.m3u8": f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n{segment}\n#EXT-X-ENDLIST\n",
+        "list.ffconcat": f"ffconcat version 1.0\nfile '{segment}'\n",
+    }
+    for name, text in lists.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(InvalidInput, match="not a video in a container we read"):
+            probe(tmp_path / name)
+
 # -- memory -----------------------------------------------------------------------------------
 _MEMORY_SCRIPT = r"""
 import json, sys

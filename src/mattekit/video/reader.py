@@ -24,7 +24,7 @@ from ..options import DEFAULT_MAX_PIXELS
 __all__ = [
     "VideoInfo", "probe", "read_frames", "upright", "open_input", "frame_rate", "is_webp", "Range", "ReadState",
     "VideoItem", "AudioItem", "END", "Stop", "put", "get", "read_av", "read_webp", "bound_decoder", "check_frame",
-    "FFMPEG_PIXEL_SLACK",
+    "FFMPEG_PIXEL_SLACK", "DEMUXERS", "CONTAINERS",
 ]
 
 log = logging.getLogger("mattekit.video")
@@ -54,6 +54,16 @@ class ReadState:
     complete: bool = False  # the range was read to its end (not cut short by a truncated file)
 
 
+# FFmpeg guesses a file's container from its bytes and would open it with any demuxer it has: a
+# playlist (hls, dash) or a concat list then opens the files and URLs it names, which an upload
+# must never make the server do. Only the containers of formats.VIDEO_SUFFIXES are allowed, by
+# FFmpeg's names for their demuxers ("mov" is mp4/mov/m4v/3gp, "matroska" also webm, "mpeg" is
+# .mpg, "asf" .wmv; animated WebP is read by Pillow), and only plain files.
+DEMUXERS = ("mov", "matroska", "avi", "gif", "mpeg", "mpegts", "mpegvideo", "ogg", "flv", "asf")
+CONTAINERS = "mp4/mov, webm/mkv, avi, MPEG-TS, MPEG-PS, ogg, flv, wmv or GIF"
+_OPEN_OPTIONS = {"format_whitelist": ",".join(DEMUXERS), "protocol_whitelist": "file"}
+
+
 def open_input(path: Union[str, os.PathLike]) -> Any:
     import av
 
@@ -63,7 +73,9 @@ def open_input(path: Union[str, os.PathLike]) -> Any:
     if p.stat().st_size == 0:
         raise InvalidInput(f"{p} is empty")
     try:
-        container = av.open(str(p), "r")
+        container = av.open(str(p), "r", container_options=_OPEN_OPTIONS)
+    except av.ArgumentError:  # FFmpeg's EINVAL: a container found, but not one of DEMUXERS
+        raise InvalidInput(f"{p.name} is not a video in a container we read ({CONTAINERS})") from None
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise InvalidInput(f"{p.name} is not a video we can read (truncated, corrupt or not a video): {exc}") from None
     if not container.streams.video:
