@@ -1,9 +1,13 @@
 # Two commands for a fresh machine: `make run` (the web app) and `make test` (the suite).
-# Each creates .venv, installs what it needs and fetches the model first.
+# Each creates .venv, installs what it needs and fetches the model first: `make run` only what
+# serving needs (the package, the camera's npm runtime, README's sample files), `make test` adds
+# the extras the checks, the docs and the suite need (sizes and times: docs/development.md).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+TEST_STAMP  := $(VENV)/.installed-test
+TEST_EXTRAS := test,cluster,quality,docs,dev,openvino
 HOST   ?= 127.0.0.1
 PORT   ?= 5003
 
@@ -11,15 +15,19 @@ PORT   ?= 5003
 APT_INSTALL = if [ "$$(id -u)" = 0 ]; then S=; else S=sudo; fi; \
 	$$S apt-get update -qq && $$S env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
-.PHONY: run test check docs fuzz bench model browser web clean
+.PHONY: run test check docs fuzz bench model browser web samples clean
 
 # Debian's python3 has no venv module until python3-venv is installed: install it when needed.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
 	  $(APT_INSTALL) python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,cluster,quality,docs,dev,openvino]'
+	$(PY) -m pip install -q -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[$(TEST_EXTRAS)]'
+	touch $(TEST_STAMP)
 
 # pip does not compile an editable install, and containers often set PYTHONDONTWRITEBYTECODE:
 # then every start compiles the package again (~40 ms of a ~0.19 s `mattekit --version` here). Incremental.
@@ -41,29 +49,37 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 	cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $(WEB_STAMP)
 
-run: model web
+# The files README.md's examples name (a photo, a folder of two, a clip), fetched like the
+# tests' samples (tests/samples.py) into samples/, which git ignores. Incremental.
+SAMPLES_STAMP := samples/.fetched
+samples: $(SAMPLES_STAMP)
+$(SAMPLES_STAMP): $(STAMP) tests/samples.py
+	$(PY) tests/samples.py --readme samples >/dev/null
+	touch $(SAMPLES_STAMP)
+
+run: model web samples
 	@echo "mattekit: serving on http://$(HOST):$(PORT)/"
 	$(VENV)/bin/uvicorn app:app --host $(HOST) --port $(PORT)
 
 # The suite, after the checks and the docs: .ci/run runs exactly this.
-test: model browser web check docs
+test: $(TEST_STAMP) model browser web samples check docs
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
 # Lint and types on the package (settings in pyproject.toml).
-check: $(STAMP)
+check: $(TEST_STAMP)
 	$(VENV)/bin/ruff check src
 	$(VENV)/bin/mypy
 
 # The docs site (docs/*.md through Sphinx + MyST); a warning is an error.
-docs: $(STAMP)
+docs: $(TEST_STAMP)
 	$(PY) -m sphinx -q -W --keep-going -b html docs docs/_build/html
 
-fuzz: model
+fuzz: $(TEST_STAMP) model
 	$(PY) -m pytest -q tests/test_fuzz.py --fuzz-long $(PYTEST_ARGS)
 
-bench: model
+bench: $(TEST_STAMP) model
 	$(PY) bench/quality.py
 	$(PY) bench/speed.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-output web/node_modules docs/_build
+	rm -rf $(VENV) .pytest_cache test-output web/node_modules docs/_build samples

@@ -90,6 +90,35 @@ def sample_path(name: str) -> Path:
     return target
 
 
+# The files README.md's examples name, by path under the clone's samples/ folder (which `make`
+# fills and git ignores), so every README command runs as written on a fresh clone.
+README_SAMPLES = {
+    "astronaut.png": "astronaut",
+    "people/astronaut.png": "astronaut",
+    "people/camera.png": "camera",
+    "carphone.mp4": "carphone",
+}
+
+
+def readme_samples(dest: Path) -> list[Path]:
+    """Put README.md's sample files under ``dest`` (each fetched and verified first)."""
+    import shutil
+
+    written = []
+    for relative, name in README_SAMPLES.items():
+        target = dest / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sample_path(name), target)
+        written.append(target)
+    return written
+
+
 if __name__ == "__main__":  # `python tests/samples.py`: fetch them all now (e.g. before going offline)
+    import sys
+
+    if sys.argv[1:2] == ["--readme"]:  # `python tests/samples.py --readme samples`: what `make` runs
+        for _path in readme_samples(Path(sys.argv[2])):
+            print(_path)
+        raise SystemExit(0)
     for _name, _sample_ in SAMPLES.items():
         print(f"{sample_path(_name)}  {_sample_.what}")
