@@ -304,6 +304,7 @@ def test_output_format_follows_the_file_name(tree: Path, tmp_path: Path) -> None
         (["-o", str(tmp_path / "cut.png"), "--format", "webp"], "contradicts the name"),
         (["-o", str(tmp_path / "cut.jpg"), "-f", "png", "--bg", "white"], "contradicts the name"),
         (["-o", str(tmp_path / "cut.bmp")], "not .bmp"),
+        ([str(tree / "sub" / "c.png"), "-o", str(tmp_path / "cut.jpg")], "2 inputs need a folder"),
     ]
     for args, message in refused:
         proc = mattekit("remove", src, *args, *SMALL)

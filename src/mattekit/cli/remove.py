@@ -40,15 +40,16 @@ def remove(inputs: Sequence[str], output: Optional[str], stills: dict[str, Any],
     with exit_on_errors():
         # -o out.jpg asks for a JPEG when --format does not say (issue 28: it held PNG bytes).
         fmt = output_format(output, stills["format"])
-        if fmt == "jpg" and stills["format"] is None and stills["bg"] is None and not stills["mask"]:
-            raise InvalidOption(f"{output} names a JPEG, which has no transparency: name it .png or .webp, "
-                                "or give a background (e.g. --bg white)")
-        options = Options.from_fields({**stills, "format": fmt}, allow_paths=True)
+        transparent_jpeg = fmt == "jpg" and stills["format"] is None and stills["bg"] is None and not stills["mask"]
+        options = Options.from_fields({**stills, "format": None if transparent_jpeg else fmt}, allow_paths=True)
         if threads < 0:
             raise InvalidOption("--threads must be 0 (all cores) or more")
         if overwrite and skip_existing:
             raise InvalidOption("--overwrite and --skip-existing exclude each other")
-        jobs = plan_jobs(list(inputs), output, options.format)
+        jobs = plan_jobs(list(inputs), output, options.format)  # first: several inputs need a folder, not a name
+        if transparent_jpeg:
+            raise InvalidOption(f"{output} names a JPEG, which has no transparency: name it .png or .webp, "
+                                "or give a background (e.g. --bg white)")
         if any(j.source == "-" for j in jobs) and sys.stdin.isatty():
             raise InvalidOption("'-' reads an image from stdin: pipe one in, as in `mattekit remove - < photo.jpg`")
         if any(j.target == "-" for j in jobs) and sys.stdout.isatty():
