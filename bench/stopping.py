@@ -1,8 +1,9 @@
 """How long a still holds its worker after its deadline, and what it costs to stop it sooner.
 
     .venv/bin/python bench/stopping.py                 # overruns + the costs of both remedies (~3 min)
-    .venv/bin/python bench/stopping.py --part overrun  # only the overruns
+    .venv/bin/python bench/stopping.py --part overrun  # only the overruns (also: sweep, process, checks)
 
+``sweep``: the same on a 50 MP photo with deadlines every 0.25 s, and where each one stopped.
 ``overrun``: the service's own work function (``service.api.process``: decode, model, compose,
 encode) on the worst legitimate inputs, with a deadline shorter than the work; the figure is how
 long after the deadline (the client's 504) the worker was still busy. ``process``: what a killable
@@ -156,6 +157,37 @@ def overruns() -> list[dict[str, Any]]:
     return rows
 
 
+def sweep(step: float = 0.25) -> list[dict[str, Any]]:
+    """A 50 MP photo through the service's work function (``balanced``) with deadlines every
+    ``step`` seconds until one is met: how far past each deadline the work went, and the check
+    that stopped it (the step before that check is what could not be interrupted)."""
+    import traceback
+
+    from mattekit.errors import Cancelled
+    from mattekit.matter import Matter
+    from mattekit.service.api import process
+
+    matter = Matter()
+    matter.process(np.zeros((64, 64, 3), np.uint8))
+    data = _jpeg(_photo(FIFTY_MP))
+    opts = service_options()
+    rows = []
+    for i in range(1, 200):
+        deadline = Deadline.after(step * i, "this photo")
+        assert deadline is not None
+        where = "done"
+        try:
+            process(matter, data, opts, None, "fill", deadline)
+        except (DeadlineExceeded, Cancelled) as exc:
+            frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).stem != "deadline"]
+            where = " <- ".join(f"{Path(f.filename).stem}.{f.name}" for f in frames[-3:][::-1])
+        rows.append({"deadline_s": round(step * i, 2), "past_s": round(time.monotonic() - deadline.at, 3),
+                     "stopped_at": where})
+        if where == "done":
+            break
+    return rows
+
+
 # -- a killable worker process -------------------------------------------------------------------
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -261,6 +293,9 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {r['case']} | {r['seconds']:.2f} s | — |")
         else:
             lines.append(f"| {r['case']} ({r['outcome']}) | {r['busy_s']:.2f} s | {r['past_deadline_s']:.2f} s |")
+    if "sweep" in report:
+        lines += ["", "| 50 MP, balanced: deadline | past it | stopped at |", "|---|---|---|"]
+        lines += [f"| {r['deadline_s']:.2f} s | {r['past_s']:.2f} s | {r['stopped_at']} |" for r in report["sweep"]]
     if "process" in report:
         p = report["process"]
         lines += ["", f"Killable worker process: start to a warm engine {p['start_s']:.2f} s, RSS {p['rss_ready_mb']} MB "
@@ -275,13 +310,16 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("all", "overrun", "process", "checks"), default="all")
+    ap.add_argument("--part", choices=("all", "overrun", "sweep", "process", "checks"), default="all")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     report: dict[str, Any] = {"cpu": cpu()}
     if args.part in ("all", "overrun"):
         report["overrun"] = overruns()
         print(json.dumps(report["overrun"], indent=1), flush=True)
+    if args.part in ("all", "sweep"):
+        report["sweep"] = sweep()
+        print(json.dumps(report["sweep"], indent=1), flush=True)
     if args.part in ("all", "process"):
         report["process"] = process_costs()
         print(json.dumps(report["process"], indent=1), flush=True)

@@ -448,5 +448,7 @@ def test_a_decode_past_its_deadline_stops_at_its_next_scan_and_the_result_is_unc
     for fmt in ("png", "webp"):
         assert imaging.encode(cutout, fmt, deadline=far) == imaging.encode(cutout, fmt), fmt
     assert imaging.encode(photo, "jpg", deadline=far) == imaging.encode(photo, "jpg")
+    alpha = np.random.default_rng(1).random((700, 300), dtype=np.float32)  # strips of 256 rows
+    assert np.array_equal(imaging.alpha_to_u8(alpha, far), imaging.alpha_to_u8(alpha))
     with pytest.raises(DeadlineExceeded):
         imaging.encode(photo, "jpg", deadline=Deadline(time.monotonic() - 1))

@@ -498,7 +498,7 @@ class Engine:
         if band:
             check_deadline(deadline)
             boxes = fastpath.band_boxes(alpha)
-            fg = fastpath.band_foreground(coeff_a, coeff_b, rgb, boxes)
+            fg = fastpath.band_foreground(coeff_a, coeff_b, rgb, boxes, deadline)
         return Matte(alpha, fg, boxes)
 
     def matte(

@@ -415,9 +415,22 @@ def _blend(rgb: np.ndarray, alpha: np.ndarray, foreground: np.ndarray) -> np.nda
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def alpha_to_u8(alpha: np.ndarray) -> np.ndarray:
-    """A float matte in [0, 1] as 8-bit alpha, rounded to nearest."""
-    return np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+# Rows of a picture converted between two deadline checks: the whole of a 50 MP matte took 0.96 s
+# here in one go; 256 rows of it take ~40 ms.
+_ALPHA_ROWS = 256
+
+
+def alpha_to_u8(alpha: np.ndarray, deadline: Optional[Deadline] = None) -> np.ndarray:
+    """A float matte in [0, 1] as 8-bit alpha, rounded to nearest (``deadline``: checked every
+    ``_ALPHA_ROWS`` rows)."""
+    if deadline is None:
+        return np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    out = np.empty(alpha.shape, np.uint8)
+    for y in range(0, alpha.shape[0], _ALPHA_ROWS):
+        check_deadline(deadline)
+        rows = slice(y, y + _ALPHA_ROWS)
+        out[rows] = np.clip(alpha[rows] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def with_alpha(rgb: np.ndarray, a8: np.ndarray) -> np.ndarray:
@@ -538,8 +551,8 @@ def compose(
     """The picture the user asked for: cut-out (RGBA), mask (L) or composite (RGB).
 
     ``foreground_boxes``: where ``foreground`` is valid (``Matte.foreground_boxes``; None: everywhere).
-    ``deadline``: checked between the steps, each one pass over the picture (the longest,
-    ``alpha_to_u8``, 1.1 s at 50 MP here).
+    ``deadline``: checked between the steps, each one pass over the picture, and inside
+    ``alpha_to_u8`` (which took 0.96 s at 50 MP here in one go).
     """
     alpha = combine_alpha(alpha, decoded.alpha)
     check_deadline(deadline)
@@ -552,8 +565,7 @@ def compose(
         alpha, rgb = alpha[y0:y1, x0:x1], rgb[y0:y1, x0:x1]
         foreground = foreground[y0:y1, x0:x1] if foreground is not None else None
         foreground_boxes = crop_boxes(foreground_boxes, box)
-    check_deadline(deadline)
-    a8 = alpha_to_u8(alpha)
+    a8 = alpha_to_u8(alpha, deadline)
     check_deadline(deadline)
     # Where the subject is in the result, also when a background hides the alpha (remove.bg's
     # X-Foreground-*): a few ms on a still, against hundreds in the model.
