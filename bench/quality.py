@@ -154,6 +154,18 @@ def general_step(size: int = 0, fp32: Optional[bool] = None) -> Step:
     return step
 
 
+def subject_step(subject: str) -> Step:
+    """The library's own choice of model (``Options.subject``) with the default preset."""
+
+    def step(engine: Engine, rgb: np.ndarray) -> Matte:
+        from mattekit.matter import Matter
+        from mattekit.options import Options
+
+        return Matter(engine=engine).matte(rgb, Options(subject=subject)).matte  # type: ignore[arg-type]
+
+    return step
+
+
 def uncertain_band(alpha: np.ndarray, lo: float = 0.02, hi: float = 0.98, grow: int = 8) -> np.ndarray:
     """Pixels near a partial alpha: the semi-transparent band, widened by ``grow`` px."""
     import cv2
@@ -271,6 +283,8 @@ def build_pipelines() -> dict[str, Pipeline]:
         Pipeline("general1024", "ISNet at 1024 px, fp16 as shipped", general_step(1024, False), ("subject",)),
         Pipeline("general768fp16", "ISNet at 768 px, fp16 as shipped", general_step(768, False), ("subject",)),
         Pipeline("general640", "ISNet at 640 px, fp32", general_step(640, True), ("subject",)),
+        Pipeline("auto", "subject=auto: RVM, or the general model when RVM finds no person", subject_step("auto"),
+                 ("subject", "test")),
         Pipeline("fuse", "384 px silhouette, 1024 px in its uncertain band", fused(plain(("auto", 384)), plain(("auto", 1024))), ("default",)),
         Pipeline("guided", "balanced + guided filter in the uncertain band", guided(preset_step("balanced")), ("default",)),
         Pipeline("cf", "balanced + PyMatting closed-form in the band (half size; slow)", closed_form(preset_step("balanced")), ("slow",)),

@@ -176,12 +176,12 @@ def test_unexpected_errors_cost_one_file_and_print_no_traceback(tree: Path, tmp_
     code = textwrap.dedent("""
         import sys
         from mattekit.matter import Matter
-        real = Matter.remove_bytes
+        real = Matter.process
         def buggy(self, source, *a, **k):
             if str(source).endswith("c.png"):
                 raise RuntimeError("simulated bug")
             return real(self, source, *a, **k)
-        Matter.remove_bytes = buggy
+        Matter.process = buggy
         sys.argv = ["mattekit", *sys.argv[1:]]
         from mattekit.cli import main
         main()

@@ -66,13 +66,13 @@ class CountingMatter(Matter):
         self.lock = threading.Lock()
         self.now = self.peak = self.calls = 0
 
-    def remove_bytes(self, source, options=None, **changes):
+    def process(self, source, options=None, **changes):
         with self.lock:
             self.now += 1
             self.calls += 1
             self.peak = max(self.peak, self.now)
         try:
-            return super().remove_bytes(source, options, **changes)
+            return super().process(source, options, **changes)
         finally:
             with self.lock:
                 self.now -= 1
@@ -84,8 +84,8 @@ def test_workers_overlap_but_stay_bounded(photos, monkeypatch):
     seen: list[CountingMatter] = []
     real_matter = pipeline.Matter
 
-    def make(options, engine=None):
-        m = CountingMatter(options, engine)
+    def make(options, engine=None, general=None):
+        m = CountingMatter(options, engine, general)
         seen.append(m)
         return m
 

@@ -28,6 +28,7 @@ from .errors import (
     Busy,
     Cancelled,
     DeadlineExceeded,
+    EmptyResult,
     InternalError,
     InvalidInput,
     InvalidOption,
@@ -80,6 +81,6 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "__version__", "remove", "Matter", "Result", "Options", "Color", "Blur", "BackgroundImage",
     "Margin", "parse_background", "Engine", "get_engine", "MattekitError", "InvalidOption",
-    "InvalidInput", "TooLarge", "UploadTooLarge", "ModelUnavailable", "InternalError", "Busy", "Cancelled",
+    "InvalidInput", "TooLarge", "UploadTooLarge", "ModelUnavailable", "EmptyResult", "InternalError", "Busy", "Cancelled",
     "DeadlineExceeded", "Deadline", "process_video", "VideoOptions", "VideoResult", "probe",
 ]

@@ -56,6 +56,14 @@ class ModelUnavailable(MattekitError):
     http_status = 503
 
 
+class EmptyResult(MattekitError):
+    """The model kept (almost) nothing of the photo: no subject it could find. The message says
+    why and, when the general model would help but is not installed, how to get it."""
+
+    code = "empty_result"
+    http_status = 422
+
+
 class InternalError(MattekitError):
     """A bug in mattekit, reported as a value so one input never stops the others."""
 
@@ -104,6 +112,7 @@ __all__ = [
     "TooLarge",
     "UploadTooLarge",
     "ModelUnavailable",
+    "EmptyResult",
     "InternalError",
     "Busy",
     "Cancelled",

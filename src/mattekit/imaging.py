@@ -23,7 +23,7 @@ from .options import DEFAULT_MAX_PIXELS, BackgroundImage, Blur, Color, Margin, O
 
 __all__ = [
     "ImageSource", "READ_FORMATS", "Decoded", "READABLE", "MAX_JPEG_SCANS", "open_image", "to_rgb_alpha", "decode",
-    "shrink", "combine_alpha", "Box", "decontaminate", "alpha_to_u8", "with_alpha", "crop_boxes", "BLUR_FULL_SIGMA",
+    "shrink", "combine_alpha", "Box", "estimate_foreground", "decontaminate", "alpha_to_u8", "with_alpha", "crop_boxes", "BLUR_FULL_SIGMA",
     "gaussian_blur", "background_array", "over", "subject_box", "compose", "CONTENT_TYPES", "EXTENSIONS",
     "PNG_COMPRESS_LEVEL", "encode",
 ]
@@ -381,6 +381,32 @@ def combine_alpha(alpha: np.ndarray, own_alpha: Optional[np.ndarray]) -> np.ndar
 
 
 Box = tuple[int, int, int, int]  # (top, bottom, left, right), as in engine.Matte.foreground_boxes
+
+
+def _blur_fusion(image: np.ndarray, fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray,
+                 radius: int) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    k = (radius, radius)
+    a3 = alpha[:, :, None]
+    blurred_a = cv2.blur(alpha, k)[:, :, None]
+    blurred_f = cv2.blur(fg * a3, k) / (blurred_a + 1e-5)
+    blurred_b = cv2.blur(bg * (1.0 - a3), k) / ((1.0 - blurred_a) + 1e-5)
+    out = blurred_f + a3 * (image - a3 * blurred_f - (1.0 - a3) * blurred_b)
+    return np.clip(out, 0.0, 1.0, out=out), blurred_b
+
+
+def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The subject's own colour (float32 HxWx3 in [0, 1]) where alpha is partial, for a model
+    that predicts alpha only (the general model): Forte and Pitié's blur-fusion estimator
+    (*Approximate Fast Foreground Colour Estimation*, ICIP 2021), two passes of box filters
+    (radius 90, then 6). Box filters cost the same at any radius: ~0.1 s at 1080p, where
+    PyMatting's multi-level solver takes seconds."""
+    image = rgb.astype(np.float32) * np.float32(1.0 / 255.0)
+    a = np.ascontiguousarray(alpha, dtype=np.float32)
+    fg, bg = _blur_fusion(image, image, image, a, 90)
+    fg, _ = _blur_fusion(image, fg, bg, a, 6)
+    return fg
 
 
 def decontaminate(

@@ -4,19 +4,35 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
+
+import numpy as np
 
 from PIL import Image
 
-from . import imaging, presets
+from . import imaging, presets, route
 from .deadline import Deadline
 from .deadline import check as check_deadline
-from .engine import Engine, get_engine
-from .errors import MattekitError
+from .engine import Engine, Matte, get_engine
+from .errors import EmptyResult, MattekitError, ModelUnavailable
 from .imaging import Decoded, ImageSource
 from .options import BackgroundImage, Options
 
-__all__ = ["Result", "Matter", "remove"]
+if TYPE_CHECKING:
+    from .general import GeneralEngine
+
+__all__ = ["Result", "Routed", "Matter", "remove"]
+
+
+class Routed(NamedTuple):
+    """A matte and the model that made it (``person`` | ``general``); ``kept``, ``notice`` and
+    ``empty`` as in :class:`Result`."""
+
+    matte: Matte
+    model: str
+    kept: float
+    notice: Optional[str]
+    empty: bool
 
 
 @dataclass
@@ -29,6 +45,14 @@ class Result:
 
     ``subject_box`` is the subject's bounding box (alpha above ``crop_threshold``) in pixels of
     ``image``, ``(left, top, right, bottom)``; None when no pixel is that opaque.
+
+    ``model`` is the model that made the matte: ``person`` (RVM) or ``general`` (ISNet).
+    ``kept`` is the share of the photo's area the matte keeps (sum of alpha / area). ``empty``
+    is True when the result is no cut-out: the model kept (almost) nothing, or ``subject=auto``
+    found no person and the general model is not installed. ``notice`` says so, and how to fix
+    it, in words for the user; it is also set, with ``empty`` False, when ``auto`` was unsure
+    and the general model was not there to decide. The faces refuse an empty result
+    (:meth:`raise_if_empty`) and show a notice as a warning.
     """
 
     image: Image.Image
@@ -36,6 +60,16 @@ class Result:
     crop_box: Optional[tuple[int, int, int, int]] = None
     frame_size: Optional[tuple[int, int]] = None
     subject_box: Optional[tuple[int, int, int, int]] = None
+    model: str = "person"
+    kept: float = 1.0
+    empty: bool = False
+    notice: Optional[str] = None
+
+    def raise_if_empty(self) -> "Result":
+        """:class:`EmptyResult` with :attr:`notice` when the result is empty, else ``self``."""
+        if self.empty:
+            raise EmptyResult(self.notice or "nothing was kept: no subject found in this photo")
+        return self
 
     def encode(self, fmt: str = "png", quality: int = 90) -> bytes:
         t = time.perf_counter()
@@ -52,13 +86,22 @@ class Matter:
     >>> m.remove("portrait.jpg", Options(background=parse_background("white")))  # doctest: +SKIP
     """
 
-    def __init__(self, options: Optional[Options] = None, engine: Optional[Engine] = None) -> None:
+    def __init__(self, options: Optional[Options] = None, engine: Optional[Engine] = None,
+                 general: Optional["GeneralEngine"] = None) -> None:
         self.options = options or Options()
         self._engine = engine
+        self.general_engine = general  # None: the process-wide one (mattekit.general.get_general)
 
     @property
     def engine(self) -> Engine:
         return self._engine or get_engine()
+
+    @property
+    def general(self) -> "GeneralEngine":
+        """The general model's engine (ISNet), loaded on first use."""
+        from .general import get_general
+
+        return self.general_engine or get_general(threads=self.engine.threads or None)
 
     def process(self, source: ImageSource, options: Optional[Options] = None, *,
                 deadline: Optional[Deadline] = None, **changes: Any) -> Result:
@@ -80,8 +123,9 @@ class Matter:
         want_fg = clean and not opts.mask
         # The photo's own transparency can make alpha partial where RVM's is 1, outside the band
         # where the engine computes the foreground: ask for all of it then.
-        matte = presets.run(self.engine, decoded.rgb, opts.preset, opts.ratio, foreground=want_fg,
-                            full_foreground=decoded.alpha is not None, deadline=deadline)
+        routed = self.matte(decoded.rgb, opts, foreground=want_fg, full_foreground=decoded.alpha is not None,
+                            deadline=deadline)
+        matte = routed.matte
         check_deadline(deadline)
         t2 = time.perf_counter()
         image = imaging.compose(decoded, matte.alpha, matte.foreground, opts, decontaminate_edges=want_fg,
@@ -93,7 +137,46 @@ class Matter:
         subject = image.info.pop("subject_box", None)
         if box == (0, 0, w, h):
             box = None  # the subject filled the frame: nothing was cut
-        return Result(image, timings, box, (w, h), subject)
+        return Result(image, timings, box, (w, h), subject, routed.model, routed.kept, routed.empty, routed.notice)
+
+    def matte(self, rgb: np.ndarray, options: Optional[Options] = None, *, foreground: bool = False,
+              full_foreground: bool = False, deadline: Optional[Deadline] = None) -> Routed:
+        """The matte of an RGB uint8 array, by the model ``options.subject`` chooses, and what
+        came of the choice (:class:`Routed`); nothing composed. ``auto``: RVM first, exactly as
+        ``person``; the general model only when RVM's answer does not show a person
+        (:mod:`mattekit.route`). ``full_foreground``: see :meth:`mattekit.engine.Engine.step`."""
+        opts = options or self.options
+        matte, model, notice, empty = self._matte(rgb, opts, foreground, full_foreground, deadline)
+        kept = route.kept_share(matte.alpha)
+        if not empty and kept < route.EMPTY_SHARE:
+            notice, empty = _nothing_kept(model, opts), True
+        return Routed(matte, model, kept, notice, empty)
+
+    def _matte(self, rgb: np.ndarray, opts: Options, want_fg: bool, full_fg: bool,
+               deadline: Optional[Deadline]) -> tuple[Matte, str, Optional[str], bool]:
+        unsure: Optional[Matte] = None  # RVM's matte when auto could not tell from it alone
+        if opts.subject != "general":
+            matte = presets.run(self.engine, rgb, opts.preset, opts.ratio, foreground=want_fg,
+                                full_foreground=full_fg, deadline=deadline)
+            if opts.subject == "person":
+                return matte, "person", None, False
+            verdict = route.judge(matte.alpha)
+            if verdict.person:
+                return matte, "person", None, False
+            if not self.general.available():
+                if verdict.answer == "none":
+                    return matte, "person", f"no person found in this photo, and {_fetch_hint()}", True
+                return matte, "person", f"no clear person in this photo; {_fetch_hint()}", False
+            if verdict.answer == "unsure":
+                unsure = matte
+        elif not self.general.available():
+            raise ModelUnavailable(_fetch_hint())
+        check_deadline(deadline)
+        alpha = self.general.matte(rgb, deadline=deadline)
+        if unsure is not None and route.covered(unsure.alpha, alpha) >= route.MIN_COVERED:
+            return unsure, "person", None, False  # both models see the same subject: RVM's person
+        foreground = imaging.estimate_foreground(rgb, alpha) if want_fg else None
+        return Matte(alpha, foreground), "general", None, False
 
     def remove(self, source: ImageSource, options: Optional[Options] = None, **changes: Any) -> Image.Image:
         """The cut-out (RGBA), mask (L) or composite (RGB) of ``source`` as a PIL image."""
@@ -105,6 +188,19 @@ class Matter:
         return self.process(source, opts).encode(opts.format, opts.quality)
 
 
+def _fetch_hint() -> str:
+    from .zoo import isnet
+
+    return isnet.FETCH_HINT
+
+
+def _nothing_kept(model: str, opts: Options) -> str:
+    if model == "person" and opts.subject == "person":
+        return ("the person model (RVM) kept nothing of this photo: it finds people only; "
+                "choose the subject auto or general for other subjects (CLI: --subject)")
+    return "the model kept nothing of this photo: no subject found"
+
+
 def _decode_background(source: Any, opts: Options) -> Decoded:
     """The background picture, upright RGB; its errors say they are about the background."""
     try:
@@ -114,7 +210,8 @@ def _decode_background(source: Any, opts: Options) -> Decoded:
 
 
 def remove(source: ImageSource, options: Optional[Options] = None, **changes: Any) -> Image.Image:
-    """Remove the background of a photo of people.
+    """Remove the background of a photo: of people (RVM), or of any subject (the general model,
+    when installed; ``subject``).
 
     Args:
         source: a path, encoded bytes, a file object, a PIL image or a numpy array (HxW[x3|4]).

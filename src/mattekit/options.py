@@ -14,7 +14,7 @@ from typing import Any, Literal, Mapping, Optional, Union
 from .errors import InvalidOption
 
 __all__ = [
-    "Preset", "Format", "Fit", "PRESETS", "FORMATS", "DEFAULT_MAX_PIXELS", "Color", "Blur",
+    "Preset", "Format", "Fit", "Subject", "PRESETS", "SUBJECTS", "FORMATS", "DEFAULT_MAX_PIXELS", "Color", "Blur",
     "BackgroundImage", "Background", "Margin", "parse_ratio", "parse_color", "parse_margin",
     "parse_background", "Options",
 ]
@@ -22,9 +22,11 @@ __all__ = [
 Preset = Literal["fast", "balanced", "best"]
 Format = Literal["png", "webp", "jpg"]
 Fit = Literal["fill", "fit"]
+Subject = Literal["auto", "person", "general"]
 
 PRESETS: tuple[str, ...] = ("fast", "balanced", "best")
 FORMATS: tuple[str, ...] = ("png", "webp", "jpg")
+SUBJECTS: tuple[str, ...] = ("auto", "person", "general")
 DEFAULT_MAX_PIXELS = 64_000_000  # ~8K x 8K: larger is almost surely a mistake or a bomb
 
 
@@ -194,6 +196,10 @@ class Options:
         decontaminate: replace edge colours by RVM's predicted foreground where alpha is partial,
             so no halo of the old background remains. ``None`` = the preset's choice.
         quality: JPEG/WebP quality 1..100 (WebP 100 = lossless).
+        subject: which model mattes a still: ``auto`` (default: RVM first, the general model
+            when RVM finds no person; see :mod:`mattekit.route`), ``person`` (RVM only, as
+            before) or ``general`` (the general model, ISNet; fetched only on request:
+            ``mattekit model fetch general``). Video and the camera are person-only.
     """
 
     preset: Preset = "balanced"
@@ -209,10 +215,15 @@ class Options:
     max_lowres_pixels: Optional[int] = None
     decontaminate: Optional[bool] = None
     quality: int = 90
+    subject: Subject = "auto"
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise InvalidOption(f"preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
+        subject = str(self.subject or "auto").strip().lower()
+        if subject not in SUBJECTS:
+            raise InvalidOption(f"subject must be one of {', '.join(SUBJECTS)}, not {self.subject!r}")
+        object.__setattr__(self, "subject", subject)
         fmt = "jpg" if str(self.format).lower() == "jpeg" else str(self.format).lower()
         if fmt not in FORMATS:
             raise InvalidOption(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")

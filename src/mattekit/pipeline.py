@@ -9,7 +9,10 @@ decode/encode threads beside it measured slower here: its parallel ops stall whe
 thread holds a core). At most ``2 × N`` images are in flight, so memory stays flat on any batch;
 results come out in input order.
 
-Failures are values, not exceptions: one bad file never stops the others.
+Failures are values, not exceptions: one bad file never stops the others. An empty result (no
+subject found: :attr:`mattekit.matter.Result.empty`) is a failure too, an
+:class:`~mattekit.errors.EmptyResult` saying why and what to do; a result with a notice comes
+back as :class:`Encoded` bytes that carry it.
 """
 
 from __future__ import annotations
@@ -25,11 +28,19 @@ from .errors import InternalError, MattekitError
 from .matter import Matter
 from .options import Options
 
-__all__ = ["Outcome", "FileJob", "process_files"]
+__all__ = ["Encoded", "Outcome", "FileJob", "process_files"]
 
 log = logging.getLogger("mattekit.pipeline")
 
 T = TypeVar("T")
+
+
+class Encoded(bytes):
+    """A result's encoded bytes, with its notice for the user (None when there is nothing to say)."""
+
+    notice: Optional[str] = None
+
+
 Outcome = Union[bytes, MattekitError]
 
 
@@ -69,14 +80,20 @@ def process_files(
     matter = matter or Matter(options)
     workers = _workers(len(jobs), matter.engine)
     if workers > 1:
-        matter = Matter(matter.options, matter.engine.single_threaded())
+        matter = Matter(matter.options, matter.engine.single_threaded(), matter.general_engine)
     bar = _progress(progress, len(jobs))
     pool = ThreadPoolExecutor(workers, thread_name_prefix="mattekit-still")
     running: deque[tuple[FileJob, Future]] = deque()
     ahead = iter(jobs)
 
+    def encoded(job: FileJob) -> Encoded:
+        result = matter.process(job.source, options).raise_if_empty()
+        data = Encoded(result.encode(options.format, options.quality))
+        data.notice = result.notice
+        return data
+
     def work(job: FileJob) -> Outcome:
-        return _guard(job.display, lambda: matter.remove_bytes(job.source, options))
+        return _guard(job.display, lambda: encoded(job))
 
     try:
         task = bar.add_task("removing backgrounds", total=len(jobs)) if bar else None

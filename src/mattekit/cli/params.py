@@ -113,6 +113,9 @@ STILL_FLAGS: dict[str, Flag] = {f.name: f for f in (
     Flag(("--bg-fit", "bg_fit"), "How a background image fits: fill (crop) | fit (letterbox).", _default("fill")),
     Flag(("--crop", "crop"), "Crop to the subject.", {"is_flag": True, "default": False}),
     Flag(("--margin", "margin"), "Crop margin: pixels ('16') or percent ('5%').", _default("0")),
+    Flag(("--subject", "subject"),
+         "auto | person | general: which model (auto: RVM, or the general model when no person is found; "
+         "general needs `mattekit model fetch general`).", _default("auto")),
     Flag(("--ratio", "ratio"), "RVM downsample ratio: auto or (0, 1]; 0.25 = the original demo.", _default("auto")),
     Flag(("--max-size", "max_size"), "Shrink inputs so the longer side is at most this.", {"default": None, "type": int}),
     Flag(("--quality", "quality"), "JPEG/WebP quality (WebP 100 = lossless).", _default(90, int)),

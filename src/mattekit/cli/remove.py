@@ -32,7 +32,8 @@ def remove(inputs: Sequence[str], output: Optional[str], stills: dict[str, Any],
            overwrite: bool, skip_existing: bool) -> None:
     """Remove the background from images.
 
-    Exit status: 0 all done, 1 some inputs failed (each one is reported), 2 bad usage.
+    Exit status: 0 all done, 1 some inputs failed (each one is reported; a photo where no
+    subject was found is a failure, with what to do), 2 bad usage.
     """
     from ..options import Options
     from ..plan import output_format, plan_jobs
@@ -108,6 +109,9 @@ def run_jobs(jobs: list["Job"], options: "Options", *, threads: int, overwrite: 
                 out.print(f"{where}[red]✗[/] {name}: {escape(str(outcome))}")
                 failed += 1
                 continue
+            notice = getattr(outcome, "notice", None)
+            if notice:
+                out.print(f"{where}[yellow]![/] {name}: {escape(notice)}")
             if job.target == "-":
                 sys.stdout.buffer.write(outcome)
                 sys.stdout.buffer.flush()

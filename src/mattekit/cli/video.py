@@ -29,7 +29,7 @@ INTERRUPTED = 130  # the shell's status for Ctrl-C
                    "Default: NAME-cutout.webm beside the clip (.mp4 with --bg or --mask; or --output-type's).")
 @click.option("--output-type", "-t", default=None,
               help=f"{' | '.join(OUTPUTS)} (default: from OUT's extension).")
-@still_flags("bg", "bg_fit", "mask", "preset", "ratio", "decontaminate", help={
+@still_flags("bg", "bg_fit", "mask", "preset", "ratio", "decontaminate", "subject", help={
     "bg": "Background: a colour, blur[:RADIUS], an image file or a video file (looped/cut to length).",
     "mask": "Write the alpha matte as a greyscale video.",
     "ratio": "RVM downsample ratio: auto or (0, 1].",

@@ -120,6 +120,10 @@ def process_video(
         InvalidInput (unreadable, corrupt or truncated clip), InvalidOption, TooLarge, Cancelled.
     """
     options = options or Options()
+    if options.subject == "general":
+        # The general model sees one photo at a time: frame by frame it would flicker, and at
+        # ~1 s a frame it could not keep up. RVM's recurrent state is what makes video steady.
+        raise InvalidOption("video is matted for people only (RVM): use subject auto or person for a clip")
     vopts = video or VideoOptions()
     target = Path(target)
     kind = resolve_output(target, options, vopts)
