@@ -2,9 +2,48 @@
 
 Each error carries a stable machine ``code`` and the HTTP status the service maps it to, so the
 library, the CLI and the API report the same failure the same way.
+
+One error, a wording per face: a message names an option with :func:`option`, and each face
+renders it in its own words (:meth:`MattekitError.worded`): ``--bg white`` for the CLI (and
+``str(exc)``, ``exc.message``), ``bg=white`` for the HTTP API, whose users never typed a flag.
 """
 
 from __future__ import annotations
+
+import re
+FACES = ("cli", "api")
+
+# How each face names an option: the CLI's flag, the HTTP API's field, and the field's value when
+# the message gives none ("use --mask" is "use mask=true").
+OPTION_NAMES: dict[str, tuple[str, str, str]] = {
+    "bg": ("--bg", "bg", ""),
+    "mask": ("--mask", "mask", "true"),
+    "max_size": ("--max-size", "max_size", ""),
+    "subject": ("--subject", "subject", ""),
+    "output_type": ("--output-type", "output", ""),
+    "format": ("--format", "format", ""),
+}
+_MARK = "\x1f"
+_OPTION = re.compile(_MARK + r"([a-z_]+)=([^" + _MARK + r"]*)" + _MARK)
+
+
+def option(name: str, value: str = "") -> str:
+    """``name`` (a key of :data:`OPTION_NAMES`), with ``value``, for a message: each face
+    writes it its own way (see :meth:`MattekitError.worded`)."""
+    if name not in OPTION_NAMES:
+        raise KeyError(f"no wording for the option {name!r}: add it to OPTION_NAMES")
+    return f"{_MARK}{name}={value}{_MARK}"
+
+
+def _render(template: str, face: str) -> str:
+    def one(m: "re.Match[str]") -> str:
+        flag, field, default = OPTION_NAMES[m.group(1)]
+        value = m.group(2)
+        if face == "cli":
+            return f"{flag} {value}" if value else flag
+        return f"{field}={value or default}" if value or default else field
+
+    return _OPTION.sub(one, template)
 
 
 class MattekitError(Exception):
@@ -14,8 +53,18 @@ class MattekitError(Exception):
     http_status: int = 500
 
     def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(_render(message, "cli"))
+        self._template = message
+        self.message = _render(message, "cli")
+
+    def worded(self, face: str) -> str:
+        """The message for ``face`` (one of :data:`FACES`): the options it names as that face
+        names them. A message rewritten since (``exc.message = ...``) is that text for every face."""
+        if face not in FACES:
+            raise ValueError(f"face must be one of {', '.join(FACES)}")
+        if self.message != _render(self._template, "cli"):
+            return self.message
+        return _render(self._template, face)
 
     def __str__(self) -> str:
         return self.message
@@ -105,7 +154,22 @@ class CannotListen(MattekitError):
     code = "cannot_listen"
 
 
+def ffmpeg_reason(exc: BaseException) -> str:
+    """What an FFmpeg (PyAV) error means, without its number or the file it names:
+    ``[Errno 1094995529] Invalid data found when processing input: '/tmp/…/upload'`` is
+    "invalid data found when processing input"."""
+    reason = getattr(exc, "strerror", None) or ""
+    if not isinstance(reason, str) or not reason.strip():
+        reason = re.sub(r"^\[Errno -?\d+\]\s*", "", str(exc)).split(": '")[0]
+    reason = reason.strip().rstrip(".")
+    return reason[:1].lower() + reason[1:] if reason else "an error FFmpeg did not name"
+
+
 __all__ = [
+    "FACES",
+    "OPTION_NAMES",
+    "option",
+    "ffmpeg_reason",
     "MattekitError",
     "InvalidOption",
     "InvalidInput",
@@ -120,3 +184,15 @@ __all__ = [
     "UploadTimeout",
     "CannotListen",
 ]
+
+
+class MissingExtra(MattekitError):
+    """An optional dependency (Ray, for batch and chunked video) is not installed."""
+
+    code = "missing_extra"
+
+
+class ClusterUnavailable(MattekitError):
+    """The Ray cluster named by --address cannot be reached."""
+
+    code = "cluster_unavailable"

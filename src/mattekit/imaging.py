@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 
 from .deadline import Deadline
 from .deadline import check as check_deadline
-from .errors import Cancelled, DeadlineExceeded, InvalidInput, InvalidOption, TooLarge
+from .errors import Cancelled, DeadlineExceeded, InvalidInput, InvalidOption, TooLarge, option
 from .options import DEFAULT_MAX_PIXELS, BackgroundImage, Blur, Color, Margin, Options
 
 __all__ = [
@@ -666,7 +666,7 @@ def encode(img: Image.Image, fmt: str = "png", quality: int = 90, *, deadline: O
     if limit and max(img.size) > limit:
         raise TooLarge(
             f"{fmt.upper()} images can be at most {limit} pixels on a side; this one is "
-            f"{img.width}x{img.height}: use png, or --max-size"
+            f"{img.width}x{img.height}: use png, or {option('max_size')}"
         )
     check_deadline(deadline)
     buf = io.BytesIO() if deadline is None else _CheckedBuffer(deadline)

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Optional, Union
 
-from .errors import InvalidOption
+from .errors import InvalidOption, option
 
 __all__ = [
     "Preset", "Format", "Fit", "Subject", "PRESETS", "SUBJECTS", "FORMATS", "DEFAULT_MAX_PIXELS", "Color", "Blur",
@@ -246,7 +246,8 @@ class Options:
             raise InvalidOption("quality must be between 1 and 100")
         if fmt == "jpg" and self.background is None and not self.mask:
             raise InvalidOption(
-                "JPEG has no transparency: choose png or webp, or give a background (e.g. --bg white)"
+                "JPEG has no transparency: choose png or webp, or give a background (e.g. "
+                f"{option('bg', 'white')})"
             )
 
     def replace(self, **changes: Any) -> "Options":

@@ -38,9 +38,11 @@ def without_local_paths(message: str) -> str:
 
 
 def server_message(exc: MattekitError) -> str:
-    """What a client is told of ``exc``: an error about the server itself (5xx: the model, the
-    disk, the install) says what and how to fix it, without the server's paths."""
-    return without_local_paths(exc.message) if exc.http_status >= 500 else exc.message
+    """What a client is told of ``exc``, in the API's words (its fields, never the CLI's flags):
+    an error about the server itself (5xx: the model, the disk, the install) says what and how
+    to fix it, without the server's paths."""
+    message = exc.worded("api")
+    return without_local_paths(message) if exc.http_status >= 500 else message
 
 
 async def require_api_key(request: Request) -> None:

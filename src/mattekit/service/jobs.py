@@ -59,7 +59,7 @@ from .common import key_owner, require_api_key, server_options
 from .deploy import admission
 from .executor import Reservation, WorkPool
 from .settings import env_number
-from .uploads import Upload, check_fields, read_upload
+from .uploads import Upload, check_fields, read_upload, require_file
 
 __all__ = [
     "router", "JOB_FIELDS", "MEDIA_TYPES", "JOB_OUTPUTS", "RECORD", "CANCEL", "NotFound", "NotReady",
@@ -81,6 +81,7 @@ def _media_types() -> dict[str, tuple[str, str]]:
 MEDIA_TYPES = _media_types()  # read from the outputs table: a type registered later is not offered here
 JOB_OUTPUTS = tuple(MEDIA_TYPES)
 UPLOAD, BACKGROUND = "upload", "background"  # a job's uploaded clip and background, in its folder
+_FILE_WORDS = {UPLOAD: "the clip", BACKGROUND: "the background"}
 RECORD = "job.json"  # a job's state, in its folder, when the folder is shared (MATTEKIT_JOB_DIR)
 CANCEL = "cancel"  # left in a job's folder by a process that is not its owner
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what secrets.token_urlsafe makes: never a path
@@ -138,9 +139,11 @@ class _FileOnWrite:
 def without_paths(exc: MattekitError, root: Path) -> MattekitError:
     """``exc`` with every path under the jobs folder cut to its last part: FFmpeg's messages name
     the file they read, and a client must not learn where (or whose) the server keeps files."""
-    message = exc.message
+    message = exc.worded("api")  # a job's error is read through the API only
     for prefix in {str(root), os.path.realpath(root)}:
         message = re.sub(re.escape(prefix) + r"/(?:[^/\s'\"]+/)*([^/\s'\"]*)", r"\1", message)
+    # The files are saved under our names ("upload is not a video…"): say which file it was.
+    message = re.sub(rf"^({UPLOAD}|{BACKGROUND})\b(?!-)", lambda m: _FILE_WORDS[m.group(1)], message)
     exc.message, exc.args = message, (message,)
     return exc
 
@@ -223,7 +226,7 @@ class Job:
             "created": self.created,
         }
         if self.error is not None:
-            body["error"] = {"code": self.error.code, "message": self.error.message}
+            body["error"] = {"code": self.error.code, "message": self.error.worded("api")}
         if self.state == "done":
             body["result_url"] = f"/api/v1/jobs/{self.id}/result"
             body["media_type"], ext = MEDIA_TYPES[self.output]
@@ -556,7 +559,7 @@ async def _receive(request: Request, settings: JobSettings, sinks: Mapping[str, 
     """The upload, streamed into ``sinks``, within ``MATTEKIT_JOB_UPLOAD_TIMEOUT`` (408 after it)."""
     deadline = Deadline.after(settings.upload_timeout, "this upload")
     try:
-        return await within(deadline, read_upload(request, settings.max_upload_bytes, sinks=sinks))
+        return await within(deadline, read_upload(request, settings.max_upload_bytes, sinks=sinks, what="video"))
     except DeadlineExceeded:
         raise UploadTimeout(f"the video did not arrive within this server's limit of {settings.upload_timeout:g} s "
                             "for an upload; send a shorter clip or use a faster connection") from None
@@ -624,8 +627,7 @@ async def create_job(request: Request, slot: _JobSlot) -> JSONResponse:
             raise InvalidInput("bg_file is empty")
         output, options, times = _parse(fields, has_bg, server_options(request.app.state.settings))
         job.output = output
-        if not upload.saved.get("file"):
-            raise InvalidInput("no video: send it as the multipart field 'file'")
+        require_file(upload, "video")
         source, options, vopts = await asyncio.to_thread(
             _prepare, store, job, source, bg_path if has_bg else None, options, output, times,
             (fields.get("bg_fit") or "fill").lower())
@@ -653,7 +655,7 @@ async def get_result(job_id: str, request: Request) -> FileResponse:
     job = _store(request).get(job_id, key_owner(request))
     if job.state != "done" or job.result is None:
         if job.state == "failed" and job.error is not None:
-            raise NotReady(f"the job failed: {job.error.message}")
+            raise NotReady(f"the job failed: {job.error.worded('api')}")
         raise NotReady(f"the job is {job.state}; poll GET /api/v1/jobs/{job.id} until it is done")
     media, ext = MEDIA_TYPES[job.output]
     return FileResponse(job.result, media_type=media, filename=f"video-{job.id}{ext}",

@@ -14,11 +14,11 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
-from ..errors import MattekitError, UploadTooLarge
+from ..errors import InvalidInput, MattekitError, UploadTooLarge
 
 __all__ = [
     "FILE_FIELDS", "MAX_FIELDS", "MAX_FIELD_BYTES", "BadRequest", "Sink", "Upload", "check_fields", "limited_stream",
-    "read_upload",
+    "read_upload", "require_file",
 ]
 
 FILE_FIELDS = ("file", "bg_file")
@@ -46,6 +46,22 @@ class Upload:
     fields: dict[str, str] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
     saved: dict[str, int] = field(default_factory=dict)  # bytes streamed into a ``sinks`` file, by field
+
+    def size(self, name: str) -> Optional[int]:
+        """Bytes the file part ``name`` had (kept or streamed), None when it was not sent."""
+        if name in self.files:
+            return len(self.files[name])
+        return self.saved.get(name)
+
+
+def require_file(upload: Upload, what: str, name: str = "file") -> None:
+    """Refuse a request without its file, or with an empty one, saying which it is: a page
+    that sent an empty file must not be told to use a multipart field it already used."""
+    size = upload.size(name)
+    if size is None:
+        raise InvalidInput(f"no {what}: send the {what} in the multipart field {name!r} (or as the request body)")
+    if size == 0:
+        raise InvalidInput(f"the {what} sent is an empty file (0 bytes): choose the file again")
 
 
 def check_fields(fields: Mapping[str, str], long_fields: tuple[str, ...] = ()) -> None:
@@ -84,14 +100,15 @@ async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
 
 async def read_upload(
     request: Request, limit: int, sinks: Optional[Mapping[str, Sink]] = None,
-    *, file_fields: tuple[str, ...] = FILE_FIELDS,
+    *, file_fields: tuple[str, ...] = FILE_FIELDS, what: str = "photo",
 ) -> Upload:
     """Multipart form, urlencoded form, or a raw image body (then it is the ``file``).
 
     Multipart parts named in ``file_fields`` are kept as bytes in :attr:`Upload.files`, bounded
     only by ``limit``; other parts are short UTF-8 text fields. File fields named in ``sinks``
     are written to those open files as they arrive instead of being kept in memory (video
-    uploads); :attr:`Upload.saved` then says how many bytes each got.
+    uploads); :attr:`Upload.saved` then says how many bytes each got. ``what`` names the main
+    file in messages ("send the photo in the field 'file'").
     """
     sinks = sinks or {}
     from python_multipart.multipart import parse_options_header
@@ -101,7 +118,7 @@ async def read_upload(
         boundary = params.get(b"boundary")
         if not boundary:
             raise BadRequest("multipart/form-data without a boundary")
-        return await _read_multipart(limited_stream(request, limit), boundary, sinks, file_fields)
+        return await _read_multipart(limited_stream(request, limit), boundary, sinks, file_fields, what)
     if "file" in sinks and media != b"application/x-www-form-urlencoded":
         upload = Upload()
         async for chunk in limited_stream(request, limit):
@@ -122,8 +139,14 @@ async def read_upload(
     return Upload(files={"file": bytes(body)} if body else {})
 
 
+def _wrong_field(name: str, file_fields: tuple[str, ...], what: str) -> BadRequest:
+    return BadRequest(f"a file came in the field {_name(name)}: send the {what} in the field {file_fields[0]!r}"
+                      + (f" (a background picture in {file_fields[1]!r})" if len(file_fields) > 1 else ""))
+
+
 async def _read_multipart(
     stream: AsyncIterator[bytes], boundary: bytes, sinks: Mapping[str, Sink], file_fields: tuple[str, ...],
+    what: str,
 ) -> Upload:
     from python_multipart.exceptions import MultipartParseError
     from python_multipart.multipart import MultipartParser, parse_options_header
@@ -154,6 +177,9 @@ async def _read_multipart(
         if name is None:
             raise BadRequest("a multipart part has no name")
         part["name"] = name.decode("utf-8", "replace")
+        # curl -F image=@x.jpg: a file under another name would be read as a (too long) option.
+        if b"filename" in opts and part["name"] not in file_fields and part["name"] not in sinks:
+            raise _wrong_field(part["name"], file_fields, what)
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if part["name"] in sinks:
@@ -163,7 +189,8 @@ async def _read_multipart(
         buf = part["data"]
         buf.extend(data[start:end])
         if part["name"] not in file_fields and len(buf) > MAX_FIELD_BYTES:
-            raise BadRequest(f"form field {_name(part['name'])} is longer than {MAX_FIELD_BYTES} bytes")
+            raise BadRequest(f"form field {_name(part['name'])} is longer than {MAX_FIELD_BYTES} bytes; "
+                             f"send the {what} in the field {file_fields[0]!r}")
 
     def on_part_end() -> None:
         name, data = part["name"], part["data"]

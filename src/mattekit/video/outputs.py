@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from ..errors import InvalidOption
+from ..errors import InvalidOption, option
 from ..options import Options
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -208,7 +208,7 @@ def infer_output(target: Union[str, os.PathLike], options: Options, requested: O
     if not kind:
         raise InvalidOption(
             f"cannot tell the output type from {Path(text).name!r}: use .webm or .mov (transparent), "
-            ".zip or a folder (PNG frames), .mp4 (with --bg, or --mask), or --output-type"
+            f".zip or a folder (PNG frames), .mp4 (with {option('bg')}, or {option('mask')}), or {option('output_type')}"
         )
     output_spec(kind)
     return kind
@@ -221,7 +221,7 @@ def resolve_output(target: Union[str, os.PathLike], options: Options, vopts: Vid
         raise InvalidOption("crop is for stills: a video keeps one frame size")
     if OUTPUTS[kind].needs_background and options.background is None and vopts.background_video is None:
         raise InvalidOption(
-            "an MP4 composite needs a background (e.g. --bg white, blur, an image or a video); "
-            "for transparency write .webm or .mov, for the matte use --mask"
+            f"an MP4 composite needs a background (e.g. {option('bg', 'white')}, blur, an image or a video); "
+            f"for transparency write .webm or .mov, for the matte use {option('mask')}"
         )
     return kind

@@ -31,7 +31,7 @@ from .. import presets
 from ..deadline import Deadline
 from ..deadline import check as check_deadline
 from ..engine import Engine, get_engine
-from ..errors import Cancelled, InvalidInput, InvalidOption, MattekitError, TooLarge
+from ..errors import Cancelled, InvalidInput, InvalidOption, MattekitError, TooLarge, ffmpeg_reason
 from ..files import temp_path
 from ..options import Options
 from .backgrounds import Backgrounds, compose_frame
@@ -307,7 +307,7 @@ def _encoding_error(exc: BaseException, kind: str) -> BaseException:
     import av
 
     if isinstance(exc, av.FFmpegError):
-        return MattekitError(f"writing the {kind} output failed: {exc}")
+        return MattekitError(f"writing the {kind} output failed: {ffmpeg_reason(exc)}")
     return exc
 
 

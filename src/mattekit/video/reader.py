@@ -18,7 +18,7 @@ from typing import Any, Iterator, Optional, Union
 import numpy as np
 
 from ..engine import Matte
-from ..errors import InvalidInput, MattekitError, TooLarge
+from ..errors import InvalidInput, MattekitError, TooLarge, ffmpeg_reason
 from ..options import DEFAULT_MAX_PIXELS
 
 __all__ = [
@@ -77,7 +77,8 @@ def open_input(path: Union[str, os.PathLike]) -> Any:
     except av.ArgumentError:  # FFmpeg's EINVAL: a container found, but not one of DEMUXERS
         raise InvalidInput(f"{p.name} is not a video in a container we read ({CONTAINERS})") from None
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise InvalidInput(f"{p.name} is not a video we can read (truncated, corrupt or not a video): {exc}") from None
+        raise InvalidInput(f"{p.name} is not a video we can read (truncated, corrupt or not a video: "
+                           f"{ffmpeg_reason(exc)})") from None
     if not container.streams.video:
         container.close()
         raise InvalidInput(f"{p.name} has no video stream")
@@ -113,7 +114,7 @@ def _decode_error(exc: Exception, ctx: Any, max_pixels: int, name: str, what: st
     if (w * h == 0 and sized) or w * h > max_pixels:
         shown = f" ({w}x{h})" if w * h else ""
         return TooLarge(f"{name} has a frame{shown} past the limit of {max_pixels:,} pixels")
-    return InvalidInput(f"{name} could not be decoded (truncated or corrupt){what}: {exc}")
+    return InvalidInput(f"{name} could not be decoded (truncated or corrupt){what}: {ffmpeg_reason(exc)}")
 
 
 def frame_rate(stream: Any) -> Fraction:

@@ -50,7 +50,7 @@ MODEL_SHA256 = "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb
 NATIVE_SIZE = 1024
 FETCH_HINT = (
     "the general model (IMG.LY ISNet, licence AGPL-3.0) is not installed: run "
-    "`mattekit model fetch general` to download it (needs npm), or use --subject person"
+    "`mattekit model fetch general` to download it (needs npm), or choose the subject person"
 )
 
 _lock = threading.Lock()

@@ -1,0 +1,104 @@
+"""Each face speaks its user's language (issue 28 item 3): the HTTP API names its own fields,
+never the CLI's flags; a file in the wrong field, a missing and an empty file each say what to
+do; a video's errors carry neither FFmpeg's error numbers nor the server's paths."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from mattekit.errors import InvalidOption, MattekitError, ffmpeg_reason, option
+from mattekit.service import Settings, create_app
+from mattekit.service.jobs import UPLOAD, without_paths
+from mattekit.video.reader import open_input
+
+
+def _jpeg(size: tuple[int, int] = (64, 48)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (120, 80, 40)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def client():
+    # No request here reaches the model: every one is refused while it is parsed or probed.
+    app = create_app(Settings(max_upload_bytes=2_000_000, max_pixels=2_000_000, workers=1, queue_size=2))
+    with TestClient(app) as c:
+        yield c
+
+
+def _message(r) -> str:
+    body = r.json()
+    return body["error"]["message"]
+
+
+def test_one_error_has_a_wording_per_face():
+    exc = InvalidOption(f"give a background (e.g. {option('bg', 'white')}) or use {option('mask')}")
+    assert str(exc) == exc.message == "give a background (e.g. --bg white) or use --mask"
+    assert exc.worded("cli") == exc.message
+    assert exc.worded("api") == "give a background (e.g. bg=white) or use mask=true"
+    exc.message = "rewritten"  # a message rewritten since is that text for every face
+    assert exc.worded("api") == "rewritten"
+    with pytest.raises(KeyError):
+        option("no-such-option")
+
+
+def test_api_answers_name_fields_not_flags(client):
+    r = client.post("/api/v1/remove", data={"format": "jpg"}, files={"file": ("a.png", _jpeg(), "image/jpeg")})
+    assert r.status_code == 400, r.text
+    message = _message(r)
+    assert "bg=white" in message and "--" not in message, message
+
+
+def test_a_file_in_another_field_says_which_field(client):
+    r = client.post("/api/v1/remove", files={"image": ("x.jpg", _jpeg(), "image/jpeg")})
+    assert r.status_code == 400, r.text
+    message = _message(r)
+    assert "send the photo in the field 'file'" in message and "4096" not in message, message
+    # The same mistake as a long text field (no file name) still says where the photo goes.
+    r = client.post("/api/v1/remove", data={"image": "x" * 5000}, files={"file": ("a.jpg", _jpeg(), "image/jpeg")})
+    assert r.status_code == 400 and "send the photo in the field 'file'" in _message(r), r.text
+
+
+def test_missing_and_empty_files_are_told_apart(client):
+    r = client.post("/api/v1/remove", data={"preset": "fast"})
+    assert r.status_code == 415 and "multipart field 'file'" in _message(r), r.text
+    r = client.post("/api/v1/remove", files={"file": ("empty.jpg", b"", "image/jpeg")})
+    message = _message(r)
+    assert r.status_code == 415 and "empty file" in message and "multipart field" not in message, message
+
+
+def test_job_answers_have_no_flags_paths_or_error_numbers(client):
+    r = client.post("/api/v1/jobs", data={"output": "mp4"},
+                    files={"file": ("clip.mp4", b"\x00\x01not a video at all" * 64, "video/mp4")})
+    message = _message(r)
+    assert r.status_code in (400, 415) and "--" not in message, message
+    r = client.post("/api/v1/jobs", files={"file": ("clip.mp4", b"\x00\x01not a video at all" * 64, "video/mp4")})
+    message = _message(r)
+    assert r.status_code == 415, r.text
+    assert "Errno" not in message and "/tmp" not in message and "/" not in message.replace("mp4/mov", ""), message
+    assert message.startswith("the clip is not a video we can read"), message
+    r = client.post("/api/v1/jobs", files={"clip": ("clip.mp4", b"data", "video/mp4")})
+    assert r.status_code == 400 and "send the video in the field 'file'" in _message(r), r.text
+
+
+def test_a_video_error_says_what_ffmpeg_meant(tmp_path: Path):
+    bad = tmp_path / "jobs" / "abc123" / UPLOAD
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"\x00\x01not a video" * 100)
+    with pytest.raises(MattekitError) as caught:
+        open_input(bad)
+    message = without_paths(caught.value, tmp_path / "jobs").worded("api")
+    assert "Errno" not in message and str(tmp_path) not in message, message
+    assert message.startswith("the clip is not a video we can read") and "invalid data" in message, message
+
+
+def test_ffmpeg_reason_drops_the_number_and_the_file():
+    import av
+
+    exc = av.InvalidDataError(1094995529, "Invalid data found when processing input", "/tmp/x/upload")
+    assert ffmpeg_reason(exc) == "invalid data found when processing input"
