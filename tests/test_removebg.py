@@ -164,7 +164,7 @@ def test_pypi_remove_bg_api(server, sample_photo, monkeypatch):
     with pytest.raises(remove_bg_api.Errors.ApiErrorCode400):
         client.remove_bg_url("http://example.invalid/a.jpg")
     with pytest.raises(remove_bg_api.Errors.ApiErrorCode400):
-        client.remove_bg_bytes(data, data={"type": "car"})
+        client.remove_bg_bytes(data, data={"type": "banana"})
     with pytest.raises(remove_bg_api.Errors.ApiErrorCode403):
         remove_bg_api.RemoveBg("wrong-key")
 
@@ -279,7 +279,7 @@ def test_crop_and_crop_margin(api, photo):
 
 def test_refused_and_ignored_parameters(api, photo):
     for fields, code in (
-        ({"type": "car"}, "unsupported_type"), ({"type": "banana"}, "invalid_type"),
+        ({"type": "banana"}, "invalid_type"),
         ({"roi": "10% 10% 90% 90%"}, "unsupported_roi"), ({"roi": "0 0"}, "invalid_roi"),
         ({"scale": "50%"}, "unsupported_scale"), ({"scale": "5%"}, "invalid_scale"),
         ({"position": "center"}, "unsupported_position"), ({"position": "left"}, "invalid_position"),
@@ -294,6 +294,41 @@ def test_refused_and_ignored_parameters(api, photo):
     assert r.status_code == 200, r.text
     assert r.headers["x-ignored-parameters"] == "add_shadow,mystery,semitransparency,shadow_type"
     assert Image.open(io.BytesIO(r.content)).size == (PREVIEW, PREVIEW)
+
+
+def test_type_chooses_the_model(api):
+    """remove.bg's type: person → the person model; product, animal, car… → the general model;
+    auto → the person model, or the general model when no person is found (issue 27)."""
+    from mattekit.zoo import isnet
+    from samples import sample_path
+
+    try:
+        isnet.locate()
+    except Exception as exc:
+        pytest.skip(f"{exc} (`make model` fetches it for the tests)")
+    cat = sample_path("cat").read_bytes()
+    for kind, x_type in (("animal", "animal"), ("auto", "other"), ("other", "other")):
+        r = post(api, cat, type=kind)
+        assert r.status_code == 200 and r.headers["x-type"] == x_type, (kind, r.text)
+        assert np.asarray(Image.open(io.BytesIO(r.content)).getchannel("A")).mean() > 50
+    r = post(api, cat, type="person")
+    assert r.status_code == 400 and errors_of(r)["code"] == "unknown_foreground"
+    assert "subject auto or general" in errors_of(r)["title"]
+    r = post(api, sample_path("astronaut").read_bytes(), type="car")
+    assert r.status_code == 200 and r.headers["x-type"] == "car"
+
+
+def test_a_server_without_the_general_model_refuses_other_types(engine, tmp_path):
+    from mattekit.general import GeneralEngine
+    from mattekit.service.removebg import Job, RemoveBgError, render
+
+    matter = Matter(engine=engine, general=GeneralEngine(tmp_path / "missing.onnx"))
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(buf, "PNG")
+    job = Job(buf.getvalue(), Options(subject="general"), None, "png", True, (), "product")
+    with pytest.raises(RemoveBgError, match="mattekit model fetch general") as caught:
+        render(matter, job)
+    assert caught.value.code == "unsupported_type"
 
 
 def test_photo_without_a_person_is_400_unknown_foreground(api):

@@ -197,6 +197,29 @@ def test_not_an_image_is_415(client, sample_photo):
         assert error_of(r)["code"] == "invalid_input"
 
 
+def test_subject_chooses_the_model_and_an_empty_result_is_422(client):
+    """Issue 27: ``subject`` (auto | person | general); no subject found is 422 empty_result
+    with what to do, never a transparent 200; X-Model says which model made the matte."""
+    from mattekit.zoo import isnet
+    from samples import sample_path
+
+    cat = sample_path("cat").read_bytes()
+    r = client.post("/api/v1/remove", data={**FAST, "subject": "person"}, files={"file": ("cat.png", cat)})
+    assert r.status_code == 422 and error_of(r)["code"] == "empty_result"
+    assert "subject auto or general" in error_of(r)["message"]
+    r = client.post("/api/v1/remove", data={**FAST, "subject": "cats"}, files={"file": ("cat.png", cat)})
+    assert r.status_code == 400 and error_of(r)["code"] == "invalid_option"
+    assert client.get("/api/v1/limits").json()["subjects"] == ["auto", "person", "general"]
+    try:
+        isnet.locate()
+    except Exception as exc:
+        pytest.skip(f"{exc} (`make model` fetches it for the tests)")
+    for subject in ("auto", "general"):
+        r = client.post("/api/v1/remove", data={**FAST, "subject": subject}, files={"file": ("cat.png", cat)})
+        assert r.status_code == 200 and r.headers["x-model"] == "general", r.text
+        assert np.asarray(Image.open(io.BytesIO(r.content)).getchannel("A")).mean() > 50
+
+
 def test_ratio_beyond_the_lowres_limit_is_422(sample_photo):
     """A client's ratio cannot make the network run on more pixels than the server allows."""
     app = create_app(Settings(max_lowres_pixels=100_000, workers=1, queue_size=1))
@@ -290,6 +313,10 @@ def test_page_and_assets_are_local(client):
         assert client.get(asset).status_code == 200, asset
     for f in STATIC_DIR.iterdir():
         assert not re.search(r"(?:src|href|url)\s*[=(]\s*[\"']?(?:https?:)?//", f.read_text()), f
+    # Issue 27: any photo, not only people; the subject is a clear control the page sends.
+    headline = re.search(r"<h1>(.*?)</h1>", page.text)
+    assert headline and "people" not in headline.group(1)
+    assert '<select id="subject"' in page.text and "subject:" in client.get("/static/app.js").text
 
 
 def test_api_keys_when_configured(sample_photo):

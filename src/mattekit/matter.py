@@ -48,7 +48,8 @@ class Result:
 
     ``model`` is the model that made the matte: ``person`` (RVM) or ``general`` (ISNet).
     ``kept`` is the share of the photo's area the matte keeps (sum of alpha / area). ``empty``
-    is True when the result is no cut-out: the model kept (almost) nothing, or ``subject=auto``
+    is True when the result is no cut-out: the person model found no person (no body, by
+    :func:`mattekit.route.judge`), the general model kept (almost) nothing, or ``subject=auto``
     found no person and the general model is not installed. ``notice`` says so, and how to fix
     it, in words for the user; it is also set, with ``empty`` False, when ``auto`` was unsure
     and the general model was not there to decide. The faces refuse an empty result
@@ -159,7 +160,9 @@ class Matter:
             matte = presets.run(self.engine, rgb, opts.preset, opts.ratio, foreground=want_fg,
                                 full_foreground=full_fg, deadline=deadline)
             if opts.subject == "person":
-                return matte, "person", None, False
+                # No body RVM could call a person: its haze over a cat is no cut-out either.
+                found = route.judge(matte.alpha).answer != "none"
+                return matte, "person", None if found else _nothing_kept("person", opts), not found
             verdict = route.judge(matte.alpha)
             if verdict.person:
                 return matte, "person", None, False
@@ -196,7 +199,7 @@ def _fetch_hint() -> str:
 
 def _nothing_kept(model: str, opts: Options) -> str:
     if model == "person" and opts.subject == "person":
-        return ("the person model (RVM) kept nothing of this photo: it finds people only; "
+        return ("the person model (RVM) found no person in this photo: it cuts out people only; "
                 "choose the subject auto or general for other subjects (CLI: --subject)")
     return "the model kept nothing of this photo: no subject found"
 

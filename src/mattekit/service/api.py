@@ -21,11 +21,11 @@ from ..deadline import Deadline, within
 from ..deadline import check as check_deadline
 from ..errors import InvalidInput, InvalidOption
 from ..matter import Matter
-from ..options import FORMATS, PRESETS, BackgroundImage, Options
+from ..options import FORMATS, PRESETS, SUBJECTS, BackgroundImage, Options
 from .common import require_api_key, server_message, server_options, under_request_deadline
 from .deploy import StillsSlot, draining
 from .executor import Reservation
-from .uploads import check_fields, read_upload, require_file
+from .uploads import check_fields, read_upload
 
 __all__ = [
     "router", "STATIC_DIR", "CLIENT_FIELDS", "PAGE_HEADERS", "api", "index", "healthz", "readyz", "metrics",
@@ -37,7 +37,7 @@ STATIC_DIR = Path(__file__).with_name("static")
 # The options a client may set. ``max_pixels`` and ``max_lowres_pixels`` are the server's to decide.
 CLIENT_FIELDS = frozenset({
     "format", "mask", "bg", "bg_fit", "blur", "crop", "margin", "ratio", "max_size", "preset",
-    "quality", "decontaminate", "crop_threshold",
+    "quality", "decontaminate", "crop_threshold", "subject",
 })
 # A ``bg`` that names a file: the CLI accepts paths, the service must never touch one.
 _PATHLIKE = re.compile(r"[/\\]|\.[A-Za-z]{3,4}\s*$")
@@ -103,7 +103,7 @@ async def limits(request: Request) -> dict:
     return {
         "max_upload_bytes": s.max_upload_bytes, "max_pixels": s.max_pixels,
         "max_lowres_pixels": s.max_lowres_pixels,
-        "formats": list(FORMATS), "presets": list(PRESETS),
+        "formats": list(FORMATS), "presets": list(PRESETS), "subjects": list(SUBJECTS),
         "workers": s.workers, "queue_size": s.queue_size,
     }
 
@@ -131,6 +131,8 @@ class Processed:
     timings: dict[str, float] = field(default_factory=dict)
     crop_box: Optional[tuple[int, int, int, int]] = None
     frame_size: Optional[tuple[int, int]] = None
+    model: str = "person"  # the model that made the matte (Result.model)
+    notice: Optional[str] = None  # Result.notice of a result that is not empty
 
 
 def process(matter: Matter, data: bytes, options: Options, bg_data: Optional[bytes], fit: str,
@@ -145,12 +147,14 @@ def process(matter: Matter, data: bytes, options: Options, bg_data: Optional[byt
         background = imaging.decode(bg_data, Options(max_pixels=options.max_pixels), deadline=deadline)
         options = options.replace(background=BackgroundImage(background, fit))  # type: ignore[arg-type]
         timings["bg_decode"] = time.perf_counter() - t0
-    result = matter.process(data, options, deadline=deadline)
+    # No subject found is an error (EmptyResult, 422 empty_result), never a transparent 200.
+    result = matter.process(data, options, deadline=deadline).raise_if_empty()
     check_deadline(deadline)
     t0 = time.perf_counter()
     body = imaging.encode(result.image, options.format, options.quality, deadline=deadline)
     timings.update(result.timings, encode=time.perf_counter() - t0)
-    return Processed(body, result.image.size, timings, result.crop_box, result.frame_size)
+    return Processed(body, result.image.size, timings, result.crop_box, result.frame_size, result.model,
+                     result.notice)
 
 
 def _server_timing(timings: Mapping[str, float]) -> str:
@@ -180,6 +184,9 @@ REMOVE_BODY = {
                         "max_size": {"type": "integer", "description": "shrink so the longer side is at most this"},
                         "quality": {"type": "integer", "default": 90, "description": "JPEG/WebP quality (WebP 100 = lossless)"},
                         "decontaminate": {"type": "string", "description": "auto | true | false: clean edge colours"},
+                        "subject": {"type": "string", "enum": list(SUBJECTS), "default": "auto",
+                                    "description": "auto: the person model, or the general model when no person is "
+                                    "found; person; general (when this server has it)"},
                     },
                 }
             },
@@ -198,8 +205,10 @@ REMOVE_BODY = {
         "parameters. Returns the encoded image; `X-Process-Time` (seconds) and `Server-Timing` "
         "say where the time went. When a crop cut the frame, `X-Crop-Box` (`left,top,right,bottom`) "
         "says where, in pixels of the photo as processed (`X-Frame-Size`, `WxH`: upright, after "
-        "`max_size`). Errors are JSON `{\"error\": {\"code\", \"message\"}}`: 400 bad "
-        "option, 413 upload too large, 415 not an image, 422 too many pixels, 503 busy (with "
+        "`max_size`). `X-Model` says which model made the matte (`person` or `general`); `X-Notice`, "
+        "when present, a warning for the user. Errors are JSON `{\"error\": {\"code\", \"message\"}}`: 400 bad "
+        "option, 413 upload too large, 415 not an image, 422 too many pixels or `empty_result` (no "
+        "subject found in the photo; the message says what to do), 503 busy (with "
         "`Retry-After`), 504 past the server's time limit (`MATTEKIT_REQUEST_TIMEOUT`)."
     ),
     openapi_extra=REMOVE_BODY,
@@ -207,7 +216,7 @@ REMOVE_BODY = {
     responses={
         200: {"content": {"image/png": {}, "image/webp": {}, "image/jpeg": {}}, "description": "the result"},
         400: {"description": "bad option"}, 413: {"description": "upload too large"},
-        415: {"description": "not an image"}, 422: {"description": "too many pixels"},
+        415: {"description": "not an image"}, 422: {"description": "too many pixels, or empty_result: no subject found"},
         503: {"description": "busy: retry after Retry-After seconds"},
         504: {"description": "past the server's time limit"},
     },
@@ -226,8 +235,9 @@ async def _remove(request: Request, deadline: Optional[Deadline], slot: Reservat
     check_fields(fields)
     bg_data = upload.files.get("bg_file")
     options = parse_options(fields, settings, bg_data is not None)
-    require_file(upload, "photo")
-    data = upload.files["file"]
+    data = upload.files.get("file")
+    if not data:
+        raise InvalidInput("no image: send the photo as the multipart field 'file' or as the request body")
     if bg_data is not None and not bg_data:
         raise InvalidInput("bg_file is empty")
     fit = (fields.get("bg_fit") or "fill").lower()
@@ -244,7 +254,10 @@ async def _remove(request: Request, deadline: Optional[Deadline], slot: Reservat
         "X-Image-Size": f"{out.size[0]}x{out.size[1]}",
         "Content-Disposition": f'inline; filename="cutout{imaging.EXTENSIONS[options.format]}"',
         "Cache-Control": "no-store",
+        "X-Model": out.model,
     }
+    if out.notice:
+        headers["X-Notice"] = out.notice
     if out.crop_box is not None and out.frame_size is not None:
         # Where the crop cut the (upright, resized) photo of X-Frame-Size: a viewer crops the
         # original to the same box to compare like with like.

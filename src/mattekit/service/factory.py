@@ -214,7 +214,7 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
 
         app.add_middleware(
             CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-            allow_headers=["*"], expose_headers=["X-Process-Time", "Server-Timing", "X-Image-Size", "X-Crop-Box", "X-Frame-Size",
+            allow_headers=["*"], expose_headers=["X-Process-Time", "Server-Timing", "X-Image-Size", "X-Crop-Box", "X-Frame-Size", "X-Model", "X-Notice",
                             "Retry-After", "X-Request-ID", *REMOVEBG_HEADERS],
         )
     app.add_middleware(GuardMiddleware, settings=settings, respond=respond)  # Host and cross-site checks

@@ -52,9 +52,12 @@ SIZES: dict[str, Optional[int]] = {
     "full": None, "4k": None, "auto": None, "50mp": None,
 }
 DEFAULT_SIZE = "preview"  # remove.bg's default, so a client gets the size it got there
+# remove.bg's ``type`` → our ``subject``: its person is our person model, every other type is a
+# subject for the general model, and auto is auto (the person model first).
 SUBJECT_TYPES = ("auto", "person")
 OTHER_TYPES = ("product", "animal", "car", "car_interior", "car_part", "transportation", "graphic",
                "graphics", "other")
+TYPE_SUBJECTS: dict[str, str] = {"auto": "auto", "person": "person", **{t: "general" for t in OTHER_TYPES}}
 TYPE_LEVELS = ("none", "1", "2", "latest")
 OUTPUTS = ("auto", "png", "jpg", "webp", "zip")
 CHANNELS = ("rgba", "alpha")
@@ -138,6 +141,7 @@ class Job:
     output: str  # one of OUTPUTS
     report_type: bool
     ignored: tuple[str, ...]
+    kind: str = "auto"  # remove.bg's type, as asked
 
 
 async def read_fields(request: Request, limit: int) -> tuple[dict[str, str], dict[str, bytes]]:
@@ -206,11 +210,7 @@ def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Any) 
         raise RemoveBgError("give one image: image_file or image_file_b64, not both", "multiple_sources")
     image = files["image_file"] if "image_file" in files else _b64(fields["image_file_b64"])
 
-    subject = fields.get("type", "auto").lower()
-    if subject in OTHER_TYPES:
-        raise RemoveBgError(f"type={subject} is not supported: this server's model cuts out people "
-                            f"(type=person or auto)", "unsupported_type")
-    _choice("type", subject, SUBJECT_TYPES)
+    kind = _choice("type", fields.get("type", "auto").lower(), tuple(TYPE_SUBJECTS))
     level = _choice("type_level", fields.get("type_level", "1").lower(), TYPE_LEVELS)
     size = _choice("size", fields.get("size", DEFAULT_SIZE).lower(), tuple(SIZES))
     output = _choice("format", fields.get("format", "auto").lower(), OUTPUTS)
@@ -218,7 +218,7 @@ def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Any) 
     _whole_image_only(fields)
 
     # A zip always holds both the colours and the matte, whatever channels says.
-    changes: dict[str, Any] = {"mask": alpha_only and output != "zip"}
+    changes: dict[str, Any] = {"mask": alpha_only and output != "zip", "subject": TYPE_SUBJECTS[kind]}
     background = files.get("bg_image_file")
     if background is not None and "bg_color" in fields:
         raise RemoveBgError("give one background: bg_color or bg_image_file, not both", "multiple_bg_sources")
@@ -241,7 +241,7 @@ def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Any) 
     # Only plain names, and a bounded list: they come from the client and go into a header.
     ignored = tuple(sorted(name for name in fields if (name in IGNORED or name not in KNOWN)
                            and _NAME.fullmatch(name)))[:MAX_REPORTED]
-    return Job(image, options, SIZES[size], output, level != "none", ignored)
+    return Job(image, options, SIZES[size], output, level != "none", ignored, kind)
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -327,6 +327,7 @@ class Rendered:
     size: tuple[int, int]
     subject: tuple[int, int, int, int]  # left, top, right, bottom in the result
     timings: dict[str, float]
+    model: str = "person"  # the model that made the matte (Result.model)
 
 
 def render(matter: Matter, job: Job, deadline: Optional[Deadline] = None) -> Rendered:
@@ -336,9 +337,14 @@ def render(matter: Matter, job: Job, deadline: Optional[Deadline] = None) -> Ren
         side = _longest_side(job.image, options.max_pixels, job.max_pixels_out)
         if side is not None:
             options = options.replace(max_size=side)
+    if options.subject == "general" and not matter.general.available():
+        raise RemoveBgError(f"type={job.kind} needs the general model, which this server does not have "
+                            "(its operator can run `mattekit model fetch general`); type=person works",
+                            "unsupported_type")
     result = matter.process(job.image, options, deadline=deadline)
-    if result.subject_box is None:
-        raise NoSubject("no person found in the image: nothing in it would stay in the cut-out")
+    if result.empty or result.subject_box is None:
+        # remove.bg's answer for a photo without a foreground: a 400, never an empty cut-out.
+        raise NoSubject(result.notice or "no subject found in the image: nothing in it would stay in the cut-out")
     check_deadline(deadline)
     t = time.perf_counter()
     image = result.image
@@ -353,7 +359,7 @@ def render(matter: Matter, job: Job, deadline: Optional[Deadline] = None) -> Ren
         opaque = image.convert("RGB") if output == "jpg" and image.mode == "RGBA" else image
         body, media = imaging.encode(opaque, output, options.quality, deadline=deadline), imaging.CONTENT_TYPES[output]
     result.timings["encode"] = time.perf_counter() - t
-    return Rendered(body, media, image.size, result.subject_box, result.timings)
+    return Rendered(body, media, image.size, result.subject_box, result.timings, result.model)
 
 
 def _longest_side(data: bytes, max_pixels: int, cap: int) -> Optional[int]:
@@ -387,7 +393,9 @@ router = APIRouter(prefix="/v1.0", dependencies=[Depends(require_key)], tags=["r
 _PARAMETERS = {
     "image_file_b64": "the photo, base64", "image_url": "refused: this server fetches nothing from URLs",
     "size": "preview|small|regular (0.25 MP), medium (1.5 MP), hd (4 MP), full|4k|auto (as large as the input)",
-    "type": "auto|person (other subject types are refused)", "type_level": "none|1|2|latest (none: no X-Type)",
+    "type": "auto|person|product|animal|car|transportation|graphic|other (person: the person model; the "
+            "others: the general model, where this server has it; auto: the person model, or the general "
+            "model when no person is found)", "type_level": "none|1|2|latest (none: no X-Type)",
     "format": "auto|png|jpg|webp|zip (zip: color.jpg + alpha.png)", "channels": "rgba|alpha",
     "bg_color": "hex (81d4fa, fff) or a colour name", "bg_image_url": "refused: nothing is fetched from URLs",
     "crop": "crop to the subject", "crop_margin": "with crop: one margin, 10px or 5% (at most 500px / 50%)",
@@ -456,7 +464,8 @@ async def _removebg(request: Request, deadline: Optional[Deadline], slot: Reserv
         "X-Process-Time": f"{sum(out.timings.values()):.3f}", "Cache-Control": "no-store",
     }
     if job.report_type:
-        headers["X-Type"] = "person"
+        # What was cut out, in remove.bg's words: a person, else the type asked for (or "other").
+        headers["X-Type"] = "person" if out.model == "person" else job.kind if job.kind in OTHER_TYPES else "other"
     if job.ignored:
         headers["X-Ignored-Parameters"] = ",".join(job.ignored)
     if "application/json" in request.headers.get("accept", "").lower():

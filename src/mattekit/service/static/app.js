@@ -25,6 +25,7 @@
     const fields = {
       format: $("#format").value,
       preset: $("#preset").value,
+      subject: $("#subject").value,
     };
     if ($("#max-size").value) fields.max_size = $("#max-size").value;
     const bg = $('input[name="bg"]:checked').value;
@@ -273,8 +274,10 @@
     const secs = parseFloat(response.headers.get("X-Process-Time") || "0");
     $(".info", item.node).textContent =
       `${response.headers.get("X-Image-Size") || ""} · ${formatBytes(blob.size)} · ${secs.toFixed(1)} s · ${describe(item.opts)}`;
-    render(item, "Done", "done");
-    say(`${item.file.name}: background removed`);
+    // X-Notice: the server's warning about this result (e.g. no clear person, and no general model).
+    const notice = response.headers.get("X-Notice");
+    render(item, notice ? `Done. Note: ${notice}` : "Done", "done");
+    say(`${item.file.name}: background removed${notice ? `. ${notice}` : ""}`);
   }
 
   function countdown(item, seconds) {
