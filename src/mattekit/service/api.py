@@ -25,7 +25,7 @@ from ..options import FORMATS, PRESETS, SUBJECTS, BackgroundImage, Options
 from .common import require_api_key, server_message, server_options, under_request_deadline
 from .deploy import StillsSlot, draining
 from .executor import Reservation
-from .uploads import check_fields, read_upload
+from .uploads import check_fields, read_upload, require_file
 
 __all__ = [
     "router", "STATIC_DIR", "CLIENT_FIELDS", "PAGE_HEADERS", "api", "index", "healthz", "readyz", "metrics",
@@ -235,9 +235,8 @@ async def _remove(request: Request, deadline: Optional[Deadline], slot: Reservat
     check_fields(fields)
     bg_data = upload.files.get("bg_file")
     options = parse_options(fields, settings, bg_data is not None)
-    data = upload.files.get("file")
-    if not data:
-        raise InvalidInput("no image: send the photo as the multipart field 'file' or as the request body")
+    require_file(upload, "photo")
+    data = upload.files["file"]
     if bg_data is not None and not bg_data:
         raise InvalidInput("bg_file is empty")
     fit = (fields.get("bg_fit") or "fill").lower()
