@@ -102,6 +102,8 @@ def process_video(
     cancel: Optional[Callable[[], bool]] = None,
     overwrite: bool = True,
     deadline: Optional[Deadline] = None,
+    warm_from: Optional[float] = None,
+    origin: Optional[float] = None,
 ) -> VideoResult:
     """Remove the background from every frame of ``source`` and write ``target``.
 
@@ -115,6 +117,10 @@ def process_video(
         cancel: polled between frames; when it returns True the work stops with
             :class:`~mattekit.errors.Cancelled` and nothing is left at ``target``.
         deadline: checked between frames, likewise (:class:`~mattekit.errors.DeadlineExceeded`).
+        warm_from: for one chunk of a longer run (:mod:`.chunks`): the frames from this many
+            seconds up to ``video.start`` go through the model to warm its recurrent state, and
+            are not written; ``origin``: the source time its timestamps count from (the whole
+            run's first frame), so that joined chunks carry a one-piece run's timestamps.
 
     Raises:
         InvalidInput (unreadable, corrupt or truncated clip), InvalidOption, TooLarge, Cancelled.
@@ -184,7 +190,7 @@ def process_video(
 
     def reader() -> None:
         try:
-            rng = Range(vopts.start, vopts.end, vopts.max_frames)
+            rng = Range(vopts.start, vopts.end, vopts.max_frames, warm_from, origin)
             if container is None:
                 read_webp(source, rng, decoded_q, run.stop, run.read, options.max_pixels)
             else:
@@ -231,6 +237,8 @@ def process_video(
                     return
                 if isinstance(item, AudioItem):
                     writer.audio(item.packet)
+                    continue
+                if item.warm:  # it has warmed the model's state; it is before the range
                     continue
                 if run.written == 0:
                     writer.start_sec = run.read.t0

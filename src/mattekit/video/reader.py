@@ -266,6 +266,7 @@ class VideoItem:
     rgb: np.ndarray
     pts: int  # in the output time base, 0 at the first kept frame
     matte: Optional[Matte] = None
+    warm: bool = False  # a chunk's warm-up frame: through the model for its state, never written
     job: Any = None  # the model's work on it between two stages (see pipeline.py)
 
 
@@ -313,6 +314,12 @@ class Range:
     start: float
     end: Optional[float]
     max_frames: Optional[int]
+    # A chunk of a longer run (video/chunks.py): the frames from here to ``start`` go through the
+    # model first, to warm RVM's recurrent state, and are not written.
+    warm_from: Optional[float] = None
+    # ... and its frames are stamped from this source time (the whole run's start), not from its own
+    # first frame, so the joined segments carry the same timestamps a one-piece run writes.
+    origin: Optional[float] = None
 
 
 def read_av(container: Any, rng: Range, audio: bool, out: "queue.Queue", stop: threading.Event, name: str,
@@ -332,9 +339,10 @@ def read_av(container: Any, rng: Range, audio: bool, out: "queue.Queue", stop: t
     aus = container.streams.audio[0] if (audio and container.streams.audio) else None
     tb = vs.time_base or Fraction(1, 90000)
     rate = frame_rate(vs)
-    if rng.start > 0:
-        try:
-            container.seek(int(rng.start / tb), stream=vs, backward=True, any_frame=False)
+    warm_from = rng.start if rng.warm_from is None else min(rng.warm_from, rng.start)
+    if warm_from > 0:
+        try:  # to the keyframe at or before the first frame wanted; decoding goes on from there
+            container.seek(int(warm_from / tb), stream=vs, backward=True, any_frame=False)
         except av.FFmpegError:
             log.debug("seek failed; decoding from the start")
     streams = [vs] + ([aus] if aus is not None else [])
@@ -360,6 +368,9 @@ def read_av(container: Any, rng: Range, audio: bool, out: "queue.Queue", stop: t
                 pts = frame.pts
                 sec = float(pts * tb) if pts is not None else count / float(rate)
                 if sec < rng.start - 0.5 / float(rate):
+                    if first_pts is None and sec >= warm_from - 0.5 / float(rate):
+                        rgb = upright(frame.to_ndarray(format="rgb24"), int(getattr(frame, "rotation", 0) or 0))
+                        put(out, VideoItem(rgb, 0, warm=True), stop)
                     continue
                 if rng.end is not None and sec >= rng.end - 1e-9:
                     state.frames, state.complete = count, True
@@ -369,7 +380,8 @@ def read_av(container: Any, rng: Range, audio: bool, out: "queue.Queue", stop: t
                     t0_sec = sec
                     state.t0 = sec  # before the first frame is queued: the writer shifts audio by it
                 rgb = upright(frame.to_ndarray(format="rgb24"), int(getattr(frame, "rotation", 0) or 0))
-                out_pts = (pts - first_pts) if pts is not None else int(round(count / float(rate) / tb))
+                base = first_pts if rng.origin is None else int(round(rng.origin / tb))
+                out_pts = (pts - base) if pts is not None else int(round(count / float(rate) / tb))
                 put(out, VideoItem(rgb, out_pts), stop)
                 count += 1
                 if rng.max_frames is not None and count >= rng.max_frames:

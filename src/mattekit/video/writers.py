@@ -73,6 +73,7 @@ class AvWriter:
         self.size: Optional[tuple[int, int]] = None
         self._resampler: Any = None
         self._copy_audio = False
+        self._remuxing = False
         self.start_sec = 0.0  # source time of the first frame written
 
     def _open(self, w: int, h: int) -> None:
@@ -87,6 +88,29 @@ class AvWriter:
         vs.thread_type = "AUTO"
         self.vs = vs
         self.size = (w, h)
+        self._open_audio()
+
+    def open_remux(self, template: Any) -> Any:
+        """Open the container with a video stream copied from ``template`` (a stream of an
+        already-encoded segment: its packets go in through :meth:`remux`, not re-encoded) and
+        the audio as :meth:`audio` writes it. Returns the new video stream."""
+        import av
+
+        self.container = av.open(str(self.tmp), "w", format=self.fmt)
+        self.vs = self.container.add_stream_from_template(template)
+        self._remuxing = True
+        self.size = (template.codec_context.width, template.codec_context.height)
+        self._open_audio()
+        return self.vs
+
+    def remux(self, packet: Any) -> None:
+        """One encoded video packet (from :meth:`open_remux`'s template's kind), timestamps set."""
+        packet.stream = self.vs
+        self.container.mux(packet)
+
+    def _open_audio(self) -> None:
+        import av
+
         if self.in_audio is not None:
             codec = self.in_audio.codec_context.name
             if codec in _AUDIO_COPY.get(self.fmt, set()):
@@ -153,8 +177,9 @@ class AvWriter:
     def close(self) -> None:
         if self.container is None:
             return
-        for packet in self.vs.encode(None):
-            self.container.mux(packet)
+        if not self._remuxing:  # a remuxed stream's packets came encoded: nothing to flush
+            for packet in self.vs.encode(None):
+                self.container.mux(packet)
         if self.aus is not None and not self._copy_audio:
             for out in self._resampler.resample(None):
                 for p in self.aus.encode(out):
