@@ -28,6 +28,12 @@ Parts (each a row group in ``bench/out/speed.json`` and ``bench/out/speed.md``):
 ``cli``
     ``mattekit remove FOLDER`` as a subprocess (start-up included) vs the demo looping over the
     same files in-process (model loaded once); a cold ``mattekit remove one.jpg``; ``--version``.
+``objects``
+    a photo without a person, end to end (JPEG bytes → RGBA PNG bytes, ``Matter.process`` +
+    ``Result.encode``, default options: ``subject=auto``): the dev things centre-cropped to
+    1080p, against the same people photos with ``subject=auto`` and ``subject=person`` (auto
+    must cost a person photo nothing). Median seconds per image and per stage, and the model
+    auto chose (issue 27).
 ``video``
     ``bench/video.py``'s end-to-end fps (720p and 1080p) when the video bench is present.
 ``server``
@@ -126,6 +132,17 @@ def ours_split(matter: Matter, options: Options, data: bytes) -> dict[str, float
     result.encode(options.format, options.quality)
     total = time.perf_counter() - t
     return {**result.timings, "total": total}
+
+
+def thing_photos(limit: int) -> list[Image.Image]:
+    """Photos without a person: the evaluation set's things, else the fetched samples."""
+    paths = sorted((EVAL / "things" / "image").glob("*.jpg"))
+    if not paths:
+        from samples import sample_path
+
+        paths = [sample_path(n) for n in ("cat", "coffee", "motorcycle", "rocket")]
+    step = max(1, len(paths) // limit)
+    return [Image.open(p).convert("RGB") for p in paths[::step][:limit]]
 
 
 # -- parts -------------------------------------------------------------------------------------
@@ -283,6 +300,32 @@ def _keep_min(best: Optional[dict[str, float]], acc: dict[str, float], n: int) -
     if best is None or sum(per.values()) < sum(best.values()):
         return per
     return best
+
+
+def part_objects(n_images: int, reps: int) -> list[dict]:
+    """Object photos with subject=auto, and people photos with auto and person, at 1080p."""
+    matter = Matter()
+    matter.process(photo_batch(thing_photos(1), SIZES["1080p"])[0])  # load both models
+    runs = [("objects", "auto", photo_batch(thing_photos(n_images), SIZES["1080p"])),
+            ("people", "auto", photo_batch(source_photos(n_images), SIZES["1080p"])),
+            ("people", "person", photo_batch(source_photos(n_images), SIZES["1080p"]))]
+    rows = []
+    for what, subject, batch in runs:
+        options = Options(subject=subject)  # type: ignore[arg-type]
+        splits: list[dict[str, float]] = []
+        chosen: list[str] = []
+        for rep in range(reps):
+            for data in batch:
+                t = time.perf_counter()
+                result = matter.process(data, options)
+                result.encode(options.format, options.quality)
+                splits.append({**result.timings, "total": time.perf_counter() - t})
+                if rep == 0:
+                    chosen.append(result.model)
+        stage = {k: 1000 * statistics.median(sp.get(k, 0.0) for sp in splits) for k in splits[0]}
+        rows.append({"photos": what, "subject": subject, "median_s": stage.pop("total") / 1000, "stage_ms": stage,
+                     "models": {m: chosen.count(m) for m in sorted(set(chosen))}})
+    return rows
 
 
 def part_encoders(reps: int) -> list[dict]:
@@ -469,6 +512,12 @@ def markdown(report: dict) -> str:
             *([["the demo's own cold run on the same file (`python bench/demo.py`)",
                 f"{c['demo_cold_one_image_median_s']:.2f}"]] if "demo_cold_one_image_median_s" in c else []),
             ["`mattekit --version`", f"{c['version_median_s']:.3f}"]])
+    if report.get("objects"):
+        lines += _table(["1080p JPEG → RGBA PNG, end to end", "subject", "median s", "decode", "matte",
+                         "compose", "encode", "model chosen"], [
+            [r["photos"], r["subject"], f"{r['median_s']:.2f}",
+             *(f"{r['stage_ms'].get(k, 0.0):.0f} ms" for k in ("decode", "matte", "compose", "encode")),
+             ", ".join(f"{m} {c}" for m, c in sorted(r["models"].items()))] for r in report["objects"]])
     if report.get("video"):
         lines += _table(["video", "output", "ratio", "fps"],
                         [[r["size"], r["output"], str(r.get("ratio", "auto")), f"{r['fps']:.1f}"] for r in report["video"]])
@@ -481,7 +530,7 @@ def markdown(report: dict) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parts", default="model,stills,work,encoders,cli,video,server")
+    ap.add_argument("--parts", default="model,stills,work,objects,encoders,cli,video,server")
     ap.add_argument("--quick", action="store_true", help="fewer images and repeats (a look, not a figure)")
     ap.add_argument("--images", type=int, default=None, help="photos per batch (default 8, quick 4)")
     ap.add_argument("--reps", type=int, default=None, help="alternated repeats (default 3, quick 1)")
@@ -508,6 +557,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("model", lambda: part_model(max(3, reps * 2))),
         ("stills", lambda: part_stills(n, reps, args.sizes.split(","))),
         ("work", lambda: part_work(n, reps, args.sizes.split(","))),
+        ("objects", lambda: part_objects(n, reps)),
         ("encoders", lambda: part_encoders(reps)),
         ("cli", lambda: part_cli(n, reps)),
         ("video", lambda: part_video(24 if args.quick else 60)),
