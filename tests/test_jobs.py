@@ -112,6 +112,7 @@ def test_cancel_a_running_job(server, clip):
     ({"crop": "true"}, "clip", 400, "invalid_option"),
     ({"output": "composite"}, "clip", 400, "invalid_option"),  # no background given
     ({"start": "2", "end": "1"}, "clip", 400, "invalid_option"),
+    ({"end": "1", "subject": "general"}, "clip", 400, "invalid_option"),  # video is for people only (issue 27)
 ])
 def test_limits_and_bad_requests_are_clear(server, clip, fields, body, status, code):
     rng = np.random.default_rng(1)

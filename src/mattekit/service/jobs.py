@@ -70,7 +70,8 @@ __all__ = [
 log = logging.getLogger("mattekit.service.jobs")
 
 # What a client may set on a video job (stills-only options such as crop or format are refused).
-JOB_FIELDS = frozenset({"output", "preset", "ratio", "bg", "bg_fit", "blur", "mask", "decontaminate", "start", "end"})
+JOB_FIELDS = frozenset({"output", "preset", "ratio", "bg", "bg_fit", "blur", "mask", "decontaminate", "start", "end",
+                        "subject"})
 
 
 def _media_types() -> dict[str, tuple[str, str]]:
@@ -538,6 +539,8 @@ def _parse(fields: Mapping[str, str], has_bg_file: bool, base: Options) -> tuple
         raise InvalidOption(f"unknown option {unknown[0]!r}; known: {', '.join(sorted(JOB_FIELDS | {'file', 'bg_file'}))}")
     stills = {k: v for k, v in fields.items() if k not in ("output", "start", "end") and not (k == "bg" and has_bg_file)}
     options = Options.from_fields(stills, base=base)
+    if options.subject == "general":  # said at admission, not as a failed job after the upload
+        raise InvalidOption("video is matted for people only (the person model): use subject auto or person for a clip")
     output = (fields.get("output") or "").strip().lower() or default_output(options, has_bg_file)
     if output not in JOB_OUTPUTS:
         raise InvalidOption(f"output must be one of {', '.join(JOB_OUTPUTS)}, not {output!r}")
