@@ -75,8 +75,12 @@ def test_ctrl_c_leaves_no_half_written_file(tmp_path, clip):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     target = out_dir / "clip.mov"
+    # A suite started in the background (`make test &` in a shell without job control) inherits
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler: the child gets the
+    # default disposition back, as a terminal's foreground job has it.
     proc = subprocess.Popen([sys.executable, "-m", "mattekit", "video", str(clip), "-o", str(target)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "MATTEKIT_THREADS": "2"})
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "MATTEKIT_THREADS": "2"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     # The writer's temp file exists from its first frame on; its bytes may reach the disk only
     # at the end (FFmpeg buffers them), so waiting for a size left the signal no window at all.
