@@ -122,6 +122,20 @@ def test_the_general_path_gets_the_same_finish(matter):
         assert Image.open(io.BytesIO(data)).size[0] > 0
 
 
+def test_batch_records_an_empty_result_as_an_error_naming_the_fix(matter_without_general, tmp_path):
+    from samples import sample_path
+
+    from mattekit import batch
+
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    spec = batch.Spec(batch.resolve(str(src)), batch.resolve(str(dst)), Options(), batch.VideoSettings())
+    path = sample_path("rocket")
+    record = batch.process_image(matter_without_general, spec, str(path), path.read_bytes())
+    assert record.status == "error" and "mattekit model fetch general" in (record.error or "")
+    assert not any(dst.rglob("*.png")) if dst.exists() else True
+
+
 # -- the CLI ---------------------------------------------------------------------------------------
 def mattekit(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mattekit", *args], capture_output=True, text=True,

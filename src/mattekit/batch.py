@@ -289,7 +289,9 @@ def process_image(matter: Any, spec: Spec, source: str, data: bytes) -> Record:
     target = target_for(relative(source, spec.src.path), "image", spec)
     t0 = time.perf_counter()
     try:
-        write_bytes(spec.dst, target, matter.remove_bytes(data, spec.options))
+        # An empty result (no subject found) is this file's error, never a transparent "ok".
+        result = matter.process(data, spec.options).raise_if_empty()
+        write_bytes(spec.dst, target, result.encode(spec.options.format, spec.options.quality))
         status, error = "ok", None
     except Exception as exc:  # one bad file must not fail the job
         status, error = "error", _error_text(exc)
