@@ -13,6 +13,16 @@
   let job = null;
   let timer = null;
   let resultUrl = null; // the fetched result when the server needs a key
+  let clipName = "video"; // the chosen file's name: the download keeps it, as the CLI does
+  // Outputs with see-through pixels: only these are shown over the checkerboard.
+  const TRANSPARENT = new Set(["webm", "mov"]);
+
+  // NAME-cutout.EXT, as `mattekit video NAME.mp4` names its output; EXT is the server's.
+  function downloadName(serverName) {
+    const ext = (/\.[A-Za-z0-9]+$/.exec(serverName || "") || [".webm"])[0];
+    const stem = clipName.replace(/\.[^.]*$/, "") || "video";
+    return `${stem}-cutout${ext}`;
+  }
 
   function show(text, percent, error = false) {
     els.status.hidden = false;
@@ -46,6 +56,7 @@
     els.result.hidden = true;
     els.player.removeAttribute("src");
     const form = fields();
+    clipName = file.name;
     form.append("file", file, file.name);
     show(`Uploading ${file.name}…`, 0);
     let r;
@@ -95,8 +106,10 @@
     }
     els.player.src = url;
     els.download.href = url;
-    // The server names the file from its table of output types: nothing to keep in step here.
-    els.download.setAttribute("download", state.filename || `video-${state.id}`);
+    // The server's name gives the type's extension (its table of output types); the stem is the clip's.
+    els.download.setAttribute("download", downloadName(state.filename));
+    // A composite or a matte has no see-through pixels: no checkerboard behind it.
+    els.player.parentElement.classList.toggle("checker", TRANSPARENT.has(state.output));
     els.result.hidden = false;
     // Browsers do not play ProRes: offer it as a download only.
     els.player.parentElement.hidden = state.media_type === "video/quicktime";
