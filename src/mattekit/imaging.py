@@ -82,8 +82,13 @@ MAX_JPEG_SCANS = 256
 _SOS = b"\xff\xda"
 
 
-def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, max_size: Optional[int] = None) -> Image.Image:
     """Open (lazily, header only) and check the pixel count before anything is decoded.
+
+    With ``max_size``, a JPEG is set to decode at 1/2, 1/4 or 1/8 scale (libjpeg's own reduction)
+    when that still leaves ``max_size`` pixels on its longer side, and the limit holds for what
+    is decoded: a 54 MP photo asked for at 1024 px is decoded at 1/8 scale, 0.8 MP, however
+    large the limit is. See :data:`REDUCED_JPEG_BOUND` for how far past the limit that goes.
 
     The caller closes the returned image when it is not ``source`` itself.
     """
@@ -122,7 +127,10 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
                 f"{name} is empty" if empty else f"{name} is not an image we can read ({READABLE})"
             ) from None
     try:
-        _check_header(img, max_pixels)
+        full = img.size
+        if max_size and img.format == "JPEG" and full[0] * full[1] <= REDUCED_JPEG_BOUND * max_pixels:
+            _draft(img, max_size)  # img.size is now what libjpeg will decode
+        _check_header(img, max_pixels, full)
     except BaseException:
         if img is not source:
             img.close()
@@ -130,11 +138,26 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
     return img
 
 
-def _check_header(img: Image.Image, max_pixels: int) -> None:
-    """What the header tells before any pixel is decoded: the size, and a JPEG's number of scans."""
+# A JPEG asked for at a smaller size may declare up to this many times the pixel limit, when its
+# reduced decode is within the limit: libjpeg then never holds the full picture, but a progressive
+# JPEG keeps every DCT coefficient (2 bytes each, 3-6 bytes a pixel) until its last scan, so the
+# header's size still bounds memory. Measured (peak RSS of the decode): a 54 MP progressive JPEG
+# at 1024 px 175 MB, the same baseline 33 MB, a 50 MP baseline decoded in full 686 MB; so at 2x
+# the limit a progressive JPEG costs about half what the limit in full does.
+REDUCED_JPEG_BOUND = 2
+
+
+def _check_header(img: Image.Image, max_pixels: int, full: Optional[tuple[int, int]] = None) -> None:
+    """What the header tells before any pixel is decoded: the size (``img.size``, reduced by a
+    JPEG's draft mode; ``full`` before it), and a JPEG's number of scans."""
     w, h = img.size
     if w * h > max_pixels:
-        raise TooLarge(f"image is {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,}")
+        fw, fh = full or (w, h)
+        hint = "shrink it first"
+        if img.format == "JPEG" and fw * fh <= REDUCED_JPEG_BOUND * max_pixels:
+            # Reduced on decode, a JPEG this large fits the limit: say how to ask for that.
+            hint += f", or ask for a smaller size (e.g. {option('max_size', '2048')}): a JPEG is then shrunk as it is decoded"
+        raise TooLarge(f"image is {fw}x{fh} = {fw * fh:,} pixels; the limit is {max_pixels:,}: {hint}")
     if w < 1 or h < 1:
         raise InvalidInput("image has no pixels")
     fp = getattr(img, "fp", None)
@@ -278,13 +301,12 @@ def decode(source: ImageSource, options: Optional[Options] = None, *, deadline: 
         return _decode_array(source, options)
     if deadline is not None and isinstance(source, (bytes, bytearray, memoryview)) and len(source):
         source = _Stepwise(bytes(source), deadline)
-    img = opened = open_image(source, options.max_pixels)
+    # With max_size, a JPEG is decoded reduced (draft mode), and the limit holds for that size.
+    img = opened = open_image(source, options.max_pixels, options.max_size)
     fmt = img.format
     try:
         if img.tell() != 0:  # a PIL image handed in on another frame: n_frames would walk them all
             img.seek(0)  # (a TIFF's IFD chain, in Python: 48,000 pages took 26 s)
-        if options.max_size and fmt == "JPEG":
-            _draft(img, options.max_size)
         if isinstance(source, _Stepwise):
             source.start(fmt)
         img.load()
