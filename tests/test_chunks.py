@@ -26,6 +26,11 @@ from mattekit.video import VideoOptions, process_video
 from mattekit.video.chunks import WARMUP_FRAMES, Chunk, plan_chunks, process_chunked
 from samples import sample_path
 
+try:  # the two-node cluster fixture (needs Ray; without it the cluster test is skipped below)
+    from test_batch import RAY_ENV, ray_cluster  # noqa: F401
+except pytest.skip.Exception:
+    RAY_ENV = {}
+
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
@@ -70,14 +75,15 @@ def clip() -> Path:
 
 
 @pytest.mark.parametrize("name,options", [
-    ("out.webm", Options()), ("out.mov", Options()), ("matte.mp4", Options(mask=True)),
-    ("comp.mp4", Options(background=parse_background("white"))),
+    ("out.webm", Options(preset="fast")), ("out.mov", Options(preset="fast")),
+    ("matte.mp4", Options(preset="fast", mask=True)),
+    ("comp.mp4", Options(preset="fast", background=parse_background("white"))),
 ])
 def test_chunks_join_with_the_frames_and_timestamps_of_one_piece(tmp_path, clip, name, options):
-    video = VideoOptions(max_frames=45)
+    video = VideoOptions(start=0.5, max_frames=30)
     one = process_video(clip, tmp_path / f"one-{name}", options, video)
-    joined = process_chunked(clip, tmp_path / name, options, video, chunks=3, executor="local")
-    assert joined.frames == one.frames == 45 and joined.chunks == 3
+    joined = process_chunked(clip, tmp_path / name, options, video, chunks=3, warmup=5, executor="local")
+    assert joined.frames == one.frames == 30 and joined.chunks == 3
     assert _video_stamps(tmp_path / name) == _video_stamps(tmp_path / f"one-{name}")
 
 
@@ -183,3 +189,16 @@ def _alphas(path: Path) -> list[np.ndarray]:
     with zipfile.ZipFile(path) as z:
         return [np.asarray(Image.open(io.BytesIO(z.read(n)))).astype(np.float64)[..., 3] / 255.0
                 for n in sorted(z.namelist())]
+
+
+# -- a real two-node cluster on loopback (the fixture of tests/test_batch.py) --------------------
+@pytest.mark.cluster
+def test_the_command_runs_chunks_on_a_two_node_cluster(ray_cluster, tmp_path, clip):
+    """The source goes to the other node through Ray's object store; segments come back the same way."""
+    target = tmp_path / "out.mov"
+    r = subprocess.run([sys.executable, "-m", "mattekit", "video", str(clip), "-o", str(target), "--chunks", "2",
+                        "--max-frames", "24", "--preset", "fast", "--address", ray_cluster],
+                       capture_output=True, text=True, env={**os.environ, **RAY_ENV}, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    one = process_video(clip, tmp_path / "one.mov", Options(preset="fast"), VideoOptions(max_frames=24))
+    assert one.frames == 24 and _video_stamps(target) == _video_stamps(tmp_path / "one.mov")
