@@ -165,6 +165,10 @@ def run_chunked(source: str, output: str, options: "Options", vopts: "VideoOptio
     except OSError as exc:
         out.print(f"[red]✗[/] {source}: cannot write {output}: {exc.strerror or exc}")
         return FAILED
+    except Exception as exc:  # Ray's own errors (a lost node, a refused connection): a line, not a trace
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        error(f"the chunked run could not finish: {type(exc).__name__}: {first}")
+        return FAILED
     audio = ", audio kept" if result.audio else ""
     out.print(f"[green]✓[/] {source} → {output} ({result.frames} frames in {result.chunks} chunks, "
               f"{result.frames / result.seconds:.1f} fps{audio})")
