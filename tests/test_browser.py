@@ -117,7 +117,8 @@ def test_error_state_and_phone_layout(page, base_url_live, output_dir: Path, tmp
     page.wait_for_selector('.card[data-state="error"]', timeout=60_000)
     message = page.locator('.card[data-state="error"] .status-text').inner_text()
     assert "not an image" in message  # the server's own message, shown to the user
-    assert page.locator('.card[data-state="error"] button.retry').is_visible()
+    # 415: the same photo gets the same answer, so no Retry (issue 28 item 8).
+    assert not page.locator('.card[data-state="error"] button.retry').is_visible()
     # Paste and drag-and-drop go through the same path (here: two more unreadable files).
     page.evaluate("""() => {
         const file = (name) => new File([new TextEncoder().encode('not a picture')], name, {type: 'image/png'});
@@ -225,3 +226,36 @@ def test_page_asks_for_the_api_key_then_works(page, sample_photo):
         page.wait_for_selector("#drop")
         page.wait_for_timeout(500)
         assert not page.is_visible("#auth")
+
+
+@pytest.mark.parametrize("status, retry", [(422, False), (400, False), (408, True), (429, True), (500, True), (503, True)])
+def test_retry_is_offered_only_where_it_can_help(page, base_url_live, sample_photo, status, retry):
+    """Issue 28 item 8: a 4xx but 401/408/429 is about the request itself (Apply offers a run with
+    other options); time, rate and server errors keep Retry. The API's answer is stubbed."""
+    body = {"error": {"code": "x", "message": f"stubbed {status}"}}
+    page.route("**/api/v1/remove", lambda route: route.fulfill(status=status, json=body, headers={"Retry-After": "1"}))
+    page.goto(base_url_live + "/")
+    page.set_input_files("#file-input", str(sample_photo))
+    page.wait_for_selector('.card[data-state="error"]', timeout=60_000)
+    assert f"stubbed {status}" in page.locator(".card .status-text").inner_text()
+    assert page.locator(".card button.retry").is_visible() == retry
+
+
+def test_a_heic_photo_says_it_has_no_preview(page, base_url_live, sample_photo, tmp_path: Path):
+    """Issue 28 item 8: Chromium cannot draw HEIC, so the "before" side showed the cut-out under
+    the slider; now the card says there is no preview and shows the cut-out alone."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    heic = tmp_path / "phone.heic"
+    with Image.open(sample_photo) as img:
+        pillow_heif.from_pillow(img.convert("RGB")).save(str(heic), quality=80)
+    page.goto(base_url_live + "/")
+    page.select_option("#preset", "fast")
+    page.set_input_files("#file-input", str(heic))
+    page.wait_for_selector('.card[data-state="done"]', timeout=RESULT_TIMEOUT_MS)
+    card = page.locator(".card")
+    assert "no-preview" in card.get_attribute("class")
+    note = card.locator(".preview-note")
+    assert note.is_visible() and "cannot show HEIC" in note.inner_text()
+    for part in (".handle", ".slider", ".tag-before", "img.before"):
+        assert not card.locator(part).is_visible(), part
+    assert card.locator("img.after").is_visible()

@@ -86,9 +86,9 @@
     for (const file of files) {
       const item = createItem(file);
       if (!/^image\//.test(file.type) && !/\.(jpe?g|png|webp|bmp|tiff?|gif|heic|heif|avif)$/i.test(file.name)) {
-        fail(item, "This is not an image file.");
+        fail(item, "This is not an image file.", true);
       } else if (file.size > limits.max_upload_bytes) {
-        fail(item, `Too large: ${formatBytes(file.size)} (the limit is ${formatBytes(limits.max_upload_bytes)}).`);
+        fail(item, `Too large: ${formatBytes(file.size)} (the limit is ${formatBytes(limits.max_upload_bytes)}).`, true);
       }
     }
     if (files.length) say(`${files.length} photo${files.length > 1 ? "s" : ""} added`);
@@ -134,7 +134,7 @@
     const before = $(".before", node);
     before.src = item.beforeUrl;
     before.alt = `Original: ${file.name}`;
-    before.addEventListener("error", () => node.classList.add("no-preview"));
+    before.addEventListener("error", () => noPreview(node, file));
     before.addEventListener("load", () => {
       $(".compare", node).style.setProperty("--ratio", `${before.naturalWidth} / ${before.naturalHeight}`);
     });
@@ -180,8 +180,28 @@
     refreshToolbar();
   }
 
-  function fail(item, message) {
+  // Chromium draws no HEIC/HEIF (nor some TIFFs): the "before" side would show the cut-out under
+  // the slider. Say so instead, and show the cut-out alone when it comes.
+  function noPreview(node, file) {
+    if (node.classList.contains("no-preview")) return;
+    node.classList.add("no-preview");
+    const note = document.createElement("p");
+    note.className = "preview-note";
+    const kind = (/\.([a-z0-9]+)$/i.exec(file.name || "") || [, "this"])[1].toUpperCase();
+    note.textContent = `No "before" preview: this browser cannot show ${kind} photos, so the cut-out is shown alone.`;
+    $(".compare", node).append(note);
+  }
+
+  // 4xx answers are about the request: the same photo with the same options gets the same
+  // answer, so Retry is not offered (changing an option offers Apply). Not 408 or 429 (time and
+  // rate), nor 401 (the page asks for the key, then the same request can succeed).
+  function permanentStatus(status) {
+    return status >= 400 && status < 500 && ![401, 408, 429].includes(status);
+  }
+
+  function fail(item, message, permanent = false) {
     clearInterval(item.timer);
+    item.node.classList.toggle("permanent", permanent);
     render(item, message, "error");
     $(".info", item.node).textContent = "Failed";
     say(`${item.file.name}: ${message}`);
@@ -246,7 +266,7 @@
     if (!response.ok) {
       let message = `The server answered ${response.status}.`;
       try { message = (await response.json()).error.message || message; } catch (e) { /* not JSON */ }
-      fail(item, message);
+      fail(item, message, permanentStatus(response.status));
       return;
     }
     const blob = await response.blob();
