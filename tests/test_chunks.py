@@ -130,10 +130,10 @@ def test_the_command_runs_chunks_on_embedded_ray(tmp_path, clip):
     target = tmp_path / "out.webm"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     r = subprocess.run([sys.executable, "-m", "mattekit", "video", str(clip), "-o", str(target), "--chunks", "2",
-                        "--max-frames", "40", "--preset", "fast"], capture_output=True, text=True, env=env, timeout=120)
+                        "--max-frames", "20", "--preset", "fast"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "40 frames in 2 chunks" in " ".join((r.stdout + r.stderr).split())
-    assert len(_video_stamps(target)) == 40
+    assert "20 frames in 2 chunks" in " ".join((r.stdout + r.stderr).split())
+    assert len(_video_stamps(target)) == 20
     assert not any(p.name.startswith("mattekit-segments-") for p in tmp_path.iterdir())  # segments cleaned up
 
 
@@ -193,12 +193,28 @@ def _alphas(path: Path) -> list[np.ndarray]:
 
 # -- a real two-node cluster on loopback (the fixture of tests/test_batch.py) --------------------
 @pytest.mark.cluster
-def test_the_command_runs_chunks_on_a_two_node_cluster(ray_cluster, tmp_path, clip):
-    """The source goes to the other node through Ray's object store; segments come back the same way."""
+def test_a_chunked_clip_and_a_batch_with_a_long_clip_run_on_a_two_node_cluster(ray_cluster, tmp_path, clip):
+    """The source goes to the other node through Ray's object store; segments come back the same way.
+    The batch cuts its long clip into chunks spread over both nodes and joins them."""
+    env = {**os.environ, **RAY_ENV}
     target = tmp_path / "out.mov"
     r = subprocess.run([sys.executable, "-m", "mattekit", "video", str(clip), "-o", str(target), "--chunks", "2",
                         "--max-frames", "24", "--preset", "fast", "--address", ray_cluster],
-                       capture_output=True, text=True, env={**os.environ, **RAY_ENV}, timeout=180)
+                       capture_output=True, text=True, env=env, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     one = process_video(clip, tmp_path / "one.mov", Options(preset="fast"), VideoOptions(max_frames=24))
     assert one.frames == 24 and _video_stamps(target) == _video_stamps(tmp_path / "one.mov")
+
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    (src / "long.mp4").write_bytes(clip.read_bytes())
+    r = subprocess.run([sys.executable, "-m", "mattekit", "batch", str(src), str(dst), "--chunk-seconds", "0.5",
+                        "--max-frames", "40", "--preset", "fast", "--video-output", "mov", "--address", ray_cluster],
+                       capture_output=True, text=True, env=env, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    import json
+
+    [record] = [json.loads(line) for line in (dst / "_mattekit_manifest.jsonl").read_text().splitlines()]
+    assert record["status"] == "ok" and record["note"] == "in 3 chunks", record
+    process_video(clip, tmp_path / "one40.mov", Options(preset="fast"), VideoOptions(max_frames=40))
+    assert _video_stamps(dst / "long.mov") == _video_stamps(tmp_path / "one40.mov")

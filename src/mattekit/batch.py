@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from .cluster import ACTOR_CPU_SHARE, READ_CPUS, Pool, check_reachable, connect, portable, size_pool
@@ -56,6 +57,9 @@ class VideoSettings:
     max_frames: Optional[int] = None
     max_duration: Optional[float] = None
     audio: bool = True
+    # Clips longer than twice this are cut into chunks of this many seconds, spread over the
+    # cluster like files and joined when their last chunk is done (video/chunks.py).
+    chunk_seconds: Optional[float] = None
 
     def kind(self, options: Options) -> str:
         from .video.outputs import default_output
@@ -562,16 +566,127 @@ def _run_videos(spec: Spec, items: list[Item], pool: Pool) -> Iterator[Record]:
     import ray
 
     task = ray.remote(process_video_item).options(num_cpus=pool.actor_cpus, max_retries=1)
-    pending = {task.remote(spec, item, pool.threads): item for item in items}
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            item = pending.pop(ref)
-            try:
-                yield ray.get(ref)
-            except Exception as exc:  # the task itself died (e.g. its worker was killed)
-                yield Record(spec.src.display(item.source), spec.dst.display(item.target), "video", "error",
-                             _error_text(exc), 0.0)
+    pending: dict[Any, Any] = {}  # task → the clip it is for (or, for a chunk, its _Split and index)
+    splits: list[_Split] = []
+    with tempfile.TemporaryDirectory(prefix="mattekit-batch-join-") as folder:
+        for item in items:
+            split = _split(spec, item, folder) if spec.video.chunk_seconds else None
+            if split is None:
+                pending[task.remote(spec, item, pool.threads)] = item
+                continue
+            splits.append(split)
+            for ref, chunk in split.submit(spec, pool):
+                pending[ref] = (split, chunk)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                what = pending.pop(ref)
+                if isinstance(what, tuple):
+                    split, chunk = what
+                    record = split.finished(spec, ref, chunk)
+                    if record is not None:
+                        for other in [r for r, w in pending.items() if isinstance(w, tuple) and w[0] is split]:
+                            ray.cancel(other)  # the clip has failed: its other chunks are wasted work
+                            pending.pop(other)
+                        yield record
+                    continue
+                try:
+                    yield ray.get(ref)
+                except Exception as exc:  # the task itself died (e.g. its worker was killed)
+                    yield Record(spec.src.display(what.source), spec.dst.display(what.target), "video", "error",
+                                 _error_text(exc), 0.0)
+
+
+@dataclass
+class _Split:
+    """A long clip cut into chunks: where its segments gather until the last is done."""
+
+    item: Item
+    local: str  # the clip on this machine (the join reads its audio)
+    shipped: Any  # what each chunk task gets: the path (SRC is local) or the bytes in the object store
+    times: Any  # video.chunks.FrameTimes
+    plan: list
+    folder: str
+    started: float = field(default_factory=time.perf_counter)
+    segments: dict = field(default_factory=dict)  # chunk index → segment path
+    failed: bool = False
+
+    def submit(self, spec: Spec, pool: Pool) -> Iterator[tuple[Any, Any]]:
+        import ray
+
+        from .video.chunks import chunk_task
+
+        task = ray.remote(chunk_task).options(num_cpus=pool.actor_cpus, max_retries=1)
+        vopts = spec.video.video_options(spec.options)
+        for chunk in self.plan:
+            yield task.remote(self.shipped, posixpath.splitext(self.item.source)[1], spec.options, vopts,
+                              spec.video.kind(spec.options), self.times, chunk, pool.threads, spec.device,
+                              spec.backend), chunk
+
+    def finished(self, spec: Spec, ref: Any, chunk: Any) -> Optional[Record]:
+        """A chunk is done: its segment is kept; the last one joins the clip. A record when the clip
+        is finished (joined, or failed at its first failed chunk), else None."""
+        import ray
+
+        from .video.chunks import join_segments, segment_kind
+        from .video.outputs import OUTPUTS
+
+        if self.failed:
+            return None
+        item = self.item
+
+        def record(status: str, error: Optional[str]) -> Record:
+            return Record(spec.src.display(item.source), spec.dst.display(item.target), "video", status, error,
+                          time.perf_counter() - self.started, note=f"in {len(self.plan)} chunks")
+        try:
+            data, _ = ray.get(ref)
+            ext = OUTPUTS[segment_kind(spec.video.kind(spec.options))].extension
+            path = os.path.join(self.folder, f"{id(self)}-{chunk.index:05d}{ext}")
+            Path(path).write_bytes(data)
+            self.segments[chunk.index] = Path(path)
+            if len(self.segments) < len(self.plan):
+                return None
+            segments = [self.segments[i] for i in range(len(self.plan))]
+            vopts = spec.video.video_options(spec.options)
+            kind = spec.video.kind(spec.options)
+            if spec.dst.local:
+                spec.dst.fs.create_dir(posixpath.dirname(item.target), recursive=True)
+                join_segments(segments, Path(item.target), kind, self.local, vopts, self.times, self.plan)
+            else:
+                joined = Path(self.folder) / f"{id(self)}-joined{OUTPUTS[kind].extension}"
+                join_segments(segments, joined, kind, self.local, vopts, self.times, self.plan)
+                _upload(str(joined), spec.dst, item.target)
+            for seg in segments:
+                seg.unlink(missing_ok=True)
+            return record("ok", None)
+        except Exception as exc:  # one chunk failed: the clip failed, the batch goes on
+            self.failed = True
+            return record("error", _error_text(exc))
+
+
+def _split(spec: Spec, item: Item, folder: str) -> Optional[_Split]:
+    """``item`` as chunks when it is longer than twice ``chunk_seconds``; None to run it whole
+    (short, or its length cannot be read here: the whole-clip task then says what is wrong)."""
+    from .video.chunks import frame_times, plan_chunks
+
+    seconds = spec.video.chunk_seconds
+    assert seconds is not None
+    try:
+        local = item.source if spec.src.local else _download(spec.src, item.source, tempfile.mkdtemp(dir=folder))
+        vopts = spec.video.video_options(spec.options)
+        times = frame_times(local, vopts)
+    except Exception:  # unreadable here: the whole-clip task records the reason
+        return None
+    length = len(times) / times.fps
+    if length <= 2 * seconds or (vopts.max_duration is not None and length > vopts.max_duration + 0.5 / times.fps):
+        return None  # short: whole; too long for --max-duration: the whole-clip task refuses it
+    import ray
+
+    plan = plan_chunks(len(times), chunk_frames=max(1, int(round(seconds * times.fps))))
+    # A local SRC is read where the task runs, as whole clips are (the same path on every node:
+    # a shared disk on a cluster); a bucket's clip goes through the object store once.
+    shipped = local if spec.src.local else ray.put(Path(local).read_bytes())
+    return _Split(item, local, shipped, times, plan, folder)
 
 
 __all__ = [

@@ -88,6 +88,9 @@ _DRAINED = b"\0mattekit: stderr drained\n"
 @click.option("--max-frames", type=int, default=None, help="Videos: process at most this many frames.")
 @click.option("--max-duration", type=float, default=None, help="Videos: refuse (record as failed) clips longer than this many seconds.")
 @click.option("--no-audio", is_flag=True, help="Videos: drop the source's audio.")
+@click.option("--chunk-seconds", type=float, default=None,
+              help="Videos longer than twice this are cut into chunks of this many seconds, matted across the "
+                   "cluster and joined (as mattekit video --chunk-seconds).")
 @click.option("--address", default=None,
               help="Join a Ray cluster: auto | host:port | ray://host:port. Default: an embedded Ray on this machine's cores.")
 @click.option("--workers", "-w", type=int, default=None,
@@ -95,7 +98,8 @@ _DRAINED = b"\0mattekit: stderr drained\n"
 @click.option("--threads", default=0, show_default=True, help="Inference threads (= CPUs) per worker; 0 = CPUs / workers, or 1.")
 @click.option("--overwrite", is_flag=True, help="Redo files whose output exists (default: skip them, so a rerun resumes).")
 def batch(src: str, dst: str, stills: dict[str, Any], video_output: Optional[str], start: float, end: Optional[float],
-          max_frames: Optional[int], max_duration: Optional[float], no_audio: bool, address: Optional[str],
+          max_frames: Optional[int], max_duration: Optional[float], no_audio: bool, chunk_seconds: Optional[float],
+          address: Optional[str],
           workers: Optional[int], threads: int, overwrite: bool) -> None:
     """Remove backgrounds from a whole folder or bucket of photos and videos, on Ray.
 
@@ -110,8 +114,10 @@ def batch(src: str, dst: str, stills: dict[str, Any], video_output: Optional[str
         options = Options.from_fields(stills, allow_paths=True)
         if threads < 0 or (workers is not None and workers < 1):
             raise InvalidOption("--workers must be 1 or more and --threads 0 or more")
+        if chunk_seconds is not None and not chunk_seconds > 0:
+            raise InvalidOption("--chunk-seconds must be a positive number of seconds")
         video = batching.VideoSettings(output=video_output, start=start, end=end, max_frames=max_frames,
-                                       max_duration=max_duration, audio=not no_audio)
+                                       max_duration=max_duration, audio=not no_audio, chunk_seconds=chunk_seconds)
         video.suffix(options)
         video.video_options(options)
         spec = batching.Spec(batching.resolve(src), batching.resolve(dst), options, video, device=current_device(),

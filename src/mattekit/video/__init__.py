@@ -10,7 +10,8 @@ One file per part:
 - :mod:`.writers`: the writers, behind the small ``Writer`` interface;
 - :mod:`.backgrounds`: what goes behind a composite, and composing a frame;
 - :mod:`.pipeline`: ``process_video`` (three threads) and ``write_frames``;
-- :mod:`.metrics`: ``alpha_sequence`` and ``flicker`` (temporal stability).
+- :mod:`.metrics`: ``alpha_sequence`` and ``flicker`` (temporal stability);
+- :mod:`.chunks`: ``process_chunked``, a long clip in chunks on Ray, joined without re-encoding.
 
 The names below load their module on first use, so ``import mattekit.video.outputs`` (the CLI's
 help text) does not pull in numpy or PyAV.
@@ -30,6 +31,7 @@ _LAZY = {
     "process_video": "pipeline", "write_frames": "pipeline", "Progress": "pipeline", "VideoResult": "pipeline",
     "QUEUE_FRAMES": "pipeline",
     "alpha_sequence": "metrics", "flicker": "metrics",
+    "process_chunked": "chunks",
     "VIDEO_SUFFIXES": "..formats",
 }  # beyond __all__: names the single-module video.py had, kept importable
 
