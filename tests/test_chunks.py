@@ -99,13 +99,18 @@ def test_a_joined_webm_keeps_its_alpha_and_the_first_chunk_is_the_one_piece_run(
     assert min(int(f[..., 3].min()) for f in two) == 0 and max(int(f[..., 3].max()) for f in two) == 255
 
 
-def test_png_frames_are_renumbered_into_one_zip(tmp_path, clip):
+def test_png_frames_are_renumbered_into_one_zip_or_folder(tmp_path, clip):
     video = VideoOptions(start=1.0, max_frames=12)
     process_video(clip, tmp_path / "one.zip", Options(), video)
     process_chunked(clip, tmp_path / "two.zip", Options(), video, chunks=3, executor="local")
     with zipfile.ZipFile(tmp_path / "one.zip") as a, zipfile.ZipFile(tmp_path / "two.zip") as b:
         assert b.namelist() == a.namelist() == [f"frame_{i:06d}.png" for i in range(12)]
         assert a.read("frame_000000.png") == b.read("frame_000000.png")
+    process_chunked(clip, tmp_path / "frames", Options(), video, chunks=2, executor="local")
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [f"frame_{i:06d}.png" for i in range(12)]
+    (tmp_path / "frames" / "notes.txt").write_text("mine")
+    with pytest.raises(InvalidOption, match="other files"):  # a folder is replaced only if it holds our frames
+        process_chunked(clip, tmp_path / "frames", Options(), video, chunks=2, executor="local")
 
 
 def test_the_source_audio_is_muxed_once_in_sync(tmp_path):

@@ -38,6 +38,7 @@ from ..errors import InvalidInput, InvalidOption
 from ..files import temp_path
 from ..options import Options
 from .outputs import OUTPUTS, VideoOptions, resolve_output
+from .writers import is_frame_file
 
 __all__ = [
     "WARMUP_FRAMES", "Chunk", "FrameTimes", "ChunkProgress", "plan_chunks", "frame_times", "chunk_options",
@@ -391,6 +392,9 @@ def process_chunked(
                             "or use a colour, blur or a picture")
     if target.exists() and not overwrite:
         raise InvalidOption(f"{target} exists")
+    if target.is_dir() and (not OUTPUTS[kind].folder or any(not is_frame_file(p) for p in target.iterdir())):
+        # Replacing a folder means deleting it: only one that holds nothing but our frames (as process_video).
+        raise InvalidOption(f"{target} is a folder with other files in it; write the frames to a new or empty folder")
     if executor not in ("ray", "local"):
         raise InvalidOption("executor must be 'ray' or 'local'")
     if chunk_seconds is not None and not (math.isfinite(chunk_seconds) and chunk_seconds > 0):
