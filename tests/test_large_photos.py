@@ -88,3 +88,21 @@ def test_the_size_option_gets_a_large_jpeg_past_the_limit(client, sample_photo):
                     files={"file": ("big.jpg", data, "image/jpeg")})
     assert r.status_code == 200, r.text
     assert r.headers["x-image-size"] == "512x320"
+
+
+def test_remove_bg_sizes_also_decode_a_large_jpeg_reduced(client, sample_photo):
+    """remove.bg's size presets become a max_size (removebg.py): they reach the reduced decode
+    too, and its refusals name its own parameters (size=preview), not ours or the CLI's."""
+    buf = io.BytesIO()
+    with Image.open(sample_photo) as img:
+        img.convert("RGB").resize((2400, 1500)).save(buf, "JPEG", quality=85)
+    data = buf.getvalue()
+    headers = {"X-Api-Key": "any"}
+    r = client.post("/v1.0/removebg", data={"size": "preview"}, headers=headers,
+                    files={"image_file": ("big.jpg", data, "image/jpeg")})
+    assert r.status_code == 200, r.text
+    r = client.post("/v1.0/removebg", data={"size": "full"}, headers=headers,
+                    files={"image_file": ("big.jpg", data, "image/jpeg")})
+    assert r.status_code == 422, r.text
+    title = r.json()["errors"][0]["title"]
+    assert "size=preview" in title and "max_size" not in title and "--" not in title, title

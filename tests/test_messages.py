@@ -41,6 +41,7 @@ def test_one_error_has_a_wording_per_face():
     assert str(exc) == exc.message == "give a background (e.g. --bg white) or use --mask"
     assert exc.worded("cli") == exc.message
     assert exc.worded("api") == "give a background (e.g. bg=white) or use mask=true"
+    assert exc.worded("removebg") == "give a background (e.g. bg_color=ffffff) or use channels=alpha"
     exc.message = "rewritten"  # a message rewritten since is that text for every face
     assert exc.worded("api") == "rewritten"
     with pytest.raises(KeyError):

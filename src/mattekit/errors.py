@@ -11,7 +11,7 @@ renders it in its own words (:meth:`MattekitError.worded`): ``--bg white`` for t
 from __future__ import annotations
 
 import re
-FACES = ("cli", "api")
+FACES = ("cli", "api", "removebg")
 
 # How each face names an option: the CLI's flag, the HTTP API's field, and the field's value when
 # the message gives none ("use --mask" is "use mask=true").
@@ -23,6 +23,8 @@ OPTION_NAMES: dict[str, tuple[str, str, str]] = {
     "output_type": ("--output-type", "output", ""),
     "format": ("--format", "format", ""),
 }
+# The remove.bg-compatible API's own parameters, where it has one (else it reads as our API).
+REMOVEBG_NAMES: dict[str, str] = {"max_size": "size=preview", "bg": "bg_color=ffffff", "mask": "channels=alpha"}
 _MARK = "\x1f"
 _OPTION = re.compile(_MARK + r"([a-z_]+)=([^" + _MARK + r"]*)" + _MARK)
 
@@ -41,6 +43,8 @@ def _render(template: str, face: str) -> str:
         value = m.group(2)
         if face == "cli":
             return f"{flag} {value}" if value else flag
+        if face == "removebg" and m.group(1) in REMOVEBG_NAMES:
+            return REMOVEBG_NAMES[m.group(1)]
         return f"{field}={value or default}" if value or default else field
 
     return _OPTION.sub(one, template)
@@ -168,6 +172,7 @@ def ffmpeg_reason(exc: BaseException) -> str:
 __all__ = [
     "FACES",
     "OPTION_NAMES",
+    "REMOVEBG_NAMES",
     "option",
     "ffmpeg_reason",
     "MattekitError",

@@ -37,11 +37,11 @@ def without_local_paths(message: str) -> str:
     return _LOCAL_PATH.sub(HIDDEN_PATH, message)
 
 
-def server_message(exc: MattekitError) -> str:
-    """What a client is told of ``exc``, in the API's words (its fields, never the CLI's flags):
-    an error about the server itself (5xx: the model, the disk, the install) says what and how
-    to fix it, without the server's paths."""
-    message = exc.worded("api")
+def server_message(exc: MattekitError, face: str = "api") -> str:
+    """What a client is told of ``exc``, in its API's words (``face``: its fields, never the CLI's
+    flags): an error about the server itself (5xx: the model, the disk, the install) says what
+    and how to fix it, without the server's paths."""
+    message = exc.worded(face)
     return without_local_paths(message) if exc.http_status >= 500 else message
 
 

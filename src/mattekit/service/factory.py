@@ -77,6 +77,18 @@ def _responders(modules: list[ModuleType]) -> Callable[[Request], Responder]:
     return pick
 
 
+def _faces(modules: list[ModuleType]) -> Callable[[Request], str]:
+    """The wording of a request's errors (:data:`mattekit.errors.FACES`): a module's ``FACE`` under
+    its ``ERROR_PREFIX`` (remove.bg's parameters for its clients), else our API's."""
+    prefixed = [(m.ERROR_PREFIX, getattr(m, "FACE", "api")) for m in modules if hasattr(m, "ERROR_PREFIX")]
+
+    def pick(request: Request) -> str:
+        path = request.url.path
+        return next((face for prefix, face in prefixed if path.startswith(prefix)), "api")
+
+    return pick
+
+
 def _routers() -> list[ModuleType]:
     modules = []
     for name in ROUTER_MODULES:
@@ -208,7 +220,7 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
     app.state.on_drain = []  # callables run once at SIGTERM (see deploy.start_draining)
 
     respond = _responders(modules)
-    _add_error_handlers(app, pool, metrics, respond)
+    _add_error_handlers(app, pool, metrics, respond, _faces(modules))
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -241,7 +253,8 @@ def _short(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + "…"
 
 
-def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics, respond: Callable[[Request], Responder]) -> None:
+def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics, respond: Callable[[Request], Responder],
+                        face: Callable[[Request], str]) -> None:
     @app.exception_handler(MattekitError)
     async def mattekit_error(request: Request, exc: MattekitError) -> JSONResponse:
         headers = None
@@ -254,8 +267,8 @@ def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics, respond:
         elif exc.http_status == 401:  # RFC 9110: a 401 names the scheme it wants
             headers = {"WWW-Authenticate": 'Bearer realm="mattekit"'}
         metrics.errors.labels(exc.code).inc()
-        message = server_message(exc)
-        if message != exc.message:  # the paths go to the log, never to the client
+        message = server_message(exc, face(request))
+        if message != exc.worded(face(request)):  # the paths go to the log, never to the client
             log.warning("%s while serving %s: %s", exc.code, loggable(request.url.path), exc.message)
         return respond(request)(exc.http_status, exc.code, _short(message), headers)
 

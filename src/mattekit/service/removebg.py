@@ -36,13 +36,14 @@ from .executor import Reservation
 from .uploads import BadRequest, check_fields, limited_stream, read_upload
 
 __all__ = [
-    "router", "ERROR_PREFIX", "SIZES", "DEFAULT_SIZE", "SUBJECT_TYPES", "OTHER_TYPES", "TYPE_LEVELS",
+    "router", "ERROR_PREFIX", "FACE", "SIZES", "DEFAULT_SIZE", "SUBJECT_TYPES", "OTHER_TYPES", "TYPE_LEVELS",
     "OUTPUTS", "CHANNELS", "IGNORED", "FILE_FIELDS", "KNOWN", "UNLIMITED", "MAX_REPORTED", "RemoveBgError",
     "Forbidden", "NoSubject", "error_response", "require_key", "Job", "read_fields", "parse", "Rendered",
     "render", "REMOVEBG_BODY", "removebg", "account",
 ]
 
 ERROR_PREFIX = "/v1.0/"
+FACE = "removebg"  # errors name remove.bg's parameters (size=preview), not ours (mattekit.errors)
 
 # Result size caps in pixels, as remove.bg defines its sizes; None = as large as the input
 # (and this server's MATTEKIT_MAX_PIXELS) allows. Never upscaled.
@@ -364,7 +365,9 @@ def render(matter: Matter, job: Job, deadline: Optional[Deadline] = None) -> Ren
 
 def _longest_side(data: bytes, max_pixels: int, cap: int) -> Optional[int]:
     """The ``max_size`` that brings the photo down to ``cap`` pixels; None when it is within."""
-    img = imaging.open_image(data, max_pixels)  # the header only
+    # The header only. Up to the bound, a JPEG past the limit is decoded reduced with the
+    # max_size found here (imaging.open_image); decode holds everything else to the limit.
+    img = imaging.open_image(data, max_pixels * imaging.REDUCED_JPEG_BOUND)
     try:
         w, h = img.size
     finally:
