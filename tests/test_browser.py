@@ -259,3 +259,16 @@ def test_a_heic_photo_says_it_has_no_preview(page, base_url_live, sample_photo, 
     for part in (".handle", ".slider", ".tag-before", "img.before"):
         assert not card.locator(part).is_visible(), part
     assert card.locator("img.after").is_visible()
+
+
+def test_an_empty_file_is_told_it_is_empty(page, base_url_live, tmp_path: Path):
+    """Issue 28 item 3: the page showed "send the photo as the multipart field 'file'" for an
+    empty file, which it had sent in that field; the server now says the file is empty."""
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    page.goto(base_url_live + "/")
+    page.set_input_files("#file-input", str(empty))
+    page.wait_for_selector('.card[data-state="error"]', timeout=60_000)
+    message = page.locator(".card .status-text").inner_text()
+    assert "empty file" in message and "multipart" not in message, message
+    assert not page.locator(".card button.retry").is_visible()
