@@ -33,8 +33,11 @@ def test_a_54_mp_jpeg_at_1024_px_is_decoded_at_an_eighth():
     assert decoded.rgb.shape == (683, 1024, 3)
     assert time.perf_counter() - t0 < 5.0
     with pytest.raises(TooLarge) as caught:
-        imaging.decode(data, Options(max_pixels=50_000_000))
+        imaging.decode(data, Options(max_pixels=50_000_000), offer_size=True)
     assert "max_size=2048" in caught.value.worded("api") and "--max-size 2048" in str(caught.value)
+    with pytest.raises(TooLarge) as caught:  # a background: no size to ask for, so none is offered
+        imaging.decode(data, Options(max_pixels=50_000_000))
+    assert "shrink it first" in str(caught.value) and "max" not in str(caught.value).split("limit is")[1]
 
 
 @pytest.mark.parametrize("progressive", [False, True])

@@ -11,6 +11,7 @@ renders it in its own words (:meth:`MattekitError.worded`): ``--bg white`` for t
 from __future__ import annotations
 
 import re
+
 FACES = ("cli", "api", "removebg")
 
 # How each face names an option: the CLI's flag, the HTTP API's field, and the field's value when

@@ -82,13 +82,16 @@ MAX_JPEG_SCANS = 256
 _SOS = b"\xff\xda"
 
 
-def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, max_size: Optional[int] = None) -> Image.Image:
+def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, max_size: Optional[int] = None,
+               *, offer_size: bool = False) -> Image.Image:
     """Open (lazily, header only) and check the pixel count before anything is decoded.
 
     With ``max_size``, a JPEG is set to decode at 1/2, 1/4 or 1/8 scale (libjpeg's own reduction)
     when that still leaves ``max_size`` pixels on its longer side, and the limit holds for what
     is decoded: a 54 MP photo asked for at 1024 px is decoded at 1/8 scale, 0.8 MP, however
     large the limit is. See :data:`REDUCED_JPEG_BOUND` for how far past the limit that goes.
+    ``offer_size``: the caller can ask for a smaller size (the photo, not a background), so a
+    refusal that one would avoid says so.
 
     The caller closes the returned image when it is not ``source`` itself.
     """
@@ -130,7 +133,7 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, max_si
         full = img.size
         if max_size and img.format == "JPEG" and full[0] * full[1] <= REDUCED_JPEG_BOUND * max_pixels:
             _draft(img, max_size)  # img.size is now what libjpeg will decode
-        _check_header(img, max_pixels, full)
+        _check_header(img, max_pixels, full, offer_size)
     except BaseException:
         if img is not source:
             img.close()
@@ -147,14 +150,15 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, max_si
 REDUCED_JPEG_BOUND = 2
 
 
-def _check_header(img: Image.Image, max_pixels: int, full: Optional[tuple[int, int]] = None) -> None:
+def _check_header(img: Image.Image, max_pixels: int, full: Optional[tuple[int, int]] = None,
+                  offer_size: bool = False) -> None:
     """What the header tells before any pixel is decoded: the size (``img.size``, reduced by a
     JPEG's draft mode; ``full`` before it), and a JPEG's number of scans."""
     w, h = img.size
     if w * h > max_pixels:
         fw, fh = full or (w, h)
         hint = "shrink it first"
-        if img.format == "JPEG" and fw * fh <= REDUCED_JPEG_BOUND * max_pixels:
+        if offer_size and img.format == "JPEG" and fw * fh <= REDUCED_JPEG_BOUND * max_pixels:
             # Reduced on decode, a JPEG this large fits the limit: say how to ask for that.
             hint += f", or ask for a smaller size (e.g. {option('max_size', '2048')}): a JPEG is then shrunk as it is decoded"
         raise TooLarge(f"image is {fw}x{fh} = {fw * fh:,} pixels; the limit is {max_pixels:,}: {hint}")
@@ -288,13 +292,14 @@ def _upright(img: Image.Image) -> Image.Image:
         return img
 
 
-def decode(source: ImageSource, options: Optional[Options] = None, *, deadline: Optional[Deadline] = None) -> Decoded:
+def decode(source: ImageSource, options: Optional[Options] = None, *, deadline: Optional[Deadline] = None,
+           offer_size: bool = False) -> Decoded:
     """Decode a still: first frame, EXIF-upright, sRGB, RGB uint8 (+ its own alpha).
 
     Raises :class:`InvalidInput` (not an image, truncated, corrupt) or :class:`TooLarge`
     (more than ``options.max_pixels``), before decoding any pixel data where the header tells.
     ``deadline``: checked between the steps and, for encoded bytes, at every read of the decoder
-    (:class:`DeadlineExceeded` when past it).
+    (:class:`DeadlineExceeded` when past it). ``offer_size``: see :func:`open_image`.
     """
     options = options or Options()
     if isinstance(source, np.ndarray):
@@ -302,7 +307,7 @@ def decode(source: ImageSource, options: Optional[Options] = None, *, deadline: 
     if deadline is not None and isinstance(source, (bytes, bytearray, memoryview)) and len(source):
         source = _Stepwise(bytes(source), deadline)
     # With max_size, a JPEG is decoded reduced (draft mode), and the limit holds for that size.
-    img = opened = open_image(source, options.max_pixels, options.max_size)
+    img = opened = open_image(source, options.max_pixels, options.max_size, offer_size=offer_size)
     fmt = img.format
     try:
         if img.tell() != 0:  # a PIL image handed in on another frame: n_frames would walk them all

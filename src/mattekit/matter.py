@@ -110,7 +110,7 @@ class Matter:
         opts = (options or self.options).replace(**changes) if changes else (options or self.options)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        decoded = imaging.decode(source, opts, deadline=deadline)
+        decoded = imaging.decode(source, opts, deadline=deadline, offer_size=True)  # a refusal may name max_size
         bg = opts.background
         if isinstance(bg, BackgroundImage) and not isinstance(bg.source, Decoded) and not opts.mask:
             # before the model runs: a bad background image should cost nothing
