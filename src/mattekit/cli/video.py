@@ -82,9 +82,6 @@ def video(source: str, output: Optional[str], output_type: Optional[str], stills
         if (chunks is not None and chunks < 1) or (chunk_seconds is not None and not chunk_seconds > 0) \
                 or (warmup is not None and warmup < 0) or (workers is not None and workers < 1):
             raise InvalidOption("--chunks and --workers must be 1 or more, --chunk-seconds positive, --warmup 0 or more")
-        if chunked and bg_video is not None:
-            raise InvalidOption("a background video cannot be used with --chunks yet: leave --chunks out, "
-                                "or use a colour, blur or a picture")
     if chunked:
         raise SystemExit(run_chunked(source, output, options, vopts, chunks=chunks, chunk_seconds=chunk_seconds,
                                      warmup=warmup, address=address, workers=workers, threads=threads or None))

@@ -20,8 +20,9 @@ __all__ = ["Backgrounds", "compose_frame"]
 class Backgrounds:
     """The background layer for each frame: fixed (colour, image), per frame (blur) or a clip."""
 
-    def __init__(self, options: Options, vopts: VideoOptions) -> None:
+    def __init__(self, options: Options, vopts: VideoOptions, skip: int = 0) -> None:
         self.bg = options.background
+        self.skip = skip  # frames of the looped background clip already behind earlier chunks
         self.video = vopts.background_video
         self.max_pixels = options.max_pixels  # a background clip's frames too, each one
         self._fixed: Optional[np.ndarray] = None
@@ -41,13 +42,18 @@ class Backgrounds:
         return self._fixed
 
     def _clip_frames(self) -> Generator[np.ndarray, None, None]:
+        skip = self.skip
         while True:  # loop the clip for as long as the foreground lasts
             got = 0
             for frame in read_frames(self.video, max_pixels=self.max_pixels):  # type: ignore[arg-type]
                 got += 1
+                if skip > 0:
+                    skip -= 1
+                    continue
                 yield frame[:, :, :3]
             if got == 0:
                 raise InvalidInput(f"background video {self.video} has no frames")
+            skip %= got  # a chunk deep into a long clip: whole loops of the background are not decoded again
 
     def _next_video_frame(self, w: int, h: int) -> np.ndarray:
         import cv2

@@ -157,10 +157,11 @@ def run_chunk(source: Union[str, os.PathLike], segment: Union[str, os.PathLike],
               video: VideoOptions, kind: str, times: FrameTimes, chunk: Chunk, *, engine: Any = None) -> int:
     """Matte one chunk of ``source`` into ``segment`` (a file of ``segment_kind(kind)``). Frames written."""
     from .pipeline import process_video
+    from .reader import Part
 
     vopts, warm_from = chunk_options(video, kind, times, chunk)
-    result = process_video(source, segment, options, vopts, engine=engine, warm_from=warm_from,
-                           origin=times.seconds[0])
+    result = process_video(source, segment, options, vopts, engine=engine,
+                           part=Part(warm_from, times.seconds[0], chunk.first))
     if result.frames != chunk.frames:
         raise InvalidInput(f"{Path(source).name}: chunk {chunk.index + 1} gave {result.frames} frames "
                            f"of {chunk.frames} (a clip whose timestamps jump cannot be cut frame-accurately)")
@@ -238,7 +239,7 @@ def _join_av(segments: Sequence[Path], target: Path, kind: str, source: Union[st
         def video_packets(i: int) -> Iterator[tuple[float, int, Any]]:
             stream = opened[i].streams.video[0]
             tb = stream.time_base or Fraction(1, 90000)
-            # Segments are stamped from the run's first frame (run_chunk's origin), so the shift is
+            # Segments are stamped from the run's first frame (run_chunk's Part.origin), so the shift is
             # 0; a muxer that starts every file at 0 would be put right here.
             shift: Optional[int] = None
             place = int(round((times.seconds[chunks[i].first] - t0) / tb))
@@ -386,10 +387,6 @@ def process_chunked(
     kind = resolve_output(target, options, video)
     if options.subject == "general":
         raise InvalidOption("video is matted for people only (RVM): use subject auto or person for a clip")
-    if video.background_video is not None:
-        # A background clip restarts at each chunk's first frame; the joined result would jump.
-        raise InvalidOption("a background video cannot be used with --chunks yet: leave --chunks out, "
-                            "or use a colour, blur or a picture")
     if target.exists() and not overwrite:
         raise InvalidOption(f"{target} exists")
     if target.is_dir() and (not OUTPUTS[kind].folder or any(not is_frame_file(p) for p in target.iterdir())):

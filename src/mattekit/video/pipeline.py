@@ -37,7 +37,7 @@ from ..options import Options
 from .backgrounds import Backgrounds, compose_frame
 from .outputs import OUTPUTS, VideoOptions, resolve_output
 from .reader import (
-    END, AudioItem, Range, ReadState, Stop, VideoInfo, VideoItem, frame_rate, get, is_webp, open_input, probe, put,
+    END, AudioItem, Part, Range, ReadState, Stop, VideoInfo, VideoItem, frame_rate, get, is_webp, open_input, probe, put,
     read_av, read_webp,
 )
 from .writers import is_frame_file, remove
@@ -102,8 +102,7 @@ def process_video(
     cancel: Optional[Callable[[], bool]] = None,
     overwrite: bool = True,
     deadline: Optional[Deadline] = None,
-    warm_from: Optional[float] = None,
-    origin: Optional[float] = None,
+    part: Optional[Part] = None,
 ) -> VideoResult:
     """Remove the background from every frame of ``source`` and write ``target``.
 
@@ -117,10 +116,8 @@ def process_video(
         cancel: polled between frames; when it returns True the work stops with
             :class:`~mattekit.errors.Cancelled` and nothing is left at ``target``.
         deadline: checked between frames, likewise (:class:`~mattekit.errors.DeadlineExceeded`).
-        warm_from: for one chunk of a longer run (:mod:`.chunks`): the frames from this many
-            seconds up to ``video.start`` go through the model to warm its recurrent state, and
-            are not written; ``origin``: the source time its timestamps count from (the whole
-            run's first frame), so that joined chunks carry a one-piece run's timestamps.
+        part: this run is one chunk of a longer one (:mod:`.chunks`): where it sits, see
+            :class:`~.reader.Part` (its warm-up frames are matted and not written).
 
     Raises:
         InvalidInput (unreadable, corrupt or truncated clip), InvalidOption, TooLarge, Cancelled.
@@ -161,7 +158,7 @@ def process_video(
     presets.check_lowres(options.preset, options.ratio, info.height, info.width, options.max_lowres_pixels,
                          video=True)
 
-    backgrounds = Backgrounds(options, vopts) if spec.needs_background else None  # a bad picture fails here
+    backgrounds = Backgrounds(options, vopts, skip=part.first if part else 0) if spec.needs_background else None  # a bad picture fails here
     stages = presets.stream(engine, options.preset, options.ratio, foreground=clean).stages()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(target)
@@ -190,7 +187,7 @@ def process_video(
 
     def reader() -> None:
         try:
-            rng = Range(vopts.start, vopts.end, vopts.max_frames, warm_from, origin)
+            rng = Range(vopts.start, vopts.end, vopts.max_frames, *((part.warm_from, part.origin) if part else ()))
             if container is None:
                 read_webp(source, rng, decoded_q, run.stop, run.read, options.max_pixels)
             else:

@@ -22,7 +22,7 @@ from ..errors import InvalidInput, MattekitError, TooLarge, ffmpeg_reason
 from ..options import DEFAULT_MAX_PIXELS
 
 __all__ = [
-    "VideoInfo", "probe", "read_frames", "upright", "open_input", "frame_rate", "is_webp", "Range", "ReadState",
+    "VideoInfo", "probe", "read_frames", "upright", "open_input", "frame_rate", "is_webp", "Part", "Range", "ReadState",
     "VideoItem", "AudioItem", "END", "Stop", "put", "get", "read_av", "read_webp", "bound_decoder", "check_frame",
     "FFMPEG_PIXEL_SLACK", "DEMUXERS", "CONTAINERS",
 ]
@@ -307,6 +307,21 @@ def upright(arr: np.ndarray, rotation: int) -> np.ndarray:
     """Pixels as shown: PyAV hands frames as stored, with the display rotation beside them."""
     k = (rotation // 90) % 4
     return np.ascontiguousarray(np.rot90(arr, k=k)) if k else arr
+
+
+@dataclass(frozen=True)
+class Part:
+    """Where one chunk of a longer run (video/chunks.py) sits in it, for :func:`~.pipeline.process_video`.
+
+    ``warm_from``: the source time (s) from which frames go through the model, up to the chunk's
+    start, to warm RVM's recurrent state (not written); ``origin``: the source time the run's
+    timestamps count from (its first frame), so joined chunks carry a one-piece run's timestamps;
+    ``first``: the chunk's first frame's index in the run (where a background clip has got to).
+    """
+
+    warm_from: float
+    origin: float
+    first: int
 
 
 @dataclass
