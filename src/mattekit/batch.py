@@ -616,12 +616,12 @@ class _Split:
 
         from .video.chunks import chunk_task
 
-        task = ray.remote(chunk_task).options(num_cpus=pool.actor_cpus, max_retries=1)
+        task: Any = ray.remote(chunk_task).options(num_cpus=pool.actor_cpus, max_retries=1)  # Ray types 9 arguments at most
         vopts = spec.video.video_options(spec.options)
         for chunk in self.plan:
             yield task.remote(self.shipped, posixpath.splitext(self.item.source)[1], spec.options, vopts,
-                              spec.video.kind(spec.options), self.times, chunk, pool.threads, spec.device,
-                              spec.backend), chunk
+                              spec.video.kind(spec.options), self.times, chunk,
+                              (pool.threads, spec.device, spec.backend)), chunk
 
     def finished(self, spec: Spec, ref: Any, chunk: Any) -> Optional[Record]:
         """A chunk is done: its segment is kept; the last one joins the clip. A record when the clip

@@ -331,12 +331,14 @@ def _engine(threads: Optional[int], device: Optional[str], backend: Optional[str
 
 
 def chunk_task(source: Union[str, bytes], suffix: str, options: Options, video: VideoOptions, kind: str,
-               times: FrameTimes, chunk: Chunk, threads: Optional[int], device: Optional[str],
-               backend: Optional[str]) -> tuple[bytes, float]:
+               times: FrameTimes, chunk: Chunk, engine_spec: tuple[Optional[int], Optional[str], Optional[str]],
+               background: Optional[bytes] = None) -> tuple[bytes, float]:
     """One chunk where it runs (a Ray task, or this process): the source as a path or its bytes
-    (a cluster's other machines cannot read this one's files); returns the segment's bytes and
-    the seconds it took."""
+    (a cluster's other machines cannot read this one's files), and likewise a background clip's
+    bytes in ``background`` (``video.background_video`` names its suffix); returns the segment's
+    bytes and the seconds it took. ``engine_spec``: the engine's (threads, device, backend)."""
     started = time.perf_counter()
+    threads, device, backend = engine_spec
     if threads:
         import cv2
 
@@ -347,6 +349,10 @@ def chunk_task(source: Union[str, bytes], suffix: str, options: Options, video: 
         path = source if isinstance(source, str) else os.path.join(tmp, "in" + suffix)
         if isinstance(source, bytes):
             Path(path).write_bytes(source)
+        if background is not None and video.background_video is not None:
+            bg = Path(tmp) / ("bg" + Path(video.background_video).suffix)
+            bg.write_bytes(background)
+            video = replace(video, background_video=bg)
         segment = Path(tmp) / f"segment{ext}"
         run_chunk(path, segment, options, video, kind, times, chunk, engine=engine)
         return segment.read_bytes(), time.perf_counter() - started
@@ -447,10 +453,12 @@ def _run_ray(source: Any, segs: list[Path], options: Options, video: VideoOption
         # On a cluster the other machines cannot open this machine's file: its bytes go through
         # Ray's object store, once (each task fetches them to its node).
         shipped: Any = str(source) if not address else ray.put(Path(source).read_bytes())
-        task = ray.remote(chunk_task).options(num_cpus=pool.actor_cpus, max_retries=1)
+        bg = video.background_video
+        background = ray.put(Path(bg).read_bytes()) if (address and bg is not None) else None
+        task: Any = ray.remote(chunk_task).options(num_cpus=pool.actor_cpus, max_retries=1)  # Ray types 9 arguments at most
         shipped_options = portable(options)
-        pending = {task.remote(shipped, Path(source).suffix, shipped_options, video, kind, times, c, pool.threads, device,
-                               backend): c for c in plan}
+        pending = {task.remote(shipped, Path(source).suffix, shipped_options, video, kind, times, c,
+                               (pool.threads, device, backend), background): c for c in plan}
         took = [0.0] * len(plan)
         done = frames = 0
         while pending:
