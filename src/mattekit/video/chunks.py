@@ -403,6 +403,10 @@ def process_chunked(
     if chunk_seconds is not None and not (math.isfinite(chunk_seconds) and chunk_seconds > 0):
         raise InvalidOption("--chunk-seconds must be a positive number of seconds")
     started = time.perf_counter()
+    # Ray's workers do not share this process's working directory: paths go to them absolute.
+    source = Path(source).resolve()
+    if video.background_video is not None:
+        video = replace(video, background_video=Path(video.background_video).resolve())
     times = frame_times(source, video)
     per = None if chunk_seconds is None else max(1, int(round(chunk_seconds * times.fps)))
     plan = plan_chunks(len(times), chunks=chunks if per is None else None, chunk_frames=per, warmup=warmup)
