@@ -214,6 +214,7 @@ def _join_frames(segments: Sequence[Path], target: Path, as_zip: bool) -> None:
 def _join_av(segments: Sequence[Path], target: Path, kind: str, source: Union[str, os.PathLike],
              video: VideoOptions, times: FrameTimes, chunks: Sequence[Chunk]) -> bool:
     import heapq
+    import itertools
 
     import av
 
@@ -227,23 +228,27 @@ def _join_av(segments: Sequence[Path], target: Path, kind: str, source: Union[st
         end = min(end, video.end)
     src = open_input(source) if (video.audio and spec.audio) else None
     in_audio = src.streams.audio[0] if (src is not None and src.streams.audio) else None
-    opened = [av.open(str(seg)) for seg in segments]
+    first = av.open(str(segments[0]))  # the template of the output's video stream
     tmp = temp_path(target)
     writer = None
     try:
-        template = opened[0].streams.video[0]
+        template = first.streams.video[0]
         writer = AvWriter(tmp, spec, in_audio, frame_rate(template), template.time_base or Fraction(1, 90000))
         writer.start_sec = t0
         writer.open_remux(template)
 
         def video_packets(i: int) -> Iterator[tuple[float, int, Any]]:
-            stream = opened[i].streams.video[0]
+            with av.open(str(segments[i])) as opened:  # one at a time: a 2-hour clip may have 700 segments
+                yield from segment_packets(i, opened)
+
+        def segment_packets(i: int, opened: Any) -> Iterator[tuple[float, int, Any]]:
+            stream = opened.streams.video[0]
             tb = stream.time_base or Fraction(1, 90000)
             # Segments are stamped from the run's first frame (run_chunk's Part.origin), so the shift is
             # 0; a muxer that starts every file at 0 would be put right here.
             shift: Optional[int] = None
             place = int(round((times.seconds[chunks[i].first] - t0) / tb))
-            for packet in opened[i].demux(stream):
+            for packet in opened.demux(stream):
                 if packet.size == 0:
                     continue
                 if shift is None:  # a segment starts on a keyframe: its first packet is its first frame
@@ -276,8 +281,9 @@ def _join_av(segments: Sequence[Path], target: Path, kind: str, source: Union[st
                     return
                 yield t - t0, 1, packet
 
-        streams = [video_packets(i) for i in range(len(opened))]
-        for _, what, packet in heapq.merge(*streams, audio_packets(), key=lambda x: (x[0], x[1])):
+        # The segments follow each other in time, so their packets chained are in order already.
+        pictures = itertools.chain.from_iterable(video_packets(i) for i in range(len(segments)))
+        for _, what, packet in heapq.merge(pictures, audio_packets(), key=lambda x: (x[0], x[1])):
             if what == 0:
                 writer.remux(packet)
             else:
@@ -291,8 +297,7 @@ def _join_av(segments: Sequence[Path], target: Path, kind: str, source: Union[st
         remove(tmp)
         raise
     finally:
-        for c in opened:
-            c.close()
+        first.close()
         if src is not None:
             src.close()
 
