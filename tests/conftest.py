@@ -114,3 +114,15 @@ def pytest_collection_modifyitems(config, items):
     # has run, and later tests that call asyncio.run() there then fail. Browser tests go last.
     # (Tests that launch their own browser, e.g. with a fake camera, ask for "browser_type".)
     items.sort(key=lambda item: bool({"page", "browser_type"} & set(getattr(item, "fixturenames", ()))))
+
+
+@pytest.fixture(scope="session")
+def general_model() -> Path:
+    """The general model's file (``make model`` fetches it), or a skip that says how to get it."""
+    from mattekit.errors import ModelUnavailable
+    from mattekit.zoo import isnet
+
+    try:
+        return isnet.locate().path
+    except ModelUnavailable as exc:
+        pytest.skip(f"{exc} (`make model` fetches it for the tests)")

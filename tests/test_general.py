@@ -18,17 +18,9 @@ from PIL import Image
 from mattekit import Options, models, route
 from mattekit.errors import EmptyResult, InvalidOption, ModelUnavailable
 from mattekit.matter import Matter
-from mattekit.zoo import isnet
 
 OBJECTS = ("cat", "coffee", "motorcycle", "rocket")
 
-
-@pytest.fixture(scope="session")
-def general_model() -> Path:
-    try:
-        return isnet.locate().path
-    except ModelUnavailable as exc:
-        pytest.skip(f"{exc} (`make model` fetches it for the tests)")
 
 
 @pytest.fixture(scope="session")

@@ -19,13 +19,6 @@ from mattekit.errors import InvalidOption, ModelUnavailable
 from mattekit.zoo import isnet
 
 
-@pytest.fixture(scope="session")
-def general_model() -> Path:
-    try:
-        return isnet.locate().path
-    except ModelUnavailable as exc:
-        pytest.skip(f"{exc} (`make model` fetches it for the tests)")
-
 
 def test_every_registered_model_has_a_store_and_the_cli_names_them_all():
     from mattekit.cli.model import _NAMES
