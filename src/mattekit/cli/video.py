@@ -99,6 +99,19 @@ def default_target(source: str, kind: str) -> str:
     return str(path.with_name(f"{path.stem}{CUTOUT_SUFFIX}{output_spec(kind).extension}"))
 
 
+def _ended(out: Any, source: str, output: str, exc: BaseException) -> int:
+    """Say on one line why a clip's run ended early (Ctrl-C, our error, a write that failed); its
+    exit status. Both runs, one piece and chunked, end the same ways."""
+    if isinstance(exc, KeyboardInterrupt):
+        out.print(f"[yellow]interrupted[/]: nothing written to {output}")
+        return INTERRUPTED
+    if isinstance(exc, OSError) and not isinstance(exc, MattekitError):
+        out.print(f"[red]✗[/] {source}: cannot write {output}: {exc.strerror or exc}")
+        return FAILED
+    out.print(f"[red]✗[/] {source}: {exc}")
+    return FAILED
+
+
 def run_video(source: str, output: str, options: "Options", vopts: "VideoOptions", *, threads: int,
               device: Optional[str] = None, backend: Optional[str] = None) -> int:
     """Process one clip with a progress bar; Ctrl-C leaves nothing at ``output``. Exit status."""
@@ -112,15 +125,8 @@ def run_video(source: str, output: str, options: "Options", vopts: "VideoOptions
                       transient=True) as bar:
             result = process_video(source, output, options, vopts,
                                    progress=lambda p: bar.update(completed=p.done, total=p.total or None, fps=p.fps))
-    except KeyboardInterrupt:
-        out.print(f"[yellow]interrupted[/]: nothing written to {output}")
-        return INTERRUPTED
-    except MattekitError as exc:
-        out.print(f"[red]✗[/] {source}: {exc}")
-        return FAILED
-    except OSError as exc:
-        out.print(f"[red]✗[/] {source}: cannot write {output}: {exc.strerror or exc}")
-        return FAILED
+    except (KeyboardInterrupt, MattekitError, OSError) as exc:
+        return _ended(out, source, output, exc)
     audio = ", audio kept" if result.audio else ""
     out.print(f"[green]✓[/] {source} → {output} ({result.frames} frames, {result.width}x{result.height}, "
               f"{result.frames / result.seconds:.1f} fps{audio})")
@@ -150,18 +156,11 @@ def run_chunked(source: str, output: str, options: "Options", vopts: "VideoOptio
                 threads=threads, device=current_device(), backend=current_backend(), verbose=verbose,
                 progress=lambda p: bar.update(completed=p.done, total=p.total, frames=f"{p.frames} frames",
                                               description=f"{Path(source).name}: chunks"))
-    except KeyboardInterrupt:
-        out.print(f"[yellow]interrupted[/]: nothing written to {output}")
-        return INTERRUPTED
     except (MissingExtra, ClusterUnavailable) as exc:
         error(str(exc))  # as batch says it ("mattekit: error: …"), with no markup to eat "[cluster]"
         return FAILED
-    except MattekitError as exc:
-        out.print(f"[red]✗[/] {source}: {exc}")
-        return FAILED
-    except OSError as exc:
-        out.print(f"[red]✗[/] {source}: cannot write {output}: {exc.strerror or exc}")
-        return FAILED
+    except (KeyboardInterrupt, MattekitError, OSError) as exc:
+        return _ended(out, source, output, exc)
     except Exception as exc:  # Ray's own errors (a lost node, a refused connection): a line, not a trace
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         error(f"the chunked run could not finish: {type(exc).__name__}: {first}")
