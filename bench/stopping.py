@@ -310,22 +310,15 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("all", "overrun", "sweep", "process", "checks"), default="all")
+    parts = {"overrun": overruns, "sweep": sweep, "process": process_costs, "checks": check_costs}
+    ap.add_argument("--part", choices=("all", *parts), default="all")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     report: dict[str, Any] = {"cpu": cpu()}
-    if args.part in ("all", "overrun"):
-        report["overrun"] = overruns()
-        print(json.dumps(report["overrun"], indent=1), flush=True)
-    if args.part in ("all", "sweep"):
-        report["sweep"] = sweep()
-        print(json.dumps(report["sweep"], indent=1), flush=True)
-    if args.part in ("all", "process"):
-        report["process"] = process_costs()
-        print(json.dumps(report["process"], indent=1), flush=True)
-    if args.part in ("all", "checks"):
-        report["checks"] = check_costs()
-        print(json.dumps(report["checks"], indent=1), flush=True)
+    for name, measure in parts.items():
+        if args.part in ("all", name):
+            report[name] = measure()
+            print(json.dumps(report[name], indent=1), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"stopping-{args.part}.json").write_text(json.dumps(report, indent=1))
     (args.out / f"stopping-{args.part}.md").write_text(markdown(report))
