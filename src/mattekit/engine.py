@@ -25,6 +25,7 @@ import numpy as np
 from .deadline import Deadline
 from .deadline import check as check_deadline
 from .errors import InvalidInput, InvalidOption, ModelUnavailable
+from .lazy import Lazy
 from .fastpath import STATE_IN as _STATE_IN  # RVM's recurrent inputs, in RecurrentState.tensors order
 
 __all__ = [
@@ -605,25 +606,17 @@ def _share_cpu_arena() -> bool:
         return _arena_shared
 
 
-_engine: Optional[Engine] = None
-_engine_lock = threading.Lock()
+_engine: Lazy[Engine] = Lazy(Engine)
 
 
 def get_engine(**kwargs) -> Engine:
     """The process-wide engine, created on first use (thread-safe). ``kwargs`` apply only then."""
-    global _engine
-    if _engine is None:
-        with _engine_lock:
-            if _engine is None:
-                _engine = Engine(**kwargs)
-    return _engine
+    return _engine.get(**kwargs)
 
 
 def set_engine(engine: Optional[Engine]) -> None:
     """Replace the process-wide engine (e.g. with other threads or an explicit model path)."""
-    global _engine
-    with _engine_lock:
-        _engine = engine
+    _engine.set(engine)
 
 
 def providers_summary(providers: Sequence[str]) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 from .deadline import Deadline
 from .deadline import check as check_deadline
 from .errors import ModelUnavailable
+from .lazy import Lazy
 
 __all__ = ["DEFAULT_SIZE", "DEFAULT_FP32", "GeneralEngine", "get_general", "set_general", "preprocess"]
 
@@ -132,21 +133,13 @@ class GeneralEngine:
         return postprocess(out, h, w)
 
 
-_general: Optional[GeneralEngine] = None
-_general_lock = threading.Lock()
+_general: Lazy[GeneralEngine] = Lazy(GeneralEngine)
 
 
 def get_general(**kwargs: Any) -> GeneralEngine:
     """The process-wide general engine, created on first use (``kwargs`` apply only then)."""
-    global _general
-    if _general is None:
-        with _general_lock:
-            if _general is None:
-                _general = GeneralEngine(**kwargs)
-    return _general
+    return _general.get(**kwargs)
 
 
 def set_general(engine: Optional[GeneralEngine]) -> None:
-    global _general
-    with _general_lock:
-        _general = engine
+    _general.set(engine)
