@@ -71,7 +71,8 @@ test: $(TEST_STAMP) model browser web samples check docs
 
 # Lint and types on the package (settings in pyproject.toml).
 check: $(TEST_STAMP)
-	$(VENV)/bin/ruff check src
+	$(VENV)/bin/ruff check src tests bench app.py
+	$(VENV)/bin/ruff format --check src tests bench app.py
 	$(VENV)/bin/mypy
 
 # The docs site (docs/*.md through Sphinx + MyST); a warning is an error.

@@ -44,13 +44,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from speed import cpu_name  # noqa: E402
+from video import _street_clip, _upscaled  # noqa: E402
+
 from mattekit import backends, fastpath, metrics  # noqa: E402
 from mattekit.engine import Engine, auto_ratio  # noqa: E402
 from mattekit.options import Options, parse_background  # noqa: E402
 from mattekit.stages import STAGES  # noqa: E402
 from mattekit.video import VideoOptions, alpha_sequence, process_video, read_frames  # noqa: E402
-from speed import cpu_name  # noqa: E402
-from video import _street_clip, _upscaled  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 EVAL = Path(os.environ.get("MATTEKIT_EVAL_DIR") or ROOT.parent / "shared" / "eval")
@@ -79,8 +80,8 @@ def _overlapped(engine: Engine, x: np.ndarray, frames: int) -> None:
     threads (one intra-op thread each), the state carried through the middle one."""
     engine = engine.with_threads(max(1, (engine.threads or backends.cpu_cores()) // len(STAGES)))  # as StagedStream does
     backend = engine.backend
-    q1: "queue.Queue" = queue.Queue(4)
-    q2: "queue.Queue" = queue.Queue(4)
+    q1: queue.Queue = queue.Queue(4)
+    q2: queue.Queue = queue.Queue(4)
 
     def encode() -> None:
         for _ in range(frames):
@@ -134,8 +135,13 @@ def part_model(reps: int, calls: int) -> list[dict]:
                 times[key].append((time.perf_counter() - t) / calls)
         base = statistics.median(times[(BASE, "one piece, in turn")])
         for (name, mode), ts in times.items():
-            row = {"size": f"{w}x{h}", "backend": name, "mode": mode, "ms": statistics.median(ts) * 1e3,
-                   "vs_onnxruntime": statistics.median(ts) / base}
+            row = {
+                "size": f"{w}x{h}",
+                "backend": name,
+                "mode": mode,
+                "ms": statistics.median(ts) * 1e3,
+                "vs_onnxruntime": statistics.median(ts) / base,
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
@@ -175,8 +181,7 @@ def part_profile(runs: int = 13) -> list[dict]:
             by_op: dict[str, float] = {}
             for name, ms in per_node.items():
                 by_op[op_of[name]] = by_op.get(op_of[name], 0.0) + statistics.median(ms[3:])
-            row = {"part": part, "ms": sum(by_op.values()),
-                   "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1]))}
+            row = {"part": part, "ms": sum(by_op.values()), "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1]))}
             rows.append(row)
             print(json.dumps(row), flush=True)
     total = sum(r["ms"] for r in rows)
@@ -184,7 +189,6 @@ def part_profile(runs: int = 13) -> list[dict]:
     rows.append({"part": "all", "ms": total, "conv_ms": conv, "conv_share": conv / total})
     print(json.dumps(rows[-1]), flush=True)
     return rows
-
 
 
 def _deep_blocks(backbone: Path, tmp: Path, h: int = 360, w: int = 640) -> tuple[Path, str, list[str]]:
@@ -204,8 +208,13 @@ def _deep_blocks(backbone: Path, tmp: Path, h: int = 360, w: int = 640) -> tuple
     deep_rows = -(-h // 16)
     is_deep = {name: len(shape) == 4 and shape[2] == deep_rows for name, shape in rows.items()}
     weights = {i.name for i in model.graph.initializer}
-    boundary = {i for n in inferred.graph.node if is_deep.get(n.output[0]) for i in n.input
-                if i and i not in weights and len(rows.get(i, [])) == 4 and rows[i][2] > deep_rows}
+    boundary = {
+        i
+        for n in inferred.graph.node
+        if is_deep.get(n.output[0])
+        for i in n.input
+        if i and i not in weights and len(rows.get(i, [])) == 4 and rows[i][2] > deep_rows
+    }
     assert len(boundary) == 1, f"expected one tensor into the 1/16 blocks, found {sorted(boundary)}"
     outputs = [o.name for o in model.graph.output if is_deep.get(o.name)]
     path = tmp / "deep.onnx"
@@ -238,13 +247,18 @@ def part_deep_bf16() -> list[dict]:
         deep16 = _PerShape(deep_path, 1)
         x = np.random.default_rng(0).random((1, 3, 360, 640), dtype=np.float32)
         boundary = early.run(None, {fastpath.LOWRES_INPUT: x})[0]
-        for name, session in (("backbone (whole part), ONNX Runtime fp32", None),
-                              ("its 1/16 blocks, ONNX Runtime fp32", deep32), ("its 1/16 blocks, OpenVINO bf16", deep16)):
+        for name, session in (
+            ("backbone (whole part), ONNX Runtime fp32", None),
+            ("its 1/16 blocks, ONNX Runtime fp32", deep32),
+            ("its 1/16 blocks, OpenVINO bf16", deep16),
+        ):
+
             def call(session=session):
                 if session is None:
                     engine.run_part("backbone", {fastpath.LOWRES_INPUT: x})
                 else:
                     session.run(None, {into: boundary})
+
             for _ in range(3):
                 call()
             times = []
@@ -287,8 +301,14 @@ def _difference(alpha: np.ndarray, want: np.ndarray) -> tuple[float, float]:
 
 def _summary(what: str, mode: str, found: list[tuple[float, float]]) -> dict:
     """One row over the photos' (mean, p99.9) differences: their means, and the worst p99.9."""
-    return {"what": what, "mode": mode, "photos": len(found), "mean_255": float(np.mean([a for a, _ in found])),
-            "p999_255": float(np.mean([p for _, p in found])), "worst_p999_255": float(np.max([p for _, p in found]))}
+    return {
+        "what": what,
+        "mode": mode,
+        "photos": len(found),
+        "mean_255": float(np.mean([a for a, _ in found])),
+        "p999_255": float(np.mean([p for _, p in found])),
+        "worst_p999_255": float(np.max([p for _, p in found])),
+    }
 
 
 def _network_alpha(session, rgb: np.ndarray, ratio: float, state: list, noise: bool = False) -> np.ndarray:
@@ -349,15 +369,22 @@ def part_video(frames_cap: int) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="mattekit-bench-backends-") as tmpname:
         tmp = Path(tmpname)
         clips = {720: src, 1080: _upscaled(src, frames_cap, (1920, 1080), tmp)}
-        runs = [(720, "transparent WebM (VP9 alpha)", "out.webm", Options()),
-                (1080, "composite MP4 on colour", "out.mp4", Options(background=parse_background("white")))]
+        runs = [
+            (720, "transparent WebM (VP9 alpha)", "out.webm", Options()),
+            (1080, "composite MP4 on colour", "out.mp4", Options(background=parse_background("white"))),
+        ]
         for name in _names():
             engine = Engine(backend=name).load()
             process_video(src, tmp / "warm.webm", Options(), VideoOptions(max_frames=3), engine=engine)
             for height, label, target, options in runs:
                 result = process_video(clips[height], tmp / target, options, VideoOptions(max_frames=frames_cap), engine=engine)
-                row = {"backend": name, "size": f"{result.width}x{result.height}", "output": label,
-                       "fps": result.frames / result.seconds, "frames": result.frames}
+                row = {
+                    "backend": name,
+                    "size": f"{result.width}x{result.height}",
+                    "output": label,
+                    "fps": result.frames / result.seconds,
+                    "frames": result.frames,
+                }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     return rows
@@ -366,18 +393,23 @@ def part_video(frames_cap: int) -> list[dict]:
 def markdown(report: dict) -> str:
     lines = [f"Machine: {report['cpu']}; auto picks `{report['auto']}` here.", ""]
     if report["model"]:
-        lines += ["| low-resolution network, per frame | backend | run | ms | vs ONNX Runtime fp32 |",
-                  "|---|---|---|---:|---:|"]
-        lines += [f"| {r['size']} | {r['backend']} | {r['mode']} | {r['ms']:.1f} | {r['vs_onnxruntime']:.2f}x |"
-                  for r in report["model"]]
+        lines += ["| low-resolution network, per frame | backend | run | ms | vs ONNX Runtime fp32 |", "|---|---|---|---:|---:|"]
+        lines += [
+            f"| {r['size']} | {r['backend']} | {r['mode']} | {r['ms']:.1f} | {r['vs_onnxruntime']:.2f}x |"
+            for r in report["model"]
+        ]
         lines.append("")
     if report["accuracy"]:
-        lines += ["| alpha vs the fp32 full graph (dev photos) | run | mean (1/255) | p99.9 (1/255), mean / worst photo | dtSSD comp_D |",
-                  "|---|---|---:|---:|---:|"]
+        lines += [
+            "| alpha vs the fp32 full graph (dev photos) | run | mean (1/255) | p99.9 (1/255), mean / worst photo | dtSSD comp_D |",
+            "|---|---|---:|---:|---:|",
+        ]
         for r in report["accuracy"]:
             dt = f"{r['dtssd_comp_D']:.3f}" if "dtssd_comp_D" in r else "–"
             label = r["what"] if r["what"] == NOISE else f"backend {r['what']}"
-            lines.append(f"| {label} | {r['mode']} | {r['mean_255']:.3f} | {r['p999_255']:.2f} / {r['worst_p999_255']:.2f} | {dt} |")
+            lines.append(
+                f"| {label} | {r['mode']} | {r['mean_255']:.3f} | {r['p999_255']:.2f} / {r['worst_p999_255']:.2f} | {dt} |"
+            )
         lines.append("")
         lines.append("(the noise rows' dtSSD is the fp32 full graph's own)")
         lines.append("")
@@ -390,8 +422,10 @@ def markdown(report: dict) -> str:
         lines.append(f"| all three | {r['ms']:.1f} | Conv {r['conv_ms']:.1f} ({r['conv_share']:.0%}) |")
         lines.append("")
     if report.get("deep_bf16"):
-        lines += ["| the bf16 backbone variant | ms at 640x360, 1 thread | alpha vs fp32, stills: mean / p99.9 mean / worst (1/255) |",
-                  "|---|---:|---:|"]
+        lines += [
+            "| the bf16 backbone variant | ms at 640x360, 1 thread | alpha vs fp32, stills: mean / p99.9 mean / worst (1/255) |",
+            "|---|---:|---:|",
+        ]
         for r in report["deep_bf16"]:
             if "ms_640x360_1thread" in r:
                 lines.append(f"| {r['what']} | {r['ms_640x360_1thread']:.1f} | |")
@@ -408,7 +442,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--part", choices=["model", "accuracy", "video", "profile", "all"], default="all")
     ap.add_argument("--reps", type=int, default=5, help="alternating blocks per backend (model)")
-    ap.add_argument("--calls", type=int, default=20, help="frames per block (model; overlapped stages fill and drain once a block)")
+    ap.add_argument(
+        "--calls", type=int, default=20, help="frames per block (model; overlapped stages fill and drain once a block)"
+    )
     ap.add_argument("--frames", type=int, default=60, help="frames per clip (accuracy dtSSD, video)")
     args = ap.parse_args()
     report = {"cpu": cpu_name(), "auto": backends.resolve("auto"), "model": [], "accuracy": [], "video": []}

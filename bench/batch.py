@@ -74,19 +74,24 @@ def run_config(src: Path, options: Options, workers: int, threads: int) -> dict:
     steady = (len(finished) - 1) / (finished[-1] - finished[0]) if len(finished) > 2 and finished[-1] > finished[0] else 0.0
     return {
         "config": f"{workers} worker{'s' if workers > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}",
-        "workers": workers, "threads": threads, "cores": cores, "images": n,
-        "wall_s": round(wall, 2), "startup_s": round(finished[0] - t0, 2) if finished else None,
-        "end_to_end_ips": round(n / wall, 3), "steady_ips": round(steady, 3),
+        "workers": workers,
+        "threads": threads,
+        "cores": cores,
+        "images": n,
+        "wall_s": round(wall, 2),
+        "startup_s": round(finished[0] - t0, 2) if finished else None,
+        "end_to_end_ips": round(n / wall, 3),
+        "steady_ips": round(steady, 3),
         "steady_ips_per_core": round(steady / cores, 3) if cores else None,
     }
 
 
 def baseline(files: list[Path], options: Options) -> dict:
     """The same work without Ray: one engine, one thread, one file after another."""
+    import cv2
+
     from mattekit.engine import Engine
     from mattekit.matter import Matter
-
-    import cv2
 
     cv2.setNumThreads(1)  # as a 1-thread batch worker does
     matter = Matter(options, engine=Engine(threads=1).load())
@@ -96,9 +101,18 @@ def baseline(files: list[Path], options: Options) -> dict:
         matter.remove_bytes(f, options)
     secs = time.perf_counter() - t0
     ips = len(files) / secs
-    return {"config": "no Ray: in-process loop, 1 thread", "workers": 0, "threads": 1, "cores": 1,
-            "images": len(files), "wall_s": round(secs, 2), "startup_s": None,
-            "end_to_end_ips": round(ips, 3), "steady_ips": round(ips, 3), "steady_ips_per_core": round(ips, 3)}
+    return {
+        "config": "no Ray: in-process loop, 1 thread",
+        "workers": 0,
+        "threads": 1,
+        "cores": 1,
+        "images": len(files),
+        "wall_s": round(secs, 2),
+        "startup_s": None,
+        "end_to_end_ips": round(ips, 3),
+        "steady_ips": round(ips, 3),
+        "steady_ips_per_core": round(ips, 3),
+    }
 
 
 def markdown(meta: dict, rows: list[dict]) -> str:
@@ -111,8 +125,10 @@ def markdown(meta: dict, rows: list[dict]) -> str:
     ]
     for r in rows:
         start = "–" if r["startup_s"] is None else f"{r['startup_s']:.1f}"
-        lines.append(f"| {r['config']} | {r['cores']} | {r['wall_s']:.1f} | {start} | {r['end_to_end_ips']:.2f} | "
-                     f"{r['steady_ips']:.2f} | {r['steady_ips_per_core']:.2f} |")
+        lines.append(
+            f"| {r['config']} | {r['cores']} | {r['wall_s']:.1f} | {start} | {r['end_to_end_ips']:.2f} | "
+            f"{r['steady_ips']:.2f} | {r['steady_ips_per_core']:.2f} |"
+        )
     by = {(r["workers"], r["threads"]): r for r in rows}
     if (1, 1) in by and (2, 1) in by and by[(1, 1)]["steady_ips"]:
         lines += ["", f"2 workers / 1 worker (steady): {by[(2, 1)]['steady_ips'] / by[(1, 1)]['steady_ips']:.2f}x."]
@@ -139,10 +155,15 @@ def main() -> None:
         for workers, threads in CONFIGS:
             rows.append(run_config(src, options, workers, threads))
             print(json.dumps(rows[-1]), flush=True)
-    meta = {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-            "images": len(files), "photos": where,
-            "options": f"max size {args.max_size}" if args.max_size else "full size, default options (transparent PNG)",
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    meta = {
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "images": len(files),
+        "photos": where,
+        "options": f"max size {args.max_size}" if args.max_size else "full size, default options (transparent PNG)",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "batch.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     md = markdown(meta, rows)

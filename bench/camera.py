@@ -51,9 +51,14 @@ def main() -> None:
     clip = y4m(OUT / "camera-astronaut.y4m")
     rows = []
     with live_server() as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-            f"--use-file-for-fake-video-capture={clip}"])
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                f"--use-file-for-fake-video-capture={clip}",
+            ],
+        )
         warm = browser.new_page()  # the first page compiles the runtime and the model: not timed
         warm.goto(f"{base}/?camera=1&size=320")
         time.sleep(5)
@@ -66,15 +71,24 @@ def main() -> None:
             time.sleep(SECONDS)
             ms = page.evaluate("() => window.ms")
             settled = [m for m in ms[3:] if m[1:] == ms[-1][1:]]
-            row = {"pinned": size or "adaptive", "size": f"{ms[-1][1]}x{ms[-1][2]}", "ratio": ms[-1][3],
-                   "frames": len(ms), "ms_per_frame": float(np.median([m[0] for m in settled])),
-                   "fps": float(page.get_attribute("#camera-fps", "data-fps") or 0),
-                   "backend": page.text_content("#camera-backend")}
+            row = {
+                "pinned": size or "adaptive",
+                "size": f"{ms[-1][1]}x{ms[-1][2]}",
+                "ratio": ms[-1][3],
+                "frames": len(ms),
+                "ms_per_frame": float(np.median([m[0] for m in settled])),
+                "fps": float(page.get_attribute("#camera-fps", "data-fps") or 0),
+                "backend": page.text_content("#camera-backend"),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
             page.close()
-        meta = {"chromium": browser.version, "machine": platform.machine(), "cpus": os.cpu_count(),
-                "load_average": os.getloadavg()}
+        meta = {
+            "chromium": browser.version,
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
+        }
         browser.close()
     (OUT / "camera.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(json.dumps(meta))

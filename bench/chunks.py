@@ -22,6 +22,7 @@ worker). Writes ``bench/out/chunks.json`` and prints Markdown tables for docs/vi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -52,8 +53,7 @@ def _alphas(path: Path) -> list[np.ndarray]:
     from PIL import Image
 
     with zipfile.ZipFile(path) as z:
-        return [np.asarray(Image.open(io.BytesIO(z.read(n))))[..., 3].astype(np.float64) / 255.0
-                for n in sorted(z.namelist())]
+        return [np.asarray(Image.open(io.BytesIO(z.read(n))))[..., 3].astype(np.float64) / 255.0 for n in sorted(z.namelist())]
 
 
 def _gt(limit: int) -> list[np.ndarray]:
@@ -77,8 +77,16 @@ def seams(warmups: list[int], chunks: int) -> list[dict]:
         one_s = time.perf_counter() - t
         one = _alphas(tmp / "one.zip")
         sad_one = [metrics.sad(a, g) for a, g in zip(one, gts)]
-        rows.append({"run": "one piece", "warmup": None, "frames": len(one), "seconds": one_s,
-                     "dtssd": metrics.dtssd(one, gts), "sad": float(np.mean(sad_one))})
+        rows.append(
+            {
+                "run": "one piece",
+                "warmup": None,
+                "frames": len(one),
+                "seconds": one_s,
+                "dtssd": metrics.dtssd(one, gts),
+                "sad": float(np.mean(sad_one)),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
         for w in warmups:
             t = time.perf_counter()
@@ -88,11 +96,20 @@ def seams(warmups: list[int], chunks: int) -> list[dict]:
             starts = [c.first for c in plan_chunks(len(alphas), chunks=chunks, warmup=w)[1:]]
             diff = np.concatenate([np.abs(alphas[i] - one[i]).ravel() * 255 for i in starts])
             sad = [metrics.sad(a, g) for a, g in zip(alphas, gts)]
-            rows.append({"run": f"{chunks} chunks", "warmup": w, "frames": len(alphas), "seconds": seconds,
-                         "join_s": result.timings["join"], "dtssd": metrics.dtssd(alphas, gts),
-                         "sad": float(np.mean(sad)), "seam_mean": float(diff.mean()),
-                         "seam_p999": float(np.percentile(diff, 99.9)),
-                         "worst_sad_ratio": max(b / a for a, b in zip(sad_one, sad))})
+            rows.append(
+                {
+                    "run": f"{chunks} chunks",
+                    "warmup": w,
+                    "frames": len(alphas),
+                    "seconds": seconds,
+                    "join_s": result.timings["join"],
+                    "dtssd": metrics.dtssd(alphas, gts),
+                    "sad": float(np.mean(sad)),
+                    "seam_mean": float(diff.mean()),
+                    "seam_p999": float(np.percentile(diff, 99.9)),
+                    "worst_sad_ratio": max(b / a for a, b in zip(sad_one, sad)),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -115,16 +132,33 @@ def speed(frames: int, chunk_counts: list[int], ray_chunks: int) -> list[dict]:
         t = time.perf_counter()
         r = process_video(clip, tmp / "one.webm", opts, vopts)
         one_s = time.perf_counter() - t
-        rows.append({"run": "one piece", "chunks": 1, "where": "this process", "frames": r.frames, "seconds": one_s,
-                     "fps": r.frames / one_s})
+        rows.append(
+            {
+                "run": "one piece",
+                "chunks": 1,
+                "where": "this process",
+                "frames": r.frames,
+                "seconds": one_s,
+                "fps": r.frames / one_s,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
         for k in chunk_counts:
             t = time.perf_counter()
             c = process_chunked(clip, tmp / f"local{k}.webm", opts, vopts, chunks=k, executor="local")
             s = time.perf_counter() - t
-            rows.append({"run": f"{k} chunks", "chunks": k, "where": "this process, one after another",
-                         "frames": c.frames, "seconds": s, "fps": c.frames / s, "join_s": c.timings["join"],
-                         "overhead_per_chunk_s": (s - one_s) / (k - 1) if k > 1 else 0.0})
+            rows.append(
+                {
+                    "run": f"{k} chunks",
+                    "chunks": k,
+                    "where": "this process, one after another",
+                    "frames": c.frames,
+                    "seconds": s,
+                    "fps": c.frames / s,
+                    "join_s": c.timings["join"],
+                    "overhead_per_chunk_s": (s - one_s) / (k - 1) if k > 1 else 0.0,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
         if ray_chunks:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -132,9 +166,18 @@ def speed(frames: int, chunk_counts: list[int], ray_chunks: int) -> list[dict]:
             t = time.perf_counter()
             c = process_chunked(clip, tmp / "ray.webm", opts, vopts, chunks=ray_chunks, executor="ray")
             s = time.perf_counter() - t
-            rows.append({"run": f"{ray_chunks} chunks", "chunks": ray_chunks,
-                         "where": "embedded Ray, one 1-thread task per core", "frames": c.frames, "seconds": s,
-                         "fps": c.frames / s, "join_s": c.timings["join"], "chunk_s": c.timings["chunks"]})
+            rows.append(
+                {
+                    "run": f"{ray_chunks} chunks",
+                    "chunks": ray_chunks,
+                    "where": "embedded Ray, one 1-thread task per core",
+                    "frames": c.frames,
+                    "seconds": s,
+                    "fps": c.frames / s,
+                    "join_s": c.timings["join"],
+                    "chunk_s": c.timings["chunks"],
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -142,22 +185,26 @@ def speed(frames: int, chunk_counts: list[int], ray_chunks: int) -> list[dict]:
 def markdown(seam_rows: list[dict], speed_rows: list[dict]) -> str:
     lines = []
     if seam_rows:
-        lines += ["| run | warm-up W | dtSSD | mean SAD | seam frames vs one piece (mean / p99.9, 1/255) | "
-                  "worst frame SAD / one piece | seconds |", "|---|---:|---:|---:|---|---:|---:|"]
+        lines += [
+            "| run | warm-up W | dtSSD | mean SAD | seam frames vs one piece (mean / p99.9, 1/255) | "
+            "worst frame SAD / one piece | seconds |",
+            "|---|---:|---:|---:|---|---:|---:|",
+        ]
         for r in seam_rows:
             seam = f"{r['seam_mean']:.2f} / {r['seam_p999']:.0f}" if "seam_mean" in r else "–"
             worst = f"{r['worst_sad_ratio']:.3f}" if "worst_sad_ratio" in r else "–"
             w = "–" if r["warmup"] is None else r["warmup"]
-            lines.append(f"| {r['run']} | {w} | {r['dtssd']:.3f} | {r['sad']:.2f} | {seam} | {worst} | "
-                         f"{r['seconds']:.1f} |")
+            lines.append(f"| {r['run']} | {w} | {r['dtssd']:.3f} | {r['sad']:.2f} | {seam} | {worst} | {r['seconds']:.1f} |")
     if speed_rows:
-        lines += ["", "| run | where | frames | seconds | fps | join s | overhead per chunk s |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "| run | where | frames | seconds | fps | join s | overhead per chunk s |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
         for r in speed_rows:
             over = f"{r['overhead_per_chunk_s']:.2f}" if "overhead_per_chunk_s" in r else "–"
             join = f"{r['join_s']:.2f}" if "join_s" in r else "–"
-            lines.append(f"| {r['run']} | {r['where']} | {r['frames']} | {r['seconds']:.1f} | {r['fps']:.2f} | "
-                         f"{join} | {over} |")
+            lines.append(f"| {r['run']} | {r['where']} | {r['frames']} | {r['seconds']:.1f} | {r['fps']:.2f} | {join} | {over} |")
     return "\n".join(lines)
 
 
@@ -171,16 +218,18 @@ def main() -> None:
     ap.add_argument("--ray-chunks", type=int, default=4, help="chunks on embedded Ray (0: skip)")
     args = ap.parse_args()
     seam_rows = seams([int(w) for w in args.warmups.split(",")], args.chunks) if args.part in ("all", "seams") else []
-    speed_rows = (speed(args.frames, [int(k) for k in args.speed_chunks.split(",")], args.ray_chunks)
-                  if args.part in ("all", "speed") else [])
+    speed_rows = (
+        speed(args.frames, [int(k) for k in args.speed_chunks.split(",")], args.ray_chunks)
+        if args.part in ("all", "speed")
+        else []
+    )
     cpu = platform.processor() or platform.machine()
-    try:
+    with contextlib.suppress(OSError, StopIteration):
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "chunks.json").write_text(json.dumps({"cpu": cpu, "cores": os.cpu_count(), "seams": seam_rows,
-                                                  "speed": speed_rows}, indent=1))
+    (OUT / "chunks.json").write_text(
+        json.dumps({"cpu": cpu, "cores": os.cpu_count(), "seams": seam_rows, "speed": speed_rows}, indent=1)
+    )
     print(f"\nCPU: {cpu}, {os.cpu_count()} cores\n")
     print(markdown(seam_rows, speed_rows))
 

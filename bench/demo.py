@@ -11,8 +11,8 @@ from __future__ import annotations
 import io
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 from PIL import Image
@@ -29,22 +29,28 @@ def model_path() -> str:
 class Demo:
     """The original demo's pipeline, stage by stage."""
 
-    def __init__(self, path: Optional[str] = None) -> None:
+    def __init__(self, path: str | None = None) -> None:
         import onnxruntime as ort
 
         self.session = ort.InferenceSession(path or model_path(), providers=["CPUExecutionProvider"])
         self.rec = [np.zeros((1, 1, 1, 1), np.float32)] * 4
 
-    def run(self, data: bytes, t: Optional[dict[str, float]] = None,
-            clock: Callable[[], float] = time.perf_counter) -> bytes:
+    def run(self, data: bytes, t: dict[str, float] | None = None, clock: Callable[[], float] = time.perf_counter) -> bytes:
         t0 = clock()
         img = Image.open(io.BytesIO(data)).convert("RGB")
         src = np.asarray(img).astype(np.float32).transpose(2, 0, 1)[None] / 255.0
         t1 = clock()
-        _fgr, pha, *_ = self.session.run(None, {
-            "src": src, "r1i": self.rec[0], "r2i": self.rec[1], "r3i": self.rec[2], "r4i": self.rec[3],
-            "downsample_ratio": np.array([0.25], np.float32),
-        })
+        _fgr, pha, *_ = self.session.run(
+            None,
+            {
+                "src": src,
+                "r1i": self.rec[0],
+                "r2i": self.rec[1],
+                "r3i": self.rec[2],
+                "r4i": self.rec[3],
+                "downsample_ratio": np.array([0.25], np.float32),
+            },
+        )
         t2 = clock()
         img.putalpha(Image.fromarray((pha[0, 0] * 255).astype(np.uint8), "L"))
         t3 = clock()

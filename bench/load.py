@@ -29,9 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -58,8 +59,11 @@ class Server:
 
     def temp_files(self) -> list[str]:
         """Files in the server's TMPDIR that were not there when it became ready."""
-        return sorted(str(p.relative_to(self.tmpdir)) for p in self.tmpdir.rglob("*")
-                      if str(p.relative_to(self.tmpdir)) not in self.baseline)
+        return sorted(
+            str(p.relative_to(self.tmpdir))
+            for p in self.tmpdir.rglob("*")
+            if str(p.relative_to(self.tmpdir)) not in self.baseline
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -89,8 +93,7 @@ def _live_server() -> Any:
 
 
 @contextlib.contextmanager
-def serve(env: Optional[Mapping[str, str]] = None, *, ready_timeout: float = 180.0,
-          wait_ready: bool = True) -> Iterator[Server]:
+def serve(env: Mapping[str, str] | None = None, *, ready_timeout: float = 180.0, wait_ready: bool = True) -> Iterator[Server]:
     """``uvicorn app:app`` on a free 127.0.0.1 port with its own TMPDIR; stopped on exit."""
     work = Path(tempfile.mkdtemp(prefix="mattekit-load-"))
     tmpdir = work / "tmp"
@@ -100,8 +103,14 @@ def serve(env: Optional[Mapping[str, str]] = None, *, ready_timeout: float = 180
     live = _live_server()
     command = [*live.UVICORN, "--log-level", "info", "--timeout-graceful-shutdown", "5"]
     try:
-        with live.start_server(command, env=full_env, log_path=log_path, ready_timeout=ready_timeout,
-                               ready_path="/readyz" if wait_ready else "/healthz", stop_timeout=15) as (url, proc):
+        with live.start_server(
+            command,
+            env=full_env,
+            log_path=log_path,
+            ready_timeout=ready_timeout,
+            ready_path="/readyz" if wait_ready else "/healthz",
+            stop_timeout=15,
+        ) as (url, proc):
             server = Server(url, proc, tmpdir, log_path)
             server.baseline = frozenset(str(p.relative_to(tmpdir)) for p in tmpdir.rglob("*"))
             yield server
@@ -132,7 +141,7 @@ def sample_images(sides: Sequence[int] = (256, 512, 1024)) -> list[bytes]:
 
 
 # -- the load ----------------------------------------------------------------------------------
-def percentile(values: Sequence[float], q: float) -> Optional[float]:
+def percentile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
@@ -140,18 +149,28 @@ def percentile(values: Sequence[float], q: float) -> Optional[float]:
     return ordered[k]
 
 
-def _summary(values: Sequence[float]) -> dict[str, Optional[float]]:
+def _summary(values: Sequence[float]) -> dict[str, float | None]:
     return {
         "n": len(values),
         "mean": statistics.fmean(values) if values else None,
-        "p50": percentile(values, 50), "p95": percentile(values, 95), "p99": percentile(values, 99),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
         "max": max(values) if values else None,
     }
 
 
-async def _load(url: str, clients: int, seconds: float, images: Sequence[bytes], *,
-                fields: Mapping[str, str], max_requests: int, server_pid: Optional[int],
-                timeout: float) -> dict[str, Any]:
+async def _load(
+    url: str,
+    clients: int,
+    seconds: float,
+    images: Sequence[bytes],
+    *,
+    fields: Mapping[str, str],
+    max_requests: int,
+    server_pid: int | None,
+    timeout: float,
+) -> dict[str, Any]:
     import httpx
 
     seconds = min(seconds, MAX_SECONDS)
@@ -177,8 +196,7 @@ async def _load(url: str, clients: int, seconds: float, images: Sequence[bytes],
                 k += 1
                 t0 = time.perf_counter()
                 try:
-                    r = await http.post("/api/v1/remove", files={"file": ("x.jpg", data, "image/jpeg")},
-                                        data=dict(fields))
+                    r = await http.post("/api/v1/remove", files={"file": ("x.jpg", data, "image/jpeg")}, data=dict(fields))
                     status = r.status_code
                     failure = ""
                 except httpx.TimeoutException:
@@ -219,9 +237,13 @@ async def _load(url: str, clients: int, seconds: float, images: Sequence[bytes],
     ok = [lat for _, lat, st in records if st == 200]
     busy = [lat for _, lat, st in records if st == 503]
     return {
-        "clients": clients, "seconds": elapsed, "requests": len(records), "ok": len(ok),
+        "clients": clients,
+        "seconds": elapsed,
+        "requests": len(records),
+        "ok": len(ok),
         "throughput_rps": len(ok) / elapsed if elapsed else 0.0,
-        "latency_s": _summary(ok), "busy_latency_s": _summary(busy),
+        "latency_s": _summary(ok),
+        "busy_latency_s": _summary(busy),
         "status": dict(sorted(by_status.items())),
         "server_errors": sum(1 for _, _, st in records if st >= 500 and st != 503),
         "healthz_s": _summary([h for h in health if h != float("inf")]),
@@ -230,9 +252,17 @@ async def _load(url: str, clients: int, seconds: float, images: Sequence[bytes],
     }
 
 
-def run_load(url: str, clients: int, seconds: float, images: Sequence[bytes], *,
-             fields: Optional[Mapping[str, str]] = None, max_requests: int = MAX_REQUESTS,
-             server_pid: Optional[int] = None, timeout: float = 120.0) -> dict[str, Any]:
+def run_load(
+    url: str,
+    clients: int,
+    seconds: float,
+    images: Sequence[bytes],
+    *,
+    fields: Mapping[str, str] | None = None,
+    max_requests: int = MAX_REQUESTS,
+    server_pid: int | None = None,
+    timeout: float = 120.0,
+) -> dict[str, Any]:
     """``clients`` concurrent clients POSTing ``images`` in turn to ``url`` for ``seconds``.
 
     ``url`` must be a loopback address. Returns throughput (successful requests per second),
@@ -244,12 +274,15 @@ def run_load(url: str, clients: int, seconds: float, images: Sequence[bytes], *,
     host = urlsplit(url).hostname
     if host not in (LOOPBACK, "localhost", "::1"):
         raise ValueError(f"load is generated against loopback only, not {host!r}")
-    return asyncio.run(_load(url, clients, seconds, images, fields=fields or {},
-                             max_requests=max_requests, server_pid=server_pid, timeout=timeout))
+    return asyncio.run(
+        _load(
+            url, clients, seconds, images, fields=fields or {}, max_requests=max_requests, server_pid=server_pid, timeout=timeout
+        )
+    )
 
 
 # -- the report --------------------------------------------------------------------------------
-def _ms(v: Optional[float]) -> str:
+def _ms(v: float | None) -> str:
     return "–" if v is None else f"{v * 1000:.0f} ms"
 
 
@@ -293,7 +326,7 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", default="1,4,16,32", help="comma-separated client counts, 1 first")
     ap.add_argument("--seconds", type=float, default=30.0, help="length of each phase")
@@ -310,8 +343,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     images = sample_images(sides)
     fields = {"preset": args.preset} if args.preset else {}
     counts = [int(x) for x in args.clients.split(",")]
-    report: dict[str, Any] = {"cores": os.cpu_count(), "image_sides": [str(s) for s in sides],
-                              "fields": fields, "phases": []}
+    report: dict[str, Any] = {"cores": os.cpu_count(), "image_sides": [str(s) for s in sides], "fields": fields, "phases": []}
     with serve() as server:
         import httpx
 
@@ -322,28 +354,54 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             phase = run_load(server.url, n, args.seconds, images, fields=fields, server_pid=server.pid)
             phase["rss_after_mb"] = server.rss_mb()
             report["phases"].append(phase)
-            print(f"{n:3d} clients: {phase['throughput_rps']:.2f} ok/s, p99 {_ms(phase['latency_s']['p99'])}, "
-                  f"status {phase['status']}, healthz p99 {_ms(phase['healthz_s']['p99'])}, "
-                  f"RSS {phase['rss_after_mb']:.0f} MiB", flush=True)
+            print(
+                f"{n:3d} clients: {phase['throughput_rps']:.2f} ok/s, p99 {_ms(phase['latency_s']['p99'])}, "
+                f"status {phase['status']}, healthz p99 {_ms(phase['healthz_s']['p99'])}, "
+                f"RSS {phase['rss_after_mb']:.0f} MiB",
+                flush=True,
+            )
         if args.soak_requests:
             soak_images = sample_images([int(x) for x in args.soak_sides.split(",")])
             threads_before = threads_of(server.pid)
-            first = run_load(server.url, args.soak_clients, args.soak_seconds, soak_images, fields=fields,
-                             max_requests=max(1, args.soak_requests // 10), server_pid=server.pid)
+            first = run_load(
+                server.url,
+                args.soak_clients,
+                args.soak_seconds,
+                soak_images,
+                fields=fields,
+                max_requests=max(1, args.soak_requests // 10),
+                server_pid=server.pid,
+            )
             rss_first = server.rss_mb()
-            rest = run_load(server.url, args.soak_clients, args.soak_seconds, soak_images, fields=fields,
-                            max_requests=args.soak_requests - first["requests"], server_pid=server.pid)
+            rest = run_load(
+                server.url,
+                args.soak_clients,
+                args.soak_seconds,
+                soak_images,
+                fields=fields,
+                max_requests=args.soak_requests - first["requests"],
+                server_pid=server.pid,
+            )
             report["soak"] = {
-                "clients": args.soak_clients, "sides": args.soak_sides, "requests": first["requests"] + rest["requests"],
-                "requests_after_first": rest["requests"], "seconds": first["seconds"] + rest["seconds"],
-                "status": {k: first["status"].get(k, 0) + rest["status"].get(k, 0)
-                           for k in set(first["status"]) | set(rest["status"])},
-                "rss_first_mb": rss_first, "rss_last_mb": server.rss_mb(),
+                "clients": args.soak_clients,
+                "sides": args.soak_sides,
+                "requests": first["requests"] + rest["requests"],
+                "requests_after_first": rest["requests"],
+                "seconds": first["seconds"] + rest["seconds"],
+                "status": {
+                    k: first["status"].get(k, 0) + rest["status"].get(k, 0) for k in set(first["status"]) | set(rest["status"])
+                },
+                "rss_first_mb": rss_first,
+                "rss_last_mb": server.rss_mb(),
                 "rss_mb": first["rss_mb"] + [(t + first["seconds"], m) for t, m in rest["rss_mb"]],
-                "threads_before": threads_before, "threads_after": threads_of(server.pid),
+                "threads_before": threads_before,
+                "threads_after": threads_of(server.pid),
             }
-            print(f"soak: {report['soak']['requests']} requests, RSS {rss_first:.0f} → "
-                  f"{report['soak']['rss_last_mb']:.0f} MiB, status {report['soak']['status']}", flush=True)
+            print(
+                f"soak: {report['soak']['requests']} requests, RSS {rss_first:.0f} → "
+                f"{report['soak']['rss_last_mb']:.0f} MiB, status {report['soak']['status']}",
+                flush=True,
+            )
         report["temp_files_left"] = len(server.temp_files())
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "load.json").write_text(json.dumps(report, indent=1))

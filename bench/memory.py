@@ -17,8 +17,8 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -46,7 +46,7 @@ def case(w: int, h: int, ratio: float, passes: int, keep: bool) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="3000x2000", help="WxH of the (synthetic) photo")
     ap.add_argument("--ratio", type=float, default=1.0)
@@ -56,16 +56,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows = []
     for passes in (1, 4):
         for keep in (True, False):
-            r = {"size": f"{w}x{h}", "ratio": args.ratio, "passes": passes,
-                 "arena": "keep" if keep else "shrink (shipped)", **case(w, h, args.ratio, passes, keep)}
+            r = {
+                "size": f"{w}x{h}",
+                "ratio": args.ratio,
+                "passes": passes,
+                "arena": "keep" if keep else "shrink (shipped)",
+                **case(w, h, args.ratio, passes, keep),
+            }
             rows.append(r)
-            print(f"{r['size']} ratio {r['ratio']} passes {passes} arena {r['arena']}: "
-                  f"peak {r['peak_mb']:.0f} MB, {r['seconds']:.1f} s per still", flush=True)
+            print(
+                f"{r['size']} ratio {r['ratio']} passes {passes} arena {r['arena']}: "
+                f"peak {r['peak_mb']:.0f} MB, {r['seconds']:.1f} s per still",
+                flush=True,
+            )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "memory.json").write_text(json.dumps(rows, indent=2))
     md = ["| photo | ratio | passes | arena | peak RSS | s/still |", "|---|---:|---:|---|---:|---:|"]
-    md += [f"| {r['size']} | {r['ratio']} | {r['passes']} | {r['arena']} | {r['peak_mb'] / 1024:.1f} GB | "
-           f"{r['seconds']:.1f} |" for r in rows]
+    md += [
+        f"| {r['size']} | {r['ratio']} | {r['passes']} | {r['arena']} | {r['peak_mb'] / 1024:.1f} GB | {r['seconds']:.1f} |"
+        for r in rows
+    ]
     (args.out / "memory.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0

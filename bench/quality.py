@@ -31,9 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -62,7 +62,7 @@ class Sample:
     subject: str = ""  # things: the object (white_puppy, sieve…); people: the person
 
     @property
-    def background(self) -> Optional[str]:
+    def background(self) -> str | None:
         return self.stem.split("__", 1)[1] if "__" in self.stem else None
 
 
@@ -78,7 +78,7 @@ def manifest(folder: Path) -> dict[str, dict[str, str]]:
         return {Path(row["image"]).stem: row for row in csv.DictReader(f)}
 
 
-def _group(subset: str, stem: str, row: Optional[dict[str, str]]) -> tuple[str, str]:
+def _group(subset: str, stem: str, row: dict[str, str] | None) -> tuple[str, str]:
     """(group, subject) of one image: person for people, kind and object for things."""
     if subset == "things":
         if row is None:
@@ -90,7 +90,7 @@ def _group(subset: str, stem: str, row: Optional[dict[str, str]]) -> tuple[str, 
     return "detail", "detail"
 
 
-def load_samples(root: Path, subset: str = "people", limit: Optional[int] = None, match: str = "") -> list[Sample]:
+def load_samples(root: Path, subset: str = "people", limit: int | None = None, match: str = "") -> list[Sample]:
     """``image/X`` + ``alpha/X.png`` pairs under ``root/subset`` (sorted; ``limit`` per group)."""
     folder = root / subset
     rows = manifest(folder)
@@ -139,7 +139,7 @@ def preset_step(name: str) -> Step:
 _generals: dict[tuple[int, bool], object] = {}
 
 
-def general_step(size: int = 0, fp32: Optional[bool] = None) -> Step:
+def general_step(size: int = 0, fp32: bool | None = None) -> Step:
     """The general model (ISNet) alone, at ``size`` (0: the library's default) and precision."""
 
     def step(engine: Engine, rgb: np.ndarray) -> Matte:
@@ -264,30 +264,80 @@ def build_pipelines() -> dict[str, Pipeline]:
         Pipeline("auto640x6", "auto ratio 640 px, 6 passes", plain(("auto", 640), 6), ("passes",)),
         Pipeline("flip640x3", "640 px + mirror, 3 passes each", recipe_step(_rec("f", (640,), 3, True)), ("default",)),
         Pipeline("ens3", "average of 576/640/768 px, 1 pass each", recipe_step(_rec("e", (576, 640, 768), 1, False)), ("sweep",)),
-        Pipeline("ens3x3", "average of 576/640/768 px, 3 passes each", recipe_step(_rec("e", (576, 640, 768), 3, False)), ("default",)),
-        Pipeline("ens512-768", "average of 512/640/768 px, 1 pass each", recipe_step(_rec("e", (512, 640, 768), 1, False)), ("ensemble",)),
-        Pipeline("ens512-768x2", "average of 512/640/768 px, 2 passes each", recipe_step(_rec("e", (512, 640, 768), 2, False)), ("ensemble",)),
-        Pipeline("ens448-768", "average of 448/512/576/640/704/768 px, 1 pass each", recipe_step(_rec("e", (448, 512, 576, 640, 704, 768), 1, False)), ("ensemble",)),
-        Pipeline("ens448-768x2", "average of 448/512/576/640/704/768 px, 2 passes each", recipe_step(_rec("e", (448, 512, 576, 640, 704, 768), 2, False)), ("ensemble",)),
-        Pipeline("flipens512-640", "average of 512/640 px and their mirror images, 1 pass each", recipe_step(_rec("e", (512, 640), 1, True)), ("ensemble",)),
+        Pipeline(
+            "ens3x3", "average of 576/640/768 px, 3 passes each", recipe_step(_rec("e", (576, 640, 768), 3, False)), ("default",)
+        ),
+        Pipeline(
+            "ens512-768",
+            "average of 512/640/768 px, 1 pass each",
+            recipe_step(_rec("e", (512, 640, 768), 1, False)),
+            ("ensemble",),
+        ),
+        Pipeline(
+            "ens512-768x2",
+            "average of 512/640/768 px, 2 passes each",
+            recipe_step(_rec("e", (512, 640, 768), 2, False)),
+            ("ensemble",),
+        ),
+        Pipeline(
+            "ens448-768",
+            "average of 448/512/576/640/704/768 px, 1 pass each",
+            recipe_step(_rec("e", (448, 512, 576, 640, 704, 768), 1, False)),
+            ("ensemble",),
+        ),
+        Pipeline(
+            "ens448-768x2",
+            "average of 448/512/576/640/704/768 px, 2 passes each",
+            recipe_step(_rec("e", (448, 512, 576, 640, 704, 768), 2, False)),
+            ("ensemble",),
+        ),
+        Pipeline(
+            "flipens512-640",
+            "average of 512/640 px and their mirror images, 1 pass each",
+            recipe_step(_rec("e", (512, 640), 1, True)),
+            ("ensemble",),
+        ),
         # Around the default's own size: each member is a draw of the same "ratio lottery" as
         # the default's one pass (the mirror image too: RVM was trained with flips), so their
         # average is at most their mean SAD, whose expectation is the default's.
         Pipeline("flip512", "512 px + mirror, 1 pass each", recipe_step(_rec("f", (512,), 1, True)), ("around",)),
         Pipeline("flip512x3", "512 px + mirror, 3 passes each", recipe_step(_rec("f", (512,), 3, True)), ("around",)),
-        Pipeline("ens448-576", "average of 448/512/576 px, 1 pass each", recipe_step(_rec("e", (448, 512, 576), 1, False)), ("around",)),
-        Pipeline("ens448-576x3", "average of 448/512/576 px, 3 passes each", recipe_step(_rec("e", (448, 512, 576), 3, False)), ("around",)),
-        Pipeline("flipens448-576", "average of 448/512/576 px and their mirror images, 1 pass each", recipe_step(_rec("e", (448, 512, 576), 1, True)), ("around",)),
+        Pipeline(
+            "ens448-576", "average of 448/512/576 px, 1 pass each", recipe_step(_rec("e", (448, 512, 576), 1, False)), ("around",)
+        ),
+        Pipeline(
+            "ens448-576x3",
+            "average of 448/512/576 px, 3 passes each",
+            recipe_step(_rec("e", (448, 512, 576), 3, False)),
+            ("around",),
+        ),
+        Pipeline(
+            "flipens448-576",
+            "average of 448/512/576 px and their mirror images, 1 pass each",
+            recipe_step(_rec("e", (448, 512, 576), 1, True)),
+            ("around",),
+        ),
         # Photos without a person (docs/quality.md): the general model, and the routing.
         Pipeline("general", "the general model (ISNet) at the library's size and precision", general_step(), ("subject",)),
         Pipeline("general1024", "ISNet at 1024 px, fp16 as shipped", general_step(1024, False), ("subject",)),
         Pipeline("general768fp16", "ISNet at 768 px, fp16 as shipped", general_step(768, False), ("subject",)),
         Pipeline("general640", "ISNet at 640 px, fp32", general_step(640, True), ("subject",)),
-        Pipeline("auto", "subject=auto: RVM, or the general model when RVM finds no person", subject_step("auto"),
-                 ("subject", "test")),
-        Pipeline("fuse", "384 px silhouette, 1024 px in its uncertain band", fused(plain(("auto", 384)), plain(("auto", 1024))), ("default",)),
+        Pipeline(
+            "auto", "subject=auto: RVM, or the general model when RVM finds no person", subject_step("auto"), ("subject", "test")
+        ),
+        Pipeline(
+            "fuse",
+            "384 px silhouette, 1024 px in its uncertain band",
+            fused(plain(("auto", 384)), plain(("auto", 1024))),
+            ("default",),
+        ),
         Pipeline("guided", "balanced + guided filter in the uncertain band", guided(preset_step("balanced")), ("default",)),
-        Pipeline("cf", "balanced + PyMatting closed-form in the band (half size; slow)", closed_form(preset_step("balanced")), ("slow",)),
+        Pipeline(
+            "cf",
+            "balanced + PyMatting closed-form in the band (half size; slow)",
+            closed_form(preset_step("balanced")),
+            ("slow",),
+        ),
     ]
     for t in (384, 448, 480, 512, 544, 576, 608, 640, 672, 704, 768, 832, 896):
         P.append(Pipeline(f"auto{t}", f"auto ratio, {t} px, 1 pass", plain(("auto", t)), ("sweep",)))
@@ -318,13 +368,25 @@ def run_pipelines(
             # kept: how much of the subject came back (predicted alpha over the truth's, 1 = all
             # of it): a human-matting model on an object keeps little, which SAD alone hides.
             kept = float(alpha.sum() / max(float(s.alpha.sum()), 1.0))
-            rows.append({"pipeline": p.name, "set": s.set, "image": s.stem, "person": s.person,
-                         "subject": s.subject, "background": s.background, "seconds": dt, "kept": kept,
-                         **e.as_dict()})
+            rows.append(
+                {
+                    "pipeline": p.name,
+                    "set": s.set,
+                    "image": s.stem,
+                    "person": s.person,
+                    "subject": s.subject,
+                    "background": s.background,
+                    "seconds": dt,
+                    "kept": kept,
+                    **e.as_dict(),
+                }
+            )
     if log:
         for p in pipelines:
             mine = [r for r in rows if r["pipeline"] == p.name]
-            log(f"  {p.name:12s} SAD {np.mean([r['sad'] for r in mine]):8.3f}  {np.mean([r['seconds'] for r in mine]):6.3f} s/img")
+            log(
+                f"  {p.name:12s} SAD {np.mean([r['sad'] for r in mine]):8.3f}  {np.mean([r['seconds'] for r in mine]):6.3f} s/img"
+            )
     return rows
 
 
@@ -377,7 +439,7 @@ def image_key(row: dict) -> str:
     who = row.get("subject") or row["person"]
     bg = row.get("background") or row["image"]
     if bg == "orig" and row["set"] == "things":
-        source = row["image"].split("__", 1)[0][len(who) + 1:]
+        source = row["image"].split("__", 1)[0][len(who) + 1 :]
         return f"{who} orig {source}"
     return f"{who} {bg}"
 
@@ -411,16 +473,32 @@ def markdown(summary: dict, pipelines: dict[str, Pipeline], command: str) -> str
         table = part["pipelines"]
         groups = sorted({w for e in table.values() for w in e["groups"]})
         conn = any(np.isfinite(e["conn"]) for e in table.values())  # --no-conn: no column
-        head = ["pipeline", "SAD", "MSE", "Grad"] + (["Conn"] if conn else []) + [
-            "kept", "s/img", "SAD vs demo", "time vs demo", "images better than demo", "median per-image ratio"]
+        head = (
+            ["pipeline", "SAD", "MSE", "Grad"]
+            + (["Conn"] if conn else [])
+            + ["kept", "s/img", "SAD vs demo", "time vs demo", "images better than demo", "median per-image ratio"]
+        )
         head += (["mean of the groups' ratios"] if groups else []) + [f"SAD {w} (vs demo)" for w in groups] + ["Pareto"]
-        lines += [f"**{set_name}** ({next(iter(table.values()))['n']} images)", "",
-                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += [
+            f"**{set_name}** ({next(iter(table.values()))['n']} images)",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
         for name, e in sorted(table.items(), key=lambda kv: kv[1]["sad"]):
-            cells = [f"`{name}`", f"{e['sad']:.2f}", f"{e['mse']:.2f}", f"{e['grad']:.2f}",
-                     *([f"{e['conn']:.2f}"] if conn else []), f"{e['kept']:.2f}", f"{e['seconds']:.2f}", f"{e.get('sad_vs_demo', float('nan')):.2f}x",
-                     f"{e.get('time_vs_demo', float('nan')):.1f}x",
-                     f"{e.get('wins_vs_demo', 0)}/{e['n']}", f"{e.get('median_ratio_vs_demo', float('nan')):.2f}x"]
+            cells = [
+                f"`{name}`",
+                f"{e['sad']:.2f}",
+                f"{e['mse']:.2f}",
+                f"{e['grad']:.2f}",
+                *([f"{e['conn']:.2f}"] if conn else []),
+                f"{e['kept']:.2f}",
+                f"{e['seconds']:.2f}",
+                f"{e.get('sad_vs_demo', float('nan')):.2f}x",
+                f"{e.get('time_vs_demo', float('nan')):.1f}x",
+                f"{e.get('wins_vs_demo', 0)}/{e['n']}",
+                f"{e.get('median_ratio_vs_demo', float('nan')):.2f}x",
+            ]
             if groups:
                 cells.append(f"{e.get('group_mean_vs_demo', float('nan')):.2f}x")
             cells += [f"{e['groups'][w]['sad']:.1f} ({e['groups'][w].get('sad_vs_demo', float('nan')):.2f}x)" for w in groups]
@@ -429,13 +507,20 @@ def markdown(summary: dict, pipelines: dict[str, Pipeline], command: str) -> str
         lines.append("")
         if part.get("per_image"):
             lines += per_image_markdown(part["per_image"])
-    lines.append("Pipelines: " + "; ".join(f"`{n}` {pipelines[n].about}" for n in dict.fromkeys(
-        n for part in summary.values() for n in part["pipelines"]) if n in pipelines) + ".")
+    lines.append(
+        "Pipelines: "
+        + "; ".join(
+            f"`{n}` {pipelines[n].about}"
+            for n in dict.fromkeys(n for part in summary.values() for n in part["pipelines"])
+            if n in pipelines
+        )
+        + "."
+    )
     return "\n".join(lines) + "\n"
 
 
 # -- video: temporal coherence on the GT clip -------------------------------------------------
-def video_frames(root: Path, limit: Optional[int] = None):
+def video_frames(root: Path, limit: int | None = None):
     """(rgb, gt alpha) of ``video/comp_D.mp4`` in decode order (frame i ↔ comp_D_alpha/i.png)."""
     import av
 
@@ -449,7 +534,7 @@ def video_frames(root: Path, limit: Optional[int] = None):
             yield frame.to_ndarray(format="rgb24"), gt
 
 
-def video_scores(engine: Engine, root: Path, names: Sequence[str], limit: Optional[int] = None) -> dict:
+def video_scores(engine: Engine, root: Path, names: Sequence[str], limit: int | None = None) -> dict:
     """dtSSD and mean SAD of the plain recurrent pass (``engine.stream``) and each preset's stream."""
     frames = list(video_frames(root, limit))
     streams = {"plain": engine.stream("auto")}
@@ -481,7 +566,7 @@ WALLPAPERS = {
 NEW_PHOTO = "Wine_by_Jakkub_Mede.jpg"  # a wallpaper that is no image's own background
 
 
-def wallpapers() -> Optional[Path]:
+def wallpapers() -> Path | None:
     """The Debian wallpaper folder, fetched once with ``apt-get download`` (None if impossible)."""
     from mattekit.models import home
 
@@ -490,8 +575,9 @@ def wallpapers() -> Optional[Path]:
         return folder
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run(["apt-get", "download", "lomiri-wallpapers-16.04"], cwd=tmp, check=True,
-                           capture_output=True, timeout=300)
+            subprocess.run(
+                ["apt-get", "download", "lomiri-wallpapers-16.04"], cwd=tmp, check=True, capture_output=True, timeout=300
+            )
             deb = next(Path(tmp).glob("*.deb"))
             subprocess.run(["dpkg-deb", "-x", str(deb), tmp + "/x"], check=True, capture_output=True)
             folder.mkdir(parents=True, exist_ok=True)
@@ -520,14 +606,14 @@ def foreground_ml(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return estimate_foreground_ml(rgb.astype(np.float64) / 255.0, alpha.astype(np.float64)).astype(np.float32)
 
 
-def colour_scores(engine: Engine, samples: Sequence[Sample], folder: Path, preset: str = "balanced",
-                  sheets: int = 2, out: Path = OUT) -> dict:
+def colour_scores(
+    engine: Engine, samples: Sequence[Sample], folder: Path, preset: str = "balanced", sheets: int = 2, out: Path = OUT
+) -> dict:
     """Mean |colour error| (8-bit levels) of composites over white, black and a new photo, inside
     the GT's semi-transparent band (0 < a < 1), for each way of getting the foreground colour.
 
     ``at GT alpha`` composites with the GT alpha, isolating the foreground colour; ``at our alpha``
     is what a user sees (alpha and colour errors together)."""
-    import cv2
 
     rows = []
     for k, s in enumerate(samples):
@@ -553,8 +639,16 @@ def colour_scores(engine: Engine, samples: Sequence[Sample], folder: Path, prese
                 F = F.astype(np.float64) * 255.0
                 for which, a in (("gt_alpha", a_gt), ("our_alpha", a_our)):
                     comp = a * F + (1.0 - a) * N
-                    rows.append({"image": s.stem, "person": s.person, "bg": bg_name, "fg": fg_name, "alpha": which,
-                                 "band_err": float(np.abs(comp - truth)[band].mean())})
+                    rows.append(
+                        {
+                            "image": s.stem,
+                            "person": s.person,
+                            "bg": bg_name,
+                            "fg": fg_name,
+                            "alpha": which,
+                            "band_err": float(np.abs(comp - truth)[band].mean()),
+                        }
+                    )
         if k < sheets:
             contact_sheet(s, B, news, fgs, m.alpha, out)
     out: dict = {}
@@ -562,8 +656,18 @@ def colour_scores(engine: Engine, samples: Sequence[Sample], folder: Path, prese
         for fg in ("original", "rvm_fgr", "rvm_fgr_all", "ml"):
             for bg in news:
                 sel = [r["band_err"] for r in rows if r["alpha"] == which and r["fg"] == fg and r["bg"] == bg]
-                per = {p: float(np.mean([r["band_err"] for r in rows if r["alpha"] == which and r["fg"] == fg
-                                         and r["bg"] == bg and r["person"] == p])) for p in sorted({r["person"] for r in rows})}
+                per = {
+                    p: float(
+                        np.mean(
+                            [
+                                r["band_err"]
+                                for r in rows
+                                if r["alpha"] == which and r["fg"] == fg and r["bg"] == bg and r["person"] == p
+                            ]
+                        )
+                    )
+                    for p in sorted({r["person"] for r in rows})
+                }
                 out.setdefault(which, {}).setdefault(fg, {})[bg] = {"mean": float(np.mean(sel)), "people": per}
     return out
 
@@ -598,11 +702,15 @@ def per_image_markdown(per_image: dict) -> list[str]:
     demo. Rows, not columns, for images: the set grows by images, the pipelines compared stay few."""
     names = [n for n in per_image if n != "demo"]
     keys = sorted({k for v in per_image.values() for k in v})
-    lines = ["**per image: SAD vs demo**", "",
-             "| image | " + " | ".join(f"`{n}`" for n in names) + " |", "|" + "---|" * (len(names) + 1)]
+    lines = [
+        "**per image: SAD vs demo**",
+        "",
+        "| image | " + " | ".join(f"`{n}`" for n in names) + " |",
+        "|" + "---|" * (len(names) + 1),
+    ]
     for k in keys:
         lines.append(f"| {k} | " + " | ".join(f"{per_image[n][k]:.2f}" if k in per_image[n] else "" for n in names) + " |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def report_markdown(report: dict, pipes: dict[str, Pipeline]) -> str:
@@ -620,24 +728,30 @@ def colour_markdown(colour: dict, n: int) -> str:
     """One row per foreground estimate: error at the GT alpha (the colour alone: the new
     background cancels out there) and at our alpha over each new background, per person."""
     people = sorted(next(iter(colour["gt_alpha"]["original"].values()))["people"])
-    md = (f"\n**colour** ({n} images with a known background; mean |error| of the composite in 8-bit levels "
-          "inside the GT's semi-transparent band, balanced alpha)\n\n")
+    md = (
+        f"\n**colour** ({n} images with a known background; mean |error| of the composite in 8-bit levels "
+        "inside the GT's semi-transparent band, balanced alpha)\n\n"
+    )
     head = ["foreground", "at GT alpha"] + [f"over {b}" for b in ("white", "black", "photo")]
     head += [f"{p}: GT alpha / white / black / photo" for p in people]
     md += "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n"
     for fg in colour["gt_alpha"]:
         gt, our = colour["gt_alpha"][fg]["white"], colour["our_alpha"][fg]
         cells = [f"`{fg}`", f"{gt['mean']:.2f}"] + [f"{our[b]['mean']:.2f}" for b in ("white", "black", "photo")]
-        cells += [" / ".join([f"{gt['people'][p]:.1f}"] + [f"{our[b]['people'][p]:.1f}" for b in ("white", "black", "photo")])
-                  for p in people]
+        cells += [
+            " / ".join([f"{gt['people'][p]:.1f}"] + [f"{our[b]['people'][p]:.1f}" for b in ("white", "black", "photo")])
+            for p in people
+        ]
         md += "| " + " | ".join(cells) + " |\n"
     return md
 
 
 # -- main -------------------------------------------------------------------------------------
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("dir", nargs="?", type=Path, default=None, help="evaluation folder (default $MATTEKIT_EVAL_DIR or ../shared/eval)")
+    ap.add_argument(
+        "dir", nargs="?", type=Path, default=None, help="evaluation folder (default $MATTEKIT_EVAL_DIR or ../shared/eval)"
+    )
     ap.add_argument("--pipelines", default="", help="comma-separated names (default: the 'default' group)")
     ap.add_argument("--group", default="default", help="pipeline group: default, sweep, slow, test, preset, all")
     ap.add_argument("--sets", default="people,detail", help="people,detail")

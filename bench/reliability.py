@@ -20,8 +20,9 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -81,8 +82,9 @@ def memory_per_pixel(sizes: Sequence[tuple[int, int]] = ((2000, 1500), (4000, 30
     out = []
     for w, h in sizes:
         for preset in ("fast", "balanced"):
-            done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(w), str(h), preset], cwd=ROOT,
-                                  capture_output=True, text=True, check=True)
+            done = subprocess.run(
+                [sys.executable, "-c", MEMORY_PROBE, str(w), str(h), preset], cwd=ROOT, capture_output=True, text=True, check=True
+            )
             out.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return out
 
@@ -93,48 +95,62 @@ def deploy_markdown(report: dict[str, Any]) -> str:
     rows = ["| what | held | from |", "|---|---|---|"]
     if "deadline" in d and "job_deadline" in d:
         a, j = d["deadline"], d["job_deadline"]
-        rows.append(f"| deadlines | a still past `MATTEKIT_REQUEST_TIMEOUT={a['timeout_s']:g}` (`best` at ratio 1, 1 worker): "
-                    f"504 `deadline_exceeded` after {a['answered_s']:.1f} s, the next request served in {a['next_s']:.2f} s; "
-                    f"a video job past `MATTEKIT_JOB_TIMEOUT={j['timeout_s']:g}` failed after frame {j['frames_done']} "
-                    f"of {j['frames_total']} with the reason, its files deleted; both counted in "
-                    "`mattekit_deadline_exceeded_total` | `bench/reliability.py --deploy` |")
+        rows.append(
+            f"| deadlines | a still past `MATTEKIT_REQUEST_TIMEOUT={a['timeout_s']:g}` (`best` at ratio 1, 1 worker): "
+            f"504 `deadline_exceeded` after {a['answered_s']:.1f} s, the next request served in {a['next_s']:.2f} s; "
+            f"a video job past `MATTEKIT_JOB_TIMEOUT={j['timeout_s']:g}` failed after frame {j['frames_done']} "
+            f"of {j['frames_total']} with the reason, its files deleted; both counted in "
+            "`mattekit_deadline_exceeded_total` | `bench/reliability.py --deploy` |"
+        )
     if "slot_after_504" in d:
         sa = d["slot_after_504"]
-        rows.append(f"| work that stops | the slowest JPEG accepted ({sa['megapixels']:g} MP, {sa['scans']} progressive scans, "
-                    f"{sa['upload_kb']} KB; ~10 s of libjpeg) at capacity 1, `MATTEKIT_REQUEST_TIMEOUT={sa['deadline_s']:g}`: "
-                    f"504 after {sa['answered_s']:.1f} s, and a photo sent right after served in {sa['next_s']:.2f} s "
-                    "(it got 503 while the decode ran on); the same through `/v1.0/removebg` | "
-                    "`bench/reliability.py --deploy`, `bench/stopping.py` |")
+        rows.append(
+            f"| work that stops | the slowest JPEG accepted ({sa['megapixels']:g} MP, {sa['scans']} progressive scans, "
+            f"{sa['upload_kb']} KB; ~10 s of libjpeg) at capacity 1, `MATTEKIT_REQUEST_TIMEOUT={sa['deadline_s']:g}`: "
+            f"504 after {sa['answered_s']:.1f} s, and a photo sent right after served in {sa['next_s']:.2f} s "
+            "(it got 503 while the decode ran on); the same through `/v1.0/removebg` | "
+            "`bench/reliability.py --deploy`, `bench/stopping.py` |"
+        )
     if "shedding" in d:
         sh = d["shedding"]
-        rows.append(f"| early shedding | full queue, {sh['body_bytes'] / 2**20:.0f} MiB upload: 503 before the body — "
-                    f"{sh['sent_with_expect']} body bytes sent with `Expect: 100-continue`, "
-                    f"{sh['sent_without_expect'] / 1024:.0f} KiB (socket buffers) without, then the connection closed | "
-                    "`bench/reliability.py --deploy` |")
+        rows.append(
+            f"| early shedding | full queue, {sh['body_bytes'] / 2**20:.0f} MiB upload: 503 before the body — "
+            f"{sh['sent_with_expect']} body bytes sent with `Expect: 100-continue`, "
+            f"{sh['sent_without_expect'] / 1024:.0f} KiB (socket buffers) without, then the connection closed | "
+            "`bench/reliability.py --deploy` |"
+        )
     if "stalled_uploads" in d:
         su = d["stalled_uploads"]
-        row = (f"| stalled uploads | {su['uploads']} uploads stalled after {su['sent_mib']:g} MiB at capacity 1: "
-               f"{su['refused']} refused (503) before their bodies, one cut off at its {su['deadline_s']:g} s deadline "
-               f"after {su['cut_s']:.1f} s; the server +{su['grew_mb']:.0f} MB")
+        row = (
+            f"| stalled uploads | {su['uploads']} uploads stalled after {su['sent_mib']:g} MiB at capacity 1: "
+            f"{su['refused']} refused (503) before their bodies, one cut off at its {su['deadline_s']:g} s deadline "
+            f"after {su['cut_s']:.1f} s; the server +{su['grew_mb']:.0f} MB"
+        )
         if "stalled_video_uploads" in d:
             sv = d["stalled_video_uploads"]
-            row += (f"; the same at the video jobs' capacity of 1: {sv['refused']} refused, one cut off after "
-                    f"{sv['cut_s']:.1f} s (408), +{sv['grew_mb']:.0f} MB, no file left")
+            row += (
+                f"; the same at the video jobs' capacity of 1: {sv['refused']} refused, one cut off after "
+                f"{sv['cut_s']:.1f} s (408), +{sv['grew_mb']:.0f} MB, no file left"
+            )
         rows.append(row + " | `bench/reliability.py --deploy` |")
     if "sigterm" in d:
         st = d["sigterm"]
         outcomes = ", ".join(f"{v} {k}" for k, v in sorted(st["outcomes"].items()))
-        rows.append(f"| SIGTERM under load | {st['clients']} clients + a running and a queued video job, "
-                    f"`MATTEKIT_DRAIN_SECONDS={st['drain_s']:g}`, `MATTEKIT_GRACE_PERIOD={st['grace_s']:g}`: `/readyz` 503 at once, "
-                    f"queued job failed with the reason, {st['ok_after_signal']} stills served after the signal, "
-                    f"exit after {st['exit_s']:.1f} s; client outcomes: {outcomes} (refused = connection refused "
-                    "once the listener closed: never accepted); no temp files left | `bench/reliability.py --deploy` |")
+        rows.append(
+            f"| SIGTERM under load | {st['clients']} clients + a running and a queued video job, "
+            f"`MATTEKIT_DRAIN_SECONDS={st['drain_s']:g}`, `MATTEKIT_GRACE_PERIOD={st['grace_s']:g}`: `/readyz` 503 at once, "
+            f"queued job failed with the reason, {st['ok_after_signal']} stills served after the signal, "
+            f"exit after {st['exit_s']:.1f} s; client outcomes: {outcomes} (refused = connection refused "
+            "once the listener closed: never accepted); no temp files left | `bench/reliability.py --deploy` |"
+        )
     if "processes" in d:
         pr = d["processes"]
-        rows.append(f"| several processes | `mattekit serve --processes {pr['processes']}`, {pr['clients']} clients: "
-                    f"{pr['ok']} of {pr['requests']} correct results, served by {pr['pids_serving']} processes; "
-                    f"`/metrics` from either process counts {pr['metrics_total']}; a video job polled, fetched and deleted "
-                    f"through both | `bench/reliability.py --deploy` |")
+        rows.append(
+            f"| several processes | `mattekit serve --processes {pr['processes']}`, {pr['clients']} clients: "
+            f"{pr['ok']} of {pr['requests']} correct results, served by {pr['pids_serving']} processes; "
+            f"`/metrics` from either process counts {pr['metrics_total']}; a video job polled, fetched and deleted "
+            f"through both | `bench/reliability.py --deploy` |"
+        )
     rows += ["", f"Deployment tests: {tests['passed']} passed, {tests['failed']} failed."]
     return "\n".join(rows) + "\n"
 
@@ -170,14 +186,16 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {what} | {res['result']} |")
     lines += ["", "| still, preset | peak memory of one request | per pixel |", "|---|---|---|"]
     for m in report.get("memory", []):
-        lines.append(f"| {m['pixels'] / 1e6:.0f} MP, {m['preset']} | {m['peak_mb'] - m['base_mb']:.0f} MiB "
-                     f"| {m['bytes_per_pixel']:.0f} B |")
+        lines.append(
+            f"| {m['pixels'] / 1e6:.0f} MP, {m['preset']} | {m['peak_mb'] - m['base_mb']:.0f} MiB "
+            f"| {m['bytes_per_pixel']:.0f} B |"
+        )
     sec = report["security"]
     lines += ["", f"Security checks (CORS, API keys, bg paths, headers): {sec['passed']} passed, {sec['failed']} failed."]
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--long", action="store_true", help="run the long fuzz campaign (--fuzz-long)")
     ap.add_argument("--deploy", action="store_true", help="only the deployment tests (tests/test_deploy.py)")

@@ -55,9 +55,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -170,12 +171,21 @@ def part_model(reps: int) -> list[dict]:
                     times[name].append(time.perf_counter() - t)
         p, s = statistics.median(times["plain"]), statistics.median(times["split"])
         pairs = [b / a for a, b in zip(times["plain"], times["split"])]
-        row = {"size": label, "ratio": ratio, "plain_ms": p * 1e3, "split_ms": s * 1e3,
-               "split_over_plain": s / p, "split_over_plain_pairs_median": statistics.median(pairs),
-               "reps": reps}
+        row = {
+            "size": label,
+            "ratio": ratio,
+            "plain_ms": p * 1e3,
+            "split_ms": s * 1e3,
+            "split_over_plain": s / p,
+            "split_over_plain_pairs_median": statistics.median(pairs),
+            "reps": reps,
+        }
         rows.append(row)
-        print(f"model {label}@{ratio}: plain {p * 1e3:.0f} ms, split {s * 1e3:.0f} ms, "
-              f"ratio {s / p:.2f} (median of per-pair ratios {row['split_over_plain_pairs_median']:.2f})", flush=True)
+        print(
+            f"model {label}@{ratio}: plain {p * 1e3:.0f} ms, split {s * 1e3:.0f} ms, "
+            f"ratio {s / p:.2f} (median of per-pair ratios {row['split_over_plain_pairs_median']:.2f})",
+            flush=True,
+        )
     return rows
 
 
@@ -217,20 +227,26 @@ def part_stills(n_images: int, reps: int, sizes: Sequence[str]) -> list[dict]:
         for name in wall:
             ips = [len(batch) / w for w in wall[name]]
             row = {
-                "size": label, "pipeline": name, "images": len(batch), "reps": reps,
-                "images_per_s": statistics.median(ips), "images_per_s_all": ips,
+                "size": label,
+                "pipeline": name,
+                "images": len(batch),
+                "reps": reps,
+                "images_per_s": statistics.median(ips),
+                "images_per_s_all": ips,
                 "mb_per_image": size_bytes[name] / len(batch) / 1e6,
                 "stage_ms": {k: v * 1e3 for k, v in stages[name].items()},
             }
             if name != "demo":
                 pairs = [d / w for d, w in zip(wall["demo"], wall[name])]
-                row["speedup_vs_demo"] = statistics.median(ips) / statistics.median(
-                    [len(batch) / w for w in wall["demo"]])
+                row["speedup_vs_demo"] = statistics.median(ips) / statistics.median([len(batch) / w for w in wall["demo"]])
                 row["speedup_vs_demo_pairs"] = pairs
             rows.append(row)
             extra = f", {row['speedup_vs_demo']:.2f}x demo" if "speedup_vs_demo" in row else ""
-            print(f"stills {label} {name}: {row['images_per_s']:.2f} images/s{extra}; stages (ms) "
-                  + ", ".join(f"{k} {v:.0f}" for k, v in row["stage_ms"].items()), flush=True)
+            print(
+                f"stills {label} {name}: {row['images_per_s']:.2f} images/s{extra}; stages (ms) "
+                + ", ".join(f"{k} {v:.0f}" for k, v in row["stage_ms"].items()),
+                flush=True,
+            )
     return rows
 
 
@@ -262,9 +278,12 @@ def part_work(n_images: int, reps: int, sizes: Sequence[str]) -> list[dict]:
                     t = clock()
                     engine.step(rgb, ratio)
                     model[name].append(clock() - t)
-            row: dict[str, Any] = {"size": label, "ratio": ratio,
-                                   "model_plain_ms": min(model["plain"][1:]) * 1e3,
-                                   "model_split_ms": min(model["split"][1:]) * 1e3}
+            row: dict[str, Any] = {
+                "size": label,
+                "ratio": ratio,
+                "model_plain_ms": min(model["plain"][1:]) * 1e3,
+                "model_split_ms": min(model["split"][1:]) * 1e3,
+            }
             row["model_split_over_plain"] = row["model_split_ms"] / row["model_plain_ms"]
             stages: dict[str, dict[str, float]] = {}
             for _ in range(reps):
@@ -287,15 +306,18 @@ def part_work(n_images: int, reps: int, sizes: Sequence[str]) -> list[dict]:
             row["cpu_ms_per_image"] = {k: {s: v * 1e3 for s, v in d.items()} for k, d in stages.items()}
             row["cpu_ms_total"] = {k: sum(d.values()) * 1e3 for k, d in stages.items()}
             rows.append(row)
-            print(f"work {label}: model plain {row['model_plain_ms']:.0f} / split {row['model_split_ms']:.0f} CPU-ms "
-                  f"({row['model_split_over_plain']:.2f}x); per image CPU-ms "
-                  + ", ".join(f"{k} {v:.0f}" for k, v in row["cpu_ms_total"].items()), flush=True)
+            print(
+                f"work {label}: model plain {row['model_plain_ms']:.0f} / split {row['model_split_ms']:.0f} CPU-ms "
+                f"({row['model_split_over_plain']:.2f}x); per image CPU-ms "
+                + ", ".join(f"{k} {v:.0f}" for k, v in row["cpu_ms_total"].items()),
+                flush=True,
+            )
     finally:
         cv2.setNumThreads(-1)
     return rows
 
 
-def _keep_min(best: Optional[dict[str, float]], acc: dict[str, float], n: int) -> dict[str, float]:
+def _keep_min(best: dict[str, float] | None, acc: dict[str, float], n: int) -> dict[str, float]:
     per = {k: v / n for k, v in acc.items()}
     if best is None or sum(per.values()) < sum(best.values()):
         return per
@@ -306,9 +328,11 @@ def part_objects(n_images: int, reps: int) -> list[dict]:
     """Object photos with subject=auto, and people photos with auto and person, at 1080p."""
     matter = Matter()
     matter.process(photo_batch(thing_photos(1), SIZES["1080p"])[0])  # load both models
-    runs = [("objects", "auto", photo_batch(thing_photos(n_images), SIZES["1080p"])),
-            ("people", "auto", photo_batch(source_photos(n_images), SIZES["1080p"])),
-            ("people", "person", photo_batch(source_photos(n_images), SIZES["1080p"]))]
+    runs = [
+        ("objects", "auto", photo_batch(thing_photos(n_images), SIZES["1080p"])),
+        ("people", "auto", photo_batch(source_photos(n_images), SIZES["1080p"])),
+        ("people", "person", photo_batch(source_photos(n_images), SIZES["1080p"])),
+    ]
     rows = []
     for what, subject, batch in runs:
         options = Options(subject=subject)  # type: ignore[arg-type]
@@ -323,8 +347,15 @@ def part_objects(n_images: int, reps: int) -> list[dict]:
                 if rep == 0:
                     chosen.append(result.model)
         stage = {k: 1000 * statistics.median(sp.get(k, 0.0) for sp in splits) for k in splits[0]}
-        rows.append({"photos": what, "subject": subject, "median_s": stage.pop("total") / 1000, "stage_ms": stage,
-                     "models": {m: chosen.count(m) for m in sorted(set(chosen))}})
+        rows.append(
+            {
+                "photos": what,
+                "subject": subject,
+                "median_s": stage.pop("total") / 1000,
+                "stage_ms": stage,
+                "models": {m: chosen.count(m) for m in sorted(set(chosen))},
+            }
+        )
     return rows
 
 
@@ -342,6 +373,7 @@ def part_encoders(reps: int) -> list[dict]:
             buf = io.BytesIO()
             img.save(buf, fmt, **kw)
             return buf.getvalue()
+
         return run
 
     from mattekit import imaging
@@ -400,20 +432,31 @@ def part_cli(n_images: int, reps: int) -> dict:
             out = tmp / f"out{rep}"
             cli_times.append(_run([str(MATTEKIT), "remove", str(folder), "-o", str(out)], env=env))
             cold_times.append(_run([str(MATTEKIT), "remove", str(files[0]), "-o", str(tmp / f"one{rep}.png")], env=env))
-            demo_cold_times.append(_run([sys.executable, str(ROOT / "bench" / "demo.py"), str(files[0]),
-                                         str(tmp / f"demo-one{rep}.png")], env=env))
+            demo_cold_times.append(
+                _run([sys.executable, str(ROOT / "bench" / "demo.py"), str(files[0]), str(tmp / f"demo-one{rep}.png")], env=env)
+            )
             version_times.append(_run([str(MATTEKIT), "--version"], env=env))
         d, c = statistics.median(demo_times), statistics.median(cli_times)
-        result.update({
-            "demo_loop_s": demo_times, "cli_folder_s": cli_times, "cli_over_demo_speedup": d / c,
-            "cold_one_image_s": cold_times, "cold_one_image_median_s": statistics.median(cold_times),
-            "demo_cold_one_image_s": demo_cold_times, "demo_cold_one_image_median_s": statistics.median(demo_cold_times),
-            "version_s": version_times, "version_median_s": statistics.median(version_times),
-        })
-    print(f"cli: folder of {len(batch)} 1080p JPEGs: demo loop {d:.2f} s, `mattekit remove FOLDER` {c:.2f} s "
-          f"({d / c:.2f}x); cold one image {result['cold_one_image_median_s']:.2f} s "
-          f"(the demo's own cold run {result['demo_cold_one_image_median_s']:.2f} s); "
-          f"--version {result['version_median_s']:.3f} s", flush=True)
+        result.update(
+            {
+                "demo_loop_s": demo_times,
+                "cli_folder_s": cli_times,
+                "cli_over_demo_speedup": d / c,
+                "cold_one_image_s": cold_times,
+                "cold_one_image_median_s": statistics.median(cold_times),
+                "demo_cold_one_image_s": demo_cold_times,
+                "demo_cold_one_image_median_s": statistics.median(demo_cold_times),
+                "version_s": version_times,
+                "version_median_s": statistics.median(version_times),
+            }
+        )
+    print(
+        f"cli: folder of {len(batch)} 1080p JPEGs: demo loop {d:.2f} s, `mattekit remove FOLDER` {c:.2f} s "
+        f"({d / c:.2f}x); cold one image {result['cold_one_image_median_s']:.2f} s "
+        f"(the demo's own cold run {result['demo_cold_one_image_median_s']:.2f} s); "
+        f"--version {result['version_median_s']:.3f} s",
+        flush=True,
+    )
     return result
 
 
@@ -438,8 +481,14 @@ def part_server(seconds: float) -> list[dict]:
         load.run_load(server.url, 1, 3, images)  # warm-up
         for n in (1, 4, 16):
             phase = load.run_load(server.url, n, seconds, images, server_pid=server.pid)
-            rows.append({"clients": n, "images_per_s": phase["throughput_rps"], "status": phase["status"],
-                         "p95_s": phase["latency_s"]["p95"]})
+            rows.append(
+                {
+                    "clients": n,
+                    "images_per_s": phase["throughput_rps"],
+                    "status": phase["status"],
+                    "p95_s": phase["latency_s"]["p95"],
+                }
+            )
             print(f"server {n:2d} clients: {phase['throughput_rps']:.2f} images/s", flush=True)
     if rows and rows[0]["images_per_s"]:
         for r in rows:
@@ -472,63 +521,112 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     """A markdown table: first column left-aligned, the rest right-aligned (numbers)."""
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def markdown(report: dict) -> str:
     lines = [f"Machine: {report['machine']}{', ' + report['cpu'] if report.get('cpu') else ''}.", ""]
     if report.get("model"):
-        lines += _table(["model only", "plain ONNX Runtime", "mattekit split", "ratio"], [
-            [f"{r['size']} @ {r['ratio']}", f"{r['plain_ms']:.0f} ms", f"{r['split_ms']:.0f} ms",
-             f"{r['split_over_plain']:.2f}x"] for r in report["model"]])
+        lines += _table(
+            ["model only", "plain ONNX Runtime", "mattekit split", "ratio"],
+            [
+                [
+                    f"{r['size']} @ {r['ratio']}",
+                    f"{r['plain_ms']:.0f} ms",
+                    f"{r['split_ms']:.0f} ms",
+                    f"{r['split_over_plain']:.2f}x",
+                ]
+                for r in report["model"]
+            ],
+        )
     if report.get("stills"):
         rows = []
         for r in report["stills"]:
             st = r["stage_ms"]
-            rows.append([
-                r["size"], r["pipeline"], f"{r['images_per_s']:.2f}",
-                f"{r['speedup_vs_demo']:.1f}x" if "speedup_vs_demo" in r else "1x",
-                *(f"{st.get(k, 0.0):.0f} ms" for k in ("decode", "model" if "model" in st else "matte", "compose", "encode")),
-                f"{r['mb_per_image']:.1f}",
-            ])
-        lines += _table(["stills JPEG → RGBA PNG", "pipeline", "images/s", "vs demo", "decode", "model",
-                         "compose", "encode", "MB/image"], rows)
+            rows.append(
+                [
+                    r["size"],
+                    r["pipeline"],
+                    f"{r['images_per_s']:.2f}",
+                    f"{r['speedup_vs_demo']:.1f}x" if "speedup_vs_demo" in r else "1x",
+                    *(f"{st.get(k, 0.0):.0f} ms" for k in ("decode", "model" if "model" in st else "matte", "compose", "encode")),
+                    f"{r['mb_per_image']:.1f}",
+                ]
+            )
+        lines += _table(
+            ["stills JPEG → RGBA PNG", "pipeline", "images/s", "vs demo", "decode", "model", "compose", "encode", "MB/image"],
+            rows,
+        )
     if report.get("work"):
-        lines += _table(["CPU time per image, single-threaded", "model plain", "model split", "demo",
-                         "ours (balanced)", "ours (fast)"], [
-            [f"{r['size']} (model @ {r['ratio']})", f"{r['model_plain_ms']:.0f} ms",
-             f"{r['model_split_ms']:.0f} ms ({r['model_split_over_plain']:.2f}x)",
-             *(f"{r['cpu_ms_total'][k]:.0f} ms" for k in ("demo", "ours", "ours (fast)"))] for r in report["work"]])
+        lines += _table(
+            ["CPU time per image, single-threaded", "model plain", "model split", "demo", "ours (balanced)", "ours (fast)"],
+            [
+                [
+                    f"{r['size']} (model @ {r['ratio']})",
+                    f"{r['model_plain_ms']:.0f} ms",
+                    f"{r['model_split_ms']:.0f} ms ({r['model_split_over_plain']:.2f}x)",
+                    *(f"{r['cpu_ms_total'][k]:.0f} ms" for k in ("demo", "ours", "ours (fast)")),
+                ]
+                for r in report["work"]
+            ],
+        )
     if report.get("encoders"):
-        lines += _table(["encode (CPU time, least of repeats)", "image", "ms", "MB"], [
-            [r["encoder"], r["image"], f"{r['ms']:.0f}", f"{r['mb']:.2f}"] for r in report["encoders"]])
+        lines += _table(
+            ["encode (CPU time, least of repeats)", "image", "ms", "MB"],
+            [[r["encoder"], r["image"], f"{r['ms']:.0f}", f"{r['mb']:.2f}"] for r in report["encoders"]],
+        )
     if report.get("cli"):
         c = report["cli"]
-        lines += _table(["command line", "seconds"], [
-            [f"demo looping over {c['images']} 1080p JPEGs in-process", f"{statistics.median(c['demo_loop_s']):.2f}"],
-            ["`mattekit remove FOLDER` (start-up included)",
-             f"{statistics.median(c['cli_folder_s']):.2f} ({c['cli_over_demo_speedup']:.1f}x the demo's speed)"],
-            ["cold `mattekit remove one.jpg` (1080p, model load included)", f"{c['cold_one_image_median_s']:.2f}"],
-            *([["the demo's own cold run on the same file (`python bench/demo.py`)",
-                f"{c['demo_cold_one_image_median_s']:.2f}"]] if "demo_cold_one_image_median_s" in c else []),
-            ["`mattekit --version`", f"{c['version_median_s']:.3f}"]])
+        lines += _table(
+            ["command line", "seconds"],
+            [
+                [f"demo looping over {c['images']} 1080p JPEGs in-process", f"{statistics.median(c['demo_loop_s']):.2f}"],
+                [
+                    "`mattekit remove FOLDER` (start-up included)",
+                    f"{statistics.median(c['cli_folder_s']):.2f} ({c['cli_over_demo_speedup']:.1f}x the demo's speed)",
+                ],
+                ["cold `mattekit remove one.jpg` (1080p, model load included)", f"{c['cold_one_image_median_s']:.2f}"],
+                *(
+                    [
+                        [
+                            "the demo's own cold run on the same file (`python bench/demo.py`)",
+                            f"{c['demo_cold_one_image_median_s']:.2f}",
+                        ]
+                    ]
+                    if "demo_cold_one_image_median_s" in c
+                    else []
+                ),
+                ["`mattekit --version`", f"{c['version_median_s']:.3f}"],
+            ],
+        )
     if report.get("objects"):
-        lines += _table(["1080p JPEG → RGBA PNG, end to end", "subject", "median s", "decode", "matte",
-                         "compose", "encode", "model chosen"], [
-            [r["photos"], r["subject"], f"{r['median_s']:.2f}",
-             *(f"{r['stage_ms'].get(k, 0.0):.0f} ms" for k in ("decode", "matte", "compose", "encode")),
-             ", ".join(f"{m} {c}" for m, c in sorted(r["models"].items()))] for r in report["objects"]])
+        lines += _table(
+            ["1080p JPEG → RGBA PNG, end to end", "subject", "median s", "decode", "matte", "compose", "encode", "model chosen"],
+            [
+                [
+                    r["photos"],
+                    r["subject"],
+                    f"{r['median_s']:.2f}",
+                    *(f"{r['stage_ms'].get(k, 0.0):.0f} ms" for k in ("decode", "matte", "compose", "encode")),
+                    ", ".join(f"{m} {c}" for m, c in sorted(r["models"].items())),
+                ]
+                for r in report["objects"]
+            ],
+        )
     if report.get("video"):
-        lines += _table(["video", "output", "ratio", "fps"],
-                        [[r["size"], r["output"], str(r.get("ratio", "auto")), f"{r['fps']:.1f}"] for r in report["video"]])
+        lines += _table(
+            ["video", "output", "ratio", "fps"],
+            [[r["size"], r["output"], str(r.get("ratio", "auto")), f"{r['fps']:.1f}"] for r in report["video"]],
+        )
     if report.get("server"):
-        lines += _table(["server clients", "images/s", "vs 1 client"], [
-            [str(r["clients"]), f"{r['images_per_s']:.2f}", f"{r.get('vs_single_client', 0):.2f}x"]
-            for r in report["server"]])
+        lines += _table(
+            ["server clients", "images/s", "vs 1 client"],
+            [[str(r["clients"]), f"{r['images_per_s']:.2f}", f"{r.get('vs_single_client', 0):.2f}x"] for r in report["server"]],
+        )
     return "\n".join(lines)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--parts", default="model,stills,work,objects,encoders,cli,video,server")
     ap.add_argument("--quick", action="store_true", help="fewer images and repeats (a look, not a figure)")
@@ -548,7 +646,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
-                   f"{platform.python_version()}, onnxruntime {ort.__version__}",
+        f"{platform.python_version()}, onnxruntime {ort.__version__}",
         "cpu": cpu_name(),
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "load_average_start": os.getloadavg(),

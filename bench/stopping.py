@@ -25,8 +25,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -115,8 +116,13 @@ def overrun_case(name: str, data: bytes, options: Options, seconds: float) -> di
     except DeadlineExceeded:
         outcome = "deadline_exceeded"
     end = time.monotonic()
-    return {"case": name, "deadline_s": seconds, "outcome": outcome, "busy_s": round(end - start, 3),
-            "past_deadline_s": round(max(0.0, end - deadline.at), 3)}
+    return {
+        "case": name,
+        "deadline_s": seconds,
+        "outcome": outcome,
+        "busy_s": round(end - start, 3),
+        "past_deadline_s": round(max(0.0, end - deadline.at), 3),
+    }
 
 
 def unbounded(name: str, fn: Callable[[], Any], repeat: int = 1) -> dict[str, Any]:
@@ -150,10 +156,17 @@ def overruns() -> list[dict[str, Any]]:
     rows.append(unbounded("encode: 50 MP RGBA WebP q90", lambda: imaging.encode(rgba, "webp", 90)))
     rows.append(overrun_case("service work: 50 MP JPEG of 256 scans, deadline 1 s", bomb, opts, 1.0))
     rows.append(overrun_case("service work: 50 MP baseline JPEG, balanced, deadline 3 s", photo50, opts, 3.0))
-    rows.append(overrun_case(f"service work: 12 MP, best at ratio {ratio:g} (the largest the limit allows), deadline 1 s",
-                             photo12, opts.replace(preset="best", ratio=ratio), 1.0))
-    rows.append(overrun_case("service work: 50 MP baseline JPEG, best, deadline 10 s", photo50,
-                             opts.replace(preset="best"), 10.0))
+    rows.append(
+        overrun_case(
+            f"service work: 12 MP, best at ratio {ratio:g} (the largest the limit allows), deadline 1 s",
+            photo12,
+            opts.replace(preset="best", ratio=ratio),
+            1.0,
+        )
+    )
+    rows.append(
+        overrun_case("service work: 50 MP baseline JPEG, best, deadline 10 s", photo50, opts.replace(preset="best"), 10.0)
+    )
     return rows
 
 
@@ -181,8 +194,7 @@ def sweep(step: float = 0.25) -> list[dict[str, Any]]:
         except (DeadlineExceeded, Cancelled) as exc:
             frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).stem != "deadline"]
             where = " <- ".join(f"{Path(f.filename).stem}.{f.name}" for f in frames[-3:][::-1])
-        rows.append({"deadline_s": round(step * i, 2), "past_s": round(time.monotonic() - deadline.at, 3),
-                     "stopped_at": where})
+        rows.append({"deadline_s": round(step * i, 2), "past_s": round(time.monotonic() - deadline.at, 3), "stopped_at": where})
         if where == "done":
             break
     return rows
@@ -256,9 +268,12 @@ def process_costs() -> dict[str, Any]:
     parent.send_bytes(b"")
     echo.join()
     return {
-        "start_s": round(statistics.median(starts), 2), "rss_ready_mb": round(statistics.median(rss_ready)),
-        "rss_after_12mp_mb": round(statistics.median(rss_after)), "kill_s": round(kill_s, 3),
-        "upload_mb": round(len(photo12) / 2**20, 1), "result_mb": round(len(result) / 2**20, 1),
+        "start_s": round(statistics.median(starts), 2),
+        "rss_ready_mb": round(statistics.median(rss_ready)),
+        "rss_after_12mp_mb": round(statistics.median(rss_after)),
+        "kill_s": round(kill_s, 3),
+        "upload_mb": round(len(photo12) / 2**20, 1),
+        "result_mb": round(len(result) / 2**20, 1),
         "one_way_s": trips,
     }
 
@@ -273,7 +288,7 @@ def check_costs() -> list[dict[str, Any]]:
     rgba = Image.fromarray(np.dstack([np.asarray(_photo(TWELVE_MP)), np.full(TWELVE_MP[::-1], 200, np.uint8)]), "RGBA")
     far = Deadline(time.monotonic() + 3600, "bench")
     rows = []
-    cases: list[tuple[str, Callable[[Optional[Deadline]], Any]]] = [
+    cases: list[tuple[str, Callable[[Deadline | None], Any]]] = [
         ("decode 12 MP baseline JPEG", lambda d: imaging.decode(photo12, Options(), deadline=d)),
         ("decode 12 MP progressive JPEG", lambda d: imaging.decode(prog12, Options(), deadline=d)),
         ("encode 12 MP grey+alpha PNG (Pillow zlib)", lambda d: imaging.encode(rgba.convert("LA"), "png", deadline=d)),
@@ -298,17 +313,20 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"| {r['deadline_s']:.2f} s | {r['past_s']:.2f} s | {r['stopped_at']} |" for r in report["sweep"]]
     if "process" in report:
         p = report["process"]
-        lines += ["", f"Killable worker process: start to a warm engine {p['start_s']:.2f} s, RSS {p['rss_ready_mb']} MB "
-                  f"ready, {p['rss_after_12mp_mb']} MB after a 12 MP photo; one way through a pipe: upload "
-                  f"{p['upload_mb']} MB {p['one_way_s']['upload'] * 1000:.1f} ms, result {p['result_mb']} MB "
-                  f"{p['one_way_s']['result'] * 1000:.1f} ms, raw RGBA 46 MB {p['one_way_s']['raw_rgba'] * 1000:.1f} ms"]
+        lines += [
+            "",
+            f"Killable worker process: start to a warm engine {p['start_s']:.2f} s, RSS {p['rss_ready_mb']} MB "
+            f"ready, {p['rss_after_12mp_mb']} MB after a 12 MP photo; one way through a pipe: upload "
+            f"{p['upload_mb']} MB {p['one_way_s']['upload'] * 1000:.1f} ms, result {p['result_mb']} MB "
+            f"{p['one_way_s']['result'] * 1000:.1f} ms, raw RGBA 46 MB {p['one_way_s']['raw_rgba'] * 1000:.1f} ms",
+        ]
     if "checks" in report:
         lines += ["", "| with deadline checks | plain | checked |", "|---|---|---|"]
         lines += [f"| {r['case']} | {r['plain_s']:.3f} s | {r['checked_s']:.3f} s |" for r in report["checks"]]
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parts = {"overrun": overruns, "sweep": sweep, "process": process_costs, "checks": check_costs}
     ap.add_argument("--part", choices=("all", *parts), default="all")

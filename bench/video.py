@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -59,8 +58,12 @@ SPEED_OUTPUTS = [  # (label, file name, options)
 FAST_RATIO = 0.25
 RATIO_OUTPUTS = [
     (720, "transparent WebM (VP9 alpha)", "out_r.webm", lambda: Options(preset="fast", ratio=FAST_RATIO)),
-    (1080, "composite MP4 on colour", "colour_r.mp4",
-     lambda: Options(preset="fast", ratio=FAST_RATIO, background=parse_background("white"))),
+    (
+        1080,
+        "composite MP4 on colour",
+        "colour_r.mp4",
+        lambda: Options(preset="fast", ratio=FAST_RATIO, background=parse_background("white")),
+    ),
 ]
 
 
@@ -101,7 +104,7 @@ def _upscaled(src: Path, frames_cap: int, size: tuple[int, int], tmp: Path) -> P
     return write_frames(big, tmp / f"upscaled_{size[1]}p.mp4", rate=rate, options={"preset": "ultrafast", "crf": "14"})
 
 
-def _street_clip(part: str) -> Optional[Path]:
+def _street_clip(part: str) -> Path | None:
     """The speed runs' real clip (1280x720), or None (said on stderr) where the eval set is absent."""
     src = EVAL / "video" / "openpose_street.mp4"
     if not src.is_file():
@@ -127,7 +130,9 @@ def speed(frames_cap: int, sizes: list[int]) -> list[dict]:
                 options = make()
                 result = process_video(clip, tmp / name, options, VideoOptions(max_frames=frames_cap))
                 row = {
-                    "size": f"{result.width}x{result.height}", "output": label, "frames": result.frames,
+                    "size": f"{result.width}x{result.height}",
+                    "output": label,
+                    "frames": result.frames,
                     "ratio": options.ratio,
                     "fps": result.frames / result.seconds,
                     "matte_s_per_frame": result.timings["matte"] / result.frames,
@@ -146,19 +151,27 @@ def markdown(stab: list[dict], fps: list[dict]) -> str:
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in stab:
-            def g(k: str) -> str:
+
+            def g(k: str, r: dict = r) -> str:
                 return f"{r[k]:.2f}" if k in r else "–"
-            lines.append(f"| {r['clip']} ({r['size']}) | {r['frames']} | {g('recurrent_flicker')} | {g('per-frame_flicker')} | "
-                         f"{g('recurrent_dtssd')} | {g('per-frame_dtssd')} | {g('recurrent_sad')} | {g('per-frame_sad')} |")
+
+            lines.append(
+                f"| {r['clip']} ({r['size']}) | {r['frames']} | {g('recurrent_flicker')} | {g('per-frame_flicker')} | "
+                f"{g('recurrent_dtssd')} | {g('per-frame_dtssd')} | {g('recurrent_sad')} | {g('per-frame_sad')} |"
+            )
         lines.append("")
     if fps:
-        lines += ["| size | output | ratio | fps end to end | matte s/frame | compose+encode s/frame |",
-                  "|---|---|---|---:|---:|---:|"]
+        lines += [
+            "| size | output | ratio | fps end to end | matte s/frame | compose+encode s/frame |",
+            "|---|---|---|---:|---:|---:|",
+        ]
         for r in fps:
             ratio = r.get("ratio", "auto")
             ratio = "preset (640 px)" if ratio == "auto" else f"{ratio:g}"
-            lines.append(f"| {r['size']} | {r['output']} | {ratio} | {r['fps']:.2f} | {r['matte_s_per_frame']:.3f} | "
-                         f"{r['compose_encode_s_per_frame']:.3f} |")
+            lines.append(
+                f"| {r['size']} | {r['output']} | {ratio} | {r['fps']:.2f} | {r['matte_s_per_frame']:.3f} | "
+                f"{r['compose_encode_s_per_frame']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -175,8 +188,12 @@ def main() -> None:
     previous = json.loads((OUT / "video.json").read_text()) if (OUT / "video.json").is_file() else {}
     stab = stab or previous.get("stability", [])  # a run of one part keeps the other's last results
     fps = fps or previous.get("speed", [])
-    meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-            "threads": os.environ.get("MATTEKIT_THREADS", "all")}
+    meta = {
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "threads": os.environ.get("MATTEKIT_THREADS", "all"),
+    }
     (OUT / "video.json").write_text(json.dumps({"meta": meta, "stability": stab, "speed": fps}, indent=2))
     md = markdown(stab, fps)
     (OUT / "video.md").write_text(md)

@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import httpx  # noqa: E402
-
 from live_server import UVICORN, start_server  # noqa: E402
 
 CLIP = Path(os.environ.get("MATTEKIT_EVAL_DIR", ROOT.parent / "shared" / "eval")) / "video" / "openpose_street.mp4"
@@ -41,6 +40,7 @@ def cpu_s(pid: int) -> float:
 
 def busy_threads(pid: int, seconds: float = 2.0) -> dict[str, float]:
     """CPU seconds of each thread of ``pid`` over ``seconds``, by thread name, busiest first."""
+
     def snap() -> dict[str, tuple[str, int]]:
         out = {}
         for tid in os.listdir(f"/proc/{pid}/task"):
@@ -51,6 +51,7 @@ def busy_threads(pid: int, seconds: float = 2.0) -> dict[str, float]:
             except FileNotFoundError:
                 pass
         return out
+
     a = snap()
     time.sleep(seconds)
     b = snap()
@@ -59,8 +60,11 @@ def busy_threads(pid: int, seconds: float = 2.0) -> dict[str, float]:
 
 
 def cli_run(end: str) -> dict:
-    p = subprocess.Popen([str(ROOT / ".venv/bin/mattekit"), "video", str(CLIP), "-o", "/tmp/bench_video_job.webm",
-                          "--end", end, "--overwrite"], stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [str(ROOT / ".venv/bin/mattekit"), "video", str(CLIP), "-o", "/tmp/bench_video_job.webm", "--end", end, "--overwrite"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     busy, t0, used = None, time.time(), 0.0
     while p.poll() is None:
         try:
@@ -77,8 +81,11 @@ def cli_run(end: str) -> dict:
 
 def job_run(client: httpx.Client, pid: int, end: str) -> dict:
     c0 = cpu_s(pid)
-    r = client.post("/api/v1/jobs", data={"output": "webm", "preset": "balanced", "end": end},
-                    files={"file": (CLIP.name, CLIP.read_bytes(), "video/mp4")})
+    r = client.post(
+        "/api/v1/jobs",
+        data={"output": "webm", "preset": "balanced", "end": end},
+        files={"file": (CLIP.name, CLIP.read_bytes(), "video/mp4")},
+    )
     r.raise_for_status()
     job_id, busy = r.json()["id"], None
     while (s := client.get(f"/api/v1/jobs/{job_id}").json())["state"] not in ("done", "failed"):
@@ -92,8 +99,13 @@ def job_run(client: httpx.Client, pid: int, end: str) -> dict:
 def page_cost() -> dict:
     from playwright.sync_api import sync_playwright
 
-    job = {"id": "j1", "state": "running", "output": "webm", "created": 0,
-           "progress": {"frames_done": 10, "frames_total": 200, "fps": 3.0, "percent": 5.0}}
+    job = {
+        "id": "j1",
+        "state": "running",
+        "output": "webm",
+        "created": 0,
+        "progress": {"frames_done": 10, "frames_total": 200, "fps": 3.0, "percent": 5.0},
+    }
     out = {}
     with start_server(UVICORN, env={}) as (base, _), sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium")
@@ -116,6 +128,7 @@ def page_cost() -> dict:
                 except (FileNotFoundError, ProcessLookupError, IndexError):
                     pass
             return total
+
         for label in ("blank page", "video progress"):
             if label == "blank page":
                 page.goto("about:blank")
@@ -144,7 +157,12 @@ def main() -> None:
         return
     with start_server(UVICORN, env={}) as (base, proc), httpx.Client(base_url=base, timeout=600) as client:
         for i in range(a.rounds):
-            row = {"round": i, "load": round(os.getloadavg()[0], 1), "cli": cli_run(a.end), "job": job_run(client, proc.pid, a.end)}
+            row = {
+                "round": i,
+                "load": round(os.getloadavg()[0], 1),
+                "cli": cli_run(a.end),
+                "job": job_run(client, proc.pid, a.end),
+            }
             print(json.dumps(row), flush=True)
 
 

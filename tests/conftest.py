@@ -15,9 +15,7 @@ OUTPUT_DIR = ROOT / "test-output"
 def eval_dir() -> Path:
     """The evaluation set, or a clear skip saying where it was looked for."""
     if not (EVAL_DIR / "people" / "image").is_dir():
-        pytest.skip(
-            f"evaluation data not found at {EVAL_DIR}: put ../shared/eval beside the repo or set MATTEKIT_EVAL_DIR"
-        )
+        pytest.skip(f"evaluation data not found at {EVAL_DIR}: put ../shared/eval beside the repo or set MATTEKIT_EVAL_DIR")
     return EVAL_DIR
 
 
@@ -98,7 +96,9 @@ def sample_clip_audio() -> Path:
 
 def pytest_addoption(parser):
     parser.addoption(
-        "--fuzz-long", action="store_true", default=False,
+        "--fuzz-long",
+        action="store_true",
+        default=False,
         help="run the long fuzz campaign (make fuzz) instead of the bounded one in make test",
     )
 

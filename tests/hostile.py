@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -36,8 +36,16 @@ def tiff_ifd_chain(pages: int = 48_000, side: int = 1) -> bytes:
     (4.9 MB) took 26 s.
     """
     pixels = side * side + (side * side) % 2  # an IFD starts on a word boundary
-    tags = [(256, 3, side), (257, 3, side), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 8), (278, 3, side),
-            (279, 4, side * side)]
+    tags = [
+        (256, 3, side),
+        (257, 3, side),
+        (258, 3, 8),
+        (259, 3, 1),
+        (262, 3, 1),
+        (273, 4, 8),
+        (278, 3, side),
+        (279, 4, side * side),
+    ]
     ifd = 2 + 12 * len(tags) + 4
     out = bytearray(b"II*\x00" + struct.pack("<I", 8 + pixels))  # the header, then the pixels
     out += bytes((i * 7) % 256 for i in range(pixels))  # a diagonal ramp, so it is not flat
@@ -69,8 +77,12 @@ def _ts(size: tuple[int, int], frames: int, first_pts: int, codec: str = "mpeg2v
     return buf.getvalue()
 
 
-def growing_clip(path: Path, sizes: Sequence[tuple[int, int]] = ((320, 240), (4000, 3000)),
-                 frames: Sequence[int] = (5, 3), codec: str = "mpeg2video") -> Path:
+def growing_clip(
+    path: Path,
+    sizes: Sequence[tuple[int, int]] = ((320, 240), (4000, 3000)),
+    frames: Sequence[int] = (5, 3),
+    codec: str = "mpeg2video",
+) -> Path:
     """An MPEG-TS clip whose frame size changes mid-stream: MPEG-TS segments of one stream (same
     PID) simply concatenate, and each starts with a new sequence header (MPEG-2) or SPS (H.264). The header
     and the first frame say ``sizes[0]``; the audit's 49 KB clip switched to 4000x3000 after 5."""

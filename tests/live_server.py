@@ -12,9 +12,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping, Optional, Sequence
 
 import httpx
 
@@ -53,8 +53,8 @@ def _tail(path: Path, chars: int = 3000) -> str:
 def start_server(
     command: Sequence[str] = UVICORN,
     *,
-    env: Optional[Mapping[str, str]] = None,
-    log_path: Optional[Path] = None,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
     ready_path: str = "/readyz",
     ready_timeout: float = 120.0,
     stop_timeout: float = 20.0,
@@ -73,7 +73,10 @@ def start_server(
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", *(arg.replace("{port}", str(port)) for arg in command)],
-            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     base = f"http://{LOOPBACK}:{port}"
     try:
@@ -87,8 +90,7 @@ def start_server(
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the server was not ready within {ready_timeout:.0f} s; see {log_path}:\n{_tail(log_path)}")
+                raise RuntimeError(f"the server was not ready within {ready_timeout:.0f} s; see {log_path}:\n{_tail(log_path)}")
             time.sleep(0.2)
         yield base, proc
     finally:
@@ -101,9 +103,7 @@ def start_server(
 
 
 @contextmanager
-def live_server(
-    env: Optional[dict] = None, ready_timeout: float = 120.0, command: Optional[list[str]] = None
-) -> Iterator[str]:
+def live_server(env: dict | None = None, ready_timeout: float = 120.0, command: list[str] | None = None) -> Iterator[str]:
     """Yield the base URL once ``/readyz`` says 200; stop the server (and only it) afterwards.
 
     ``command`` (default ``uvicorn app:app``) is run with ``python -m``; ``{port}`` in it is

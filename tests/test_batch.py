@@ -23,9 +23,11 @@ from PIL import Image
 
 pytest.importorskip("ray", reason="batch needs the cluster extra: pip install 'mattekit[cluster]'")
 
-from mattekit import batch  # noqa: E402
-from mattekit.batch import MANIFEST, Location, Spec, VideoSettings  # noqa: E402
-from mattekit.options import Options  # noqa: E402
+import contextlib
+
+from mattekit import batch
+from mattekit.batch import MANIFEST, Location, Spec, VideoSettings
+from mattekit.options import Options
 
 VENV_BIN = Path(sys.executable).parent
 MATTEKIT = [sys.executable, "-m", "mattekit"]
@@ -77,10 +79,8 @@ def end_processes(pids: set[int], grace: float = 3.0) -> None:
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
         for pid in pids:
             if _alive(pid):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and any(_alive(p) for p in pids):
             time.sleep(0.1)
@@ -94,8 +94,9 @@ def _free_port() -> int:
 
 
 def _node_count(address: str) -> int:
-    out = subprocess.run([str(VENV_BIN / "ray"), "status", f"--address={address}"], env=_env(),
-                         capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(
+        [str(VENV_BIN / "ray"), "status", f"--address={address}"], env=_env(), capture_output=True, text=True, timeout=30
+    ).stdout
     return sum(1 for line in out.splitlines() if line.strip().startswith("1 node_"))
 
 
@@ -105,23 +106,42 @@ def ray_cluster(tmp_path_factory):
     port = _free_port()
     temp = Path(f"/tmp/mkray{os.getpid()}")  # Ray's socket paths must stay short
     logs = tmp_path_factory.mktemp("ray-logs")
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--memory=2000000000",
-              "--object-store-memory=500000000", f"--temp-dir={temp}", "--disable-usage-stats", "--block"]
+    common = [
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=1",
+        "--memory=2000000000",
+        "--object-store-memory=500000000",
+        f"--temp-dir={temp}",
+        "--disable-usage-stats",
+        "--block",
+    ]
     address = f"127.0.0.1:{port}"
     nodes: list[subprocess.Popen] = []
     pids: set[int] = set()
     try:
-        nodes.append(subprocess.Popen(
-            [str(VENV_BIN / "ray"), "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
-            env=_env(), stdout=open(logs / "head.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
+        nodes.append(
+            subprocess.Popen(
+                [str(VENV_BIN / "ray"), "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+                env=_env(),
+                stdout=open(logs / "head.log", "w"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         deadline = time.monotonic() + 90
         while _node_count(address) < 1:
             assert time.monotonic() < deadline, (logs / "head.log").read_text()
             assert nodes[0].poll() is None, (logs / "head.log").read_text()
             time.sleep(0.5)
-        nodes.append(subprocess.Popen(
-            [str(VENV_BIN / "ray"), "start", f"--address={address}", *common],
-            env=_env(), stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
+        nodes.append(
+            subprocess.Popen(
+                [str(VENV_BIN / "ray"), "start", f"--address={address}", *common],
+                env=_env(),
+                stdout=open(logs / "worker.log", "w"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         while _node_count(address) < 2:
             assert time.monotonic() < deadline, (logs / "worker.log").read_text()
             assert nodes[1].poll() is None, (logs / "worker.log").read_text()
@@ -165,8 +185,9 @@ def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path):
         shutil.copy(photos[i % 3], src / f"{i:02d}{photos[i % 3].suffix}")
     args = [str(src), str(dst), "--workers", "1", "--max-size", "256"]
 
-    first = subprocess.Popen([*MATTEKIT, "batch", *args], env=_env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, start_new_session=True)
+    first = subprocess.Popen(
+        [*MATTEKIT, "batch", *args], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     pids: set[int] = set()
     try:
         deadline = time.monotonic() + 120
@@ -252,15 +273,36 @@ def _tree(root: Path, files: dict[str, bytes]) -> None:
 
 def test_plan_keeps_relative_paths_skips_done_outputs_and_ignores_the_rest(tmp_path):
     src, dst = tmp_path / "in", tmp_path / "in" / "out"  # DST inside SRC: its files are not inputs
-    _tree(src, {"a.jpg": b"x", "sub/b.PNG": b"x", "sub/deep/c.webp": b"x", "clip.mp4": b"x",
-                "notes.txt": b"x", ".hidden/d.jpg": b"x", "sub/b.jpg": b"x"})
-    _tree(dst, {"a.png": b"done", "x.png": b"x", "sub/.b.png.0a1b2c3d.part": b"half",
-                ".clip.webm.123.456.part.webm": b"half", ".keep": b"x"})
+    _tree(
+        src,
+        {
+            "a.jpg": b"x",
+            "sub/b.PNG": b"x",
+            "sub/deep/c.webp": b"x",
+            "clip.mp4": b"x",
+            "notes.txt": b"x",
+            ".hidden/d.jpg": b"x",
+            "sub/b.jpg": b"x",
+        },
+    )
+    _tree(
+        dst,
+        {
+            "a.png": b"done",
+            "x.png": b"x",
+            "sub/.b.png.0a1b2c3d.part": b"half",
+            ".clip.webm.123.456.part.webm": b"half",
+            ".keep": b"x",
+        },
+    )
     spec = Spec(batch.resolve(str(src)), batch.resolve(str(dst)), Options(), VideoSettings())
     work = batch.plan(spec)
     todo = {i.rel: (i.kind, Path(i.target).relative_to(dst).as_posix()) for i in work.todo}
-    assert todo == {"clip.mp4": ("video", "clip.webm"), "sub/b.PNG": ("image", "sub/b.png"),
-                    "sub/deep/c.webp": ("image", "sub/deep/c.png")}
+    assert todo == {
+        "clip.mp4": ("video", "clip.webm"),
+        "sub/b.PNG": ("image", "sub/b.png"),
+        "sub/deep/c.webp": ("image", "sub/deep/c.png"),
+    }
     assert [i.rel for i in work.done] == ["a.jpg"]
     assert [i.rel for i in work.clashes] == ["sub/b.jpg"]  # would overwrite sub/b.png
     assert work.ignored == 2  # notes.txt, .hidden/d.jpg
@@ -322,8 +364,9 @@ def test_cli_explains_how_to_get_ray_when_it_is_missing(tmp_path):
         "import sys; sys.modules['ray'] = None\n"  # what `import ray` sees without the extra
         "from mattekit.cli import main; sys.argv = ['mattekit', 'batch', sys.argv[1], sys.argv[2]]; main()"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path), str(tmp_path / "out")], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 1
     assert "pip install 'mattekit[cluster]'" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -369,15 +412,14 @@ def cluster_run(ray_cluster, people_images, evaldir, tmp_path_factory):
     shutil.copy(evaldir / "video" / "carphone.mp4", src / "carphone.mp4")
     (src / "broken.jpg").write_bytes(picked[0].read_bytes()[:2000])  # a truncated JPEG
     (src / "notes.txt").write_text("not an image")
-    proc = _run_batch(str(src), str(dst), "--address", ray_cluster, "--workers", "2",
-                      "--max-size", "320", "--max-frames", "12")
+    proc = _run_batch(str(src), str(dst), "--address", ray_cluster, "--workers", "2", "--max-size", "320", "--max-frames", "12")
     return src, dst, picked, proc
 
 
 @pytest.mark.cluster
 @pytest.mark.eval
 def test_batch_on_a_two_node_cluster_writes_every_output(cluster_run):
-    src, dst, picked, proc = cluster_run
+    _src, dst, picked, proc = cluster_run
     assert proc.returncode == 0, proc.stderr
     assert "on 2 workers x 1 threads" in proc.stderr  # one engine on each node, a read slot left
     for p in picked:
@@ -399,7 +441,7 @@ def test_batch_on_a_two_node_cluster_writes_every_output(cluster_run):
 @pytest.mark.cluster
 @pytest.mark.eval
 def test_a_bad_file_is_recorded_and_the_job_still_succeeds(cluster_run):
-    src, dst, picked, proc = cluster_run
+    _src, dst, picked, proc = cluster_run
     assert proc.returncode == 0, proc.stderr
     records = {Path(r["input"]).name: r for r in _manifest(dst)}
     assert set(records) == {p.name for p in picked} | {"carphone.mp4", "broken.jpg"}
@@ -421,8 +463,13 @@ def test_object_keys_never_write_outside_dst(tmp_path, monkeypatch):
     src.mkdir()
     dst.mkdir()
     spec = Spec(batch.resolve(str(src)), batch.resolve(str(dst)), Options(), VideoSettings())
-    keys = [f"{src}//abs/path.jpg", f"{src}/../escape.jpg", f"{src}/./a/../../b.jpg", f"{src}/ok.jpg",
-            f"{src}///{tmp_path}/twice.jpg"]
+    keys = [
+        f"{src}//abs/path.jpg",
+        f"{src}/../escape.jpg",
+        f"{src}/./a/../../b.jpg",
+        f"{src}/ok.jpg",
+        f"{src}///{tmp_path}/twice.jpg",
+    ]
     monkeypatch.setattr(batch, "list_files", lambda loc: keys if loc is spec.src else [])
     work = batch.plan(spec)
     targets = sorted(Path(i.target).relative_to(dst).as_posix() for i in work.todo)

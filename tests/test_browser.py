@@ -12,9 +12,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from live_server import live_server
+from PIL import Image
 
 pytestmark = pytest.mark.browser
 

@@ -24,15 +24,15 @@ The fake camera plays a Y4M file made here, at test time, from a real clip (PyAV
 from __future__ import annotations
 
 import base64
+import itertools
 import re
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from live_server import live_server
+from PIL import Image
 
 pytestmark = pytest.mark.browser
 
@@ -88,13 +88,18 @@ def write_y4m(clip: Path, dst: Path, frames: list[int], fps: int, size: tuple[in
 
 
 def fake_camera_args(y4m: Path) -> list[str]:
-    return ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-            f"--use-file-for-fake-video-capture={y4m}", "--autoplay-policy=no-user-gesture-required"]
+    return [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
 
 
 def wait_frames(page, n: int) -> None:
     page.wait_for_function(
-        f"() => Number(document.querySelector('#camera-view').dataset.frames || 0) >= {n}", timeout=FRAME_TIMEOUT_MS)
+        f"() => Number(document.querySelector('#camera-view').dataset.frames || 0) >= {n}", timeout=FRAME_TIMEOUT_MS
+    )
 
 
 def collected(page, start: int = 0) -> list[dict]:
@@ -144,8 +149,10 @@ def test_camera_mattes_like_the_library_and_saves(browser_type, base_url_live, c
         assert background.mean() > 0.2 and subject.mean() > 0.1  # the frame has both
         clear = float((shown[background] < 16 / 255).mean())
         solid = float((shown[subject] > 239 / 255).mean())
-        print(f"camera vs library alpha: mean |d| {mean_255:.2f}/255, >32/255 on {over_32:.2%}, "
-              f"background clear {clear:.2%}, subject opaque {solid:.2%}; first 12 frames after {first_frames_s:.1f} s")
+        print(
+            f"camera vs library alpha: mean |d| {mean_255:.2f}/255, >32/255 on {over_32:.2%}, "
+            f"background clear {clear:.2%}, subject opaque {solid:.2%}; first 12 frames after {first_frames_s:.1f} s"
+        )
         assert clear >= 0.99 and solid >= 0.99, (clear, solid)
         assert mean_255 <= 3.0 and over_32 <= 0.01, (mean_255, over_32)
 
@@ -218,8 +225,11 @@ def flicker_run(browser_type, base: str, y4m: Path, query: str, frames: int) -> 
         rows = collected(page, skip)
     finally:
         browser.close()
-    diffs = [np.abs(b["alpha"].astype(np.float32) - a["alpha"]).mean()
-             for a, b in zip(rows, rows[1:]) if b["presented"] - a["presented"] == 1]
+    diffs = [
+        np.abs(b["alpha"].astype(np.float32) - a["alpha"]).mean()
+        for a, b in itertools.pairwise(rows)
+        if b["presented"] - a["presented"] == 1
+    ]
     return float(np.mean(diffs)), len(diffs)
 
 
@@ -233,8 +243,10 @@ def test_camera_carries_the_recurrent_state(browser_type, base_url_live, evaldir
     write_y4m(clip, y4m, list(range(60)), fps=FLICKER_FPS)
     recurrent, n_rec = flicker_run(browser_type, base_url_live, y4m, "", 60)
     per_frame, n_per = flicker_run(browser_type, base_url_live, y4m, "&state=off", 60)
-    print(f"camera flicker over {n_rec}/{n_per} consecutive frame pairs: recurrent {recurrent:.2f}/255, "
-          f"per-frame {per_frame:.2f}/255")
+    print(
+        f"camera flicker over {n_rec}/{n_per} consecutive frame pairs: recurrent {recurrent:.2f}/255, "
+        f"per-frame {per_frame:.2f}/255"
+    )
     assert n_rec >= 30 and n_per >= 30, (n_rec, n_per)
     assert recurrent < 0.85 * per_frame, (recurrent, per_frame)
 
@@ -255,8 +267,11 @@ def test_camera_runtime_files_and_model_are_served(base_url_live):
     page = httpx.get(base_url_live + "/")
     assert page.headers["cross-origin-opener-policy"] == "same-origin"
     assert page.headers["cross-origin-embedder-policy"] == "require-corp"
-    for name, kind in [("ort.wasm.min.mjs", "text/javascript"), ("ort-wasm-simd-threaded.mjs", "text/javascript"),
-                       ("ort-wasm-simd-threaded.wasm", "application/wasm")]:
+    for name, kind in [
+        ("ort.wasm.min.mjs", "text/javascript"),
+        ("ort-wasm-simd-threaded.mjs", "text/javascript"),
+        ("ort-wasm-simd-threaded.wasm", "application/wasm"),
+    ]:
         r = httpx.head(f"{base_url_live}/camera/ort/{name}")
         if r.status_code == 405:
             r = httpx.get(f"{base_url_live}/camera/ort/{name}")
@@ -291,7 +306,8 @@ def test_camera_adapts_and_says_what_it_cannot_do(browser_type, base_url_live, s
         # fps=1000: no machine holds it, so the page steps down to its smallest input (320 px).
         page.goto(base_url_live + "/?camera=1&fps=1000")
         page.wait_for_function(
-            "() => document.querySelector('#camera-view').dataset.size === '320x180'", timeout=FRAME_TIMEOUT_MS)
+            "() => document.querySelector('#camera-view').dataset.size === '320x180'", timeout=FRAME_TIMEOUT_MS
+        )
         assert int(page.get_attribute("#camera-view", "data-session")) >= 2  # a new size, a new state
         page.wait_for_timeout(3000)
         print(f"camera at its smallest input: {page.text_content('#camera-fps')}")
@@ -302,7 +318,8 @@ def test_camera_adapts_and_says_what_it_cannot_do(browser_type, base_url_live, s
         assert page.eval_on_selector("#camera-device", "s => s.options.length") == 1
         page.eval_on_selector("#camera-device", "s => s.dispatchEvent(new Event('change'))")
         page.wait_for_function(
-            f"() => Number(document.querySelector('#camera-view').dataset.session) > {session}", timeout=FRAME_TIMEOUT_MS)
+            f"() => Number(document.querySelector('#camera-view').dataset.session) > {session}", timeout=FRAME_TIMEOUT_MS
+        )
         frames = int(page.get_attribute("#camera-view", "data-frames"))
         wait_frames(page, frames + 2)  # and it mattes on
         assert page.text_content("#camera-message").startswith("Live")

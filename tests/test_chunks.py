@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from samples import sample_path
 
 from mattekit import metrics
 from mattekit.cli import app
@@ -25,7 +26,6 @@ from mattekit.errors import InvalidOption
 from mattekit.options import Options, parse_background
 from mattekit.video import VideoOptions, process_video
 from mattekit.video.chunks import WARMUP_FRAMES, Chunk, plan_chunks, process_chunked
-from samples import sample_path
 
 try:  # the two-node cluster fixture (needs Ray; without it the cluster test is skipped below)
     from test_batch import RAY_ENV, ray_cluster  # noqa: F401
@@ -75,11 +75,15 @@ def clip() -> Path:
     return sample_path("carphone")
 
 
-@pytest.mark.parametrize("name,options", [
-    ("out.webm", Options(preset="fast")), ("out.mov", Options(preset="fast")),
-    ("matte.mp4", Options(preset="fast", mask=True)),
-    ("comp.mp4", Options(preset="fast", background=parse_background("white"))),
-])
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("out.webm", Options(preset="fast")),
+        ("out.mov", Options(preset="fast")),
+        ("matte.mp4", Options(preset="fast", mask=True)),
+        ("comp.mp4", Options(preset="fast", background=parse_background("white"))),
+    ],
+)
 def test_chunks_join_with_the_frames_and_timestamps_of_one_piece(tmp_path, clip, name, options):
     video = VideoOptions(start=0.5, max_frames=30)
     one = process_video(clip, tmp_path / f"one-{name}", options, video)
@@ -110,12 +114,13 @@ def test_a_background_clip_goes_on_from_where_the_chunk_before_left_it(tmp_path,
     moved = replace(video, background_video=bg)  # on the task's side its name gives the suffix only
     background = bg.read_bytes()
     bg.unlink()
-    data, _ = chunk_task(clip.read_bytes(), ".mp4", Options(preset="fast"), moved, "composite", times, chunk,
-                         (None, None, None), background)
+    data, _ = chunk_task(
+        clip.read_bytes(), ".mp4", Options(preset="fast"), moved, "composite", times, chunk, (None, None, None), background
+    )
     (tmp_path / "segment.mp4").write_bytes(data)
     seg = list(read_frames(tmp_path / "segment.mp4"))
     assert len(seg) == chunk.frames
-    assert max(float(np.abs(a[:8, :8].astype(int) - b[:8, :8]).mean()) for a, b in zip(seg, one[chunk.first:])) < 4
+    assert max(float(np.abs(a[:8, :8].astype(int) - b[:8, :8]).mean()) for a, b in zip(seg, one[chunk.first :])) < 4
 
 
 def test_a_joined_webm_keeps_its_alpha_and_the_first_chunk_is_the_one_piece_run(tmp_path, clip):
@@ -165,8 +170,27 @@ def test_the_command_runs_chunks_on_embedded_ray(tmp_path, clip):
     pytest.importorskip("ray", reason="chunks run on Ray: pip install 'mattekit[cluster]'")
     target = tmp_path / "out.webm"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    r = subprocess.run([sys.executable, "-m", "mattekit", "video", str(clip), "-o", str(target), "--chunks", "2",
-                        "--max-frames", "20", "--preset", "fast"], capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mattekit",
+            "video",
+            str(clip),
+            "-o",
+            str(target),
+            "--chunks",
+            "2",
+            "--max-frames",
+            "20",
+            "--preset",
+            "fast",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "20 frames in 2 chunks" in " ".join((r.stdout + r.stderr).split())
     assert len(_video_stamps(target)) == 20
@@ -185,9 +209,11 @@ def test_the_command_refuses_what_chunks_cannot_do(tmp_path, clip):
 
 
 def test_without_ray_the_command_says_how_to_get_it(tmp_path, clip):
-    code = ("import sys; sys.modules['ray'] = None\n"  # what `import ray` sees without the extra
-            "from mattekit.cli import app\n"
-            f"app(['video', {str(clip)!r}, '-o', {str(tmp_path / 'a.webm')!r}, '--chunks', '2', '--max-frames', '4'])")
+    code = (
+        "import sys; sys.modules['ray'] = None\n"  # what `import ray` sees without the extra
+        "from mattekit.cli import app\n"
+        f"app(['video', {str(clip)!r}, '-o', {str(tmp_path / 'a.webm')!r}, '--chunks', '2', '--max-frames', '4'])"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert "pip install 'mattekit[cluster]'" in " ".join((r.stdout + r.stderr).split())
@@ -221,8 +247,7 @@ def _alphas(path: Path) -> list[np.ndarray]:
     from PIL import Image
 
     with zipfile.ZipFile(path) as z:
-        return [np.asarray(Image.open(io.BytesIO(z.read(n)))).astype(np.float64)[..., 3] / 255.0
-                for n in sorted(z.namelist())]
+        return [np.asarray(Image.open(io.BytesIO(z.read(n)))).astype(np.float64)[..., 3] / 255.0 for n in sorted(z.namelist())]
 
 
 # -- a real two-node cluster on loopback (the fixture of tests/test_batch.py) --------------------
@@ -232,9 +257,29 @@ def test_a_chunked_clip_and_a_batch_with_a_long_clip_run_on_a_two_node_cluster(r
     The batch cuts its long clip into chunks spread over both nodes and joins them."""
     env = {**os.environ, **RAY_ENV}
     target = tmp_path / "out.mov"
-    r = subprocess.run([sys.executable, "-m", "mattekit", "video", str(clip), "-o", str(target), "--chunks", "2",
-                        "--max-frames", "24", "--preset", "fast", "--address", ray_cluster],
-                       capture_output=True, text=True, env=env, timeout=180)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mattekit",
+            "video",
+            str(clip),
+            "-o",
+            str(target),
+            "--chunks",
+            "2",
+            "--max-frames",
+            "24",
+            "--preset",
+            "fast",
+            "--address",
+            ray_cluster,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     one = process_video(clip, tmp_path / "one.mov", Options(preset="fast"), VideoOptions(max_frames=24))
     assert one.frames == 24 and _video_stamps(target) == _video_stamps(tmp_path / "one.mov")
@@ -242,9 +287,30 @@ def test_a_chunked_clip_and_a_batch_with_a_long_clip_run_on_a_two_node_cluster(r
     src, dst = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     (src / "long.mp4").write_bytes(clip.read_bytes())
-    r = subprocess.run([sys.executable, "-m", "mattekit", "batch", str(src), str(dst), "--chunk-seconds", "0.5",
-                        "--max-frames", "40", "--preset", "fast", "--video-output", "mov", "--address", ray_cluster],
-                       capture_output=True, text=True, env=env, timeout=180)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mattekit",
+            "batch",
+            str(src),
+            str(dst),
+            "--chunk-seconds",
+            "0.5",
+            "--max-frames",
+            "40",
+            "--preset",
+            "fast",
+            "--video-output",
+            "mov",
+            "--address",
+            ray_cluster,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     import json
 

@@ -18,12 +18,14 @@ from PIL import Image
 SMALL = ["--preset", "fast", "--max-size", "128"]
 
 
-def mattekit(*args: str, stdin: bytes | None = None, cwd: Path | None = None, code: str | None = None,
-             timeout: float = 300) -> subprocess.CompletedProcess:
+def mattekit(
+    *args: str, stdin: bytes | None = None, cwd: Path | None = None, code: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run the real command line (or ``code`` that ends by calling the CLI's main)."""
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "mattekit"]
-    return subprocess.run([*cmd, *args], input=stdin, capture_output=True, cwd=cwd, timeout=timeout,
-                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    return subprocess.run(
+        [*cmd, *args], input=stdin, capture_output=True, cwd=cwd, timeout=timeout, env={**os.environ, "PYTHONIOENCODING": "utf-8"}
+    )
 
 
 def err(proc: subprocess.CompletedProcess) -> str:
@@ -131,8 +133,20 @@ def test_stdin_to_stdout(sample_photo: Path) -> None:
 
 def test_single_file_with_background_image_as_jpeg(tree: Path, tmp_path: Path) -> None:
     target = tmp_path / "on-camera.jpg"
-    proc = mattekit("remove", str(tree / "a.png"), "-o", str(target), "--format", "jpg",
-                    "--bg", str(tree / "sub" / "c.png"), "--crop", "--margin", "5%", *SMALL)
+    proc = mattekit(
+        "remove",
+        str(tree / "a.png"),
+        "-o",
+        str(target),
+        "--format",
+        "jpg",
+        "--bg",
+        str(tree / "sub" / "c.png"),
+        "--crop",
+        "--margin",
+        "5%",
+        *SMALL,
+    )
     assert proc.returncode == 0, err(proc)
     img = Image.open(target)
     assert img.format == "JPEG" and img.mode == "RGB" and max(img.size) <= 128
@@ -146,14 +160,17 @@ def test_glob(tree: Path, tmp_path: Path) -> None:
     assert Image.open(tmp_path / "g" / "c.png").mode == "L"
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--format", "gif"], "format must be one of"),
-    (["--format", "jpg"], "JPEG has no transparency"),
-    (["--ratio", "2"], "ratio must be in (0, 1]"),
-    (["--margin", "lots"], "margin must be pixels"),
-    (["--bg", "nosuchcolour"], "unknown colour"),
-    (["--overwrite", "--skip-existing"], "exclude each other"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--format", "gif"], "format must be one of"),
+        (["--format", "jpg"], "JPEG has no transparency"),
+        (["--ratio", "2"], "ratio must be in (0, 1]"),
+        (["--margin", "lots"], "margin must be pixels"),
+        (["--bg", "nosuchcolour"], "unknown colour"),
+        (["--overwrite", "--skip-existing"], "exclude each other"),
+    ],
+)
 def test_usage_errors_exit_2(tree: Path, args: list[str], message: str) -> None:
     proc = mattekit("remove", str(tree / "a.png"), *args)
     assert proc.returncode == 2 and message in err(proc)
@@ -236,9 +253,14 @@ def test_progress_bar_on_a_terminal(tree: Path, tmp_path: Path) -> None:
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     try:
-        proc = subprocess.run([sys.executable, "-m", "mattekit", "remove", str(tree), "-o", str(tmp_path / "o"), *SMALL],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=term_fd, timeout=300,
-                              env={**os.environ, "TERM": "xterm", "COLUMNS": "100"})
+        proc = subprocess.run(
+            [sys.executable, "-m", "mattekit", "remove", str(tree), "-o", str(tmp_path / "o"), *SMALL],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=term_fd,
+            timeout=300,
+            env={**os.environ, "TERM": "xterm", "COLUMNS": "100"},
+        )
     finally:
         os.close(term_fd)
         reader.join(timeout=10)
@@ -279,8 +301,10 @@ def test_the_still_flags_mean_the_same_in_every_command() -> None:
     from mattekit.cli import app
 
     def flags(command: str) -> dict[str, tuple]:
-        return {p.name: (tuple(p.opts), tuple(p.secondary_opts), p.default, getattr(p, "help", None))
-                for p in app.commands[command].params}
+        return {
+            p.name: (tuple(p.opts), tuple(p.secondary_opts), p.default, getattr(p, "help", None))
+            for p in app.commands[command].params
+        }
 
     remove, batch, video = flags("remove"), flags("batch"), flags("video")
     stills = ["format", "preset", "mask", "bg", "bg_fit", "crop", "margin", "ratio", "max_size", "quality", "decontaminate"]
@@ -293,8 +317,11 @@ def test_output_format_follows_the_file_name(tree: Path, tmp_path: Path) -> None
     """-o out.jpg holds JPEG bytes, out.webp WebP (issue 28: both held PNG); a name the result
     cannot live under is refused before any work, and so is --format against the name."""
     src = str(tree / "a.png")
-    for name, fmt, mode, extra in [("out.jpeg", "JPEG", "RGB", ["--bg", "white"]), ("out.webp", "WEBP", "RGBA", []),
-                                   ("matte.JPG", "JPEG", "L", ["--mask"])]:
+    for name, fmt, mode, extra in [
+        ("out.jpeg", "JPEG", "RGB", ["--bg", "white"]),
+        ("out.webp", "WEBP", "RGBA", []),
+        ("matte.JPG", "JPEG", "L", ["--mask"]),
+    ]:
         proc = mattekit("remove", src, "-o", str(tmp_path / name), *extra, *SMALL)
         assert proc.returncode == 0, err(proc)
         img = Image.open(tmp_path / name)
@@ -329,5 +356,7 @@ def test_serve_on_a_busy_port_ends_with_the_error() -> None:
         proc = mattekit("serve", "--port", str(port), timeout=60)
     lines = err(proc).strip().splitlines()
     assert proc.returncode == 1, lines
-    assert lines == [f"mattekit: error: cannot listen on 127.0.0.1:{port}: port {port} is already in use "
-                     "(another server?): choose another --port"]
+    assert lines == [
+        f"mattekit: error: cannot listen on 127.0.0.1:{port}: port {port} is already in use "
+        "(another server?): choose another --port"
+    ]

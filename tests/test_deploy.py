@@ -14,13 +14,12 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
-
 from live_server import record_summary
 from samples import sample_path
 
@@ -51,8 +50,9 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 
 def _post(url: str, image: bytes, fields: dict, **kw) -> httpx.Response:
-    return httpx.post(url + "/api/v1/remove", files={"file": ("a.jpg", image, "image/jpeg")}, data=fields,
-                      timeout=kw.pop("timeout", 60), **kw)
+    return httpx.post(
+        url + "/api/v1/remove", files={"file": ("a.jpg", image, "image/jpeg")}, data=fields, timeout=kw.pop("timeout", 60), **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +68,21 @@ def slow_photo() -> bytes:
 
 @pytest.fixture(scope="module")
 def timed() -> Iterator[load.Server]:
-    env = {"MATTEKIT_WORKERS": "1", "MATTEKIT_QUEUE_SIZE": "2", "MATTEKIT_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
-           "MATTEKIT_JOB_TIMEOUT": "1", "MATTEKIT_THREADS": "2"}
+    env = {
+        "MATTEKIT_WORKERS": "1",
+        "MATTEKIT_QUEUE_SIZE": "2",
+        "MATTEKIT_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
+        "MATTEKIT_JOB_TIMEOUT": "1",
+        "MATTEKIT_THREADS": "2",
+    }
     with load.serve(env) as srv:
         yield srv
 
 
 # -- deadlines ----------------------------------------------------------------------------------
-def test_request_past_its_deadline_gets_504_and_frees_its_worker(timed: load.Server, images: list[bytes],
-                                                                 slow_photo: bytes) -> None:
+def test_request_past_its_deadline_gets_504_and_frees_its_worker(
+    timed: load.Server, images: list[bytes], slow_photo: bytes
+) -> None:
     t0 = time.monotonic()
     r = _post(timed.url, slow_photo, SLOW)
     took = time.monotonic() - t0
@@ -99,8 +105,12 @@ def test_request_past_its_deadline_gets_504_and_frees_its_worker(timed: load.Ser
 
 def test_job_past_its_deadline_fails_with_a_reason_and_leaves_no_files(timed: load.Server) -> None:
     clip = sample_path("carphone").read_bytes()
-    r = httpx.post(timed.url + "/api/v1/jobs", data={"preset": "best", "output": "webm"},
-                   files={"file": ("clip.mp4", clip, "video/mp4")}, timeout=60)
+    r = httpx.post(
+        timed.url + "/api/v1/jobs",
+        data={"preset": "best", "output": "webm"},
+        files={"file": ("clip.mp4", clip, "video/mp4")},
+        timeout=60,
+    )
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
     give_up = time.monotonic() + 60
@@ -112,8 +122,10 @@ def test_job_past_its_deadline_fails_with_a_reason_and_leaves_no_files(timed: lo
     assert job["state"] == "failed", job
     assert job["error"]["code"] == "deadline_exceeded" and "this video" in job["error"]["message"], job
     assert 0 < job["progress"]["frames_done"] < job["progress"]["frames_total"]  # stopped between frames
-    _record("job_deadline", {"timeout_s": 1, "frames_done": job["progress"]["frames_done"],
-                             "frames_total": job["progress"]["frames_total"]})
+    _record(
+        "job_deadline",
+        {"timeout_s": 1, "frames_done": job["progress"]["frames_done"], "frames_total": job["progress"]["frames_total"]},
+    )
     assert not [p for p in timed.temp_files() if job_id in p], timed.temp_files()
     page = httpx.get(timed.url + "/metrics").text
     assert _metric(page, "mattekit_deadline_exceeded_total", kind="job") == 1
@@ -124,9 +136,12 @@ BIG = 30 * 1024 * 1024
 
 
 def _head(length: int, expect: bool) -> bytes:
-    return (f"POST /api/v1/remove HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {length}\r\n"
-            + ("Expect: 100-continue\r\n" if expect else "") + "\r\n").encode()
+    return (
+        f"POST /api/v1/remove HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {length}\r\n"
+        + ("Expect: 100-continue\r\n" if expect else "")
+        + "\r\n"
+    ).encode()
 
 
 def _connect(url: str) -> socket.socket:
@@ -180,8 +195,7 @@ def _busy_gauge(url: str) -> float:
     return _metric(httpx.get(url + "/metrics").text, "mattekit_workers_busy")
 
 
-def test_full_queue_refuses_a_30_mb_upload_before_its_body(one_slot: load.Server, images: list[bytes],
-                                                           slow_photo: bytes) -> None:
+def test_full_queue_refuses_a_30_mb_upload_before_its_body(one_slot: load.Server, images: list[bytes], slow_photo: bytes) -> None:
     with ThreadPoolExecutor(1) as ex:
         slow = ex.submit(_post, one_slot.url, slow_photo, SLOW)  # takes the only slot for seconds
         give_up = time.monotonic() + 30
@@ -222,16 +236,19 @@ def test_every_request_has_an_id_and_one_access_line(timed: load.Server, images:
     assert given.headers["x-request-id"] == "trace-42.a"
     made = _post(timed.url, images[0], FAST)
     assert made.status_code == 200 and re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
-    forged = httpx.get(timed.url + "/healthz", headers={"X-Request-ID": "x\" 200 0B injected"})
-    assert forged.headers["x-request-id"] != "x\" 200 0B injected"  # not a token: replaced, never logged
+    forged = httpx.get(timed.url + "/healthz", headers={"X-Request-ID": 'x" 200 0B injected'})
+    assert forged.headers["x-request-id"] != 'x" 200 0B injected'  # not a token: replaced, never logged
     give_up = time.monotonic() + 10
     ids = ("trace-42.a", made.headers["x-request-id"], forged.headers["x-request-id"])
     # The line is written just after the response is sent: wait for the last of them.
     while any(f"id={rid}" not in timed.log() for rid in ids) and time.monotonic() < give_up:
         time.sleep(0.1)
     lines = timed.log().splitlines()
-    for rid, status, what in (("trace-42.a", 200, "GET /healthz"), (made.headers["x-request-id"], 200, "POST /api/v1/remove"),
-                              (forged.headers["x-request-id"], 200, "GET /healthz")):
+    for rid, status, what in (
+        ("trace-42.a", 200, "GET /healthz"),
+        (made.headers["x-request-id"], 200, "POST /api/v1/remove"),
+        (forged.headers["x-request-id"], 200, "GET /healthz"),
+    ):
         mine = [line for line in lines if f"id={rid}" in line]
         assert len(mine) == 1 and f'"{what} HTTP/1.1" {status} ' in mine[0], (mine, lines[-8:])
     assert "injected" not in timed.log()
@@ -284,17 +301,28 @@ def test_sigterm_under_load_drains_and_exits_within_the_grace_period(images: lis
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     log_path = tmp_path / "server.log"
-    env = {"TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1", "MATTEKIT_WORKERS": "2", "MATTEKIT_QUEUE_SIZE": "4",
-           "MATTEKIT_THREADS": "2", "MATTEKIT_GRACE_PERIOD": str(GRACE), "MATTEKIT_DRAIN_SECONDS": str(DRAIN),
-           "MATTEKIT_LOG_FORMAT": "json"}
+    env = {
+        "TMPDIR": str(tmpdir),
+        "PYTHONUNBUFFERED": "1",
+        "MATTEKIT_WORKERS": "2",
+        "MATTEKIT_QUEUE_SIZE": "4",
+        "MATTEKIT_THREADS": "2",
+        "MATTEKIT_GRACE_PERIOD": str(GRACE),
+        "MATTEKIT_DRAIN_SECONDS": str(DRAIN),
+        "MATTEKIT_LOG_FORMAT": "json",
+    }
     clip = _clip(tmp_path / "clip.mp4").read_bytes()
     command = ["mattekit", "serve", "--host", "127.0.0.1", "--port", "{port}"]
     with live.start_server(command, env=env, log_path=log_path, stop_timeout=5) as (url, proc):
         baseline = {p for p in tmpdir.rglob("*")}
         jobs = []
         for _ in range(2):  # the first runs (for longer than the test), the second waits behind it
-            r = httpx.post(url + "/api/v1/jobs", data={"preset": "fast", "ratio": "1", "output": "webm"},
-                           files={"file": ("clip.mp4", clip, "video/mp4")}, timeout=30)
+            r = httpx.post(
+                url + "/api/v1/jobs",
+                data={"preset": "fast", "ratio": "1", "output": "webm"},
+                files={"file": ("clip.mp4", clip, "video/mp4")},
+                timeout=30,
+            )
             assert r.status_code == 202, r.text
             jobs.append(r.json()["id"])
         stop, outcomes = threading.Event(), []
@@ -340,8 +368,17 @@ def test_sigterm_under_load_drains_and_exits_within_the_grace_period(images: lis
     messages = [line.get("message", "") for line in log_lines]
     assert any("1 queued video job(s) failed" in m for m in messages), messages
     assert {p for p in tmpdir.rglob("*")} <= baseline, sorted(map(str, {p for p in tmpdir.rglob("*")} - baseline))
-    _record("sigterm", {"drain_s": DRAIN, "grace_s": GRACE, "exit_s": round(took, 1), "outcomes": dict(kinds),
-                        "clients": len(clients), "ok_after_signal": sum(1 for _, k, at in outcomes if k == "ok" and at > signalled)})
+    _record(
+        "sigterm",
+        {
+            "drain_s": DRAIN,
+            "grace_s": GRACE,
+            "exit_s": round(took, 1),
+            "outcomes": dict(kinds),
+            "clients": len(clients),
+            "ok_after_signal": sum(1 for _, k, at in outcomes if k == "ok" and at > signalled),
+        },
+    )
 
 
 # -- several processes ----------------------------------------------------------------------------
@@ -360,8 +397,15 @@ def _wait_metric(url: str, name: str, value: float, seconds: float = 120) -> Non
 def test_two_processes_serve_16_clients_share_jobs_and_add_up_metrics(images: list[bytes], tmp_path: Path) -> None:
     live = load._live_server()
     log_path = tmp_path / "server.log"
-    env = {"TMPDIR": str(tmp_path), "PYTHONUNBUFFERED": "1", "MATTEKIT_WORKERS": "1", "MATTEKIT_QUEUE_SIZE": "16",
-           "MATTEKIT_LOG_FORMAT": "json", "PROMETHEUS_MULTIPROC_DIR": "", "MATTEKIT_JOB_DIR": ""}
+    env = {
+        "TMPDIR": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
+        "MATTEKIT_WORKERS": "1",
+        "MATTEKIT_QUEUE_SIZE": "16",
+        "MATTEKIT_LOG_FORMAT": "json",
+        "PROMETHEUS_MULTIPROC_DIR": "",
+        "MATTEKIT_JOB_DIR": "",
+    }
     command = ["mattekit", "serve", "--host", "127.0.0.1", "--port", "{port}", "--processes", "2"]
     small = images[0]
     with live.start_server(command, env=env, log_path=log_path, stop_timeout=20) as (url, proc):
@@ -385,15 +429,20 @@ def test_two_processes_serve_16_clients_share_jobs_and_add_up_metrics(images: li
         assert sizes == {Image.open(io.BytesIO(small)).size}
 
         page = httpx.get(url + "/metrics").text  # whichever process answers, the sums are the same
-        assert _metric(page, "mattekit_http_requests_total", method="POST", route="/api/v1/remove",
-                       status="200") == 16 * per_client
+        assert (
+            _metric(page, "mattekit_http_requests_total", method="POST", route="/api/v1/remove", status="200") == 16 * per_client
+        )
         assert _metric(page, "mattekit_inference_seconds_count") == 16 * per_client
         assert _metric(page, "mattekit_queue_capacity") == 2 * 17 and _metric(page, "mattekit_queue_depth") == 0
 
         # A video job is found, served and deleted by whichever process a connection reaches.
         clip = sample_path("carphone").read_bytes()
-        r = httpx.post(url + "/api/v1/jobs", data={"preset": "fast", "end": "0.4"},
-                       files={"file": ("clip.mp4", clip, "video/mp4")}, timeout=60)
+        r = httpx.post(
+            url + "/api/v1/jobs",
+            data={"preset": "fast", "end": "0.4"},
+            files={"file": ("clip.mp4", clip, "video/mp4")},
+            timeout=60,
+        )
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
         give_up, polls = time.monotonic() + 60, []
@@ -415,8 +464,18 @@ def test_two_processes_serve_16_clients_share_jobs_and_add_up_metrics(images: li
     served = {line["pid"] for line in lines if line.get("path") == "/api/v1/remove"}
     polled = {line["pid"] for line in lines if line.get("path", "").startswith("/api/v1/jobs/")}
     assert len(served) == 2, served  # both processes took part
-    _record("processes", {"processes": 2, "clients": 16, "requests": 16 * per_client, "ok": 16 * per_client,
-                          "metrics_total": 16 * per_client, "pids_serving": len(served), "pids_polled": len(polled)})
+    _record(
+        "processes",
+        {
+            "processes": 2,
+            "clients": 16,
+            "requests": 16 * per_client,
+            "ok": 16 * per_client,
+            "metrics_total": 16 * per_client,
+            "pids_serving": len(served),
+            "pids_polled": len(polled),
+        },
+    )
 
 
 def test_a_job_is_cancelled_through_another_process_store(tmp_path: Path) -> None:

@@ -80,15 +80,15 @@ def test_the_readme_commands_run_as_written_on_a_fresh_clone(tmp_path):
     (clone / ".venv").symlink_to(venv)
     readme_samples(clone / "samples")
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
-                                  if p and Path(p).resolve() != (venv / "bin").resolve())
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != (venv / "bin").resolve()
+    )
     assert subprocess.run(["bash", "-c", "command -v mattekit"], env=env, capture_output=True).returncode != 0
 
     commands = readme_commands()
     run = [c for c in commands if not c.startswith(NOT_RUN)]
     assert run[0].split("#")[0].strip() == ". .venv/bin/activate" and len(run) >= 7
-    proc = subprocess.run(["bash", "-e", "-c", "\n".join(run)], cwd=clone, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(["bash", "-e", "-c", "\n".join(run)], cwd=clone, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
     def kind(name: str) -> tuple[str, str]:

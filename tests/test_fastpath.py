@@ -34,15 +34,23 @@ def _resize_model(ratio: float):
     from onnx import TensorProto, helper
 
     node = helper.make_node(
-        "Resize", ["x", "roi", "scales"], ["y"], mode="linear",
-        coordinate_transformation_mode="pytorch_half_pixel", nearest_mode="floor", cubic_coeff_a=-0.75,
+        "Resize",
+        ["x", "roi", "scales"],
+        ["y"],
+        mode="linear",
+        coordinate_transformation_mode="pytorch_half_pixel",
+        nearest_mode="floor",
+        cubic_coeff_a=-0.75,
     )
     graph = helper.make_graph(
-        [node], "resize",
+        [node],
+        "resize",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [helper.make_tensor("roi", TensorProto.FLOAT, [0], []),
-         helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, ratio, ratio])],
+        [
+            helper.make_tensor("roi", TensorProto.FLOAT, [0], []),
+            helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, ratio, ratio]),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)])
     model.ir_version = 7
@@ -205,9 +213,9 @@ def test_large_passes_hand_their_memory_back_and_match(split):
 
     assert arena_run_options(ARENA_SHRINK_PIXELS - 1) is None
     assert arena_run_options(ARENA_SHRINK_PIXELS) is not None
-    assert 768 * 768 < ARENA_SHRINK_PIXELS  # the presets' largest automatic pass never pays for it
+    assert ARENA_SHRINK_PIXELS > 768 * 768  # the presets' largest automatic pass never pays for it
     rgb = np.asarray(Image.open(sample_path("astronaut")).convert("RGB").resize((1920, 1080)))
-    assert 1920 * 1080 >= ARENA_SHRINK_PIXELS  # ratio 1: the shrinking path
+    assert ARENA_SHRINK_PIXELS <= 1920 * 1080  # ratio 1: the shrinking path
     parted, _ = split.step(rgb, 1.0, None, passes=2)
     whole, state = split.step(rgb, 1.0, None)
     whole, _ = split.step(rgb, 1.0, state)

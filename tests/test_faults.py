@@ -17,8 +17,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -31,10 +31,14 @@ FAST = {"preset": "fast"}
 
 
 def _multipart(data: bytes, query: str = "") -> tuple[bytes, bytes]:
-    body = (b'--BOUNDARY\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
-            b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n--BOUNDARY--\r\n")
-    head = (f"POST /api/v1/remove{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Content-Type: multipart/form-data; boundary=BOUNDARY\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    body = (
+        b'--BOUNDARY\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n--BOUNDARY--\r\n"
+    )
+    head = (
+        f"POST /api/v1/remove{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: multipart/form-data; boundary=BOUNDARY\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
     return head, body
 
 
@@ -64,8 +68,7 @@ def server() -> Iterator[load.Server]:
 
 
 def _still_serving(server: load.Server, image: bytes) -> None:
-    r = httpx.post(server.url + "/api/v1/remove", files={"file": ("a.jpg", image, "image/jpeg")}, data=FAST,
-                   timeout=120)
+    r = httpx.post(server.url + "/api/v1/remove", files={"file": ("a.jpg", image, "image/jpeg")}, data=FAST, timeout=120)
     assert r.status_code == 200 and r.content[:4] == b"\x89PNG", r.text[:300]
 
 
@@ -79,8 +82,9 @@ def test_client_disconnect_mid_upload(server: load.Server, images: list[bytes]) 
         with contextlib.closing(_connect(server.url)) as s:
             s.sendall(head + body[: len(body) // 2])
             time.sleep(0.2)
-    _wait_for(lambda: server.log().count("client disconnected before its upload") >= 3, 30,
-              "the log line for each dropped upload")
+    _wait_for(
+        lambda: server.log().count("client disconnected before its upload") >= 3, 30, "the log line for each dropped upload"
+    )
     assert "Traceback" not in server.log(), server.log()[-3000:]
     _still_serving(server, images[1])
     assert load.threads_of(server.pid) <= threads
@@ -145,10 +149,13 @@ def app_client():
         yield client
 
 
-@pytest.mark.parametrize("fault,status,code", [
-    (RuntimeError("injected fault"), 500, "internal"),
-    (MemoryError(), 503, "out_of_memory"),
-])
+@pytest.mark.parametrize(
+    "fault,status,code",
+    [
+        (RuntimeError("injected fault"), 500, "internal"),
+        (MemoryError(), 503, "out_of_memory"),
+    ],
+)
 def test_worker_exception_is_contained(app_client, images, monkeypatch, caplog, fault, status, code) -> None:
     from mattekit.service import api
 
@@ -186,8 +193,9 @@ def _job_state(client, job_id: str) -> dict:
 
 def test_killed_job_cleans_up_and_next_job_runs(app_client) -> None:
     store = app_client.app.state.jobs
-    r = app_client.post("/api/v1/jobs", files={"file": ("c.mp4", _clip("carphone"), "video/mp4")},
-                        data={"output": "matte", "preset": "fast"})
+    r = app_client.post(
+        "/api/v1/jobs", files={"file": ("c.mp4", _clip("carphone"), "video/mp4")}, data={"output": "matte", "preset": "fast"}
+    )
     assert r.status_code == 202, r.text
     job = r.json()["id"]
     _wait_for(lambda: _job_state(app_client, job)["progress"]["frames_done"] > 0, 60, "the job to start")
@@ -202,8 +210,11 @@ def test_killed_job_cleans_up_and_next_job_runs(app_client) -> None:
     assert app_client.get(f"/api/v1/jobs/{job}/result").status_code == 409
     threads = threading.active_count()  # now the jobs pool's thread exists
 
-    r = app_client.post("/api/v1/jobs", files={"file": ("c.mp4", _clip("carphone"), "video/mp4")},
-                        data={"output": "matte", "preset": "fast", "end": "0.5"})
+    r = app_client.post(
+        "/api/v1/jobs",
+        files={"file": ("c.mp4", _clip("carphone"), "video/mp4")},
+        data={"output": "matte", "preset": "fast", "end": "0.5"},
+    )
     nxt = r.json()["id"]
     _wait_for(lambda: _job_state(app_client, nxt)["state"] not in ("queued", "running"), 120, "the next job")
     assert _job_state(app_client, nxt)["state"] == "done"
@@ -218,8 +229,7 @@ def test_killed_job_cleans_up_and_next_job_runs(app_client) -> None:
 def tiny_disk(size: str = "1m") -> Iterator[Path]:
     """A real full-able file system: a 1 MiB tmpfs (needs root, as in CI and here)."""
     where = Path(tempfile.mkdtemp(prefix="mattekit-tinydisk-"))
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True, text=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True)
     if done.returncode != 0:
         where.rmdir()
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); needs root")
@@ -240,13 +250,17 @@ def test_full_temp_disk(app_client, caplog) -> None:
         try:
             with caplog.at_level(logging.ERROR, logger="mattekit.service.jobs"):
                 # 1: the upload itself does not fit (1.06 MB on a 1 MiB disk).
-                r = app_client.post("/api/v1/jobs", files={"file": ("b.mp4", _clip("bigbuckbunny"), "video/mp4")},
-                                    data={"output": "matte"})
+                r = app_client.post(
+                    "/api/v1/jobs", files={"file": ("b.mp4", _clip("bigbuckbunny"), "video/mp4")}, data={"output": "matte"}
+                )
                 assert r.status_code == 507 and r.json()["error"]["code"] == "no_space", r.text
                 assert list(disk.iterdir()) == []
                 # 2: the upload fits (0.59 MB) but the PNG frames it writes do not.
-                r = app_client.post("/api/v1/jobs", files={"file": ("c.mp4", _clip("carphone"), "video/mp4")},
-                                    data={"output": "png-zip", "preset": "fast"})
+                r = app_client.post(
+                    "/api/v1/jobs",
+                    files={"file": ("c.mp4", _clip("carphone"), "video/mp4")},
+                    data={"output": "png-zip", "preset": "fast"},
+                )
                 assert r.status_code == 202, r.text
                 job = r.json()["id"]
                 _wait_for(lambda: _job_state(app_client, job)["state"] not in ("queued", "running"), 120, "the job")
@@ -259,6 +273,5 @@ def test_full_temp_disk(app_client, caplog) -> None:
             app.state.jobs.close()
             app.state.jobs = old
     # The service goes on: stills need no disk at all.
-    r = app_client.post("/api/v1/remove", files={"file": ("a.jpg", load.sample_images((256,))[0], "image/jpeg")},
-                        data=FAST)
+    r = app_client.post("/api/v1/remove", files={"file": ("a.jpg", load.sample_images((256,))[0], "image/jpeg")}, data=FAST)
     assert r.status_code == 200

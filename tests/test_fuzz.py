@@ -23,15 +23,15 @@ import sys
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
+import hostile
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import hostile
 from mattekit.errors import InvalidOption, MattekitError
 from mattekit.imaging import MAX_JPEG_SCANS
 from mattekit.options import DEFAULT_MAX_PIXELS, Options
@@ -162,13 +162,16 @@ class Sandbox:
     """One worker process; restarted after a hang or a hard crash."""
 
     def __init__(self) -> None:
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
 
     def _start(self) -> subprocess.Popen:
         env = {**os.environ, "MATTEKIT_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         return subprocess.Popen(
             [sys.executable, "-c", WORKER, str(ADDRESS_SPACE_LIMIT)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
         )
 
     def run(self, source: Any, fields: dict, model_max: int = MODEL_MAX_PIXELS) -> dict:
@@ -231,16 +234,25 @@ def summary():
 
     out = HERE.parent / "test-output"
     out.mkdir(exist_ok=True)
-    (out / "fuzz-summary.json").write_text(json.dumps({
-        "long": os.environ.get("MATTEKIT_FUZZ_LONG") == "1", "cases": sum(OUTCOMES.values()),
-        "outcomes": dict(sorted(OUTCOMES.items())), "peak_rss_mb": PEAK_MB[0],
-        "seconds": time.monotonic() - started, "case_timeout_s": CASE_TIMEOUT_S,
-        "peak_rss_limit_mb": PEAK_RSS_LIMIT_MB, "seeds": len(SEEDS), "hostile_files": len(HOSTILE),
-    }, indent=1))
+    (out / "fuzz-summary.json").write_text(
+        json.dumps(
+            {
+                "long": os.environ.get("MATTEKIT_FUZZ_LONG") == "1",
+                "cases": sum(OUTCOMES.values()),
+                "outcomes": dict(sorted(OUTCOMES.items())),
+                "peak_rss_mb": PEAK_MB[0],
+                "seconds": time.monotonic() - started,
+                "case_timeout_s": CASE_TIMEOUT_S,
+                "peak_rss_limit_mb": PEAK_RSS_LIMIT_MB,
+                "seeds": len(SEEDS),
+                "hostile_files": len(HOSTILE),
+            },
+            indent=1,
+        )
+    )
 
 
-def check(box: Sandbox, name: str, data: Any, fields: Any = None, *, suffix: str = ".bin",
-          max_pixels: Optional[int] = None) -> dict:
+def check(box: Sandbox, name: str, data: Any, fields: Any = None, *, suffix: str = ".bin", max_pixels: int | None = None) -> dict:
     """Run one case; on anything but a result or our error, keep the input as a crasher and fail.
 
     ``max_pixels``: a video case's pixel limit (default the library's); an image case's fields set its own.
@@ -334,7 +346,7 @@ def seed_files() -> dict[str, bytes]:
         "photo.png": _save(pic, "PNG"),
         "rgba.png": _save(rgba, "PNG"),
         "palette-transparent.png": _save(pic.convert("P"), "PNG", transparency=0),
-        "grey16.png": _save(Image.fromarray((np.asarray(pic.convert("L"), np.uint16) * 257)), "PNG"),
+        "grey16.png": _save(Image.fromarray(np.asarray(pic.convert("L"), np.uint16) * 257), "PNG"),
         "la.png": _save(rgba.convert("LA"), "PNG"),
         "1bit.png": _save(pic.convert("1"), "PNG"),
         "lossy.webp": _save(rgba, "WEBP", quality=80),
@@ -368,8 +380,13 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def png_declaring(width: int, height: int, idat: bytes = b"", extra: bytes = b"", colour: int = 2) -> bytes:
     """A PNG with a valid IHDR (CRC included) for any size, and whatever IDAT we like."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + extra
-            + _png_chunk(b"IDAT", idat or zlib.compress(b"\0" * 64)) + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + extra
+        + _png_chunk(b"IDAT", idat or zlib.compress(b"\0" * 64))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def png_zip_bomb(width: int, height: int) -> bytes:
@@ -395,9 +412,9 @@ def jpeg_declaring(width: int, height: int) -> bytes:
     data = bytearray(SEEDS["photo.jpg"])
     i = 2
     while i < len(data):
-        marker, length = data[i + 1], struct.unpack(">H", data[i + 2:i + 4])[0]
+        marker, length = data[i + 1], struct.unpack(">H", data[i + 2 : i + 4])[0]
         if marker in (0xC0, 0xC1, 0xC2):
-            data[i + 5:i + 9] = struct.pack(">HH", height, width)
+            data[i + 5 : i + 9] = struct.pack(">HH", height, width)
             break
         i += 2 + length
     return bytes(data)
@@ -428,7 +445,7 @@ def jpeg_bad_exif() -> bytes:
 def heic_broken() -> bytes:
     data = bytearray(SEEDS["photo.heic"])
     mid = len(data) // 2
-    data[mid:mid + 64] = b"\xff" * 64
+    data[mid : mid + 64] = b"\xff" * 64
     return bytes(data[: int(len(data) * 0.8)])
 
 
@@ -456,7 +473,7 @@ def hostile_files() -> dict[str, tuple[bytes, str]]:
         "jpeg-0x0": (jpeg_declaring(0, 0), ".jpg"),
         "gif-65535x65535": (gif_declaring(65535, 65535), ".gif"),
         "bmp-100000x100000": (bmp_declaring(100_000, 100_000), ".bmp"),
-        "bmp-negative": (bmp_declaring(-64, -2**31), ".bmp"),
+        "bmp-negative": (bmp_declaring(-64, -(2**31)), ".bmp"),
         "png-zip-bomb-6000x6000": (png_zip_bomb(6000, 6000), ".png"),
         "png-ztxt-bomb": (png_text_bomb(b"zTXt"), ".png"),
         "png-iccp-bomb": (png_text_bomb(b"iCCP"), ".png"),
@@ -540,8 +557,13 @@ def examples(short: int, long: int) -> int:
 BOMB_SECONDS = 3.0
 
 
-@settings(max_examples=examples(4, 200), derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=examples(4, 200),
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(side=st.integers(8, 1200), copies=st.integers(MAX_JPEG_SCANS - 9, 60_000))
 def test_jpeg_scan_bombs_are_refused_before_decoding(sandbox: Sandbox, side: int, copies: int) -> None:
     bomb = hostile.jpeg_scan_bomb(side, copies)  # Pillow writes 10 scans: 10 + copies > the limit
@@ -551,8 +573,13 @@ def test_jpeg_scan_bombs_are_refused_before_decoding(sandbox: Sandbox, side: int
     assert reply["outcome"] == "error" and reply["type"] == "TooLarge" and "scans" in reply["message"], reply
 
 
-@settings(max_examples=examples(3, 100), derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=examples(3, 100),
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(pages=st.integers(2, 60_000), side=st.sampled_from([1, 16, 64]))
 def test_tiff_page_chains_are_not_walked(sandbox: Sandbox, pages: int, side: int) -> None:
     chain = hostile.tiff_ifd_chain(pages, side)
@@ -567,8 +594,7 @@ def test_tiff_page_chains_are_not_walked(sandbox: Sandbox, pages: int, side: int
 def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
     name = draw(st.sampled_from(SEED_NAMES))
     data = bytearray(SEEDS[name])
-    ops = draw(st.lists(st.sampled_from(["truncate", "flip", "splice", "dup", "zero", "header"]),
-                        min_size=1, max_size=3))
+    ops = draw(st.lists(st.sampled_from(["truncate", "flip", "splice", "dup", "zero", "header"]), min_size=1, max_size=3))
     for op in ops:
         n = len(data)
         if n == 0:
@@ -587,7 +613,7 @@ def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
             data[a:a] = data[a:b] * draw(st.integers(1, 8))
         elif op == "zero":
             a = draw(st.integers(0, n - 1))
-            data[a:a + draw(st.integers(1, 256))] = b"\0" * min(256, n - a)
+            data[a : a + draw(st.integers(1, 256))] = b"\0" * min(256, n - a)
         elif op == "header":  # where sizes and offsets live: the first bytes of every format
             for pos in draw(st.lists(st.integers(0, min(n, 64) - 1), min_size=1, max_size=6)):
                 data[pos] = draw(st.sampled_from([0x00, 0x7F, 0x80, 0xFF]))
@@ -596,31 +622,84 @@ def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
 
 _text = st.one_of(
     st.text(max_size=24),
-    st.sampled_from(["", "auto", "0", "1", "-1", "nan", "inf", "-inf", "1e309", "0x10", "true",
-                     "none", "#fff", "#12345", "rgb(1,2,3)", "blur", "blur:0", "blur:1e9",
-                     "blur:nan", "5%", "-5%", "1e6%", "99999999999999999999", "/etc/passwd",
-                     "../../x.png", "white", "hsl(0,100%,50%)", " 0.5 ", "fit", "fill", "jpeg"]),
+    st.sampled_from(
+        [
+            "",
+            "auto",
+            "0",
+            "1",
+            "-1",
+            "nan",
+            "inf",
+            "-inf",
+            "1e309",
+            "0x10",
+            "true",
+            "none",
+            "#fff",
+            "#12345",
+            "rgb(1,2,3)",
+            "blur",
+            "blur:0",
+            "blur:1e9",
+            "blur:nan",
+            "5%",
+            "-5%",
+            "1e6%",
+            "99999999999999999999",
+            "/etc/passwd",
+            "../../x.png",
+            "white",
+            "hsl(0,100%,50%)",
+            " 0.5 ",
+            "fit",
+            "fill",
+            "jpeg",
+        ]
+    ),
 )
-OPTION_FIELDS = ["preset", "ratio", "format", "mask", "bg", "bg_fit", "blur", "crop", "margin",
-                 "crop_threshold", "max_size", "max_pixels", "decontaminate", "quality"]
+OPTION_FIELDS = [
+    "preset",
+    "ratio",
+    "format",
+    "mask",
+    "bg",
+    "bg_fit",
+    "blur",
+    "crop",
+    "margin",
+    "crop_threshold",
+    "max_size",
+    "max_pixels",
+    "decontaminate",
+    "quality",
+]
 
 
 # Values each field accepts: three draws in four take one, so many cases get past validation and
 # through the whole path; the fourth is anything at all.
 VALID_VALUES = {
-    "preset": ["fast", "balanced", "best"], "ratio": ["auto", "0.1", "0.25", "1"],
-    "format": ["png", "webp", "jpg", "JPEG"], "mask": ["true", "false", "1"], "crop": ["true", "0"],
-    "bg": ["white", "#00ff00", "rgb(10,20,30)", "blur", "blur:3", "transparent"], "bg_fit": ["fill", "fit"],
-    "blur": ["true", "2.5"], "margin": ["0", "8", "5%", "1000%"], "crop_threshold": ["0", "0.5", "0.99"],
-    "max_size": ["16", "40", "200"], "max_pixels": ["1", "1000", "100000000"],
-    "decontaminate": ["auto", "true", "false"], "quality": ["1", "50", "100"],
+    "preset": ["fast", "balanced", "best"],
+    "ratio": ["auto", "0.1", "0.25", "1"],
+    "format": ["png", "webp", "jpg", "JPEG"],
+    "mask": ["true", "false", "1"],
+    "crop": ["true", "0"],
+    "bg": ["white", "#00ff00", "rgb(10,20,30)", "blur", "blur:3", "transparent"],
+    "bg_fit": ["fill", "fit"],
+    "blur": ["true", "2.5"],
+    "margin": ["0", "8", "5%", "1000%"],
+    "crop_threshold": ["0", "0.5", "0.99"],
+    "max_size": ["16", "40", "200"],
+    "max_pixels": ["1", "1000", "100000000"],
+    "decontaminate": ["auto", "true", "false"],
+    "quality": ["1", "50", "100"],
 }
-_anything = st.one_of(_text, st.integers(-2**40, 2**40), st.floats(), st.booleans(), st.none())
+_anything = st.one_of(_text, st.integers(-(2**40), 2**40), st.floats(), st.booleans(), st.none())
 
 
 @st.composite
 def option_fields(draw: st.DrawFn) -> dict[str, Any]:
-    names = draw(st.lists(st.sampled_from(OPTION_FIELDS + ["nonsense"]), unique=True, max_size=6))
+    names = draw(st.lists(st.sampled_from([*OPTION_FIELDS, "nonsense"]), unique=True, max_size=6))
     out = {}
     for n in names:
         valid = VALID_VALUES.get(n)
@@ -649,17 +728,26 @@ def test_options_from_fields_accepts_or_says_why(fields: dict[str, Any]) -> None
     assert 1 <= opts.quality <= 100 and opts.max_pixels >= 1
 
 
-@settings(max_examples=examples(150, 5_000), derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
+@settings(
+    max_examples=examples(150, 5_000),
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(case=mutated())
 def test_mutated_images_give_result_or_our_error(sandbox: Sandbox, case: tuple[str, bytes]) -> None:
     name, data = case
     check(sandbox, name.replace("+", "_"), data)
 
 
-@settings(max_examples=examples(60, 2_000), derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=examples(60, 2_000),
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(seed=st.sampled_from(SEED_NAMES), fields=option_fields())
 def test_options_with_real_images(sandbox: Sandbox, seed: str, fields: dict[str, Any]) -> None:
     """Random option values through the whole path (decode → model → compose → encode)."""
@@ -702,8 +790,11 @@ def _clip_seeds() -> dict[str, bytes]:
                 break
     out: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, codec, pix in (("clip.mp4", "libx264", "yuv420p"), ("clip.webm", "libvpx-vp9", "yuv420p"),
-                                 ("clip.avi", "mjpeg", "yuvj420p")):
+        for name, codec, pix in (
+            ("clip.mp4", "libx264", "yuv420p"),
+            ("clip.webm", "libvpx-vp9", "yuv420p"),
+            ("clip.avi", "mjpeg", "yuvj420p"),
+        ):
             path = Path(tmp) / name
             with av.open(str(path), "w") as dst:
                 vs = dst.add_stream(codec, rate=25)
@@ -714,8 +805,9 @@ def _clip_seeds() -> dict[str, bytes]:
                 for pkt in vs.encode():
                     dst.mux(pkt)
             out[name] = path.read_bytes()
-    out["clip.gif"] = _save(Image.fromarray(frames[0]), "GIF", save_all=True,
-                            append_images=[Image.fromarray(f) for f in frames[1:]], duration=40)
+    out["clip.gif"] = _save(
+        Image.fromarray(frames[0]), "GIF", save_all=True, append_images=[Image.fromarray(f) for f in frames[1:]], duration=40
+    )
     return out
 
 
@@ -738,10 +830,17 @@ def test_seed_clips_work(sandbox: Sandbox, name: str) -> None:
     assert reply["outcome"] == "ok" and reply["frames"] == 8, reply
 
 
-@pytest.mark.parametrize("name,data", [
-    ("empty", b""), ("text", b"not a video at all\n"), ("jpeg", None), ("half-header", None),
-], ids=lambda v: v if isinstance(v, str) else "")
-def test_hostile_clips(sandbox: Sandbox, name: str, data: Optional[bytes]) -> None:
+@pytest.mark.parametrize(
+    "name,data",
+    [
+        ("empty", b""),
+        ("text", b"not a video at all\n"),
+        ("jpeg", None),
+        ("half-header", None),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_hostile_clips(sandbox: Sandbox, name: str, data: bytes | None) -> None:
     if name == "jpeg":
         data = SEEDS["photo.jpg"]
     elif name == "half-header":
@@ -755,13 +854,22 @@ CLIP_LIMIT = 100_000  # the pixel limit of the clips below: 320x240 fits, and a 
 CLIP_SECONDS = 15.0  # the model's run on the frames before the big one, plus start-up, on 2 busy cores
 
 
-@settings(max_examples=examples(3, 60), derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(codec=st.sampled_from(["mpeg2video", "libx264"]), before=st.integers(0, 6),
-       big=st.sampled_from([(400, 300), (640, 480), (1280, 960), (4000, 3000)]),
-       behind=st.booleans())
-def test_clips_growing_past_the_limit_are_too_large(sandbox: Sandbox, tmp_path_factory: Any, codec: str,
-                                                    before: int, big: tuple[int, int], behind: bool) -> None:
+@settings(
+    max_examples=examples(3, 60),
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    codec=st.sampled_from(["mpeg2video", "libx264"]),
+    before=st.integers(0, 6),
+    big=st.sampled_from([(400, 300), (640, 480), (1280, 960), (4000, 3000)]),
+    behind=st.booleans(),
+)
+def test_clips_growing_past_the_limit_are_too_large(
+    sandbox: Sandbox, tmp_path_factory: Any, codec: str, before: int, big: tuple[int, int], behind: bool
+) -> None:
     """A clip (or, ``behind``, the background clip of a composite) whose frames grow past the
     pixel limit after ``before`` frames (0: from the first): TooLarge, whichever check stops it."""
     folder = tmp_path_factory.mktemp("grow")
@@ -771,18 +879,20 @@ def test_clips_growing_past_the_limit_are_too_large(sandbox: Sandbox, tmp_path_f
     else:
         source, fields = grows, "webm"
     started = time.monotonic()
-    reply = check(sandbox, f"video-grow-{codec}-{before}-{big[0]}-{behind}", source, fields, suffix=".ts",
-                  max_pixels=CLIP_LIMIT)
+    reply = check(sandbox, f"video-grow-{codec}-{before}-{big[0]}-{behind}", source, fields, suffix=".ts", max_pixels=CLIP_LIMIT)
     assert time.monotonic() - started < CLIP_SECONDS, reply
     assert reply["outcome"] == "error" and reply["type"] == "TooLarge", reply
 
 
-@settings(max_examples=examples(25, 600), derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
+@settings(
+    max_examples=examples(25, 600),
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(name=st.sampled_from(CLIP_NAMES), kind=st.sampled_from(VIDEO_KINDS), data=st.data())
-def test_mutated_clips_give_result_or_our_error(sandbox: Sandbox, name: str, kind: str,
-                                                 data: st.DataObject) -> None:
+def test_mutated_clips_give_result_or_our_error(sandbox: Sandbox, name: str, kind: str, data: st.DataObject) -> None:
     clip = bytearray(clips()[name])
     op = data.draw(st.sampled_from(["truncate", "flip", "zero"]))
     n = len(clip)
@@ -793,7 +903,7 @@ def test_mutated_clips_give_result_or_our_error(sandbox: Sandbox, name: str, kin
             clip[pos] ^= 1 << data.draw(st.integers(0, 7))
     else:
         a = data.draw(st.integers(0, n - 1))
-        clip[a:a + 512] = b"\0" * min(512, n - a)
+        clip[a : a + 512] = b"\0" * min(512, n - a)
     check(sandbox, f"video-{name}-{op}", bytes(clip), kind, suffix=Path(name).suffix)  # type: ignore[arg-type]
 
 
@@ -826,15 +936,32 @@ def _assert_clean_answer(r: Any) -> None:
         assert "Traceback" not in r.text and 'File "' not in r.text, r.text
 
 
-@settings(max_examples=examples(40, 2_000), derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
-@given(case=st.one_of(mutated(), st.sampled_from(SEED_NAMES).map(lambda n: (n, SEEDS[n]))),
-       fields=option_fields(), how=st.sampled_from(["multipart", "raw", "form"]),
-       ctype=st.sampled_from(["image/jpeg", "application/octet-stream", "text/plain", "multipart/form-data",
-                              "multipart/form-data; boundary=", "application/x-www-form-urlencoded", ""]))
-def test_api_answers_hostile_requests_cleanly(api_client: Any, case: tuple[str, bytes], fields: dict,
-                                              how: str, ctype: str) -> None:
+@settings(
+    max_examples=examples(40, 2_000),
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    case=st.one_of(mutated(), st.sampled_from(SEED_NAMES).map(lambda n: (n, SEEDS[n]))),
+    fields=option_fields(),
+    how=st.sampled_from(["multipart", "raw", "form"]),
+    ctype=st.sampled_from(
+        [
+            "image/jpeg",
+            "application/octet-stream",
+            "text/plain",
+            "multipart/form-data",
+            "multipart/form-data; boundary=",
+            "application/x-www-form-urlencoded",
+            "",
+        ]
+    ),
+)
+def test_api_answers_hostile_requests_cleanly(
+    api_client: Any, case: tuple[str, bytes], fields: dict, how: str, ctype: str
+) -> None:
     """No 500, no traceback, whatever the body, content type and option values."""
     _, data = case
     form = {k: str(v) for k, v in _strip_paths(fields).items() if v is not None}
@@ -849,9 +976,13 @@ def test_api_answers_hostile_requests_cleanly(api_client: Any, case: tuple[str, 
 
 @pytest.mark.parametrize("name", ["empty", "text", "truncated-mp4", "jpeg-as-video", "flipped-webm"])
 def test_api_video_jobs_refuse_hostile_clips(api_client: Any, name: str) -> None:
-    data = {"empty": b"", "text": b"hello\n" * 100, "truncated-mp4": clips()["clip.mp4"][:300],
-            "jpeg-as-video": SEEDS["photo.jpg"],
-            "flipped-webm": bytes(b ^ 0xFF if i % 97 == 0 else b for i, b in enumerate(clips()["clip.webm"]))}[name]
+    data = {
+        "empty": b"",
+        "text": b"hello\n" * 100,
+        "truncated-mp4": clips()["clip.mp4"][:300],
+        "jpeg-as-video": SEEDS["photo.jpg"],
+        "flipped-webm": bytes(b ^ 0xFF if i % 97 == 0 else b for i, b in enumerate(clips()["clip.webm"])),
+    }[name]
     r = api_client.post("/api/v1/jobs", files={"file": ("clip", data, "video/mp4")}, data={"output": "matte"})
     if r.status_code == 202:  # accepted (FFmpeg found frames): it must then end as done or failed, cleanly
         job = r.json()["id"]

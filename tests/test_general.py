@@ -22,7 +22,6 @@ from mattekit.matter import Matter
 OBJECTS = ("cat", "coffee", "motorcycle", "rocket")
 
 
-
 @pytest.fixture(scope="session")
 def matter(engine, general_model) -> Matter:
     from mattekit.general import GeneralEngine
@@ -130,15 +129,15 @@ def test_batch_records_an_empty_result_as_an_error_naming_the_fix(matter_without
 
 # -- the CLI ---------------------------------------------------------------------------------------
 def mattekit(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mattekit", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mattekit", *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=300
+    )
 
 
 def test_cli_warns_and_fails_without_the_general_model(tmp_path):
     from samples import sample_path
 
-    env = {"MATTEKIT_HOME": str(tmp_path / "home"), "MATTEKIT_MODEL": str(models.locate().path),
-           "MATTEKIT_GENERAL_MODEL": ""}
+    env = {"MATTEKIT_HOME": str(tmp_path / "home"), "MATTEKIT_MODEL": str(models.locate().path), "MATTEKIT_GENERAL_MODEL": ""}
     out = tmp_path / "out.png"
     run = mattekit("remove", str(sample_path("rocket")), "-o", str(out), env=env)
     assert run.returncode == 1, run.stderr
@@ -163,7 +162,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import quality as bench  # noqa: E402
 
 
-def quarter_size(sample: "bench.Sample", background: np.ndarray, where: int) -> "bench.Sample":
+def quarter_size(sample: bench.Sample, background: np.ndarray, where: int) -> bench.Sample:
     """The person at a quarter of their size (each side) in a frame of the photo's size, over
     another background photo ``background`` (float, that size), the ground truth scaled with
     them. Colour: the photo is I = aF + (1-a)B with B its own background photo, so over N it is
@@ -175,8 +174,10 @@ def quarter_size(sample: "bench.Sample", background: np.ndarray, where: int) -> 
     h, w = sample.alpha.shape
     own = bench.cover(folder / bench.WALLPAPERS[sample.background], w, h).astype(np.float32)
     sw, sh = w // 4, h // 4
-    small = {k: cv2.resize(np.asarray(v, dtype=np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
-             for k, v in (("rgb", sample.rgb), ("own", own), ("alpha", sample.alpha))}
+    small = {
+        k: cv2.resize(np.asarray(v, dtype=np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
+        for k, v in (("rgb", sample.rgb), ("own", own), ("alpha", sample.alpha))
+    }
     # keep a person cut by the bottom (or top) border on that border; else somewhere inside
     y0 = h - sh if sample.alpha[-1].max() > 0.5 else 0 if sample.alpha[0].max() > 0.5 else (h - sh) * (where % 3) // 2
     x0 = (w - sw) * (where % 4) // 3
@@ -184,8 +185,7 @@ def quarter_size(sample: "bench.Sample", background: np.ndarray, where: int) -> 
     tile = (slice(y0, y0 + sh), slice(x0, x0 + sw))
     rgb[tile] = small["rgb"] + (1 - small["alpha"][..., None]) * (background[tile] - small["own"])
     gt[tile] = small["alpha"]
-    return bench.Sample("small", sample.stem, sample.person, np.clip(rgb + 0.5, 0, 255).astype(np.uint8), gt,
-                        sample.subject)
+    return bench.Sample("small", sample.stem, sample.person, np.clip(rgb + 0.5, 0, 255).astype(np.uint8), gt, sample.subject)
 
 
 @pytest.mark.eval

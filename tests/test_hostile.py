@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-
-import httpx
-import pytest
 
 import hostile
+import httpx
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -23,8 +22,13 @@ LIMIT = 1_000_000
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[load.Server]:
-    env = {"MATTEKIT_WORKERS": "1", "MATTEKIT_QUEUE_SIZE": "0", "MATTEKIT_THREADS": "2",
-           "MATTEKIT_REQUEST_TIMEOUT": "10", "MATTEKIT_MAX_PIXELS": str(LIMIT)}
+    env = {
+        "MATTEKIT_WORKERS": "1",
+        "MATTEKIT_QUEUE_SIZE": "0",
+        "MATTEKIT_THREADS": "2",
+        "MATTEKIT_REQUEST_TIMEOUT": "10",
+        "MATTEKIT_MAX_PIXELS": str(LIMIT),
+    }
     with load.serve(env) as srv:
         yield srv
 
@@ -38,18 +42,25 @@ def _remove(url: str, route: str, data: bytes, name: str) -> httpx.Response:
     field = "image_file" if route == "/v1.0/removebg" else "file"
     # The person model alone: these tests are about decoding, and the general model's first use
     # (its session built on the first request that needs it) would time that instead.
-    return httpx.post(url + route, files={field: (name, data, "application/octet-stream")},
-                      data={"preset": "fast", "subject": "person"} if field == "file" else {"type": "person"},
-                      timeout=60)
+    return httpx.post(
+        url + route,
+        files={field: (name, data, "application/octet-stream")},
+        data={"preset": "fast", "subject": "person"} if field == "file" else {"type": "person"},
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("route", ["/api/v1/remove", "/v1.0/removebg"])
-@pytest.mark.parametrize("name, make, status", [
-    ("bomb.jpg", lambda: hostile.jpeg_scan_bomb(1000, 20_000), 422),  # 1 MP, 250 KB: 14 s of libjpeg
-    ("pages.tif", lambda: hostile.tiff_ifd_chain(48_000, 64), 200),  # 4.9 MB: 26 s of n_frames
-])
-def test_a_decode_bomb_is_answered_at_once_and_the_next_photo_is_served(server: load.Server, photo: bytes, route: str,
-                                                                        name: str, make, status: int) -> None:
+@pytest.mark.parametrize(
+    "name, make, status",
+    [
+        ("bomb.jpg", lambda: hostile.jpeg_scan_bomb(1000, 20_000), 422),  # 1 MP, 250 KB: 14 s of libjpeg
+        ("pages.tif", lambda: hostile.tiff_ifd_chain(48_000, 64), 200),  # 4.9 MB: 26 s of n_frames
+    ],
+)
+def test_a_decode_bomb_is_answered_at_once_and_the_next_photo_is_served(
+    server: load.Server, photo: bytes, route: str, name: str, make, status: int
+) -> None:
     t0 = time.monotonic()
     r = _remove(server.url, route, make(), name)
     took = time.monotonic() - t0
@@ -94,8 +105,7 @@ def test_a_clip_past_the_limit_from_its_start_is_refused_at_admission(server: lo
     assert "1280x960" in job["error"]["message"], job
 
 
-def test_an_uploaded_playlist_or_concat_list_is_refused_before_ffmpeg_reads_it(server: load.Server,
-                                                                               tmp_path: Path) -> None:
+def test_an_uploaded_playlist_or_concat_list_is_refused_before_ffmpeg_reads_it(server: load.Server, tmp_path: Path) -> None:
     # Either would make FFmpeg's hls/concat demuxer open the files it names, on the server. The
     # upload is saved without its name, so FFmpeg (8.x) no longer picks hls for it (it wants the
     # .m3u8 suffix), but it picks concat from the bytes: the allow-list refuses that one.

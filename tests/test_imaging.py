@@ -9,14 +9,14 @@ import time
 import zlib
 from pathlib import Path
 
+import hostile
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-import hostile
 from mattekit import imaging
 from mattekit.errors import InvalidInput, InvalidOption, TooLarge
-from mattekit.options import BackgroundImage, Blur, Color, Margin, Options
+from mattekit.options import BackgroundImage, Blur, Color, Options
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_palette_with_transparency(photo: np.ndarray) -> None:
 
 def test_greyscale_l(grey: np.ndarray) -> None:
     dec = imaging.decode(save(Image.fromarray(grey, "L"), "PNG"))
-    assert dec.rgb.shape == grey.shape + (3,) and dec.alpha is None
+    assert dec.rgb.shape == (*grey.shape, 3) and dec.alpha is None
     for c in range(3):
         assert np.array_equal(dec.rgb[:, :, c], grey)
 
@@ -197,8 +197,15 @@ def test_srgb_tagged_png_is_unchanged(sample_photo: Path) -> None:
 def test_every_source_kind_decodes_the_same(sample_photo: Path) -> None:
     want = imaging.decode(sample_photo).rgb
     data = sample_photo.read_bytes()
-    for source in (str(sample_photo), data, bytearray(data), memoryview(data), io.BytesIO(data),
-                   Image.open(sample_photo), want.copy()):
+    for source in (
+        str(sample_photo),
+        data,
+        bytearray(data),
+        memoryview(data),
+        io.BytesIO(data),
+        Image.open(sample_photo),
+        want.copy(),
+    ):
         assert np.array_equal(imaging.decode(source).rgb, want), type(source)
 
 
@@ -213,8 +220,15 @@ def test_arrays_of_other_dtypes(photo: np.ndarray) -> None:
     assert (imaging.decode(rgba).alpha == 7).all()
 
 
-@pytest.mark.parametrize("bad", [np.zeros((4, 4, 2), np.uint8), np.zeros((0, 5, 3), np.uint8),
-                                 np.zeros((4, 4, 3), np.int64), np.zeros((2, 2, 2, 3), np.uint8)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((4, 4, 2), np.uint8),
+        np.zeros((0, 5, 3), np.uint8),
+        np.zeros((4, 4, 3), np.int64),
+        np.zeros((2, 2, 2, 3), np.uint8),
+    ],
+)
 def test_bad_arrays(bad: np.ndarray) -> None:
     with pytest.raises(InvalidInput):
         imaging.decode(bad)
@@ -256,6 +270,7 @@ def test_empty_inputs(tmp_path: Path) -> None:
 
 def png_declaring(width: int, height: int) -> bytes:
     """A valid PNG header claiming ``width`` x ``height`` pixels, with one tiny compressed row."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 

@@ -11,8 +11,8 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -34,7 +34,8 @@ MODULES = _modules()
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
@@ -83,9 +84,25 @@ def test_the_graph_sees_lazy_imports() -> None:
 
 
 # The floors of DESIGN.md. A module on one floor imports only its own floor or lower ones.
-GROUND = {"errors", "deadline", "options", "formats", "files", "imaging", "engine", "backends", "fastpath", "stages", "models",
-          "zoo", "general", "route",
-          "metrics", "cluster", "lazy"}
+GROUND = {
+    "errors",
+    "deadline",
+    "options",
+    "formats",
+    "files",
+    "imaging",
+    "engine",
+    "backends",
+    "fastpath",
+    "stages",
+    "models",
+    "zoo",
+    "general",
+    "route",
+    "metrics",
+    "cluster",
+    "lazy",
+}
 LIBRARY = {"", "matter", "pipeline", "presets", "video", "plan"}  # "" is mattekit/__init__.py
 FACES = {"cli", "service", "batch", "__main__"}
 
@@ -103,15 +120,17 @@ def test_imports_only_go_down() -> None:
     assert {m: d for m, d in upward.items() if d} == {}
 
 
-@pytest.mark.parametrize("face,allowed", [
-    ("mattekit.cli", ()),
-    ("mattekit.service", ("mattekit.cli",)),  # `mattekit serve` starts it
-    ("mattekit.batch", ("mattekit.cli",)),  # `mattekit batch` runs it
-])
+@pytest.mark.parametrize(
+    "face,allowed",
+    [
+        ("mattekit.cli", ()),
+        ("mattekit.service", ("mattekit.cli",)),  # `mattekit serve` starts it
+        ("mattekit.batch", ("mattekit.cli",)),  # `mattekit batch` runs it
+    ],
+)
 def test_only_the_command_line_uses_another_face(face: str, allowed: tuple[str, ...]) -> None:
     """Library code and the other faces never load the CLI (click) or the service (FastAPI)."""
-    outside = [m for m in GRAPH if not _inside(m, face) and not any(_inside(m, a) for a in allowed)
-               and m != "mattekit.__main__"]
+    outside = [m for m in GRAPH if not _inside(m, face) and not any(_inside(m, a) for a in allowed) and m != "mattekit.__main__"]
     wrong = {m: sorted(d for d in GRAPH[m] if _inside(d, face)) for m in outside}
     assert {m: d for m, d in wrong.items() if d} == {}
 
@@ -130,7 +149,7 @@ def test_no_import_cycles() -> None:
         path.append(node)
         for dep in sorted(GRAPH[node]):
             if state.get(dep) == 1:
-                pytest.fail("import cycle: " + " -> ".join(path[path.index(dep):] + [dep]))
+                pytest.fail("import cycle: " + " -> ".join([*path[path.index(dep) :], dep]))
             if dep not in state:
                 visit(dep)
         path.pop()

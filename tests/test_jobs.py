@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-
 from live_server import live_server
+from samples import sample_path
+
 from mattekit.options import Options
 from mattekit.video import VideoOptions, process_video, read_frames
-from samples import sample_path
 
 TTL = 4.0
 ENV = {
@@ -26,9 +26,8 @@ ENV = {
 
 @pytest.fixture(scope="module")
 def server():
-    with live_server(ENV) as base:
-        with httpx.Client(base_url=base, timeout=120) as client:
-            yield client
+    with live_server(ENV) as base, httpx.Client(base_url=base, timeout=120) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +83,7 @@ def test_job_runs_to_a_transparent_webm_then_expires(server, clip, tmp_path):
 
 
 def test_cancel_a_running_job(server, clip):
-    r = server.post("/api/v1/jobs", data={"output": "mov", "end": "2.9"},
-                    files={"file": ("clip.mp4", clip.read_bytes())})
+    r = server.post("/api/v1/jobs", data={"output": "mov", "end": "2.9"}, files={"file": ("clip.mp4", clip.read_bytes())})
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
     seen = _wait(server, job_id, {"running"})
@@ -99,25 +97,34 @@ def test_cancel_a_running_job(server, clip):
     res = server.get(f"/api/v1/jobs/{job_id}/result")
     assert res.status_code == 409 and res.json()["error"]["code"] == "not_ready"
     # The worker is free again: a new job completes.
-    r = server.post("/api/v1/jobs", data={"output": "png-zip", "end": "0.2", "preset": "fast"},
-                    files={"file": ("clip.mp4", clip.read_bytes())})
+    r = server.post(
+        "/api/v1/jobs",
+        data={"output": "png-zip", "end": "0.2", "preset": "fast"},
+        files={"file": ("clip.mp4", clip.read_bytes())},
+    )
     assert _wait(server, r.json()["id"], {"done", "failed"})[-1]["state"] == "done"
 
 
-@pytest.mark.parametrize("fields,body,status,code", [
-    ({}, "clip", 422, "too_large"),  # 4 s > the 3 s limit
-    ({"end": "1"}, "noise", 415, "invalid_input"),
-    ({"end": "1"}, "huge", 413, "upload_too_large"),
-    ({"output": "gif"}, "clip", 400, "invalid_option"),
-    ({"crop": "true"}, "clip", 400, "invalid_option"),
-    ({"output": "composite"}, "clip", 400, "invalid_option"),  # no background given
-    ({"start": "2", "end": "1"}, "clip", 400, "invalid_option"),
-    ({"end": "1", "subject": "general"}, "clip", 400, "invalid_option"),  # video is for people only (issue 27)
-])
+@pytest.mark.parametrize(
+    "fields,body,status,code",
+    [
+        ({}, "clip", 422, "too_large"),  # 4 s > the 3 s limit
+        ({"end": "1"}, "noise", 415, "invalid_input"),
+        ({"end": "1"}, "huge", 413, "upload_too_large"),
+        ({"output": "gif"}, "clip", 400, "invalid_option"),
+        ({"crop": "true"}, "clip", 400, "invalid_option"),
+        ({"output": "composite"}, "clip", 400, "invalid_option"),  # no background given
+        ({"start": "2", "end": "1"}, "clip", 400, "invalid_option"),
+        ({"end": "1", "subject": "general"}, "clip", 400, "invalid_option"),  # video is for people only (issue 27)
+    ],
+)
 def test_limits_and_bad_requests_are_clear(server, clip, fields, body, status, code):
     rng = np.random.default_rng(1)
-    data = {"clip": clip.read_bytes(), "noise": rng.integers(0, 256, 50_000, dtype=np.uint8).tobytes(),
-            "huge": rng.integers(0, 256, 1_200_000, dtype=np.uint8).tobytes()}[body]
+    data = {
+        "clip": clip.read_bytes(),
+        "noise": rng.integers(0, 256, 50_000, dtype=np.uint8).tobytes(),
+        "huge": rng.integers(0, 256, 1_200_000, dtype=np.uint8).tobytes(),
+    }[body]
     r = server.post("/api/v1/jobs", data=fields, files={"file": ("clip.mp4", data)})
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code

@@ -87,8 +87,7 @@ def test_the_size_option_gets_a_large_jpeg_past_the_limit(client, sample_photo):
     assert r.status_code == 422, r.text
     message = r.json()["error"]["message"]
     assert "max_size=2048" in message and "--" not in message, message
-    r = client.post("/api/v1/remove", data={"max_size": "512", "preset": "fast"},
-                    files={"file": ("big.jpg", data, "image/jpeg")})
+    r = client.post("/api/v1/remove", data={"max_size": "512", "preset": "fast"}, files={"file": ("big.jpg", data, "image/jpeg")})
     assert r.status_code == 200, r.text
     assert r.headers["x-image-size"] == "512x320"
 
@@ -101,11 +100,13 @@ def test_remove_bg_sizes_also_decode_a_large_jpeg_reduced(client, sample_photo):
         img.convert("RGB").resize((2400, 1500)).save(buf, "JPEG", quality=85)
     data = buf.getvalue()
     headers = {"X-Api-Key": "any"}
-    r = client.post("/v1.0/removebg", data={"size": "preview"}, headers=headers,
-                    files={"image_file": ("big.jpg", data, "image/jpeg")})
+    r = client.post(
+        "/v1.0/removebg", data={"size": "preview"}, headers=headers, files={"image_file": ("big.jpg", data, "image/jpeg")}
+    )
     assert r.status_code == 200, r.text
-    r = client.post("/v1.0/removebg", data={"size": "full"}, headers=headers,
-                    files={"image_file": ("big.jpg", data, "image/jpeg")})
+    r = client.post(
+        "/v1.0/removebg", data={"size": "full"}, headers=headers, files={"image_file": ("big.jpg", data, "image/jpeg")}
+    )
     assert r.status_code == 422, r.text
     title = r.json()["errors"][0]["title"]
     assert "size=preview" in title and "max_size" not in title and "--" not in title, title

@@ -50,8 +50,13 @@ def test_default_options_at_full_size(sample_photo: Path, cutout: Image.Image) -
 def test_every_source_kind_gives_the_same_cutout(sample_photo: Path, cutout: Image.Image) -> None:
     data = sample_photo.read_bytes()
     want = np.asarray(cutout)
-    for source in (str(sample_photo), data, io.BytesIO(data), Image.open(sample_photo),
-                   np.asarray(Image.open(sample_photo).convert("RGB"))):
+    for source in (
+        str(sample_photo),
+        data,
+        io.BytesIO(data),
+        Image.open(sample_photo),
+        np.asarray(Image.open(sample_photo).convert("RGB")),
+    ):
         assert np.array_equal(np.asarray(mattekit.remove(source, **FAST)), want), type(source)
 
 

@@ -49,16 +49,17 @@ def test_saturated_server_sheds_load_and_keeps_memory(server: load.Server, image
     threads_before = load.threads_of(server.pid)
 
     seconds = max(8.0, 6 * t_one)
-    busy = load.run_load(server.url, CLIENTS, seconds, images, fields=FIELDS, max_requests=500,
-                         server_pid=server.pid)
+    busy = load.run_load(server.url, CLIENTS, seconds, images, fields=FIELDS, max_requests=500, server_pid=server.pid)
     # The machine may have got busier meanwhile (other jobs): measure one request alone again and
     # take the slower of the two, so the bounds follow the machine, not the moment.
     again = load.run_load(server.url, 1, 60, images, fields=FIELDS, max_requests=2)
     t_one = max(t_one, again["latency_s"]["max"] or 0.0)
     status = busy["status"]
-    print(f"\nt_one {t_one:.2f} s, m_one {m_one:.0f} MiB, RSS ready {rss_ready:.0f} MiB; {CLIENTS} clients: "
-          f"{status}, p99 {busy['latency_s']['p99']:.2f} s, 503 p99 {busy['busy_latency_s']['p99']:.2f} s, "
-          f"healthz p99 {busy['healthz_s']['p99']:.3f} s, RSS max {max(m for _, m in busy['rss_mb']):.0f} MiB")
+    print(
+        f"\nt_one {t_one:.2f} s, m_one {m_one:.0f} MiB, RSS ready {rss_ready:.0f} MiB; {CLIENTS} clients: "
+        f"{status}, p99 {busy['latency_s']['p99']:.2f} s, 503 p99 {busy['busy_latency_s']['p99']:.2f} s, "
+        f"healthz p99 {busy['healthz_s']['p99']:.3f} s, RSS max {max(m for _, m in busy['rss_mb']):.0f} MiB"
+    )
     assert busy["server_errors"] == 0, f"5xx other than 503: {status}\n{server.log()[-3000:]}"
     assert set(status) <= {"200", "503"}, f"timeouts, connection errors or other codes: {status}"
     assert status.get("503", 0) > 0, f"{CLIENTS} clients never filled {WORKERS + QUEUE} slots: {status}"

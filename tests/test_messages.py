@@ -74,8 +74,9 @@ def test_missing_and_empty_files_are_told_apart(client):
 
 
 def test_job_answers_have_no_flags_paths_or_error_numbers(client):
-    r = client.post("/api/v1/jobs", data={"output": "mp4"},
-                    files={"file": ("clip.mp4", b"\x00\x01not a video at all" * 64, "video/mp4")})
+    r = client.post(
+        "/api/v1/jobs", data={"output": "mp4"}, files={"file": ("clip.mp4", b"\x00\x01not a video at all" * 64, "video/mp4")}
+    )
     message = _message(r)
     assert r.status_code in (400, 415) and "--" not in message, message
     r = client.post("/api/v1/jobs", files={"file": ("clip.mp4", b"\x00\x01not a video at all" * 64, "video/mp4")})

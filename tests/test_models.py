@@ -110,8 +110,9 @@ def test_wheel_with_another_file_is_refused(home: Path, monkeypatch) -> None:
 
 # -- `mattekit model ...` as a user runs it -------------------------------------------------------
 def mattekit(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mattekit", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mattekit", *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=300
+    )
 
 
 def test_model_commands(tmp_path: Path, real_model: Path) -> None:

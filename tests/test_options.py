@@ -45,8 +45,10 @@ def test_colours() -> None:
         parse_color("notacolour")
 
 
-@pytest.mark.parametrize("text,want", [("16", Margin(16, False)), ("16px", Margin(16, False)),
-                                       ("5%", Margin(5, True)), ("", Margin()), (None, Margin())])
+@pytest.mark.parametrize(
+    "text,want",
+    [("16", Margin(16, False)), ("16px", Margin(16, False)), ("5%", Margin(5, True)), ("", Margin()), (None, Margin())],
+)
 def test_margin(text, want) -> None:
     assert parse_margin(text) == want
 
@@ -98,28 +100,49 @@ def test_jpeg_needs_a_background_or_mask() -> None:
 
 
 def test_from_fields_parses_strings() -> None:
-    o = Options.from_fields({"format": "webp", "mask": "true", "crop": "1", "margin": "5%", "ratio": "0.4",
-                             "max_size": "800", "quality": "70", "bg": "#ffffff", "decontaminate": "auto"})
+    o = Options.from_fields(
+        {
+            "format": "webp",
+            "mask": "true",
+            "crop": "1",
+            "margin": "5%",
+            "ratio": "0.4",
+            "max_size": "800",
+            "quality": "70",
+            "bg": "#ffffff",
+            "decontaminate": "auto",
+        }
+    )
     assert (o.format, o.mask, o.crop, o.margin, o.ratio, o.max_size, o.quality) == (
-        "webp", True, True, Margin(5, True), 0.4, 800, 70)
+        "webp",
+        True,
+        True,
+        Margin(5, True),
+        0.4,
+        800,
+        70,
+    )
     assert o.background == Color((255, 255, 255)) and o.decontaminate is None
     assert Options.from_fields({"blur": "true"}).background == Blur(20.0)
     assert Options.from_fields({"blur": "8"}).background == Blur(8.0)
     assert Options.from_fields({"quality": ""}).quality == 90  # empty form field = default
 
 
-@pytest.mark.parametrize("fields,match", [
-    ({"colour": "red"}, "unknown option"),
-    ({"mask": "maybe"}, "mask must be true or false"),
-    ({"max_size": "big"}, "max_size must be an integer"),
-    ({"max_size": "5"}, "max_size must be between"),
-    ({"quality": "0"}, "quality must be between"),
-    ({"preset": "ultra"}, "preset must be one of"),
-    ({"format": "gif"}, "format must be one of"),
-    ({"bg_fit": "stretch"}, "bg_fit"),
-    ({"crop_threshold": "1"}, "crop_threshold"),
-    ({"crop_threshold": "nan"}, "crop_threshold"),
-])
+@pytest.mark.parametrize(
+    "fields,match",
+    [
+        ({"colour": "red"}, "unknown option"),
+        ({"mask": "maybe"}, "mask must be true or false"),
+        ({"max_size": "big"}, "max_size must be an integer"),
+        ({"max_size": "5"}, "max_size must be between"),
+        ({"quality": "0"}, "quality must be between"),
+        ({"preset": "ultra"}, "preset must be one of"),
+        ({"format": "gif"}, "format must be one of"),
+        ({"bg_fit": "stretch"}, "bg_fit"),
+        ({"crop_threshold": "1"}, "crop_threshold"),
+        ({"crop_threshold": "nan"}, "crop_threshold"),
+    ],
+)
 def test_from_fields_says_what_is_wrong(fields: dict, match: str) -> None:
     with pytest.raises(InvalidOption, match=match):
         Options.from_fields(fields)

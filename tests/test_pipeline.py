@@ -45,8 +45,7 @@ FAST = Options(preset="fast")
 
 def test_results_come_in_order_identical_to_one_at_a_time(photos):
     matter = Matter(FAST, Engine(threads=2))
-    jobs = [Job(photos[0], "a"), Job(b"not an image", "bad"), Job(photos[1], "b"), Job(photos[2], "c"),
-            Job(photos[0], "a again")]
+    jobs = [Job(photos[0], "a"), Job(b"not an image", "bad"), Job(photos[1], "b"), Job(photos[2], "c"), Job(photos[0], "a again")]
     out = list(process_files(jobs, FAST, matter=matter))
     assert [j.display for j, _ in out] == [j.display for j in jobs]
     assert isinstance(out[1][1], InvalidInput)  # a bad file is a value, the others go on
@@ -138,6 +137,5 @@ def test_png_of_a_real_cutout_decodes_everywhere(photos):
 
 def test_errors_in_a_batch_are_mattekit_errors(photos, tmp_path):
     missing = tmp_path / "gone.jpg"
-    out = list(process_files([Job(str(missing), "gone"), Job(photos[1], "ok")], FAST,
-                             matter=Matter(FAST, Engine(threads=2))))
+    out = list(process_files([Job(str(missing), "gone"), Job(photos[1], "ok")], FAST, matter=Matter(FAST, Engine(threads=2))))
     assert isinstance(out[0][1], MattekitError) and isinstance(out[1][1], bytes)

@@ -29,8 +29,10 @@ def test_every_exported_name_resolves():
 
 
 def test_importing_mattekit_loads_nothing_heavy():
-    code = ("import sys, mattekit; heavy = [m for m in ('numpy', 'onnxruntime', 'av', 'ray', 'PIL', 'cv2', "
-            "'fastapi', 'click') if m in sys.modules]; print(','.join(heavy))")
+    code = (
+        "import sys, mattekit; heavy = [m for m in ('numpy', 'onnxruntime', 'av', 'ray', 'PIL', 'cv2', "
+        "'fastapi', 'click') if m in sys.modules]; print(','.join(heavy))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"import mattekit loaded {out}"
 
@@ -46,8 +48,11 @@ def test_every_module_says_what_it_exports():
         if path.name == "__main__.py":
             continue
         tree = ast.parse(path.read_text())
-        listed = [n for n in tree.body if isinstance(n, ast.Assign)
-                  and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)]
+        listed = [
+            n
+            for n in tree.body
+            if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)
+        ]
         assert listed, f"{path.relative_to(src)} has no __all__"
         module = ".".join(("mattekit", *path.relative_to(src).with_suffix("").parts)).removesuffix(".__init__")
         mod = importlib.import_module(module)

@@ -86,7 +86,7 @@ def test_a_preset_stream_starts_exactly_like_the_still_and_keeps_its_shape(engin
         np.testing.assert_allclose(first.foreground, still.foreground, atol=1e-6)
         second = s.process(rgb)
         assert second.alpha.shape == rgb.shape[:2] and second.foreground.shape == rgb.shape
-        assert 0.0 <= second.alpha.min() and second.alpha.max() <= 1.0
+        assert second.alpha.min() >= 0.0 and second.alpha.max() <= 1.0
         s.reset()
         np.testing.assert_allclose(s.process(rgb).alpha, still.alpha, atol=1e-6)
 
@@ -106,8 +106,7 @@ def people_summary(evaldir, engine):
     listed = bench.manifest(evaldir / "people")
     assert {s.stem for s in samples} == set(listed)  # every listed pair, and nothing else
     assert {s.person for s in samples} == {row["fg_id"] for row in listed.values()}
-    rows = bench.run_pipelines(engine, [pipes[n] for n in ("demo", "balanced", "best")], samples,
-                               with_conn=False, log=None)
+    rows = bench.run_pipelines(engine, [pipes[n] for n in ("demo", "balanced", "best")], samples, with_conn=False, log=None)
     return bench.summarise(rows)["people"]["pipelines"]
 
 

@@ -13,16 +13,16 @@ import io
 import shutil
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from live_server import live_server
 from PIL import Image
 
-from live_server import live_server
 from mattekit.matter import Matter
 from mattekit.options import Color, Options
 from mattekit.service import Settings, create_app
@@ -36,8 +36,12 @@ PREVIEW = 500  # 512x512 at remove.bg's default size, 0.25 MP
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    env = {"MATTEKIT_API_KEYS": f"other,{KEY}", "MATTEKIT_MAX_PIXELS": str(MAX_PIXELS),
-           "MATTEKIT_MAX_UPLOAD_BYTES": str(MAX_UPLOAD), "MATTEKIT_QUEUE_SIZE": "8"}
+    env = {
+        "MATTEKIT_API_KEYS": f"other,{KEY}",
+        "MATTEKIT_MAX_PIXELS": str(MAX_PIXELS),
+        "MATTEKIT_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+        "MATTEKIT_QUEUE_SIZE": "8",
+    }
     with live_server(env) as base:
         yield base
 
@@ -128,8 +132,7 @@ def test_pypi_removebg(server, sample_photo, tmp_path, monkeypatch):
     with pytest.raises(requests.HTTPError) as denied:
         RemoveBg("wrong-key", str(tmp_path / "errors.log")).remove_background_from_img_file(str(upload))
     assert denied.value.response.status_code == 403
-    assert errors_of(denied.value.response) == {"title": "API Key invalid", "code": "auth_failed",
-                                                "detail": "API Key invalid"}
+    assert errors_of(denied.value.response) == {"title": "API Key invalid", "code": "auth_failed", "detail": "API Key invalid"}
 
 
 # -- PyPI `remove-bg-api` 0.2.1 ------------------------------------------------------------------
@@ -155,9 +158,9 @@ def test_pypi_remove_bg_api(server, sample_photo, monkeypatch):
     assert (alpha.format, alpha.mode, alpha.size) == ("PNG", "L", (512, 512))
     assert_alpha_equal(alpha, library_alpha(data))
 
-    mask = Image.open(io.BytesIO(client.remove_bg_base64(
-        base64.b64encode(data).decode(), data={"size": "medium", "channels": "alpha"}
-    )))
+    mask = Image.open(
+        io.BytesIO(client.remove_bg_base64(base64.b64encode(data).decode(), data={"size": "medium", "channels": "alpha"}))
+    )
     assert mask.mode == "L" and mask.size == (512, 512)
     assert_alpha_equal(mask, library_alpha(data, mask=True))
 
@@ -173,12 +176,24 @@ def test_pypi_remove_bg_api(server, sample_photo, monkeypatch):
 # which fails on Python >= 3.10 (the project needs >= 3.10), it pins requests==2.23.0, and it
 # installs a package named `removebg` over the one above. No user can run it against any server.
 
+
 # -- the JSON mode, as npm `remove.bg` 1.3 uses it ------------------------------------------------
 def test_json_mode_as_the_npm_client_uses_it(api, photo):
     # Its base64 call: a JSON body with every option, unset ones null, crop a JSON boolean.
-    body = {"image_file_b64": base64.b64encode(photo).decode(), "size": "preview", "type": "auto",
-            "scale": None, "position": None, "crop": False, "crop_margin": None, "roi": None,
-            "bg_color": None, "bg_image_url": None, "channels": None, "add_shadow": None}
+    body = {
+        "image_file_b64": base64.b64encode(photo).decode(),
+        "size": "preview",
+        "type": "auto",
+        "scale": None,
+        "position": None,
+        "crop": False,
+        "crop_margin": None,
+        "roi": None,
+        "bg_color": None,
+        "bg_image_url": None,
+        "channels": None,
+        "add_shadow": None,
+    }
     r = api.post("/v1.0/removebg", json=body, headers={"Accept": "application/json"})
     assert r.status_code == 200, r.text
     data = r.json()["data"]
@@ -193,14 +208,16 @@ def test_json_mode_as_the_npm_client_uses_it(api, photo):
     assert all(abs(a - b) <= 1 for a, b in zip(box, box_of(alpha)))
 
     # Its file call: multipart, each option a string field ("false" for crop), Accept JSON too.
-    r = api.post("/v1.0/removebg", headers={"Accept": "application/json"},
-                 data={"size": "preview", "type": "auto", "crop": "false"},
-                 files={"image_file": ("photo.png", photo, "image/png")})
+    r = api.post(
+        "/v1.0/removebg",
+        headers={"Accept": "application/json"},
+        data={"size": "preview", "type": "auto", "crop": "false"},
+        files={"image_file": ("photo.png", photo, "image/png")},
+    )
     assert r.status_code == 200 and "result_b64" in r.json()["data"]
 
     # And it rejects with body.errors.
-    r = api.post("/v1.0/removebg", json={"image_url": "https://example.invalid/a.jpg"},
-                 headers={"Accept": "application/json"})
+    r = api.post("/v1.0/removebg", json={"image_url": "https://example.invalid/a.jpg"}, headers={"Accept": "application/json"})
     assert r.status_code == 400 and errors_of(r)["code"] == "image_url_not_supported"
 
 
@@ -254,8 +271,7 @@ def test_backgrounds(api, photo, sample_grey_photo):
     grey = np.asarray(Image.open(io.BytesIO(picture)).convert("RGB").resize((PREVIEW, PREVIEW), Image.Resampling.LANCZOS))
     upright = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB").resize((PREVIEW, PREVIEW), Image.Resampling.LANCZOS))
     assert np.abs(out[clear] - grey[clear]).mean() < 4 and np.abs(out[solid] - upright[solid]).mean() < 4
-    r = api.post("/v1.0/removebg", data={"bg_color": "red"},
-                 files={"image_file": ("a", photo), "bg_image_file": ("b", picture)})
+    r = api.post("/v1.0/removebg", data={"bg_color": "red"}, files={"image_file": ("a", photo), "bg_image_file": ("b", picture)})
     assert errors_of(r)["code"] == "multiple_bg_sources"
     r = post(api, photo, bg_image_url="https://example.invalid/b.jpg")
     assert r.status_code == 400 and errors_of(r)["code"] == "bg_image_url_not_supported"
@@ -272,25 +288,48 @@ def test_crop_and_crop_margin(api, photo):
         assert abs(int(r.headers["x-foreground-left"]) - min(pad, left)) <= 1, margin
         assert abs(int(r.headers["x-foreground-width"]) - width) <= 1, margin
     assert post(api, photo, crop="false", crop_margin="whatever").status_code == 200  # read only with crop
-    for bad, code in (("600px", "invalid_crop_margin"), ("60%", "invalid_crop_margin"),
-                      ("5px 10px", "unsupported_crop_margin"), ("five", "invalid_crop_margin")):
+    for bad, code in (
+        ("600px", "invalid_crop_margin"),
+        ("60%", "invalid_crop_margin"),
+        ("5px 10px", "unsupported_crop_margin"),
+        ("five", "invalid_crop_margin"),
+    ):
         assert errors_of(post(api, photo, crop="true", crop_margin=bad))["code"] == code, bad
 
 
 def test_refused_and_ignored_parameters(api, photo):
     for fields, code in (
         ({"type": "banana"}, "invalid_type"),
-        ({"roi": "10% 10% 90% 90%"}, "unsupported_roi"), ({"roi": "0 0"}, "invalid_roi"),
-        ({"scale": "50%"}, "unsupported_scale"), ({"scale": "5%"}, "invalid_scale"),
-        ({"position": "center"}, "unsupported_position"), ({"position": "left"}, "invalid_position"),
+        ({"roi": "10% 10% 90% 90%"}, "unsupported_roi"),
+        ({"roi": "0 0"}, "invalid_roi"),
+        ({"scale": "50%"}, "unsupported_scale"),
+        ({"scale": "5%"}, "invalid_scale"),
+        ({"position": "center"}, "unsupported_position"),
+        ({"position": "left"}, "invalid_position"),
         ({"type_level": "3"}, "invalid_type_level"),
     ):
         r = post(api, photo, **fields)
         assert r.status_code == 400 and errors_of(r)["code"] == code, (fields, r.text)
     # The official CLI sends every field, "" when unset; rembgpy sends the defaults spelled out.
-    r = post(api, photo, size="", type="", type_level="", roi="0 0 100% 100%", crop="", crop_margin="", scale="",
-             position="original", channels="", add_shadow="true", semitransparency="false", bg_color="",
-             shadow_type="drop", mystery="1", **{"bad name\u00e9": "x"})
+    r = post(
+        api,
+        photo,
+        size="",
+        type="",
+        type_level="",
+        roi="0 0 100% 100%",
+        crop="",
+        crop_margin="",
+        scale="",
+        position="original",
+        channels="",
+        add_shadow="true",
+        semitransparency="false",
+        bg_color="",
+        shadow_type="drop",
+        mystery="1",
+        **{"bad name\u00e9": "x"},
+    )
     assert r.status_code == 200, r.text
     assert r.headers["x-ignored-parameters"] == "add_shadow,mystery,semitransparency,shadow_type"
     assert Image.open(io.BytesIO(r.content)).size == (PREVIEW, PREVIEW)
@@ -299,8 +338,9 @@ def test_refused_and_ignored_parameters(api, photo):
 def test_type_chooses_the_model(api):
     """remove.bg's type: person → the person model; product, animal, car… → the general model;
     auto → the person model, or the general model when no person is found (issue 27)."""
-    from mattekit.zoo import isnet
     from samples import sample_path
+
+    from mattekit.zoo import isnet
 
     try:
         isnet.locate()
@@ -388,10 +428,11 @@ def test_full_queue_is_429_with_retry_after(sample_photo):
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", timeout=120) as c:
-            return list(await asyncio.gather(*(
-                c.post("/v1.0/removebg", data={"size": "preview"}, files={"image_file": ("a", data)})
-                for _ in range(3)
-            )))
+            return list(
+                await asyncio.gather(
+                    *(c.post("/v1.0/removebg", data={"size": "preview"}, files={"image_file": ("a", data)}) for _ in range(3))
+                )
+            )
 
     responses = asyncio.run(burst())
     codes = sorted(r.status_code for r in responses)
@@ -405,8 +446,12 @@ def test_past_the_request_timeout_is_504_in_the_errors_envelope(sample_photo):
     # best at full size takes far longer than 50 ms: the deadline is met between passes.
     app = create_app(Settings(workers=1, queue_size=1, request_timeout=0.05))
     with TestClient(app) as c:
-        r = c.post("/v1.0/removebg", data={"size": "full"}, files={"image_file": ("a", sample_photo.read_bytes())},
-                   headers={"X-Api-Key": "any"})
+        r = c.post(
+            "/v1.0/removebg",
+            data={"size": "full"},
+            files={"image_file": ("a", sample_photo.read_bytes())},
+            headers={"X-Api-Key": "any"},
+        )
         assert r.status_code == 504 and errors_of(r)["code"] == "deadline_exceeded", r.text
         assert 'mattekit_deadline_exceeded_total{kind="request"} 1.0' in c.get("/metrics").text
 

@@ -18,8 +18,7 @@ def test_no_cors_by_default() -> None:
         r = c.get("/api/v1/limits", headers={"Origin": "https://evil.example"})
         assert r.status_code == 200
         assert not any(h.lower().startswith("access-control-") for h in r.headers)
-        pre = c.options("/api/v1/remove", headers={
-            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        pre = c.options("/api/v1/remove", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
         assert "access-control-allow-origin" not in pre.headers
 
 
@@ -31,22 +30,38 @@ def test_cors_allows_exactly_the_listed_origins() -> None:
         assert "x-crop-box" in ok.headers["access-control-expose-headers"].lower()  # the page's crop
         other = c.get("/api/v1/limits", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
-        pre = c.options("/api/v1/remove", headers={
-            "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "x-api-key"})
+        pre = c.options(
+            "/api/v1/remove",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "x-api-key",
+            },
+        )
         assert pre.status_code == 200 and "POST" in pre.headers["access-control-allow-methods"]
-        bad = c.options("/api/v1/remove", headers={
-            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        bad = c.options("/api/v1/remove", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
         assert bad.status_code == 400
 
 
-@pytest.mark.parametrize("path,method", [
-    ("/api/v1/limits", "GET"), ("/api/v1/remove", "POST"), ("/api/v1/jobs", "POST"), ("/api/v1/jobs/x", "GET"),
-])
+@pytest.mark.parametrize(
+    "path,method",
+    [
+        ("/api/v1/limits", "GET"),
+        ("/api/v1/remove", "POST"),
+        ("/api/v1/jobs", "POST"),
+        ("/api/v1/jobs/x", "GET"),
+    ],
+)
 def test_api_keys_guard_every_api_route(path: str, method: str) -> None:
     with _client(api_keys=("s3cret-one", "s3cret-two")) as c:
-        for headers in ({}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer "}, {"X-API-Key": "s3cret-one "},
-                        {"Authorization": "Basic s3cret-one"}, {"X-API-Key": "S3CRET-ONE"}):
+        for headers in (
+            {},
+            {"X-API-Key": "wrong"},
+            {"Authorization": "Bearer "},
+            {"X-API-Key": "s3cret-one "},
+            {"Authorization": "Basic s3cret-one"},
+            {"X-API-Key": "S3CRET-ONE"},
+        ):
             r = c.request(method, path, headers=headers)
             assert r.status_code == 401, (headers, r.status_code)
             assert r.json()["error"]["code"] == "unauthorized"
@@ -78,6 +93,7 @@ def test_security_headers_and_no_server_limits_from_clients() -> None:
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert page.headers["x-frame-options"] == "DENY"
         assert page.headers["x-content-type-options"] == "nosniff"
-        r = c.post("/api/v1/remove", data={"max_pixels": "999999999999"},
-                   files={"file": ("a.jpg", b"\xff\xd8\xff", "image/jpeg")})
+        r = c.post(
+            "/api/v1/remove", data={"max_pixels": "999999999999"}, files={"file": ("a.jpg", b"\xff\xd8\xff", "image/jpeg")}
+        )
         assert r.status_code == 400 and "max_pixels" in r.json()["error"]["message"]

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
+from live_server import live_server
 from PIL import Image, ImageOps
 
-from live_server import live_server
 from mattekit import imaging
 from mattekit.options import Options
 
@@ -34,11 +33,15 @@ def sixteen_photos(sample_paths: list[Path]) -> list[tuple[str, bytes]]:
     variants = []
     for p in sample_paths:
         img = Image.open(p)
-        for name, v in (("mirror", ImageOps.mirror(img)), ("crop", img.crop((0, 0, 448, 480))),
-                        ("flip", ImageOps.flip(img)), ("mcrop", ImageOps.mirror(img).crop((32, 16, 512, 512))),
-                        ("rot90", img.transpose(Image.Transpose.ROTATE_90)),
-                        ("crop2", img.crop((64, 32, 512, 512))),
-                        ("mrot270", ImageOps.mirror(img).transpose(Image.Transpose.ROTATE_270))):
+        for name, v in (
+            ("mirror", ImageOps.mirror(img)),
+            ("crop", img.crop((0, 0, 448, 480))),
+            ("flip", ImageOps.flip(img)),
+            ("mcrop", ImageOps.mirror(img).crop((32, 16, 512, 512))),
+            ("rot90", img.transpose(Image.Transpose.ROTATE_90)),
+            ("crop2", img.crop((64, 32, 512, 512))),
+            ("mrot270", ImageOps.mirror(img).transpose(Image.Transpose.ROTATE_270)),
+        ):
             buf = io.BytesIO()
             v.save(buf, "PNG")
             variants.append((f"{p.stem}-{name}.png", buf.getvalue()))
@@ -48,9 +51,9 @@ def sixteen_photos(sample_paths: list[Path]) -> list[tuple[str, bytes]]:
 
 async def post_all(base: str, photos: list[tuple[str, bytes]], fields: dict) -> list[httpx.Response]:
     async with httpx.AsyncClient(base_url=base, timeout=300) as client:
-        return await asyncio.gather(*(
-            client.post("/api/v1/remove", data=fields, files={"file": ("upload", data)}) for _, data in photos
-        ))
+        return await asyncio.gather(
+            *(client.post("/api/v1/remove", data=fields, files={"file": ("upload", data)}) for _, data in photos)
+        )
 
 
 def test_concurrent_requests_each_get_their_own_cutout(sample_photo, sample_grey_photo):

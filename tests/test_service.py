@@ -99,8 +99,9 @@ def test_exif_rotated_photo_comes_back_upright(client, people_images):
 
 def test_raw_body_with_query_options_and_webp(client, sample_photo):
     data = sample_photo.read_bytes()
-    r = client.post("/api/v1/remove", params={**FAST, "format": "webp", "quality": "100"}, content=data,
-                    headers={"content-type": "image/png"})
+    r = client.post(
+        "/api/v1/remove", params={**FAST, "format": "webp", "quality": "100"}, content=data, headers={"content-type": "image/png"}
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/webp"
     out = Image.open(io.BytesIO(r.content))
@@ -152,15 +153,18 @@ def test_mask_and_crop(client, sample_photo):
 
 
 # -- errors ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("fields, word", [
-    ({"format": "gif"}, "format"),
-    ({"ratio": "2"}, "ratio"),
-    ({"colour": "red"}, "unknown option"),
-    ({"max_pixels": "999999999"}, "unknown option"),  # the server's limit, not the client's
-    ({"bg": "/etc/passwd"}, "bg"),
-    ({"bg": "../secret.png"}, "bg"),
-    ({"bg": "not-a-colour"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "fields, word",
+    [
+        ({"format": "gif"}, "format"),
+        ({"ratio": "2"}, "ratio"),
+        ({"colour": "red"}, "unknown option"),
+        ({"max_pixels": "999999999"}, "unknown option"),  # the server's limit, not the client's
+        ({"bg": "/etc/passwd"}, "bg"),
+        ({"bg": "../secret.png"}, "bg"),
+        ({"bg": "not-a-colour"}, "colour"),
+    ],
+)
 def test_bad_option_is_400(client, sample_photo, fields, word):
     r = client.post("/api/v1/remove", data=fields, files={"file": ("a", sample_photo.read_bytes())})
     assert r.status_code == 400
@@ -170,8 +174,9 @@ def test_bad_option_is_400(client, sample_photo, fields, word):
 
 def test_missing_file_and_malformed_multipart_are_4xx(client):
     assert error_of(client.post("/api/v1/remove", data={"preset": "fast"}))["code"] == "invalid_input"
-    r = client.post("/api/v1/remove", content=b"--xyz\r\nnot a header\r\n",
-                    headers={"content-type": "multipart/form-data; boundary=xyz"})
+    r = client.post(
+        "/api/v1/remove", content=b"--xyz\r\nnot a header\r\n", headers={"content-type": "multipart/form-data; boundary=xyz"}
+    )
     assert r.status_code == 400 and error_of(r)["code"] == "bad_request"
 
 
@@ -184,7 +189,7 @@ def test_upload_too_large_is_413(client, people_images):
 
     def chunks():  # no Content-Length: the limit holds while the body streams in
         for i in range(0, len(data), 65536):
-            yield data[i:i + 65536]
+            yield data[i : i + 65536]
 
     r = client.post("/api/v1/remove", content=chunks(), headers={"content-type": "image/jpeg"})
     assert r.status_code == 413 and error_of(r)["code"] == "upload_too_large"
@@ -200,8 +205,9 @@ def test_not_an_image_is_415(client, sample_photo):
 def test_subject_chooses_the_model_and_an_empty_result_is_422(client):
     """Issue 27: ``subject`` (auto | person | general); no subject found is 422 empty_result
     with what to do, never a transparent 200; X-Model says which model made the matte."""
-    from mattekit.zoo import isnet
     from samples import sample_path
+
+    from mattekit.zoo import isnet
 
     cat = sample_path("cat").read_bytes()
     r = client.post("/api/v1/remove", data={**FAST, "subject": "person"}, files={"file": ("cat.png", cat)})
@@ -256,9 +262,12 @@ def test_full_queue_is_503_with_retry_after_then_recovers(sample_photo):
     async def main() -> tuple[list[httpx.Response], httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=120) as ac:
+
             async def one() -> httpx.Response:
-                return await ac.post("/api/v1/remove", data={"preset": "fast", "max_size": "256"},
-                                     files={"file": ("a.png", data)})
+                return await ac.post(
+                    "/api/v1/remove", data={"preset": "fast", "max_size": "256"}, files={"file": ("a.png", data)}
+                )
+
             burst = await asyncio.gather(*(one() for _ in range(4)))
             return list(burst), await one()
 
@@ -445,11 +454,16 @@ def test_a_task_past_its_deadline_gives_its_slot_back_at_once_and_stops_at_its_n
 def test_settings_from_env():
     from mattekit.errors import InvalidOption
 
-    s = Settings.from_env({
-        "MATTEKIT_MAX_UPLOAD_BYTES": "1000", "MATTEKIT_MAX_PIXELS": "2000", "MATTEKIT_WORKERS": "3",
-        "MATTEKIT_QUEUE_SIZE": "0", "MATTEKIT_CORS_ORIGINS": "http://a.test, http://b.test",
-        "MATTEKIT_API_KEYS": "k1,,k2",
-    })
+    s = Settings.from_env(
+        {
+            "MATTEKIT_MAX_UPLOAD_BYTES": "1000",
+            "MATTEKIT_MAX_PIXELS": "2000",
+            "MATTEKIT_WORKERS": "3",
+            "MATTEKIT_QUEUE_SIZE": "0",
+            "MATTEKIT_CORS_ORIGINS": "http://a.test, http://b.test",
+            "MATTEKIT_API_KEYS": "k1,,k2",
+        }
+    )
     assert (s.max_upload_bytes, s.max_pixels, s.workers, s.queue_size) == (1000, 2000, 3, 0)
     assert s.cors_origins == ("http://a.test", "http://b.test") and s.api_keys == ("k1", "k2")
     assert Settings.from_env({"MATTEKIT_WORKERS": "2"}, workers=1).workers == 1  # CLI flags win

@@ -10,13 +10,12 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
-
 from live_server import record_summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,8 +36,10 @@ def _connect(url: str) -> socket.socket:
 
 
 def _head(path: str, length: int) -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=B\r\n"
-            f"Content-Length: {length}\r\n\r\n").encode()
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=B\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
 
 
 def _stalled_upload(url: str, path: str, wait: float) -> tuple[int, float, int]:
@@ -49,8 +50,9 @@ def _stalled_upload(url: str, path: str, wait: float) -> tuple[int, float, int]:
     start = time.monotonic()
     with contextlib.closing(_connect(url)) as s:
         field = "image_file" if path.startswith("/v1.0/") else "file"
-        s.sendall(_head(path, DECLARED) + b"--B\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"a\"\r\n\r\n"
-                  % field.encode())
+        s.sendall(
+            _head(path, DECLARED) + b'--B\r\nContent-Disposition: form-data; name="%s"; filename="a"\r\n\r\n' % field.encode()
+        )
         s.setblocking(False)
         chunk, sent = b"\xff" * 65536, 0
         while sent < SENT:
@@ -87,7 +89,7 @@ class _PeakRss:
     def __init__(self, server: load.Server) -> None:
         self.server, self.peak, self._stop = server, server.rss_mb(), threading.Event()
 
-    def __enter__(self) -> "_PeakRss":
+    def __enter__(self) -> _PeakRss:
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
         return self
@@ -104,10 +106,17 @@ class _PeakRss:
 
 @pytest.fixture(scope="module")
 def one_slot() -> Iterator[load.Server]:
-    env = {"MATTEKIT_WORKERS": "1", "MATTEKIT_QUEUE_SIZE": "0", "MATTEKIT_THREADS": "2",
-           "MATTEKIT_REQUEST_TIMEOUT": str(DEADLINE), "MATTEKIT_MAX_UPLOAD_BYTES": str(DECLARED),
-           "MATTEKIT_JOB_WORKERS": "1", "MATTEKIT_JOB_QUEUE": "0", "MATTEKIT_JOB_UPLOAD_TIMEOUT": str(DEADLINE),
-           "MATTEKIT_JOB_MAX_UPLOAD_BYTES": str(DECLARED)}
+    env = {
+        "MATTEKIT_WORKERS": "1",
+        "MATTEKIT_QUEUE_SIZE": "0",
+        "MATTEKIT_THREADS": "2",
+        "MATTEKIT_REQUEST_TIMEOUT": str(DEADLINE),
+        "MATTEKIT_MAX_UPLOAD_BYTES": str(DECLARED),
+        "MATTEKIT_JOB_WORKERS": "1",
+        "MATTEKIT_JOB_QUEUE": "0",
+        "MATTEKIT_JOB_UPLOAD_TIMEOUT": str(DEADLINE),
+        "MATTEKIT_JOB_MAX_UPLOAD_BYTES": str(DECLARED),
+    }
     with load.serve(env) as srv:
         yield srv
 
@@ -126,10 +135,10 @@ def _stall_many(server: load.Server, path: str) -> tuple[list[tuple[int, float, 
 
 
 @pytest.mark.parametrize("path", ["/api/v1/remove", "/v1.0/removebg"])
-def test_stalled_still_uploads_are_refused_or_cut_off_and_hold_no_memory(
-        one_slot: load.Server, photo: bytes, path: str) -> None:
-    warm = httpx.post(one_slot.url + "/api/v1/remove", files={"file": ("a.jpg", photo, "image/jpeg")},
-                      data={"preset": "fast"}, timeout=30)
+def test_stalled_still_uploads_are_refused_or_cut_off_and_hold_no_memory(one_slot: load.Server, photo: bytes, path: str) -> None:
+    warm = httpx.post(
+        one_slot.url + "/api/v1/remove", files={"file": ("a.jpg", photo, "image/jpeg")}, data={"preset": "fast"}, timeout=30
+    )
     assert warm.status_code == 200, warm.text  # the server's own allocations are made before measuring
     outcomes, grew = _stall_many(one_slot, path)
     statuses = sorted(status for status, _, _ in outcomes)
@@ -141,12 +150,21 @@ def test_stalled_still_uploads_are_refused_or_cut_off_and_hold_no_memory(
     assert all(took < 2 for status, took, _ in outcomes if status == busy), outcomes
     assert grew < 20, f"the server grew by {grew:.1f} MB holding {STALLED} stalled uploads"
     if path == "/api/v1/remove":
-        record_summary("stalled_uploads", {"uploads": STALLED, "sent_mib": SENT / 2**20, "deadline_s": DEADLINE,
-                                           "refused": statuses.count(busy), "cut_s": round(cut, 2),
-                                           "grew_mb": round(grew, 1)})
+        record_summary(
+            "stalled_uploads",
+            {
+                "uploads": STALLED,
+                "sent_mib": SENT / 2**20,
+                "deadline_s": DEADLINE,
+                "refused": statuses.count(busy),
+                "cut_s": round(cut, 2),
+                "grew_mb": round(grew, 1),
+            },
+        )
     # The slot is free again at once.
-    ok = httpx.post(one_slot.url + "/api/v1/remove", files={"file": ("a.jpg", photo, "image/jpeg")},
-                    data={"preset": "fast"}, timeout=30)
+    ok = httpx.post(
+        one_slot.url + "/api/v1/remove", files={"file": ("a.jpg", photo, "image/jpeg")}, data={"preset": "fast"}, timeout=30
+    )
     assert ok.status_code == 200, ok.text
 
 
@@ -165,8 +183,10 @@ def test_stalled_video_uploads_are_refused_or_cut_off_and_leave_nothing(one_slot
     assert DEADLINE - 0.5 < cut < DEADLINE + 3, outcomes
     assert all(took < 2 for status, took, _ in outcomes if status == 503), outcomes
     assert grew < 20, f"the server grew by {grew:.1f} MB holding {STALLED} stalled video uploads"
-    record_summary("stalled_video_uploads", {"uploads": STALLED, "refused": statuses.count(503),
-                                             "cut_s": round(cut, 2), "grew_mb": round(grew, 1)})
+    record_summary(
+        "stalled_video_uploads",
+        {"uploads": STALLED, "refused": statuses.count(503), "cut_s": round(cut, 2), "grew_mb": round(grew, 1)},
+    )
     give_up = time.monotonic() + 5
     while (_fds(one_slot) > fds or one_slot.temp_files()) and time.monotonic() < give_up:
         time.sleep(0.1)
@@ -211,8 +231,9 @@ def test_deep_json_and_non_finite_times_are_4xx_without_a_traceback(one_slot: lo
     r = httpx.post(one_slot.url + "/v1.0/removebg", content=deep, headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_request", r.text
     for name, value in (("start", "nan"), ("start", "inf"), ("end", "-inf"), ("end", "NaN")):
-        r = httpx.post(one_slot.url + "/api/v1/jobs", data={name: value},
-                       files={"file": ("c.mp4", b"\x00" * 64, "video/mp4")}, timeout=30)
+        r = httpx.post(
+            one_slot.url + "/api/v1/jobs", data={name: value}, files={"file": ("c.mp4", b"\x00" * 64, "video/mp4")}, timeout=30
+        )
         assert r.status_code == 400 and "finite" in r.json()["error"]["message"], (name, value, r.text)
     assert "Traceback" not in one_slot.log() and "RecursionError" not in one_slot.log()
 
@@ -228,8 +249,9 @@ def slow_jpeg() -> bytes:
 
 
 @pytest.mark.parametrize("path", ["/api/v1/remove", "/v1.0/removebg"])
-def test_a_still_past_its_deadline_frees_its_slot_at_the_504(one_slot: load.Server, photo: bytes,
-                                                              slow_jpeg: bytes, path: str) -> None:
+def test_a_still_past_its_deadline_frees_its_slot_at_the_504(
+    one_slot: load.Server, photo: bytes, slow_jpeg: bytes, path: str
+) -> None:
     field = "image_file" if path.startswith("/v1.0/") else "file"
     start = time.monotonic()
     r = httpx.post(one_slot.url + path, files={field: ("slow.jpg", slow_jpeg, "image/jpeg")}, timeout=60)
@@ -244,17 +266,26 @@ def test_a_still_past_its_deadline_frees_its_slot_at_the_504(one_slot: load.Serv
     assert ok.status_code == 200, ok.text[:300]
     assert took < DEADLINE, took
     assert "Traceback" not in one_slot.log()
-    record_summary(f"slot_after_504{'_removebg' if field == 'image_file' else ''}", {
-        "deadline_s": DEADLINE, "answered_s": round(answered, 2), "next_s": round(took, 2),
-        "megapixels": 47.6, "scans": 250, "upload_kb": round(len(slow_jpeg) / 1024)})
+    record_summary(
+        f"slot_after_504{'_removebg' if field == 'image_file' else ''}",
+        {
+            "deadline_s": DEADLINE,
+            "answered_s": round(answered, 2),
+            "next_s": round(took, 2),
+            "megapixels": 47.6,
+            "scans": 250,
+            "upload_kb": round(len(slow_jpeg) / 1024),
+        },
+    )
 
 
 def test_errors_echo_no_paths_and_no_huge_values(one_slot: load.Server, photo: bytes) -> None:
     huge = "a" * 1_000_000
     r = httpx.post(one_slot.url + "/api/v1/remove", data={"bg": huge}, timeout=30)
     assert r.status_code == 400 and len(r.content) < 1000 and "aaaaaaaa" not in r.text, r.text[:300]
-    r = httpx.post(one_slot.url + "/api/v1/remove?bg=" + "b" * 8000, content=photo,
-                   headers={"Content-Type": "image/jpeg"}, timeout=30)
+    r = httpx.post(
+        one_slot.url + "/api/v1/remove?bg=" + "b" * 8000, content=photo, headers={"Content-Type": "image/jpeg"}, timeout=30
+    )
     assert r.status_code == 400 and "bbbbbbbb" not in r.text, r.text[:300]
     # Not a video: FFmpeg's message names the file it read; the client sees no server path.
     r = httpx.post(one_slot.url + "/api/v1/jobs", files={"file": ("c.mp4", b"\x00" * 4096, "video/mp4")}, timeout=30)
@@ -278,9 +309,12 @@ def test_a_foreign_host_and_a_cross_site_post_are_refused(one_slot: load.Server,
         assert httpx.get(one_slot.url + probe, headers={"Host": "10.1.2.3:5003"}).status_code == 200, probe
 
     upload = {"files": {"file": ("a.jpg", photo, "image/jpeg")}, "data": {"preset": "fast"}, "timeout": 30}
-    for headers in ({"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
-                    {"Origin": f"http://localhost:{port}", "Sec-Fetch-Site": "same-site"},
-                    {"Origin": "https://evil.example"}, {"Origin": "null"}):
+    for headers in (
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": f"http://localhost:{port}", "Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+    ):
         r = httpx.post(one_slot.url + "/api/v1/remove", headers=headers, **upload)
         assert r.status_code == 403 and r.json()["error"]["code"] == "cross_site", (headers, r.text)
         r = httpx.post(one_slot.url + "/v1.0/removebg", headers=headers, data={"size": "preview"})
@@ -297,9 +331,14 @@ def test_a_foreign_host_and_a_cross_site_post_are_refused(one_slot: load.Server,
 
 @pytest.fixture(scope="module")
 def keyed() -> Iterator[load.Server]:
-    env = {"MATTEKIT_WORKERS": "1", "MATTEKIT_THREADS": "2", "MATTEKIT_API_KEYS": "key-one,key-two",
-           "MATTEKIT_ALLOWED_HOSTS": "matte.example, Other.Example.:8080",
-           "MATTEKIT_JOB_MAX_UPLOAD_BYTES": str(JOB_UPLOAD), "MATTEKIT_JOB_DISK_BYTES": str(JOB_DISK)}
+    env = {
+        "MATTEKIT_WORKERS": "1",
+        "MATTEKIT_THREADS": "2",
+        "MATTEKIT_API_KEYS": "key-one,key-two",
+        "MATTEKIT_ALLOWED_HOSTS": "matte.example, Other.Example.:8080",
+        "MATTEKIT_JOB_MAX_UPLOAD_BYTES": str(JOB_UPLOAD),
+        "MATTEKIT_JOB_DISK_BYTES": str(JOB_DISK),
+    }
     with load.serve(env) as srv:
         yield srv
 
@@ -317,12 +356,16 @@ def _wait_job(url: str, job_id: str, key: str) -> dict:
     raise AssertionError(f"job {job_id} did not finish")
 
 
-def test_a_job_is_seen_only_by_its_own_key_and_keeps_no_uploads(keyed: load.Server, photo: bytes,
-                                                                tmp_path: Path) -> None:
+def test_a_job_is_seen_only_by_its_own_key_and_keeps_no_uploads(keyed: load.Server, photo: bytes, tmp_path: Path) -> None:
     clip = _tiny_clip(tmp_path / "c.mp4")
     one, two = {"X-API-Key": "key-one"}, {"Authorization": "Bearer key-two"}
-    r = httpx.post(keyed.url + "/api/v1/jobs", headers=one, data={"preset": "fast", "output": "composite"}, timeout=30,
-                   files={"file": ("c.mp4", clip, "video/mp4"), "bg_file": ("bg.jpg", photo, "image/jpeg")})
+    r = httpx.post(
+        keyed.url + "/api/v1/jobs",
+        headers=one,
+        data={"preset": "fast", "output": "composite"},
+        timeout=30,
+        files={"file": ("c.mp4", clip, "video/mp4"), "bg_file": ("bg.jpg", photo, "image/jpeg")},
+    )
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
     # The background picture is decoded into the job's options: its file is gone before the job runs.
@@ -336,15 +379,15 @@ def test_a_job_is_seen_only_by_its_own_key_and_keeps_no_uploads(keyed: load.Serv
     assert httpx.get(f"{keyed.url}/api/v1/jobs/{job_id}/result", headers=one).status_code == 200
     assert httpx.get(f"{keyed.url}/api/v1/jobs/{job_id}/result", headers=two).status_code == 404
 
-    r = httpx.post(keyed.url + "/api/v1/jobs", headers=one, data={"preset": "fast"}, timeout=30,
-                   files={"file": ("c.mp4", clip, "video/mp4")})
+    r = httpx.post(
+        keyed.url + "/api/v1/jobs", headers=one, data={"preset": "fast"}, timeout=30, files={"file": ("c.mp4", clip, "video/mp4")}
+    )
     assert r.status_code == 202, r.text
     assert not [p for p in keyed.temp_files() if p.endswith("/background")]  # none made for a job without one
     assert _wait_job(keyed.url, r.json()["id"], "key-one")["state"] == "done"
 
 
-def test_a_job_whose_output_outgrows_the_disk_budget_fails_and_leaves_nothing(keyed: load.Server,
-                                                                             tmp_path: Path) -> None:
+def test_a_job_whose_output_outgrows_the_disk_budget_fails_and_leaves_nothing(keyed: load.Server, tmp_path: Path) -> None:
     import av
     import numpy as np
 
@@ -360,8 +403,13 @@ def test_a_job_whose_output_outgrows_the_disk_budget_fails_and_leaves_nothing(ke
         out.mux(stream.encode(None))
     clip = path.read_bytes()
     assert len(clip) < JOB_UPLOAD
-    r = httpx.post(keyed.url + "/api/v1/jobs", headers={"X-API-Key": "key-two"}, timeout=30,
-                   data={"preset": "fast", "output": "png-zip"}, files={"file": ("n.mp4", clip, "video/mp4")})
+    r = httpx.post(
+        keyed.url + "/api/v1/jobs",
+        headers={"X-API-Key": "key-two"},
+        timeout=30,
+        data={"preset": "fast", "output": "png-zip"},
+        files={"file": ("n.mp4", clip, "video/mp4")},
+    )
     assert r.status_code == 202, r.text
     job = _wait_job(keyed.url, r.json()["id"], "key-two")
     assert job["state"] == "failed" and job["error"]["code"] == "no_space", job
@@ -374,8 +422,7 @@ def test_configured_hosts_are_answered_and_keys_make_cross_site_checks_moot(keye
     for host in ("matte.example", "MATTE.example:443", "other.example:8080", "localhost"):
         r = httpx.get(keyed.url + "/api/v1/limits", headers={"Host": host, "X-API-Key": "key-two"})
         assert r.status_code == 200, (host, r.text)
-    assert httpx.get(keyed.url + "/api/v1/limits", headers={"Host": "evil.example", "X-API-Key": "key-two"}
-                     ).status_code == 400
+    assert httpx.get(keyed.url + "/api/v1/limits", headers={"Host": "evil.example", "X-API-Key": "key-two"}).status_code == 400
     # A page on another site cannot send the key: its form post is a 401, not a cross_site refusal.
     r = httpx.post(keyed.url + "/api/v1/remove", headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
     assert r.status_code == 401, r.text
@@ -400,8 +447,15 @@ def test_the_jobs_folder_is_private_bounded_and_trusts_no_record(tmp_path: Path)
         # A record written by someone else naming another file is not followed.
         other = store.root / "someoneelse"
         other.mkdir()
-        record = {"id": "someoneelse", "state": "done", "output": "composite", "progress": {}, "created": 0,
-                  "finished": 1e12, "result_name": "../../../../etc/passwd"}
+        record = {
+            "id": "someoneelse",
+            "state": "done",
+            "output": "composite",
+            "progress": {},
+            "created": 0,
+            "finished": 1e12,
+            "result_name": "../../../../etc/passwd",
+        }
         (other / "job.json").write_text(json.dumps(record))
         with pytest.raises(NotFound):
             store.get("someoneelse")

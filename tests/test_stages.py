@@ -97,8 +97,9 @@ def test_a_failing_stage_fails_the_video_and_leaves_nothing(tmp_path, sample_cli
     monkeypatch.setattr(Engine, "stage_finish", finish)
     target = tmp_path / "out.zip"
     with pytest.raises(RuntimeError, match="stage failed"):
-        process_video(sample_clip, target, Options(preset="fast"), VideoOptions(max_frames=10),
-                      engine=Engine(backend="onnxruntime"))
+        process_video(
+            sample_clip, target, Options(preset="fast"), VideoOptions(max_frames=10), engine=Engine(backend="onnxruntime")
+        )
     assert not target.exists() and not list(tmp_path.iterdir())
 
 

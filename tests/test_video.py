@@ -16,17 +16,17 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import hostile
 import numpy as np
 import pytest
 from PIL import Image
+from samples import sample_path
 
 from mattekit import imaging
 from mattekit.engine import RecurrentState
 from mattekit.errors import Cancelled, InvalidInput, InvalidOption, TooLarge
 from mattekit.options import Options, parse_background
 from mattekit.video import VideoOptions, alpha_sequence, flicker, probe, process_video, read_frames, write_frames
-import hostile
-from samples import sample_path
 
 N = 20  # frames per clip: enough for the recurrent state to matter, quick on two cores
 
@@ -89,12 +89,17 @@ def _alpha_error(frames: list[np.ndarray], reference: list[np.ndarray]) -> tuple
 
 
 # -- each output type -------------------------------------------------------------------------
-@pytest.mark.parametrize("name,kind,mean_tol,p99_tol", [
-    ("out.webm", "webm", 2.0, 12),  # VP9 alpha is lossy (4:2:0, crf 28)
-    ("out.mov", "mov", 0.6, 2),  # ProRes 4444 alpha is near-lossless
-    ("out.zip", "png-zip", 0.0, 0),  # PNG: exact
-])
-def test_transparent_outputs_carry_the_engines_alpha(tmp_path, carphone, source_frames, reference_alpha, name, kind, mean_tol, p99_tol):
+@pytest.mark.parametrize(
+    "name,kind,mean_tol,p99_tol",
+    [
+        ("out.webm", "webm", 2.0, 12),  # VP9 alpha is lossy (4:2:0, crf 28)
+        ("out.mov", "mov", 0.6, 2),  # ProRes 4444 alpha is near-lossless
+        ("out.zip", "png-zip", 0.0, 0),  # PNG: exact
+    ],
+)
+def test_transparent_outputs_carry_the_engines_alpha(
+    tmp_path, carphone, source_frames, reference_alpha, name, kind, mean_tol, p99_tol
+):
     result = process_video(carphone, tmp_path / name, Options(preset="fast"), VideoOptions(max_frames=N))
     assert result.output == kind and result.frames == N
     if kind == "png-zip":
@@ -129,7 +134,7 @@ def test_matte_mp4_is_the_alpha_as_grey(tmp_path, carphone, reference_alpha):
     out = tmp_path / "matte.mp4"
     process_video(carphone, out, Options(preset="fast", mask=True), VideoOptions(max_frames=N))
     frames = list(read_frames(out))
-    rate, width, _ = _stream_facts(out)
+    rate, _width, _ = _stream_facts(out)
     assert len(frames) == N and rate == Fraction(30000, 1001) and frames[0].shape == (144, 176, 3)
     mean, p99 = _alpha_error([f[:, :, 1] for f in frames], reference_alpha)
     assert mean <= 2.0 and p99 <= 16, (mean, p99)
@@ -205,7 +210,7 @@ def test_rotated_phone_video_comes_out_upright(tmp_path, source_frames):
     upright_clip = write_frames(frames, tmp_path / "upright.mp4", **settings)
     turned = write_frames([np.rot90(f, k=-1) for f in frames], tmp_path / "turned.mp4", rotation=90, **settings)
     assert probe(turned).width == 176 and probe(turned).height == 144
-    a = process_video(upright_clip, tmp_path / "a.zip", Options(preset="fast"))
+    process_video(upright_clip, tmp_path / "a.zip", Options(preset="fast"))
     b = process_video(turned, tmp_path / "b.zip", Options(preset="fast"))
     assert (b.width, b.height) == (176, 144)
 
@@ -261,8 +266,7 @@ def test_cancel_stops_and_leaves_nothing(tmp_path, carphone):
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(Cancelled):
-        process_video(carphone, out / "c.mov", Options(preset="fast"),
-                      progress=done.append, cancel=lambda: len(done) >= 3)
+        process_video(carphone, out / "c.mov", Options(preset="fast"), progress=done.append, cancel=lambda: len(done) >= 3)
     assert 3 <= len(done) < 20 and _left_behind(out) == []
 
 
@@ -278,10 +282,16 @@ def test_options_that_make_no_sense_for_video(tmp_path, carphone):
     assert _left_behind(tmp_path) == []
 
 
-
-@pytest.mark.parametrize("field, value", [("start", float("nan")), ("start", float("inf")),
-                                          ("end", float("nan")), ("end", float("-inf")),
-                                          ("max_duration", float("nan"))])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("start", float("nan")),
+        ("start", float("inf")),
+        ("end", float("nan")),
+        ("end", float("-inf")),
+        ("max_duration", float("nan")),
+    ],
+)
 def test_video_options_refuse_times_that_are_not_finite(field, value):
     # nan passes every range check (nan < 0 is False): the library refuses it, the service relies on it.
     with pytest.raises(InvalidOption, match=f"{field} must be a finite number of seconds"):
@@ -302,10 +312,20 @@ def _tiny(path: Path, fmt: str, codec: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("suffix, fmt, codec", [
-    ("mp4", "mp4", "mpeg4"), ("mov", "mov", "mpeg4"), ("mkv", "matroska", "mpeg4"), ("webm", "webm", "libvpx"),
-    ("avi", "avi", "mpeg4"), ("mpg", "mpeg", "mpeg1video"), ("flv", "flv", "flv"), ("wmv", "asf", "wmv2"),
-    ("gif", "gif", "gif")])
+@pytest.mark.parametrize(
+    "suffix, fmt, codec",
+    [
+        ("mp4", "mp4", "mpeg4"),
+        ("mov", "mov", "mpeg4"),
+        ("mkv", "matroska", "mpeg4"),
+        ("webm", "webm", "libvpx"),
+        ("avi", "avi", "mpeg4"),
+        ("mpg", "mpeg", "mpeg1video"),
+        ("flv", "flv", "flv"),
+        ("wmv", "asf", "wmv2"),
+        ("gif", "gif", "gif"),
+    ],
+)
 def test_the_containers_we_read_open(tmp_path, suffix, fmt, codec):
     assert probe(_tiny(tmp_path / f"clip.{suffix}", fmt, codec)).width == 128
 
@@ -322,6 +342,7 @@ def test_playlists_and_concat_lists_are_refused_before_ffmpeg_reads_them(tmp_pat
         (tmp_path / name).write_text(text)
         with pytest.raises(InvalidInput, match="not a video in a container we read"):
             probe(tmp_path / name)
+
 
 # -- memory -----------------------------------------------------------------------------------
 _MEMORY_SCRIPT = r"""
@@ -363,8 +384,13 @@ def test_memory_does_not_grow_with_the_clip(tmp_path, carphone):
                 q.stream = vs
                 out.mux(q)
     assert probe(long_clip).frames == 360
-    proc = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, str(long_clip), str(tmp_path / "long.webm")],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "MATTEKIT_THREADS": "2"})
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEMORY_SCRIPT, str(long_clip), str(tmp_path / "long.webm")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "MATTEKIT_THREADS": "2"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rss = {int(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
     assert set(rss) == {60, 360}
@@ -386,8 +412,10 @@ def test_recurrent_is_steadier_on_a_street_clip(evaldir):
     """Full-body pedestrians (eval set), 640x360: measured 1.58 vs 3.87 (1/255) on 20 frames."""
     import cv2
 
-    frames = [cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA)
-              for f in read_frames(evaldir / "video" / "openpose_street.mp4", limit=20)]
+    frames = [
+        cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA)
+        for f in read_frames(evaldir / "video" / "openpose_street.mp4", limit=20)
+    ]
     recurrent = flicker(alpha_sequence(frames, recurrent=True))
     per_frame = flicker(alpha_sequence(frames, recurrent=False))
     assert recurrent < 0.6 * per_frame, (recurrent, per_frame)
@@ -403,8 +431,12 @@ def test_reads_the_usual_containers(tmp_path, source_frames, engine, name):
         ims = [Image.fromarray(f) for f in frames]
         ims[0].save(src, save_all=True, append_images=ims[1:], duration=40, loop=0)
     else:
-        fmt, codec = {".webm": ("webm", "libvpx"), ".mkv": ("matroska", "libx265"),
-                      ".avi": ("avi", "mpeg4"), ".mov": ("mov", "libx264")}[Path(name).suffix]
+        fmt, codec = {
+            ".webm": ("webm", "libvpx"),
+            ".mkv": ("matroska", "libx265"),
+            ".avi": ("avi", "mpeg4"),
+            ".mov": ("mov", "libx264"),
+        }[Path(name).suffix]
         write_frames(frames, src, fmt=fmt, codec=codec)
     info = probe(src)
     assert (info.width, info.height, info.frames) == (176, 144, 6) and abs(info.fps - 25) < 0.01
@@ -423,8 +455,11 @@ def test_odd_frame_sizes(tmp_path, source_frames):
     ims = [Image.fromarray(np.ascontiguousarray(f[:143, :175])) for f in source_frames[:4]]
     src = tmp_path / "odd.gif"
     ims[0].save(src, save_all=True, append_images=ims[1:], duration=40, loop=0)
-    for name, opts, size in [("o.webm", Options(preset="fast"), (143, 175)), ("o.mov", Options(preset="fast"), (142, 174)),
-                             ("o.mp4", Options(preset="fast", mask=True), (142, 174))]:
+    for name, opts, size in [
+        ("o.webm", Options(preset="fast"), (143, 175)),
+        ("o.mov", Options(preset="fast"), (142, 174)),
+        ("o.mp4", Options(preset="fast", mask=True), (142, 174)),
+    ]:
         process_video(src, tmp_path / name, opts)
         frames = list(read_frames(tmp_path / name))
         assert len(frames) == 4 and frames[0].shape[:2] == size, name
@@ -491,12 +526,14 @@ def test_a_background_clip_past_the_limit_is_too_large(tmp_path, carphone):
     out.mkdir()
     big = hostile.flat_clip(tmp_path / "big.ts", (640, 480))
     with pytest.raises(TooLarge, match="big.ts"):  # probed like the clip: before any frame is matted
-        process_video(carphone, out / "x.mp4", Options(preset="fast", max_pixels=LIMIT),
-                      VideoOptions(max_frames=5, background_video=big))
+        process_video(
+            carphone, out / "x.mp4", Options(preset="fast", max_pixels=LIMIT), VideoOptions(max_frames=5, background_video=big)
+        )
     grows = hostile.growing_clip(tmp_path / "grows.ts", ((160, 120), (640, 480)), (2, 3))
     with pytest.raises(TooLarge, match="grows.ts"):  # a frame of it past the limit, in the writer
-        process_video(carphone, out / "x.mp4", Options(preset="fast", max_pixels=LIMIT),
-                      VideoOptions(max_frames=8, background_video=grows))
+        process_video(
+            carphone, out / "x.mp4", Options(preset="fast", max_pixels=LIMIT), VideoOptions(max_frames=8, background_video=grows)
+        )
     assert _left_behind(out) == []
 
 
@@ -529,8 +566,9 @@ def extra_outputs():
 
     added = [
         # Another FFmpeg codec: the table row is all (AvWriter reads codec and format from it).
-        register_output(OutputSpec("matte-ffv1", (".avi",), "mattekit.video.writers:AvWriter", "avi", "ffv1", "gray",
-                                   frame="alpha")),
+        register_output(
+            OutputSpec("matte-ffv1", (".avi",), "mattekit.video.writers:AvWriter", "avi", "ffv1", "gray", frame="alpha")
+        ),
         # A new kind of file: a row naming its writer.
         register_output(OutputSpec("npz", (".npz",), NpzWriter, frame="alpha")),
     ]

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from samples import sample_path
 
 from mattekit.cli import app
 from mattekit.video import read_frames
-from samples import sample_path
 
 runner = CliRunner()
 
@@ -50,12 +50,15 @@ def test_composite_with_a_colour_and_a_time_range(tmp_path, clip):
     assert len(list(read_frames(target))) == 9  # 0.3 s at 29.97 fps
 
 
-@pytest.mark.parametrize("args,code,message", [
-    (["-o", "{tmp}/x.mp4"], 2, "needs a background"),
-    (["-o", "{tmp}/x.gif"], 2, "cannot tell the output type"),
-    (["-o", "{tmp}/x.webm", "--ratio", "3"], 2, "ratio"),
-    (["-o", "{tmp}/x.webm", "--start", "2", "--end", "1"], 2, "end must be after start"),
-])
+@pytest.mark.parametrize(
+    "args,code,message",
+    [
+        (["-o", "{tmp}/x.mp4"], 2, "needs a background"),
+        (["-o", "{tmp}/x.gif"], 2, "cannot tell the output type"),
+        (["-o", "{tmp}/x.webm", "--ratio", "3"], 2, "ratio"),
+        (["-o", "{tmp}/x.webm", "--start", "2", "--end", "1"], 2, "end must be after start"),
+    ],
+)
 def test_bad_flags_are_clear(tmp_path, clip, args, code, message):
     r = runner.invoke(app, ["video", str(clip)] + [a.format(tmp=tmp_path) for a in args])
     assert r.exit_code == code and message in _text(r)
@@ -78,9 +81,13 @@ def test_ctrl_c_leaves_no_half_written_file(tmp_path, clip):
     # A suite started in the background (`make test &` in a shell without job control) inherits
     # SIGINT ignored, and Python then installs no KeyboardInterrupt handler: the child gets the
     # default disposition back, as a terminal's foreground job has it.
-    proc = subprocess.Popen([sys.executable, "-m", "mattekit", "video", str(clip), "-o", str(target)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "MATTEKIT_THREADS": "2"},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mattekit", "video", str(clip), "-o", str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "MATTEKIT_THREADS": "2"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     # The writer's temp file exists from its first frame on; its bytes may reach the disk only
     # at the end (FFmpeg buffers them), so waiting for a size left the signal no window at all.

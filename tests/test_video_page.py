@@ -5,7 +5,6 @@ the picture really has see-through and opaque pixels)."""
 from __future__ import annotations
 
 import pytest
-
 from live_server import live_server
 from samples import sample_path
 
@@ -75,9 +74,16 @@ def test_video_result_keeps_the_clips_name_and_fits_its_frame(page, base_url_liv
     and only a result with see-through pixels has the checkerboard behind it. The job's answers
     are stubbed: this is the page's part, the job itself is tested above and in test_jobs.py."""
     body = _clip_bytes(tmp_path, (1280, 720), suffix)
-    job = {"id": "j1", "state": "done", "output": output, "created": 0,
-           "progress": {"frames_done": 3, "frames_total": 3, "fps": 5.0, "percent": 100.0},
-           "result_url": "/api/v1/jobs/j1/result", "media_type": media, "filename": f"video-j1{suffix}"}
+    job = {
+        "id": "j1",
+        "state": "done",
+        "output": output,
+        "created": 0,
+        "progress": {"frames_done": 3, "frames_total": 3, "fps": 5.0, "percent": 100.0},
+        "result_url": "/api/v1/jobs/j1/result",
+        "media_type": media,
+        "filename": f"video-j1{suffix}",
+    }
     page.route("**/api/v1/jobs", lambda route: route.fulfill(status=202, json={**job, "state": "queued"}))
     page.route("**/api/v1/jobs/j1", lambda route: route.fulfill(json=job))
     page.route("**/api/v1/jobs/j1/result", lambda route: route.fulfill(body=body, content_type=media))

@@ -19,14 +19,13 @@ from mattekit.errors import InvalidOption, ModelUnavailable
 from mattekit.zoo import isnet
 
 
-
 def test_every_registered_model_has_a_store_and_the_cli_names_them_all():
     from mattekit.cli.model import _NAMES
 
     assert list(_NAMES.choices) == list(zoo.MODELS)
     for name, entry in zoo.MODELS.items():
         store = zoo.store(name)
-        assert store.LICENCE == entry.licence
+        assert entry.licence == store.LICENCE
         for fn in ("locate", "fetch", "describe"):
             assert callable(getattr(store, fn)), f"{name}: no {fn}()"
     assert zoo.MODELS["general"].licence == "AGPL-3.0" and not zoo.MODELS["general"].fetch_on_use
@@ -40,8 +39,14 @@ def fake_package(tmp_path: Path, model: bytes, *, corrupt: bool = False) -> Path
     half = len(model) // 2
     chunks = [model[:half], model[half:]]
     names = [hashlib.sha256(c).hexdigest() for c in chunks]
-    resources = json.dumps({isnet.RESOURCE: {"size": len(model), "chunks": [
-        {"hash": names[0], "offsets": [0, half]}, {"hash": names[1], "offsets": [half, len(model)]}]}}).encode()
+    resources = json.dumps(
+        {
+            isnet.RESOURCE: {
+                "size": len(model),
+                "chunks": [{"hash": names[0], "offsets": [0, half]}, {"hash": names[1], "offsets": [half, len(model)]}],
+            }
+        }
+    ).encode()
     tgz = tmp_path / "pkg.tgz"
     with tarfile.open(tgz, "w:gz") as tar:
         files = {"package/dist/resources.json": resources, **{f"package/dist/{n}": c for n, c in zip(names, chunks)}}
@@ -118,9 +123,9 @@ def test_without_npm_the_message_says_what_to_install(tmp_path, monkeypatch):
 def test_the_shipped_and_the_derived_sizes_agree(general_model):
     """The 768 px copy (Resize sizes scaled) finds the same subject as the shipped 1024 px graph
     (its edges differ: another size), and fp32 weights give fp16's alpha to within rounding."""
-    from mattekit.general import GeneralEngine
-
     from samples import sample_path
+
+    from mattekit.general import GeneralEngine
 
     with Image.open(sample_path("cat")) as im:
         rgb = np.asarray(im.convert("RGB"))
@@ -131,5 +136,3 @@ def test_the_shipped_and_the_derived_sizes_agree(general_model):
     assert np.abs(a768f - a768).max() < 2e-3
     m768, m1024 = a768 > 0.5, a1024 > 0.5
     assert (m768 & m1024).sum() / (m768 | m1024).sum() > 0.9
-
-

@@ -15,6 +15,7 @@ Ray is an optional extra; this module imports it only inside the functions that 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,9 +23,10 @@ import posixpath
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 from .cluster import ACTOR_CPU_SHARE, READ_CPUS, Pool, check_reachable, connect, portable, size_pool
 from .cluster import node_cpus as _node_cpus
@@ -47,19 +49,20 @@ def require_ray() -> None:
 
 _portable = portable  # the name batch had
 
+
 @dataclass(frozen=True)
 class VideoSettings:
     """How videos found in a batch are written (see :class:`mattekit.video.VideoOptions`)."""
 
-    output: Optional[str] = None  # None: webm (transparent), composite mp4 with a background, matte mp4 with mask
+    output: str | None = None  # None: webm (transparent), composite mp4 with a background, matte mp4 with mask
     start: float = 0.0
-    end: Optional[float] = None
-    max_frames: Optional[int] = None
-    max_duration: Optional[float] = None
+    end: float | None = None
+    max_frames: int | None = None
+    max_duration: float | None = None
     audio: bool = True
     # Clips longer than twice this are cut into chunks of this many seconds, spread over the
     # cluster like files and joined when their last chunk is done (video/chunks.py).
-    chunk_seconds: Optional[float] = None
+    chunk_seconds: float | None = None
 
     def kind(self, options: Options) -> str:
         from .video.outputs import default_output
@@ -70,8 +73,14 @@ class VideoSettings:
         """The library's :class:`~mattekit.video.VideoOptions` (validates the values)."""
         from .video import VideoOptions
 
-        return VideoOptions(output=self.kind(options), start=self.start, end=self.end,
-                            max_frames=self.max_frames, max_duration=self.max_duration, audio=self.audio)
+        return VideoOptions(
+            output=self.kind(options),
+            start=self.start,
+            end=self.end,
+            max_frames=self.max_frames,
+            max_duration=self.max_duration,
+            audio=self.audio,
+        )
 
     def suffix(self, options: Options) -> str:
         from .video.outputs import OUTPUTS
@@ -117,7 +126,7 @@ def resolve(uri: str) -> Location:
         return Location(pafs.LocalFileSystem(), path.rstrip("/") or "/")
     scheme = uri.split("://", 1)[0].lower()
     if scheme == "file":
-        return resolve(uri[len("file://"):])
+        return resolve(uri[len("file://") :])
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except Exception as native_error:  # pyarrow knows s3/gs/hdfs; fsspec knows many more
@@ -148,8 +157,8 @@ class Spec:
     dst: Location
     options: Options
     video: VideoSettings = field(default_factory=VideoSettings)
-    device: Optional[str] = None  # auto | cpu | cuda for every worker's engine; None: MATTEKIT_DEVICE, else auto
-    backend: Optional[str] = None  # every worker's engine backend; None: MATTEKIT_BACKEND, else auto
+    device: str | None = None  # auto | cpu | cuda for every worker's engine; None: MATTEKIT_DEVICE, else auto
+    backend: str | None = None  # every worker's engine backend; None: MATTEKIT_BACKEND, else auto
 
 
 def image_suffixes() -> frozenset[str]:
@@ -187,7 +196,7 @@ def _segments(rel: str) -> list[str]:
 def relative(path: str, base: str) -> str:
     """``path`` relative to ``base``, without empty or ``.`` segments (``in//a.jpg`` → ``a.jpg``)."""
     prefix = base.rstrip("/") + "/"
-    rel = path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
+    rel = path[len(prefix) :] if path.startswith(prefix) else posixpath.basename(path)
     return "/".join(_segments(rel))
 
 
@@ -264,16 +273,22 @@ class Record:
     output: str
     kind: str
     status: str  # "ok" | "error"
-    error: Optional[str]
+    error: str | None
     seconds: float
-    note: Optional[str] = None
-    node: Optional[str] = None  # the Ray node that did the work, for tracing a failure to a machine
+    note: str | None = None
+    node: str | None = None  # the Ray node that did the work, for tracing a failure to a machine
     at: float = field(default_factory=time.time)  # when it finished (epoch seconds, worker's clock)
 
     def to_json(self) -> str:
-        line = {"input": self.input, "output": self.output, "kind": self.kind, "status": self.status,
-                "error": self.error, "seconds": round(self.seconds, 4),
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at))}
+        line = {
+            "input": self.input,
+            "output": self.output,
+            "kind": self.kind,
+            "status": self.status,
+            "error": self.error,
+            "seconds": round(self.seconds, 4),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at)),
+        }
         for key in ("node", "note"):
             if getattr(self, key):
                 line[key] = getattr(self, key)
@@ -317,10 +332,14 @@ class ImageWorker:
     def __call__(self, batch: dict) -> dict:
         records = [process_image(self.matter, self.spec, str(p), bytes(d)) for p, d in zip(batch["path"], batch["bytes"])]
         return {
-            "input": [r.input for r in records], "output": [r.output for r in records],
-            "kind": [r.kind for r in records], "status": [r.status for r in records],
-            "error": [r.error or "" for r in records], "seconds": [r.seconds for r in records],
-            "node": [self.node] * len(records), "at": [r.at for r in records],
+            "input": [r.input for r in records],
+            "output": [r.output for r in records],
+            "kind": [r.kind for r in records],
+            "status": [r.status for r in records],
+            "error": [r.error or "" for r in records],
+            "seconds": [r.seconds for r in records],
+            "node": [self.node] * len(records),
+            "at": [r.at for r in records],
         }
 
 
@@ -360,8 +379,15 @@ def process_video_item(spec: Spec, item: Item, threads: int) -> Record:
         status, error = "ok", None
     except Exception as exc:
         status, error = "error", _error_text(exc)
-    return Record(spec.src.display(item.source), spec.dst.display(item.target), "video", status, error,
-                  time.perf_counter() - t0, node=_node_id())
+    return Record(
+        spec.src.display(item.source),
+        spec.dst.display(item.target),
+        "video",
+        status,
+        error,
+        time.perf_counter() - t0,
+        node=_node_id(),
+    )
 
 
 def _download(loc: Location, path: str, folder: str) -> str:
@@ -388,7 +414,7 @@ class Manifest:
         self.loc = loc
         self.path = loc.join(MANIFEST)
         self.rewrite_every = rewrite_every
-        self._lines: Optional[list[str]] = None
+        self._lines: list[str] | None = None
         self._last = 0.0
         loc.fs.create_dir(loc.path, recursive=True)
         try:
@@ -447,7 +473,7 @@ class Summary:
     clashes: int = 0
     ignored: int = 0
     seconds: float = 0.0
-    pool: Optional[Pool] = None
+    pool: Pool | None = None
     failures: list[Record] = field(default_factory=list)
 
     @property
@@ -458,12 +484,12 @@ class Summary:
 def run(
     spec: Spec,
     *,
-    address: Optional[str] = None,
-    workers: Optional[int] = None,
-    threads: Optional[int] = None,
+    address: str | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
     overwrite: bool = False,
-    on_plan: Optional[Callable[[Plan], None]] = None,
-    on_record: Optional[Callable[[Record], None]] = None,
+    on_plan: Callable[[Plan], None] | None = None,
+    on_record: Callable[[Record], None] | None = None,
     verbose: bool = False,
 ) -> Summary:
     """Process every image and video under ``spec.src`` into ``spec.dst``.
@@ -494,21 +520,36 @@ def run(
 
     try:
         for path in work.stale:  # a killed run's half-written files: one batch per DST at a time
-            try:
+            with contextlib.suppress(OSError):
                 spec.dst.fs.delete_file(path)
-            except OSError:
-                pass
         if work.done:
             # A crash between writing an output and logging it leaves a complete file without a
             # record: log it now, so the manifest lists every success exactly once.
             logged = {r["input"] for r in read_manifest(spec.dst) if r.get("status") == "ok"}
             for item in work.done:
                 if spec.src.display(item.source) not in logged:
-                    manifest.add(Record(spec.src.display(item.source), spec.dst.display(item.target), item.kind,
-                                        "ok", None, 0.0, note="output found complete when resuming"))
+                    manifest.add(
+                        Record(
+                            spec.src.display(item.source),
+                            spec.dst.display(item.target),
+                            item.kind,
+                            "ok",
+                            None,
+                            0.0,
+                            note="output found complete when resuming",
+                        )
+                    )
         for item in work.clashes:
-            record(Record(spec.src.display(item.source), spec.dst.display(item.target), item.kind, "error",
-                          "another input writes the same output (same name, other extension)", 0.0))
+            record(
+                Record(
+                    spec.src.display(item.source),
+                    spec.dst.display(item.target),
+                    item.kind,
+                    "error",
+                    "another input writes the same output (same name, other extension)",
+                    0.0,
+                )
+            )
         if not work.todo:
             return summary
         import ray
@@ -547,19 +588,33 @@ def _run_images(spec: Spec, items: list[Item], pool: Pool) -> Iterator[Record]:
     ctx.print_on_execution_start = False
     ctx.enable_auto_log_stats = False
     ds = ray.data.read_binary_files(
-        [i.source for i in items], include_paths=True, filesystem=spec.src.fs,
-        num_cpus=READ_CPUS, ignore_missing_paths=True,
+        [i.source for i in items],
+        include_paths=True,
+        filesystem=spec.src.fs,
+        num_cpus=READ_CPUS,
+        ignore_missing_paths=True,
         # Small read tasks keep memory flat and let results stream back while reading goes on.
         override_num_blocks=max(1, min(len(items), max(pool.size * 4, len(items) // 16))),
     )
     results = ds.map_batches(
-        ImageWorker, batch_size=1, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=max(1, min(pool.size, len(items)))), num_cpus=pool.actor_cpus,
+        ImageWorker,
+        batch_size=1,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=max(1, min(pool.size, len(items)))),
+        num_cpus=pool.actor_cpus,
         fn_constructor_kwargs={"spec": spec, "threads": pool.threads},
     )
     for row in results.iter_rows():
-        yield Record(str(row["input"]), str(row["output"]), str(row["kind"]), str(row["status"]),
-                     str(row["error"]) or None, float(row["seconds"]), node=str(row["node"]), at=float(row["at"]))
+        yield Record(
+            str(row["input"]),
+            str(row["output"]),
+            str(row["kind"]),
+            str(row["status"]),
+            str(row["error"]) or None,
+            float(row["seconds"]),
+            node=str(row["node"]),
+            at=float(row["at"]),
+        )
 
 
 def _run_videos(spec: Spec, items: list[Item], pool: Pool) -> Iterator[Record]:
@@ -593,8 +648,9 @@ def _run_videos(spec: Spec, items: list[Item], pool: Pool) -> Iterator[Record]:
                 try:
                     yield ray.get(ref)
                 except Exception as exc:  # the task itself died (e.g. its worker was killed)
-                    yield Record(spec.src.display(what.source), spec.dst.display(what.target), "video", "error",
-                                 _error_text(exc), 0.0)
+                    yield Record(
+                        spec.src.display(what.source), spec.dst.display(what.target), "video", "error", _error_text(exc), 0.0
+                    )
 
 
 @dataclass
@@ -619,11 +675,21 @@ class _Split:
         task: Any = ray.remote(chunk_task).options(num_cpus=pool.actor_cpus, max_retries=1)  # Ray types 9 arguments at most
         vopts = spec.video.video_options(spec.options)
         for chunk in self.plan:
-            yield task.remote(self.shipped, posixpath.splitext(self.item.source)[1], spec.options, vopts,
-                              spec.video.kind(spec.options), self.times, chunk,
-                              (pool.threads, spec.device, spec.backend)), chunk
+            yield (
+                task.remote(
+                    self.shipped,
+                    posixpath.splitext(self.item.source)[1],
+                    spec.options,
+                    vopts,
+                    spec.video.kind(spec.options),
+                    self.times,
+                    chunk,
+                    (pool.threads, spec.device, spec.backend),
+                ),
+                chunk,
+            )
 
-    def finished(self, spec: Spec, ref: Any, chunk: Any) -> Optional[Record]:
+    def finished(self, spec: Spec, ref: Any, chunk: Any) -> Record | None:
         """A chunk is done: its segment is kept; the last one joins the clip. A record when the clip
         is finished (joined, or failed at its first failed chunk), else None."""
         import ray
@@ -635,9 +701,17 @@ class _Split:
             return None
         item = self.item
 
-        def record(status: str, error: Optional[str]) -> Record:
-            return Record(spec.src.display(item.source), spec.dst.display(item.target), "video", status, error,
-                          time.perf_counter() - self.started, note=f"in {len(self.plan)} chunks")
+        def record(status: str, error: str | None) -> Record:
+            return Record(
+                spec.src.display(item.source),
+                spec.dst.display(item.target),
+                "video",
+                status,
+                error,
+                time.perf_counter() - self.started,
+                note=f"in {len(self.plan)} chunks",
+            )
+
         try:
             data, _ = ray.get(ref)
             ext = OUTPUTS[segment_kind(spec.video.kind(spec.options))].extension
@@ -664,7 +738,7 @@ class _Split:
             return record("error", _error_text(exc))
 
 
-def _split(spec: Spec, item: Item, folder: str) -> Optional[_Split]:
+def _split(spec: Spec, item: Item, folder: str) -> _Split | None:
     """``item`` as chunks when it is longer than twice ``chunk_seconds``; None to run it whole
     (short, or its length cannot be read here: the whole-clip task then says what is wrong)."""
     from .video.chunks import frame_times, plan_chunks
@@ -690,7 +764,27 @@ def _split(spec: Spec, item: Item, folder: str) -> Optional[_Split]:
 
 
 __all__ = [
-    "MANIFEST", "INSTALL_HINT", "MissingExtra", "ClusterUnavailable", "VideoSettings", "Location", "resolve", "Item", "Spec",
-    "Plan", "plan", "Record", "Manifest", "read_manifest", "Pool", "size_pool", "Summary", "run",
-    "require_ray", "READ_CPUS", "ACTOR_CPU_SHARE", "check_reachable", "connect",
+    "ACTOR_CPU_SHARE",
+    "INSTALL_HINT",
+    "MANIFEST",
+    "READ_CPUS",
+    "ClusterUnavailable",
+    "Item",
+    "Location",
+    "Manifest",
+    "MissingExtra",
+    "Plan",
+    "Pool",
+    "Record",
+    "Spec",
+    "Summary",
+    "VideoSettings",
+    "check_reachable",
+    "connect",
+    "plan",
+    "read_manifest",
+    "require_ray",
+    "resolve",
+    "run",
+    "size_pool",
 ]

@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from .backends import cpu_cores
 from .errors import ClusterUnavailable, InvalidOption, MissingExtra
 from .options import BackgroundImage, Options
 
-__all__ = ["READ_CPUS", "ACTOR_CPU_SHARE", "Pool", "size_pool", "require_ray", "portable", "connect",
-           "check_reachable", "node_cpus"]
+__all__ = [
+    "ACTOR_CPU_SHARE",
+    "READ_CPUS",
+    "Pool",
+    "check_reachable",
+    "connect",
+    "node_cpus",
+    "portable",
+    "require_ray",
+    "size_pool",
+]
 
 log = logging.getLogger("mattekit.cluster")
 
@@ -36,7 +46,7 @@ class Pool:
     actor_cpus: float  # what each actor asks Ray for (a little under ``threads``)
 
 
-def size_pool(node_cpus: Sequence[float], workers: Optional[int] = None, threads: Optional[int] = None) -> Pool:
+def size_pool(node_cpus: Sequence[float], workers: int | None = None, threads: int | None = None) -> Pool:
     """How many actors fit the cluster so that each node keeps a slot for Ray Data's reads.
 
     ``workers`` (actors) and ``threads`` (per actor) are what the user asked for; by default one
@@ -60,11 +70,10 @@ def size_pool(node_cpus: Sequence[float], workers: Optional[int] = None, threads
     return Pool(size, threads, actor_cpus)
 
 
-def require_ray(hint: str = "this runs on Ray, an optional extra: pip install 'mattekit[cluster]'",
-                data: bool = False) -> None:
+def require_ray(hint: str = "this runs on Ray, an optional extra: pip install 'mattekit[cluster]'", data: bool = False) -> None:
     """:class:`MissingExtra` with ``hint`` when Ray (and, with ``data``, Ray Data) is not installed."""
     try:
-        import ray  # noqa: F401
+        import ray
 
         if data:
             import ray.data  # noqa: F401
@@ -80,7 +89,7 @@ def portable(options: Options) -> Options:
     return options
 
 
-def connect(address: Optional[str], *, verbose: bool = False) -> None:
+def connect(address: str | None, *, verbose: bool = False) -> None:
     """Join a cluster at ``address`` (``auto``, ``host:port``, ``ray://host:port``), or start an
     embedded one with this machine's cores."""
     import ray

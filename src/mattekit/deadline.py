@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Awaitable, Optional, TypeVar
+from typing import TypeVar
 
 from .errors import Cancelled, DeadlineExceeded
 
@@ -32,7 +33,7 @@ class Deadline:
     cancelled: threading.Event = field(default_factory=threading.Event, compare=False)
 
     @classmethod
-    def after(cls, seconds: Optional[float], what: str = "the work", hint: Optional[str] = None) -> Optional["Deadline"]:
+    def after(cls, seconds: float | None, what: str = "the work", hint: str | None = None) -> Deadline | None:
         """A deadline ``seconds`` from now; ``None`` (no limit) when ``seconds`` is None or 0."""
         if not seconds:
             return None
@@ -61,13 +62,13 @@ class Deadline:
         return DeadlineExceeded(f"{self.what} took longer than this server's limit of {self.seconds:g} s; {self.hint}")
 
 
-def check(deadline: Optional[Deadline]) -> None:
+def check(deadline: Deadline | None) -> None:
     """:meth:`Deadline.check` for an optional deadline (``None``: no limit)."""
     if deadline is not None:
         deadline.check()
 
 
-async def within(deadline: Optional[Deadline], awaitable: Awaitable[T]) -> T:
+async def within(deadline: Deadline | None, awaitable: Awaitable[T]) -> T:
     """``await awaitable``, or :class:`DeadlineExceeded` once ``deadline`` passes.
 
     The awaitable is cancelled then: a pool task still waiting for a worker is dropped; one

@@ -16,22 +16,37 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Any, Literal
 
 import numpy as np
 
 from .deadline import Deadline
 from .deadline import check as check_deadline
 from .errors import InvalidInput, InvalidOption, ModelUnavailable
-from .lazy import Lazy
 from .fastpath import STATE_IN as _STATE_IN  # RVM's recurrent inputs, in RecurrentState.tensors order
+from .lazy import Lazy
 
 __all__ = [
-    "Device", "AUTO_TARGET_PX", "MIN_SIDE", "auto_ratio", "resolve_ratio", "RecurrentState", "Matte",
-    "resolve_device", "choose_providers", "Engine", "Stream", "ARENA_SHRINK_PIXELS", "arena_run_options",
-    "get_engine", "set_engine", "providers_summary", "check_rgb",
+    "ARENA_SHRINK_PIXELS",
+    "AUTO_TARGET_PX",
+    "MIN_SIDE",
+    "Device",
+    "Engine",
+    "Matte",
+    "RecurrentState",
+    "Stream",
+    "arena_run_options",
+    "auto_ratio",
+    "check_rgb",
+    "choose_providers",
+    "get_engine",
+    "providers_summary",
+    "resolve_device",
+    "resolve_ratio",
+    "set_engine",
 ]
 
 log = logging.getLogger("mattekit.engine")
@@ -51,7 +66,7 @@ def auto_ratio(height: int, width: int, target: int = AUTO_TARGET_PX) -> float:
     return float(min(1.0, target / max(height, width)))
 
 
-def resolve_ratio(ratio: Union[str, float], height: int, width: int) -> float:
+def resolve_ratio(ratio: str | float, height: int, width: int) -> float:
     if ratio == "auto":
         r = auto_ratio(height, width)
     else:
@@ -68,11 +83,11 @@ class RecurrentState:
     """RVM's hidden state r1..r4 (NCHW float32). Empty (1x1x1x1 zeros) means 'first frame'."""
 
     tensors: list = field(default_factory=lambda: [np.zeros((1, 1, 1, 1), np.float32)] * 4)
-    shape: Optional[tuple[int, int]] = None  # frame size the state belongs to
-    lowres: Optional[tuple[int, int]] = None  # size of the low-resolution pass that made it (the ratio's)
+    shape: tuple[int, int] | None = None  # frame size the state belongs to
+    lowres: tuple[int, int] | None = None  # size of the low-resolution pass that made it (the ratio's)
 
     @classmethod
-    def empty(cls) -> "RecurrentState":
+    def empty(cls) -> RecurrentState:
         return cls()
 
     @property
@@ -97,8 +112,8 @@ class Matte:
     """
 
     alpha: np.ndarray
-    foreground: Optional[np.ndarray] = None
-    foreground_boxes: Optional[list[tuple[int, int, int, int]]] = None
+    foreground: np.ndarray | None = None
+    foreground_boxes: list[tuple[int, int, int, int]] | None = None
 
     def alpha_u8(self) -> np.ndarray:
         from .imaging import alpha_to_u8  # the one rounding rule; imaging (Pillow) loads only here
@@ -112,7 +127,7 @@ def _available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def resolve_device(device: Optional[str] = None) -> Device:
+def resolve_device(device: str | None = None) -> Device:
     """``device`` or ``MATTEKIT_DEVICE`` or ``auto``, checked."""
     value = (device or os.environ.get("MATTEKIT_DEVICE") or "auto").strip().lower()
     if value not in ("auto", "cpu", "cuda"):
@@ -160,11 +175,11 @@ class Engine:
 
     def __init__(
         self,
-        model: Union[str, Path, None] = None,
-        threads: Optional[int] = None,
-        device: Optional[str] = None,
+        model: str | Path | None = None,
+        threads: int | None = None,
+        device: str | None = None,
         fast: bool = True,
-        backend: Optional[str] = None,
+        backend: str | None = None,
     ) -> None:
         from . import backends
 
@@ -179,12 +194,12 @@ class Engine:
         self._split = False  # True when the model runs as fastpath's sub-models + OpenCV tail
         self._paths: dict[str, Path] = {}  # model file of each session: "full", or fastpath.PARTS
         self._sessions: dict[str, object] = {}  # created on first use
-        self._session_options: Optional[tuple[Any, list[str]]] = None  # (ort.SessionOptions, providers), by _configure
-        self._siblings: dict[int, "Engine"] = {}  # see with_threads()
+        self._session_options: tuple[Any, list[str]] | None = None  # (ort.SessionOptions, providers), by _configure
+        self._siblings: dict[int, Engine] = {}  # see with_threads()
         self._quiet = False  # a sibling: its set-up is its parent's, said once, by the parent
         self._lock = threading.RLock()
         self.providers: list[str] = []
-        self.model_path: Optional[Path] = None
+        self.model_path: Path | None = None
 
     # -- sessions ------------------------------------------------------------------------
     @property
@@ -194,7 +209,7 @@ class Engine:
         self._prepare()
         return self._part("lowres" if self._split else "full")
 
-    def single_threaded(self) -> "Engine":
+    def single_threaded(self) -> Engine:
         """An engine like this one whose model runs on the calling thread only (created once).
 
         For throughput: N such runs side by side on N cores beat one all-cores run at a time
@@ -202,7 +217,7 @@ class Engine:
         """
         return self.with_threads(1)
 
-    def with_threads(self, threads: int) -> "Engine":
+    def with_threads(self, threads: int) -> Engine:
         """An engine like this one with ``threads`` intra-op threads (created once per count;
         ``self`` when it has that many already): for callers that run several models at once."""
         if threads == self.threads:
@@ -210,17 +225,18 @@ class Engine:
         with self._lock:
             sibling = self._siblings.get(threads)
             if sibling is None:
-                sibling = self._siblings[threads] = Engine(self._model_arg, threads=threads, device=self.device,
-                                                           fast=self.fast, backend=self.backend)
+                sibling = self._siblings[threads] = Engine(
+                    self._model_arg, threads=threads, device=self.device, fast=self.fast, backend=self.backend
+                )
                 sibling._quiet = True
             return sibling
 
     @property
-    def model_arg(self) -> Union[str, Path, None]:
+    def model_arg(self) -> str | Path | None:
         """The model path this engine was created with (None: the model store)."""
         return self._model_arg
 
-    def load(self) -> "Engine":
+    def load(self) -> Engine:
         """Create every session now (e.g. at server start-up) instead of on first use."""
         self._prepare()
         for name in self._paths:
@@ -272,10 +288,12 @@ class Engine:
         self._session_options = (opts, providers)
         self.model_path = info.path
         (log.debug if self._quiet else log.info)(
-            "RVM from %s (%s); backend: %s; threads: %s", info.path,
+            "RVM from %s (%s); backend: %s; threads: %s",
+            info.path,
             "low-resolution network in sub-models + OpenCV tail" if parts else "full graph",
-            self.backend if self.backend == "onnxruntime" else
-            f"{self.backend} for video frames after the first, onnxruntime for stills",
+            self.backend
+            if self.backend == "onnxruntime"
+            else f"{self.backend} for video frames after the first, onnxruntime for stills",
             self.threads or "all cores",
         )
 
@@ -304,8 +322,7 @@ class Engine:
                     assert self._session_options is not None, "_prepare() runs first"
                     path = self._paths[name]
                     try:  # the full graph's backend is always onnxruntime (see _configure)
-                        session = backends.load(backend, name, self._paths, self.threads, self._session_options,
-                                                plain=self._part)
+                        session = backends.load(backend, name, self._paths, self.threads, self._session_options, plain=self._part)
                     except Exception as exc:  # the runtimes raise their own untyped errors for unreadable files
                         raise ModelUnavailable(f"could not load the model {path}: {exc}") from None
                     if not self.providers and hasattr(session, "get_providers"):
@@ -329,13 +346,13 @@ class Engine:
     def step(
         self,
         rgb: np.ndarray,
-        ratio: Union[str, float] = "auto",
-        state: Optional[RecurrentState] = None,
+        ratio: str | float = "auto",
+        state: RecurrentState | None = None,
         *,
         foreground: bool = False,
         full_foreground: bool = False,
         passes: int = 1,
-        deadline: Optional[Deadline] = None,
+        deadline: Deadline | None = None,
     ) -> tuple[Matte, RecurrentState]:
         """Run the model on an RGB uint8 HxWx3 frame, carrying ``state``.
 
@@ -374,8 +391,15 @@ class Engine:
         return Matte(pha[0, 0], fg), RecurrentState(list(tensors), (h, w), size)
 
     def _split_passes(
-        self, rgb: np.ndarray, ratio: float, size: tuple[int, int], state: RecurrentState, passes: int,
-        foreground: bool, full_foreground: bool = False, deadline: Optional[Deadline] = None,
+        self,
+        rgb: np.ndarray,
+        ratio: float,
+        size: tuple[int, int],
+        state: RecurrentState,
+        passes: int,
+        foreground: bool,
+        full_foreground: bool = False,
+        deadline: Deadline | None = None,
     ) -> tuple[Matte, RecurrentState]:
         """``passes`` runs of the low-resolution network on one frame (``size``: its pass size at
         ``ratio``), then the tail once.
@@ -403,7 +427,8 @@ class Engine:
         tensors = state.tensors
         if passes == 1:  # a first run: always ONNX Runtime fp32
             coeff_a, coeff_b, *tensors = self._part("lowres").run(
-                None, {fastpath.LOWRES_INPUT: lowres, **dict(zip(_STATE_IN, tensors))}, run_options)
+                None, {fastpath.LOWRES_INPUT: lowres, **dict(zip(_STATE_IN, tensors))}, run_options
+            )
         else:
             backend = "onnxruntime" if state.is_empty else self._backend_for(lowres)
             features = self.run_part("encoder", {fastpath.LOWRES_INPUT: lowres}, backend, run_options)
@@ -414,8 +439,10 @@ class Engine:
                 tensors = [out[n] for n in fastpath.STATE_OUT]
             coeff_a, coeff_b = out[fastpath.COEFF_A], out[fastpath.COEFF_B]
         check_deadline(deadline)
-        return (self.finish(coeff_a, coeff_b, rgb, foreground, full_foreground, deadline),
-                RecurrentState(list(tensors), rgb.shape[:2], size))
+        return (
+            self.finish(coeff_a, coeff_b, rgb, foreground, full_foreground, deadline),
+            RecurrentState(list(tensors), rgb.shape[:2], size),
+        )
 
     # -- the three stages of a frame that carries a state (mattekit.stages runs them side by side)
     def stage_encode(self, rgb: np.ndarray, ratio: float) -> dict[str, np.ndarray]:
@@ -428,8 +455,7 @@ class Engine:
     def _backbone(self, lowres: np.ndarray) -> dict[str, np.ndarray]:
         from . import fastpath
 
-        tensors = self.run_part("backbone", {fastpath.LOWRES_INPUT: lowres}, self._backend_for(lowres),
-                                _run_options(lowres))
+        tensors = self.run_part("backbone", {fastpath.LOWRES_INPUT: lowres}, self._backend_for(lowres), _run_options(lowres))
         tensors[fastpath.LOWRES_INPUT] = lowres
         return tensors
 
@@ -454,8 +480,9 @@ class Engine:
         tensors = self.stage_recur(self._backbone(lowres), state)
         return {**tensors, **self._output(tensors)}
 
-    def stage_finish(self, tensors: dict[str, np.ndarray], rgb: np.ndarray, foreground: bool,
-                     full_foreground: bool = False) -> Matte:
+    def stage_finish(
+        self, tensors: dict[str, np.ndarray], rgb: np.ndarray, foreground: bool, full_foreground: bool = False
+    ) -> Matte:
         """Stage 3: the rest of the decoder (state-free) and the full-resolution tail."""
         from . import fastpath
 
@@ -474,8 +501,9 @@ class Engine:
 
         return backends.for_pass(self.backend, lowres.shape[2] * lowres.shape[3])
 
-    def run_part(self, name: str, feeds: dict[str, np.ndarray], backend: str = "onnxruntime",
-                 run_options: Any = None) -> dict[str, np.ndarray]:
+    def run_part(
+        self, name: str, feeds: dict[str, np.ndarray], backend: str = "onnxruntime", run_options: Any = None
+    ) -> dict[str, np.ndarray]:
         """Sub-model ``name`` of the split (:data:`mattekit.fastpath.PARTS`) on ``backend``: its
         outputs by name. ``feeds`` may hold more than the part reads."""
         self._prepare()
@@ -483,8 +511,15 @@ class Engine:
         wanted = {i.name: feeds[i.name] for i in part.get_inputs()}
         return dict(zip((o.name for o in part.get_outputs()), part.run(None, wanted, run_options)))
 
-    def finish(self, coeff_a: np.ndarray, coeff_b: np.ndarray, rgb: np.ndarray, foreground: bool,
-               full_foreground: bool = False, deadline: Optional[Deadline] = None) -> Matte:
+    def finish(
+        self,
+        coeff_a: np.ndarray,
+        coeff_b: np.ndarray,
+        rgb: np.ndarray,
+        foreground: bool,
+        full_foreground: bool = False,
+        deadline: Deadline | None = None,
+    ) -> Matte:
         """The split's full-resolution tail: the matte of ``rgb`` from the guided filter's
         coefficients (``foreground``, ``full_foreground``, ``deadline``: see :meth:`step`)."""
         from . import fastpath
@@ -493,8 +528,9 @@ class Engine:
         # bench/speed.py "work" (preset fast, CPU-ms per photo) from ~340 to ~295 at 1080p and
         # from ~930 to ~545 at 4K.
         band = foreground and not full_foreground
-        alpha, fg = fastpath.tail(coeff_a, coeff_b, rgb, foreground=foreground and not band, workers=self.threads,
-                                  deadline=deadline)
+        alpha, fg = fastpath.tail(
+            coeff_a, coeff_b, rgb, foreground=foreground and not band, workers=self.threads, deadline=deadline
+        )
         boxes = None
         if band:
             check_deadline(deadline)
@@ -505,19 +541,20 @@ class Engine:
     def matte(
         self,
         rgb: np.ndarray,
-        ratio: Union[str, float] = "auto",
+        ratio: str | float = "auto",
         *,
         passes: int = 1,
         foreground: bool = False,
         full_foreground: bool = False,
-        deadline: Optional[Deadline] = None,
+        deadline: Deadline | None = None,
     ) -> Matte:
         """Matte a still. ``passes`` > 1 runs the same image again with the state it produced,
         letting RVM's recurrent memory settle (a measured gain on stills; see bench/quality.py)."""
-        return self.step(rgb, ratio, None, foreground=foreground, full_foreground=full_foreground, passes=passes,
-                         deadline=deadline)[0]
+        return self.step(
+            rgb, ratio, None, foreground=foreground, full_foreground=full_foreground, passes=passes, deadline=deadline
+        )[0]
 
-    def stream(self, ratio: Union[str, float] = "auto", *, foreground: bool = False) -> "Stream":
+    def stream(self, ratio: str | float = "auto", *, foreground: bool = False) -> Stream:
         return Stream(self, ratio, foreground=foreground)
 
 
@@ -527,7 +564,7 @@ class Stream:
     The state resets by itself when the frame size changes; call :meth:`reset` at a scene cut.
     """
 
-    def __init__(self, engine: Engine, ratio: Union[str, float] = "auto", *, foreground: bool = False):
+    def __init__(self, engine: Engine, ratio: str | float = "auto", *, foreground: bool = False):
         self.engine = engine
         self.ratio = ratio
         self.foreground = foreground
@@ -573,14 +610,12 @@ def check_rgb(rgb: np.ndarray) -> np.ndarray:
     if rgb.dtype != np.uint8:
         raise InvalidInput(f"expected uint8 pixels, got {rgb.dtype}")
     if min(rgb.shape[:2]) < MIN_SIDE:
-        raise InvalidInput(
-            f"image is {rgb.shape[1]}x{rgb.shape[0]} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed"
-        )
+        raise InvalidInput(f"image is {rgb.shape[1]}x{rgb.shape[0]} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
     return np.ascontiguousarray(rgb)
 
 
 _arena_lock = threading.Lock()
-_arena_shared: Optional[bool] = None  # registered with ONNX Runtime (once per process)?
+_arena_shared: bool | None = None  # registered with ONNX Runtime (once per process)?
 
 
 def _share_cpu_arena() -> bool:
@@ -614,7 +649,7 @@ def get_engine(**kwargs) -> Engine:
     return _engine.get(**kwargs)
 
 
-def set_engine(engine: Optional[Engine]) -> None:
+def set_engine(engine: Engine | None) -> None:
     """Replace the process-wide engine (e.g. with other threads or an explicit model path)."""
     _engine.set(engine)
 

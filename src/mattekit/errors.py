@@ -39,7 +39,7 @@ def option(name: str, value: str = "") -> str:
 
 
 def _render(template: str, face: str) -> str:
-    def one(m: "re.Match[str]") -> str:
+    def one(m: re.Match[str]) -> str:
         flag, field, default = OPTION_NAMES[m.group(1)]
         value = m.group(2)
         if face == "cli":
@@ -174,21 +174,21 @@ __all__ = [
     "FACES",
     "OPTION_NAMES",
     "REMOVEBG_NAMES",
-    "option",
-    "ffmpeg_reason",
-    "MattekitError",
-    "InvalidOption",
-    "InvalidInput",
-    "TooLarge",
-    "UploadTooLarge",
-    "ModelUnavailable",
-    "EmptyResult",
-    "InternalError",
     "Busy",
     "Cancelled",
-    "DeadlineExceeded",
-    "UploadTimeout",
     "CannotListen",
+    "DeadlineExceeded",
+    "EmptyResult",
+    "InternalError",
+    "InvalidInput",
+    "InvalidOption",
+    "MattekitError",
+    "ModelUnavailable",
+    "TooLarge",
+    "UploadTimeout",
+    "UploadTooLarge",
+    "ffmpeg_reason",
+    "option",
 ]
 
 

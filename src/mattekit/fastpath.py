@@ -32,7 +32,6 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -41,9 +40,25 @@ from .deadline import Deadline
 from .deadline import check as check_deadline
 
 __all__ = [
-    "DERIVATION_VERSION", "LOWRES_INPUT", "COEFF_A", "COEFF_B", "STATE_IN", "STATE_OUT", "PARTS",
-    "derived_path", "split_concat_convs", "build_submodels", "ensure_submodels", "lowres_size", "downsample",
-    "STRIP_ROWS", "tail", "BAND_TILE", "Box", "band_boxes", "band_foreground",
+    "BAND_TILE",
+    "COEFF_A",
+    "COEFF_B",
+    "DERIVATION_VERSION",
+    "LOWRES_INPUT",
+    "PARTS",
+    "STATE_IN",
+    "STATE_OUT",
+    "STRIP_ROWS",
+    "Box",
+    "band_boxes",
+    "band_foreground",
+    "build_submodels",
+    "derived_path",
+    "downsample",
+    "ensure_submodels",
+    "lowres_size",
+    "split_concat_convs",
+    "tail",
 ]
 
 log = logging.getLogger("mattekit.fastpath")
@@ -75,7 +90,7 @@ PARTS = ("lowres", "encoder", "warmup", "decoder", "backbone", "recurrent", "out
 
 
 # -- the sub-models -------------------------------------------------------------------------
-def derived_path(model_path: Path, sha256: str, cache_dir: Optional[Path] = None, part: str = "lowres") -> Path:
+def derived_path(model_path: Path, sha256: str, cache_dir: Path | None = None, part: str = "lowres") -> Path:
     """Where sub-model ``part`` of ``model_path`` is cached (keyed by the model's hash)."""
     folder = cache_dir or model_path.parent
     return folder / f"rvm_{part}_{sha256[:16]}_v{DERIVATION_VERSION}.onnx"
@@ -188,7 +203,7 @@ def _extract(model, typed, inputs: list[str], outputs: list[str], name: str):
     return derived
 
 
-def _channels(typed: dict, name: str) -> Optional[int]:
+def _channels(typed: dict, name: str) -> int | None:
     dims = typed[name].type.tensor_type.shape.dim if name in typed else []
     return dims[1].dim_value if len(dims) > 1 and dims[1].HasField("dim_value") else None
 
@@ -217,9 +232,14 @@ def split_concat_convs(model) -> int:
     for node in graph.node:
         concat = producer.get(node.input[0]) if node.op_type == "Conv" else None
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if (concat is None or concat.op_type != "Concat" or readers[concat.output[0]] != 1
-                or attrs.get("group", 1) != 1 or node.input[1] not in weights
-                or {a.name: a.i for a in concat.attribute}.get("axis") != 1):
+        if (
+            concat is None
+            or concat.op_type != "Concat"
+            or readers[concat.output[0]] != 1
+            or attrs.get("group", 1) != 1
+            or node.input[1] not in weights
+            or {a.name: a.i for a in concat.attribute}.get("axis") != 1
+        ):
             nodes.append(node)
             continue
         w = numpy_helper.to_array(weights[node.input[1]])
@@ -233,7 +253,7 @@ def split_concat_convs(model) -> int:
         terms, start = [], 0
         for k, (x, count) in enumerate(zip(concat.input, counts)):
             name = f"{node.name}_w{k}"
-            added.append(numpy_helper.from_array(np.ascontiguousarray(w[:, start:start + count]), name))
+            added.append(numpy_helper.from_array(np.ascontiguousarray(w[:, start : start + count]), name))
             start += count
             bias = node.input[2:] if k == 0 else []
             terms.append(f"{node.name}_term{k}")
@@ -297,7 +317,7 @@ def build_submodels(model_path: Path, parts: tuple[str, ...] = PARTS) -> dict:
     return built
 
 
-def ensure_submodels(model_path: Path, sha256: str, cache_dir: Optional[Path] = None) -> dict[str, Path]:
+def ensure_submodels(model_path: Path, sha256: str, cache_dir: Path | None = None) -> dict[str, Path]:
     """Every sub-model's cached path, deriving the missing ones first (atomic writes)."""
     targets = {part: derived_path(model_path, sha256, cache_dir, part) for part in PARTS}
     missing = tuple(part for part, path in targets.items() if not path.is_file())
@@ -373,7 +393,7 @@ def downsample(rgb: np.ndarray, ratio: float) -> np.ndarray:
     # Channels first from the start (the network's layout: no transpose at the end, and numpy's
     # loops run along rows instead of 3-long pixels), in place where it can (each new temporary
     # of this size costs page faults): 6 ms instead of 9.5 for 720p -> 640x360, the same bits.
-    out: Optional[np.ndarray] = None
+    out: np.ndarray | None = None
     for rows, row_weight in ((r0, rw0), (r1, rw1)):
         band = np.ascontiguousarray(rgb[rows].transpose(2, 0, 1))  # 3 x oh x W, uint8: one row gather
         part = np.take(band, c0, axis=2).astype(np.float32)  # np.take: ~3x faster than fancy indexing
@@ -407,8 +427,8 @@ def tail(
     *,
     foreground: bool = False,
     workers: int = 0,
-    deadline: Optional[Deadline] = None,
-) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    deadline: Deadline | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The full-resolution tail of RVM: ``(pha HxW, fgr HxWx3 or None)``, float32 in [0, 1].
 
     pha = clip(up(A3) * mean_c(src) + up(b3), 0, 1); fgr_c = clip((up(A_c) + 1) * src_c + up(b_c), 0, 1).
@@ -503,8 +523,9 @@ def _up_taps(length_in: int, length_out: int, start: int, stop: int):
     return i0, i1, (np.float32(1) - frac), frac
 
 
-def band_foreground(coeff_a: np.ndarray, coeff_b: np.ndarray, rgb: np.ndarray, boxes: list[Box],
-                    deadline: Optional[Deadline] = None) -> np.ndarray:
+def band_foreground(
+    coeff_a: np.ndarray, coeff_b: np.ndarray, rgb: np.ndarray, boxes: list[Box], deadline: Deadline | None = None
+) -> np.ndarray:
     """RVM's fgr (as :func:`tail` computes it, within ~1e-6) inside ``boxes``; zero elsewhere.
 
     The coefficients are upsampled per box from the low-resolution maps (separable bilinear at

@@ -13,12 +13,12 @@ import re
 import secrets
 from pathlib import Path, PurePosixPath
 
-__all__ = ["temp_name", "temp_path", "is_temp_name", "write_atomic"]
+__all__ = ["is_temp_name", "temp_name", "temp_path", "write_atomic"]
 
 _TOKEN_HEX = 8
 # The current rule, plus the names mattekit 0.1.0 used (".NAME.PID.part" from the CLI,
 # ".NAME.PID.TID.part.EXT" from video), so a batch still finds what an older run left behind.
-_TEMP = re.compile(r"^\..+\.(?:[0-9a-f]{%d}|\d+(?:\.\d+)?)\.part(?:\.[A-Za-z0-9]+)?$" % _TOKEN_HEX)
+_TEMP = re.compile(rf"^\..+\.(?:[0-9a-f]{{{_TOKEN_HEX}}}|\d+(?:\.\d+)?)\.part(?:\.[A-Za-z0-9]+)?$")
 
 
 def temp_name(name: str) -> str:
@@ -45,4 +45,3 @@ def write_atomic(target: Path, data: bytes) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-

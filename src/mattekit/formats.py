@@ -7,18 +7,26 @@ tables, so a suffix added here is accepted everywhere at once.
 from __future__ import annotations
 
 from pathlib import PurePath
-from typing import Optional, Union
 
 from .errors import InvalidOption
 
 __all__ = [
-    "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "STILL_VIDEO_SUFFIXES", "CLIP_SUFFIXES", "FORMAT_EXTENSIONS",
-    "SUFFIX_FORMATS", "extension", "format_of_name", "is_image_name", "is_clip_name",
+    "CLIP_SUFFIXES",
+    "FORMAT_EXTENSIONS",
+    "IMAGE_SUFFIXES",
+    "STILL_VIDEO_SUFFIXES",
+    "SUFFIX_FORMATS",
+    "VIDEO_SUFFIXES",
+    "extension",
+    "format_of_name",
+    "is_clip_name",
+    "is_image_name",
 ]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif", ".webp", ".mpg", ".mpeg",
-                            ".ts", ".3gp", ".ogv", ".flv", ".wmv"})
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif", ".webp", ".mpg", ".mpeg", ".ts", ".3gp", ".ogv", ".flv", ".wmv"}
+)
 # Animated GIF/WebP decode as video, but `remove` and `batch` treat them as stills, and a --bg
 # with these suffixes is a picture.
 STILL_VIDEO_SUFFIXES = IMAGE_SUFFIXES & VIDEO_SUFFIXES
@@ -37,16 +45,16 @@ def extension(fmt: str) -> str:
         raise InvalidOption(f"format must be one of {', '.join(FORMAT_EXTENSIONS)}, not {fmt!r}") from None
 
 
-def format_of_name(name: Union[str, PurePath]) -> Optional[str]:
+def format_of_name(name: str | PurePath) -> str | None:
     """``jpg`` for ``out.JPEG``: the output format a file name asks for, or None when its suffix
     names none we write (no suffix, ``.bmp``, ``.txt``)."""
     return SUFFIX_FORMATS.get(PurePath(name).suffix.lower())
 
 
-def is_image_name(name: Union[str, PurePath]) -> bool:
+def is_image_name(name: str | PurePath) -> bool:
     return PurePath(name).suffix.lower() in IMAGE_SUFFIXES
 
 
-def is_clip_name(name: Union[str, PurePath]) -> bool:
+def is_clip_name(name: str | PurePath) -> bool:
     """A name only a video has (not .gif/.webp, which may be stills)."""
     return PurePath(name).suffix.lower() in CLIP_SUFFIXES

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from .deadline import check as check_deadline
 from .errors import ModelUnavailable
 from .lazy import Lazy
 
-__all__ = ["DEFAULT_SIZE", "DEFAULT_FP32", "GeneralEngine", "get_general", "set_general", "preprocess"]
+__all__ = ["DEFAULT_FP32", "DEFAULT_SIZE", "GeneralEngine", "get_general", "preprocess", "set_general"]
 
 log = logging.getLogger("mattekit.general")
 
@@ -71,8 +71,14 @@ class GeneralEngine:
         fp32: run a copy with the fp16 weights turned into fp32.
     """
 
-    def __init__(self, model: Union[str, Path, None] = None, threads: Optional[int] = None,
-                 size: int = DEFAULT_SIZE, fp32: bool = DEFAULT_FP32, providers: Optional[list[str]] = None) -> None:
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        threads: int | None = None,
+        size: int = DEFAULT_SIZE,
+        fp32: bool = DEFAULT_FP32,
+        providers: list[str] | None = None,
+    ) -> None:
         self._model_arg = model
         self.threads = threads or 0
         self.size = size
@@ -80,7 +86,7 @@ class GeneralEngine:
         self._providers = providers
         self._session: Any = None
         self._lock = threading.Lock()
-        self.model_path: Optional[Path] = None
+        self.model_path: Path | None = None
 
     def available(self) -> bool:
         """Whether the model is installed (nothing is fetched)."""
@@ -123,7 +129,7 @@ class GeneralEngine:
         log.info("general model from %s (%dx%d, %s)", path, self.size, self.size, "fp32" if self.fp32 else "fp16")
         return session
 
-    def matte(self, rgb: np.ndarray, *, deadline: Optional[Deadline] = None) -> np.ndarray:
+    def matte(self, rgb: np.ndarray, *, deadline: Deadline | None = None) -> np.ndarray:
         """Alpha, float32 HxW in [0, 1], of an RGB uint8 HxWx3 photo."""
         h, w = rgb.shape[:2]
         feed = preprocess(rgb, self.size)
@@ -141,5 +147,5 @@ def get_general(**kwargs: Any) -> GeneralEngine:
     return _general.get(**kwargs)
 
 
-def set_general(engine: Optional[GeneralEngine]) -> None:
+def set_general(engine: GeneralEngine | None) -> None:
     _general.set(engine)

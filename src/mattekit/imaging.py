@@ -9,9 +9,10 @@ import io
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Optional, Sequence, Union
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -22,15 +23,37 @@ from .errors import Cancelled, DeadlineExceeded, InvalidInput, InvalidOption, To
 from .options import DEFAULT_MAX_PIXELS, BackgroundImage, Blur, Color, Margin, Options
 
 __all__ = [
-    "ImageSource", "READ_FORMATS", "Decoded", "READABLE", "MAX_JPEG_SCANS", "open_image", "to_rgb_alpha", "decode",
-    "shrink", "combine_alpha", "Box", "estimate_foreground", "decontaminate", "alpha_to_u8", "with_alpha", "crop_boxes", "BLUR_FULL_SIGMA",
-    "gaussian_blur", "background_array", "over", "subject_box", "compose", "CONTENT_TYPES", "EXTENSIONS",
-    "PNG_COMPRESS_LEVEL", "encode",
+    "BLUR_FULL_SIGMA",
+    "CONTENT_TYPES",
+    "EXTENSIONS",
+    "MAX_JPEG_SCANS",
+    "PNG_COMPRESS_LEVEL",
+    "READABLE",
+    "READ_FORMATS",
+    "Box",
+    "Decoded",
+    "ImageSource",
+    "alpha_to_u8",
+    "background_array",
+    "combine_alpha",
+    "compose",
+    "crop_boxes",
+    "decode",
+    "decontaminate",
+    "encode",
+    "estimate_foreground",
+    "gaussian_blur",
+    "open_image",
+    "over",
+    "shrink",
+    "subject_box",
+    "to_rgb_alpha",
+    "with_alpha",
 ]
 
 log = logging.getLogger("mattekit.imaging")
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes], Image.Image, np.ndarray]
+ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes] | Image.Image | np.ndarray
 
 _heif_lock = threading.Lock()
 _heif_registered = False
@@ -61,8 +84,8 @@ class Decoded:
     """An upright RGB image and, when the input had one, its own alpha channel."""
 
     rgb: np.ndarray  # HxWx3 uint8
-    alpha: Optional[np.ndarray] = None  # HxW uint8, None when fully opaque
-    format: Optional[str] = None  # e.g. "JPEG", "PNG"
+    alpha: np.ndarray | None = None  # HxW uint8, None when fully opaque
+    format: str | None = None  # e.g. "JPEG", "PNG"
 
     @property
     def size(self) -> tuple[int, int]:
@@ -82,8 +105,9 @@ MAX_JPEG_SCANS = 256
 _SOS = b"\xff\xda"
 
 
-def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, max_size: Optional[int] = None,
-               *, offer_size: bool = False) -> Image.Image:
+def open_image(
+    source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, max_size: int | None = None, *, offer_size: bool = False
+) -> Image.Image:
     """Open (lazily, header only) and check the pixel count before anything is decoded.
 
     With ``max_size``, a JPEG is set to decode at 1/2, 1/4 or 1/8 scale (libjpeg's own reduction)
@@ -126,9 +150,7 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, max_si
             if isinstance(exc, MemoryError):
                 raise
             empty = hasattr(source, "read") and _is_empty_stream(source)
-            raise InvalidInput(
-                f"{name} is empty" if empty else f"{name} is not an image we can read ({READABLE})"
-            ) from None
+            raise InvalidInput(f"{name} is empty" if empty else f"{name} is not an image we can read ({READABLE})") from None
     try:
         full = img.size
         if max_size and img.format == "JPEG" and full[0] * full[1] <= REDUCED_JPEG_BOUND * max_pixels:
@@ -150,8 +172,7 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, max_si
 REDUCED_JPEG_BOUND = 2
 
 
-def _check_header(img: Image.Image, max_pixels: int, full: Optional[tuple[int, int]] = None,
-                  offer_size: bool = False) -> None:
+def _check_header(img: Image.Image, max_pixels: int, full: tuple[int, int] | None = None, offer_size: bool = False) -> None:
     """What the header tells before any pixel is decoded: the size (``img.size``, reduced by a
     JPEG's draft mode; ``full`` before it), and a JPEG's number of scans."""
     w, h = img.size
@@ -168,8 +189,10 @@ def _check_header(img: Image.Image, max_pixels: int, full: Optional[tuple[int, i
     if img.format in ("JPEG", "MPO") and fp is not None:
         scans = 1 + _count_markers(fp, _SOS, MAX_JPEG_SCANS)  # Pillow stops after the first
         if scans > MAX_JPEG_SCANS:
-            raise TooLarge(f"the JPEG has more than {MAX_JPEG_SCANS} progressive scans (photos have about 10); "
-                           "save it again as a baseline or standard progressive JPEG")
+            raise TooLarge(
+                f"the JPEG has more than {MAX_JPEG_SCANS} progressive scans (photos have about 10); "
+                "save it again as a baseline or standard progressive JPEG"
+            )
 
 
 def _count_markers(fp: Any, marker: bytes, limit: int) -> int:
@@ -188,7 +211,7 @@ def _count_markers(fp: Any, marker: bytes, limit: int) -> int:
                 break
             data = tail + block
             count += data.count(marker)
-            tail = data[1 - len(marker):]  # a marker split across two blocks is counted once, in the next
+            tail = data[1 - len(marker) :]  # a marker split across two blocks is counted once, in the next
     finally:
         fp.seek(start)
     return count
@@ -212,10 +235,10 @@ class _Stepwise(io.BytesIO):
         self._checking = False
         self._by_scan = False
 
-    def start(self, fmt: Optional[str]) -> None:
+    def start(self, fmt: str | None) -> None:
         self._checking, self._by_scan = True, fmt in ("JPEG", "MPO")
 
-    def read(self, size: Optional[int] = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         if self._checking:
             self._deadline.check()
             if self._by_scan and size != 0:
@@ -235,7 +258,7 @@ def _is_empty_stream(fp: Any) -> bool:
         return False
 
 
-def to_rgb_alpha(img: Image.Image) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def to_rgb_alpha(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     """Any PIL mode → RGB uint8 + alpha uint8 (or None when the image has no transparency)."""
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
@@ -292,8 +315,9 @@ def _upright(img: Image.Image) -> Image.Image:
         return img
 
 
-def decode(source: ImageSource, options: Optional[Options] = None, *, deadline: Optional[Deadline] = None,
-           offer_size: bool = False) -> Decoded:
+def decode(
+    source: ImageSource, options: Options | None = None, *, deadline: Deadline | None = None, offer_size: bool = False
+) -> Decoded:
     """Decode a still: first frame, EXIF-upright, sRGB, RGB uint8 (+ its own alpha).
 
     Raises :class:`InvalidInput` (not an image, truncated, corrupt) or :class:`TooLarge`
@@ -347,7 +371,7 @@ def _draft(img: Image.Image, max_size: int) -> None:
         log.debug("JPEG draft mode unavailable")
 
 
-def shrink(rgb: np.ndarray, alpha: Optional[np.ndarray], max_size: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def shrink(rgb: np.ndarray, alpha: np.ndarray | None, max_size: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Lanczos-shrink so the longer side is ``max_size`` (alpha-premultiplied, so no dark fringes)."""
     h, w = rgb.shape[:2]
     scale = max_size / max(w, h)
@@ -400,7 +424,7 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 
 
 # -- compose ---------------------------------------------------------------------------------
-def combine_alpha(alpha: np.ndarray, own_alpha: Optional[np.ndarray]) -> np.ndarray:
+def combine_alpha(alpha: np.ndarray, own_alpha: np.ndarray | None) -> np.ndarray:
     """Our alpha, never more opaque than the input's own transparency. float32 in [0, 1]."""
     if own_alpha is None:
         return alpha
@@ -410,8 +434,9 @@ def combine_alpha(alpha: np.ndarray, own_alpha: Optional[np.ndarray]) -> np.ndar
 Box = tuple[int, int, int, int]  # (top, bottom, left, right), as in engine.Matte.foreground_boxes
 
 
-def _blur_fusion(image: np.ndarray, fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray,
-                 radius: int) -> tuple[np.ndarray, np.ndarray]:
+def _blur_fusion(
+    image: np.ndarray, fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, radius: int
+) -> tuple[np.ndarray, np.ndarray]:
     import cv2
 
     k = (radius, radius)
@@ -437,7 +462,7 @@ def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 
 def decontaminate(
-    rgb: np.ndarray, alpha: np.ndarray, foreground: Optional[np.ndarray], boxes: Optional[Sequence[Box]] = None
+    rgb: np.ndarray, alpha: np.ndarray, foreground: np.ndarray | None, boxes: Sequence[Box] | None = None
 ) -> np.ndarray:
     """Edge colours from RVM's predicted foreground where alpha is partial; opaque pixels untouched.
 
@@ -473,7 +498,7 @@ def _blend(rgb: np.ndarray, alpha: np.ndarray, foreground: np.ndarray) -> np.nda
 _ALPHA_ROWS = 256
 
 
-def alpha_to_u8(alpha: np.ndarray, deadline: Optional[Deadline] = None) -> np.ndarray:
+def alpha_to_u8(alpha: np.ndarray, deadline: Deadline | None = None) -> np.ndarray:
     """A float matte in [0, 1] as 8-bit alpha, rounded to nearest (``deadline``: checked every
     ``_ALPHA_ROWS`` rows)."""
     if deadline is None:
@@ -499,7 +524,7 @@ def with_alpha(rgb: np.ndarray, a8: np.ndarray) -> np.ndarray:
     return out
 
 
-def crop_boxes(boxes: Optional[Sequence[Box]], crop: tuple[int, int, int, int]) -> Optional[list[Box]]:
+def crop_boxes(boxes: Sequence[Box] | None, crop: tuple[int, int, int, int]) -> list[Box] | None:
     """``boxes`` in the coordinates of ``crop`` = (left, top, right, bottom), clipped to it."""
     if boxes is None:
         return None
@@ -532,12 +557,11 @@ def gaussian_blur(rgb: np.ndarray, sigma: float) -> np.ndarray:
     scale = BLUR_FULL_SIGMA / sigma
     sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
     small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma * sw / w, sigmaY=sigma * sh / h,
-                             borderType=cv2.BORDER_REFLECT)
+    small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma * sw / w, sigmaY=sigma * sh / h, borderType=cv2.BORDER_REFLECT)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def background_array(bg: Union[Color, Blur, BackgroundImage], rgb: np.ndarray) -> np.ndarray:
+def background_array(bg: Color | Blur | BackgroundImage, rgb: np.ndarray) -> np.ndarray:
     """The background layer as RGB uint8 of the same size as ``rgb``."""
     h, w = rgb.shape[:2]
     if isinstance(bg, Color):
@@ -573,12 +597,10 @@ def over(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
     import cv2
 
     a = np.ascontiguousarray(alpha, dtype=np.float32)
-    return cv2.blendLinear(
-        np.ascontiguousarray(fg), np.ascontiguousarray(bg), a, np.float32(1.0) - a
-    )
+    return cv2.blendLinear(np.ascontiguousarray(fg), np.ascontiguousarray(bg), a, np.float32(1.0) - a)
 
 
-def subject_box(alpha: np.ndarray, threshold: float, margin: Margin) -> Optional[tuple[int, int, int, int]]:
+def subject_box(alpha: np.ndarray, threshold: float, margin: Margin) -> tuple[int, int, int, int] | None:
     """(left, top, right, bottom) around alpha > threshold, widened by ``margin``; None if empty."""
     mask = alpha > threshold
     rows = np.flatnonzero(mask.any(axis=1))
@@ -594,12 +616,12 @@ def subject_box(alpha: np.ndarray, threshold: float, margin: Margin) -> Optional
 def compose(
     decoded: Decoded,
     alpha: np.ndarray,
-    foreground: Optional[np.ndarray],
+    foreground: np.ndarray | None,
     options: Options,
     *,
     decontaminate_edges: bool = True,
-    foreground_boxes: Optional[Sequence[Box]] = None,
-    deadline: Optional[Deadline] = None,
+    foreground_boxes: Sequence[Box] | None = None,
+    deadline: Deadline | None = None,
 ) -> Image.Image:
     """The picture the user asked for: cut-out (RGBA), mask (L) or composite (RGB).
 
@@ -633,9 +655,7 @@ def compose(
     return _cropped(Image.fromarray(over(colours, alpha, bg), "RGB"), box, subject)
 
 
-def _cropped(
-    image: Image.Image, box: Optional[tuple[int, int, int, int]], subject: Optional[tuple[int, int, int, int]]
-) -> Image.Image:
+def _cropped(image: Image.Image, box: tuple[int, int, int, int] | None, subject: tuple[int, int, int, int] | None) -> Image.Image:
     """Records where :func:`compose` cut the frame (``info["crop_box"]``, None = not cut), so the
     caller can line the original up with the result, and the subject's box in the result
     (``info["subject_box"]``); :class:`mattekit.matter.Matter` pops both."""
@@ -684,7 +704,7 @@ class _CheckedBuffer(io.BytesIO):
         return super().write(data)
 
 
-def encode(img: Image.Image, fmt: str = "png", quality: int = 90, *, deadline: Optional[Deadline] = None) -> bytes:
+def encode(img: Image.Image, fmt: str = "png", quality: int = 90, *, deadline: Deadline | None = None) -> bytes:
     """PNG (fast zlib level), WebP (lossless at quality 100, else lossy with exact alpha) or JPEG.
 
     ``deadline``: checked before and, for PNG and JPEG, at every block written."""

@@ -9,7 +9,8 @@ explicit model path, other threads).
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Generic, Optional, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 __all__ = ["Lazy"]
 
@@ -19,7 +20,7 @@ T = TypeVar("T")
 class Lazy(Generic[T]):
     def __init__(self, make: Callable[..., T]) -> None:
         self._make = make
-        self._value: Optional[T] = None
+        self._value: T | None = None
         self._lock = threading.Lock()
 
     def get(self, **kwargs: Any) -> T:
@@ -32,7 +33,7 @@ class Lazy(Generic[T]):
                 value = self._value
         return value
 
-    def set(self, value: Optional[T]) -> None:
+    def set(self, value: T | None) -> None:
         """Replace the instance (None: the next ``get`` builds a new one)."""
         with self._lock:
             self._value = value

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-
 from PIL import Image
 
 from . import imaging, presets, route
@@ -21,7 +20,7 @@ from .options import BackgroundImage, Options
 if TYPE_CHECKING:
     from .general import GeneralEngine
 
-__all__ = ["Result", "Routed", "Matter", "remove"]
+__all__ = ["Matter", "Result", "Routed", "remove"]
 
 
 class Routed(NamedTuple):
@@ -31,7 +30,7 @@ class Routed(NamedTuple):
     matte: Matte
     model: str
     kept: float
-    notice: Optional[str]
+    notice: str | None
     empty: bool
 
 
@@ -58,15 +57,15 @@ class Result:
 
     image: Image.Image
     timings: dict[str, float] = field(default_factory=dict)
-    crop_box: Optional[tuple[int, int, int, int]] = None
-    frame_size: Optional[tuple[int, int]] = None
-    subject_box: Optional[tuple[int, int, int, int]] = None
+    crop_box: tuple[int, int, int, int] | None = None
+    frame_size: tuple[int, int] | None = None
+    subject_box: tuple[int, int, int, int] | None = None
     model: str = "person"
     kept: float = 1.0
     empty: bool = False
-    notice: Optional[str] = None
+    notice: str | None = None
 
-    def raise_if_empty(self) -> "Result":
+    def raise_if_empty(self) -> Result:
         """:class:`EmptyResult` with :attr:`notice` when the result is empty, else ``self``."""
         if self.empty:
             raise EmptyResult(self.notice or "nothing was kept: no subject found in this photo")
@@ -87,8 +86,9 @@ class Matter:
     >>> m.remove("portrait.jpg", Options(background=parse_background("white")))  # doctest: +SKIP
     """
 
-    def __init__(self, options: Optional[Options] = None, engine: Optional[Engine] = None,
-                 general: Optional["GeneralEngine"] = None) -> None:
+    def __init__(
+        self, options: Options | None = None, engine: Engine | None = None, general: GeneralEngine | None = None
+    ) -> None:
         self.options = options or Options()
         self._engine = engine
         self.general_engine = general  # None: the process-wide one (mattekit.general.get_general)
@@ -98,14 +98,15 @@ class Matter:
         return self._engine or get_engine()
 
     @property
-    def general(self) -> "GeneralEngine":
+    def general(self) -> GeneralEngine:
         """The general model's engine (ISNet), loaded on first use."""
         from .general import get_general
 
         return self.general_engine or get_general(threads=self.engine.threads or None)
 
-    def process(self, source: ImageSource, options: Optional[Options] = None, *,
-                deadline: Optional[Deadline] = None, **changes: Any) -> Result:
+    def process(
+        self, source: ImageSource, options: Options | None = None, *, deadline: Deadline | None = None, **changes: Any
+    ) -> Result:
         """``deadline``: checked between the steps and the model's passes (the service's time limit)."""
         opts = (options or self.options).replace(**changes) if changes else (options or self.options)
         timings: dict[str, float] = {}
@@ -124,13 +125,19 @@ class Matter:
         want_fg = clean and not opts.mask
         # The photo's own transparency can make alpha partial where RVM's is 1, outside the band
         # where the engine computes the foreground: ask for all of it then.
-        routed = self.matte(decoded.rgb, opts, foreground=want_fg, full_foreground=decoded.alpha is not None,
-                            deadline=deadline)
+        routed = self.matte(decoded.rgb, opts, foreground=want_fg, full_foreground=decoded.alpha is not None, deadline=deadline)
         matte = routed.matte
         check_deadline(deadline)
         t2 = time.perf_counter()
-        image = imaging.compose(decoded, matte.alpha, matte.foreground, opts, decontaminate_edges=want_fg,
-                                foreground_boxes=matte.foreground_boxes, deadline=deadline)
+        image = imaging.compose(
+            decoded,
+            matte.alpha,
+            matte.foreground,
+            opts,
+            decontaminate_edges=want_fg,
+            foreground_boxes=matte.foreground_boxes,
+            deadline=deadline,
+        )
         t3 = time.perf_counter()
         timings.update(decode=t1 - t0, matte=t2 - t1, compose=t3 - t2)
         h, w = decoded.rgb.shape[:2]
@@ -140,8 +147,15 @@ class Matter:
             box = None  # the subject filled the frame: nothing was cut
         return Result(image, timings, box, (w, h), subject, routed.model, routed.kept, routed.empty, routed.notice)
 
-    def matte(self, rgb: np.ndarray, options: Optional[Options] = None, *, foreground: bool = False,
-              full_foreground: bool = False, deadline: Optional[Deadline] = None) -> Routed:
+    def matte(
+        self,
+        rgb: np.ndarray,
+        options: Options | None = None,
+        *,
+        foreground: bool = False,
+        full_foreground: bool = False,
+        deadline: Deadline | None = None,
+    ) -> Routed:
         """The matte of an RGB uint8 array, by the model ``options.subject`` chooses, and what
         came of the choice (:class:`Routed`); nothing composed. ``auto``: RVM first, exactly as
         ``person``; the general model only when RVM's answer does not show a person
@@ -153,12 +167,14 @@ class Matter:
             notice, empty = _nothing_kept(model, opts), True
         return Routed(matte, model, kept, notice, empty)
 
-    def _matte(self, rgb: np.ndarray, opts: Options, want_fg: bool, full_fg: bool,
-               deadline: Optional[Deadline]) -> tuple[Matte, str, Optional[str], bool]:
-        unsure: Optional[Matte] = None  # RVM's matte when auto could not tell from it alone
+    def _matte(
+        self, rgb: np.ndarray, opts: Options, want_fg: bool, full_fg: bool, deadline: Deadline | None
+    ) -> tuple[Matte, str, str | None, bool]:
+        unsure: Matte | None = None  # RVM's matte when auto could not tell from it alone
         if opts.subject != "general":
-            matte = presets.run(self.engine, rgb, opts.preset, opts.ratio, foreground=want_fg,
-                                full_foreground=full_fg, deadline=deadline)
+            matte = presets.run(
+                self.engine, rgb, opts.preset, opts.ratio, foreground=want_fg, full_foreground=full_fg, deadline=deadline
+            )
             if opts.subject == "person":
                 # No body RVM could call a person: its haze over a cat is no cut-out either.
                 found = route.judge(matte.alpha).answer != "none"
@@ -181,11 +197,11 @@ class Matter:
         foreground = imaging.estimate_foreground(rgb, alpha) if want_fg else None
         return Matte(alpha, foreground), "general", None, False
 
-    def remove(self, source: ImageSource, options: Optional[Options] = None, **changes: Any) -> Image.Image:
+    def remove(self, source: ImageSource, options: Options | None = None, **changes: Any) -> Image.Image:
         """The cut-out (RGBA), mask (L) or composite (RGB) of ``source`` as a PIL image."""
         return self.process(source, options, **changes).image
 
-    def remove_bytes(self, source: ImageSource, options: Optional[Options] = None, **changes: Any) -> bytes:
+    def remove_bytes(self, source: ImageSource, options: Options | None = None, **changes: Any) -> bytes:
         """Like :meth:`remove`, encoded in ``options.format``."""
         opts = (options or self.options).replace(**changes) if changes else (options or self.options)
         return self.process(source, opts).encode(opts.format, opts.quality)
@@ -199,8 +215,10 @@ def _fetch_hint() -> str:
 
 def _nothing_kept(model: str, opts: Options) -> str:
     if model == "person" and opts.subject == "person":
-        return ("the person model (RVM) found no person in this photo: it cuts out people only; "
-                "choose the subject auto or general for other subjects (CLI: --subject)")
+        return (
+            "the person model (RVM) found no person in this photo: it cuts out people only; "
+            "choose the subject auto or general for other subjects (CLI: --subject)"
+        )
     return "the model kept nothing of this photo: no subject found"
 
 
@@ -212,7 +230,7 @@ def _decode_background(source: Any, opts: Options) -> Decoded:
         raise type(exc)(f"background image: {exc}") from None
 
 
-def remove(source: ImageSource, options: Optional[Options] = None, **changes: Any) -> Image.Image:
+def remove(source: ImageSource, options: Options | None = None, **changes: Any) -> Image.Image:
     """Remove the background of a photo: of people (RVM), or of any subject (the general model,
     when installed; ``subject``).
 

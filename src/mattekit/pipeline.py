@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVar, Union
+from typing import Any, Protocol, TypeVar
 
 from .backends import cpu_cores
 from .engine import Engine, choose_providers
@@ -28,7 +29,7 @@ from .errors import InternalError, MattekitError
 from .matter import Matter
 from .options import Options
 
-__all__ = ["Encoded", "Outcome", "FileJob", "process_files"]
+__all__ = ["Encoded", "FileJob", "Outcome", "process_files"]
 
 log = logging.getLogger("mattekit.pipeline")
 
@@ -38,10 +39,10 @@ T = TypeVar("T")
 class Encoded(bytes):
     """A result's encoded bytes, with its notice for the user (None when there is nothing to say)."""
 
-    notice: Optional[str] = None
+    notice: str | None = None
 
 
-Outcome = Union[bytes, MattekitError]
+Outcome = bytes | MattekitError
 
 
 class FileJob(Protocol):
@@ -49,7 +50,7 @@ class FileJob(Protocol):
     display: str
 
 
-def _guard(display: str, fn: Callable[[], T]) -> Union[T, MattekitError]:
+def _guard(display: str, fn: Callable[[], T]) -> T | MattekitError:
     """``fn()``, or the error it raised as a value (a bug costs one file, not the batch)."""
     try:
         return fn()
@@ -69,7 +70,7 @@ def process_files(
     jobs: Iterable[FileJob],
     options: Options,
     *,
-    matter: Optional[Matter] = None,
+    matter: Matter | None = None,
     progress: Any = None,
 ) -> Iterator[tuple[FileJob, Outcome]]:
     """Yield ``(job, encoded bytes)`` or ``(job, error)`` for each job, in order.
@@ -120,9 +121,8 @@ def _workers(jobs: int, engine: Engine) -> int:
     """Images processed side by side: one per core for a CPU batch, else one."""
     if jobs < 2 or engine.device == "cuda" or engine.threads == 1:
         return 1
-    if engine.device == "auto":
-        if choose_providers("auto")[0] != "CPUExecutionProvider":
-            return 1  # one image at a time keeps a GPU busy; CPU copies of the session would not help
+    if engine.device == "auto" and choose_providers("auto")[0] != "CPUExecutionProvider":
+        return 1  # one image at a time keeps a GPU busy; CPU copies of the session would not help
     cores = engine.threads or cpu_cores()
     return max(1, min(jobs, cores))
 
@@ -133,8 +133,11 @@ def _progress(console: Any, total: int):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=console,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
     )
     bar.start()
     return bar

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
 
 from .errors import InvalidOption
 from .formats import FORMAT_EXTENSIONS, IMAGE_SUFFIXES, extension, format_of_name
@@ -24,7 +24,7 @@ CUTOUT_SUFFIX = "-cutout"  # NAME-cutout.png beside NAME.jpg when no -o is given
 
 @dataclass
 class Job:
-    source: Union[str, bytes]  # a path, "-" for stdin, or stdin's bytes once read
+    source: str | bytes  # a path, "-" for stdin, or stdin's bytes once read
     target: str  # a path, or "-" for stdout
     display: str
 
@@ -34,7 +34,7 @@ def _is_image_file(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
 
 
-def expand_inputs(inputs: Sequence[str], output: Optional[str]) -> Iterator[tuple[str, Optional[Path], Path]]:
+def expand_inputs(inputs: Sequence[str], output: str | None) -> Iterator[tuple[str, Path | None, Path]]:
     """(input, base folder or None, file) for every image the arguments name.
 
     A folder never yields our own results again: files under the output folder are left out,
@@ -65,11 +65,11 @@ def expand_inputs(inputs: Sequence[str], output: Optional[str]) -> Iterator[tupl
             raise InvalidOption(f"no such file or folder: {arg}")
 
 
-def _names_a_file(output: Optional[str]) -> bool:
+def _names_a_file(output: str | None) -> bool:
     return output not in (None, "-") and not output.endswith(("/", os.sep)) and not Path(output).is_dir()
 
 
-def output_format(output: Optional[str], fmt: Optional[str]) -> Optional[str]:
+def output_format(output: str | None, fmt: str | None) -> str | None:
     """The format to write when the result goes to ``output``, given the format asked for (or None).
 
     A file name's extension decides when no format is asked for, so ``out.jpg`` holds JPEG bytes,
@@ -84,17 +84,21 @@ def output_format(output: Optional[str], fmt: Optional[str]) -> Optional[str]:
     named = format_of_name(output)
     if named is None:
         if suffix in IMAGE_SUFFIXES:
-            raise InvalidOption(f"{output}: results are written as {', '.join(FORMAT_EXTENSIONS)}, not {suffix}; "
-                                f"name the file {Path(output).stem}.png (or .webp, .jpg)")
+            raise InvalidOption(
+                f"{output}: results are written as {', '.join(FORMAT_EXTENSIONS)}, not {suffix}; "
+                f"name the file {Path(output).stem}.png (or .webp, .jpg)"
+            )
         return fmt
     asked = None if fmt is None else ("jpg" if fmt.lower() == "jpeg" else fmt.lower())
     if asked is not None and asked != named:
-        raise InvalidOption(f"the format {fmt} contradicts the name {output} ({named}): "
-                            f"name the file {Path(output).stem}{extension(asked)} or leave the format out")
+        raise InvalidOption(
+            f"the format {fmt} contradicts the name {output} ({named}): "
+            f"name the file {Path(output).stem}{extension(asked)} or leave the format out"
+        )
     return named
 
 
-def plan_jobs(inputs: Sequence[str], output: Optional[str], fmt: str) -> list[Job]:
+def plan_jobs(inputs: Sequence[str], output: str | None, fmt: str) -> list[Job]:
     """Where each input's result goes. Folders keep their relative paths under ``output``."""
     found = list(expand_inputs(inputs, output))
     if not found:

@@ -51,8 +51,9 @@ Video (``stream``)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -64,8 +65,18 @@ if TYPE_CHECKING:
     from .stages import StagedStream
 
 __all__ = [
-    "Recipe", "Preset", "PRESETS", "RECIPES", "preset", "recipe", "video_recipe", "check_lowres",
-    "run_recipe", "run", "PresetStream", "stream",
+    "PRESETS",
+    "RECIPES",
+    "Preset",
+    "PresetStream",
+    "Recipe",
+    "check_lowres",
+    "preset",
+    "recipe",
+    "run",
+    "run_recipe",
+    "stream",
+    "video_recipe",
 ]
 
 
@@ -77,7 +88,7 @@ class Recipe:
     flip: bool  # also run each member on the mirror image
     decontaminate: bool  # default for Options.decontaminate=None
 
-    def ratios(self, ratio: Union[str, float], height: int, width: int) -> list[float]:
+    def ratios(self, ratio: str | float, height: int, width: int) -> list[float]:
         """The downsample ratio of each member for an image of this size (duplicates dropped)."""
         if ratio != "auto":
             return [resolve_ratio(ratio, height, width)]
@@ -88,12 +99,12 @@ class Recipe:
                 found.append(r)
         return found
 
-    def members(self, ratio: Union[str, float], height: int, width: int) -> list[tuple[float, bool]]:
+    def members(self, ratio: str | float, height: int, width: int) -> list[tuple[float, bool]]:
         """(ratio, mirrored) of each model input, in run order."""
         flips = (False, True) if self.flip else (False,)
         return [(r, f) for r in self.ratios(ratio, height, width) for f in flips]
 
-    def runs(self, ratio: Union[str, float], height: int, width: int) -> int:
+    def runs(self, ratio: str | float, height: int, width: int) -> int:
         """Model runs one still costs (the time a preset takes is about proportional to it)."""
         return len(self.members(ratio, height, width)) * self.passes
 
@@ -107,15 +118,21 @@ class Preset:
 
 # Why each recipe: the module docstring. Video keeps the sizes and first-frame warm-ups it had.
 PRESETS: dict[str, Preset] = {
-    "fast": Preset("fast",
-                   still=Recipe("fast", targets=(448,), passes=1, flip=False, decontaminate=True),
-                   video=Recipe("fast", targets=(640,), passes=1, flip=False, decontaminate=True)),
-    "balanced": Preset("balanced",
-                       still=Recipe("balanced", targets=(512,), passes=1, flip=False, decontaminate=True),
-                       video=Recipe("balanced", targets=(640,), passes=4, flip=False, decontaminate=True)),
-    "best": Preset("best",
-                   still=Recipe("best", targets=(512,), passes=3, flip=True, decontaminate=True),
-                   video=Recipe("best", targets=(640,), passes=10, flip=False, decontaminate=True)),
+    "fast": Preset(
+        "fast",
+        still=Recipe("fast", targets=(448,), passes=1, flip=False, decontaminate=True),
+        video=Recipe("fast", targets=(640,), passes=1, flip=False, decontaminate=True),
+    ),
+    "balanced": Preset(
+        "balanced",
+        still=Recipe("balanced", targets=(512,), passes=1, flip=False, decontaminate=True),
+        video=Recipe("balanced", targets=(640,), passes=4, flip=False, decontaminate=True),
+    ),
+    "best": Preset(
+        "best",
+        still=Recipe("best", targets=(512,), passes=3, flip=True, decontaminate=True),
+        video=Recipe("best", targets=(640,), passes=10, flip=False, decontaminate=True),
+    ),
 }
 RECIPES: dict[str, Recipe] = {name: p.still for name, p in PRESETS.items()}  # the stills' recipes
 
@@ -137,8 +154,7 @@ def video_recipe(name: str) -> Recipe:
     return preset(name).video
 
 
-def check_lowres(name: str, ratio: Union[str, float], height: int, width: int, limit: Optional[int], *,
-                 video: bool = False) -> None:
+def check_lowres(name: str, ratio: str | float, height: int, width: int, limit: int | None, *, video: bool = False) -> None:
     """:class:`TooLarge` when the preset's largest low-resolution pass exceeds ``limit`` pixels.
 
     The network's memory follows its input, not the photo: ``ratio`` 1 on a 12 MP photo needs
@@ -162,7 +178,7 @@ def _mirror(rgb: np.ndarray) -> np.ndarray:
 
 def _average(mattes: list[Matte], mirrored: list[bool]) -> Matte:
     alpha = np.zeros_like(mattes[0].alpha)
-    fg: Optional[np.ndarray] = None
+    fg: np.ndarray | None = None
     for m, f in zip(mattes, mirrored):
         alpha += m.alpha[:, ::-1] if f else m.alpha
         if m.foreground is not None:
@@ -173,8 +189,14 @@ def _average(mattes: list[Matte], mirrored: list[bool]) -> Matte:
 
 
 def run_recipe(
-    engine: Engine, rgb: np.ndarray, rec: Recipe, ratio: Union[str, float] = "auto", *, foreground: bool = False,
-    full_foreground: bool = False, deadline: Optional[Deadline] = None,
+    engine: Engine,
+    rgb: np.ndarray,
+    rec: Recipe,
+    ratio: str | float = "auto",
+    *,
+    foreground: bool = False,
+    full_foreground: bool = False,
+    deadline: Deadline | None = None,
 ) -> Matte:
     """Matte one still with a recipe: every member, ``passes`` runs each, averaged.
 
@@ -186,17 +208,34 @@ def run_recipe(
         src = _mirror(rgb) if flip else rgb
         # Members' partial bands differ (alpha 0 in one and 1 in another averages to 0.5):
         # averaging needs each member's foreground everywhere.
-        mattes.append(engine.matte(src, r, passes=rec.passes, foreground=foreground,
-                                   full_foreground=full_foreground or len(members) > 1, deadline=deadline))
+        mattes.append(
+            engine.matte(
+                src,
+                r,
+                passes=rec.passes,
+                foreground=foreground,
+                full_foreground=full_foreground or len(members) > 1,
+                deadline=deadline,
+            )
+        )
         mirrored.append(flip)
     return mattes[0] if len(mattes) == 1 else _average(mattes, mirrored)
 
 
-def run(engine: Engine, rgb: np.ndarray, preset: str, ratio: Union[str, float], *, foreground: bool,
-        full_foreground: bool = False, deadline: Optional[Deadline] = None) -> Matte:
+def run(
+    engine: Engine,
+    rgb: np.ndarray,
+    preset: str,
+    ratio: str | float,
+    *,
+    foreground: bool,
+    full_foreground: bool = False,
+    deadline: Deadline | None = None,
+) -> Matte:
     """Matte one still with a preset."""
-    return run_recipe(engine, rgb, recipe(preset), ratio, foreground=foreground, full_foreground=full_foreground,
-                      deadline=deadline)
+    return run_recipe(
+        engine, rgb, recipe(preset), ratio, foreground=foreground, full_foreground=full_foreground, deadline=deadline
+    )
 
 
 class PresetStream:
@@ -205,14 +244,14 @@ class PresetStream:
     Same interface as :class:`mattekit.engine.Stream` (``process``, ``reset``, ``frames``).
     """
 
-    def __init__(self, engine: Engine, rec: Recipe, ratio: Union[str, float] = "auto", *, foreground: bool = False):
+    def __init__(self, engine: Engine, rec: Recipe, ratio: str | float = "auto", *, foreground: bool = False):
         self.engine = engine
         self.recipe = rec
         self.ratio = ratio
         self.foreground = foreground
         self.frames = 0
         self._states: dict[tuple[float, bool], RecurrentState] = {}
-        self._staged: Optional["StagedStream"] = None  # the run of stages(), where it has stages
+        self._staged: StagedStream | None = None  # the run of stages(), where it has stages
 
     def reset(self) -> None:
         """Start afresh at the next frame (a scene cut), on :meth:`process` and on the run of
@@ -231,8 +270,9 @@ class PresetStream:
             state = self._states.get(key)
             # A missing state or one from another frame size means a first frame: warm it up.
             warm = self.recipe.passes if state is None or state.shape != (h, w) else 1
-            matte, state = self.engine.step(src, r, state, foreground=self.foreground,
-                                            full_foreground=len(members) > 1, passes=warm)
+            matte, state = self.engine.step(
+                src, r, state, foreground=self.foreground, full_foreground=len(members) > 1, passes=warm
+            )
             self._states[key] = state
             mattes.append(matte)
             mirrored.append(flip)
@@ -252,8 +292,7 @@ class PresetStream:
             def ratio(height: int, width: int) -> float:
                 return self.recipe.ratios(self.ratio, height, width)[0]
 
-            self._staged = StagedStream(self.engine, ratio, foreground=self.foreground,
-                                        first_passes=self.recipe.passes)
+            self._staged = StagedStream(self.engine, ratio, foreground=self.foreground, first_passes=self.recipe.passes)
             *first, last = self._staged.stages()
 
             def finish(frame: Any) -> Matte:
@@ -265,6 +304,6 @@ class PresetStream:
         return [self.process]
 
 
-def stream(engine: Engine, preset: str, ratio: Union[str, float] = "auto", *, foreground: bool = False) -> PresetStream:
+def stream(engine: Engine, preset: str, ratio: str | float = "auto", *, foreground: bool = False) -> PresetStream:
     """The preset's way through the frames of a video (see the module docstring)."""
     return PresetStream(engine, video_recipe(preset), ratio, foreground=foreground)

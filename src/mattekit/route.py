@@ -40,8 +40,17 @@ from typing import Literal
 import numpy as np
 
 __all__ = [
-    "PASS_PX", "MIN_OPAQUE_PX", "MIN_BODY", "MIN_PART_PX", "MIN_SOLID", "MIN_COVERED", "EMPTY_SHARE",
-    "Verdict", "judge", "covered", "kept_share",
+    "EMPTY_SHARE",
+    "MIN_BODY",
+    "MIN_COVERED",
+    "MIN_OPAQUE_PX",
+    "MIN_PART_PX",
+    "MIN_SOLID",
+    "PASS_PX",
+    "Verdict",
+    "covered",
+    "judge",
+    "kept_share",
 ]
 
 PASS_PX = 512  # the default preset's low-resolution long side (presets.RECIPES["balanced"])
@@ -100,7 +109,7 @@ def _body(opaque: np.ndarray, kept: np.ndarray) -> float:
         x, y, w, h, area = (int(v) for v in stats[i, :5])
         if area < MIN_PART_PX:
             continue
-        best = max(best, area / max(int(np.count_nonzero(kept[y:y + h, x:x + w])), 1))
+        best = max(best, area / max(int(np.count_nonzero(kept[y : y + h, x : x + w])), 1))
     return best
 
 

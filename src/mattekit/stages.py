@@ -24,8 +24,9 @@ three stage methods on its backend, which ``step`` runs in turn.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -47,8 +48,8 @@ class Frame:
 
     rgb: np.ndarray
     tensors: dict[str, np.ndarray] = field(default_factory=dict)  # the network's tensors so far
-    matte: Optional[Matte] = None  # a first frame's, matted whole by the first stage
-    state: Optional[list[np.ndarray]] = None  # ... and the state it leaves
+    matte: Matte | None = None  # a first frame's, matted whole by the first stage
+    state: list[np.ndarray] | None = None  # ... and the state it leaves
 
 
 class StagedStream:
@@ -61,24 +62,37 @@ class StagedStream:
     cores shared among the stages, at least 1).
     """
 
-    def __init__(self, engine: Engine, ratio: Callable[[int, int], float], *, foreground: bool = False,
-                 first_passes: int = 1, threads: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        ratio: Callable[[int, int], float],
+        *,
+        foreground: bool = False,
+        first_passes: int = 1,
+        threads: int | None = None,
+    ) -> None:
         if not engine.split:
-            raise InvalidOption("the stages need the engine's split CPU model; this engine runs the full graph "
-                                "(fast=False, or a GPU): run its frames with Engine.step or a preset's stream")
+            raise InvalidOption(
+                "the stages need the engine's split CPU model; this engine runs the full graph "
+                "(fast=False, or a GPU): run its frames with Engine.step or a preset's stream"
+            )
         cores = engine.threads or cpu_cores()
         self.engine = engine.with_threads(threads or max(1, cores // len(STAGES)))
         # A first frame (the start, a reset, a new size) runs as a still on all of the engine's
         # threads: at the start the later stages wait for it, mid-stream it shares the cores with
         # them for that frame. Same numbers: a run's results do not depend on its thread count.
         self._first_engine = engine
-        log.info("video frames after the first: %d overlapping model stages, %d thread%s each", len(STAGES),
-                 self.engine.threads, "" if self.engine.threads == 1 else "s")
+        log.info(
+            "video frames after the first: %d overlapping model stages, %d thread%s each",
+            len(STAGES),
+            self.engine.threads,
+            "" if self.engine.threads == 1 else "s",
+        )
         self.ratio = ratio
         self.foreground = foreground
         self.first_passes = max(1, first_passes)
         self.frames = 0
-        self._shape: Optional[tuple[int, int]] = None  # of the last frame encoded
+        self._shape: tuple[int, int] | None = None  # of the last frame encoded
         self._state: list[np.ndarray] = RecurrentState.empty().tensors
 
     def stages(self) -> list[Callable[[Any], Any]]:
@@ -101,8 +115,7 @@ class StagedStream:
         h, w = rgb.shape[:2]
         ratio = resolve_ratio(self.ratio(h, w), h, w)  # clamped as Engine.step clamps it
         if self._shape != (h, w):  # a first frame (RVM's state is spatial): as a still, Engine.step
-            matte, state = self._first_engine.step(rgb, ratio, None, foreground=self.foreground,
-                                                   passes=self.first_passes)
+            matte, state = self._first_engine.step(rgb, ratio, None, foreground=self.foreground, passes=self.first_passes)
             self._shape = (h, w)
             return Frame(rgb, matte=matte, state=state.tensors)
         return Frame(rgb, self.engine.stage_encode(rgb, ratio))

@@ -17,12 +17,13 @@ import functools
 import importlib
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 from ..errors import InvalidOption
 
-__all__ = ["Backend", "BACKENDS", "DEFAULT", "cpu_flags", "cpu_cores", "unavailable", "resolve", "for_pass", "load"]
+__all__ = ["BACKENDS", "DEFAULT", "Backend", "cpu_cores", "cpu_flags", "for_pass", "load", "resolve", "unavailable"]
 
 
 @dataclass(frozen=True)
@@ -30,22 +31,28 @@ class Backend:
     name: str
     summary: str
     module: str  # mattekit.backends.<module> holds load()
-    package: Optional[str] = None  # the import it needs beyond the base install
-    extra: Optional[str] = None  # the pip extra that installs it
+    package: str | None = None  # the import it needs beyond the base install
+    extra: str | None = None  # the pip extra that installs it
     cpu_needs: frozenset[str] = frozenset()  # /proc/cpuinfo flags, any of which makes it pay off
-    max_pixels: Optional[int] = None  # larger low-resolution passes run on ONNX Runtime instead
+    max_pixels: int | None = None  # larger low-resolution passes run on ONNX Runtime instead
 
 
 BACKENDS: dict[str, Backend] = {
-    b.name: b for b in (
+    b.name: b
+    for b in (
         Backend("onnxruntime", "ONNX Runtime, fp32 (the reference; every CPU)", "onnxruntime"),
         # The decoder tolerates bf16 (alpha within the fp32 model's own noise); the MobileNetV3
         # backbone does not, so it stays on ONNX Runtime fp32 (see openvino.py).
-        Backend("openvino-bf16", "backbone on ONNX Runtime fp32, decoder on OpenVINO bf16 (CPUs with bf16)",
-                "openvino", package="openvino", extra="openvino",
-                cpu_needs=frozenset({"avx512_bf16", "amx_bf16"}),
-                # OpenVINO's first run at a new size costs seconds at 1024x1024 (see openvino.py)
-                max_pixels=500_000),
+        Backend(
+            "openvino-bf16",
+            "backbone on ONNX Runtime fp32, decoder on OpenVINO bf16 (CPUs with bf16)",
+            "openvino",
+            package="openvino",
+            extra="openvino",
+            cpu_needs=frozenset({"avx512_bf16", "amx_bf16"}),
+            # OpenVINO's first run at a new size costs seconds at 1024x1024 (see openvino.py)
+            max_pixels=500_000,
+        ),
     )
 }
 DEFAULT = "onnxruntime"
@@ -73,7 +80,7 @@ def cpu_cores() -> int:
     return os.cpu_count() or 1
 
 
-def unavailable(name: str) -> Optional[str]:
+def unavailable(name: str) -> str | None:
     """Why backend ``name`` cannot run here, or None when it can."""
     backend = BACKENDS[name]
     if backend.package and importlib.util.find_spec(backend.package) is None:
@@ -81,7 +88,7 @@ def unavailable(name: str) -> Optional[str]:
     return None
 
 
-def resolve(requested: Optional[str] = None) -> str:
+def resolve(requested: str | None = None) -> str:
     """The backend to use: ``requested``, else ``MATTEKIT_BACKEND``, else ``auto``.
 
     ``auto`` takes the first backend after ONNX Runtime whose CPU flags this machine has and

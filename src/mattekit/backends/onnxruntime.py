@@ -3,7 +3,8 @@ reference), and the full graph wherever it runs (CUDA included)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["load"]
 

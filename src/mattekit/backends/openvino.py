@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
 from ..errors import ModelUnavailable
-
 
 __all__ = ["PRECISION", "SHAPES_KEPT", "load"]
 
@@ -59,8 +59,11 @@ class _PerShape:
         self._model = self._core.read_model(str(path))
         # Unpinned: OpenVINO pins its threads to cores by default, so two 1-thread models run
         # side by side (mattekit.stages) both landed on one core and took turns (measured).
-        self._config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": PRECISION, "PERFORMANCE_HINT": "LATENCY",
-                                        "ENABLE_CPU_PINNING": False}
+        self._config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": PRECISION,
+            "PERFORMANCE_HINT": "LATENCY",
+            "ENABLE_CPU_PINNING": False,
+        }
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = threads
         self._inputs = [_Arg(p.get_any_name()) for p in self._model.inputs]
@@ -89,7 +92,8 @@ class _PerShape:
                 except Exception as exc:  # OpenVINO raises its own untyped errors (memory, a shape it rejects)
                     raise ModelUnavailable(
                         f"OpenVINO could not compile {self._name} for input shapes {list(key)}: {exc}; "
-                        "run with --backend onnxruntime (MATTEKIT_BACKEND=onnxruntime)") from None
+                        "run with --backend onnxruntime (MATTEKIT_BACKEND=onnxruntime)"
+                    ) from None
                 wanted = {a.name for a in self._inputs}
                 # a reshaped model may name a port by another of its tensor's names: ours, by port
                 names = [next(n for n in port.get_names() if n in wanted) for port in compiled.inputs]
@@ -100,7 +104,7 @@ class _PerShape:
                 self._compiled.popitem(last=False)
         return (key, *found)
 
-    def run(self, output_names: Optional[list[str]], feeds: dict[str, np.ndarray], run_options: Any = None) -> list:
+    def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray], run_options: Any = None) -> list:
         key, compiled, names, outputs = self._for(feeds)
         requests = self._local.__dict__.setdefault("requests", {})
         request = requests.get(key)

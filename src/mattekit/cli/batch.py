@@ -9,7 +9,8 @@ import os
 import re
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -47,8 +48,9 @@ def without_ray_noise() -> Iterator[None]:
     os.dup2(write, 2)
     os.close(write)
     python_stderr = sys.stderr
-    sys.stderr = io.TextIOWrapper(io.FileIO(real, "w", closefd=False), encoding=python_stderr.encoding,
-                                  errors=python_stderr.errors, line_buffering=True)
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(real, "w", closefd=False), encoding=python_stderr.encoding, errors=python_stderr.errors, line_buffering=True
+    )
 
     drained = threading.Event()
 
@@ -75,32 +77,57 @@ _DRAINED = b"\0mattekit: stderr drained\n"
 
 
 @click.command(cls=Command)
-@click.argument("src", cls=Argument,
-                help="Folder of photos and videos: a path, or a URI pyarrow/fsspec opens (s3://bucket/in, gs://…).")
-@click.argument("dst", cls=Argument,
-                help="Output folder (path or URI); relative paths are kept. Holds _mattekit_manifest.jsonl.")
+@click.argument(
+    "src", cls=Argument, help="Folder of photos and videos: a path, or a URI pyarrow/fsspec opens (s3://bucket/in, gs://…)."
+)
+@click.argument("dst", cls=Argument, help="Output folder (path or URI); relative paths are kept. Holds _mattekit_manifest.jsonl.")
 @still_flags()
-@click.option("--video-output", default=None,
-              help=f"Videos as {' | '.join(n for n, spec in OUTPUTS.items() if spec.batch)} "
-                   "(default: webm; composite MP4 with --bg; matte MP4 with --mask).")
+@click.option(
+    "--video-output",
+    default=None,
+    help=f"Videos as {' | '.join(n for n, spec in OUTPUTS.items() if spec.batch)} "
+    "(default: webm; composite MP4 with --bg; matte MP4 with --mask).",
+)
 @click.option("--start", default=0.0, show_default=True, help="Videos: start at this many seconds.")
 @click.option("--end", type=float, default=None, help="Videos: stop at this many seconds.")
 @click.option("--max-frames", type=int, default=None, help="Videos: process at most this many frames.")
-@click.option("--max-duration", type=float, default=None, help="Videos: refuse (record as failed) clips longer than this many seconds.")
+@click.option(
+    "--max-duration", type=float, default=None, help="Videos: refuse (record as failed) clips longer than this many seconds."
+)
 @click.option("--no-audio", is_flag=True, help="Videos: drop the source's audio.")
-@click.option("--chunk-seconds", type=float, default=None,
-              help="Videos longer than twice this are cut into chunks of this many seconds, matted across the "
-                   "cluster and joined (as mattekit video --chunk-seconds).")
-@click.option("--address", default=None,
-              help="Join a Ray cluster: auto | host:port | ray://host:port. Default: an embedded Ray on this machine's cores.")
-@click.option("--workers", "-w", type=int, default=None,
-              help="Engines (Ray actors) to run; default: as many as the cluster's CPUs hold.")
+@click.option(
+    "--chunk-seconds",
+    type=float,
+    default=None,
+    help="Videos longer than twice this are cut into chunks of this many seconds, matted across the "
+    "cluster and joined (as mattekit video --chunk-seconds).",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Join a Ray cluster: auto | host:port | ray://host:port. Default: an embedded Ray on this machine's cores.",
+)
+@click.option(
+    "--workers", "-w", type=int, default=None, help="Engines (Ray actors) to run; default: as many as the cluster's CPUs hold."
+)
 @click.option("--threads", default=0, show_default=True, help="Inference threads (= CPUs) per worker; 0 = CPUs / workers, or 1.")
 @click.option("--overwrite", is_flag=True, help="Redo files whose output exists (default: skip them, so a rerun resumes).")
-def batch(src: str, dst: str, stills: dict[str, Any], video_output: Optional[str], start: float, end: Optional[float],
-          max_frames: Optional[int], max_duration: Optional[float], no_audio: bool, chunk_seconds: Optional[float],
-          address: Optional[str],
-          workers: Optional[int], threads: int, overwrite: bool) -> None:
+def batch(
+    src: str,
+    dst: str,
+    stills: dict[str, Any],
+    video_output: str | None,
+    start: float,
+    end: float | None,
+    max_frames: int | None,
+    max_duration: float | None,
+    no_audio: bool,
+    chunk_seconds: float | None,
+    address: str | None,
+    workers: int | None,
+    threads: int,
+    overwrite: bool,
+) -> None:
     """Remove backgrounds from a whole folder or bucket of photos and videos, on Ray.
 
     Exit status: 0 the batch ran (files that failed are listed in DST/_mattekit_manifest.jsonl),
@@ -116,17 +143,24 @@ def batch(src: str, dst: str, stills: dict[str, Any], video_output: Optional[str
             raise InvalidOption("--workers must be 1 or more and --threads 0 or more")
         if chunk_seconds is not None and not chunk_seconds > 0:
             raise InvalidOption("--chunk-seconds must be a positive number of seconds")
-        video = batching.VideoSettings(output=video_output, start=start, end=end, max_frames=max_frames,
-                                       max_duration=max_duration, audio=not no_audio, chunk_seconds=chunk_seconds)
+        video = batching.VideoSettings(
+            output=video_output,
+            start=start,
+            end=end,
+            max_frames=max_frames,
+            max_duration=max_duration,
+            audio=not no_audio,
+            chunk_seconds=chunk_seconds,
+        )
         video.suffix(options)
         video.video_options(options)
-        spec = batching.Spec(batching.resolve(src), batching.resolve(dst), options, video, device=current_device(),
-                              backend=current_backend())
+        spec = batching.Spec(
+            batching.resolve(src), batching.resolve(dst), options, video, device=current_device(), backend=current_backend()
+        )
     raise SystemExit(run_batch(spec, address=address, workers=workers, threads=threads or None, overwrite=overwrite))
 
 
-def run_batch(spec: "Spec", *, address: Optional[str], workers: Optional[int], threads: Optional[int],
-              overwrite: bool) -> int:
+def run_batch(spec: Spec, *, address: str | None, workers: int | None, threads: int | None, overwrite: bool) -> int:
     """Run a batch with a progress bar (files done, files/s). Exit status."""
     from .. import batch as batching
 
@@ -150,8 +184,16 @@ def run_batch(spec: "Spec", *, address: Optional[str], workers: Optional[int], t
     verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO
     try:
         with without_ray_noise() if not verbose else contextlib.nullcontext(), bar:
-            summary = batching.run(spec, address=address, workers=workers, threads=threads, overwrite=overwrite,
-                                   on_plan=planned, on_record=finished, verbose=verbose)
+            summary = batching.run(
+                spec,
+                address=address,
+                workers=workers,
+                threads=threads,
+                overwrite=overwrite,
+                on_plan=planned,
+                on_record=finished,
+                verbose=verbose,
+            )
     except KeyboardInterrupt:
         out.print("[yellow]interrupted[/]: finished files are kept; run the same command again to resume")
         return INTERRUPTED
@@ -167,7 +209,8 @@ def run_batch(spec: "Spec", *, address: Optional[str], workers: Optional[int], t
         return FAILED
     pool = f" on {summary.pool.size} workers x {summary.pool.threads} threads" if summary.pool else ""
     manifest = spec.dst.display(spec.dst.join(batching.MANIFEST))
-    out.print(f"[green]✓[/] {summary.done} done, {summary.failed} failed, {summary.skipped} skipped "
-              f"in {summary.seconds:.1f} s ({summary.rate:.2f} files/s){pool}; manifest: {manifest}")
+    out.print(
+        f"[green]✓[/] {summary.done} done, {summary.failed} failed, {summary.skipped} skipped "
+        f"in {summary.seconds:.1f} s ({summary.rate:.2f} files/s){pool}; manifest: {manifest}"
+    )
     return 0
-

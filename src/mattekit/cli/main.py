@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Optional
 
 import click
 
@@ -34,18 +33,27 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         ctx.exit()
 
 
-@click.group(cls=Group, name="mattekit", no_args_is_help=True,
-             help="Remove the background from photos and videos of people (RVM matting, CPU-friendly).")
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
-              help="Print the version and exit.")
+@click.group(
+    cls=Group,
+    name="mattekit",
+    no_args_is_help=True,
+    help="Remove the background from photos and videos of people (RVM matting, CPU-friendly).",
+)
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version, help="Print the version and exit.")
 @click.option("--verbose", "-v", is_flag=True, help="Log what happens (model, providers, timings).")
-@click.option("--device", default=None,
-              help="Where the model runs: auto (CUDA when available, else CPU) | cpu | cuda. Default: MATTEKIT_DEVICE, else auto.")
-@click.option("--backend", default=None,
-              help="Runtime of the model for video frames on the CPU: auto (chosen for this CPU) | onnxruntime | "
-                   "openvino-bf16 (stills always run on onnxruntime). Default: MATTEKIT_BACKEND, else auto.")
+@click.option(
+    "--device",
+    default=None,
+    help="Where the model runs: auto (CUDA when available, else CPU) | cpu | cuda. Default: MATTEKIT_DEVICE, else auto.",
+)
+@click.option(
+    "--backend",
+    default=None,
+    help="Runtime of the model for video frames on the CPU: auto (chosen for this CPU) | onnxruntime | "
+    "openvino-bf16 (stills always run on onnxruntime). Default: MATTEKIT_BACKEND, else auto.",
+)
 @click.pass_context
-def app(ctx: click.Context, verbose: bool, device: Optional[str], backend: Optional[str]) -> None:
+def app(ctx: click.Context, verbose: bool, device: str | None, backend: str | None) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if device is not None and device.strip().lower() not in DEVICES:
         fail(f"--device must be auto, cpu or cuda, not {device!r}")
@@ -54,15 +62,17 @@ def app(ctx: click.Context, verbose: bool, device: Optional[str], backend: Optio
 
         with exit_on_errors():
             resolve(backend)  # a name that cannot run here fails now, before any work
-    ctx.obj = State(device=device.strip().lower() if device is not None else None,
-                    backend=backend.strip().lower() if backend is not None else None)
+    ctx.obj = State(
+        device=device.strip().lower() if device is not None else None,
+        backend=backend.strip().lower() if backend is not None else None,
+    )
 
 
 for _command in (remove, video, batch, serve, model):
     app.add_command(_command)
 
 
-def main(args: Optional[list[str]] = None) -> None:
+def main(args: list[str] | None = None) -> None:
     """Run the command line; every failure is a one-line message and an exit status, never a trace."""
     try:
         status = app.main(args, standalone_mode=False)
@@ -84,7 +94,9 @@ def main(args: Optional[list[str]] = None) -> None:
         status = FAILED
     except Exception as exc:  # never a traceback for a user; -v logs it
         logging.getLogger("mattekit.cli").info("internal error", exc_info=True)
-        error(f"internal error ({type(exc).__name__}: {exc}). Please report it with the command you ran "
-              "and the output of the same command with -v.")
+        error(
+            f"internal error ({type(exc).__name__}: {exc}). Please report it with the command you ran "
+            "and the output of the same command with -v."
+        )
         status = FAILED
     sys.exit(status if isinstance(status, int) else 0)

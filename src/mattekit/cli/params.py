@@ -7,14 +7,22 @@ help cannot drift apart between ``remove``, ``batch`` and ``video``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, TypeVar
+from typing import Any, TypeVar
 
 import click
 
 __all__ = [
-    "Argument", "Command", "Group", "State", "current_device", "current_backend", "still_flags", "STILL_FLAGS",
     "DEVICES",
+    "STILL_FLAGS",
+    "Argument",
+    "Command",
+    "Group",
+    "State",
+    "current_backend",
+    "current_device",
+    "still_flags",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,22 +34,22 @@ DEVICES = ("auto", "cpu", "cuda")
 class State:
     """What the root flags decide for every command of one run."""
 
-    device: Optional[str] = None  # auto | cpu | cuda; None: the engine's default (MATTEKIT_DEVICE, else auto)
-    backend: Optional[str] = None  # auto | a name in mattekit.backends.BACKENDS; None: MATTEKIT_BACKEND, else auto
+    device: str | None = None  # auto | cpu | cuda; None: the engine's default (MATTEKIT_DEVICE, else auto)
+    backend: str | None = None  # auto | a name in mattekit.backends.BACKENDS; None: MATTEKIT_BACKEND, else auto
 
 
-def _state() -> Optional[State]:
+def _state() -> State | None:
     ctx = click.get_current_context(silent=True)
     return ctx.find_object(State) if ctx is not None else None
 
 
-def current_device() -> Optional[str]:
+def current_device() -> str | None:
     """The ``--device`` given before the command, for the engines the command creates."""
     state = _state()
     return state.device if state is not None else None
 
 
-def current_backend() -> Optional[str]:
+def current_backend() -> str | None:
     """The ``--backend`` given before the command, for the engines the command creates."""
     state = _state()
     return state.backend if state is not None else None
@@ -77,8 +85,11 @@ class Group(click.Group):
         return list(self.commands)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, cmd.short_help or (cmd.help or "").split("\n\n")[0].replace("\n", " ").strip())
-                for name, cmd in self.commands.items() if not cmd.hidden]
+        rows = [
+            (name, cmd.short_help or (cmd.help or "").split("\n\n")[0].replace("\n", " ").strip())
+            for name, cmd in self.commands.items()
+            if not cmd.hidden
+        ]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
@@ -95,7 +106,7 @@ class Flag:
     def name(self) -> str:
         return self.decls[-1]
 
-    def option(self, help: Optional[str] = None) -> Callable[[F], F]:
+    def option(self, help: str | None = None) -> Callable[[F], F]:
         return click.option(*self.decls, help=help or self.help, **self.attrs)
 
 
@@ -103,28 +114,40 @@ def _default(value: Any, kind: Any = str) -> dict[str, Any]:
     return {"default": value, "type": kind, "show_default": True}
 
 
-STILL_FLAGS: dict[str, Flag] = {f.name: f for f in (
-    # No default here: None lets `remove -o out.jpg` take the format from the name (else png).
-    Flag(("--format", "-f", "format"), "png | webp | jpg (jpg needs --bg). Default: from -o FILE's extension, else png.",
-         {"default": None}),
-    Flag(("--preset", "-p", "preset"), "fast | balanced | best.", _default("balanced")),
-    Flag(("--mask", "mask"), "Write the alpha matte alone (greyscale).", {"is_flag": True, "default": False}),
-    Flag(("--bg", "bg"), "Background: a colour (white, '#00ff00'), blur[:RADIUS], or an image file.", {"default": None}),
-    Flag(("--bg-fit", "bg_fit"), "How a background image fits: fill (crop) | fit (letterbox).", _default("fill")),
-    Flag(("--crop", "crop"), "Crop to the subject.", {"is_flag": True, "default": False}),
-    Flag(("--margin", "margin"), "Crop margin: pixels ('16') or percent ('5%').", _default("0")),
-    Flag(("--subject", "subject"),
-         "auto | person | general: which model (auto: RVM, or the general model when no person is found; "
-         "general needs `mattekit model fetch general`).", _default("auto")),
-    Flag(("--ratio", "ratio"), "RVM downsample ratio: auto or (0, 1]; 0.25 = the original demo.", _default("auto")),
-    Flag(("--max-size", "max_size"), "Shrink inputs so the longer side is at most this.", {"default": None, "type": int}),
-    Flag(("--quality", "quality"), "JPEG/WebP quality (WebP 100 = lossless).", _default(90, int)),
-    Flag(("--decontaminate/--no-decontaminate", "decontaminate"),
-         "Clean edge colours with RVM's foreground (default: preset's choice).", {"default": None}),
-)}
+STILL_FLAGS: dict[str, Flag] = {
+    f.name: f
+    for f in (
+        # No default here: None lets `remove -o out.jpg` take the format from the name (else png).
+        Flag(
+            ("--format", "-f", "format"),
+            "png | webp | jpg (jpg needs --bg). Default: from -o FILE's extension, else png.",
+            {"default": None},
+        ),
+        Flag(("--preset", "-p", "preset"), "fast | balanced | best.", _default("balanced")),
+        Flag(("--mask", "mask"), "Write the alpha matte alone (greyscale).", {"is_flag": True, "default": False}),
+        Flag(("--bg", "bg"), "Background: a colour (white, '#00ff00'), blur[:RADIUS], or an image file.", {"default": None}),
+        Flag(("--bg-fit", "bg_fit"), "How a background image fits: fill (crop) | fit (letterbox).", _default("fill")),
+        Flag(("--crop", "crop"), "Crop to the subject.", {"is_flag": True, "default": False}),
+        Flag(("--margin", "margin"), "Crop margin: pixels ('16') or percent ('5%').", _default("0")),
+        Flag(
+            ("--subject", "subject"),
+            "auto | person | general: which model (auto: RVM, or the general model when no person is found; "
+            "general needs `mattekit model fetch general`).",
+            _default("auto"),
+        ),
+        Flag(("--ratio", "ratio"), "RVM downsample ratio: auto or (0, 1]; 0.25 = the original demo.", _default("auto")),
+        Flag(("--max-size", "max_size"), "Shrink inputs so the longer side is at most this.", {"default": None, "type": int}),
+        Flag(("--quality", "quality"), "JPEG/WebP quality (WebP 100 = lossless).", _default(90, int)),
+        Flag(
+            ("--decontaminate/--no-decontaminate", "decontaminate"),
+            "Clean edge colours with RVM's foreground (default: preset's choice).",
+            {"default": None},
+        ),
+    )
+}
 
 
-def still_flags(*names: str, help: Optional[Mapping[str, str]] = None) -> Callable[[F], F]:
+def still_flags(*names: str, help: Mapping[str, str] | None = None) -> Callable[[F], F]:
     """Add the still-image flags ``names`` (default: all) to a command, in that order.
 
     The command receives them as one ``stills`` dict keyed by :class:`~mattekit.options.Options`

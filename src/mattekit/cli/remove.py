@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -20,16 +21,22 @@ __all__ = ["remove", "run_jobs"]
 
 
 @click.command(cls=Command)
-@click.argument("inputs", nargs=-1, required=True, cls=Argument,
-                help="Image files, folders (recursive), globs, or '-' for stdin.")
-@click.option("-o", "--output", default=None,
-              help="Output file, or folder for several inputs; '-' for stdout. Default: NAME-cutout.EXT beside each input.")
+@click.argument(
+    "inputs", nargs=-1, required=True, cls=Argument, help="Image files, folders (recursive), globs, or '-' for stdin."
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    help="Output file, or folder for several inputs; '-' for stdout. Default: NAME-cutout.EXT beside each input.",
+)
 @still_flags()
 @click.option("--threads", default=0, show_default=True, help="Inference threads (0 = all cores).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--skip-existing", is_flag=True, help="Leave existing outputs alone and go on.")
-def remove(inputs: Sequence[str], output: Optional[str], stills: dict[str, Any], threads: int,
-           overwrite: bool, skip_existing: bool) -> None:
+def remove(
+    inputs: Sequence[str], output: str | None, stills: dict[str, Any], threads: int, overwrite: bool, skip_existing: bool
+) -> None:
     """Remove the background from images.
 
     Exit status: 0 all done, 1 some inputs failed (each one is reported; a photo where no
@@ -49,19 +56,35 @@ def remove(inputs: Sequence[str], output: Optional[str], stills: dict[str, Any],
             raise InvalidOption("--overwrite and --skip-existing exclude each other")
         jobs = plan_jobs(list(inputs), output, options.format)  # first: several inputs need a folder, not a name
         if transparent_jpeg:
-            raise InvalidOption(f"{output} names a JPEG, which has no transparency: name it .png or .webp, "
-                                "or give a background (e.g. --bg white)")
+            raise InvalidOption(
+                f"{output} names a JPEG, which has no transparency: name it .png or .webp, or give a background (e.g. --bg white)"
+            )
         if any(j.source == "-" for j in jobs) and sys.stdin.isatty():
             raise InvalidOption("'-' reads an image from stdin: pipe one in, as in `mattekit remove - < photo.jpg`")
         if any(j.target == "-" for j in jobs) and sys.stdout.isatty():
             raise InvalidOption("the result would go to the terminal: redirect it (`> out.png`) or use -o FILE")
-    failed = run_jobs(jobs, options, threads=threads, overwrite=overwrite, skip_existing=skip_existing,
-                      device=current_device(), backend=current_backend())
+    failed = run_jobs(
+        jobs,
+        options,
+        threads=threads,
+        overwrite=overwrite,
+        skip_existing=skip_existing,
+        device=current_device(),
+        backend=current_backend(),
+    )
     raise SystemExit(FAILED if failed else 0)
 
 
-def run_jobs(jobs: list["Job"], options: "Options", *, threads: int, overwrite: bool, skip_existing: bool,
-             device: Optional[str] = None, backend: Optional[str] = None) -> int:
+def run_jobs(
+    jobs: list[Job],
+    options: Options,
+    *,
+    threads: int,
+    overwrite: bool,
+    skip_existing: bool,
+    device: str | None = None,
+    backend: str | None = None,
+) -> int:
     """Process every job, reporting (not raising) per-file failures. Returns the failure count.
 
     Progress goes to stderr: a live bar on a terminal, one ``[i/N]`` line per file otherwise

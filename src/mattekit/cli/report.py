@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, NoReturn, Optional, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -16,7 +17,7 @@ from ..errors import MattekitError
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
 
-__all__ = ["USAGE", "FAILED", "error", "fail", "exit_on_errors", "console", "Progress"]
+__all__ = ["FAILED", "USAGE", "Progress", "console", "error", "exit_on_errors", "fail"]
 
 USAGE = 2  # bad flags or arguments: nothing was done
 FAILED = 1  # the command ran and something failed
@@ -34,7 +35,7 @@ def fail(message: str, code: int = USAGE) -> NoReturn:
 
 
 @contextlib.contextmanager
-def exit_on_errors(code: int = USAGE, *, codes: Optional[Mapping[type, int]] = None) -> Iterator[None]:
+def exit_on_errors(code: int = USAGE, *, codes: Mapping[type, int] | None = None) -> Iterator[None]:
     """Turn a :class:`MattekitError` raised inside into :func:`fail` with ``code``.
 
     ``codes`` gives other statuses for particular error types (the first match wins), e.g.
@@ -47,7 +48,7 @@ def exit_on_errors(code: int = USAGE, *, codes: Optional[Mapping[type, int]] = N
         fail(str(exc), status)
 
 
-def console() -> "Console":
+def console() -> Console:
     """A rich console on stderr; each message one plain line (no wrapping, no auto-highlight)."""
     from rich.console import Console
 
@@ -62,9 +63,18 @@ class Progress:
     ``columns`` are extra rich ``TextColumn`` templates over ``fields`` (``"{task.fields[fps]:.1f} fps"``).
     """
 
-    def __init__(self, out: "Console", description: str, *, total: Optional[int] = None,
-                 columns: Sequence[str] = (), fields: Optional[Mapping[str, Any]] = None,
-                 elapsed: bool = True, transient: bool = False, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        out: Console,
+        description: str,
+        *,
+        total: int | None = None,
+        columns: Sequence[str] = (),
+        fields: Mapping[str, Any] | None = None,
+        elapsed: bool = True,
+        transient: bool = False,
+        enabled: bool = True,
+    ) -> None:
         self.enabled = enabled
         self._completed = 0.0
         self._started = time.perf_counter()
@@ -81,7 +91,7 @@ class Progress:
         self._bar = RichProgress(*parts, console=out, transient=transient)
         self._task = self._bar.add_task(description, total=total, **dict(fields or {}))
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         self._started = time.perf_counter()
         if self._bar is not None:
             self._bar.start()

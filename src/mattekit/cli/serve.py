@@ -6,8 +6,9 @@ import contextlib
 import dataclasses
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import click
 
@@ -16,7 +17,7 @@ from ..errors import CannotListen, InvalidOption
 from .params import Command, current_backend, current_device
 from .report import FAILED, exit_on_errors
 
-__all__ = ["EVERY_INTERFACE", "check_listen", "with_listen_address", "serve"]
+__all__ = ["EVERY_INTERFACE", "check_listen", "serve", "with_listen_address"]
 
 EVERY_INTERFACE = ("0.0.0.0", "::", "")
 
@@ -43,8 +44,9 @@ def check_listen(host: str, port: int) -> None:
     try:
         addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise CannotListen(f"cannot listen on {where}: {host!r} is not an address or a name we can resolve "
-                           f"({exc.strerror})") from None
+        raise CannotListen(
+            f"cannot listen on {where}: {host!r} is not an address or a name we can resolve ({exc.strerror})"
+        ) from None
     for family, kind, proto, _, address in addresses:
         with socket.socket(family, kind, proto) as sock:
             # As uvicorn binds: a port left in TIME_WAIT by a stopped server is free.
@@ -54,28 +56,39 @@ def check_listen(host: str, port: int) -> None:
             try:
                 sock.bind(address)
             except OSError as exc:
-                why = {errno.EADDRINUSE: f"port {port} is already in use (another server?): choose another --port",
-                       errno.EACCES: f"not allowed to use port {port} (ports below 1024 need root): choose another --port",
-                       errno.EADDRNOTAVAIL: f"{host} is not an address of this machine: choose another --host",
-                       }.get(exc.errno or 0, exc.strerror or str(exc))
+                why = {
+                    errno.EADDRINUSE: f"port {port} is already in use (another server?): choose another --port",
+                    errno.EACCES: f"not allowed to use port {port} (ports below 1024 need root): choose another --port",
+                    errno.EADDRNOTAVAIL: f"{host} is not an address of this machine: choose another --host",
+                }.get(exc.errno or 0, exc.strerror or str(exc))
                 raise CannotListen(f"cannot listen on {where}: {why}") from None
 
 
 @click.command(cls=Command)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", default=5003, show_default=True, help="TCP port.")
-@click.option("--workers", type=int, default=None,
-              help="Inference threads (default: MATTEKIT_WORKERS, else the CPU count, at most 4).")
-@click.option("--queue-size", type=int, default=None,
-              help="Requests waiting for a worker before 503 Busy (default: MATTEKIT_QUEUE_SIZE, else 16).")
-@click.option("--max-concurrency", type=int, default=None,
-              help="Open connections before uvicorn itself answers 503 (default: no limit).")
-@click.option("--processes", type=int, default=1, show_default=True,
-              help="Server processes sharing the port, each with its own engine and --workers threads (uvicorn's "
-                   "--workers); video jobs and /metrics are shared through MATTEKIT_JOB_DIR and "
-                   "PROMETHEUS_MULTIPROC_DIR (made here when unset).")
-def serve(host: str, port: int, workers: Optional[int], queue_size: Optional[int], max_concurrency: Optional[int],
-          processes: int) -> None:
+@click.option(
+    "--workers", type=int, default=None, help="Inference threads (default: MATTEKIT_WORKERS, else the CPU count, at most 4)."
+)
+@click.option(
+    "--queue-size",
+    type=int,
+    default=None,
+    help="Requests waiting for a worker before 503 Busy (default: MATTEKIT_QUEUE_SIZE, else 16).",
+)
+@click.option(
+    "--max-concurrency", type=int, default=None, help="Open connections before uvicorn itself answers 503 (default: no limit)."
+)
+@click.option(
+    "--processes",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Server processes sharing the port, each with its own engine and --workers threads (uvicorn's "
+    "--workers); video jobs and /metrics are shared through MATTEKIT_JOB_DIR and "
+    "PROMETHEUS_MULTIPROC_DIR (made here when unset).",
+)
+def serve(host: str, port: int, workers: int | None, queue_size: int | None, max_concurrency: int | None, processes: int) -> None:
     """Serve the web page and HTTP API (the same app as `uvicorn app:app`). Limits: MATTEKIT_* variables."""
     from ..service import Settings, create_app
     from ..service.factory import configure_logging
@@ -93,18 +106,27 @@ def serve(host: str, port: int, workers: Optional[int], queue_size: Optional[int
 
     configure_logging(settings.log_format, force=True)
     if host in EVERY_INTERFACE and not settings.api_keys:
-        click.echo("mattekit: warning: listening on every interface without MATTEKIT_API_KEYS: anyone who can reach "
-                   "this port can use the server", err=True)
+        click.echo(
+            "mattekit: warning: listening on every interface without MATTEKIT_API_KEYS: anyone who can reach "
+            "this port can use the server",
+            err=True,
+        )
     device, backend = current_device(), current_backend()
     each = f"{processes} processes × " if processes > 1 else ""
     click.echo(
         f"mattekit: serving on http://{host}:{port}/ ({each}{settings.workers} workers, queue {settings.queue_size}); "
-        "Ctrl-C stops", err=True,
+        "Ctrl-C stops",
+        err=True,
     )
     # Our access log (request ids, JSON when asked) replaces uvicorn's; the grace period bounds
     # how long a SIGTERM waits for in-flight requests.
-    common: dict[str, Any] = dict(host=host, port=port, limit_concurrency=max_concurrency,
-                                  timeout_graceful_shutdown=int(math.ceil(settings.grace_period)), access_log=False)
+    common: dict[str, Any] = dict(
+        host=host,
+        port=port,
+        limit_concurrency=max_concurrency,
+        timeout_graceful_shutdown=int(math.ceil(settings.grace_period)),
+        access_log=False,
+    )
     if processes == 1:
         matter = None
         if device is not None or backend is not None:
@@ -120,8 +142,7 @@ def serve(host: str, port: int, workers: Optional[int], queue_size: Optional[int
 
 
 @contextlib.contextmanager
-def _shared_environment(settings: Any, processes: int, device: Optional[str],
-                        backend: Optional[str] = None) -> Iterator[None]:
+def _shared_environment(settings: Any, processes: int, device: str | None, backend: str | None = None) -> Iterator[None]:
     """The environment every server process reads (the only channel to processes uvicorn
     starts): the settings given as flags, the device and backend, an even share of the cores, and the
     folders jobs and metrics are shared through (made, and removed, here)."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -28,17 +29,44 @@ from .executor import Reservation
 from .uploads import check_fields, read_upload, require_file
 
 __all__ = [
-    "router", "STATIC_DIR", "CLIENT_FIELDS", "PAGE_HEADERS", "api", "index", "healthz", "readyz", "metrics",
-    "limits", "parse_options", "Processed", "process", "REMOVE_BODY", "remove",
+    "CLIENT_FIELDS",
+    "PAGE_HEADERS",
+    "REMOVE_BODY",
+    "STATIC_DIR",
+    "Processed",
+    "api",
+    "healthz",
+    "index",
+    "limits",
+    "metrics",
+    "parse_options",
+    "process",
+    "readyz",
+    "remove",
+    "router",
 ]
 
 STATIC_DIR = Path(__file__).with_name("static")
 
 # The options a client may set. ``max_pixels`` and ``max_lowres_pixels`` are the server's to decide.
-CLIENT_FIELDS = frozenset({
-    "format", "mask", "bg", "bg_fit", "blur", "crop", "margin", "ratio", "max_size", "preset",
-    "quality", "decontaminate", "crop_threshold", "subject",
-})
+CLIENT_FIELDS = frozenset(
+    {
+        "format",
+        "mask",
+        "bg",
+        "bg_fit",
+        "blur",
+        "crop",
+        "margin",
+        "ratio",
+        "max_size",
+        "preset",
+        "quality",
+        "decontaminate",
+        "crop_threshold",
+        "subject",
+    }
+)
 # A ``bg`` that names a file: the CLI accepts paths, the service must never touch one.
 _PATHLIKE = re.compile(r"[/\\]|\.[A-Za-z]{3,4}\s*$")
 
@@ -101,10 +129,14 @@ async def metrics(request: Request) -> Response:
 async def limits(request: Request) -> dict:
     s = request.app.state.settings
     return {
-        "max_upload_bytes": s.max_upload_bytes, "max_pixels": s.max_pixels,
+        "max_upload_bytes": s.max_upload_bytes,
+        "max_pixels": s.max_pixels,
         "max_lowres_pixels": s.max_lowres_pixels,
-        "formats": list(FORMATS), "presets": list(PRESETS), "subjects": list(SUBJECTS),
-        "workers": s.workers, "queue_size": s.queue_size,
+        "formats": list(FORMATS),
+        "presets": list(PRESETS),
+        "subjects": list(SUBJECTS),
+        "workers": s.workers,
+        "queue_size": s.queue_size,
     }
 
 
@@ -112,9 +144,7 @@ def parse_options(fields: Mapping[str, str], settings: Any, has_bg_file: bool) -
     """Form/query fields → :class:`Options` under this server's limits (400 on a bad one)."""
     unknown = sorted(set(fields) - CLIENT_FIELDS)
     if unknown:
-        raise InvalidOption(
-            f"unknown option {unknown[0]!r}; known: {', '.join(sorted(CLIENT_FIELDS | {'file', 'bg_file'}))}"
-        )
+        raise InvalidOption(f"unknown option {unknown[0]!r}; known: {', '.join(sorted(CLIENT_FIELDS | {'file', 'bg_file'}))}")
     bg = fields.get("bg")
     if bg and _PATHLIKE.search(bg):
         raise InvalidOption("bg must be a colour, 'blur' or 'transparent'; send a picture as the bg_file upload")
@@ -129,14 +159,15 @@ class Processed:
     body: bytes
     size: tuple[int, int]
     timings: dict[str, float] = field(default_factory=dict)
-    crop_box: Optional[tuple[int, int, int, int]] = None
-    frame_size: Optional[tuple[int, int]] = None
+    crop_box: tuple[int, int, int, int] | None = None
+    frame_size: tuple[int, int] | None = None
     model: str = "person"  # the model that made the matte (Result.model)
-    notice: Optional[str] = None  # Result.notice of a result that is not empty
+    notice: str | None = None  # Result.notice of a result that is not empty
 
 
-def process(matter: Matter, data: bytes, options: Options, bg_data: Optional[bytes], fit: str,
-            deadline: Optional[Deadline] = None) -> Processed:
+def process(
+    matter: Matter, data: bytes, options: Options, bg_data: bytes | None, fit: str, deadline: Deadline | None = None
+) -> Processed:
     """The work of one request, in a pool thread: library call, then encoding."""
     timings: dict[str, float] = {}
     # Waited in the queue past its deadline: its client has its 504 already, don't start.
@@ -153,8 +184,7 @@ def process(matter: Matter, data: bytes, options: Options, bg_data: Optional[byt
     t0 = time.perf_counter()
     body = imaging.encode(result.image, options.format, options.quality, deadline=deadline)
     timings.update(result.timings, encode=time.perf_counter() - t0)
-    return Processed(body, result.image.size, timings, result.crop_box, result.frame_size, result.model,
-                     result.notice)
+    return Processed(body, result.image.size, timings, result.crop_box, result.frame_size, result.model, result.notice)
 
 
 def _server_timing(timings: Mapping[str, float]) -> str:
@@ -175,7 +205,10 @@ REMOVE_BODY = {
                         "format": {"type": "string", "enum": list(FORMATS), "default": "png"},
                         "preset": {"type": "string", "enum": list(PRESETS), "default": "balanced"},
                         "mask": {"type": "boolean", "default": False, "description": "return the alpha matte alone"},
-                        "bg": {"type": "string", "description": "transparent (default), a colour ('white', '#00ff00') or blur[:RADIUS]"},
+                        "bg": {
+                            "type": "string",
+                            "description": "transparent (default), a colour ('white', '#00ff00') or blur[:RADIUS]",
+                        },
                         "bg_fit": {"type": "string", "enum": ["fill", "fit"], "default": "fill"},
                         "blur": {"type": "string", "description": "blur the original behind the subject: true or a radius"},
                         "crop": {"type": "boolean", "default": False, "description": "crop to the subject"},
@@ -184,9 +217,13 @@ REMOVE_BODY = {
                         "max_size": {"type": "integer", "description": "shrink so the longer side is at most this"},
                         "quality": {"type": "integer", "default": 90, "description": "JPEG/WebP quality (WebP 100 = lossless)"},
                         "decontaminate": {"type": "string", "description": "auto | true | false: clean edge colours"},
-                        "subject": {"type": "string", "enum": list(SUBJECTS), "default": "auto",
-                                    "description": "auto: the person model, or the general model when no person is "
-                                    "found; person; general (when this server has it)"},
+                        "subject": {
+                            "type": "string",
+                            "enum": list(SUBJECTS),
+                            "default": "auto",
+                            "description": "auto: the person model, or the general model when no person is "
+                            "found; person; general (when this server has it)",
+                        },
                     },
                 }
             },
@@ -206,7 +243,7 @@ REMOVE_BODY = {
         "say where the time went. When a crop cut the frame, `X-Crop-Box` (`left,top,right,bottom`) "
         "says where, in pixels of the photo as processed (`X-Frame-Size`, `WxH`: upright, after "
         "`max_size`). `X-Model` says which model made the matte (`person` or `general`); `X-Notice`, "
-        "when present, a warning for the user. Errors are JSON `{\"error\": {\"code\", \"message\"}}`: 400 bad "
+        'when present, a warning for the user. Errors are JSON `{"error": {"code", "message"}}`: 400 bad '
         "option, 413 upload too large, 415 not an image, 422 too many pixels or `empty_result` (no "
         "subject found in the photo; the message says what to do), 503 busy (with "
         "`Retry-After`), 504 past the server's time limit (`MATTEKIT_REQUEST_TIMEOUT`)."
@@ -215,8 +252,10 @@ REMOVE_BODY = {
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}, "image/webp": {}, "image/jpeg": {}}, "description": "the result"},
-        400: {"description": "bad option"}, 413: {"description": "upload too large"},
-        415: {"description": "not an image"}, 422: {"description": "too many pixels, or empty_result: no subject found"},
+        400: {"description": "bad option"},
+        413: {"description": "upload too large"},
+        415: {"description": "not an image"},
+        422: {"description": "too many pixels, or empty_result: no subject found"},
         503: {"description": "busy: retry after Retry-After seconds"},
         504: {"description": "past the server's time limit"},
     },
@@ -226,7 +265,7 @@ async def remove(request: Request, slot: StillsSlot) -> Response:
     return await under_request_deadline(request, lambda r, deadline: _remove(r, deadline, slot))
 
 
-async def _remove(request: Request, deadline: Optional[Deadline], slot: Reservation) -> Response:
+async def _remove(request: Request, deadline: Deadline | None, slot: Reservation) -> Response:
     state = request.app.state
     settings = state.settings
     # The upload counts too: a client trickling its body would otherwise hold memory for ever.

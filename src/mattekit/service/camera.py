@@ -22,7 +22,6 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Optional
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
@@ -31,8 +30,14 @@ from .. import models
 from ..errors import MattekitError
 
 __all__ = [
-    "router", "ISOLATION_HEADERS", "RUNTIME_FILES", "REPO_RUNTIME", "RuntimeMissing", "runtime_dir",
-    "runtime_file", "model_file",
+    "ISOLATION_HEADERS",
+    "REPO_RUNTIME",
+    "RUNTIME_FILES",
+    "RuntimeMissing",
+    "model_file",
+    "router",
+    "runtime_dir",
+    "runtime_file",
 ]
 
 ISOLATION_HEADERS = {
@@ -75,8 +80,9 @@ async def runtime_file(name: str) -> FileResponse:
         raise RuntimeMissing(f"{name} is not among the camera's runtime files on this server")
     if not path.is_file():
         log.warning("the camera's in-browser runtime is missing: %s (run `make web`)", path)
-        raise RuntimeMissing("the in-browser runtime is not installed on this server (its log says where it "
-                             "looked): run `make web`")
+        raise RuntimeMissing(
+            "the in-browser runtime is not installed on this server (its log says where it looked): run `make web`"
+        )
     return FileResponse(path, media_type=media_type, headers={**ISOLATION_HEADERS, "Cache-Control": "no-cache"})
 
 
@@ -87,7 +93,7 @@ class _Digests:
         self._lock = threading.Lock()
         self._known: dict[tuple[str, int, int], str] = {}
 
-    def verified(self, model_arg: Optional[str]) -> models.ModelInfo:
+    def verified(self, model_arg: str | None) -> models.ModelInfo:
         # The file the engine uses: its explicit path, else MATTEKIT_MODEL, else the store's cache
         # (the server fetched it at start; nothing is fetched here).
         explicit = model_arg or os.environ.get("MATTEKIT_MODEL")
@@ -117,7 +123,7 @@ async def model_file(request: Request) -> FileResponse:
     model_arg = getattr(matter.engine, "model_arg", None)
     info = await asyncio.to_thread(_digests.verified, str(model_arg) if model_arg else None)
     return FileResponse(
-        info.path, media_type="application/octet-stream",
-        headers={**ISOLATION_HEADERS, "ETag": f'"{info.sha256}"', "Cache-Control": "no-cache",
-                 "X-Model-SHA256": info.sha256},
+        info.path,
+        media_type="application/octet-stream",
+        headers={**ISOLATION_HEADERS, "ETag": f'"{info.sha256}"', "Cache-Control": "no-cache", "X-Model-SHA256": info.sha256},
     )

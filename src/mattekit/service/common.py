@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -17,7 +18,16 @@ from ..deadline import Deadline
 from ..errors import DeadlineExceeded, MattekitError
 from ..options import Options
 
-__all__ = ["Unauthorized", "without_local_paths", "server_message", "presented_key", "key_owner", "require_api_key", "server_options", "under_request_deadline"]
+__all__ = [
+    "Unauthorized",
+    "key_owner",
+    "presented_key",
+    "require_api_key",
+    "server_message",
+    "server_options",
+    "under_request_deadline",
+    "without_local_paths",
+]
 
 
 class Unauthorized(MattekitError):
@@ -81,7 +91,8 @@ def server_options(settings: Any) -> Options:
 
 
 async def under_request_deadline(
-    request: Request, handle: Callable[[Request, Optional[Deadline]], Awaitable[Response]],
+    request: Request,
+    handle: Callable[[Request, Deadline | None], Awaitable[Response]],
 ) -> Response:
     """``handle(request, deadline)`` within ``MATTEKIT_REQUEST_TIMEOUT`` (upload included); a
     request past it is answered 504 by the error handlers and counted here."""

@@ -24,7 +24,8 @@ import signal
 import threading
 import time
 import uuid
-from typing import Annotated, Any, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Annotated, Any
 
 from fastapi import Depends
 from starlette.requests import Request
@@ -33,8 +34,19 @@ from ..errors import Busy
 from .executor import Reservation, WorkPool
 
 __all__ = [
-    "draining", "admission", "stills_slot", "StillsSlot", "DRAIN_BODY_BELOW", "close_after_refusal", "start_draining",
-    "install_drain", "access_log", "loggable", "request_id", "AccessLogMiddleware", "JsonFormatter",
+    "DRAIN_BODY_BELOW",
+    "AccessLogMiddleware",
+    "JsonFormatter",
+    "StillsSlot",
+    "access_log",
+    "admission",
+    "close_after_refusal",
+    "draining",
+    "install_drain",
+    "loggable",
+    "request_id",
+    "start_draining",
+    "stills_slot",
 ]
 
 log = logging.getLogger("mattekit.service")
@@ -44,8 +56,11 @@ def draining(state: Any) -> bool:
     return bool(getattr(state, "draining", False))
 
 
-def admission(pool_of: Callable[[Any], WorkPool], *, while_draining: bool = False,
-              ) -> Callable[[Request], AsyncIterator[Reservation]]:
+def admission(
+    pool_of: Callable[[Any], WorkPool],
+    *,
+    while_draining: bool = False,
+) -> Callable[[Request], AsyncIterator[Reservation]]:
     """A dependency reserving a slot of ``pool_of(app.state)`` for the request, or refusing it
     (503 Busy) when the pool is full or, with ``while_draining``, once the server is shutting
     down (work too long to finish). The route spends the :class:`Reservation` on its task; one
@@ -199,15 +214,26 @@ class AccessLogMiddleware:
         finally:
             client = scope.get("client") or ("-", 0)
             access_log.info(
-                '%s "%s %s HTTP/%s" %d %dB %.1fms id=%s', client[0], scope.get("method", ""),
+                '%s "%s %s HTTP/%s" %d %dB %.1fms id=%s',
+                client[0],
+                scope.get("method", ""),
                 loggable(scope.get("path", "")),
-                scope.get("http_version", "1.1"), seen["status"], seen["bytes"], (time.perf_counter() - start) * 1000,
+                scope.get("http_version", "1.1"),
+                seen["status"],
+                seen["bytes"],
+                (time.perf_counter() - start) * 1000,
                 rid,
-                extra={"access": {
-                    "request_id": rid, "client": client[0], "method": scope.get("method", ""),
-                    "path": scope.get("path", ""), "status": seen["status"], "bytes": seen["bytes"],
-                    "duration_ms": round((time.perf_counter() - start) * 1000, 1),
-                }},
+                extra={
+                    "access": {
+                        "request_id": rid,
+                        "client": client[0],
+                        "method": scope.get("method", ""),
+                        "path": scope.get("path", ""),
+                        "status": seen["status"],
+                        "bytes": seen["bytes"],
+                        "duration_ms": round((time.perf_counter() - start) * 1000, 1),
+                    }
+                },
             )
 
 
@@ -217,7 +243,9 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         body: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(), "logger": record.name, "pid": record.process,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
         }
         access = getattr(record, "access", None)
         if isinstance(access, dict):

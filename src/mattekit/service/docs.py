@@ -16,7 +16,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-__all__ = ["ASSETS", "docs_headers", "add_docs"]
+__all__ = ["ASSETS", "add_docs", "docs_headers"]
 
 ASSETS = "/docs-assets"
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
@@ -54,11 +54,13 @@ def add_docs(app: FastAPI) -> None:
                 'The API description is at <a href="/openapi.json">/openapi.json</a>.</p>'
             )
         else:
-            html = bytes(get_swagger_ui_html(
-                openapi_url=app.openapi_url or "/openapi.json",
-                title=f"{app.title} API",
-                swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
-                swagger_css_url=f"{ASSETS}/swagger-ui.css",
-                swagger_favicon_url=f"{ASSETS}/favicon-32x32.png",
-            ).body).decode()
+            html = bytes(
+                get_swagger_ui_html(
+                    openapi_url=app.openapi_url or "/openapi.json",
+                    title=f"{app.title} API",
+                    swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
+                    swagger_css_url=f"{ASSETS}/swagger-ui.css",
+                    swagger_favicon_url=f"{ASSETS}/favicon-32x32.png",
+                ).body
+            ).decode()
         return HTMLResponse(html, headers=docs_headers(html))

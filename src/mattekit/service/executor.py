@@ -29,8 +29,9 @@ import asyncio
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 
 from ..deadline import Deadline, within
 from ..errors import Busy
@@ -81,7 +82,7 @@ class WorkPool:
             mean = self._mean_s
         return int(min(60, max(1, math.ceil(mean * backlog / self.workers))))
 
-    def _refusal(self) -> Optional[Busy]:
+    def _refusal(self) -> Busy | None:
         """Why a task would be refused now, or None (call with the lock held)."""
         if self._closed:
             return Busy("the server is shutting down; try again shortly")
@@ -89,7 +90,7 @@ class WorkPool:
             return Busy(f"the server is busy ({self._accepted} requests in progress or waiting); try again shortly")
         return None
 
-    def reserve(self) -> "Reservation":
+    def reserve(self) -> Reservation:
         """Take a slot now (or raise :class:`Busy`), for a task submitted later through the
         returned :class:`Reservation`; release it if no task comes."""
         with self._lock:
@@ -106,11 +107,11 @@ class WorkPool:
             self._accepted -= 1
 
     # -- work ------------------------------------------------------------------------------
-    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "Future[T]":
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """Queue ``fn(*args, **kwargs)``; raise :class:`Busy` when the queue is full."""
         return self.reserve().submit(fn, *args, **kwargs)
 
-    def _start(self, fn: Callable[..., T], args: tuple, kwargs: dict, slot: "_Slot") -> "Future[T]":
+    def _start(self, fn: Callable[..., T], args: tuple, kwargs: dict, slot: _Slot) -> Future[T]:
         """Run ``fn`` in ``slot``, already counted in ``_accepted`` (by :meth:`reserve`)."""
 
         def task() -> T:
@@ -141,7 +142,7 @@ class WorkPool:
         future.add_done_callback(release_if_never_ran)
         return future
 
-    def _give_back(self, future: Future, slot: "_Slot") -> None:
+    def _give_back(self, future: Future, slot: _Slot) -> None:
         """Free the slot of a task whose caller gave up on it and cancelled its deadline: the
         work stops at its next check, and until then holds the thread, not the slot. A task
         still waiting is cancelled instead (its callback frees the slot)."""
@@ -185,7 +186,7 @@ class Reservation:
                 raise RuntimeError("this reservation was already used or released")
             self._held = False
 
-    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "Future[T]":
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """Queue ``fn(*args, **kwargs)`` in the reserved slot (never refused: the slot is ours)."""
         self._spend()
         return self.pool._start(fn, args, kwargs, self._slot)
@@ -194,7 +195,7 @@ class Reservation:
         """Await ``fn`` in the reserved slot. Cancelling the caller drops a waiting task."""
         return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
 
-    async def run_until(self, deadline: Optional[Deadline], fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def run_until(self, deadline: Deadline | None, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """:meth:`run`, or :class:`~mattekit.errors.DeadlineExceeded` once ``deadline`` passes,
         and then the slot is free at once. ``fn`` must check the same deadline (it is the one
         handed to it), so it stops at its next check and its thread takes the next task."""

@@ -25,9 +25,10 @@ import asyncio
 import importlib
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import ModuleType
-from typing import Any, AsyncIterator, Callable, Optional
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -47,23 +48,38 @@ from .metrics import Metrics
 from .settings import Settings
 
 __all__ = [
-    "ROUTER_MODULES", "MOUNTS", "REMOVEBG_HEADERS", "error_response", "Responder", "MetricsMiddleware",
-    "configure_logging", "create_app",
+    "MOUNTS",
+    "REMOVEBG_HEADERS",
+    "ROUTER_MODULES",
+    "MetricsMiddleware",
+    "Responder",
+    "configure_logging",
+    "create_app",
+    "error_response",
 ]
 
 log = logging.getLogger("mattekit.service")
 
 ROUTER_MODULES = ("api", "jobs", "removebg", "camera")
 MOUNTS = ("/static", "/docs-assets")  # static mounts get their own metrics label
-REMOVEBG_HEADERS = ("X-Width", "X-Height", "X-Type", "X-Credits-Charged", "X-Foreground-Top", "X-Foreground-Left",
-                    "X-Foreground-Width", "X-Foreground-Height", "X-Ignored-Parameters")
+REMOVEBG_HEADERS = (
+    "X-Width",
+    "X-Height",
+    "X-Type",
+    "X-Credits-Charged",
+    "X-Foreground-Top",
+    "X-Foreground-Left",
+    "X-Foreground-Width",
+    "X-Foreground-Height",
+    "X-Ignored-Parameters",
+)
 
 
-def error_response(status: int, code: str, message: str, headers: Optional[dict] = None) -> JSONResponse:
+def error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-Responder = Callable[[int, str, str, Optional[dict]], JSONResponse]
+Responder = Callable[[int, str, str, dict | None], JSONResponse]
 
 
 def _responders(modules: list[ModuleType]) -> Callable[[Request], Responder]:
@@ -166,14 +182,15 @@ def configure_logging(log_format: str = "text", *, force: bool = False) -> None:
         ours.propagate = False  # else the root handler prints every line a second time
     handler = mine[0] if mine else logging.StreamHandler()
     handler.mattekit = True  # type: ignore[attr-defined]  # ours to reconfigure for the next app
-    handler.setFormatter(JsonFormatter() if log_format == "json"
-                         else logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else logging.Formatter("%(levelname)s:     %(name)s: %(message)s")
+    )
     if not mine:
         ours.addHandler(handler)
     ours.setLevel(logging.INFO)
 
 
-def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, matter: Matter | None = None) -> FastAPI:
     """A new app. ``settings`` default to the environment (``MATTEKIT_*``, see settings.py)."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_format)
@@ -225,9 +242,22 @@ def create_app(settings: Optional[Settings] = None, *, matter: Optional[Matter] 
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(
-            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-            allow_headers=["*"], expose_headers=["X-Process-Time", "Server-Timing", "X-Image-Size", "X-Crop-Box", "X-Frame-Size", "X-Model", "X-Notice",
-                            "Retry-After", "X-Request-ID", *REMOVEBG_HEADERS],
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=[
+                "X-Process-Time",
+                "Server-Timing",
+                "X-Image-Size",
+                "X-Crop-Box",
+                "X-Frame-Size",
+                "X-Model",
+                "X-Notice",
+                "Retry-After",
+                "X-Request-ID",
+                *REMOVEBG_HEADERS,
+            ],
         )
     app.add_middleware(GuardMiddleware, settings=settings, respond=respond)  # Host and cross-site checks
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -253,8 +283,9 @@ def _short(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + "…"
 
 
-def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics, respond: Callable[[Request], Responder],
-                        face: Callable[[Request], str]) -> None:
+def _add_error_handlers(
+    app: FastAPI, pool: WorkPool, metrics: Metrics, respond: Callable[[Request], Responder], face: Callable[[Request], str]
+) -> None:
     @app.exception_handler(MattekitError)
     async def mattekit_error(request: Request, exc: MattekitError) -> JSONResponse:
         headers = None
@@ -282,7 +313,9 @@ def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics, respond:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed"}
         return respond(request)(
-            exc.status_code, codes.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail),
+            exc.status_code,
+            codes.get(exc.status_code, f"http_{exc.status_code}"),
+            str(exc.detail),
             getattr(exc, "headers", None),
         )
 
@@ -298,8 +331,9 @@ def _add_error_handlers(app: FastAPI, pool: WorkPool, metrics: Metrics, respond:
     @app.exception_handler(MemoryError)
     async def out_of_memory(request: Request, exc: MemoryError) -> JSONResponse:
         log.error("out of memory while serving %s", request.url.path)
-        return respond(request)(503, "out_of_memory", "the server ran out of memory; try a smaller image",
-                              {"Retry-After": str(pool.retry_after())})
+        return respond(request)(
+            503, "out_of_memory", "the server ran out of memory; try a smaller image", {"Retry-After": str(pool.retry_after())}
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -15,7 +15,8 @@ and where a browser's state-changing request comes from.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -23,7 +24,7 @@ from starlette.requests import Request
 from ..errors import MattekitError
 from .settings import host_name
 
-__all__ = ["OPEN_PATHS", "HostNotAllowed", "CrossSite", "refusal", "GuardMiddleware"]
+__all__ = ["OPEN_PATHS", "CrossSite", "GuardMiddleware", "HostNotAllowed", "refusal"]
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -44,14 +45,14 @@ class CrossSite(MattekitError):
     http_status = 403
 
 
-def _header(scope: dict, name: bytes) -> Optional[str]:
+def _header(scope: dict, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
             return value.decode("latin-1")
     return None
 
 
-def _host_refusal(scope: dict, allowed: tuple[str, ...]) -> Optional[MattekitError]:
+def _host_refusal(scope: dict, allowed: tuple[str, ...]) -> MattekitError | None:
     host = _header(scope, b"host")
     if host is None or "*" in allowed or scope.get("path", "") in OPEN_PATHS:
         return None  # no Host: not a browser (HTTP/1.0 tools), so not a rebinding
@@ -59,11 +60,13 @@ def _host_refusal(scope: dict, allowed: tuple[str, ...]) -> Optional[MattekitErr
     if name in allowed:
         return None
     shown = name if len(name) <= 64 and name.isprintable() else "this name"
-    return HostNotAllowed(f"this server does not answer to the host {shown!r}: add it to MATTEKIT_ALLOWED_HOSTS "
-                          "(comma-separated names, or * for any)")
+    return HostNotAllowed(
+        f"this server does not answer to the host {shown!r}: add it to MATTEKIT_ALLOWED_HOSTS "
+        "(comma-separated names, or * for any)"
+    )
 
 
-def _cross_site_refusal(scope: dict, cors_origins: tuple[str, ...]) -> Optional[MattekitError]:
+def _cross_site_refusal(scope: dict, cors_origins: tuple[str, ...]) -> MattekitError | None:
     if scope.get("method", "GET") in _SAFE_METHODS:
         return None
     origin = _header(scope, b"origin")
@@ -79,11 +82,13 @@ def _cross_site_refusal(scope: dict, cors_origins: tuple[str, ...]) -> Optional[
         return None  # not a browser
     if not foreign:
         return None
-    return CrossSite("a page on another site cannot post to this server: open the page it serves, list that "
-                     "site in MATTEKIT_CORS_ORIGINS, or set MATTEKIT_API_KEYS")
+    return CrossSite(
+        "a page on another site cannot post to this server: open the page it serves, list that "
+        "site in MATTEKIT_CORS_ORIGINS, or set MATTEKIT_API_KEYS"
+    )
 
 
-def refusal(scope: dict, settings: Any) -> Optional[MattekitError]:
+def refusal(scope: dict, settings: Any) -> MattekitError | None:
     """Why this request must not reach a route, or None."""
     found = _host_refusal(scope, settings.allowed_hosts)
     if found is None and not settings.api_keys:

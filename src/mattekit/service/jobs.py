@@ -44,9 +44,10 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Mapping, Optional
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
@@ -62,16 +63,36 @@ from .settings import env_number
 from .uploads import Upload, check_fields, read_upload, require_file
 
 __all__ = [
-    "router", "JOB_FIELDS", "MEDIA_TYPES", "JOB_OUTPUTS", "RECORD", "CANCEL", "NotFound", "NotReady",
-    "NoSpace", "ShuttingDown", "UPLOAD", "BACKGROUND", "folder_bytes", "without_paths", "JobSettings", "Job", "JobStore", "run_job",
-    "create_job", "get_job", "get_result", "delete_job", "on_startup", "on_shutdown",
+    "BACKGROUND",
+    "CANCEL",
+    "JOB_FIELDS",
+    "JOB_OUTPUTS",
+    "MEDIA_TYPES",
+    "RECORD",
+    "UPLOAD",
+    "Job",
+    "JobSettings",
+    "JobStore",
+    "NoSpace",
+    "NotFound",
+    "NotReady",
+    "ShuttingDown",
+    "create_job",
+    "delete_job",
+    "folder_bytes",
+    "get_job",
+    "get_result",
+    "on_shutdown",
+    "on_startup",
+    "router",
+    "run_job",
+    "without_paths",
 ]
 
 log = logging.getLogger("mattekit.service.jobs")
 
 # What a client may set on a video job (stills-only options such as crop or format are refused).
-JOB_FIELDS = frozenset({"output", "preset", "ratio", "bg", "bg_fit", "blur", "mask", "decontaminate", "start", "end",
-                        "subject"})
+JOB_FIELDS = frozenset({"output", "preset", "ratio", "bg", "bg_fit", "blur", "mask", "decontaminate", "start", "end", "subject"})
 
 
 def _media_types() -> dict[str, tuple[str, str]]:
@@ -129,7 +150,7 @@ class _FileOnWrite:
             self._file = open(self.path, "wb")
         return self._file.write(data)
 
-    def __enter__(self) -> "_FileOnWrite":
+    def __enter__(self) -> _FileOnWrite:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -178,10 +199,10 @@ class JobSettings:
     # A stalled upload holds a jobs slot, a file and its descriptors: 100 MiB arrive in 300 s at
     # 2.8 Mbit/s, slower than any link a video is worth sending over.
     upload_timeout: float = 300.0
-    folder: Optional[str] = None  # shared by every process; None: a private temporary folder
+    folder: str | None = None  # shared by every process; None: a private temporary folder
 
     @classmethod
-    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "JobSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> JobSettings:
         env = os.environ if env is None else env
         ttl = env_number(env, "MATTEKIT_JOB_TTL", 3600.0, 1.0, float)
         return cls(
@@ -208,20 +229,24 @@ class Job:
     total: int = 0
     fps: float = 0.0
     created: float = field(default_factory=time.time)
-    finished: Optional[float] = None
-    error: Optional[MattekitError] = None
-    result: Optional[Path] = None
+    finished: float | None = None
+    error: MattekitError | None = None
+    result: Path | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     future: Any = None
-    stopped: Optional[MattekitError] = None  # why the server (not the client) cancelled it
+    stopped: MattekitError | None = None  # why the server (not the client) cancelled it
     owned: bool = True  # False: read from another process's record
     owner: str = ""  # common.key_owner of the key that made it: another key gets 404
 
     def view(self, ttl: float) -> dict:
         body: dict = {
-            "id": self.id, "state": self.state, "output": self.output,
+            "id": self.id,
+            "state": self.state,
+            "output": self.output,
             "progress": {
-                "frames_done": self.done, "frames_total": self.total, "fps": round(self.fps, 2),
+                "frames_done": self.done,
+                "frames_total": self.total,
+                "fps": round(self.fps, 2),
                 "percent": round(100.0 * self.done / self.total, 1) if self.total else (100.0 if self.state == "done" else 0.0),
             },
             "created": self.created,
@@ -240,7 +265,7 @@ class Job:
 class JobStore:
     """Every job by id; files live in one folder per job (shared by all processes, or private)."""
 
-    def __init__(self, settings: JobSettings, root: Optional[Path] = None) -> None:
+    def __init__(self, settings: JobSettings, root: Path | None = None) -> None:
         self.settings = settings
         self.shared = root is None and settings.folder is not None
         if self.shared:
@@ -282,8 +307,10 @@ class JobStore:
             return
         used = self.used_bytes()
         if used + self.settings.max_upload_bytes > budget:
-            raise NoSpace(f"the server's video storage is full ({used / 2**30:.1f} of {budget / 2**30:.1f} GiB, "
-                          "MATTEKIT_JOB_DISK_BYTES); try again when finished jobs have expired")
+            raise NoSpace(
+                f"the server's video storage is full ({used / 2**30:.1f} of {budget / 2**30:.1f} GiB, "
+                "MATTEKIT_JOB_DISK_BYTES); try again when finished jobs have expired"
+            )
 
     def get(self, job_id: str, owner: str = "") -> Job:
         """The job, if ``owner`` (:func:`~.common.key_owner`) made it; 404 otherwise, as if it
@@ -313,8 +340,14 @@ class JobStore:
             if every and now - self._saved.get(job.id, -every) < every:
                 return
             self._saved[job.id] = now
-            record = {**job.view(self.settings.ttl), "finished": job.finished, "pid": os.getpid(),
-                      "host": socket.gethostname(), "owner": job.owner, "result_name": job.result.name if job.result else None}
+            record = {
+                **job.view(self.settings.ttl),
+                "finished": job.finished,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "owner": job.owner,
+                "result_name": job.result.name if job.result else None,
+            }
             if not job.folder.is_dir():
                 return  # deleted meanwhile: nothing to describe
             tmp = job.folder / f".{RECORD}.{os.getpid()}"
@@ -324,7 +357,7 @@ class JobStore:
             except OSError as exc:
                 log.warning("could not write the state of video job %s: %s", job.id, exc)
 
-    def _read(self, job_id: str) -> Optional[Job]:
+    def _read(self, job_id: str) -> Job | None:
         """Another process's job, from its record (None if there is none)."""
         folder = self.root / job_id
         try:
@@ -334,10 +367,19 @@ class JobStore:
         if record.get("output") not in MEDIA_TYPES:
             return None
         progress = record.get("progress", {})
-        job = Job(job_id, folder, record.get("output", "webm"), state=record.get("state", "failed"),
-                  done=progress.get("frames_done", 0), total=progress.get("frames_total", 0),
-                  fps=progress.get("fps", 0.0), created=record.get("created", 0.0),
-                  finished=record.get("finished"), owned=False, owner=str(record.get("owner") or ""))
+        job = Job(
+            job_id,
+            folder,
+            record.get("output", "webm"),
+            state=record.get("state", "failed"),
+            done=progress.get("frames_done", 0),
+            total=progress.get("frames_total", 0),
+            fps=progress.get("fps", 0.0),
+            created=record.get("created", 0.0),
+            finished=record.get("finished"),
+            owned=False,
+            owner=str(record.get("owner") or ""),
+        )
         if record.get("error"):
             job.error = MattekitError(record["error"].get("message", "the job failed"))
             job.error.code = record["error"].get("code", "error")
@@ -363,7 +405,8 @@ class JobStore:
             return False
         job.stopped = job.stopped or NoSpace(
             "this video's output filled the server's video storage (MATTEKIT_JOB_DISK_BYTES); "
-            "send a shorter clip (start/end) or a more compact output (webm)")
+            "send a shorter clip (start/end) or a more compact output (webm)"
+        )
         return True
 
     def discard_files(self, job: Job) -> None:
@@ -381,7 +424,7 @@ class JobStore:
             self._saved.pop(job.id, None)
         shutil.rmtree(job.folder, ignore_errors=True)
 
-    def sweep(self, now: Optional[float] = None, *, shared: bool = False) -> int:
+    def sweep(self, now: float | None = None, *, shared: bool = False) -> int:
         """Delete jobs that finished more than ``ttl`` seconds ago (``shared``: every process's). Returns how many."""
         now = time.time() if now is None else now
         with self._lock:
@@ -426,8 +469,7 @@ class JobStore:
             jobs = list(self._jobs.values())
         for job in jobs:
             if job.state in ("queued", "running"):
-                job.stopped = job.stopped or ShuttingDown("the server shut down before this video was finished; "
-                                                          "submit it again")
+                job.stopped = job.stopped or ShuttingDown("the server shut down before this video was finished; submit it again")
             job.cancel.set()
         self.pool.shutdown(wait=False)
         running = [j.future for j in jobs if j.future is not None and not j.future.done()]
@@ -487,16 +529,25 @@ def run_job(store: JobStore, job: Job, source: Path, options: Options, vopts: An
 
     deadline = Deadline.after(store.settings.timeout, "this video", "send a shorter clip (start/end) or a faster preset")
     try:
-        process_video(source, target, options, vopts, engine=engine, progress=progress,
-                      cancel=lambda: store.cancel_requested(job) or store.out_of_room(job), deadline=deadline)
+        process_video(
+            source,
+            target,
+            options,
+            vopts,
+            engine=engine,
+            progress=progress,
+            cancel=lambda: store.cancel_requested(job) or store.out_of_room(job),
+            deadline=deadline,
+        )
         if store.cancel_requested(job):  # cancelled just as it finished: honour the cancel
             raise Cancelled("the video was cancelled")
         job.result, job.state = target, "done"
     except Cancelled as exc:
         job.state, job.error = ("failed", job.stopped) if job.stopped is not None else ("cancelled", exc)
         if isinstance(job.stopped, NoSpace):
-            log.warning("video job %s stopped: the jobs' files passed MATTEKIT_JOB_DISK_BYTES (%d)", job.id,
-                        store.settings.disk_bytes)
+            log.warning(
+                "video job %s stopped: the jobs' files passed MATTEKIT_JOB_DISK_BYTES (%d)", job.id, store.settings.disk_bytes
+            )
     except DeadlineExceeded as exc:
         log.warning("video job %s stopped at its deadline (%g s)", job.id, store.settings.timeout)
         job.state, job.error = "failed", exc
@@ -564,12 +615,15 @@ async def _receive(request: Request, settings: JobSettings, sinks: Mapping[str, 
     try:
         return await within(deadline, read_upload(request, settings.max_upload_bytes, sinks=sinks, what="video"))
     except DeadlineExceeded:
-        raise UploadTimeout(f"the video did not arrive within this server's limit of {settings.upload_timeout:g} s "
-                            "for an upload; send a shorter clip or use a faster connection") from None
+        raise UploadTimeout(
+            f"the video did not arrive within this server's limit of {settings.upload_timeout:g} s "
+            "for an upload; send a shorter clip or use a faster connection"
+        ) from None
 
 
-def _prepare(store: JobStore, job: Job, source: Path, bg_path: Optional[Path], options: Options,
-             output: str, times: dict, fit: str) -> tuple[Path, Options, Any]:
+def _prepare(
+    store: JobStore, job: Job, source: Path, bg_path: Path | None, options: Options, output: str, times: dict, fit: str
+) -> tuple[Path, Options, Any]:
     """Check the uploaded clip is a video within the limits (in a thread: it decodes a frame)."""
     from .. import imaging
     from ..errors import TooLarge
@@ -581,7 +635,9 @@ def _prepare(store: JobStore, job: Job, source: Path, bg_path: Optional[Path], o
     bg_video = None
     if bg_path is not None:
         try:
-            options = options.replace(background=BackgroundImage(imaging.decode(bg_path, Options(max_pixels=options.max_pixels)), fit))  # type: ignore[arg-type]
+            options = options.replace(
+                background=BackgroundImage(imaging.decode(bg_path, Options(max_pixels=options.max_pixels)), fit)  # type: ignore[arg-type]
+            )
         except InvalidInput:
             probe(bg_path, max_pixels=options.max_pixels)  # not a picture: a background video, or a clear error
             bg_video = bg_path
@@ -592,8 +648,10 @@ def _prepare(store: JobStore, job: Job, source: Path, bg_path: Optional[Path], o
     end = min(times.get("end", duration), duration) if duration else times.get("end", start)
     seconds = max(0.0, end - start)
     if seconds > store.settings.max_seconds + 1e-6:
-        raise TooLarge(f"the clip is {seconds:.1f} s long; this server takes at most {store.settings.max_seconds:g} s "
-                       "(send a shorter clip, or start/end)")
+        raise TooLarge(
+            f"the clip is {seconds:.1f} s long; this server takes at most {store.settings.max_seconds:g} s "
+            "(send a shorter clip, or start/end)"
+        )
     # A container may not say, or lie about, its length: cap the frames too, so the limit holds for
     # any file (a 100 MiB upload of tiny frames could otherwise hold a worker for hours).
     cap = int(math.ceil(store.settings.max_seconds * min(max(info.fps, 1.0), 240.0))) + 1
@@ -604,15 +662,18 @@ def _prepare(store: JobStore, job: Job, source: Path, bg_path: Optional[Path], o
 
 
 # A job's slot is reserved before its upload is read, and held through the upload and the probe.
-_JobSlot = Annotated[Reservation, Depends(admission(lambda state: state.jobs.pool, while_draining=True),
-                                           scope="function")]
+_JobSlot = Annotated[Reservation, Depends(admission(lambda state: state.jobs.pool, while_draining=True), scope="function")]
 
 
-@router.post("", status_code=202, summary="Start a video job",
-             description="Multipart: `file` (the video), optional `bg_file` (a picture or a clip to put behind), "
-                         f"and options: `output` ({' | '.join(JOB_OUTPUTS)}), `preset`, `ratio`, "
-                         "`bg`, `bg_fit`, `blur`, `mask`, `decontaminate`, `start`, `end` (seconds). "
-                         "Answers 202 with the job; poll `GET /api/v1/jobs/{id}`.")
+@router.post(
+    "",
+    status_code=202,
+    summary="Start a video job",
+    description="Multipart: `file` (the video), optional `bg_file` (a picture or a clip to put behind), "
+    f"and options: `output` ({' | '.join(JOB_OUTPUTS)}), `preset`, `ratio`, "
+    "`bg`, `bg_fit`, `blur`, `mask`, `decontaminate`, `start`, `end` (seconds). "
+    "Answers 202 with the job; poll `GET /api/v1/jobs/{id}`.",
+)
 async def create_job(request: Request, slot: _JobSlot) -> JSONResponse:
     store = _store(request)
     store.sweep()
@@ -632,8 +693,16 @@ async def create_job(request: Request, slot: _JobSlot) -> JSONResponse:
         job.output = output
         require_file(upload, "video")
         source, options, vopts = await asyncio.to_thread(
-            _prepare, store, job, source, bg_path if has_bg else None, options, output, times,
-            (fields.get("bg_fit") or "fill").lower())
+            _prepare,
+            store,
+            job,
+            source,
+            bg_path if has_bg else None,
+            options,
+            output,
+            times,
+            (fields.get("bg_fit") or "fill").lower(),
+        )
         job.future = slot.submit(run_job, store, job, source, options, vopts, request.app.state.matter.engine)
         store.save(job)
     except BaseException as exc:
@@ -661,8 +730,7 @@ async def get_result(job_id: str, request: Request) -> FileResponse:
             raise NotReady(f"the job failed: {job.error.worded('api')}")
         raise NotReady(f"the job is {job.state}; poll GET /api/v1/jobs/{job.id} until it is done")
     media, ext = MEDIA_TYPES[job.output]
-    return FileResponse(job.result, media_type=media, filename=f"video-{job.id}{ext}",
-                        headers={"Cache-Control": "no-store"})
+    return FileResponse(job.result, media_type=media, filename=f"video-{job.id}{ext}", headers={"Cache-Control": "no-store"})
 
 
 @router.delete("/{job_id}", summary="Cancel a job, or delete a finished job's result")

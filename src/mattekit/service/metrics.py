@@ -37,27 +37,35 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)
 
 
 class Metrics:
-    def __init__(self, pool: "WorkPool") -> None:
+    def __init__(self, pool: WorkPool) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "mattekit_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r
-        )
+        self.requests = Counter("mattekit_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r)
         self.latency = Histogram(
-            "mattekit_http_request_duration_seconds", "Time from request to response", ["route"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "mattekit_http_request_duration_seconds",
+            "Time from request to response",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.inference = Histogram(
-            "mattekit_inference_seconds", "Model time per image (the matte stage)",
-            buckets=LATENCY_BUCKETS, registry=r,
+            "mattekit_inference_seconds",
+            "Model time per image (the matte stage)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.stage = Histogram(
-            "mattekit_stage_seconds", "Time per processing stage", ["stage"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "mattekit_stage_seconds",
+            "Time per processing stage",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.rejected = Counter("mattekit_rejected_busy", "Requests refused with 503 (queue full)", registry=r)
         self.timeouts = Counter(
-            "mattekit_deadline_exceeded", "Work stopped at its deadline (504 for stills, failed for jobs)", ["kind"],
+            "mattekit_deadline_exceeded",
+            "Work stopped at its deadline (504 for stills, failed for jobs)",
+            ["kind"],
             registry=r,
         )
         self.errors = Counter("mattekit_errors", "Requests that ended in one of our errors", ["code"], registry=r)
@@ -65,18 +73,21 @@ class Metrics:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         # A gauge computed at scrape time exists only in the process that is scraped; with
         # several processes each one writes its value (refresh) for the others to add up.
-        self.queue = Gauge("mattekit_queue_depth", "Requests waiting for a worker", registry=r,
-                           multiprocess_mode="livesum")
-        self.running = Gauge("mattekit_workers_busy", "Workers running a request now", registry=r,
-                             multiprocess_mode="livesum")
+        self.queue = Gauge("mattekit_queue_depth", "Requests waiting for a worker", registry=r, multiprocess_mode="livesum")
+        self.running = Gauge("mattekit_workers_busy", "Workers running a request now", registry=r, multiprocess_mode="livesum")
         if not self.multiprocess:
             self.queue.set_function(lambda: pool.waiting)
             self.running.set_function(lambda: pool.running)
         Gauge("mattekit_workers", "Workers in the pool", registry=r, multiprocess_mode="livesum").set(pool.workers)
-        Gauge("mattekit_queue_capacity", "Requests accepted (running + waiting) before 503", registry=r,
-              multiprocess_mode="livesum").set(pool.capacity)
-        self.ready = Gauge("mattekit_model_ready", "1 once the model is loaded (every process, when several)",
-                           registry=r, multiprocess_mode="livemin")
+        Gauge(
+            "mattekit_queue_capacity", "Requests accepted (running + waiting) before 503", registry=r, multiprocess_mode="livesum"
+        ).set(pool.capacity)
+        self.ready = Gauge(
+            "mattekit_model_ready",
+            "1 once the model is loaded (every process, when several)",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
         self.ready.set(0)
         self.started = time.time()
 

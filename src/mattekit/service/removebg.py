@@ -17,8 +17,9 @@ import math
 import re
 import time
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, cast
+from typing import Any, cast
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -36,10 +37,34 @@ from .executor import Reservation
 from .uploads import BadRequest, check_fields, limited_stream, read_upload
 
 __all__ = [
-    "router", "ERROR_PREFIX", "FACE", "SIZES", "DEFAULT_SIZE", "SUBJECT_TYPES", "OTHER_TYPES", "TYPE_LEVELS",
-    "OUTPUTS", "CHANNELS", "IGNORED", "FILE_FIELDS", "KNOWN", "UNLIMITED", "MAX_REPORTED", "RemoveBgError",
-    "Forbidden", "NoSubject", "error_response", "require_key", "Job", "read_fields", "parse", "Rendered",
-    "render", "REMOVEBG_BODY", "removebg", "account",
+    "CHANNELS",
+    "DEFAULT_SIZE",
+    "ERROR_PREFIX",
+    "FACE",
+    "FILE_FIELDS",
+    "IGNORED",
+    "KNOWN",
+    "MAX_REPORTED",
+    "OTHER_TYPES",
+    "OUTPUTS",
+    "REMOVEBG_BODY",
+    "SIZES",
+    "SUBJECT_TYPES",
+    "TYPE_LEVELS",
+    "UNLIMITED",
+    "Forbidden",
+    "Job",
+    "NoSubject",
+    "RemoveBgError",
+    "Rendered",
+    "account",
+    "error_response",
+    "parse",
+    "read_fields",
+    "removebg",
+    "render",
+    "require_key",
+    "router",
 ]
 
 ERROR_PREFIX = "/v1.0/"
@@ -47,17 +72,22 @@ FACE = "removebg"  # errors name remove.bg's parameters (size=preview), not ours
 
 # Result size caps in pixels, as remove.bg defines its sizes; None = as large as the input
 # (and this server's MATTEKIT_MAX_PIXELS) allows. Never upscaled.
-SIZES: dict[str, Optional[int]] = {
-    "preview": 250_000, "small": 250_000, "regular": 250_000,
-    "medium": 1_500_000, "hd": 4_000_000,
-    "full": None, "4k": None, "auto": None, "50mp": None,
+SIZES: dict[str, int | None] = {
+    "preview": 250_000,
+    "small": 250_000,
+    "regular": 250_000,
+    "medium": 1_500_000,
+    "hd": 4_000_000,
+    "full": None,
+    "4k": None,
+    "auto": None,
+    "50mp": None,
 }
 DEFAULT_SIZE = "preview"  # remove.bg's default, so a client gets the size it got there
 # remove.bg's ``type`` → our ``subject``: its person is our person model, every other type is a
 # subject for the general model, and auto is auto (the person model first).
 SUBJECT_TYPES = ("auto", "person")
-OTHER_TYPES = ("product", "animal", "car", "car_interior", "car_part", "transportation", "graphic",
-               "graphics", "other")
+OTHER_TYPES = ("product", "animal", "car", "car_interior", "car_part", "transportation", "graphic", "graphics", "other")
 TYPE_SUBJECTS: dict[str, str] = {"auto": "auto", "person": "person", **{t: "general" for t in OTHER_TYPES}}
 TYPE_LEVELS = ("none", "1", "2", "latest")
 OUTPUTS = ("auto", "png", "jpg", "webp", "zip")
@@ -66,11 +96,27 @@ CHANNELS = ("rgba", "alpha")
 # there either, so they are accepted and named in X-Ignored-Parameters.
 IGNORED = ("add_shadow", "semitransparency", "shadow_method", "shadow_type", "shadow_opacity")
 FILE_FIELDS = ("image_file", "bg_image_file", "image_file_b64")
-KNOWN = frozenset({
-    "image_file", "image_file_b64", "image_url", "bg_image_file", "bg_image_url", "bg_color",
-    "size", "type", "type_level", "format", "channels", "crop", "crop_margin", "roi", "scale",
-    "position", *IGNORED,
-})
+KNOWN = frozenset(
+    {
+        "image_file",
+        "image_file_b64",
+        "image_url",
+        "bg_image_file",
+        "bg_image_url",
+        "bg_color",
+        "size",
+        "type",
+        "type_level",
+        "format",
+        "channels",
+        "crop",
+        "crop_margin",
+        "roi",
+        "scale",
+        "position",
+        *IGNORED,
+    }
+)
 MAX_MARGIN_PX, MAX_MARGIN_PERCENT = 500, 50  # remove.bg's own bounds per side
 # JSON has no infinity; remove.bg's clients read these as plain numbers.
 UNLIMITED = 1_000_000_000
@@ -101,13 +147,16 @@ class NoSubject(MattekitError):
 
 # Our error codes in remove.bg's words; the message stays ours.
 _CODES = {
-    "invalid_option": "invalid_parameters", "bad_request": "invalid_request",
-    "invalid_input": "failed_to_read_image", "upload_too_large": "file_too_large",
-    "too_large": "resolution_too_high", "busy": "rate_limit_exceeded",
+    "invalid_option": "invalid_parameters",
+    "bad_request": "invalid_request",
+    "invalid_input": "failed_to_read_image",
+    "upload_too_large": "file_too_large",
+    "too_large": "resolution_too_high",
+    "busy": "rate_limit_exceeded",
 }
 
 
-def error_response(status: int, code: str, message: str, headers: Optional[dict] = None) -> JSONResponse:
+def error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
     """remove.bg's envelope. A full queue is its 429, which its clients retry after Retry-After.
 
     The message goes in ``title`` (what most clients show) and in ``detail`` (what the official
@@ -138,7 +187,7 @@ class Job:
 
     image: bytes
     options: Options
-    max_pixels_out: Optional[int]
+    max_pixels_out: int | None
     output: str  # one of OUTPUTS
     report_type: bool
     ignored: tuple[str, ...]
@@ -175,7 +224,8 @@ async def read_fields(request: Request, limit: int) -> tuple[dict[str, str], dic
     else:
         raise RemoveBgError(
             f"send the parameters as multipart/form-data, application/x-www-form-urlencoded or "
-            f"application/json, not {media or 'a body without a content type'}", "invalid_content_type",
+            f"application/json, not {media or 'a body without a content type'}",
+            "invalid_content_type",
         )
     if "image_file_b64" in files:  # a multipart part, kept as bytes: it may be megabytes long
         fields["image_file_b64"] = files.pop("image_file_b64").decode("ascii", "replace")
@@ -202,8 +252,9 @@ def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Any) 
                 f"{name}_not_supported",
             )
     if "image_file" in fields:
-        raise RemoveBgError("image_file must be a multipart file upload; in a form or JSON body send "
-                            "image_file_b64", "invalid_image_file")
+        raise RemoveBgError(
+            "image_file must be a multipart file upload; in a form or JSON body send image_file_b64", "invalid_image_file"
+        )
     sources = [name for name in ("image_file", "image_file_b64") if name in files or name in fields]
     if not sources:
         raise RemoveBgError("No image given: send image_file (multipart) or image_file_b64", "missing_source")
@@ -228,8 +279,9 @@ def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Any) 
     elif "bg_color" in fields:
         changes["bg"] = _colour(fields["bg_color"])
     if output == "jpg" and "bg" not in changes and not alpha_only:
-        raise RemoveBgError("format=jpg has no transparency: add bg_color or bg_image_file, or use png, webp "
-                            "or zip", "invalid_format")
+        raise RemoveBgError(
+            "format=jpg has no transparency: add bg_color or bg_image_file, or use png, webp or zip", "invalid_format"
+        )
     if "crop" in fields:
         changes["crop"] = fields["crop"]
         if "crop_margin" in fields and Options.from_fields({"crop": fields["crop"]}).crop:
@@ -240,8 +292,9 @@ def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Any) 
     base = Options(max_pixels=settings.max_pixels, max_lowres_pixels=settings.max_lowres_pixels)
     options = Options.from_fields(changes, base=base)
     # Only plain names, and a bounded list: they come from the client and go into a header.
-    ignored = tuple(sorted(name for name in fields if (name in IGNORED or name not in KNOWN)
-                           and _NAME.fullmatch(name)))[:MAX_REPORTED]
+    ignored = tuple(sorted(name for name in fields if (name in IGNORED or name not in KNOWN) and _NAME.fullmatch(name)))[
+        :MAX_REPORTED
+    ]
     return Job(image, options, SIZES[size], output, level != "none", ignored, kind)
 
 
@@ -266,15 +319,17 @@ def _colour(value: str) -> Any:
     hexa = _HEX.fullmatch(text)
     if hexa:
         digits = hexa.group(1)
-        if len(digits) in (4, 8) and digits[len(digits) * 3 // 4:].lower() not in ("f", "ff"):
-            raise RemoveBgError("bg_color with transparency is not supported: give an opaque colour, "
-                                "e.g. 81d4fa", "invalid_bg_color")
+        if len(digits) in (4, 8) and digits[len(digits) * 3 // 4 :].lower() not in ("f", "ff"):
+            raise RemoveBgError(
+                "bg_color with transparency is not supported: give an opaque colour, e.g. 81d4fa", "invalid_bg_color"
+            )
         text = "#" + digits[: len(digits) * 3 // 4] if len(digits) in (4, 8) else "#" + digits
     try:
         return parse_color(text)
     except InvalidOption:
-        raise RemoveBgError(f"bg_color {value!r} is not a colour: give hex (81d4fa, fff) or a name (green)",
-                            "invalid_bg_color") from None
+        raise RemoveBgError(
+            f"bg_color {value!r} is not a colour: give hex (81d4fa, fff) or a name (green)", "invalid_bg_color"
+        ) from None
 
 
 def _margin(value: str) -> str:
@@ -282,16 +337,17 @@ def _margin(value: str) -> str:
     parts = re.split(r"[\s,]+", value.strip())
     lengths = [_LENGTH.fullmatch(p) for p in parts]
     if len(parts) not in (1, 2, 4) or not all(lengths):
-        raise RemoveBgError(f"crop_margin must be 1, 2 or 4 values like 10px or 5%, not {value!r}",
-                            "invalid_crop_margin")
+        raise RemoveBgError(f"crop_margin must be 1, 2 or 4 values like 10px or 5%, not {value!r}", "invalid_crop_margin")
     values = {(float(m.group(1)), m.group(2) == "%") for m in lengths if m}
     if len(values) > 1:
-        raise RemoveBgError("crop_margin with a different margin per side is not supported: give one value",
-                            "unsupported_crop_margin")
+        raise RemoveBgError(
+            "crop_margin with a different margin per side is not supported: give one value", "unsupported_crop_margin"
+        )
     number, percent = values.pop()
     if number > (MAX_MARGIN_PERCENT if percent else MAX_MARGIN_PX):
-        raise RemoveBgError(f"crop_margin is at most {MAX_MARGIN_PX}px or {MAX_MARGIN_PERCENT}%, not {value!r}",
-                            "invalid_crop_margin")
+        raise RemoveBgError(
+            f"crop_margin is at most {MAX_MARGIN_PX}px or {MAX_MARGIN_PERCENT}%, not {value!r}", "invalid_crop_margin"
+        )
     return f"{number:g}%" if percent else f"{number:g}"
 
 
@@ -303,8 +359,9 @@ def _whole_image_only(fields: Mapping[str, str]) -> None:
         if len(corners) != 4 or not all(_LENGTH.fullmatch(c) for c in corners):
             raise RemoveBgError(f"roi must be 'x1 y1 x2 y2' in px or %, not {roi!r}", "invalid_roi")
         if not (all(float(c.rstrip("px%")) == 0 for c in corners[:2]) and corners[2:] == ["100%", "100%"]):
-            raise RemoveBgError("roi other than the whole image is not supported: crop the photo before sending it",
-                                "unsupported_roi")
+            raise RemoveBgError(
+                "roi other than the whole image is not supported: crop the photo before sending it", "unsupported_roi"
+            )
     scale = fields.get("scale", "original").lower()
     if scale != "original":
         fits = _PERCENT.fullmatch(scale)
@@ -315,8 +372,7 @@ def _whole_image_only(fields: Mapping[str, str]) -> None:
     if position != "original":
         values = position.split()
         if position != "center" and not (1 <= len(values) <= 2 and all(_PERCENT.fullmatch(v) for v in values)):
-            raise RemoveBgError(f"position must be original, center or 1-2 percentages, not {position!r}",
-                                "invalid_position")
+            raise RemoveBgError(f"position must be original, center or 1-2 percentages, not {position!r}", "invalid_position")
         raise RemoveBgError("position is not supported: only position=original", "unsupported_position")
 
 
@@ -331,7 +387,7 @@ class Rendered:
     model: str = "person"  # the model that made the matte (Result.model)
 
 
-def render(matter: Matter, job: Job, deadline: Optional[Deadline] = None) -> Rendered:
+def render(matter: Matter, job: Job, deadline: Deadline | None = None) -> Rendered:
     check_deadline(deadline)  # waited in the queue past its deadline: its client has its 504
     options = job.options
     if job.max_pixels_out is not None:
@@ -339,9 +395,11 @@ def render(matter: Matter, job: Job, deadline: Optional[Deadline] = None) -> Ren
         if side is not None:
             options = options.replace(max_size=side)
     if options.subject == "general" and not matter.general.available():
-        raise RemoveBgError(f"type={job.kind} needs the general model, which this server does not have "
-                            "(its operator can run `mattekit model fetch general`); type=person works",
-                            "unsupported_type")
+        raise RemoveBgError(
+            f"type={job.kind} needs the general model, which this server does not have "
+            "(its operator can run `mattekit model fetch general`); type=person works",
+            "unsupported_type",
+        )
     result = matter.process(job.image, options, deadline=deadline)
     if result.empty or result.subject_box is None:
         # remove.bg's answer for a photo without a foreground: a 400, never an empty cut-out.
@@ -363,7 +421,7 @@ def render(matter: Matter, job: Job, deadline: Optional[Deadline] = None) -> Ren
     return Rendered(body, media, image.size, result.subject_box, result.timings, result.model)
 
 
-def _longest_side(data: bytes, max_pixels: int, cap: int) -> Optional[int]:
+def _longest_side(data: bytes, max_pixels: int, cap: int) -> int | None:
     """The ``max_size`` that brings the photo down to ``cap`` pixels; None when it is within."""
     # The header only. Up to the bound, a JPEG past the limit is decoded reduced with the
     # max_size found here (imaging.open_image); decode holds everything else to the limit.
@@ -394,15 +452,22 @@ def _zip(image: Image.Image, quality: int) -> bytes:
 router = APIRouter(prefix="/v1.0", dependencies=[Depends(require_key)], tags=["remove.bg compatible"])
 
 _PARAMETERS = {
-    "image_file_b64": "the photo, base64", "image_url": "refused: this server fetches nothing from URLs",
+    "image_file_b64": "the photo, base64",
+    "image_url": "refused: this server fetches nothing from URLs",
     "size": "preview|small|regular (0.25 MP), medium (1.5 MP), hd (4 MP), full|4k|auto (as large as the input)",
     "type": "auto|person|product|animal|car|transportation|graphic|other (person: the person model; the "
-            "others: the general model, where this server has it; auto: the person model, or the general "
-            "model when no person is found)", "type_level": "none|1|2|latest (none: no X-Type)",
-    "format": "auto|png|jpg|webp|zip (zip: color.jpg + alpha.png)", "channels": "rgba|alpha",
-    "bg_color": "hex (81d4fa, fff) or a colour name", "bg_image_url": "refused: nothing is fetched from URLs",
-    "crop": "crop to the subject", "crop_margin": "with crop: one margin, 10px or 5% (at most 500px / 50%)",
-    "roi": "0% 0% 100% 100% only", "scale": "original only", "position": "original only",
+    "others: the general model, where this server has it; auto: the person model, or the general "
+    "model when no person is found)",
+    "type_level": "none|1|2|latest (none: no X-Type)",
+    "format": "auto|png|jpg|webp|zip (zip: color.jpg + alpha.png)",
+    "channels": "rgba|alpha",
+    "bg_color": "hex (81d4fa, fff) or a colour name",
+    "bg_image_url": "refused: nothing is fetched from URLs",
+    "crop": "crop to the subject",
+    "crop_margin": "with crop: one margin, 10px or 5% (at most 500px / 50%)",
+    "roi": "0% 0% 100% 100% only",
+    "scale": "original only",
+    "position": "original only",
     **{name: "accepted, ignored (named in X-Ignored-Parameters)" for name in IGNORED},
 }
 _TEXT = {name: {"type": "string", "description": text} for name, text in _PARAMETERS.items()}
@@ -411,9 +476,16 @@ REMOVEBG_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
-                "image_file": {**_FILE, "description": "the photo (its type is read from its bytes)"},
-                "bg_image_file": {**_FILE, "description": "a picture to put behind the subject"}, **_TEXT}}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "image_file": {**_FILE, "description": "the photo (its type is read from its bytes)"},
+                        "bg_image_file": {**_FILE, "description": "a picture to put behind the subject"},
+                        **_TEXT,
+                    },
+                }
+            },
             "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": _TEXT}},
             "application/json": {"schema": {"type": "object", "properties": _TEXT}},
         },
@@ -428,20 +500,25 @@ REMOVEBG_BODY = {
         "remove.bg's request and answer, on this server's model, queue, limits and keys "
         "(`X-Api-Key`). Returns the image with `X-Width`, `X-Height`, `X-Type: person`, "
         "`X-Credits-Charged: 0` and `X-Foreground-Top/Left/Width/Height`; with "
-        "`Accept: application/json`, `{\"data\": {\"result_b64\", \"foreground_top\", ...}}`. "
+        '`Accept: application/json`, `{"data": {"result_b64", "foreground_top", ...}}`. '
         "Parameters this server ignores are named in `X-Ignored-Parameters`. Errors are "
-        "`{\"errors\": [{\"title\", \"code\", \"detail\"}]}`: 400 bad parameter or no person, "
+        '`{"errors": [{"title", "code", "detail"}]}`: 400 bad parameter or no person, '
         "403 API key, 413 upload too large, 415 not an image, 422 too many pixels, 429 busy and "
         "503 model unavailable (both with `Retry-After`)."
     ),
     openapi_extra=REMOVEBG_BODY,
     response_class=Response,
     responses={
-        200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}, "application/zip": {},
-                          "application/json": {}}, "description": "the result"},
-        400: {"description": "bad parameter, or no person found"}, 403: {"description": "API key missing or invalid"},
-        413: {"description": "upload too large"}, 415: {"description": "not an image"},
-        422: {"description": "too many pixels"}, 429: {"description": "busy: retry after Retry-After seconds"},
+        200: {
+            "content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}, "application/zip": {}, "application/json": {}},
+            "description": "the result",
+        },
+        400: {"description": "bad parameter, or no person found"},
+        403: {"description": "API key missing or invalid"},
+        413: {"description": "upload too large"},
+        415: {"description": "not an image"},
+        422: {"description": "too many pixels"},
+        429: {"description": "busy: retry after Retry-After seconds"},
         503: {"description": "the model is not available"},
         504: {"description": "past the server's time limit (MATTEKIT_REQUEST_TIMEOUT)"},
     },
@@ -451,7 +528,7 @@ async def removebg(request: Request, slot: StillsSlot) -> Response:
     return await under_request_deadline(request, lambda r, deadline: _removebg(r, deadline, slot))
 
 
-async def _removebg(request: Request, deadline: Optional[Deadline], slot: Reservation) -> Response:
+async def _removebg(request: Request, deadline: Deadline | None, slot: Reservation) -> Response:
     state = request.app.state
     fields, files = await within(deadline, read_fields(request, state.settings.max_upload_bytes))
     job = parse(fields, files, state.settings)
@@ -460,11 +537,15 @@ async def _removebg(request: Request, deadline: Optional[Deadline], slot: Reserv
     state.metrics.observe_timings(out.timings)
     left, top, right, bottom = out.subject
     headers = {
-        "X-Width": str(out.size[0]), "X-Height": str(out.size[1]),
+        "X-Width": str(out.size[0]),
+        "X-Height": str(out.size[1]),
         "X-Credits-Charged": "0",  # an integer string: remove-bg-api does int() on it
-        "X-Foreground-Top": str(top), "X-Foreground-Left": str(left),
-        "X-Foreground-Width": str(right - left), "X-Foreground-Height": str(bottom - top),
-        "X-Process-Time": f"{sum(out.timings.values()):.3f}", "Cache-Control": "no-store",
+        "X-Foreground-Top": str(top),
+        "X-Foreground-Left": str(left),
+        "X-Foreground-Width": str(right - left),
+        "X-Foreground-Height": str(bottom - top),
+        "X-Process-Time": f"{sum(out.timings.values()):.3f}",
+        "Cache-Control": "no-store",
     }
     if job.report_type:
         # What was cut out, in remove.bg's words: a person, else the type asked for (or "other").
@@ -472,8 +553,13 @@ async def _removebg(request: Request, deadline: Optional[Deadline], slot: Reserv
     if job.ignored:
         headers["X-Ignored-Parameters"] = ",".join(job.ignored)
     if "application/json" in request.headers.get("accept", "").lower():
-        data = {"result_b64": base64.b64encode(out.body).decode("ascii"), "foreground_top": top,
-                "foreground_left": left, "foreground_width": right - left, "foreground_height": bottom - top}
+        data = {
+            "result_b64": base64.b64encode(out.body).decode("ascii"),
+            "foreground_top": top,
+            "foreground_left": left,
+            "foreground_width": right - left,
+            "foreground_height": bottom - top,
+        }
         return JSONResponse({"data": data}, headers=headers)
     return Response(out.body, media_type=out.media_type, headers=headers)
 

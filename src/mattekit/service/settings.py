@@ -20,17 +20,27 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, TypeVar
+from typing import Any, TypeVar
 
-from ..errors import InvalidOption
 from ..backends import cpu_cores
+from ..errors import InvalidOption
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_QUEUE_SIZE", "DEFAULT_MAX_LOWRES_PIXELS",
-    "DEFAULT_REQUEST_TIMEOUT", "DEFAULT_GRACE_PERIOD", "LOG_FORMATS", "LOCAL_HOSTS", "host_name", "hosts_from_env",
-    "default_workers", "env_number",
+    "DEFAULT_GRACE_PERIOD",
+    "DEFAULT_MAX_LOWRES_PIXELS",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "DEFAULT_QUEUE_SIZE",
+    "DEFAULT_REQUEST_TIMEOUT",
+    "LOCAL_HOSTS",
+    "LOG_FORMATS",
     "Settings",
+    "default_workers",
+    "env_number",
+    "host_name",
+    "hosts_from_env",
 ]
 
 # Phones write up to ~50 MP; more is almost surely a mistake or a decompression bomb.
@@ -90,7 +100,7 @@ def host_name(host: str) -> str:
     """The name in a ``Host`` value, without port, brackets or a trailing dot, lower case."""
     host = host.strip().lower()
     if host.startswith("["):  # [::1]:8000
-        return host[1:host.find("]")] if "]" in host else host
+        return host[1 : host.find("]")] if "]" in host else host
     if host.count(":") > 1:  # a bare IPv6 address (a setting; a Host header brackets it)
         return host
     name, _, port = host.rpartition(":")
@@ -126,11 +136,14 @@ class Settings:
     def __post_init__(self) -> None:
         if self.workers == 0:
             object.__setattr__(self, "workers", default_workers())
-        if (self.workers < 1 or self.queue_size < 0 or self.max_upload_bytes < 1 or self.max_pixels < 1
-                or self.max_lowres_pixels < 1):
-            raise InvalidOption(
-                "workers, max_upload_bytes, max_pixels and max_lowres_pixels must be positive; queue_size >= 0"
-            )
+        if (
+            self.workers < 1
+            or self.queue_size < 0
+            or self.max_upload_bytes < 1
+            or self.max_pixels < 1
+            or self.max_lowres_pixels < 1
+        ):
+            raise InvalidOption("workers, max_upload_bytes, max_pixels and max_lowres_pixels must be positive; queue_size >= 0")
         if self.request_timeout < 0 or self.grace_period < 0 or self.drain_seconds < 0:
             raise InvalidOption("request_timeout, grace_period and drain_seconds must be >= 0")
         if self.log_format not in LOG_FORMATS:
@@ -144,7 +157,7 @@ class Settings:
         return any(hmac.compare_digest(given.encode(), key.encode()) for key in self.api_keys)
 
     @classmethod
-    def from_env(cls, env: Optional[Mapping[str, str]] = None, **overrides) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
         """Settings from ``MATTEKIT_*`` variables; keyword ``overrides`` win (CLI flags)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = dict(

@@ -8,8 +8,9 @@ File names sent by the client are ignored.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Mapping, Optional, Protocol
+from typing import Protocol
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -17,8 +18,16 @@ from starlette.requests import Request
 from ..errors import InvalidInput, MattekitError, UploadTooLarge
 
 __all__ = [
-    "FILE_FIELDS", "MAX_FIELDS", "MAX_FIELD_BYTES", "BadRequest", "Sink", "Upload", "check_fields", "limited_stream",
-    "read_upload", "require_file",
+    "FILE_FIELDS",
+    "MAX_FIELDS",
+    "MAX_FIELD_BYTES",
+    "BadRequest",
+    "Sink",
+    "Upload",
+    "check_fields",
+    "limited_stream",
+    "read_upload",
+    "require_file",
 ]
 
 FILE_FIELDS = ("file", "bg_file")
@@ -47,7 +56,7 @@ class Upload:
     files: dict[str, bytes] = field(default_factory=dict)
     saved: dict[str, int] = field(default_factory=dict)  # bytes streamed into a ``sinks`` file, by field
 
-    def size(self, name: str) -> Optional[int]:
+    def size(self, name: str) -> int | None:
         """Bytes the file part ``name`` had (kept or streamed), None when it was not sent."""
         if name in self.files:
             return len(self.files[name])
@@ -99,8 +108,12 @@ async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
 
 
 async def read_upload(
-    request: Request, limit: int, sinks: Optional[Mapping[str, Sink]] = None,
-    *, file_fields: tuple[str, ...] = FILE_FIELDS, what: str = "photo",
+    request: Request,
+    limit: int,
+    sinks: Mapping[str, Sink] | None = None,
+    *,
+    file_fields: tuple[str, ...] = FILE_FIELDS,
+    what: str = "photo",
 ) -> Upload:
     """Multipart form, urlencoded form, or a raw image body (then it is the ``file``).
 
@@ -140,12 +153,17 @@ async def read_upload(
 
 
 def _wrong_field(name: str, file_fields: tuple[str, ...], what: str) -> BadRequest:
-    return BadRequest(f"a file came in the field {_name(name)}: send the {what} in the field {file_fields[0]!r}"
-                      + (f" (a background picture in {file_fields[1]!r})" if len(file_fields) > 1 else ""))
+    return BadRequest(
+        f"a file came in the field {_name(name)}: send the {what} in the field {file_fields[0]!r}"
+        + (f" (a background picture in {file_fields[1]!r})" if len(file_fields) > 1 else "")
+    )
 
 
 async def _read_multipart(
-    stream: AsyncIterator[bytes], boundary: bytes, sinks: Mapping[str, Sink], file_fields: tuple[str, ...],
+    stream: AsyncIterator[bytes],
+    boundary: bytes,
+    sinks: Mapping[str, Sink],
+    file_fields: tuple[str, ...],
     what: str,
 ) -> Upload:
     from python_multipart.exceptions import MultipartParseError
@@ -189,8 +207,10 @@ async def _read_multipart(
         buf = part["data"]
         buf.extend(data[start:end])
         if part["name"] not in file_fields and len(buf) > MAX_FIELD_BYTES:
-            raise BadRequest(f"form field {_name(part['name'])} is longer than {MAX_FIELD_BYTES} bytes; "
-                             f"send the {what} in the field {file_fields[0]!r}")
+            raise BadRequest(
+                f"form field {_name(part['name'])} is longer than {MAX_FIELD_BYTES} bytes; "
+                f"send the {what} in the field {file_fields[0]!r}"
+            )
 
     def on_part_end() -> None:
         name, data = part["name"], part["data"]
@@ -207,11 +227,18 @@ async def _read_multipart(
         except UnicodeDecodeError:
             raise BadRequest(f"form field {name!r} is not UTF-8 text") from None
 
-    parser = MultipartParser(boundary, {
-        "on_part_begin": on_part_begin, "on_part_data": on_part_data, "on_part_end": on_part_end,
-        "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
-    })
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+        },
+    )
     try:
         async for chunk in stream:
             parser.write(chunk)

@@ -22,15 +22,30 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 _LAZY = {
-    "VideoOptions": "outputs", "OUTPUT_TYPES": "outputs", "OUTPUTS": "outputs", "OutputSpec": "outputs",
-    "OutputType": "outputs", "register_output": "outputs", "infer_output": "outputs", "resolve_output": "outputs",
-    "VP9_OPTIONS": "outputs", "PRORES_OPTIONS": "outputs", "X264_OPTIONS": "outputs",
-    "VideoInfo": "reader", "probe": "reader", "read_frames": "reader", "upright": "reader",
+    "VideoOptions": "outputs",
+    "OUTPUT_TYPES": "outputs",
+    "OUTPUTS": "outputs",
+    "OutputSpec": "outputs",
+    "OutputType": "outputs",
+    "register_output": "outputs",
+    "infer_output": "outputs",
+    "resolve_output": "outputs",
+    "VP9_OPTIONS": "outputs",
+    "PRORES_OPTIONS": "outputs",
+    "X264_OPTIONS": "outputs",
+    "VideoInfo": "reader",
+    "probe": "reader",
+    "read_frames": "reader",
+    "upright": "reader",
     "Writer": "writers",
     "compose_frame": "backgrounds",
-    "process_video": "pipeline", "write_frames": "pipeline", "Progress": "pipeline", "VideoResult": "pipeline",
+    "process_video": "pipeline",
+    "write_frames": "pipeline",
+    "Progress": "pipeline",
+    "VideoResult": "pipeline",
     "QUEUE_FRAMES": "pipeline",
-    "alpha_sequence": "metrics", "flicker": "metrics",
+    "alpha_sequence": "metrics",
+    "flicker": "metrics",
     "process_chunked": "chunks",
     "VIDEO_SUFFIXES": "..formats",
 }  # beyond __all__: names the single-module video.py had, kept importable
@@ -39,7 +54,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .backgrounds import compose_frame
     from .metrics import alpha_sequence, flicker
     from .outputs import (
-        OUTPUT_TYPES, OUTPUTS, OutputSpec, OutputType, VideoOptions, infer_output, register_output, resolve_output,
+        OUTPUT_TYPES,
+        OUTPUTS,
+        OutputSpec,
+        OutputType,
+        VideoOptions,
+        infer_output,
+        register_output,
+        resolve_output,
     )
     from .pipeline import Progress, VideoResult, process_video, write_frames
     from .reader import VideoInfo, probe, read_frames, upright
@@ -58,7 +80,24 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "VideoOptions", "VideoInfo", "VideoResult", "Progress", "OUTPUT_TYPES", "OUTPUTS", "OutputSpec", "OutputType",
-    "Writer", "register_output", "process_video", "probe", "infer_output", "resolve_output", "read_frames",
-    "write_frames", "alpha_sequence", "flicker", "compose_frame", "upright",
+    "OUTPUTS",
+    "OUTPUT_TYPES",
+    "OutputSpec",
+    "OutputType",
+    "Progress",
+    "VideoInfo",
+    "VideoOptions",
+    "VideoResult",
+    "Writer",
+    "alpha_sequence",
+    "compose_frame",
+    "flicker",
+    "infer_output",
+    "probe",
+    "process_video",
+    "read_frames",
+    "register_output",
+    "resolve_output",
+    "upright",
+    "write_frames",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Generator, Optional
+from collections.abc import Generator
 
 import numpy as np
 
@@ -25,11 +25,10 @@ class Backgrounds:
         self.skip = skip  # frames of the looped background clip already behind earlier chunks
         self.video = vopts.background_video
         self.max_pixels = options.max_pixels  # a background clip's frames too, each one
-        self._fixed: Optional[np.ndarray] = None
-        self._frames: Optional[Generator[np.ndarray, None, None]] = None
+        self._fixed: np.ndarray | None = None
+        self._frames: Generator[np.ndarray, None, None] | None = None
         if isinstance(self.bg, BackgroundImage) and not isinstance(self.bg.source, imaging.Decoded):
-            self.bg = BackgroundImage(imaging.decode(self.bg.source, Options(max_pixels=options.max_pixels)),
-                                      self.bg.fit)
+            self.bg = BackgroundImage(imaging.decode(self.bg.source, Options(max_pixels=options.max_pixels)), self.bg.fit)
 
     def layer(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
@@ -67,16 +66,14 @@ class Backgrounds:
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         pic = cv2.resize(pic, (nw, nh), interpolation=interp)
         x, y = (nw - w) // 2, (nh - h) // 2
-        return pic[y:y + h, x:x + w]
+        return pic[y : y + h, x : x + w]
 
     def close(self) -> None:
         if self._frames is not None:
             self._frames.close()
 
 
-def compose_frame(
-    kind: str, rgb: np.ndarray, matte: Matte, background: Optional[np.ndarray], clean: bool
-) -> np.ndarray:
+def compose_frame(kind: str, rgb: np.ndarray, matte: Matte, background: np.ndarray | None, clean: bool) -> np.ndarray:
     """One frame for output type ``kind``: HxW alpha (matte), HxWx4 RGBA (transparent) or HxWx3 RGB
     (composite), as its row of the outputs table says."""
     spec = OUTPUTS.get(kind)

@@ -23,16 +23,18 @@ second at 25 fps: ~1.3 % more model runs for 60-second chunks, ~3 s a chunk at 1
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import shutil
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Any
 
 from ..errors import InvalidInput, InvalidOption
 from ..files import temp_path
@@ -41,8 +43,19 @@ from .outputs import OUTPUTS, VideoOptions, resolve_output
 from .writers import is_frame_file
 
 __all__ = [
-    "WARMUP_FRAMES", "Chunk", "FrameTimes", "ChunkProgress", "plan_chunks", "frame_times", "chunk_options",
-    "run_chunk", "join_segments", "process_chunked", "segment_kind", "ChunkedResult", "INSTALL_HINT",
+    "INSTALL_HINT",
+    "WARMUP_FRAMES",
+    "Chunk",
+    "ChunkProgress",
+    "ChunkedResult",
+    "FrameTimes",
+    "chunk_options",
+    "frame_times",
+    "join_segments",
+    "plan_chunks",
+    "process_chunked",
+    "run_chunk",
+    "segment_kind",
 ]
 
 # Frames each chunk runs through the model before its own, to warm RVM's recurrent state (see the
@@ -67,8 +80,9 @@ class Chunk:
         return self.stop - self.first
 
 
-def plan_chunks(frames: int, *, chunks: Optional[int] = None, chunk_frames: Optional[int] = None,
-                warmup: int = WARMUP_FRAMES) -> list[Chunk]:
+def plan_chunks(
+    frames: int, *, chunks: int | None = None, chunk_frames: int | None = None, warmup: int = WARMUP_FRAMES
+) -> list[Chunk]:
     """Cut ``frames`` frames into ``chunks`` near-equal chunks, or chunks of ``chunk_frames``
     (the last takes the rest), each warmed on up to ``warmup`` frames before it."""
     if frames < 1:
@@ -86,8 +100,8 @@ def plan_chunks(frames: int, *, chunks: Optional[int] = None, chunk_frames: Opti
         assert chunk_frames is not None
         if chunk_frames < 1:
             raise InvalidOption("a chunk must hold at least one frame")
-        bounds = list(range(0, frames, chunk_frames)) + [frames]
-    return [Chunk(i, a, b, max(0, a - warmup)) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+        bounds = [*list(range(0, frames, chunk_frames)), frames]
+    return [Chunk(i, a, b, max(0, a - warmup)) for i, (a, b) in enumerate(itertools.pairwise(bounds))]
 
 
 @dataclass(frozen=True)
@@ -96,21 +110,20 @@ class FrameTimes:
     just after it (``None`` at the end of the clip): a chunk is cut at a frame's own timestamp."""
 
     seconds: tuple[float, ...]
-    after: Optional[float]
+    after: float | None
     fps: float
 
     def __len__(self) -> int:
         return len(self.seconds)
 
 
-def frame_times(source: Union[str, os.PathLike], video: VideoOptions) -> FrameTimes:
+def frame_times(source: str | os.PathLike, video: VideoOptions) -> FrameTimes:
     """Every frame's timestamp in ``video``'s range, from the packets (demuxed, not decoded: a
     10-minute clip's are read in the time it takes to read the file)."""
     from .reader import frame_rate, is_webp, open_input
 
     if is_webp(source):
-        raise InvalidOption("an animated WebP cannot be cut into chunks (Pillow decodes it from the start); "
-                            "leave --chunks out")
+        raise InvalidOption("an animated WebP cannot be cut into chunks (Pillow decodes it from the start); leave --chunks out")
     container = open_input(source)
     try:
         vs = container.streams.video[0]
@@ -121,8 +134,9 @@ def frame_times(source: Union[str, os.PathLike], video: VideoOptions) -> FrameTi
             if packet.size == 0:
                 continue  # the demuxer's flush packet
             if packet.pts is None:
-                raise InvalidInput(f"{Path(source).name} cannot be cut into chunks: its frames carry no "
-                                   "timestamps (leave --chunks out)")
+                raise InvalidInput(
+                    f"{Path(source).name} cannot be cut into chunks: its frames carry no timestamps (leave --chunks out)"
+                )
             stamps.append(packet.pts)
     finally:
         container.close()
@@ -143,8 +157,14 @@ def chunk_options(video: VideoOptions, kind: str, times: FrameTimes, chunk: Chun
     timestamps and count), no audio (the join muxes it once), and where its warm-up starts."""
     t = times.seconds
     end = t[chunk.stop] if chunk.stop < len(t) else video.end
-    vopts = VideoOptions(output=segment_kind(kind), start=t[chunk.first], end=end, max_frames=chunk.frames,
-                         audio=False, background_video=video.background_video)
+    vopts = VideoOptions(
+        output=segment_kind(kind),
+        start=t[chunk.first],
+        end=end,
+        max_frames=chunk.frames,
+        audio=False,
+        background_video=video.background_video,
+    )
     return vopts, t[chunk.warm]
 
 
@@ -153,24 +173,41 @@ def segment_kind(kind: str) -> str:
     return "png-zip" if OUTPUTS[kind].writer == OUTPUTS["png-zip"].writer else kind
 
 
-def run_chunk(source: Union[str, os.PathLike], segment: Union[str, os.PathLike], options: Options,
-              video: VideoOptions, kind: str, times: FrameTimes, chunk: Chunk, *, engine: Any = None) -> int:
+def run_chunk(
+    source: str | os.PathLike,
+    segment: str | os.PathLike,
+    options: Options,
+    video: VideoOptions,
+    kind: str,
+    times: FrameTimes,
+    chunk: Chunk,
+    *,
+    engine: Any = None,
+) -> int:
     """Matte one chunk of ``source`` into ``segment`` (a file of ``segment_kind(kind)``). Frames written."""
     from .pipeline import process_video
     from .reader import Part
 
     vopts, warm_from = chunk_options(video, kind, times, chunk)
-    result = process_video(source, segment, options, vopts, engine=engine,
-                           part=Part(warm_from, times.seconds[0], chunk.first))
+    result = process_video(source, segment, options, vopts, engine=engine, part=Part(warm_from, times.seconds[0], chunk.first))
     if result.frames != chunk.frames:
-        raise InvalidInput(f"{Path(source).name}: chunk {chunk.index + 1} gave {result.frames} frames "
-                           f"of {chunk.frames} (a clip whose timestamps jump cannot be cut frame-accurately)")
+        raise InvalidInput(
+            f"{Path(source).name}: chunk {chunk.index + 1} gave {result.frames} frames "
+            f"of {chunk.frames} (a clip whose timestamps jump cannot be cut frame-accurately)"
+        )
     return result.frames
 
 
 # -- joining ------------------------------------------------------------------------------------
-def join_segments(segments: Sequence[Path], target: Path, kind: str, source: Union[str, os.PathLike],
-                  video: VideoOptions, times: FrameTimes, chunks: Sequence[Chunk]) -> bool:
+def join_segments(
+    segments: Sequence[Path],
+    target: Path,
+    kind: str,
+    source: str | os.PathLike,
+    video: VideoOptions,
+    times: FrameTimes,
+    chunks: Sequence[Chunk],
+) -> bool:
     """Join the chunks' segments at ``target`` (written whole, or not at all). Video packets are
     copied, not re-encoded, each segment shifted to its first frame's place; the source's audio
     for the range is muxed once. Returns whether audio was written."""
@@ -211,8 +248,15 @@ def _join_frames(segments: Sequence[Path], target: Path, as_zip: bool) -> None:
         raise
 
 
-def _join_av(segments: Sequence[Path], target: Path, kind: str, source: Union[str, os.PathLike],
-             video: VideoOptions, times: FrameTimes, chunks: Sequence[Chunk]) -> bool:
+def _join_av(
+    segments: Sequence[Path],
+    target: Path,
+    kind: str,
+    source: str | os.PathLike,
+    video: VideoOptions,
+    times: FrameTimes,
+    chunks: Sequence[Chunk],
+) -> bool:
     import heapq
     import itertools
 
@@ -246,7 +290,7 @@ def _join_av(segments: Sequence[Path], target: Path, kind: str, source: Union[st
             tb = stream.time_base or Fraction(1, 90000)
             # Segments are stamped from the run's first frame (run_chunk's Part.origin), so the shift is
             # 0; a muxer that starts every file at 0 would be put right here.
-            shift: Optional[int] = None
+            shift: int | None = None
             place = int(round((times.seconds[chunks[i].first] - t0) / tb))
             for packet in opened.demux(stream):
                 if packet.size == 0:
@@ -326,7 +370,7 @@ class ChunkedResult:
 _ENGINES: dict[tuple, Any] = {}  # one engine per worker process, kept across the chunks it runs
 
 
-def _engine(threads: Optional[int], device: Optional[str], backend: Optional[str]) -> Any:
+def _engine(threads: int | None, device: str | None, backend: str | None) -> Any:
     from ..engine import Engine
 
     key = (threads, device, backend)
@@ -335,9 +379,17 @@ def _engine(threads: Optional[int], device: Optional[str], backend: Optional[str
     return _ENGINES[key]
 
 
-def chunk_task(source: Union[str, bytes], suffix: str, options: Options, video: VideoOptions, kind: str,
-               times: FrameTimes, chunk: Chunk, engine_spec: tuple[Optional[int], Optional[str], Optional[str]],
-               background: Optional[bytes] = None) -> tuple[bytes, float]:
+def chunk_task(
+    source: str | bytes,
+    suffix: str,
+    options: Options,
+    video: VideoOptions,
+    kind: str,
+    times: FrameTimes,
+    chunk: Chunk,
+    engine_spec: tuple[int | None, str | None, str | None],
+    background: bytes | None = None,
+) -> tuple[bytes, float]:
     """One chunk where it runs (a Ray task, or this process): the source as a path or its bytes
     (a cluster's other machines cannot read this one's files), and likewise a background clip's
     bytes in ``background`` (``video.background_video`` names its suffix); returns the segment's
@@ -364,21 +416,21 @@ def chunk_task(source: Union[str, bytes], suffix: str, options: Options, video: 
 
 
 def process_chunked(
-    source: Union[str, os.PathLike],
-    target: Union[str, os.PathLike],
-    options: Optional[Options] = None,
-    video: Optional[VideoOptions] = None,
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    options: Options | None = None,
+    video: VideoOptions | None = None,
     *,
-    chunks: Optional[int] = None,
-    chunk_seconds: Optional[float] = None,
+    chunks: int | None = None,
+    chunk_seconds: float | None = None,
     warmup: int = WARMUP_FRAMES,
     executor: str = "ray",
-    address: Optional[str] = None,
-    workers: Optional[int] = None,
-    threads: Optional[int] = None,
-    device: Optional[str] = None,
-    backend: Optional[str] = None,
-    progress: Optional[Callable[[ChunkProgress], None]] = None,
+    address: str | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+    device: str | None = None,
+    backend: str | None = None,
+    progress: Callable[[ChunkProgress], None] | None = None,
     overwrite: bool = True,
     verbose: bool = False,
 ) -> ChunkedResult:
@@ -422,18 +474,43 @@ def process_chunked(
         if executor == "local":
             took = _run_local(source, segs, options, seg_video, kind, times, plan, threads, device, backend, progress)
         else:
-            took = _run_ray(source, segs, options, seg_video, kind, times, plan, address=address, workers=workers,
-                            threads=threads, device=device, backend=backend, progress=progress, verbose=verbose)
+            took = _run_ray(
+                source,
+                segs,
+                options,
+                seg_video,
+                kind,
+                times,
+                plan,
+                address=address,
+                workers=workers,
+                threads=threads,
+                device=device,
+                backend=backend,
+                progress=progress,
+                verbose=verbose,
+            )
         t = time.perf_counter()
         audio = join_segments(segs, target, kind, source, video, times, plan)
         join_s = time.perf_counter() - t
-    return ChunkedResult(target, kind, len(times), len(plan), warmup, audio, time.perf_counter() - started,
-                         {"chunks": took, "join": join_s})
+    return ChunkedResult(
+        target, kind, len(times), len(plan), warmup, audio, time.perf_counter() - started, {"chunks": took, "join": join_s}
+    )
 
 
-def _run_local(source: Any, segs: list[Path], options: Options, video: VideoOptions, kind: str, times: FrameTimes,
-               plan: list[Chunk], threads: Optional[int], device: Optional[str], backend: Optional[str],
-               progress: Optional[Callable[[ChunkProgress], None]]) -> list[float]:
+def _run_local(
+    source: Any,
+    segs: list[Path],
+    options: Options,
+    video: VideoOptions,
+    kind: str,
+    times: FrameTimes,
+    plan: list[Chunk],
+    threads: int | None,
+    device: str | None,
+    backend: str | None,
+    progress: Callable[[ChunkProgress], None] | None,
+) -> list[float]:
     took, frames = [], 0
     for chunk, seg in zip(plan, segs):
         t = time.perf_counter()
@@ -445,10 +522,23 @@ def _run_local(source: Any, segs: list[Path], options: Options, video: VideoOpti
     return took
 
 
-def _run_ray(source: Any, segs: list[Path], options: Options, video: VideoOptions, kind: str, times: FrameTimes,
-             plan: list[Chunk], *, address: Optional[str], workers: Optional[int], threads: Optional[int],
-             device: Optional[str], backend: Optional[str], progress: Optional[Callable[[ChunkProgress], None]],
-             verbose: bool) -> list[float]:
+def _run_ray(
+    source: Any,
+    segs: list[Path],
+    options: Options,
+    video: VideoOptions,
+    kind: str,
+    times: FrameTimes,
+    plan: list[Chunk],
+    *,
+    address: str | None,
+    workers: int | None,
+    threads: int | None,
+    device: str | None,
+    backend: str | None,
+    progress: Callable[[ChunkProgress], None] | None,
+    verbose: bool,
+) -> list[float]:
     from ..cluster import connect, node_cpus, portable, require_ray, size_pool
 
     require_ray(INSTALL_HINT)
@@ -466,8 +556,12 @@ def _run_ray(source: Any, segs: list[Path], options: Options, video: VideoOption
         background = ray.put(Path(bg).read_bytes()) if (address and bg is not None) else None
         task: Any = ray.remote(chunk_task).options(num_cpus=pool.actor_cpus, max_retries=1)  # Ray types 9 arguments at most
         shipped_options = portable(options)
-        pending = {task.remote(shipped, Path(source).suffix, shipped_options, video, kind, times, c,
-                               (pool.threads, device, backend), background): c for c in plan}
+        pending = {
+            task.remote(
+                shipped, Path(source).suffix, shipped_options, video, kind, times, c, (pool.threads, device, backend), background
+            ): c
+            for c in plan
+        }
         took = [0.0] * len(plan)
         done = frames = 0
         while pending:

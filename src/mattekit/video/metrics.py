@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Union
+import itertools
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -11,8 +12,9 @@ from ..engine import Engine, get_engine
 __all__ = ["alpha_sequence", "flicker"]
 
 
-def alpha_sequence(frames: Iterable[np.ndarray], ratio: Union[str, float] = "auto", *, recurrent: bool = True,
-                   engine: Optional[Engine] = None) -> list[np.ndarray]:
+def alpha_sequence(
+    frames: Iterable[np.ndarray], ratio: str | float = "auto", *, recurrent: bool = True, engine: Engine | None = None
+) -> list[np.ndarray]:
     """Alpha of each frame, carrying RVM's state (``recurrent``) or starting afresh every frame."""
     from ..engine import RecurrentState
 
@@ -30,4 +32,4 @@ def flicker(alphas: list[np.ndarray]) -> float:
     """Mean |α_t − α_{t−1}| over pixels and frame pairs, in 1/255 (real motion counts too)."""
     if len(alphas) < 2:
         raise ValueError("flicker needs at least two frames")
-    return float(np.mean([np.abs(b - a).mean() for a, b in zip(alphas, alphas[1:])]) * 255.0)
+    return float(np.mean([np.abs(b - a).mean() for a, b in itertools.pairwise(alphas)]) * 255.0)

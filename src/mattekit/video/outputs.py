@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidOption, option
 from ..options import Options
@@ -23,8 +23,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from .writers import Writer, WriterFactory
 
 __all__ = [
-    "OutputSpec", "OUTPUTS", "OUTPUT_TYPES", "OutputType", "VideoOptions", "register_output", "output_spec",
-    "infer_output", "resolve_output", "default_output", "VP9_OPTIONS", "PRORES_OPTIONS", "X264_OPTIONS",
+    "OUTPUTS",
+    "OUTPUT_TYPES",
+    "PRORES_OPTIONS",
+    "VP9_OPTIONS",
+    "X264_OPTIONS",
+    "OutputSpec",
+    "OutputType",
+    "VideoOptions",
+    "default_output",
+    "infer_output",
+    "output_spec",
+    "register_output",
+    "resolve_output",
 ]
 
 OutputType = str  # a key of OUTPUTS ("webm", "mov", ...)
@@ -62,19 +73,19 @@ class OutputSpec:
 
     name: str
     suffixes: tuple[str, ...]
-    writer: Union[str, "WriterFactory"]
-    container: Optional[str] = None
-    codec: Optional[str] = None
-    pix_fmt: Optional[str] = None
+    writer: str | WriterFactory
+    container: str | None = None
+    codec: str | None = None
+    pix_fmt: str | None = None
     codec_options: dict[str, str] = field(default_factory=dict)
     alpha: bool = False
     audio: bool = False
     frame: str = "rgba"
     even_sides: bool = False
-    mask: Optional[bool] = None
-    media_type: Optional[str] = None
+    mask: bool | None = None
+    media_type: str | None = None
     batch: bool = True
-    label: Optional[str] = None
+    label: str | None = None
 
     @property
     def extension(self) -> str:
@@ -90,7 +101,7 @@ class OutputSpec:
     def needs_background(self) -> bool:
         return self.frame == "rgb"
 
-    def make_writer(self, tmp: Path, in_audio: Any, rate: Any, time_base: Any) -> "Writer":
+    def make_writer(self, tmp: Path, in_audio: Any, rate: Any, time_base: Any) -> Writer:
         factory = self.writer
         if isinstance(factory, str):
             module, _, attr = factory.partition(":")
@@ -103,18 +114,70 @@ _PNG = "mattekit.video.writers:PngWriter"
 _MP4 = (".mp4", ".m4v", ".mkv")
 
 # The table. Order is the order types are listed in help texts and error messages.
-OUTPUTS: dict[str, OutputSpec] = {spec.name: spec for spec in (
-    OutputSpec("webm", (".webm",), _AV, "webm", "libvpx-vp9", "yuva420p", VP9_OPTIONS, alpha=True, audio=True,
-               media_type="video/webm", label="Transparent WebM"),
-    OutputSpec("mov", (".mov",), _AV, "mov", "prores_aw", "yuva444p10le", PRORES_OPTIONS, alpha=True, audio=True,
-               even_sides=True, media_type="video/quicktime", label="Transparent MOV (ProRes)"),
-    OutputSpec("png-zip", (".zip",), _PNG, "zip", alpha=True, media_type="application/zip"),
-    OutputSpec("png-dir", ("",), _PNG, alpha=True, batch=False),
-    OutputSpec("matte", _MP4, _AV, "mp4", "libx264", "yuv420p", X264_OPTIONS, audio=True, frame="alpha",
-               even_sides=True, mask=True, media_type="video/mp4", label="Alpha matte MP4"),
-    OutputSpec("composite", _MP4, _AV, "mp4", "libx264", "yuv420p", X264_OPTIONS, audio=True, frame="rgb",
-               even_sides=True, mask=False, media_type="video/mp4", label="MP4 on the background above"),
-)}
+OUTPUTS: dict[str, OutputSpec] = {
+    spec.name: spec
+    for spec in (
+        OutputSpec(
+            "webm",
+            (".webm",),
+            _AV,
+            "webm",
+            "libvpx-vp9",
+            "yuva420p",
+            VP9_OPTIONS,
+            alpha=True,
+            audio=True,
+            media_type="video/webm",
+            label="Transparent WebM",
+        ),
+        OutputSpec(
+            "mov",
+            (".mov",),
+            _AV,
+            "mov",
+            "prores_aw",
+            "yuva444p10le",
+            PRORES_OPTIONS,
+            alpha=True,
+            audio=True,
+            even_sides=True,
+            media_type="video/quicktime",
+            label="Transparent MOV (ProRes)",
+        ),
+        OutputSpec("png-zip", (".zip",), _PNG, "zip", alpha=True, media_type="application/zip"),
+        OutputSpec("png-dir", ("",), _PNG, alpha=True, batch=False),
+        OutputSpec(
+            "matte",
+            _MP4,
+            _AV,
+            "mp4",
+            "libx264",
+            "yuv420p",
+            X264_OPTIONS,
+            audio=True,
+            frame="alpha",
+            even_sides=True,
+            mask=True,
+            media_type="video/mp4",
+            label="Alpha matte MP4",
+        ),
+        OutputSpec(
+            "composite",
+            _MP4,
+            _AV,
+            "mp4",
+            "libx264",
+            "yuv420p",
+            X264_OPTIONS,
+            audio=True,
+            frame="rgb",
+            even_sides=True,
+            mask=False,
+            media_type="video/mp4",
+            label="MP4 on the background above",
+        ),
+    )
+}
 
 # The built-in names, for code that wants a tuple; OUTPUTS itself is the truth once a type is registered.
 OUTPUT_TYPES: tuple[str, ...] = tuple(OUTPUTS)
@@ -154,13 +217,13 @@ class VideoOptions:
             ``Options.background`` for ``composite``.
     """
 
-    output: Optional[OutputType] = None
+    output: OutputType | None = None
     start: float = 0.0
-    end: Optional[float] = None
-    max_frames: Optional[int] = None
-    max_duration: Optional[float] = None
+    end: float | None = None
+    max_frames: int | None = None
+    max_duration: float | None = None
     audio: bool = True
-    background_video: Optional[Union[str, os.PathLike]] = None
+    background_video: str | os.PathLike | None = None
 
     def __post_init__(self) -> None:
         if self.output is not None:
@@ -189,18 +252,18 @@ def default_output(options: Options, has_background: bool = False) -> str:
     return "composite" if options.background is not None or has_background else "webm"
 
 
-def _by_suffix(suffix: str, options: Options) -> Optional[str]:
+def _by_suffix(suffix: str, options: Options) -> str | None:
     found = [spec for spec in OUTPUTS.values() if suffix in spec.suffixes]
     if len(found) > 1:  # a shared suffix (.mp4): the mask decides
         found = [spec for spec in found if spec.mask is None or spec.mask == bool(options.mask)]
     return found[0].name if found else None
 
 
-def infer_output(target: Union[str, os.PathLike], options: Options, requested: Optional[str] = None) -> str:
+def infer_output(target: str | os.PathLike, options: Options, requested: str | None = None) -> str:
     """The output type for ``target``: asked for, or from its extension (a folder → PNG frames)."""
     text = str(target)
     suffix = Path(text).suffix.lower()
-    kind: Optional[str] = requested or None
+    kind: str | None = requested or None
     if not kind and suffix:
         kind = _by_suffix(suffix, options)
     if not kind and (suffix == "" or text.endswith(("/", os.sep)) or Path(text).is_dir()):
@@ -214,7 +277,7 @@ def infer_output(target: Union[str, os.PathLike], options: Options, requested: O
     return kind
 
 
-def resolve_output(target: Union[str, os.PathLike], options: Options, vopts: VideoOptions) -> str:
+def resolve_output(target: str | os.PathLike, options: Options, vopts: VideoOptions) -> str:
     """The output type for ``target``, after checking the options make sense for it."""
     kind = infer_output(target, options, vopts.output)
     if options.crop:

@@ -20,10 +20,11 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any
 
 import numpy as np
 
@@ -37,12 +38,26 @@ from ..options import Options
 from .backgrounds import Backgrounds, compose_frame
 from .outputs import OUTPUTS, VideoOptions, resolve_output
 from .reader import (
-    END, AudioItem, Part, Range, ReadState, Stop, VideoInfo, VideoItem, frame_rate, get, is_webp, open_input, probe, put,
-    read_av, read_webp,
+    END,
+    AudioItem,
+    Part,
+    Range,
+    ReadState,
+    Stop,
+    VideoInfo,
+    VideoItem,
+    frame_rate,
+    get,
+    is_webp,
+    open_input,
+    probe,
+    put,
+    read_av,
+    read_webp,
 )
 from .writers import is_frame_file, remove
 
-__all__ = ["process_video", "write_frames", "Progress", "VideoResult", "QUEUE_FRAMES", "STAGE_QUEUE_FRAMES"]
+__all__ = ["QUEUE_FRAMES", "STAGE_QUEUE_FRAMES", "Progress", "VideoResult", "process_video", "write_frames"]
 
 QUEUE_FRAMES = 4  # frames in flight per queue: enough to overlap stages, small for memory
 # Between two model stages a frame also carries the network's tensors (~20 MB at 640x360), and
@@ -92,17 +107,17 @@ class _Run:
 
 
 def process_video(
-    source: Union[str, os.PathLike],
-    target: Union[str, os.PathLike],
-    options: Optional[Options] = None,
-    video: Optional[VideoOptions] = None,
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    options: Options | None = None,
+    video: VideoOptions | None = None,
     *,
-    engine: Optional[Engine] = None,
-    progress: Optional[Callable[[Progress], None]] = None,
-    cancel: Optional[Callable[[], bool]] = None,
+    engine: Engine | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
     overwrite: bool = True,
-    deadline: Optional[Deadline] = None,
-    part: Optional[Part] = None,
+    deadline: Deadline | None = None,
+    part: Part | None = None,
 ) -> VideoResult:
     """Remove the background from every frame of ``source`` and write ``target``.
 
@@ -155,10 +170,11 @@ def process_video(
             raise TooLarge(f"the clip is {limited:.1f} s long; the limit is {vopts.max_duration:g} s")
     if info.width * info.height > options.max_pixels:
         raise TooLarge(f"frames are {info.width}x{info.height}; the limit is {options.max_pixels:,} pixels")
-    presets.check_lowres(options.preset, options.ratio, info.height, info.width, options.max_lowres_pixels,
-                         video=True)
+    presets.check_lowres(options.preset, options.ratio, info.height, info.width, options.max_lowres_pixels, video=True)
 
-    backgrounds = Backgrounds(options, vopts, skip=part.first if part else 0) if spec.needs_background else None  # a bad picture fails here
+    backgrounds = (
+        Backgrounds(options, vopts, skip=part.first if part else 0) if spec.needs_background else None
+    )  # a bad picture fails here
     stages = presets.stream(engine, options.preset, options.ratio, foreground=clean).stages()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(target)
@@ -181,8 +197,9 @@ def process_video(
 
     run = _Run(stage_s=[0.0] * len(stages))
     # queues[i] feeds stage i; the last one feeds the writer
-    queues: list["queue.Queue"] = [queue.Queue(QUEUE_FRAMES if i in (0, len(stages)) else STAGE_QUEUE_FRAMES)
-                                   for i in range(len(stages) + 1)]
+    queues: list[queue.Queue] = [
+        queue.Queue(QUEUE_FRAMES if i in (0, len(stages)) else STAGE_QUEUE_FRAMES) for i in range(len(stages) + 1)
+    ]
     decoded_q, matted_q = queues[0], queues[-1]
 
     def reader() -> None:
@@ -191,8 +208,9 @@ def process_video(
             if container is None:
                 read_webp(source, rng, decoded_q, run.stop, run.read, options.max_pixels)
             else:
-                read_av(container, rng, in_audio is not None, decoded_q, run.stop, Path(source).name, run.read,
-                        options.max_pixels)
+                read_av(
+                    container, rng, in_audio is not None, decoded_q, run.stop, Path(source).name, run.read, options.max_pixels
+                )
             put(decoded_q, END, run.stop)
         except Stop:
             pass
@@ -252,10 +270,14 @@ def process_video(
         except BaseException as exc:
             run.fail(_encoding_error(exc, kind))
 
-    threads = [threading.Thread(target=reader, name="mattekit-video-read", daemon=True),
-               threading.Thread(target=write_loop, name="mattekit-video-write", daemon=True),
-               *(threading.Thread(target=stage_loop, args=(i,), name=f"mattekit-video-stage{i}", daemon=True)
-                 for i in range(1, len(stages)))]
+    threads = [
+        threading.Thread(target=reader, name="mattekit-video-read", daemon=True),
+        threading.Thread(target=write_loop, name="mattekit-video-write", daemon=True),
+        *(
+            threading.Thread(target=stage_loop, args=(i,), name=f"mattekit-video-stage{i}", daemon=True)
+            for i in range(1, len(stages))
+        ),
+    ]
     ok = False
     try:
         for th in threads:
@@ -303,8 +325,7 @@ def process_video(
     seconds = time.perf_counter() - run.started
     size = writer.size or (info.width, info.height)
     timings = {"matte": sum(run.stage_s), "write": run.write_s, "total": seconds}
-    return VideoResult(target, kind, run.written, size[0], size[1], fps,
-                       writer.audio_written > 0, seconds, timings)
+    return VideoResult(target, kind, run.written, size[0], size[1], fps, writer.audio_written > 0, seconds, timings)
 
 
 def _encoding_error(exc: BaseException, kind: str) -> BaseException:
@@ -317,9 +338,15 @@ def _encoding_error(exc: BaseException, kind: str) -> BaseException:
 
 
 def write_frames(
-    frames: Iterable[np.ndarray], target: Union[str, os.PathLike], *, codec: str = "libx264",
-    rate: Union[int, Fraction] = 25, fmt: Optional[str] = None, pix_fmt: str = "yuv420p",
-    options: Optional[dict[str, str]] = None, rotation: int = 0,
+    frames: Iterable[np.ndarray],
+    target: str | os.PathLike,
+    *,
+    codec: str = "libx264",
+    rate: int | Fraction = 25,
+    fmt: str | None = None,
+    pix_fmt: str = "yuv420p",
+    options: dict[str, str] | None = None,
+    rotation: int = 0,
 ) -> Path:
     """Encode RGB uint8 frames as a clip (no matting): test clips, upscaled bench clips.
 

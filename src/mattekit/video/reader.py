@@ -10,10 +10,11 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any
 
 import numpy as np
 
@@ -22,9 +23,29 @@ from ..errors import InvalidInput, MattekitError, TooLarge, ffmpeg_reason
 from ..options import DEFAULT_MAX_PIXELS
 
 __all__ = [
-    "VideoInfo", "probe", "read_frames", "upright", "open_input", "frame_rate", "is_webp", "Part", "Range", "ReadState",
-    "VideoItem", "AudioItem", "END", "Stop", "put", "get", "read_av", "read_webp", "bound_decoder", "check_frame",
-    "FFMPEG_PIXEL_SLACK", "DEMUXERS", "CONTAINERS",
+    "CONTAINERS",
+    "DEMUXERS",
+    "END",
+    "FFMPEG_PIXEL_SLACK",
+    "AudioItem",
+    "Part",
+    "Range",
+    "ReadState",
+    "Stop",
+    "VideoInfo",
+    "VideoItem",
+    "bound_decoder",
+    "check_frame",
+    "frame_rate",
+    "get",
+    "is_webp",
+    "open_input",
+    "probe",
+    "put",
+    "read_av",
+    "read_frames",
+    "read_webp",
+    "upright",
 ]
 
 log = logging.getLogger("mattekit.video")
@@ -42,7 +63,7 @@ class VideoInfo:
     rotation: int
     codec: str
     has_audio: bool
-    audio_codec: Optional[str] = None
+    audio_codec: str | None = None
 
 
 @dataclass
@@ -64,7 +85,7 @@ CONTAINERS = "mp4/mov, webm/mkv, avi, MPEG-TS, MPEG-PS, ogg, flv, wmv or GIF"
 _OPEN_OPTIONS = {"format_whitelist": ",".join(DEMUXERS), "protocol_whitelist": "file"}
 
 
-def open_input(path: Union[str, os.PathLike]) -> Any:
+def open_input(path: str | os.PathLike) -> Any:
     import av
 
     p = Path(path)
@@ -77,8 +98,9 @@ def open_input(path: Union[str, os.PathLike]) -> Any:
     except av.ArgumentError:  # FFmpeg's EINVAL: a container found, but not one of DEMUXERS
         raise InvalidInput(f"{p.name} is not a video in a container we read ({CONTAINERS})") from None
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise InvalidInput(f"{p.name} is not a video we can read (truncated, corrupt or not a video: "
-                           f"{ffmpeg_reason(exc)})") from None
+        raise InvalidInput(
+            f"{p.name} is not a video we can read (truncated, corrupt or not a video: {ffmpeg_reason(exc)})"
+        ) from None
     if not container.streams.video:
         container.close()
         raise InvalidInput(f"{p.name} has no video stream")
@@ -102,8 +124,7 @@ def bound_decoder(ctx: Any, max_pixels: int) -> None:
 def check_frame(width: int, height: int, max_pixels: int, name: str) -> None:
     """:class:`TooLarge` for a frame of more than ``max_pixels``, before it is converted to numpy."""
     if width * height > max_pixels:
-        raise TooLarge(f"{name} has a {width}x{height} frame = {width * height:,} pixels; "
-                       f"the limit is {max_pixels:,}")
+        raise TooLarge(f"{name} has a {width}x{height} frame = {width * height:,} pixels; the limit is {max_pixels:,}")
 
 
 def _decode_error(exc: Exception, ctx: Any, max_pixels: int, name: str, what: str, sized: bool) -> MattekitError:
@@ -124,7 +145,7 @@ def frame_rate(stream: Any) -> Fraction:
     return Fraction(25)
 
 
-def is_webp(path: Union[str, os.PathLike]) -> bool:
+def is_webp(path: str | os.PathLike) -> bool:
     """Animated WebP: FFmpeg cannot decode it (its WebP decoder takes stills), Pillow can."""
     try:
         with open(path, "rb") as f:
@@ -134,8 +155,7 @@ def is_webp(path: Union[str, os.PathLike]) -> bool:
     return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
 
 
-def _webp_frames(path: Union[str, os.PathLike], max_pixels: int = DEFAULT_MAX_PIXELS
-                 ) -> Iterator[tuple[np.ndarray, int]]:
+def _webp_frames(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[tuple[np.ndarray, int]]:
     """(RGB or RGBA frame, start time in ms) of an animated WebP, via Pillow (every frame is the canvas's size)."""
     from PIL import Image, ImageSequence
 
@@ -152,7 +172,7 @@ def _webp_frames(path: Union[str, os.PathLike], max_pixels: int = DEFAULT_MAX_PI
         raise InvalidInput(f"{Path(path).name} could not be decoded (truncated or corrupt): {exc}") from None
 
 
-def _probe_webp(path: Union[str, os.PathLike], max_pixels: int) -> VideoInfo:
+def _probe_webp(path: str | os.PathLike, max_pixels: int) -> VideoInfo:
     from PIL import Image
 
     try:
@@ -170,7 +190,7 @@ def _probe_webp(path: Union[str, os.PathLike], max_pixels: int) -> VideoInfo:
     return VideoInfo(w, h, n / duration if duration else 25.0, n, duration, 0, "webp", False)
 
 
-def probe(path: Union[str, os.PathLike], max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
+def probe(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
     """Size (upright), frame rate, frames, duration and audio of a clip; decodes one frame.
 
     Raises :class:`TooLarge` when the header or the first frame has more than ``max_pixels``
@@ -206,14 +226,22 @@ def probe(path: Union[str, os.PathLike], max_pixels: int = DEFAULT_MAX_PIXELS) -
             duration = container.duration / 1_000_000
         frames = int(vs.frames or 0) or (int(round(duration * fps)) if duration else 0)
         aud = container.streams.audio[0] if container.streams.audio else None
-        return VideoInfo(w, h, fps, frames, duration, rotation, vs.codec_context.name,
-                         aud is not None, aud.codec_context.name if aud is not None else None)
+        return VideoInfo(
+            w,
+            h,
+            fps,
+            frames,
+            duration,
+            rotation,
+            vs.codec_context.name,
+            aud is not None,
+            aud.codec_context.name if aud is not None else None,
+        )
     finally:
         container.close()
 
 
-def read_frames(path: Union[str, os.PathLike], limit: Optional[int] = None,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[np.ndarray]:
+def read_frames(path: str | os.PathLike, limit: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[np.ndarray]:
     """Decode a clip upright, keeping its alpha: HxWx4 RGBA when it has one, else HxWx3 RGB.
 
     FFmpeg's own VP9 decoder drops the alpha plane (it travels in Matroska side data), so VP9 is
@@ -265,7 +293,7 @@ def _has_alpha(fmt: Any) -> bool:
 class VideoItem:
     rgb: np.ndarray
     pts: int  # in the output time base, 0 at the first kept frame
-    matte: Optional[Matte] = None
+    matte: Matte | None = None
     warm: bool = False  # a chunk's warm-up frame: through the model for its state, never written
     job: Any = None  # the model's work on it between two stages (see pipeline.py)
 
@@ -282,7 +310,7 @@ class Stop(Exception):
     """Another stage failed or the work was cancelled: unwind quietly."""
 
 
-def put(q: "queue.Queue", item: Any, stop: threading.Event) -> None:
+def put(q: queue.Queue, item: Any, stop: threading.Event) -> None:
     while True:
         if stop.is_set():
             raise Stop()
@@ -293,7 +321,7 @@ def put(q: "queue.Queue", item: Any, stop: threading.Event) -> None:
             continue
 
 
-def get(q: "queue.Queue", stop: threading.Event) -> Any:
+def get(q: queue.Queue, stop: threading.Event) -> Any:
     while True:
         if stop.is_set():
             raise Stop()
@@ -327,18 +355,26 @@ class Part:
 @dataclass
 class Range:
     start: float
-    end: Optional[float]
-    max_frames: Optional[int]
+    end: float | None
+    max_frames: int | None
     # A chunk of a longer run (video/chunks.py): the frames from here to ``start`` go through the
     # model first, to warm RVM's recurrent state, and are not written.
-    warm_from: Optional[float] = None
+    warm_from: float | None = None
     # ... and its frames are stamped from this source time (the whole run's start), not from its own
     # first frame, so the joined segments carry the same timestamps a one-piece run writes.
-    origin: Optional[float] = None
+    origin: float | None = None
 
 
-def read_av(container: Any, rng: Range, audio: bool, out: "queue.Queue", stop: threading.Event, name: str,
-            state: ReadState, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+def read_av(
+    container: Any,
+    rng: Range,
+    audio: bool,
+    out: queue.Queue,
+    stop: threading.Event,
+    name: str,
+    state: ReadState,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> None:
     """Demux and decode; put upright RGB frames and audio packets on ``out`` in demux order.
 
     ``state`` gets the first frame's source time before that frame is queued (the writer shifts
@@ -361,7 +397,7 @@ def read_av(container: Any, rng: Range, audio: bool, out: "queue.Queue", stop: t
         except av.FFmpegError:
             log.debug("seek failed; decoding from the start")
     streams = [vs] + ([aus] if aus is not None else [])
-    first_pts: Optional[int] = None
+    first_pts: int | None = None
     count = 0
     decoded_any = False
     t0_sec = rng.start
@@ -403,18 +439,23 @@ def read_av(container: Any, rng: Range, audio: bool, out: "queue.Queue", stop: t
                     state.frames, state.complete = count, True
                     return
     except av.FFmpegError as exc:
-        raise _decode_error(exc, vs.codec_context, max_pixels, name, f" after {count} frames",
-                            sized or decoded_any) from None
+        raise _decode_error(exc, vs.codec_context, max_pixels, name, f" after {count} frames", sized or decoded_any) from None
     if not decoded_any:
         raise InvalidInput(f"{name} has no frames we can decode (truncated or corrupt)")
     state.frames, state.complete = count, False
 
 
-def read_webp(path: Union[str, os.PathLike], rng: Range, out: "queue.Queue", stop: threading.Event,
-              state: ReadState, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+def read_webp(
+    path: str | os.PathLike,
+    rng: Range,
+    out: queue.Queue,
+    stop: threading.Event,
+    state: ReadState,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> None:
     """The animated-WebP twin of :func:`read_av` (no audio; times in ms)."""
     count = 0
-    first: Optional[int] = None
+    first: int | None = None
     for arr, ms in _webp_frames(path, max_pixels):
         if stop.is_set():
             raise Stop()

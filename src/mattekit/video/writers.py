@@ -11,20 +11,20 @@ import shutil
 import zipfile
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from .. import imaging
 from .outputs import OutputSpec
 
-__all__ = ["Writer", "WriterFactory", "AvWriter", "PngWriter", "fit", "is_frame_file", "remove"]
+__all__ = ["AvWriter", "PngWriter", "Writer", "WriterFactory", "fit", "is_frame_file", "remove"]
 
 
 class Writer(Protocol):
     """What the pipeline's writer thread needs of a writer."""
 
-    size: Optional[tuple[int, int]]  # (width, height) written, once the first frame is
+    size: tuple[int, int] | None  # (width, height) written, once the first frame is
     audio_written: int  # audio packets written (0: the result has no sound)
     start_sec: float  # source time of the first frame, set before it is written: audio shifts by it
 
@@ -70,7 +70,7 @@ class AvWriter:
         self.aus: Any = None
         self.pending_audio: list = []
         self.audio_written = 0
-        self.size: Optional[tuple[int, int]] = None
+        self.size: tuple[int, int] | None = None
         self._resampler: Any = None
         self._copy_audio = False
         self._remuxing = False
@@ -208,7 +208,7 @@ class PngWriter:
             tmp.mkdir(parents=True)
         self.index = 0
         self.audio_written = 0
-        self.size: Optional[tuple[int, int]] = None
+        self.size: tuple[int, int] | None = None
         self.start_sec = 0.0
 
     def write(self, arr: np.ndarray, pts: int) -> None:

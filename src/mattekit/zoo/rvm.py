@@ -7,17 +7,16 @@ this module gives it the registry's interface.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
 
 from .. import models
 from ..models import ModelInfo
 
-__all__ = ["LICENCE", "locate", "fetch", "describe"]
+__all__ = ["LICENCE", "describe", "fetch", "locate"]
 
 LICENCE = "GPL-3.0"
 
 
-def locate(path: Union[str, Path, None] = None, *, fetch_missing: bool = True) -> ModelInfo:
+def locate(path: str | Path | None = None, *, fetch_missing: bool = True) -> ModelInfo:
     return models.locate(path, fetch_missing=fetch_missing)
 
 
@@ -25,5 +24,5 @@ def fetch(force: bool = False) -> tuple[Path, str]:
     return models.fetch(force=force)
 
 
-def describe(info: Optional[ModelInfo] = None) -> str:
+def describe(info: ModelInfo | None = None) -> str:
     return models.describe(info)
