@@ -1,4 +1,4 @@
-"""Backends bench: every engine backend (mattekit.backends) against ONNX Runtime fp32, in one run.
+"""Backends bench: every engine backend (mattekit.core.backends) against ONNX Runtime fp32, in one run.
 
     .venv/bin/python bench/backends.py                   # everything (~5 minutes on 2 cores)
     .venv/bin/python bench/backends.py --part model      # the network's time only
@@ -7,7 +7,7 @@
    frame's default pass) and 480x272, recurrent state fed back, in alternating blocks of calls;
    median ms per frame and the ratio to ONNX Runtime fp32's one-piece network run one frame at a
    time. Each backend as the engine runs it: its three stage parts one after another (a camera
-   frame, ``Engine.step``) and overlapped in three threads (a video, ``mattekit.stages``).
+   frame, ``Engine.step``) and overlapped in three threads (a video, ``mattekit.core.stages``).
 2. accuracy: on the dev photos (``$MATTEKIT_EVAL_DIR/people``, default ``../shared/eval``), each
    backend's alpha against the fp32 full graph: mean and p99.9 of |difference| in 1/255, beside
    the yardstick: the fp32 network's own alpha change under ±0.001 of input noise (what "exact
@@ -47,10 +47,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from speed import cpu_name  # noqa: E402
 from video import _street_clip, _upscaled  # noqa: E402
 
-from mattekit import backends, fastpath, metrics  # noqa: E402
-from mattekit.engine import Engine, auto_ratio  # noqa: E402
+from mattekit import metrics  # noqa: E402
+from mattekit.core import backends, fastpath  # noqa: E402
+from mattekit.core.engine import Engine, auto_ratio  # noqa: E402
+from mattekit.core.stages import STAGES  # noqa: E402
 from mattekit.options import Options, parse_background  # noqa: E402
-from mattekit.stages import STAGES  # noqa: E402
 from mattekit.video import VideoOptions, alpha_sequence, process_video, read_frames  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -76,7 +77,7 @@ class _Staged:
 
 
 def _overlapped(engine: Engine, x: np.ndarray, frames: int) -> None:
-    """``frames`` runs of the network as mattekit.stages runs a video: the three parts in three
+    """``frames`` runs of the network as mattekit.core.stages runs a video: the three parts in three
     threads (one intra-op thread each), the state carried through the middle one."""
     engine = engine.with_threads(max(1, (engine.threads or backends.cpu_cores()) // len(STAGES)))  # as StagedStream does
     backend = engine.backend
@@ -108,7 +109,7 @@ def _overlapped(engine: Engine, x: np.ndarray, frames: int) -> None:
 def part_model(reps: int, calls: int) -> list[dict]:
     """Per frame of a stream (state fed back): ONNX Runtime fp32's one-piece network one frame at
     a time (the reference); each backend's network as the engine runs it, one frame at a time
-    (Engine.step) and with the stages overlapped (a video, mattekit.stages)."""
+    (Engine.step) and with the stages overlapped (a video, mattekit.core.stages)."""
     engines = {n: Engine(backend=n).load() for n in _names()}
     rows = []
     for h, w in ((360, 640), (272, 480)):
@@ -231,7 +232,7 @@ def part_deep_bf16() -> list[dict]:
     import onnx
     import onnxruntime as ort
 
-    from mattekit.backends.openvino import _PerShape
+    from mattekit.core.backends.openvino import _PerShape
 
     engine = Engine(backend="openvino-bf16", threads=1).load()
     rows = []

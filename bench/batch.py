@@ -90,7 +90,7 @@ def baseline(files: list[Path], options: Options) -> dict:
     """The same work without Ray: one engine, one thread, one file after another."""
     import cv2
 
-    from mattekit.engine import Engine
+    from mattekit.core.engine import Engine
     from mattekit.matter import Matter
 
     cv2.setNumThreads(1)  # as a 1-thread batch worker does

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from mattekit import metrics  # noqa: E402
-from mattekit.engine import get_engine  # noqa: E402
+from mattekit.core.engine import get_engine  # noqa: E402
 from mattekit.options import Options  # noqa: E402
 from mattekit.video import VideoOptions, process_video  # noqa: E402
 from mattekit.video.chunks import plan_chunks, process_chunked  # noqa: E402

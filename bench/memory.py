@@ -27,7 +27,7 @@ CASE = r"""
 import json, resource, sys, time
 import numpy as np
 sys.path.insert(0, {src!r})
-from mattekit import engine
+from mattekit.core import engine
 if {keep}:
     engine.ARENA_SHRINK_PIXELS = 10 ** 15
 rgb = np.random.default_rng(0).integers(0, 256, ({h}, {w}, 3), dtype=np.uint8)

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mattekit import imaging, metrics, presets  # noqa: E402
-from mattekit.engine import Engine, Matte, auto_ratio, get_engine  # noqa: E402
+from mattekit.core.engine import Engine, Matte, auto_ratio, get_engine  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 
@@ -143,7 +143,7 @@ def general_step(size: int = 0, fp32: bool | None = None) -> Step:
     """The general model (ISNet) alone, at ``size`` (0: the library's default) and precision."""
 
     def step(engine: Engine, rgb: np.ndarray) -> Matte:
-        from mattekit.general import DEFAULT_FP32, DEFAULT_SIZE, GeneralEngine
+        from mattekit.core.general import DEFAULT_FP32, DEFAULT_SIZE, GeneralEngine
 
         key = (size or DEFAULT_SIZE, DEFAULT_FP32 if fp32 is None else fp32)
         gen = _generals.get(key)
@@ -568,7 +568,7 @@ NEW_PHOTO = "Wine_by_Jakkub_Mede.jpg"  # a wallpaper that is no image's own back
 
 def wallpapers() -> Path | None:
     """The Debian wallpaper folder, fetched once with ``apt-get download`` (None if impossible)."""
-    from mattekit.models import home
+    from mattekit.core.store import home
 
     folder = home() / "bench" / "lomiri-wallpapers-16.04"
     if (folder / NEW_PHOTO).is_file():

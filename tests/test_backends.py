@@ -1,4 +1,4 @@
-"""Every backend the engine may pick (mattekit.backends) against the fp32 full graph on ONNX
+"""Every backend the engine may pick (mattekit.core.backends) against the fp32 full graph on ONNX
 Runtime, the reference: photos, repeated passes (the presets), and video frames with the
 recurrent state carried. The engine runs a backend on frames that carry a state, so a photo is
 compared as the second frame of a still "video" of it. "Exact enough" is measured, not assumed:
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mattekit import backends, fastpath
-from mattekit.engine import Engine, auto_ratio
+from mattekit.core import backends, fastpath
+from mattekit.core.engine import Engine, auto_ratio
 from mattekit.errors import InvalidOption
 from mattekit.video import read_frames
 
@@ -157,7 +157,7 @@ def test_a_one_off_still_never_loads_openvino(sample_photo):
     if backends.unavailable("openvino-bf16"):
         pytest.skip("openvino is not installed")
     code = (
-        "import sys, numpy as np; from PIL import Image; from mattekit.engine import Engine; "
+        "import sys, numpy as np; from PIL import Image; from mattekit.core.engine import Engine; "
         f"Engine(backend='openvino-bf16').matte(np.asarray(Image.open({str(sample_photo)!r}).convert('RGB'))); "
         "print('openvino' in sys.modules)"
     )
@@ -239,7 +239,7 @@ def test_an_openvino_compile_failure_is_our_error(monkeypatch):
     """OpenVINO's own untyped error at a new input size reaches the caller as ModelUnavailable,
     saying what to do instead."""
     pytest.importorskip("openvino", reason="the openvino extra is not installed")
-    from mattekit.backends.openvino import _PerShape
+    from mattekit.core.backends.openvino import _PerShape
     from mattekit.errors import ModelUnavailable
 
     engine = Engine(backend="onnxruntime").load()

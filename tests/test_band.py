@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mattekit import fastpath, imaging, video
-from mattekit.engine import Engine, Matte
+from mattekit import imaging, video
+from mattekit.core import fastpath
+from mattekit.core.engine import Engine, Matte
 from mattekit.matter import Matter
 from mattekit.options import BackgroundImage, Blur, Color, Options
 

@@ -280,7 +280,7 @@ def test_camera_runtime_files_and_model_are_served(base_url_live):
         assert r.headers["cross-origin-embedder-policy"] == "require-corp"
     assert httpx.get(f"{base_url_live}/camera/ort/package.json").status_code == 404
     assert httpx.get(f"{base_url_live}/camera/ort/..%2Fpackage.json").status_code == 404
-    from mattekit.models import KNOWN_SHA256
+    from mattekit.core.store import KNOWN_SHA256
 
     r = httpx.get(f"{base_url_live}/camera/model.onnx")
     assert r.status_code == 200 and r.headers["x-model-sha256"] in KNOWN_SHA256

@@ -274,7 +274,7 @@ def test_progress_bar_on_a_terminal(tree: Path, tmp_path: Path) -> None:
 def test_device_reaches_the_engine_without_touching_the_environment(tree: Path, tmp_path: Path) -> None:
     code = textwrap.dedent("""
         import atexit, os, sys
-        from mattekit import engine
+        from mattekit.core import engine
         seen = []
         real = engine.Engine.__init__
         def spy(self, *a, **k):

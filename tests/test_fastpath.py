@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mattekit import fastpath, models
-from mattekit.engine import Engine, RecurrentState, auto_ratio
+from mattekit.core import fastpath
+from mattekit.core import store as models
+from mattekit.core.engine import Engine, RecurrentState, auto_ratio
 from mattekit.errors import InvalidOption
 
 TOLERANCE = 1.0 / 255.0  # mean absolute alpha difference allowed (the issue's bound)
@@ -209,7 +210,7 @@ def test_large_passes_hand_their_memory_back_and_match(split):
     """From ARENA_SHRINK_PIXELS on, runs shrink ONNX Runtime's arena; outputs stay the same."""
     from samples import sample_path
 
-    from mattekit.engine import ARENA_SHRINK_PIXELS, arena_run_options
+    from mattekit.core.engine import ARENA_SHRINK_PIXELS, arena_run_options
 
     assert arena_run_options(ARENA_SHRINK_PIXELS - 1) is None
     assert arena_run_options(ARENA_SHRINK_PIXELS) is not None

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from mattekit import imaging
-from mattekit.engine import Engine
+from mattekit.core.engine import Engine
 from mattekit.errors import InvalidInput, MattekitError
 from mattekit.matter import Matter
 from mattekit.options import Options

@@ -340,7 +340,7 @@ def test_type_chooses_the_model(api):
     auto → the person model, or the general model when no person is found (issue 27)."""
     from samples import sample_path
 
-    from mattekit.zoo import isnet
+    from mattekit.core.models import isnet
 
     try:
         isnet.locate()
@@ -359,7 +359,7 @@ def test_type_chooses_the_model(api):
 
 
 def test_a_server_without_the_general_model_refuses_other_types(engine, tmp_path):
-    from mattekit.general import GeneralEngine
+    from mattekit.core.general import GeneralEngine
     from mattekit.service.removebg import Job, RemoveBgError, render
 
     matter = Matter(engine=engine, general=GeneralEngine(tmp_path / "missing.onnx"))
@@ -457,7 +457,7 @@ def test_past_the_request_timeout_is_504_in_the_errors_envelope(sample_photo):
 
 
 def test_model_unavailable_is_503(tmp_path, sample_photo):
-    from mattekit.engine import Engine
+    from mattekit.core.engine import Engine
 
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from mattekit.engine import Engine
+from mattekit.core.engine import Engine
 from mattekit.matter import Matter
 from mattekit.options import Options
 from mattekit.service import Settings, create_app
@@ -207,7 +207,7 @@ def test_subject_chooses_the_model_and_an_empty_result_is_422(client):
     with what to do, never a transparent 200; X-Model says which model made the matte."""
     from samples import sample_path
 
-    from mattekit.zoo import isnet
+    from mattekit.core.models import isnet
 
     cat = sample_path("cat").read_bytes()
     r = client.post("/api/v1/remove", data={**FAST, "subject": "person"}, files={"file": ("cat.png", cat)})

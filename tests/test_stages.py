@@ -1,4 +1,4 @@
-"""The stages a video's frames go through (mattekit.stages): the same mattes as Engine.step,
+"""The stages a video's frames go through (mattekit.core.stages): the same mattes as Engine.step,
 frame for frame, from sub-models that split the network exactly; errors in a stage's thread
 reach the caller and leave nothing behind."""
 
@@ -11,11 +11,12 @@ import onnx
 import pytest
 from PIL import Image
 
-from mattekit import backends, fastpath, models
-from mattekit.engine import Engine, RecurrentState
+from mattekit.core import backends, fastpath
+from mattekit.core import store as models
+from mattekit.core.engine import Engine, RecurrentState
+from mattekit.core.stages import STAGES, StagedStream
 from mattekit.errors import InvalidOption
 from mattekit.options import Options
-from mattekit.stages import STAGES, StagedStream
 from mattekit.video import VideoOptions, process_video, read_frames
 
 
@@ -106,7 +107,7 @@ def test_a_failing_stage_fails_the_video_and_leaves_nothing(tmp_path, sample_cli
 def test_a_strip_gets_the_clamped_ratio_on_every_frame(engine, sample_photo):
     """A 1280x40 strip: the automatic ratio (0.5 for a 640 px pass) leaves too few rows, so it is
     clamped, on the first frame (a still's run) and on every later one alike."""
-    from mattekit.engine import auto_ratio
+    from mattekit.core.engine import auto_ratio
 
     rgb = np.asarray(Image.open(sample_photo).convert("RGB").resize((1280, 40)))
     staged = StagedStream(engine, lambda h, w: auto_ratio(h, w, 640))

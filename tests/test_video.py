@@ -23,7 +23,7 @@ from PIL import Image
 from samples import sample_path
 
 from mattekit import imaging
-from mattekit.engine import RecurrentState
+from mattekit.core.engine import RecurrentState
 from mattekit.errors import Cancelled, InvalidInput, InvalidOption, TooLarge
 from mattekit.options import Options, parse_background
 from mattekit.video import VideoOptions, alpha_sequence, flicker, probe, process_video, read_frames, write_frames

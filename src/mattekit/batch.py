@@ -321,7 +321,7 @@ class ImageWorker:
     """A Ray Data actor: one engine (one ONNX Runtime session) with ``threads`` threads."""
 
     def __init__(self, spec: Spec, threads: int) -> None:
-        from .engine import Engine
+        from .core.engine import Engine
         from .matter import Matter
 
         _limit_threads(threads)
@@ -359,7 +359,7 @@ def _node_id() -> str:
 
 def process_video_item(spec: Spec, item: Item, threads: int) -> Record:
     """Matte one clip end to end (a Ray task). Remote files go through a local temp folder."""
-    from .engine import Engine
+    from .core.engine import Engine
     from .video import process_video
 
     t0 = time.perf_counter()

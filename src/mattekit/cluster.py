@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .backends import cpu_cores
+from .core.backends import cpu_cores
 from .errors import ClusterUnavailable, InvalidOption, MissingExtra
 from .options import BackgroundImage, Options
 

@@ -9,16 +9,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from . import imaging, presets, route
+from . import imaging, presets
+from .core import route
+from .core.engine import Engine, Matte, get_engine
 from .deadline import Deadline
 from .deadline import check as check_deadline
-from .engine import Engine, Matte, get_engine
 from .errors import EmptyResult, MattekitError, ModelUnavailable
 from .imaging import Decoded, ImageSource
 from .options import BackgroundImage, Options
 
 if TYPE_CHECKING:
-    from .general import GeneralEngine
+    from .core.general import GeneralEngine
 
 __all__ = ["Matter", "Result", "Routed", "remove"]
 
@@ -48,7 +49,7 @@ class Result:
     ``model`` is the model that made the matte: ``person`` (RVM) or ``general`` (ISNet).
     ``kept`` is the share of the photo's area the matte keeps (sum of alpha / area). ``empty``
     is True when the result is no cut-out: the person model found no person (no body, by
-    :func:`mattekit.route.judge`), the general model kept (almost) nothing, or ``subject=auto``
+    :func:`mattekit.core.route.judge`), the general model kept (almost) nothing, or ``subject=auto``
     found no person and the general model is not installed. ``notice`` says so, and how to fix
     it, in words for the user; it is also set, with ``empty`` False, when ``auto`` was unsure
     and the general model was not there to decide. The faces refuse an empty result
@@ -91,7 +92,7 @@ class Matter:
     ) -> None:
         self.options = options or Options()
         self._engine = engine
-        self.general_engine = general  # None: the process-wide one (mattekit.general.get_general)
+        self.general_engine = general  # None: the process-wide one (mattekit.core.general.get_general)
 
     @property
     def engine(self) -> Engine:
@@ -100,7 +101,7 @@ class Matter:
     @property
     def general(self) -> GeneralEngine:
         """The general model's engine (ISNet), loaded on first use."""
-        from .general import get_general
+        from .core.general import get_general
 
         return self.general_engine or get_general(threads=self.engine.threads or None)
 
@@ -159,7 +160,7 @@ class Matter:
         """The matte of an RGB uint8 array, by the model ``options.subject`` chooses, and what
         came of the choice (:class:`Routed`); nothing composed. ``auto``: RVM first, exactly as
         ``person``; the general model only when RVM's answer does not show a person
-        (:mod:`mattekit.route`). ``full_foreground``: see :meth:`mattekit.engine.Engine.step`."""
+        (:mod:`mattekit.core.route`). ``full_foreground``: see :meth:`mattekit.core.engine.Engine.step`."""
         opts = options or self.options
         matte, model, notice, empty = self._matte(rgb, opts, foreground, full_foreground, deadline)
         kept = route.kept_share(matte.alpha)
@@ -208,7 +209,7 @@ class Matter:
 
 
 def _fetch_hint() -> str:
-    from .zoo import isnet
+    from .core.models import isnet
 
     return isnet.FETCH_HINT
 

@@ -220,7 +220,7 @@ class Options:
             so no halo of the old background remains. ``None`` = the preset's choice.
         quality: JPEG/WebP quality 1..100 (WebP 100 = lossless).
         subject: which model mattes a still: ``auto`` (default: RVM first, the general model
-            when RVM finds no person; see :mod:`mattekit.route`), ``person`` (RVM only, as
+            when RVM finds no person; see :mod:`mattekit.core.route`), ``person`` (RVM only, as
             before) or ``general`` (the general model, ISNet; fetched only on request:
             ``mattekit model fetch general``). Video and the camera are person-only.
     """

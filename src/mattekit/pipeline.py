@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
-from .backends import cpu_cores
-from .engine import Engine, choose_providers
+from .core.backends import cpu_cores
+from .core.engine import Engine, choose_providers
 from .errors import InternalError, MattekitError
 from .matter import Matter
 from .options import Options

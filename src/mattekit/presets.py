@@ -46,7 +46,7 @@ Video (``stream``)
         s.reset()                     # at a scene cut
 
     :func:`mattekit.video.process_video` runs ``s.stages()`` instead, each in its own thread
-    (:mod:`mattekit.stages`): the same mattes, more frames per second.
+    (:mod:`mattekit.core.stages`): the same mattes, more frames per second.
 """
 
 from __future__ import annotations
@@ -57,12 +57,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .core.engine import Engine, Matte, RecurrentState, auto_ratio, resolve_ratio
 from .deadline import Deadline
-from .engine import Engine, Matte, RecurrentState, auto_ratio, resolve_ratio
 from .errors import InvalidOption, TooLarge
 
 if TYPE_CHECKING:
-    from .stages import StagedStream
+    from .core.stages import StagedStream
 
 __all__ = [
     "PRESETS",
@@ -200,7 +200,7 @@ def run_recipe(
 ) -> Matte:
     """Matte one still with a recipe: every member, ``passes`` runs each, averaged.
 
-    ``full_foreground``, ``deadline``: see :meth:`mattekit.engine.Engine.step`."""
+    ``full_foreground``, ``deadline``: see :meth:`mattekit.core.engine.Engine.step`."""
     h, w = rgb.shape[:2]
     mattes, mirrored = [], []
     members = list(rec.members(ratio, h, w))
@@ -241,7 +241,7 @@ def run(
 class PresetStream:
     """A preset applied to the frames of one video: one recurrent state per member.
 
-    Same interface as :class:`mattekit.engine.Stream` (``process``, ``reset``, ``frames``).
+    Same interface as :class:`mattekit.core.engine.Stream` (``process``, ``reset``, ``frames``).
     """
 
     def __init__(self, engine: Engine, rec: Recipe, ratio: str | float = "auto", *, foreground: bool = False):
@@ -282,12 +282,12 @@ class PresetStream:
     def stages(self) -> list[Callable[[Any], Any]]:
         """A new run of this stream's frames as functions to call in order, each of which may run
         in its own thread: the first takes an RGB frame, the last returns its Matte. A one-member
-        recipe (every video recipe) on the split engine runs as :data:`mattekit.stages.STAGES`,
+        recipe (every video recipe) on the split engine runs as :data:`mattekit.core.stages.STAGES`,
         which overlap from frame to frame; others as one stage, :meth:`process`."""
         self._staged = None
         self.reset()
         if len(self.recipe.targets) == 1 and not self.recipe.flip and self.engine.split:
-            from .stages import StagedStream
+            from .core.stages import StagedStream
 
             def ratio(height: int, width: int) -> float:
                 return self.recipe.ratios(self.ratio, height, width)[0]

@@ -58,7 +58,7 @@ def app(ctx: click.Context, verbose: bool, device: str | None, backend: str | No
     if device is not None and device.strip().lower() not in DEVICES:
         fail(f"--device must be auto, cpu or cuda, not {device!r}")
     if backend is not None:
-        from ..backends import resolve
+        from ..core.backends import resolve
 
         with exit_on_errors():
             resolve(backend)  # a name that cannot run here fails now, before any work

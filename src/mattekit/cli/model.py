@@ -1,4 +1,4 @@
-"""``mattekit model``: fetch, locate and verify the model files (:data:`mattekit.zoo.MODELS`)."""
+"""``mattekit model``: fetch, locate and verify the model files (:data:`mattekit.core.models.MODELS`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .report import FAILED, exit_on_errors
 
 __all__ = ["model"]
 
-_NAMES = click.Choice(["person", "general"])  # mattekit.zoo.MODELS' keys (kept in step by a test)
+_NAMES = click.Choice(["person", "general"])  # mattekit.core.models.MODELS' keys (kept in step by a test)
 
 
 @click.group(cls=Group, no_args_is_help=True)
@@ -28,11 +28,11 @@ def model_fetch(names: Sequence[str], force: bool) -> None:
     NAMES: person (RVM, GPL-3.0; the default) and/or general (IMG.LY ISNet, AGPL-3.0, for
     photos without a person; needs npm). The general model is fetched only when named here.
     """
-    from .. import zoo
+    from ..core import models
 
     with exit_on_errors(FAILED):
         for name in names or ("person",):
-            store = zoo.store(name)
+            store = models.store(name)
             if name == "general":
                 click.echo("general: IMG.LY ISNet, licence AGPL-3.0 (see docs/model.md)", err=True)
             if force:
@@ -46,19 +46,19 @@ def model_fetch(names: Sequence[str], force: bool) -> None:
 @click.argument("name", required=False, default="person", type=_NAMES)
 def model_path(name: str) -> None:
     """Print where a model is (fetching nothing); NAME: person (default) or general."""
-    from .. import zoo
+    from ..core import models
 
     with exit_on_errors(FAILED):
-        click.echo(zoo.store(name).locate(fetch_missing=False).path)
+        click.echo(models.store(name).locate(fetch_missing=False).path)
 
 
 @model.command("verify")
 @click.argument("name", required=False, default="person", type=_NAMES)
 def model_verify(name: str) -> None:
     """Check a model file's SHA-256; NAME: person (default) or general."""
-    from .. import zoo
+    from ..core import models
 
     with exit_on_errors(FAILED):
-        store = zoo.store(name)
+        store = models.store(name)
         info = store.locate(fetch_missing=False)
         click.echo(f"ok: {store.describe(info)}")

@@ -35,7 +35,7 @@ class State:
     """What the root flags decide for every command of one run."""
 
     device: str | None = None  # auto | cpu | cuda; None: the engine's default (MATTEKIT_DEVICE, else auto)
-    backend: str | None = None  # auto | a name in mattekit.backends.BACKENDS; None: MATTEKIT_BACKEND, else auto
+    backend: str | None = None  # auto | a name in mattekit.core.backends.BACKENDS; None: MATTEKIT_BACKEND, else auto
 
 
 def _state() -> State | None:

@@ -92,7 +92,7 @@ def run_jobs(
     """
     from rich.markup import escape
 
-    from ..engine import Engine, set_engine
+    from ..core.engine import Engine, set_engine
     from ..files import write_atomic
     from ..pipeline import process_files
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..backends import cpu_cores
+from ..core.backends import cpu_cores
 from ..errors import CannotListen, InvalidOption
 from .params import Command, current_backend, current_device
 from .report import FAILED, exit_on_errors
@@ -130,7 +130,7 @@ def serve(host: str, port: int, workers: int | None, queue_size: int | None, max
     if processes == 1:
         matter = None
         if device is not None or backend is not None:
-            from ..engine import Engine
+            from ..core.engine import Engine
             from ..matter import Matter
 
             matter = Matter(engine=Engine(device=device, backend=backend))

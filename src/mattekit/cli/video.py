@@ -179,7 +179,7 @@ def run_video(
     backend: str | None = None,
 ) -> int:
     """Process one clip with a progress bar; Ctrl-C leaves nothing at ``output``. Exit status."""
-    from ..engine import Engine, set_engine
+    from ..core.engine import Engine, set_engine
     from ..video import process_video
 
     out = console()

@@ -8,7 +8,7 @@ and the server only serves
   Only the six files the page loads are served, ``.mjs`` as ``text/javascript`` and ``.wasm``
   as ``application/wasm`` (browsers compile WebAssembly in a stream only then).
 - ``/camera/model.onnx``: the same ONNX file the server uses, from the model store, served only
-  when its SHA-256 is one the store accepts (:func:`mattekit.models.verify`).
+  when its SHA-256 is one the store accepts (:func:`mattekit.core.store.verify`).
 
 WebAssembly threads need a cross-origin isolated page: the page (``/``) carries
 ``Cross-Origin-Opener-Policy: same-origin`` and ``Cross-Origin-Embedder-Policy: require-corp``
@@ -26,7 +26,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
-from .. import models
+from ..core import store
 from ..errors import MattekitError
 
 __all__ = [
@@ -93,23 +93,23 @@ class _Digests:
         self._lock = threading.Lock()
         self._known: dict[tuple[str, int, int], str] = {}
 
-    def verified(self, model_arg: str | None) -> models.ModelInfo:
+    def verified(self, model_arg: str | None) -> store.ModelInfo:
         # The file the engine uses: its explicit path, else MATTEKIT_MODEL, else the store's cache
         # (the server fetched it at start; nothing is fetched here).
         explicit = model_arg or os.environ.get("MATTEKIT_MODEL")
-        path = Path(explicit).expanduser() if explicit else models.cached_path()
+        path = Path(explicit).expanduser() if explicit else store.cached_path()
         try:
             st = path.stat()
         except OSError:
-            raise models.ModelUnavailable(f"model file not found: {path}; run `mattekit model fetch`") from None
+            raise store.ModelUnavailable(f"model file not found: {path}; run `mattekit model fetch`") from None
         key = (str(path), st.st_size, st.st_mtime_ns)
         with self._lock:
             digest = self._known.get(key)
         if digest is None:
-            digest = models.verify(path)  # raises ModelUnavailable (503) for an unknown file
+            digest = store.verify(path)  # raises ModelUnavailable (503) for an unknown file
             with self._lock:
                 self._known = {key: digest}
-        return models.ModelInfo(path, digest, "explicit" if explicit else "cache")
+        return store.ModelInfo(path, digest, "explicit" if explicit else "cache")
 
 
 _digests = _Digests()

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..backends import cpu_cores
+from ..core.backends import cpu_cores
 from ..errors import InvalidOption
 
 __all__ = [

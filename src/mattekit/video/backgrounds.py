@@ -7,7 +7,7 @@ from collections.abc import Generator
 import numpy as np
 
 from .. import imaging
-from ..engine import Matte
+from ..core.engine import Matte
 from ..errors import InvalidInput
 from ..imaging import alpha_to_u8
 from ..options import BackgroundImage, Blur, Options

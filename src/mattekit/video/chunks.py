@@ -371,7 +371,7 @@ _ENGINES: dict[tuple, Any] = {}  # one engine per worker process, kept across th
 
 
 def _engine(threads: int | None, device: str | None, backend: str | None) -> Any:
-    from ..engine import Engine
+    from ..core.engine import Engine
 
     key = (threads, device, backend)
     if key not in _ENGINES:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..engine import Engine, get_engine
+from ..core.engine import Engine, get_engine
 
 __all__ = ["alpha_sequence", "flicker"]
 
@@ -16,7 +16,7 @@ def alpha_sequence(
     frames: Iterable[np.ndarray], ratio: str | float = "auto", *, recurrent: bool = True, engine: Engine | None = None
 ) -> list[np.ndarray]:
     """Alpha of each frame, carrying RVM's state (``recurrent``) or starting afresh every frame."""
-    from ..engine import RecurrentState
+    from ..core.engine import RecurrentState
 
     engine = engine or get_engine()
     state = RecurrentState.empty()

@@ -6,7 +6,7 @@ decoding, inference and encoding overlap (PyAV and ONNX Runtime release the GIL)
     reader (demux + decode + rotate)  →  model stages  →  writer (compose + encode + mux)
 
 The model's work on a frame comes as stages (:meth:`mattekit.presets.PresetStream.stages`; on
-the CPU :data:`mattekit.stages.STAGES`), one thread each, so that frames overlap there too.
+the CPU :data:`mattekit.core.stages.STAGES`), one thread each, so that frames overlap there too.
 
 Audio packets travel through the same queues in demux order, so the writer muxes them
 interleaved with the video they belong to. The result is written to a hidden temp name beside
@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from .. import presets
+from ..core.engine import Engine, get_engine
 from ..deadline import Deadline
 from ..deadline import check as check_deadline
-from ..engine import Engine, get_engine
 from ..errors import Cancelled, InvalidInput, InvalidOption, MattekitError, TooLarge, ffmpeg_reason
 from ..files import temp_path
 from ..options import Options

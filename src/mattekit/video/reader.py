@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import Matte
+from ..core.engine import Matte
 from ..errors import InvalidInput, MattekitError, TooLarge, ffmpeg_reason
 from ..options import DEFAULT_MAX_PIXELS
 

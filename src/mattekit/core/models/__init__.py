@@ -1,7 +1,7 @@
 """The models mattekit can run, one module each, registered in :data:`MODELS`.
 
 Each module is a store with the same interface: ``locate(path=None, *, fetch_missing)`` →
-:class:`~mattekit.models.ModelInfo`, ``fetch(force=False)`` → ``(path, sha256)``,
+:class:`~mattekit.core.store.ModelInfo`, ``fetch(force=False)`` → ``(path, sha256)``,
 ``describe(info=None)`` → one line, and ``LICENCE``. The key is the ``subject`` the model
 serves (``Options.subject``). Adding a model is one module here and one row in the table.
 """
@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from ..errors import InvalidOption
+from ...errors import InvalidOption
 
 __all__ = ["MODELS", "ModelEntry", "entry", "store"]
 
@@ -22,7 +22,7 @@ class ModelEntry:
     name: str  # the subject it serves, and its name in `mattekit model fetch NAME`
     title: str
     licence: str
-    module: str  # mattekit.zoo.<module> is its store
+    module: str  # mattekit.core.models.<module> is its store
     fetch_on_use: bool  # fetched on first use (True), or only on an explicit request
 
 

@@ -1,6 +1,6 @@
 """The general model at work: ISNet (any subject) on ONNX Runtime, pre- and post-processing.
 
-The store (fetch, verify, derived sizes) is :mod:`mattekit.zoo.isnet`; this module only runs it.
+The store (fetch, verify, derived sizes) is :mod:`mattekit.core.models.isnet`; this module only runs it.
 ISNet takes one fixed square: the photo is resized to it (bilinear, as the model was trained),
 normalised as ``(x - 128) / 256`` and its alpha resized back to the photo's size (bilinear).
 It predicts alpha only: no foreground colour (see :func:`mattekit.imaging.estimate_foreground`).
@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from .deadline import Deadline
-from .deadline import check as check_deadline
-from .errors import ModelUnavailable
+from ..deadline import Deadline
+from ..deadline import check as check_deadline
+from ..errors import ModelUnavailable
 from .lazy import Lazy
 
 __all__ = ["DEFAULT_FP32", "DEFAULT_SIZE", "GeneralEngine", "get_general", "preprocess", "set_general"]
 
-log = logging.getLogger("mattekit.general")
+log = logging.getLogger("mattekit.core.general")
 
 DEFAULT_SIZE = 768  # measured: see the module docstring
 DEFAULT_FP32 = True
@@ -90,7 +90,7 @@ class GeneralEngine:
 
     def available(self) -> bool:
         """Whether the model is installed (nothing is fetched)."""
-        from .zoo import isnet
+        from .models import isnet
 
         try:
             isnet.locate(self._model_arg)
@@ -109,7 +109,7 @@ class GeneralEngine:
     def _load(self) -> Any:
         import onnxruntime as ort
 
-        from .zoo import isnet
+        from .models import isnet
 
         info = isnet.locate(self._model_arg)
         path = isnet.derived(info, self.size, self.fp32)

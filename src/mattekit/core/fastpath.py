@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..deadline import Deadline
+from ..deadline import check as check_deadline
 from .backends import cpu_cores
-from .deadline import Deadline
-from .deadline import check as check_deadline
 
 __all__ = [
     "BAND_TILE",
@@ -61,7 +61,7 @@ __all__ = [
     "tail",
 ]
 
-log = logging.getLogger("mattekit.fastpath")
+log = logging.getLogger("mattekit.core.fastpath")
 
 # Bump when the derivation below changes, so stale cached sub-models are never reused.
 DERIVATION_VERSION = 3
@@ -85,7 +85,7 @@ STATE_OUT = ("r1o", "r2o", "r3o", "r4o")
 # Measured at 1080p (a 640x360 low-res pass, 2 threads): encoder ~47 ms, warmup ~41 ms, decoder
 # ~90 ms, the whole network ~125 ms; 4 passes cost ~0.5x of 4 whole ones, with identical outputs.
 # A video's frames run backbone, recurrent and output as stages that overlap from frame to frame
-# (:mod:`mattekit.stages`): only the recurrent part has to wait for the previous frame.
+# (:mod:`mattekit.core.stages`): only the recurrent part has to wait for the previous frame.
 PARTS = ("lowres", "encoder", "warmup", "decoder", "backbone", "recurrent", "output")
 
 
@@ -197,7 +197,7 @@ def _extract(model, typed, inputs: list[str], outputs: list[str], name: str):
         [typed[n] for n in outputs],
         [t for t in graph.initializer if t.name in needed],
     )
-    derived = helper.make_model(sub, opset_imports=model.opset_import, producer_name="mattekit.fastpath")
+    derived = helper.make_model(sub, opset_imports=model.opset_import, producer_name="mattekit.core.fastpath")
     derived.ir_version = model.ir_version
     onnx.checker.check_model(derived)
     return derived

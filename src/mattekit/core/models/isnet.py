@@ -28,8 +28,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ..errors import ModelUnavailable
-from ..models import ModelInfo, home, sha256_of
+from ...errors import ModelUnavailable
+from ..store import ModelInfo, home, sha256_of
 
 __all__ = [
     "FETCH_HINT",
@@ -45,7 +45,7 @@ __all__ = [
     "verify",
 ]
 
-log = logging.getLogger("mattekit.zoo.isnet")
+log = logging.getLogger("mattekit.core.models.isnet")
 
 PACKAGE = "@imgly/background-removal-data@1.4.5"
 LICENCE = "AGPL-3.0"

