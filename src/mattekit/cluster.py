@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .core.backends import cpu_cores
 from .errors import ClusterUnavailable, InvalidOption, MissingExtra
@@ -131,4 +131,5 @@ def node_cpus() -> list[float]:
     """The CPUs of each live node of the cluster this process is connected to."""
     import ray
 
-    return [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+    nodes = cast("Callable[[], list[dict[str, Any]]]", ray.nodes)  # Ray's nodes() has no annotations
+    return [n["Resources"].get("CPU", 0.0) for n in nodes() if n.get("Alive")]

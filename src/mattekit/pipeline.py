@@ -21,13 +21,16 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .core.backends import cpu_cores
 from .core.engine import Engine, choose_providers
 from .errors import InternalError, MattekitError
 from .matter import Matter
 from .options import Options
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 __all__ = ["Encoded", "FileJob", "Outcome", "process_files"]
 
@@ -84,7 +87,7 @@ def process_files(
         matter = Matter(matter.options, matter.engine.single_threaded(), matter.general_engine)
     bar = _progress(progress, len(jobs))
     pool = ThreadPoolExecutor(workers, thread_name_prefix="mattekit-still")
-    running: deque[tuple[FileJob, Future]] = deque()
+    running: deque[tuple[FileJob, Future[Outcome]]] = deque()
     ahead = iter(jobs)
 
     def encoded(job: FileJob) -> Encoded:
@@ -108,7 +111,7 @@ def process_files(
                 break
             job, fut = running.popleft()
             outcome = fut.result()
-            if bar is not None:
+            if bar is not None and task is not None:
                 bar.advance(task)
             yield job, outcome
     finally:
@@ -127,7 +130,7 @@ def _workers(jobs: int, engine: Engine) -> int:
     return max(1, min(jobs, cores))
 
 
-def _progress(console: Any, total: int):
+def _progress(console: Any, total: int) -> Progress | None:
     if console is None or total < 2:
         return None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
