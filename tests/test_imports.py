@@ -1,13 +1,16 @@
 """The shape of the package: imports only go down, and the command line starts light.
 
 The import graph is read from the source with ``ast`` (no module is imported), counting imports
-inside functions too: a lazy import is still a dependency, it only runs later.
+inside functions too: a lazy import is still a dependency, it only runs later. So is a module named
+in a string and imported by name later (``"mattekit.video.writers:AvWriter"`` in a table,
+uvicorn's ``"module:app"``, ``importlib.import_module("mattekit.x")``).
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -50,11 +53,37 @@ def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
         yield from _imports(node)
 
 
+# A module named in a string that is imported by name later: "mattekit.video.writers:AvWriter"
+# in a table, uvicorn's "module:app". (A logger's name, "mattekit.video", is no import.)
+_NAMED = re.compile(r"(mattekit(?:\.\w+)*):\w+")
+
+
+def _named_in_strings(tree: ast.AST) -> set[str]:
+    """Modules named as ``"module:attr"`` or passed to ``importlib.import_module("...")``."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            match = _NAMED.fullmatch(node.value)
+            if match and match[1] in MODULES:
+                found.add(match[1])
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and node.args[0].value in MODULES
+        ):
+            found.add(node.args[0].value)
+    return found
+
+
 def _deps(name: str, path: Path) -> set[str]:
     """The mattekit modules ``name`` imports (``from . import x`` counts as ``x``)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    deps: set[str] = set()
-    for node in _imports(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    deps = _named_in_strings(tree)
+    for node in _imports(tree):
         if isinstance(node, ast.Import):
             deps.update(a.name for a in node.names if a.name in MODULES)
             continue
@@ -81,6 +110,8 @@ def _inside(name: str, package: str) -> bool:
 def test_the_graph_sees_lazy_imports() -> None:
     assert "mattekit.video" in GRAPH["mattekit.cli.video"]  # imported inside the command function
     assert "mattekit.core.engine" in GRAPH["mattekit.matter"]
+    assert "mattekit.video.writers" in GRAPH["mattekit.video.outputs"]  # "module:Class" in the table
+    assert "mattekit.service.factory" in GRAPH["mattekit.cli.serve"]  # uvicorn.run("module:app")
 
 
 # The floors of DESIGN.md. A module on one floor imports only its own floor or lower ones.

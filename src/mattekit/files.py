@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 from pathlib import Path, PurePosixPath
 
-__all__ = ["is_temp_name", "temp_name", "temp_path", "write_atomic"]
+__all__ = ["delete_path", "is_temp_name", "temp_name", "temp_path", "write_atomic"]
 
 _TOKEN_HEX = 8
 # The current rule, plus the names mattekit 0.1.0 used (".NAME.PID.part" from the CLI,
@@ -45,3 +46,11 @@ def write_atomic(target: Path, data: bytes) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def delete_path(path: Path) -> None:
+    """Delete a temp result, a file or a folder (PNG frames), quietly if it is already gone."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

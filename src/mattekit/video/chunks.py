@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput, InvalidOption
-from ..files import temp_path
+from ..files import delete_path, temp_path
 from ..options import Options
 from .outputs import OUTPUTS, VideoOptions, resolve_output
 from .writers import is_frame_file
@@ -220,7 +220,6 @@ def join_segments(
 
 def _join_frames(segments: Sequence[Path], target: Path, as_zip: bool) -> None:
     """PNG frames renumbered in order into one ZIP (stored, as the writer stores them) or a folder."""
-    from .writers import remove
 
     tmp = temp_path(target)
     index = 0
@@ -244,7 +243,7 @@ def _join_frames(segments: Sequence[Path], target: Path, as_zip: bool) -> None:
             shutil.rmtree(target)
         os.replace(tmp, target)
     except BaseException:
-        remove(tmp)
+        delete_path(tmp)
         raise
 
 
@@ -263,7 +262,7 @@ def _join_av(
     import av
 
     from .reader import frame_rate, open_input
-    from .writers import AvWriter, remove
+    from .writers import AvWriter
 
     spec = OUTPUTS[kind]
     t0 = times.seconds[0]
@@ -338,7 +337,7 @@ def _join_av(
     except BaseException:
         if writer is not None:
             writer.abort()
-        remove(tmp)
+        delete_path(tmp)
         raise
     finally:
         first.close()

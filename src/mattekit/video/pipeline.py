@@ -33,7 +33,7 @@ from ..core.engine import Engine, get_engine
 from ..deadline import Deadline
 from ..deadline import check as check_deadline
 from ..errors import Cancelled, InvalidInput, InvalidOption, MattekitError, TooLarge, ffmpeg_reason
-from ..files import temp_path
+from ..files import delete_path, temp_path
 from ..options import Options
 from .backgrounds import Backgrounds, compose_frame
 from .outputs import OUTPUTS, VideoOptions, resolve_output
@@ -55,7 +55,7 @@ from .reader import (
     read_av,
     read_webp,
 )
-from .writers import is_frame_file, remove
+from .writers import is_frame_file
 
 __all__ = ["QUEUE_FRAMES", "STAGE_QUEUE_FRAMES", "Progress", "VideoResult", "process_video", "write_frames"]
 
@@ -190,7 +190,7 @@ def process_video(
     try:
         writer = spec.make_writer(tmp, in_audio, rate, tb)
     except BaseException:
-        remove(tmp)
+        delete_path(tmp)
         if container is not None:
             container.close()
         raise
@@ -317,7 +317,7 @@ def process_video(
             th.join(timeout=30)
         if not ok:
             writer.abort()
-            remove(tmp)
+            delete_path(tmp)
         if container is not None:
             container.close()
         if backgrounds is not None:

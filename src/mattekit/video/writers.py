@@ -7,18 +7,21 @@ output type that an existing writer can produce (another FFmpeg codec, say) need
 
 from __future__ import annotations
 
-import shutil
 import zipfile
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from .. import imaging
-from .outputs import OutputSpec
 
-__all__ = ["AvWriter", "PngWriter", "Writer", "WriterFactory", "fit", "is_frame_file", "remove"]
+if TYPE_CHECKING:  # pragma: no cover
+    # Only for annotations: the table names its writers ("module:Class"), so a runtime import
+    # back would be a cycle.
+    from .outputs import OutputSpec
+
+__all__ = ["AvWriter", "PngWriter", "Writer", "WriterFactory", "fit", "is_frame_file"]
 
 
 class Writer(Protocol):
@@ -253,10 +256,3 @@ def fit(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def is_frame_file(path: Path) -> bool:
     return path.is_file() and path.name.startswith("frame_") and path.suffix == ".png"
-
-
-def remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
