@@ -41,7 +41,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mattekit import imaging, metrics, presets  # noqa: E402
+from mattekit import compose, metrics, presets  # noqa: E402
 from mattekit.core.engine import Engine, Matte, auto_ratio, get_engine  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -625,7 +625,7 @@ def colour_scores(
         m = presets.run(engine, s.rgb, preset, "auto", foreground=True, full_foreground=True)  # rvm_fgr_all: everywhere
         fgs = {
             "original": s.rgb.astype(np.float32) / 255.0,
-            "rvm_fgr": imaging.decontaminate(s.rgb, m.alpha, m.foreground).astype(np.float32) / 255.0,
+            "rvm_fgr": compose.decontaminate(s.rgb, m.alpha, m.foreground).astype(np.float32) / 255.0,
             "rvm_fgr_all": m.foreground,
             "ml": foreground_ml(s.rgb, m.alpha),
         }

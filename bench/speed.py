@@ -376,17 +376,17 @@ def part_encoders(reps: int) -> list[dict]:
 
         return run
 
-    from mattekit import imaging
+    from mattekit import encode
 
     cases = [
         ("RGBA", "PNG, Pillow default (zlib 6; the demo)", pil(cutout, "PNG")),
         ("RGBA", "PNG, Pillow zlib level 1", pil(cutout, "PNG", compress_level=1)),
-        ("RGBA", "PNG, fpng (ours)", lambda: imaging.encode(cutout, "png")),
+        ("RGBA", "PNG, fpng (ours)", lambda: encode.encode(cutout, "png")),
         ("RGBA", "WebP lossless, method 0, default effort", pil(cutout, "WEBP", lossless=True, method=0, exact=True)),
-        ("RGBA", "WebP lossless, method 0, effort 0 (ours, --quality 100)", lambda: imaging.encode(cutout, "webp", 100)),
-        ("RGBA", "WebP lossy q90, exact alpha (ours)", lambda: imaging.encode(cutout, "webp", 90)),
-        ("RGB", "JPEG q90 4:4:4 (ours)", lambda: imaging.encode(composite, "jpg", 90)),
-        ("RGB", "JPEG q85 4:2:0 (ours)", lambda: imaging.encode(composite, "jpg", 85)),
+        ("RGBA", "WebP lossless, method 0, effort 0 (ours, --quality 100)", lambda: encode.encode(cutout, "webp", 100)),
+        ("RGBA", "WebP lossy q90, exact alpha (ours)", lambda: encode.encode(cutout, "webp", 90)),
+        ("RGB", "JPEG q90 4:4:4 (ours)", lambda: encode.encode(composite, "jpg", 90)),
+        ("RGB", "JPEG q85 4:2:0 (ours)", lambda: encode.encode(composite, "jpg", 85)),
     ]
     rows = []
     for mode, label, run in cases:

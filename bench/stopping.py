@@ -59,7 +59,7 @@ def _jpeg(img: Image.Image, **kw: Any) -> bytes:
 
 def scan_bomb(size: tuple[int, int], scans: int) -> bytes:
     """The worst JPEG we accept: a flat progressive picture whose last scan is repeated up to
-    ``scans`` scans in all (the limit, imaging.MAX_JPEG_SCANS)."""
+    ``scans`` scans in all (the limit, decode.MAX_JPEG_SCANS)."""
     data = _jpeg(Image.new("RGB", size, (120, 130, 140)), progressive=True)
     have = data.count(b"\xff\xda")
     last = data.rfind(b"\xff\xda")
@@ -135,25 +135,25 @@ def unbounded(name: str, fn: Callable[[], Any], repeat: int = 1) -> dict[str, An
 
 
 def overruns() -> list[dict[str, Any]]:
-    from mattekit import imaging
+    from mattekit import decode, encode
     from mattekit.matter import Matter
 
     Matter().process(np.zeros((64, 64, 3), np.uint8))  # load the model outside the timings
     big = _photo(FIFTY_MP)
-    bomb = scan_bomb(FIFTY_MP, imaging.MAX_JPEG_SCANS)
+    bomb = scan_bomb(FIFTY_MP, decode.MAX_JPEG_SCANS)
     photo50 = _jpeg(big)
     prog50 = _jpeg(big, progressive=True)
     photo12 = _jpeg(_photo(TWELVE_MP))
     opts = service_options()
     ratio = largest_ratio(opts, TWELVE_MP)
     rows = [
-        unbounded("decode: 50 MP JPEG of 256 scans (flat)", lambda: imaging.decode(bomb, opts)),
-        unbounded("decode: 50 MP baseline JPEG (photo)", lambda: imaging.decode(photo50, opts)),
-        unbounded("decode: 50 MP progressive JPEG (photo, 10 scans)", lambda: imaging.decode(prog50, opts)),
+        unbounded("decode: 50 MP JPEG of 256 scans (flat)", lambda: decode.decode(bomb, opts)),
+        unbounded("decode: 50 MP baseline JPEG (photo)", lambda: decode.decode(photo50, opts)),
+        unbounded("decode: 50 MP progressive JPEG (photo, 10 scans)", lambda: decode.decode(prog50, opts)),
     ]
     rgba = Image.fromarray(np.dstack([np.asarray(big), np.full(big.size[::-1], 200, np.uint8)]), "RGBA")
-    rows.append(unbounded("encode: 50 MP RGBA PNG", lambda: imaging.encode(rgba, "png")))
-    rows.append(unbounded("encode: 50 MP RGBA WebP q90", lambda: imaging.encode(rgba, "webp", 90)))
+    rows.append(unbounded("encode: 50 MP RGBA PNG", lambda: encode.encode(rgba, "png")))
+    rows.append(unbounded("encode: 50 MP RGBA WebP q90", lambda: encode.encode(rgba, "webp", 90)))
     rows.append(overrun_case("service work: 50 MP JPEG of 256 scans, deadline 1 s", bomb, opts, 1.0))
     rows.append(overrun_case("service work: 50 MP baseline JPEG, balanced, deadline 3 s", photo50, opts, 3.0))
     rows.append(
@@ -281,7 +281,7 @@ def process_costs() -> dict[str, Any]:
 # -- the deadline checks --------------------------------------------------------------------------
 def check_costs() -> list[dict[str, Any]]:
     """Decode and encode of a normal 12 MP photo with and without a deadline (its checks)."""
-    from mattekit import imaging
+    from mattekit import decode, encode
 
     photo12 = _jpeg(_photo(TWELVE_MP))
     prog12 = _jpeg(_photo(TWELVE_MP), progressive=True)
@@ -289,10 +289,10 @@ def check_costs() -> list[dict[str, Any]]:
     far = Deadline(time.monotonic() + 3600, "bench")
     rows = []
     cases: list[tuple[str, Callable[[Deadline | None], Any]]] = [
-        ("decode 12 MP baseline JPEG", lambda d: imaging.decode(photo12, Options(), deadline=d)),
-        ("decode 12 MP progressive JPEG", lambda d: imaging.decode(prog12, Options(), deadline=d)),
-        ("encode 12 MP grey+alpha PNG (Pillow zlib)", lambda d: imaging.encode(rgba.convert("LA"), "png", deadline=d)),
-        ("encode 12 MP RGB JPEG", lambda d: imaging.encode(rgba.convert("RGB"), "jpg", deadline=d)),
+        ("decode 12 MP baseline JPEG", lambda d: decode.decode(photo12, Options(), deadline=d)),
+        ("decode 12 MP progressive JPEG", lambda d: decode.decode(prog12, Options(), deadline=d)),
+        ("encode 12 MP grey+alpha PNG (Pillow zlib)", lambda d: encode.encode(rgba.convert("LA"), "png", deadline=d)),
+        ("encode 12 MP RGB JPEG", lambda d: encode.encode(rgba.convert("RGB"), "jpg", deadline=d)),
     ]
     for name, fn in cases:
         plain = unbounded(name, functools.partial(fn, None), repeat=5)["seconds"]

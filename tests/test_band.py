@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mattekit import imaging, video
+from mattekit import compose, decode, video
 from mattekit.core import fastpath
 from mattekit.core.engine import Engine, Matte
 from mattekit.matter import Matter
@@ -51,14 +51,16 @@ def _check_foreground(rgb: np.ndarray, full: Matte, band: Matte) -> None:
 
 
 def _check_outputs(rgb: np.ndarray, full: Matte, band: Matte) -> None:
-    decoded = imaging.Decoded(rgb)
-    picture = imaging.Decoded(np.ascontiguousarray(rgb[::-1, ::-1]))
+    decoded = decode.Decoded(rgb)
+    picture = decode.Decoded(np.ascontiguousarray(rgb[::-1, ::-1]))
     backgrounds = [None, Color((0, 200, 40)), Blur(20.0), BackgroundImage(picture, "fill")]
     for background in backgrounds:
         for crop in (False, True):
             opts = Options(background=background, crop=crop)
-            ref = np.asarray(imaging.compose(decoded, full.alpha, full.foreground, opts))
-            got = np.asarray(imaging.compose(decoded, band.alpha, band.foreground, opts, foreground_boxes=band.foreground_boxes))
+            ref = np.asarray(compose.compose(decoded, full.alpha, full.foreground, opts).image)
+            got = np.asarray(
+                compose.compose(decoded, band.alpha, band.foreground, opts, foreground_boxes=band.foreground_boxes).image
+            )
             assert ref.shape == got.shape
             diff = np.abs(ref.astype(int) - got.astype(int))
             if background is None:  # RGBA: every visible pixel, and the alpha itself
@@ -84,7 +86,7 @@ def test_band_foreground_matches_the_whole_frame_on_a_portrait(split, portrait):
 
 def test_video_frames_match_the_whole_frame(split, sample_photo):
     rgb, full, band = _pair(split, sample_photo)
-    bg = np.asarray(imaging.gaussian_blur(rgb, 9.0))
+    bg = np.asarray(compose.gaussian_blur(rgb, 9.0))
     for kind in ("composite", "transparent"):
         ref = video.compose_frame(kind, rgb, full, bg, True)
         got = video.compose_frame(kind, rgb, band, bg, True)
@@ -96,7 +98,7 @@ def test_video_frames_match_the_whole_frame(split, sample_photo):
 
 def test_transparent_pixels_outside_the_band_keep_the_photos_colours(split, sample_photo):
     rgb, _, band = _pair(split, sample_photo)
-    out = imaging.decontaminate(rgb, band.alpha, band.foreground, band.foreground_boxes)
+    out = compose.decontaminate(rgb, band.alpha, band.foreground, band.foreground_boxes)
     outside = ~_covered(rgb.shape[:2], band.foreground_boxes)
     assert outside.any()
     np.testing.assert_array_equal(out[outside], rgb[outside])
@@ -122,5 +124,5 @@ def test_a_photos_own_transparency_gets_the_whole_foreground(split, sample_photo
     opts = Options(background=Color((255, 255, 255)), ratio=0.25, preset="fast")
     got = np.asarray(Matter(opts, split).process(rgba).image)
     full = split.matte(rgb, 0.25, foreground=True, full_foreground=True)
-    ref = np.asarray(imaging.compose(imaging.Decoded(rgb, own), full.alpha, full.foreground, opts))
+    ref = np.asarray(compose.compose(decode.Decoded(rgb, own), full.alpha, full.foreground, opts).image)
     assert np.abs(ref.astype(int) - got.astype(int)).max() <= ONE_LEVEL

@@ -166,9 +166,9 @@ def _manifest(dst: Path) -> list[dict]:
 
 
 def _expected_size(path: Path, max_size: int) -> tuple[int, int]:
-    from mattekit import imaging
+    from mattekit import decode
 
-    h, w = imaging.decode(path, Options(max_size=max_size)).rgb.shape[:2]
+    h, w = decode.decode(path, Options(max_size=max_size)).rgb.shape[:2]
     return w, h
 
 

@@ -32,8 +32,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from mattekit.decode import MAX_JPEG_SCANS
 from mattekit.errors import InvalidOption, MattekitError
-from mattekit.imaging import MAX_JPEG_SCANS
 from mattekit.options import DEFAULT_MAX_PIXELS, Options
 
 HERE = Path(__file__).resolve().parent
@@ -60,7 +60,7 @@ import os, pickle, resource, struct, sys, traceback
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 os.environ.setdefault("MATTEKIT_THREADS", "1")
-from mattekit import imaging
+from mattekit import decode
 from mattekit.errors import MattekitError
 from mattekit.matter import Matter
 from mattekit.options import Options
@@ -129,7 +129,7 @@ def run(case):
     if isinstance(fields, tuple):  # a video case with a background clip: (output kind, its bytes)
         return run_video(source, fields[0], model_max, fields[1])
     opts = Options.from_fields(fields)
-    dec = imaging.decode(source, opts)
+    dec = decode.decode(source, opts)
     out = {"size": dec.size, "format": dec.format}
     if dec.size[0] * dec.size[1] <= model_max:
         res = matter.process(source, opts)

@@ -121,7 +121,9 @@ GROUND = {
     "options",
     "formats",
     "files",
-    "imaging",
+    "decode",
+    "compose",
+    "encode",
     "core",
     "metrics",
     "cluster",
@@ -211,13 +213,15 @@ def test_version_and_help_load_nothing_heavy() -> None:
         assert _loaded_after(code) == [], argv
 
 
-def test_imaging_knows_nothing_of_the_model() -> None:
-    assert not GRAPH["mattekit.imaging"] & {
-        "mattekit.core.engine",
-        "mattekit.core.fastpath",
-        "mattekit.core.store",
-        "mattekit.presets",
-    }
+def test_stills_go_decode_compose_encode_knowing_nothing_of_the_model() -> None:
+    """A still's way is decode -> (model) -> compose -> encode; the three steps never reach into
+    the model core or the presets, and each step only uses the ones before it."""
+    steps = ("mattekit.decode", "mattekit.compose", "mattekit.encode")
+    for step in steps:
+        assert not {d for d in GRAPH[step] if _inside(d, "mattekit.core") or d == "mattekit.presets"}, step
+    assert "mattekit.decode" in GRAPH["mattekit.compose"]
+    assert not GRAPH["mattekit.decode"] & set(steps)
+    assert not GRAPH["mattekit.encode"] & set(steps)
 
 
 def test_the_video_outputs_table_and_the_top_level_video_api_are_light() -> None:

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from mattekit import imaging
+from mattekit import decode
 from mattekit.errors import TooLarge
 from mattekit.options import Options
 from mattekit.service import Settings, create_app
@@ -29,14 +29,14 @@ def _jpeg(size: tuple[int, int], progressive: bool = False) -> bytes:
 def test_a_54_mp_jpeg_at_1024_px_is_decoded_at_an_eighth():
     data = _jpeg((9000, 6000))  # 54 MP, past the server's default limit of 50 MP
     t0 = time.perf_counter()
-    decoded = imaging.decode(data, Options(max_pixels=50_000_000, max_size=1024))
+    decoded = decode.decode(data, Options(max_pixels=50_000_000, max_size=1024))
     assert decoded.rgb.shape == (683, 1024, 3)
     assert time.perf_counter() - t0 < 5.0
     with pytest.raises(TooLarge) as caught:
-        imaging.decode(data, Options(max_pixels=50_000_000), offer_size=True)
+        decode.decode(data, Options(max_pixels=50_000_000), offer_size=True)
     assert "max_size=2048" in caught.value.worded("api") and "--max-size 2048" in str(caught.value)
     with pytest.raises(TooLarge) as caught:  # a background: no size to ask for, so none is offered
-        imaging.decode(data, Options(max_pixels=50_000_000))
+        decode.decode(data, Options(max_pixels=50_000_000))
     assert "shrink it first" in str(caught.value) and "max" not in str(caught.value).split("limit is")[1]
 
 
@@ -44,24 +44,24 @@ def test_a_54_mp_jpeg_at_1024_px_is_decoded_at_an_eighth():
 def test_reduced_decode_stays_within_the_limit(progressive):
     data = _jpeg((2400, 1500), progressive)  # 3.6 MP: 1.8x the limit
     with pytest.raises(TooLarge):
-        imaging.decode(data, Options(max_pixels=LIMIT))
+        decode.decode(data, Options(max_pixels=LIMIT))
     # 512 px: libjpeg's 1/4 (600x375) is the smallest reduction that still has 512 px.
-    assert imaging.decode(data, Options(max_pixels=LIMIT, max_size=512)).rgb.shape == (320, 512, 3)
+    assert decode.decode(data, Options(max_pixels=LIMIT, max_size=512)).rgb.shape == (320, 512, 3)
     # 2048 px needs the whole picture: the limit holds as before.
     with pytest.raises(TooLarge):
-        imaging.decode(data, Options(max_pixels=LIMIT, max_size=2048))
+        decode.decode(data, Options(max_pixels=LIMIT, max_size=2048))
 
 
 def test_past_the_bound_a_size_does_not_help():
     data = _jpeg((3000, 2000))  # 6 MP: 3x the limit, past REDUCED_JPEG_BOUND
-    assert imaging.REDUCED_JPEG_BOUND * LIMIT < 6_000_000
+    assert decode.REDUCED_JPEG_BOUND * LIMIT < 6_000_000
     with pytest.raises(TooLarge) as caught:
-        imaging.decode(data, Options(max_pixels=LIMIT, max_size=256))
+        decode.decode(data, Options(max_pixels=LIMIT, max_size=256))
     assert "shrink it first" in str(caught.value) and "max" not in str(caught.value).split("limit is")[1]
     png = io.BytesIO()
     Image.new("RGB", (2400, 1500)).save(png, "PNG")
     with pytest.raises(TooLarge) as caught:  # only JPEG decodes reduced: no size is offered
-        imaging.decode(png.getvalue(), Options(max_pixels=LIMIT, max_size=256))
+        decode.decode(png.getvalue(), Options(max_pixels=LIMIT, max_size=256))
     assert "max" not in str(caught.value).split("limit is")[1]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mattekit import imaging
+from mattekit import encode
 from mattekit.core.engine import Engine
 from mattekit.errors import InvalidInput, MattekitError
 from mattekit.matter import Matter
@@ -118,7 +118,7 @@ def test_png_is_lossless_in_every_mode(mode):
     rng = np.random.default_rng(1)
     arr = rng.integers(0, 256, (37, 53, len(mode)), dtype=np.uint8)
     img = Image.fromarray(arr[:, :, 0] if mode == "L" else arr, mode)
-    data = imaging.encode(img, "png")
+    data = encode.encode(img, "png")
     back = Image.open(io.BytesIO(data))
     assert back.format == "PNG" and back.mode == mode
     assert np.array_equal(np.asarray(back), np.asarray(img))
@@ -129,7 +129,7 @@ def test_png_of_a_real_cutout_decodes_everywhere(photos):
     import cv2
 
     cut = Matter(FAST).remove(photos[0])
-    data = imaging.encode(cut, "png")
+    data = encode.encode(cut, "png")
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), np.asarray(cut))
     bgra = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA), np.asarray(cut))

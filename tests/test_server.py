@@ -16,7 +16,7 @@ import numpy as np
 from live_server import live_server
 from PIL import Image, ImageOps
 
-from mattekit import imaging
+from mattekit import decode
 from mattekit.options import Options
 
 FIELDS = {"preset": "fast", "max_size": "320"}
@@ -64,7 +64,7 @@ def test_concurrent_requests_each_get_their_own_cutout(sample_photo, sample_grey
     for (name, data), r in zip(photos, responses):
         assert r.status_code == 200, (name, r.text)
         out = np.asarray(Image.open(io.BytesIO(r.content)))
-        mine = imaging.decode(data, Options(max_size=int(FIELDS["max_size"]))).rgb
+        mine = decode.decode(data, Options(max_size=int(FIELDS["max_size"]))).rgb
         assert out.shape[:2] == mine.shape[:2], name
         opaque = out[:, :, 3] == 255
         assert opaque.sum() > 500, f"{name}: almost nothing kept"

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 from samples import sample_path
 
-from mattekit import imaging
+from mattekit import compose
 from mattekit.core.engine import RecurrentState
 from mattekit.errors import Cancelled, InvalidInput, InvalidOption, TooLarge
 from mattekit.options import Options, parse_background
@@ -148,7 +148,7 @@ def test_composite_mp4_over_a_colour(tmp_path, carphone, source_frames, referenc
     assert len(frames) == N and frames[0].shape == (144, 176, 3)
     green = np.broadcast_to(np.array([0, 255, 0], np.uint8), (144, 176, 3))
     for i in (0, N - 1):
-        expected = imaging.over(source_frames[i], reference_alpha[i] / np.float32(255), green)
+        expected = compose.over(source_frames[i], reference_alpha[i] / np.float32(255), green)
         assert np.abs(frames[i].astype(int) - expected).mean() < 4.0  # H.264 loss only
 
 

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from . import imaging, presets
+from . import compose, decode, encode, presets
 from .core import route
 from .core.engine import Engine, Matte, get_engine
 from .deadline import Deadline
 from .deadline import check as check_deadline
+from .decode import Decoded, ImageSource
 from .errors import EmptyResult, MattekitError, ModelUnavailable
-from .imaging import Decoded, ImageSource
 from .options import BackgroundImage, Options
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class Result:
 
     def encode(self, fmt: str = "png", quality: int = 90) -> bytes:
         t = time.perf_counter()
-        data = imaging.encode(self.image, fmt, quality)
+        data = encode.encode(self.image, fmt, quality)
         self.timings["encode"] = time.perf_counter() - t
         return data
 
@@ -112,7 +112,7 @@ class Matter:
         opts = (options or self.options).replace(**changes) if changes else (options or self.options)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        decoded = imaging.decode(source, opts, deadline=deadline, offer_size=True)  # a refusal may name max_size
+        decoded = decode.decode(source, opts, deadline=deadline, offer_size=True)  # a refusal may name max_size
         bg = opts.background
         if isinstance(bg, BackgroundImage) and not isinstance(bg.source, Decoded) and not opts.mask:
             # before the model runs: a bad background image should cost nothing
@@ -130,7 +130,7 @@ class Matter:
         matte = routed.matte
         check_deadline(deadline)
         t2 = time.perf_counter()
-        image = imaging.compose(
+        composed = compose.compose(
             decoded,
             matte.alpha,
             matte.foreground,
@@ -142,11 +142,12 @@ class Matter:
         t3 = time.perf_counter()
         timings.update(decode=t1 - t0, matte=t2 - t1, compose=t3 - t2)
         h, w = decoded.rgb.shape[:2]
-        box = image.info.pop("crop_box", None)
-        subject = image.info.pop("subject_box", None)
+        box = composed.crop_box
         if box == (0, 0, w, h):
             box = None  # the subject filled the frame: nothing was cut
-        return Result(image, timings, box, (w, h), subject, routed.model, routed.kept, routed.empty, routed.notice)
+        return Result(
+            composed.image, timings, box, (w, h), composed.subject_box, routed.model, routed.kept, routed.empty, routed.notice
+        )
 
     def matte(
         self,
@@ -195,7 +196,7 @@ class Matter:
         alpha = self.general.matte(rgb, deadline=deadline)
         if unsure is not None and route.covered(unsure.alpha, alpha) >= route.MIN_COVERED:
             return unsure, "person", None, False  # both models see the same subject: RVM's person
-        foreground = imaging.estimate_foreground(rgb, alpha) if want_fg else None
+        foreground = compose.estimate_foreground(rgb, alpha) if want_fg else None
         return Matte(alpha, foreground), "general", None, False
 
     def remove(self, source: ImageSource, options: Options | None = None, **changes: Any) -> Image.Image:
@@ -226,7 +227,7 @@ def _nothing_kept(model: str, opts: Options) -> str:
 def _decode_background(source: Any, opts: Options) -> Decoded:
     """The background picture, upright RGB; its errors say they are about the background."""
     try:
-        return imaging.decode(source, Options(max_pixels=opts.max_pixels))
+        return decode.decode(source, Options(max_pixels=opts.max_pixels))
     except MattekitError as exc:
         raise type(exc)(f"background image: {exc}") from None
 

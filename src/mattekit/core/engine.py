@@ -106,7 +106,7 @@ class Matte:
     boxes; ``None`` means everywhere. The CPU engine computes it only in boxes covering every
     pixel with 0 < alpha < 1 (:func:`mattekit.core.fastpath.band_boxes`) and leaves zeros elsewhere,
     where alpha is exactly 0 or 1 and the colour is never seen: decontamination
-    (:func:`mattekit.imaging.decontaminate`, which takes the boxes) gives opaque pixels weight 0,
+    (:func:`mattekit.compose.decontaminate`, which takes the boxes) gives opaque pixels weight 0,
     and a composite multiplies transparent ones by 0. Consumers must pass the boxes on, or ask
     for ``full_foreground``.
     """
@@ -116,7 +116,7 @@ class Matte:
     foreground_boxes: list[tuple[int, int, int, int]] | None = None
 
     def alpha_u8(self) -> np.ndarray:
-        from ..imaging import alpha_to_u8  # the one rounding rule; imaging (Pillow) loads only here
+        from ..compose import alpha_to_u8  # the one rounding rule; compose (Pillow) loads only here
 
         return alpha_to_u8(self.alpha)
 

@@ -3,7 +3,7 @@
 The store (fetch, verify, derived sizes) is :mod:`mattekit.core.models.isnet`; this module only runs it.
 ISNet takes one fixed square: the photo is resized to it (bilinear, as the model was trained),
 normalised as ``(x - 128) / 256`` and its alpha resized back to the photo's size (bilinear).
-It predicts alpha only: no foreground colour (see :func:`mattekit.imaging.estimate_foreground`).
+It predicts alpha only: no foreground colour (see :func:`mattekit.compose.estimate_foreground`).
 
 Size, precision and threads were chosen by measurement on the dev things (``bench/quality.py
 --pipelines general768,general1024 --sets things``; docs/model.md has the figures).

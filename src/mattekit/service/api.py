@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from .. import imaging
+from .. import decode, encode
 from ..deadline import Deadline, within
 from ..deadline import check as check_deadline
 from ..errors import InvalidInput, InvalidOption
@@ -175,14 +175,14 @@ def process(
     if bg_data is not None:
         t0 = time.perf_counter()
         # Decoded here, under the server's pixel limit, so Matter does not decode it again.
-        background = imaging.decode(bg_data, Options(max_pixels=options.max_pixels), deadline=deadline)
+        background = decode.decode(bg_data, Options(max_pixels=options.max_pixels), deadline=deadline)
         options = options.replace(background=BackgroundImage(background, fit))  # type: ignore[arg-type]
         timings["bg_decode"] = time.perf_counter() - t0
     # No subject found is an error (EmptyResult, 422 empty_result), never a transparent 200.
     result = matter.process(data, options, deadline=deadline).raise_if_empty()
     check_deadline(deadline)
     t0 = time.perf_counter()
-    body = imaging.encode(result.image, options.format, options.quality, deadline=deadline)
+    body = encode.encode(result.image, options.format, options.quality, deadline=deadline)
     timings.update(result.timings, encode=time.perf_counter() - t0)
     return Processed(body, result.image.size, timings, result.crop_box, result.frame_size, result.model, result.notice)
 
@@ -290,7 +290,7 @@ async def _remove(request: Request, deadline: Deadline | None, slot: Reservation
         "X-Process-Time": f"{sum(out.timings.values()):.3f}",
         "Server-Timing": _server_timing(timings),
         "X-Image-Size": f"{out.size[0]}x{out.size[1]}",
-        "Content-Disposition": f'inline; filename="cutout{imaging.EXTENSIONS[options.format]}"',
+        "Content-Disposition": f'inline; filename="cutout{encode.EXTENSIONS[options.format]}"',
         "Cache-Control": "no-store",
         "X-Model": out.model,
     }
@@ -301,7 +301,7 @@ async def _remove(request: Request, deadline: Deadline | None, slot: Reservation
         # original to the same box to compare like with like.
         headers["X-Crop-Box"] = ",".join(str(v) for v in out.crop_box)
         headers["X-Frame-Size"] = f"{out.frame_size[0]}x{out.frame_size[1]}"
-    return Response(out.body, media_type=imaging.CONTENT_TYPES[options.format], headers=headers)
+    return Response(out.body, media_type=encode.CONTENT_TYPES[options.format], headers=headers)
 
 
 router.include_router(api)

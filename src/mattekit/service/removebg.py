@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
 
-from .. import imaging
+from .. import decode, encode
 from ..deadline import Deadline, within
 from ..deadline import check as check_deadline
 from ..errors import InvalidOption, MattekitError
@@ -416,7 +416,7 @@ def render(matter: Matter, job: Job, deadline: Deadline | None = None) -> Render
         body, media = _zip(image, options.quality), "application/zip"
     else:
         opaque = image.convert("RGB") if output == "jpg" and image.mode == "RGBA" else image
-        body, media = imaging.encode(opaque, output, options.quality, deadline=deadline), imaging.CONTENT_TYPES[output]
+        body, media = encode.encode(opaque, output, options.quality, deadline=deadline), encode.CONTENT_TYPES[output]
     result.timings["encode"] = time.perf_counter() - t
     return Rendered(body, media, image.size, result.subject_box, result.timings, result.model)
 
@@ -424,8 +424,8 @@ def render(matter: Matter, job: Job, deadline: Deadline | None = None) -> Render
 def _longest_side(data: bytes, max_pixels: int, cap: int) -> int | None:
     """The ``max_size`` that brings the photo down to ``cap`` pixels; None when it is within."""
     # The header only. Up to the bound, a JPEG past the limit is decoded reduced with the
-    # max_size found here (imaging.open_image); decode holds everything else to the limit.
-    img = imaging.open_image(data, max_pixels * imaging.REDUCED_JPEG_BOUND)
+    # max_size found here (decode.open_image); decode holds everything else to the limit.
+    img = decode.open_image(data, max_pixels * decode.REDUCED_JPEG_BOUND)
     try:
         w, h = img.size
     finally:
@@ -443,8 +443,8 @@ def _zip(image: Image.Image, quality: int) -> bytes:
         colour, alpha = image, Image.new("L", image.size, 255)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as archive:  # both already compressed
-        archive.writestr("color.jpg", imaging.encode(colour, "jpg", quality))
-        archive.writestr("alpha.png", imaging.encode(alpha, "png"))
+        archive.writestr("color.jpg", encode.encode(colour, "jpg", quality))
+        archive.writestr("alpha.png", encode.encode(alpha, "png"))
     return buf.getvalue()
 
 

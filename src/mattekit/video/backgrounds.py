@@ -6,10 +6,10 @@ from collections.abc import Generator
 
 import numpy as np
 
-from .. import imaging
+from .. import compose, decode
+from ..compose import alpha_to_u8
 from ..core.engine import Matte
 from ..errors import InvalidInput
-from ..imaging import alpha_to_u8
 from ..options import BackgroundImage, Blur, Options
 from .outputs import OUTPUTS, VideoOptions
 from .reader import read_frames
@@ -27,17 +27,17 @@ class Backgrounds:
         self.max_pixels = options.max_pixels  # a background clip's frames too, each one
         self._fixed: np.ndarray | None = None
         self._frames: Generator[np.ndarray, None, None] | None = None
-        if isinstance(self.bg, BackgroundImage) and not isinstance(self.bg.source, imaging.Decoded):
-            self.bg = BackgroundImage(imaging.decode(self.bg.source, Options(max_pixels=options.max_pixels)), self.bg.fit)
+        if isinstance(self.bg, BackgroundImage) and not isinstance(self.bg.source, decode.Decoded):
+            self.bg = BackgroundImage(decode.decode(self.bg.source, Options(max_pixels=options.max_pixels)), self.bg.fit)
 
     def layer(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
         if self.video is not None:
             return self._next_video_frame(w, h)
         if isinstance(self.bg, Blur):
-            return imaging.background_array(self.bg, rgb)
+            return compose.background_array(self.bg, rgb)
         if self._fixed is None or self._fixed.shape[:2] != (h, w):
-            self._fixed = imaging.background_array(self.bg, rgb)  # type: ignore[arg-type]
+            self._fixed = compose.background_array(self.bg, rgb)  # type: ignore[arg-type]
         return self._fixed
 
     def _clip_frames(self) -> Generator[np.ndarray, None, None]:
@@ -81,8 +81,8 @@ def compose_frame(kind: str, rgb: np.ndarray, matte: Matte, background: np.ndarr
     a8 = alpha_to_u8(matte.alpha)
     if frame == "alpha":
         return a8
-    colours = imaging.decontaminate(rgb, matte.alpha, matte.foreground, matte.foreground_boxes) if clean else rgb
+    colours = compose.decontaminate(rgb, matte.alpha, matte.foreground, matte.foreground_boxes) if clean else rgb
     if frame == "rgb":
         assert background is not None
-        return imaging.over(colours, matte.alpha, background)
-    return imaging.with_alpha(colours, a8)
+        return compose.over(colours, matte.alpha, background)
+    return decode.with_alpha(colours, a8)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .. import imaging
+from .. import encode
 
 if TYPE_CHECKING:  # pragma: no cover
     # Only for annotations: the table names its writers ("module:Class"), so a runtime import
@@ -222,7 +222,7 @@ class PngWriter:
         elif (arr.shape[1], arr.shape[0]) != self.size:
             arr = fit(arr, self.size)
         mode = "L" if arr.ndim == 2 else ("RGBA" if arr.shape[2] == 4 else "RGB")
-        data = imaging.encode(Image.fromarray(arr, mode), "png")
+        data = encode.encode(Image.fromarray(arr, mode), "png")
         name = f"frame_{self.index:06d}.png"
         if self.zip is not None:
             self.zip.writestr(name, data)  # PNG is compressed already: store
