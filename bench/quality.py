@@ -364,7 +364,7 @@ def run_pipelines(
             t = time.perf_counter()
             alpha = p.step(engine, s.rgb).alpha
             dt = time.perf_counter() - t
-            e = metrics.errors(alpha, s.alpha, with_conn=with_conn)
+            e = metrics.alpha_errors(alpha, s.alpha, with_conn=with_conn)
             # kept: how much of the subject came back (predicted alpha over the truth's, 1 = all
             # of it): a human-matting model on an object keeps little, which SAD alone hides.
             kept = float(alpha.sum() / max(float(s.alpha.sum()), 1.0))

@@ -25,8 +25,9 @@ pytest.importorskip("ray", reason="batch needs the cluster extra: pip install 'm
 
 import contextlib
 
-from mattekit import batch
-from mattekit.batch import MANIFEST, Location, Spec, VideoSettings
+from mattekit import batch, cluster
+from mattekit.batch import MANIFEST, Location, Spec, VideoSettings, sources
+from mattekit.errors import InvalidInput, InvalidOption
 from mattekit.options import Options
 
 VENV_BIN = Path(sys.executable).parent
@@ -254,15 +255,15 @@ def test_ray_noise_is_dropped_from_stderr_and_nothing_else():
 def test_pool_leaves_a_cpu_slot_for_reads_when_workers_ask_for_every_cpu():
     """Two single-CPU nodes, two workers: each actor must ask for less than its node's CPU, or
     Ray Data's read tasks never get scheduled and the pipeline deadlocks."""
-    pool = batch.size_pool([1.0, 1.0], workers=2)
+    pool = cluster.size_pool([1.0, 1.0], workers=2)
     assert pool.size == 2 and pool.threads == 1
-    assert pool.actor_cpus + batch.READ_CPUS <= 1.0
-    big = batch.size_pool([16.0, 16.0])
+    assert pool.actor_cpus + cluster.READ_CPUS <= 1.0
+    big = cluster.size_pool([16.0, 16.0])
     assert big.size == 32 and big.threads == 1  # one single-threaded engine per core
-    assert 16 * big.actor_cpus + batch.READ_CPUS <= 16
-    assert batch.size_pool([1.0, 1.0], workers=5).size == 2  # never more actors than fit
-    assert batch.size_pool([8.0], workers=2) == batch.Pool(2, 4, 3.6)  # threads = CPUs per worker
-    assert batch.size_pool([2.0, 1.0], threads=8).threads == 2  # no actor bigger than a node
+    assert 16 * big.actor_cpus + cluster.READ_CPUS <= 16
+    assert cluster.size_pool([1.0, 1.0], workers=5).size == 2  # never more actors than fit
+    assert cluster.size_pool([8.0], workers=2) == cluster.Pool(2, 4, 3.6)  # threads = CPUs per worker
+    assert cluster.size_pool([2.0, 1.0], threads=8).threads == 2  # no actor bigger than a node
 
 
 def _tree(root: Path, files: dict[str, bytes]) -> None:
@@ -315,7 +316,7 @@ def test_video_outputs_follow_the_options():
     assert VideoSettings().suffix(Options(background="white")) == ".mp4"
     assert VideoSettings().kind(Options(mask=True)) == "matte"
     assert VideoSettings(output="mov").suffix(Options()) == ".mov"
-    with pytest.raises(batch.InvalidOption):
+    with pytest.raises(InvalidOption):
         VideoSettings(output="png-dir").suffix(Options())
 
 
@@ -396,7 +397,7 @@ def test_location_of_a_local_path_is_absolute(tmp_path, monkeypatch):
     loc = batch.resolve("photos")
     assert isinstance(loc, Location) and loc.local and loc.path == str(tmp_path / "photos")
     assert batch.resolve(f"file://{tmp_path}").path == str(tmp_path)
-    with pytest.raises(batch.InvalidOption):
+    with pytest.raises(InvalidOption):
         batch.resolve("nosuchscheme://x/y")
 
 
@@ -470,12 +471,12 @@ def test_object_keys_never_write_outside_dst(tmp_path, monkeypatch):
         f"{src}/ok.jpg",
         f"{src}///{tmp_path}/twice.jpg",
     ]
-    monkeypatch.setattr(batch, "list_files", lambda loc: keys if loc is spec.src else [])
+    monkeypatch.setattr(sources, "list_files", lambda loc: keys if loc is spec.src else [])
     work = batch.plan(spec)
     targets = sorted(Path(i.target).relative_to(dst).as_posix() for i in work.todo)
     assert targets == ["abs/path.png", "ok.png", f"{tmp_path.relative_to('/')}/twice.png"], targets
     assert work.ignored == 2  # the keys with '..'
     for rel in ("../x.png", "a/../../x.png", "", "/"):
-        with pytest.raises(batch.InvalidInput):
+        with pytest.raises(InvalidInput):
             spec.dst.join(rel)
     assert spec.dst.join("//etc/passwd") == f"{dst}/etc/passwd"

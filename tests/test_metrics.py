@@ -26,7 +26,7 @@ def test_mse_is_the_mean_squared_error_times_a_thousand():
 def test_uint8_alphas_are_read_as_fractions():
     true = np.zeros((4, 4), np.uint8)
     pred = np.full((4, 4), 255, np.uint8)
-    e = metrics.errors(pred, true)
+    e = metrics.alpha_errors(pred, true)
     assert e.sad == pytest.approx(16 / 1000)
     assert e.mse == pytest.approx(1000.0)
 
@@ -34,8 +34,8 @@ def test_uint8_alphas_are_read_as_fractions():
 def test_identical_alphas_have_no_error():
     rng = np.random.default_rng(0)
     a = rng.random((32, 48))
-    e = metrics.errors(a, a)
-    assert e == metrics.Errors(0.0, 0.0, 0.0, 0.0)
+    e = metrics.alpha_errors(a, a)
+    assert e == metrics.AlphaErrors(0.0, 0.0, 0.0, 0.0)
 
 
 def test_gradient_filters_match_the_published_kernel():

@@ -36,9 +36,9 @@ import quality as bench  # noqa: E402
 
 # -- recipes, no evaluation data needed -------------------------------------------------------
 def test_every_preset_has_a_recipe_and_unknown_names_are_refused():
-    from mattekit.options import PRESETS
+    from mattekit.options import PRESET_NAMES
 
-    assert set(PRESETS) == set(presets.RECIPES)
+    assert set(PRESET_NAMES) == set(presets.RECIPES)
     with pytest.raises(InvalidOption):
         presets.recipe("ultra")
 

@@ -22,7 +22,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["Errors", "conn", "dtssd", "errors", "gauss_derivative_filters", "grad", "mse", "sad", "to_unit"]
+__all__ = ["AlphaErrors", "alpha_errors", "conn", "dtssd", "gauss_derivative_filters", "grad", "mse", "sad", "to_unit"]
 
 
 def _pair(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +126,7 @@ def dtssd(preds: Iterable[np.ndarray], trues: Iterable[np.ndarray]) -> float:
 
 
 @dataclass(frozen=True)
-class Errors:
+class AlphaErrors:
     sad: float
     mse: float
     grad: float
@@ -136,10 +136,10 @@ class Errors:
         return asdict(self)
 
 
-def errors(pred: np.ndarray, true: np.ndarray, *, with_conn: bool = True) -> Errors:
+def alpha_errors(pred: np.ndarray, true: np.ndarray, *, with_conn: bool = True) -> AlphaErrors:
     """All four errors of one alpha against its ground truth (uint8 or float in [0, 1])."""
     pred, true = to_unit(pred), to_unit(true)
-    return Errors(
+    return AlphaErrors(
         sad=sad(pred, true),
         mse=mse(pred, true),
         grad=grad(pred, true),

@@ -17,7 +17,7 @@ from .errors import InvalidOption, option
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "FORMATS",
-    "PRESETS",
+    "PRESET_NAMES",
     "SUBJECTS",
     "Background",
     "BackgroundImage",
@@ -27,7 +27,7 @@ __all__ = [
     "Format",
     "Margin",
     "Options",
-    "Preset",
+    "PresetName",
     "Subject",
     "parse_background",
     "parse_color",
@@ -35,12 +35,12 @@ __all__ = [
     "parse_ratio",
 ]
 
-Preset = Literal["fast", "balanced", "best"]
+PresetName = Literal["fast", "balanced", "best"]
 Format = Literal["png", "webp", "jpg"]
 Fit = Literal["fill", "fit"]
 Subject = Literal["auto", "person", "general"]
 
-PRESETS: tuple[str, ...] = ("fast", "balanced", "best")
+PRESET_NAMES: tuple[str, ...] = ("fast", "balanced", "best")
 FORMATS: tuple[str, ...] = ("png", "webp", "jpg")
 SUBJECTS: tuple[str, ...] = ("auto", "person", "general")
 DEFAULT_MAX_PIXELS = 64_000_000  # ~8K x 8K: larger is almost surely a mistake or a bomb
@@ -225,7 +225,7 @@ class Options:
             ``mattekit model fetch general``). Video and the camera are person-only.
     """
 
-    preset: Preset = "balanced"
+    preset: PresetName = "balanced"
     ratio: str | float = "auto"
     format: Format = "png"
     mask: bool = False
@@ -241,8 +241,8 @@ class Options:
     subject: Subject = "auto"
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise InvalidOption(f"preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
+        if self.preset not in PRESET_NAMES:
+            raise InvalidOption(f"preset must be one of {', '.join(PRESET_NAMES)}, not {self.preset!r}")
         subject = str(self.subject or "auto").strip().lower()
         if subject not in SUBJECTS:
             raise InvalidOption(f"subject must be one of {', '.join(SUBJECTS)}, not {self.subject!r}")

@@ -17,13 +17,15 @@ from pathlib import Path
 from .errors import InvalidOption
 from .formats import FORMAT_EXTENSIONS, IMAGE_SUFFIXES, extension, format_of_name
 
-__all__ = ["CUTOUT_SUFFIX", "Job", "expand_inputs", "output_format", "plan_jobs"]
+__all__ = ["CUTOUT_SUFFIX", "PlannedFile", "expand_inputs", "output_format", "plan_files"]
 
 CUTOUT_SUFFIX = "-cutout"  # NAME-cutout.png beside NAME.jpg when no -o is given
 
 
 @dataclass
-class Job:
+class PlannedFile:
+    """One input and where its result goes."""
+
     source: str | bytes  # a path, "-" for stdin, or stdin's bytes once read
     target: str  # a path, or "-" for stdout
     display: str
@@ -98,7 +100,7 @@ def output_format(output: str | None, fmt: str | None) -> str | None:
     return named
 
 
-def plan_jobs(inputs: Sequence[str], output: str | None, fmt: str) -> list[Job]:
+def plan_files(inputs: Sequence[str], output: str | None, fmt: str) -> list[PlannedFile]:
     """Where each input's result goes. Folders keep their relative paths under ``output``."""
     found = list(expand_inputs(inputs, output))
     if not found:
@@ -109,17 +111,17 @@ def plan_jobs(inputs: Sequence[str], output: str | None, fmt: str) -> list[Job]:
         raise InvalidOption("'-' (stdin) cannot be combined with other inputs")
     if many and output not in (None, "-") and not Path(output).is_dir() and Path(output).suffix.lower() in IMAGE_SUFFIXES:
         raise InvalidOption(f"{len(found)} inputs need a folder for -o, not the file name {output!r}")
-    jobs: list[Job] = []
+    jobs: list[PlannedFile] = []
     for _arg, base, f in found:
         if str(f) == "-":
-            jobs.append(Job("-", output or "-", "<stdin>"))
+            jobs.append(PlannedFile("-", output or "-", "<stdin>"))
             continue
         if output is None:
             target = f.with_name(f"{f.stem}{CUTOUT_SUFFIX}{ext}")
         elif output == "-":
             if many:
                 raise InvalidOption("'-o -' (stdout) takes a single input")
-            jobs.append(Job(str(f), "-", str(f)))
+            jobs.append(PlannedFile(str(f), "-", str(f)))
             continue
         elif many or Path(output).is_dir() or output.endswith(("/", os.sep)):
             rel = f.relative_to(base) if base is not None else Path(f.name)
@@ -128,7 +130,7 @@ def plan_jobs(inputs: Sequence[str], output: str | None, fmt: str) -> list[Job]:
             target = Path(output)
         if target.resolve() == f.resolve():
             raise InvalidOption(f"{f} would be overwritten by its own result; choose another -o")
-        jobs.append(Job(str(f), str(target), str(f)))
+        jobs.append(PlannedFile(str(f), str(target), str(f)))
     targets = [str(Path(j.target).resolve()) for j in jobs if j.target != "-"]
     if len(set(targets)) != len(targets):
         raise InvalidOption("two inputs would write the same output file; use a folder with -o")

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import InvalidOption, MattekitError
+from ..errors import ClusterUnavailable, InvalidOption, MattekitError, MissingExtra
 from ..video.outputs import OUTPUTS
 from .params import Argument, Command, current_backend, current_device, still_flags
-from .report import FAILED, USAGE, Progress, console, error, exit_on_errors
+from .report import FAILED, USAGE, ProgressBar, console, error, exit_on_errors
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..batch import Spec
@@ -136,7 +136,7 @@ def batch(
     from .. import batch as batching
     from ..options import Options
 
-    with exit_on_errors(codes={batching.MissingExtra: FAILED}):
+    with exit_on_errors(codes={MissingExtra: FAILED}):
         batching.require_ray()
         options = Options.from_fields(stills, allow_paths=True)
         if threads < 0 or (workers is not None and workers < 1):
@@ -166,7 +166,7 @@ def run_batch(spec: Spec, *, address: str | None, workers: int | None, threads: 
 
     out = console()
     failed = 0
-    bar = Progress(out, "starting Ray", columns=["{task.fields[rate]}"], fields={"rate": ""})
+    bar = ProgressBar(out, "starting Ray", columns=["{task.fields[rate]}"], fields={"rate": ""})
 
     def planned(plan: Any) -> None:
         if plan.done:
@@ -197,7 +197,7 @@ def run_batch(spec: Spec, *, address: str | None, workers: int | None, threads: 
     except KeyboardInterrupt:
         out.print("[yellow]interrupted[/]: finished files are kept; run the same command again to resume")
         return INTERRUPTED
-    except batching.ClusterUnavailable as exc:
+    except ClusterUnavailable as exc:
         error(str(exc))
         return FAILED
     except MattekitError as exc:

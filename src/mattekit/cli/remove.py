@@ -11,11 +11,11 @@ import click
 
 from ..errors import InvalidOption, MattekitError
 from .params import Argument, Command, current_backend, current_device, still_flags
-from .report import FAILED, Progress, console, exit_on_errors
+from .report import FAILED, ProgressBar, console, exit_on_errors
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..options import Options
-    from ..plan import Job
+    from ..plan import PlannedFile
 
 __all__ = ["remove", "run_jobs"]
 
@@ -43,7 +43,7 @@ def remove(
     subject was found is a failure, with what to do), 2 bad usage.
     """
     from ..options import Options
-    from ..plan import output_format, plan_jobs
+    from ..plan import output_format, plan_files
 
     with exit_on_errors():
         # -o out.jpg asks for a JPEG when --format does not say (issue 28: it held PNG bytes).
@@ -54,7 +54,7 @@ def remove(
             raise InvalidOption("--threads must be 0 (all cores) or more")
         if overwrite and skip_existing:
             raise InvalidOption("--overwrite and --skip-existing exclude each other")
-        jobs = plan_jobs(list(inputs), output, options.format)  # first: several inputs need a folder, not a name
+        jobs = plan_files(list(inputs), output, options.format)  # first: several inputs need a folder, not a name
         if transparent_jpeg:
             raise InvalidOption(
                 f"{output} names a JPEG, which has no transparency: name it .png or .webp, or give a background (e.g. --bg white)"
@@ -76,7 +76,7 @@ def remove(
 
 
 def run_jobs(
-    jobs: list[Job],
+    jobs: list[PlannedFile],
     options: Options,
     *,
     threads: int,
@@ -97,7 +97,7 @@ def run_jobs(
     from ..pipeline import process_files
 
     out = console()
-    todo: list[Job] = []
+    todo: list[PlannedFile] = []
     failed = skipped = 0
     for job in jobs:
         if job.target != "-" and Path(job.target).exists() and not overwrite:
@@ -121,9 +121,9 @@ def run_jobs(
     many = len(todo) > 1
     live = many and out.is_terminal
     done = ok = 0
-    with Progress(out, "removing backgrounds", total=len(todo), elapsed=False, enabled=live) as bar:
+    with ProgressBar(out, "removing backgrounds", total=len(todo), elapsed=False, enabled=live) as bar:
         for item, outcome in process_files(todo, options):
-            job = cast("Job", item)  # process_files hands back the jobs it was given
+            job = cast("PlannedFile", item)  # process_files hands back the jobs it was given
             done += 1
             bar.advance()
             where = f"[{done}/{len(todo)}] " if many else ""

@@ -17,7 +17,7 @@ from ..errors import MattekitError
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
 
-__all__ = ["FAILED", "USAGE", "Progress", "console", "error", "exit_on_errors", "fail"]
+__all__ = ["FAILED", "USAGE", "ProgressBar", "console", "error", "exit_on_errors", "fail"]
 
 USAGE = 2  # bad flags or arguments: nothing was done
 FAILED = 1  # the command ran and something failed
@@ -55,7 +55,7 @@ def console() -> Console:
     return Console(stderr=True, soft_wrap=True, highlight=False)
 
 
-class Progress:
+class ProgressBar:
     """A progress bar on stderr, drawn only where it can be (a terminal; ``enabled``).
 
     Off a terminal a command prints its own ``[i/N]`` lines instead (logs, CI); this object then
@@ -91,7 +91,7 @@ class Progress:
         self._bar = RichProgress(*parts, console=out, transient=transient)
         self._task = self._bar.add_task(description, total=total, **dict(fields or {}))
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> ProgressBar:
         self._started = time.perf_counter()
         if self._bar is not None:
             self._bar.start()

@@ -11,7 +11,7 @@ from ..errors import InvalidOption, MattekitError
 from ..formats import CLIP_SUFFIXES
 from ..video.outputs import OUTPUTS
 from .params import Argument, Command, current_backend, current_device, still_flags
-from .report import FAILED, Progress, console, error, exit_on_errors
+from .report import FAILED, ProgressBar, console, error, exit_on_errors
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..options import Options
@@ -185,7 +185,9 @@ def run_video(
     out = console()
     set_engine(Engine(threads=threads or None, device=device, backend=backend))
     try:
-        with Progress(out, Path(source).name, columns=["{task.fields[fps]:.1f} fps"], fields={"fps": 0.0}, transient=True) as bar:
+        with ProgressBar(
+            out, Path(source).name, columns=["{task.fields[fps]:.1f} fps"], fields={"fps": 0.0}, transient=True
+        ) as bar:
             result = process_video(
                 source, output, options, vopts, progress=lambda p: bar.update(completed=p.done, total=p.total or None, fps=p.fps)
             )
@@ -222,7 +224,7 @@ def run_chunked(
 
     out = console()
     verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO
-    bar = Progress(
+    bar = ProgressBar(
         out, f"{Path(source).name}: starting Ray", columns=["{task.fields[frames]}"], fields={"frames": ""}, transient=True
     )
     try:

@@ -10,7 +10,7 @@ One file per part:
 - :mod:`.writers`: the writers, behind the small ``Writer`` interface;
 - :mod:`.backgrounds`: what goes behind a composite, and composing a frame;
 - :mod:`.pipeline`: ``process_video`` (three threads) and ``write_frames``;
-- :mod:`.metrics`: ``alpha_sequence`` and ``flicker`` (temporal stability);
+- :mod:`.stability`: ``alpha_sequence`` and ``flicker`` (how steady a matte is over time);
 - :mod:`.chunks`: ``process_chunked``, a long clip in chunks on Ray, joined without re-encoding.
 
 The names below load their module on first use, so ``import mattekit.video.outputs`` (the CLI's
@@ -44,15 +44,14 @@ _LAZY = {
     "Progress": "pipeline",
     "VideoResult": "pipeline",
     "QUEUE_FRAMES": "pipeline",
-    "alpha_sequence": "metrics",
-    "flicker": "metrics",
+    "alpha_sequence": "stability",
+    "flicker": "stability",
     "process_chunked": "chunks",
     "VIDEO_SUFFIXES": "..formats",
 }  # beyond __all__: names the single-module video.py had, kept importable
 
 if TYPE_CHECKING:  # pragma: no cover
     from .backgrounds import compose_frame
-    from .metrics import alpha_sequence, flicker
     from .outputs import (
         OUTPUT_TYPES,
         OUTPUTS,
@@ -65,6 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from .pipeline import Progress, VideoResult, process_video, write_frames
     from .reader import VideoInfo, probe, read_frames, upright
+    from .stability import alpha_sequence, flicker
     from .writers import Writer
 
 

@@ -43,7 +43,6 @@ from .outputs import OUTPUTS, VideoOptions, resolve_output
 from .writers import is_frame_file
 
 __all__ = [
-    "INSTALL_HINT",
     "WARMUP_FRAMES",
     "Chunk",
     "ChunkProgress",
@@ -63,7 +62,7 @@ __all__ = [
 WARMUP_FRAMES = 20
 
 
-INSTALL_HINT = "chunked video runs on Ray, an optional extra: pip install 'mattekit[cluster]'"
+_INSTALL_HINT = "chunked video runs on Ray, an optional extra: pip install 'mattekit[cluster]'"
 
 
 @dataclass(frozen=True)
@@ -540,7 +539,7 @@ def _run_ray(
 ) -> list[float]:
     from ..cluster import connect, node_cpus, portable, require_ray, size_pool
 
-    require_ray(INSTALL_HINT)
+    require_ray(_INSTALL_HINT)
     import ray
 
     owned = not ray.is_initialized()
