@@ -15,7 +15,7 @@ PORT   ?= 5003
 APT_INSTALL = if [ "$$(id -u)" = 0 ]; then S=; else S=sudo; fi; \
 	$$S apt-get update -qq && $$S env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
-.PHONY: run test check docs fuzz bench model browser web samples clean
+.PHONY: run test unit check docs fuzz bench model browser web samples clean
 
 # Debian's python3 has no venv module until python3-venv is installed: install it when needed.
 $(STAMP): pyproject.toml
@@ -68,6 +68,12 @@ run: model web samples
 # The suite, after the checks and the docs: .ci/run runs exactly this.
 test: $(TEST_STAMP) model browser web samples check docs
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
+
+# The fast tier while working: the tests marked `unit` (in-process: no subprocess, server, browser
+# or Ray; tests/conftest.py fails one that starts a process or listens on a socket), less the
+# long model runs (`slow`) and ../shared/eval (`eval`). `make test` still runs everything.
+unit: $(TEST_STAMP) model
+	$(PY) -m pytest -q -m "unit and not slow and not eval" $(PYTEST_ARGS)
 
 # Lint and types on the package (settings in pyproject.toml).
 check: $(TEST_STAMP)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -107,6 +110,23 @@ def pytest_configure(config):
     # Hypothesis reads case counts when test modules are imported, before fixtures exist.
     if config.getoption("--fuzz-long", default=False):
         os.environ["MATTEKIT_FUZZ_LONG"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _unit_stays_in_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make unit` promises a tier without subprocesses and servers: a test marked ``unit`` that
+    starts a process or listens on a socket fails here, instead of slowing the tier down unseen."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refused(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError(
+            "a test marked unit started a subprocess or a server: make unit stays in-process "
+            "(drop its unit mark; docs/development.md)"
+        )
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refused)
+    monkeypatch.setattr(socket.socket, "listen", refused)
 
 
 def pytest_collection_modifyitems(config, items):

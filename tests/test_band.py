@@ -15,6 +15,8 @@ from mattekit.core.engine import Engine, Matte
 from mattekit.matter import Matter
 from mattekit.options import BackgroundImage, Blur, Color, Options
 
+pytestmark = pytest.mark.unit  # make unit: in-process and fast
+
 ONE_LEVEL = 1  # uint8 levels: float rounding of the foreground may tip a pixel by one
 
 

@@ -14,6 +14,8 @@ from mattekit.core import store as models
 from mattekit.core.engine import Engine, RecurrentState, auto_ratio
 from mattekit.errors import InvalidOption
 
+pytestmark = pytest.mark.unit  # make unit: in-process and fast
+
 TOLERANCE = 1.0 / 255.0  # mean absolute alpha difference allowed (the issue's bound)
 
 
@@ -206,6 +208,7 @@ def test_sessions_are_created_when_first_needed():
     assert set(Engine(threads=1).load()._sessions) == set(fastpath.PARTS)
 
 
+@pytest.mark.slow  # ~8 s here: several large passes through the whole network
 def test_large_passes_hand_their_memory_back_and_match(split):
     """From ARENA_SHRINK_PIXELS on, runs shrink ONNX Runtime's arena; outputs stay the same."""
     from samples import sample_path

@@ -10,6 +10,8 @@ from mattekit.errors import InvalidOption
 from mattekit.files import is_temp_name, temp_name, temp_path, write_atomic
 from mattekit.formats import CLIP_SUFFIXES, IMAGE_SUFFIXES, extension
 
+pytestmark = pytest.mark.unit  # make unit: in-process and fast
+
 
 @pytest.mark.parametrize("name", ["a.png", "clip.webm", "frames", "x.y.mov", "photo.JPG"])
 def test_every_temp_name_is_hidden_keeps_the_suffix_and_is_recognised(name: str) -> None:

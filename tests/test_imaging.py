@@ -18,6 +18,8 @@ from mattekit import compose, decode, encode
 from mattekit.errors import InvalidInput, InvalidOption, TooLarge
 from mattekit.options import BackgroundImage, Blur, Color, Options
 
+pytestmark = pytest.mark.unit  # make unit: in-process and fast
+
 
 @pytest.fixture(scope="module")
 def photo(sample_photo: Path) -> np.ndarray:

@@ -16,6 +16,8 @@ from mattekit.errors import TooLarge
 from mattekit.options import Options
 from mattekit.service import Settings, create_app
 
+pytestmark = pytest.mark.unit  # make unit: in-process and fast
+
 LIMIT = 2_000_000
 
 

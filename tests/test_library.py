@@ -14,6 +14,8 @@ from PIL import Image
 import mattekit
 from mattekit import Color, InvalidInput, InvalidOption, Matter, Options, TooLarge
 
+pytestmark = pytest.mark.unit  # make unit: in-process and fast
+
 FAST = dict(preset="fast", max_size=256)
 
 

@@ -16,6 +16,8 @@ from mattekit.service import Settings, create_app
 from mattekit.service.jobs import UPLOAD, without_paths
 from mattekit.video.reader import open_input
 
+pytestmark = pytest.mark.unit  # make unit: in-process and fast
+
 
 def _jpeg(size: tuple[int, int] = (64, 48)) -> bytes:
     buf = io.BytesIO()

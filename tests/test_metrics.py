@@ -7,6 +7,8 @@ import pytest
 
 from mattekit import metrics
 
+pytestmark = pytest.mark.unit  # make unit: in-process and fast
+
 
 def test_sad_is_the_sum_of_absolute_differences_in_thousands():
     true = np.zeros((10, 10))

@@ -19,6 +19,8 @@ from mattekit.options import (
     parse_ratio,
 )
 
+pytestmark = pytest.mark.unit  # make unit: in-process and fast
+
 
 def test_defaults() -> None:
     o = Options()

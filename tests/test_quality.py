@@ -28,6 +28,8 @@ import pytest
 from mattekit import presets
 from mattekit.errors import InvalidOption
 
+pytestmark = pytest.mark.unit  # make unit: in-process and fast
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 

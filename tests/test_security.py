@@ -8,6 +8,8 @@ from starlette.testclient import TestClient
 
 from mattekit.service import Settings, create_app
 
+pytestmark = pytest.mark.unit  # make unit: in-process and fast
+
 
 def _client(**settings) -> TestClient:
     return TestClient(create_app(Settings(workers=1, queue_size=1, load_model=False, **settings)))

@@ -19,6 +19,8 @@ from mattekit.errors import InvalidOption
 from mattekit.options import Options
 from mattekit.video import VideoOptions, process_video, read_frames
 
+pytestmark = pytest.mark.unit  # make unit: in-process and fast
+
 
 @pytest.fixture(scope="module")
 def engine() -> Engine:
