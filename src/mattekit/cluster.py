@@ -18,18 +18,6 @@ from .core.backends import cpu_cores
 from .errors import ClusterUnavailable, InvalidOption, MissingExtra
 from .options import BackgroundImage, Options
 
-__all__ = [
-    "ACTOR_CPU_SHARE",
-    "READ_CPUS",
-    "Pool",
-    "check_reachable",
-    "connect",
-    "node_cpus",
-    "portable",
-    "require_ray",
-    "size_pool",
-]
-
 log = logging.getLogger("mattekit.cluster")
 
 # Ray Data's read tasks need a CPU slot beside the actor pool, or the pipeline deadlocks with

@@ -17,8 +17,6 @@ from typing import TypeVar
 
 from .errors import Cancelled, DeadlineExceeded
 
-__all__ = ["Deadline", "check", "within"]
-
 T = TypeVar("T")
 
 

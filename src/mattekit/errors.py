@@ -170,28 +170,6 @@ def ffmpeg_reason(exc: BaseException) -> str:
     return reason[:1].lower() + reason[1:] if reason else "an error FFmpeg did not name"
 
 
-__all__ = [
-    "FACES",
-    "OPTION_NAMES",
-    "REMOVEBG_NAMES",
-    "Busy",
-    "Cancelled",
-    "CannotListen",
-    "DeadlineExceeded",
-    "EmptyResult",
-    "InternalError",
-    "InvalidInput",
-    "InvalidOption",
-    "MattekitError",
-    "ModelUnavailable",
-    "TooLarge",
-    "UploadTimeout",
-    "UploadTooLarge",
-    "ffmpeg_reason",
-    "option",
-]
-
-
 class MissingExtra(MattekitError):
     """An optional dependency (Ray, for batch and chunked video) is not installed."""
 

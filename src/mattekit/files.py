@@ -14,8 +14,6 @@ import secrets
 import shutil
 from pathlib import Path, PurePosixPath
 
-__all__ = ["delete_path", "is_temp_name", "temp_name", "temp_path", "write_atomic"]
-
 _TOKEN_HEX = 8
 # The current rule, plus the names mattekit 0.1.0 used (".NAME.PID.part" from the CLI,
 # ".NAME.PID.TID.part.EXT" from video), so a batch still finds what an older run left behind.

@@ -10,19 +10,6 @@ from pathlib import PurePath
 
 from .errors import InvalidOption
 
-__all__ = [
-    "CLIP_SUFFIXES",
-    "FORMAT_EXTENSIONS",
-    "IMAGE_SUFFIXES",
-    "STILL_VIDEO_SUFFIXES",
-    "SUFFIX_FORMATS",
-    "VIDEO_SUFFIXES",
-    "extension",
-    "format_of_name",
-    "is_clip_name",
-    "is_image_name",
-]
-
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif"})
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif", ".webp", ".mpg", ".mpeg", ".ts", ".3gp", ".ogv", ".flv", ".wmv"}

@@ -21,8 +21,6 @@ from .options import BackgroundImage, Options
 if TYPE_CHECKING:
     from .core.general import GeneralEngine
 
-__all__ = ["Matter", "Result", "Routed", "remove"]
-
 
 class Routed(NamedTuple):
     """A matte and the model that made it (``person`` | ``general``); ``kept``, ``notice`` and

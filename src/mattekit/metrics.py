@@ -22,8 +22,6 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["AlphaErrors", "alpha_errors", "conn", "dtssd", "gauss_derivative_filters", "grad", "mse", "sad", "to_unit"]
-
 
 def _pair(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pred = np.asarray(pred, dtype=np.float64)

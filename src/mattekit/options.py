@@ -14,27 +14,6 @@ from typing import Any, Literal
 
 from .errors import InvalidOption, option
 
-__all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "FORMATS",
-    "PRESET_NAMES",
-    "SUBJECTS",
-    "Background",
-    "BackgroundImage",
-    "Blur",
-    "Color",
-    "Fit",
-    "Format",
-    "Margin",
-    "Options",
-    "PresetName",
-    "Subject",
-    "parse_background",
-    "parse_color",
-    "parse_margin",
-    "parse_ratio",
-]
-
 PresetName = Literal["fast", "balanced", "best"]
 Format = Literal["png", "webp", "jpg"]
 Fit = Literal["fill", "fit"]

@@ -32,8 +32,6 @@ from .options import Options
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-__all__ = ["Encoded", "FileJob", "Outcome", "process_files"]
-
 log = logging.getLogger("mattekit.pipeline")
 
 T = TypeVar("T")

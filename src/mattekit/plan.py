@@ -17,8 +17,6 @@ from pathlib import Path
 from .errors import InvalidOption
 from .formats import FORMAT_EXTENSIONS, IMAGE_SUFFIXES, extension, format_of_name
 
-__all__ = ["CUTOUT_SUFFIX", "PlannedFile", "expand_inputs", "output_format", "plan_files"]
-
 CUTOUT_SUFFIX = "-cutout"  # NAME-cutout.png beside NAME.jpg when no -o is given
 
 

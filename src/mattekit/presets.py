@@ -64,21 +64,6 @@ from .errors import InvalidOption, TooLarge
 if TYPE_CHECKING:
     from .core.stages import StagedStream
 
-__all__ = [
-    "PRESETS",
-    "RECIPES",
-    "Preset",
-    "PresetStream",
-    "Recipe",
-    "check_lowres",
-    "preset",
-    "recipe",
-    "run",
-    "run_recipe",
-    "stream",
-    "video_recipe",
-]
-
 
 @dataclass(frozen=True)
 class Recipe:

@@ -22,8 +22,6 @@ from .report import FAILED, USAGE, ProgressBar, console, error, exit_on_errors
 if TYPE_CHECKING:  # pragma: no cover
     from ..batch import Spec
 
-__all__ = ["RAY_NOISE", "batch", "run_batch", "without_ray_noise"]
-
 INTERRUPTED = 130
 
 # Ray Data's actor pool always hands its workers a constructor argument through the object store

@@ -22,8 +22,6 @@ from .report import FAILED, error, exit_on_errors, fail
 from .serve import serve
 from .video import video
 
-__all__ = ["app", "main"]
-
 INTERRUPTED = 130
 
 

@@ -9,8 +9,6 @@ import click
 from .params import Group
 from .report import FAILED, exit_on_errors
 
-__all__ = ["model"]
-
 _NAMES = click.Choice(["person", "general"])  # mattekit.core.models.MODELS' keys (kept in step by a test)
 
 

@@ -13,18 +13,6 @@ from typing import Any, TypeVar
 
 import click
 
-__all__ = [
-    "DEVICES",
-    "STILL_FLAGS",
-    "Argument",
-    "Command",
-    "Group",
-    "State",
-    "current_backend",
-    "current_device",
-    "still_flags",
-]
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEVICES = ("auto", "cpu", "cuda")

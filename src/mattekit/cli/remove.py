@@ -17,8 +17,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..options import Options
     from ..plan import PlannedFile
 
-__all__ = ["remove", "run_jobs"]
-
 
 @click.command(cls=Command)
 @click.argument(

@@ -17,8 +17,6 @@ from ..errors import MattekitError
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
 
-__all__ = ["FAILED", "USAGE", "ProgressBar", "console", "error", "exit_on_errors", "fail"]
-
 USAGE = 2  # bad flags or arguments: nothing was done
 FAILED = 1  # the command ran and something failed
 

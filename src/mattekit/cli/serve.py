@@ -17,8 +17,6 @@ from ..errors import CannotListen, InvalidOption
 from .params import Command, current_backend, current_device
 from .report import FAILED, exit_on_errors
 
-__all__ = ["EVERY_INTERFACE", "check_listen", "serve", "with_listen_address"]
-
 EVERY_INTERFACE = ("0.0.0.0", "::", "")
 
 

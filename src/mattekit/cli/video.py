@@ -17,8 +17,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..options import Options
     from ..video import VideoOptions
 
-__all__ = ["default_target", "run_chunked", "run_video", "video"]
-
 INTERRUPTED = 130  # the shell's status for Ctrl-C
 
 

@@ -29,26 +29,6 @@ from ..errors import InvalidInput, InvalidOption, ModelUnavailable
 from .fastpath import STATE_IN as _STATE_IN  # RVM's recurrent inputs, in RecurrentState.tensors order
 from .lazy import Lazy
 
-__all__ = [
-    "ARENA_SHRINK_PIXELS",
-    "AUTO_TARGET_PX",
-    "MIN_SIDE",
-    "Device",
-    "Engine",
-    "Matte",
-    "RecurrentState",
-    "Stream",
-    "arena_run_options",
-    "auto_ratio",
-    "check_rgb",
-    "choose_providers",
-    "get_engine",
-    "providers_summary",
-    "resolve_device",
-    "resolve_ratio",
-    "set_engine",
-]
-
 log = logging.getLogger("mattekit.core.engine")
 
 Device = Literal["auto", "cpu", "cuda"]

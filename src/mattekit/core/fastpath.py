@@ -39,28 +39,6 @@ from ..deadline import Deadline
 from ..deadline import check as check_deadline
 from .backends import cpu_cores
 
-__all__ = [
-    "BAND_TILE",
-    "COEFF_A",
-    "COEFF_B",
-    "DERIVATION_VERSION",
-    "LOWRES_INPUT",
-    "PARTS",
-    "STATE_IN",
-    "STATE_OUT",
-    "STRIP_ROWS",
-    "Box",
-    "band_boxes",
-    "band_foreground",
-    "build_submodels",
-    "derived_path",
-    "downsample",
-    "ensure_submodels",
-    "lowres_size",
-    "split_concat_convs",
-    "tail",
-]
-
 log = logging.getLogger("mattekit.core.fastpath")
 
 # Bump when the derivation below changes, so stale cached sub-models are never reused.

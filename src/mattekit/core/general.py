@@ -23,8 +23,6 @@ from ..deadline import check as check_deadline
 from ..errors import ModelUnavailable
 from .lazy import Lazy
 
-__all__ = ["DEFAULT_FP32", "DEFAULT_SIZE", "GeneralEngine", "get_general", "preprocess", "set_general"]
-
 log = logging.getLogger("mattekit.core.general")
 
 DEFAULT_SIZE = 768  # measured: see the module docstring

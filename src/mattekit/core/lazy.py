@@ -12,8 +12,6 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Lazy"]
-
 T = TypeVar("T")
 
 

@@ -39,20 +39,6 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = [
-    "EMPTY_SHARE",
-    "MIN_BODY",
-    "MIN_COVERED",
-    "MIN_OPAQUE_PX",
-    "MIN_PART_PX",
-    "MIN_SOLID",
-    "PASS_PX",
-    "Verdict",
-    "covered",
-    "judge",
-    "kept_share",
-]
-
 PASS_PX = 512  # the default preset's low-resolution long side (presets.RECIPES["balanced"])
 MIN_OPAQUE_PX = 2000  # fewer opaque pixels at the pass's size: nothing RVM can call a person
 MIN_BODY = 0.55  # a body: its opaque area / the kept area of its box (people: 0.56 and up on dev)

@@ -35,8 +35,6 @@ from .backends import cpu_cores
 from .engine import Engine, Matte, RecurrentState, check_rgb, resolve_ratio
 from .fastpath import STATE_OUT
 
-__all__ = ["STAGES", "Frame", "StagedStream"]
-
 STAGES = ("encode", "recur", "finish")
 
 log = logging.getLogger("mattekit.core.stages")

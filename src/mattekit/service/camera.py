@@ -29,17 +29,6 @@ from fastapi.responses import FileResponse
 from ..core import store
 from ..errors import MattekitError
 
-__all__ = [
-    "ISOLATION_HEADERS",
-    "REPO_RUNTIME",
-    "RUNTIME_FILES",
-    "RuntimeMissing",
-    "model_file",
-    "router",
-    "runtime_dir",
-    "runtime_file",
-]
-
 ISOLATION_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",

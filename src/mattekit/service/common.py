@@ -18,17 +18,6 @@ from ..deadline import Deadline
 from ..errors import DeadlineExceeded, MattekitError
 from ..options import Options
 
-__all__ = [
-    "Unauthorized",
-    "key_owner",
-    "presented_key",
-    "require_api_key",
-    "server_message",
-    "server_options",
-    "under_request_deadline",
-    "without_local_paths",
-]
-
 
 class Unauthorized(MattekitError):
     code = "unauthorized"

@@ -33,22 +33,6 @@ from starlette.requests import Request
 from ..errors import Busy
 from .executor import Reservation, WorkPool
 
-__all__ = [
-    "DRAIN_BODY_BELOW",
-    "AccessLogMiddleware",
-    "JsonFormatter",
-    "StillsSlot",
-    "access_log",
-    "admission",
-    "close_after_refusal",
-    "draining",
-    "install_drain",
-    "loggable",
-    "request_id",
-    "start_draining",
-    "stills_slot",
-]
-
 log = logging.getLogger("mattekit.service")
 
 

@@ -16,8 +16,6 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-__all__ = ["ASSETS", "add_docs", "docs_headers"]
-
 ASSETS = "/docs-assets"
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
 

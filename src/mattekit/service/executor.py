@@ -36,8 +36,6 @@ from typing import Any, TypeVar
 from ..deadline import Deadline, within
 from ..errors import Busy
 
-__all__ = ["Reservation", "WorkPool"]
-
 T = TypeVar("T")
 
 

@@ -47,17 +47,6 @@ from .guard import GuardMiddleware
 from .metrics import Metrics
 from .settings import Settings
 
-__all__ = [
-    "MOUNTS",
-    "REMOVEBG_HEADERS",
-    "ROUTER_MODULES",
-    "MetricsMiddleware",
-    "Responder",
-    "configure_logging",
-    "create_app",
-    "error_response",
-]
-
 log = logging.getLogger("mattekit.service")
 
 ROUTER_MODULES = ("api", "jobs", "removebg", "camera")

@@ -24,8 +24,6 @@ from starlette.requests import Request
 from ..errors import MattekitError
 from .settings import host_name
 
-__all__ = ["OPEN_PATHS", "CrossSite", "GuardMiddleware", "HostNotAllowed", "refusal"]
-
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SAME_ORIGIN = frozenset({"same-origin", "none"})  # "none": typed in the address bar, a bookmark

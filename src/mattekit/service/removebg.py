@@ -36,37 +36,6 @@ from .deploy import StillsSlot
 from .executor import Reservation
 from .uploads import BadRequest, check_fields, limited_stream, read_upload
 
-__all__ = [
-    "CHANNELS",
-    "DEFAULT_SIZE",
-    "ERROR_PREFIX",
-    "FACE",
-    "FILE_FIELDS",
-    "IGNORED",
-    "KNOWN",
-    "MAX_REPORTED",
-    "OTHER_TYPES",
-    "OUTPUTS",
-    "REMOVEBG_BODY",
-    "SIZES",
-    "SUBJECT_TYPES",
-    "TYPE_LEVELS",
-    "UNLIMITED",
-    "Forbidden",
-    "Job",
-    "NoSubject",
-    "RemoveBgError",
-    "Rendered",
-    "account",
-    "error_response",
-    "parse",
-    "read_fields",
-    "removebg",
-    "render",
-    "require_key",
-    "router",
-]
-
 ERROR_PREFIX = "/v1.0/"
 FACE = "removebg"  # errors name remove.bg's parameters (size=preview), not ours (mattekit.errors)
 

@@ -27,22 +27,6 @@ from typing import Any, TypeVar
 from ..core.backends import cpu_cores
 from ..errors import InvalidOption
 
-__all__ = [
-    "DEFAULT_GRACE_PERIOD",
-    "DEFAULT_MAX_LOWRES_PIXELS",
-    "DEFAULT_MAX_PIXELS",
-    "DEFAULT_MAX_UPLOAD_BYTES",
-    "DEFAULT_QUEUE_SIZE",
-    "DEFAULT_REQUEST_TIMEOUT",
-    "LOCAL_HOSTS",
-    "LOG_FORMATS",
-    "Settings",
-    "default_workers",
-    "env_number",
-    "host_name",
-    "hosts_from_env",
-]
-
 # Phones write up to ~50 MP; more is almost surely a mistake or a decompression bomb.
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024

@@ -25,8 +25,6 @@ from prometheus_client import (  # noqa: F401  (CONTENT_TYPE_LATEST is re-export
     generate_latest,
 )
 
-__all__ = ["LATENCY_BUCKETS", "Metrics"]
-
 if TYPE_CHECKING:  # pragma: no cover
     from .executor import WorkPool
 

@@ -17,19 +17,6 @@ from starlette.requests import Request
 
 from ..errors import InvalidInput, MattekitError, UploadTooLarge
 
-__all__ = [
-    "FILE_FIELDS",
-    "MAX_FIELDS",
-    "MAX_FIELD_BYTES",
-    "BadRequest",
-    "Sink",
-    "Upload",
-    "check_fields",
-    "limited_stream",
-    "read_upload",
-    "require_file",
-]
-
 FILE_FIELDS = ("file", "bg_file")
 MAX_FIELDS = 64
 MAX_FIELD_BYTES = 4096

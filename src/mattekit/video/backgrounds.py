@@ -14,8 +14,6 @@ from ..options import BackgroundImage, Blur, Options
 from .outputs import OUTPUTS, VideoOptions
 from .reader import read_frames
 
-__all__ = ["Backgrounds", "compose_frame"]
-
 
 class Backgrounds:
     """The background layer for each frame: fixed (colour, image), per frame (blur) or a clip."""

@@ -42,21 +42,6 @@ from ..options import Options
 from .outputs import OUTPUTS, VideoOptions, resolve_output
 from .writers import is_frame_file
 
-__all__ = [
-    "WARMUP_FRAMES",
-    "Chunk",
-    "ChunkProgress",
-    "ChunkedResult",
-    "FrameTimes",
-    "chunk_options",
-    "frame_times",
-    "join_segments",
-    "plan_chunks",
-    "process_chunked",
-    "run_chunk",
-    "segment_kind",
-]
-
 # Frames each chunk runs through the model before its own, to warm RVM's recurrent state (see the
 # module's docstring for the measurement).
 WARMUP_FRAMES = 20

@@ -22,22 +22,6 @@ from ..options import Options
 if TYPE_CHECKING:  # pragma: no cover
     from .writers import Writer, WriterFactory
 
-__all__ = [
-    "OUTPUTS",
-    "OUTPUT_TYPES",
-    "PRORES_OPTIONS",
-    "VP9_OPTIONS",
-    "X264_OPTIONS",
-    "OutputSpec",
-    "OutputType",
-    "VideoOptions",
-    "default_output",
-    "infer_output",
-    "output_spec",
-    "register_output",
-    "resolve_output",
-]
-
 OutputType = str  # a key of OUTPUTS ("webm", "mov", ...)
 
 # Measured on this project's machines (KNOWN_GROUND.md): realtime/cpu-used 8 is ~6x faster than

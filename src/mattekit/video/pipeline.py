@@ -57,8 +57,6 @@ from .reader import (
 )
 from .writers import is_frame_file
 
-__all__ = ["QUEUE_FRAMES", "STAGE_QUEUE_FRAMES", "Progress", "VideoResult", "process_video", "write_frames"]
-
 QUEUE_FRAMES = 4  # frames in flight per queue: enough to overlap stages, small for memory
 # Between two model stages a frame also carries the network's tensors (~20 MB at 640x360), and
 # the stages take about as long as each other, so a short queue is enough to keep them busy.

@@ -22,32 +22,6 @@ from ..core.engine import Matte
 from ..errors import InvalidInput, MattekitError, TooLarge, ffmpeg_reason
 from ..options import DEFAULT_MAX_PIXELS
 
-__all__ = [
-    "CONTAINERS",
-    "DEMUXERS",
-    "END",
-    "FFMPEG_PIXEL_SLACK",
-    "AudioItem",
-    "Part",
-    "Range",
-    "ReadState",
-    "Stop",
-    "VideoInfo",
-    "VideoItem",
-    "bound_decoder",
-    "check_frame",
-    "frame_rate",
-    "get",
-    "is_webp",
-    "open_input",
-    "probe",
-    "put",
-    "read_av",
-    "read_frames",
-    "read_webp",
-    "upright",
-]
-
 log = logging.getLogger("mattekit.video")
 
 

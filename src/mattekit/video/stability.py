@@ -9,8 +9,6 @@ import numpy as np
 
 from ..core.engine import Engine, get_engine
 
-__all__ = ["alpha_sequence", "flicker"]
-
 
 def alpha_sequence(
     frames: Iterable[np.ndarray], ratio: str | float = "auto", *, recurrent: bool = True, engine: Engine | None = None

@@ -21,8 +21,6 @@ if TYPE_CHECKING:  # pragma: no cover
     # back would be a cycle.
     from .outputs import OutputSpec
 
-__all__ = ["AvWriter", "PngWriter", "Writer", "WriterFactory", "fit", "is_frame_file"]
-
 
 class Writer(Protocol):
     """What the pipeline's writer thread needs of a writer."""

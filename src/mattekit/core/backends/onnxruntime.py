@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["load"]
-
 
 def load(part: str, paths: dict, threads: int, ort_options: Any, plain: Callable[[str], Any]) -> Any:
     import onnxruntime as ort

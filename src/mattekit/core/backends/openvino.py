@@ -32,8 +32,6 @@ import numpy as np
 
 from ...errors import ModelUnavailable
 
-__all__ = ["PRECISION", "SHAPES_KEPT", "load"]
-
 PRECISION = "bf16"  # of the decoder and warm-up sub-models
 SHAPES_KEPT = 4  # compiled shapes kept per sub-model (a stream has one)
 

@@ -31,20 +31,6 @@ from pathlib import Path
 from ...errors import ModelUnavailable
 from ..store import ModelInfo, home, sha256_of
 
-__all__ = [
-    "FETCH_HINT",
-    "LICENCE",
-    "MODEL_FILE",
-    "MODEL_SHA256",
-    "PACKAGE",
-    "TARBALL_SHA256",
-    "cached_path",
-    "derived",
-    "fetch",
-    "locate",
-    "verify",
-]
-
 log = logging.getLogger("mattekit.core.models.isnet")
 
 PACKAGE = "@imgly/background-removal-data@1.4.5"

@@ -11,8 +11,6 @@ from pathlib import Path
 from .. import store
 from ..store import ModelInfo
 
-__all__ = ["LICENCE", "describe", "fetch", "locate"]
-
 LICENCE = "GPL-3.0"
 
 

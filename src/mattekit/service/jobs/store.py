@@ -62,33 +62,6 @@ from .executor import Reservation, WorkPool
 from .settings import env_number
 from .uploads import Upload, check_fields, read_upload, require_file
 
-__all__ = [
-    "BACKGROUND",
-    "CANCEL",
-    "JOB_FIELDS",
-    "JOB_OUTPUTS",
-    "MEDIA_TYPES",
-    "RECORD",
-    "UPLOAD",
-    "Job",
-    "JobSettings",
-    "JobStore",
-    "NoSpace",
-    "NotFound",
-    "NotReady",
-    "ShuttingDown",
-    "create_job",
-    "delete_job",
-    "folder_bytes",
-    "get_job",
-    "get_result",
-    "on_shutdown",
-    "on_startup",
-    "router",
-    "run_job",
-    "without_paths",
-]
-
 log = logging.getLogger("mattekit.service.jobs")
 
 # What a client may set on a video job (stills-only options such as crop or format are refused).
