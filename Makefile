@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TEST_STAMP  := $(VENV)/.installed-test
-TEST_EXTRAS := test,cluster,quality,docs,dev,openvino
+TEST_EXTRAS := cli,server,test,cluster,quality,docs,dev,openvino
 HOST   ?= 127.0.0.1
 PORT   ?= 5003
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
 	  $(APT_INSTALL) python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e '.[cli,server]'
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import select
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -483,14 +485,14 @@ def test_a_job_is_cancelled_through_another_process_store(tmp_path: Path) -> Non
     from fastapi.testclient import TestClient
 
     from mattekit.service import Settings, create_app
-    from mattekit.service.jobs import JobSettings
+    from mattekit.service.settings import JobSettings
 
     shared = tmp_path / "jobs"
     clip = _clip(tmp_path / "clip.mp4", seconds=4).read_bytes()
     apps = []
     for _ in range(2):
-        app = create_app(Settings(load_model=False, workers=1))
-        app.state.job_settings = JobSettings(folder=str(shared), max_upload_bytes=50 * 2**20)
+        jobs = JobSettings(folder=str(shared), max_upload_bytes=50 * 2**20)
+        app = create_app(Settings(load_model=False, workers=1, jobs=jobs))
         apps.append(app)
     with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
         r = a.post("/api/v1/jobs", data={"preset": "fast", "ratio": "1"}, files={"file": ("c.mp4", clip, "video/mp4")})
@@ -509,3 +511,30 @@ def test_a_job_is_cancelled_through_another_process_store(tmp_path: Path) -> Non
         assert sorted(p.name for p in (shared / job_id).iterdir()) == ["job.json"]  # files gone, reason kept
         assert b.get(f"/api/v1/jobs/{job_id}/result").status_code == 409
         assert b.get("/api/v1/jobs/..%2F..%2Fetc").status_code == 404
+
+
+# -- the faces as extras ----------------------------------------------------------------------------
+def _without(modules: tuple[str, ...], code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run in a fresh interpreter where importing any of ``modules`` fails, as on a
+    machine where the extra that installs them is missing."""
+    hide = f"import sys\nfor name in {modules!r}:\n    sys.modules[name] = None\n"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([sys.executable, "-c", hide + code], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_a_missing_extra_says_which_to_install() -> None:
+    """The library needs neither face; each face, without its extra, says how to get it."""
+    library = _without(("click", "rich", "fastapi", "uvicorn"), "import mattekit\nprint(mattekit.__version__)")
+    assert library.returncode == 0, library.stderr
+    server = _without(
+        ("fastapi",),
+        "from mattekit.errors import MissingExtra\ntry:\n    import mattekit.service\nexcept MissingExtra as exc:\n    print(exc)\n",
+    )
+    assert "mattekit[server]" in server.stdout and "fastapi" in server.stdout and "pip install" in server.stdout, server
+    cli = _without(("click",), "import sys\nsys.argv = ['mattekit', '--version']\nfrom mattekit.__main__ import main\nmain()")
+    assert cli.returncode == 1 and "pip install 'mattekit[cli]'" in cli.stderr and "Traceback" not in cli.stderr, cli
+    served = _without(("uvicorn",), "import sys\nsys.argv = ['mattekit', 'serve']\nfrom mattekit.__main__ import main\nmain()")
+    assert served.returncode == 1 and "mattekit[server]" in served.stderr and "Traceback" not in served.stderr, served
+    # With both installed (this suite's machine), the console script is the CLI.
+    ok = _without((), "import sys\nsys.argv = ['mattekit', '--version']\nfrom mattekit.__main__ import main\nmain()")
+    assert ok.returncode == 0 and ok.stdout.startswith("mattekit "), ok

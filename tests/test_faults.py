@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mattekit.service.state import service_of
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import load  # noqa: E402  (bench/load.py)
@@ -173,7 +175,7 @@ def test_worker_exception_is_contained(app_client, images, monkeypatch, caplog, 
     assert r.status_code == status and r.json()["error"]["code"] == code, r.text
     assert "Traceback" not in r.text and "injected" not in r.text
     assert any(rec.levelno >= logging.ERROR and "/api/v1/remove" in rec.getMessage() for rec in caplog.records)
-    pool = app_client.app.state.pool
+    pool = service_of(app_client.app).pool
     assert pool.running == 0 and pool.waiting == 0  # the slot came back
     monkeypatch.setattr(api, "process", real)
     ok = app_client.post("/api/v1/remove", files={"file": ("a.jpg", images[0], "image/jpeg")}, data=FAST)
@@ -192,7 +194,7 @@ def _job_state(client, job_id: str) -> dict:
 
 
 def test_killed_job_cleans_up_and_next_job_runs(app_client) -> None:
-    store = app_client.app.state.jobs
+    store = service_of(app_client.app).jobs
     r = app_client.post(
         "/api/v1/jobs", files={"file": ("c.mp4", _clip("carphone"), "video/mp4")}, data={"output": "matte", "preset": "fast"}
     )
@@ -241,12 +243,12 @@ def tiny_disk(size: str = "1m") -> Iterator[Path]:
 
 
 def test_full_temp_disk(app_client, caplog) -> None:
-    from mattekit.service.jobs import JobStore
+    from mattekit.service.jobs.store import JobStore
 
-    app = app_client.app
+    service = service_of(app_client.app)
     with tiny_disk("1m") as disk:
-        old = app.state.jobs
-        app.state.jobs = JobStore(old.settings, root=disk)
+        old = service.jobs
+        service.jobs = JobStore(old.settings, root=disk)
         try:
             with caplog.at_level(logging.ERROR, logger="mattekit.service.jobs"):
                 # 1: the upload itself does not fit (1.06 MB on a 1 MiB disk).
@@ -270,8 +272,8 @@ def test_full_temp_disk(app_client, caplog) -> None:
             assert sum(1 for rec in caplog.records if "disk" in rec.getMessage() and "full" in rec.getMessage()) >= 2
             assert list(disk.iterdir()) == []  # nothing left on the full disk
         finally:
-            app.state.jobs.close()
-            app.state.jobs = old
+            service.jobs.close()
+            service.jobs = old
     # The service goes on: stills need no disk at all.
     r = app_client.post("/api/v1/remove", files={"file": ("a.jpg", load.sample_images((256,))[0], "image/jpeg")}, data=FAST)
     assert r.status_code == 200

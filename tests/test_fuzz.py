@@ -996,5 +996,7 @@ def test_api_video_jobs_refuse_hostile_clips(api_client: Any, name: str) -> None
     else:
         _assert_clean_answer(r)
         assert r.status_code in (400, 415), r.text
-    store = api_client.app.state.jobs
+    from mattekit.service.state import service_of
+
+    store = service_of(api_client.app).jobs
     assert list(store.root.iterdir()) == [] or all(p.name in store._jobs for p in store.root.iterdir())

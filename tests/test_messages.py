@@ -13,7 +13,8 @@ from PIL import Image
 
 from mattekit.errors import InvalidOption, MattekitError, ffmpeg_reason, option
 from mattekit.service import Settings, create_app
-from mattekit.service.jobs import UPLOAD, without_paths
+from mattekit.service.jobs.runner import without_paths
+from mattekit.service.jobs.store import UPLOAD
 from mattekit.video.reader import open_input
 
 pytestmark = pytest.mark.unit  # make unit: in-process and fast

@@ -27,6 +27,7 @@ from mattekit.matter import Matter
 from mattekit.options import Color, Options
 from mattekit.service import Settings, create_app
 from mattekit.service.removebg import UNLIMITED
+from mattekit.service.state import service_of
 
 KEY = "test-key"
 MAX_PIXELS = 600_000
@@ -360,12 +361,13 @@ def test_type_chooses_the_model(api):
 
 def test_a_server_without_the_general_model_refuses_other_types(engine, tmp_path):
     from mattekit.core.general import GeneralEngine
-    from mattekit.service.removebg import Job, RemoveBgError, render
+    from mattekit.service.errors import RemoveBgError
+    from mattekit.service.removebg import RemoveBgRequest, render
 
     matter = Matter(engine=engine, general=GeneralEngine(tmp_path / "missing.onnx"))
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), (128, 128, 128)).save(buf, "PNG")
-    job = Job(buf.getvalue(), Options(subject="general"), None, "png", True, (), "product")
+    job = RemoveBgRequest(buf.getvalue(), Options(subject="general"), None, "png", True, (), "product")
     with pytest.raises(RemoveBgError, match="mattekit model fetch general") as caught:
         render(matter, job)
     assert caught.value.code == "unsupported_type"
@@ -464,7 +466,7 @@ def test_model_unavailable_is_503(tmp_path, sample_photo):
     app = create_app(Settings(workers=1, queue_size=1), matter=Matter(engine=Engine(model=broken)))
     with TestClient(app) as c:
         deadline = time.monotonic() + 30
-        while app.state.load_error is None:
+        while service_of(app).load_error is None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         r = c.post("/v1.0/removebg", files={"image_file": ("a", sample_photo.read_bytes())})

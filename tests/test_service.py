@@ -23,6 +23,7 @@ from mattekit.matter import Matter
 from mattekit.options import Options
 from mattekit.service import Settings, create_app
 from mattekit.service.api import STATIC_DIR
+from mattekit.service.state import service_of
 
 FAST = {"preset": "fast", "max_size": "384"}
 
@@ -279,7 +280,7 @@ def test_full_queue_is_503_with_retry_after_then_recovers(sample_photo):
             assert error_of(r)["code"] == "busy"
             assert int(r.headers["retry-after"]) >= 1
     assert after.status_code == 200
-    assert app.state.pool.waiting == 0 and app.state.pool.running == 0
+    assert service_of(app).pool.waiting == 0 and service_of(app).pool.running == 0
 
 
 # -- probes, metrics, docs, page -------------------------------------------------------------
@@ -290,7 +291,7 @@ def test_readyz_reports_a_model_that_cannot_load(tmp_path: Path, sample_photo):
     with TestClient(app) as c:
         assert c.get("/healthz").json() == {"status": "ok"}
         deadline = time.monotonic() + 30
-        while app.state.load_error is None:
+        while service_of(app).load_error is None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         r = c.get("/readyz")

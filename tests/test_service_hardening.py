@@ -433,10 +433,13 @@ def test_the_jobs_folder_is_private_bounded_and_trusts_no_record(tmp_path: Path)
     import json
     import os
 
-    from mattekit.service.jobs import JobSettings, JobStore, NoSpace, NotFound
+    from mattekit.service.errors import NoSpace, NotFound
+    from mattekit.service.jobs.store import JobStore
+    from mattekit.service.settings import JobSettings
 
     store = JobStore(JobSettings(folder=str(tmp_path / "shared" / "jobs"), max_upload_bytes=1000, disk_bytes=5000))
     try:
+        store.open()
         assert (os.stat(store.root).st_mode & 0o777) == 0o700
         job = store.new("composite")
         assert (os.stat(job.folder).st_mode & 0o777) == 0o700

@@ -13,7 +13,8 @@ from typing import Any
 import click
 
 from ..core.backends import cpu_cores
-from ..errors import CannotListen, InvalidOption
+from ..errors import CannotListen, InvalidOption, MissingExtra
+from ..extras import require
 from .params import Command, current_backend, current_device
 from .report import FAILED, exit_on_errors
 
@@ -88,6 +89,8 @@ def check_listen(host: str, port: int) -> None:
 )
 def serve(host: str, port: int, workers: int | None, queue_size: int | None, max_concurrency: int | None, processes: int) -> None:
     """Serve the web page and HTTP API (the same app as `uvicorn app:app`). Limits: MATTEKIT_* variables."""
+    with exit_on_errors(codes={MissingExtra: FAILED}):  # flags fine, the machine lacks mattekit[server]
+        require("server", "mattekit serve")
     from ..service import Settings, create_app
     from ..service.factory import configure_logging
 

@@ -1,8 +1,8 @@
 """Routes: the page, ``POST /api/v1/remove``, health, readiness, metrics and limits.
 
-Handlers only parse and answer; the work runs in ``app.state.pool`` (see :mod:`.executor`).
-Everything a route needs lives on ``request.app.state``: ``settings``, ``pool``, ``metrics``,
-``matter`` and ``ready`` (see :func:`mattekit.service.create_app`).
+Handlers only parse and answer; the work runs in the stills pool (see :mod:`.executor`).
+Everything a route needs is the request's :class:`~mattekit.service.state.Service`
+(:func:`~mattekit.service.state.service_of`): settings, pool, telemetry, engine, readiness.
 """
 
 from __future__ import annotations
@@ -16,16 +16,19 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import decode, encode
 from ..deadline import Deadline, within
 from ..deadline import check as check_deadline
 from ..errors import InvalidInput, InvalidOption
 from ..matter import Matter
-from ..options import FORMATS, PRESET_NAMES, SUBJECTS, BackgroundImage, Options
+from ..options import FORMATS, PRESETS, SUBJECTS, BackgroundImage, Options
 from .common import require_api_key, server_message, server_options, under_request_deadline
-from .deploy import StillsSlot, draining
+from .deploy import StillsSlot
 from .executor import Reservation
+from .settings import Settings
+from .state import service_of
 from .uploads import check_fields, read_upload, require_file
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -79,14 +82,14 @@ async def index() -> FileResponse:
 
 
 @router.get("/healthz", tags=["ops"], summary="The process is alive (always fast)")
-async def healthz() -> dict:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get("/readyz", tags=["ops"], summary="503 until the model is loaded, then 200")
 async def readyz(request: Request) -> JSONResponse:
-    state = request.app.state
-    if draining(state):  # a load balancer stops sending here while in-flight requests finish
+    state = service_of(request)
+    if state.draining:  # a load balancer stops sending here while in-flight requests finish
         body = {"error": {"code": "shutting_down", "message": "the server is shutting down"}}
         return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
     if state.ready:
@@ -100,29 +103,27 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", tags=["ops"], summary="Prometheus metrics")
-async def metrics(request: Request) -> Response:
-    from .metrics import CONTENT_TYPE_LATEST
-
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+async def scrape_metrics(request: Request) -> Response:
+    return Response(service_of(request).telemetry.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 # -- the API ---------------------------------------------------------------------------------
 @api.get("/limits", summary="What this server accepts")
-async def limits(request: Request) -> dict:
-    s = request.app.state.settings
+async def limits(request: Request) -> dict[str, Any]:
+    s = service_of(request).settings
     return {
         "max_upload_bytes": s.max_upload_bytes,
         "max_pixels": s.max_pixels,
         "max_lowres_pixels": s.max_lowres_pixels,
         "formats": list(FORMATS),
-        "presets": list(PRESET_NAMES),
+        "presets": list(PRESETS),
         "subjects": list(SUBJECTS),
         "workers": s.workers,
         "queue_size": s.queue_size,
     }
 
 
-def parse_options(fields: Mapping[str, str], settings: Any, has_bg_file: bool) -> Options:
+def parse_options(fields: Mapping[str, str], settings: Settings, has_bg_file: bool) -> Options:
     """Form/query fields → :class:`Options` under this server's limits (400 on a bad one)."""
     unknown = sorted(set(fields) - CLIENT_FIELDS)
     if unknown:
@@ -185,7 +186,7 @@ REMOVE_BODY = {
                         "file": {"type": "string", "format": "binary", "description": "the photo"},
                         "bg_file": {"type": "string", "format": "binary", "description": "a picture to put behind the subject"},
                         "format": {"type": "string", "enum": list(FORMATS), "default": "png"},
-                        "preset": {"type": "string", "enum": list(PRESET_NAMES), "default": "balanced"},
+                        "preset": {"type": "string", "enum": list(PRESETS), "default": "balanced"},
                         "mask": {"type": "boolean", "default": False, "description": "return the alpha matte alone"},
                         "bg": {
                             "type": "string",
@@ -248,7 +249,7 @@ async def remove(request: Request, slot: StillsSlot) -> Response:
 
 
 async def _remove(request: Request, deadline: Deadline | None, slot: Reservation) -> Response:
-    state = request.app.state
+    state = service_of(request)
     settings = state.settings
     # The upload counts too: a client trickling its body would otherwise hold memory for ever.
     upload = await within(deadline, read_upload(request, settings.max_upload_bytes))
@@ -267,7 +268,7 @@ async def _remove(request: Request, deadline: Deadline | None, slot: Reservation
     out: Processed = await slot.run_until(deadline, process, state.matter, data, options, bg_data, fit, deadline)
     total = time.perf_counter() - queued
     timings = {"queue": max(0.0, total - sum(out.timings.values())), **out.timings, "total": total}
-    state.metrics.observe_timings(out.timings)
+    state.telemetry.observe_timings(out.timings)
     headers = {
         "X-Process-Time": f"{sum(out.timings.values()):.3f}",
         "Server-Timing": _server_timing(timings),

@@ -8,7 +8,7 @@ and the server only serves
   Only the six files the page loads are served, ``.mjs`` as ``text/javascript`` and ``.wasm``
   as ``application/wasm`` (browsers compile WebAssembly in a stream only then).
 - ``/camera/model.onnx``: the same ONNX file the server uses, from the model store, served only
-  when its SHA-256 is one the store accepts (:func:`mattekit.core.store.verify`).
+  when its SHA-256 is one the store accepts (:meth:`mattekit.core.store.ModelStore.verify`).
 
 WebAssembly threads need a cross-origin isolated page: the page (``/``) carries
 ``Cross-Origin-Opener-Policy: same-origin`` and ``Cross-Origin-Embedder-Policy: require-corp``
@@ -26,8 +26,11 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
-from ..core import store
-from ..errors import MattekitError
+from ..core.models import rvm as store
+from ..core.store import ModelInfo
+from ..errors import ModelUnavailable
+from .errors import RuntimeMissing
+from .state import service_of
 
 ISOLATION_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
@@ -46,11 +49,6 @@ RUNTIME_FILES = {
 log = logging.getLogger("mattekit.service")
 
 REPO_RUNTIME = Path(__file__).resolve().parents[3] / "web" / "node_modules" / "onnxruntime-web" / "dist"
-
-
-class RuntimeMissing(MattekitError):
-    code = "camera_runtime_missing"
-    http_status = 404
 
 
 def runtime_dir() -> Path:
@@ -82,7 +80,7 @@ class _Digests:
         self._lock = threading.Lock()
         self._known: dict[tuple[str, int, int], str] = {}
 
-    def verified(self, model_arg: str | None) -> store.ModelInfo:
+    def verified(self, model_arg: str | None) -> ModelInfo:
         # The file the engine uses: its explicit path, else MATTEKIT_MODEL, else the store's cache
         # (the server fetched it at start; nothing is fetched here).
         explicit = model_arg or os.environ.get("MATTEKIT_MODEL")
@@ -90,7 +88,7 @@ class _Digests:
         try:
             st = path.stat()
         except OSError:
-            raise store.ModelUnavailable(f"model file not found: {path}; run `mattekit model fetch`") from None
+            raise ModelUnavailable(f"model file not found: {path}; run `mattekit model fetch`") from None
         key = (str(path), st.st_size, st.st_mtime_ns)
         with self._lock:
             digest = self._known.get(key)
@@ -98,7 +96,7 @@ class _Digests:
             digest = store.verify(path)  # raises ModelUnavailable (503) for an unknown file
             with self._lock:
                 self._known = {key: digest}
-        return store.ModelInfo(path, digest, "explicit" if explicit else "cache")
+        return ModelInfo(path, digest, "explicit" if explicit else "cache")
 
 
 _digests = _Digests()
@@ -108,7 +106,7 @@ _digests = _Digests()
 async def model_file(request: Request) -> FileResponse:
     import asyncio
 
-    matter = request.app.state.matter
+    matter = service_of(request).matter
     model_arg = getattr(matter.engine, "model_arg", None)
     info = await asyncio.to_thread(_digests.verified, str(model_arg) if model_arg else None)
     return FileResponse(

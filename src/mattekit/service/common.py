@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -17,12 +16,9 @@ from fastapi.responses import Response
 from ..deadline import Deadline
 from ..errors import DeadlineExceeded, MattekitError
 from ..options import Options
-
-
-class Unauthorized(MattekitError):
-    code = "unauthorized"
-    http_status = 401
-
+from .errors import Unauthorized
+from .settings import Settings
+from .state import service_of
 
 # An absolute or home path of two parts or more ("/home/u/.cache/mattekit/rvm.onnx"), not one inside
 # a URL or a relative name ("bg/blur"): what our own errors about the install and model show.
@@ -50,7 +46,7 @@ async def require_api_key(request: Request) -> None:
     ``async`` although it does no I/O: FastAPI runs a plain ``def`` dependency in a thread pool,
     one thread per concurrent request (tests/test_load.py saw +16 threads under load).
     """
-    settings = request.app.state.settings
+    settings = service_of(request).settings
     if not settings.api_keys:
         return
     if not settings.accepts_key(presented_key(request)):
@@ -69,12 +65,12 @@ def presented_key(request: Request) -> str:
 def key_owner(request: Request) -> str:
     """Who owns what this request makes (a video job): a digest of its API key, never the key
     itself (it is written to the shared job folder); "" when the server has no keys."""
-    if not request.app.state.settings.api_keys:
+    if not service_of(request).settings.api_keys:
         return ""
     return hashlib.sha256(b"mattekit-job-owner:" + presented_key(request).encode()).hexdigest()
 
 
-def server_options(settings: Any) -> Options:
+def server_options(settings: Settings) -> Options:
     """The options a request starts from: this server's limits, nothing else."""
     return Options(max_pixels=settings.max_pixels, max_lowres_pixels=settings.max_lowres_pixels)
 
@@ -85,9 +81,9 @@ async def under_request_deadline(
 ) -> Response:
     """``handle(request, deadline)`` within ``MATTEKIT_REQUEST_TIMEOUT`` (upload included); a
     request past it is answered 504 by the error handlers and counted here."""
-    state = request.app.state
+    service = service_of(request)
     try:
-        return await handle(request, Deadline.after(state.settings.request_timeout, "this photo"))
+        return await handle(request, Deadline.after(service.settings.request_timeout, "this photo"))
     except DeadlineExceeded:
-        state.metrics.timeouts.labels("request").inc()
+        service.telemetry.timeouts.labels("request").inc()
         raise

@@ -29,32 +29,30 @@ from typing import Annotated, Any
 
 from fastapi import Depends
 from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import Busy
 from .executor import Reservation, WorkPool
+from .state import Service, service_of
 
 log = logging.getLogger("mattekit.service")
 
 
-def draining(state: Any) -> bool:
-    return bool(getattr(state, "draining", False))
-
-
 def admission(
-    pool_of: Callable[[Any], WorkPool],
+    pool_of: Callable[[Service], WorkPool],
     *,
     while_draining: bool = False,
 ) -> Callable[[Request], AsyncIterator[Reservation]]:
-    """A dependency reserving a slot of ``pool_of(app.state)`` for the request, or refusing it
+    """A dependency reserving a slot of ``pool_of(service)`` for the request, or refusing it
     (503 Busy) when the pool is full or, with ``while_draining``, once the server is shutting
     down (work too long to finish). The route spends the :class:`Reservation` on its task; one
     it never spends (a bad upload, a deadline) is given back when the request ends."""
 
     async def reserve(request: Request) -> AsyncIterator[Reservation]:
-        state = request.app.state
-        if while_draining and draining(state):
+        service = service_of(request)
+        if while_draining and service.draining:
             raise Busy("the server is restarting; send it again shortly")
-        slot = pool_of(state).reserve()
+        slot = pool_of(service).reserve()
         try:
             yield slot
         finally:
@@ -65,7 +63,7 @@ def admission(
 
 # The stills routes (ours and remove.bg's) share one pool, so one admission. ``scope="function"``
 # gives the slot back as soon as the handler returns, not after the response has been sent.
-stills_slot = admission(lambda state: state.pool)
+stills_slot = admission(lambda service: service.pool)
 StillsSlot = Annotated[Reservation, Depends(stills_slot, scope="function")]
 
 
@@ -87,22 +85,8 @@ def close_after_refusal(headers: Mapping[str, str]) -> bool:
     return not length.isdigit() or int(length) >= DRAIN_BODY_BELOW
 
 
-def start_draining(app: Any) -> None:
-    """Refuse new work and report not ready; run each ``on_drain`` hook once (e.g. queued jobs)."""
-    state = app.state
-    if draining(state):
-        return
-    state.draining = True
-    log.info("shutting down: /readyz now 503, no new video jobs; finishing what is in flight")
-    for hook in list(getattr(state, "on_drain", ())):
-        try:
-            hook()
-        except Exception:  # one hook's failure must not keep the others from running
-            log.exception("a shutdown hook failed")
-
-
-def install_drain(app: Any, delay: float = 0.0) -> Callable[[], None]:
-    """Chain a SIGTERM/SIGINT handler that drains ``app`` before uvicorn's own handler runs.
+def install_drain(service: Service, delay: float = 0.0) -> Callable[[], None]:
+    """Chain a SIGTERM/SIGINT handler that drains ``service`` before uvicorn's own handler runs.
 
     uvicorn installs its handlers (with ``signal.signal``) before the lifespan starts, so the
     one found here is uvicorn's and keeps doing its part: stop accepting, wait for in-flight
@@ -123,8 +107,8 @@ def install_drain(app: Any, delay: float = 0.0) -> Callable[[], None]:
             raise KeyboardInterrupt
 
     def handler(sig: int, frame: Any) -> None:
-        first = not draining(app.state)
-        start_draining(app)
+        first = not service.draining
+        service.start_draining()
         if first and delay > 0:
             log.info("still accepting for %g s (MATTEKIT_DRAIN_SECONDS) while load balancers see /readyz fail", delay)
             loop.call_soon_threadsafe(loop.call_later, delay, pass_on, sig, None)
@@ -173,10 +157,10 @@ def request_id(headers: list[tuple[bytes, bytes]]) -> str:
 class AccessLogMiddleware:
     """One log line per request, after its response, with a request id (also sent back as a header)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -185,7 +169,7 @@ class AccessLogMiddleware:
         start = time.perf_counter()
         seen = {"status": 500, "bytes": 0}
 
-        async def send_wrapper(message: dict) -> None:
+        async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
                 message.setdefault("headers", []).append((b"x-request-id", rid.encode()))

@@ -109,7 +109,7 @@ class WorkPool:
         """Queue ``fn(*args, **kwargs)``; raise :class:`Busy` when the queue is full."""
         return self.reserve().submit(fn, *args, **kwargs)
 
-    def _start(self, fn: Callable[..., T], args: tuple, kwargs: dict, slot: _Slot) -> Future[T]:
+    def _start(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], slot: _Slot) -> Future[T]:
         """Run ``fn`` in ``slot``, already counted in ``_accepted`` (by :meth:`reserve`)."""
 
         def task() -> T:
@@ -132,7 +132,7 @@ class WorkPool:
             self._unreserve()
             raise Busy("the server is shutting down; try again shortly") from None
 
-        def release_if_never_ran(f: Future) -> None:
+        def release_if_never_ran(f: Future[T]) -> None:
             # A task cancelled while waiting never runs ``task``, so its slot is freed here.
             if f.cancelled():
                 self._unreserve()
@@ -140,7 +140,7 @@ class WorkPool:
         future.add_done_callback(release_if_never_ran)
         return future
 
-    def _give_back(self, future: Future, slot: _Slot) -> None:
+    def _give_back(self, future: Future[Any], slot: _Slot) -> None:
         """Free the slot of a task whose caller gave up on it and cancelled its deadline: the
         work stops at its next check, and until then holds the thread, not the slot. A task
         still waiting is cancelled instead (its callback frees the slot)."""

@@ -1,34 +1,26 @@
-"""The app factory: settings, worker pool, metrics, routers, error handlers, static files.
+"""The app factory: one :class:`~.state.Service` (settings, engine, pools, telemetry, job store),
+the routers, the middleware and the error handlers.
 
-Adding routes (e.g. video jobs): write a module in this package listed in ``ROUTER_MODULES``
-(``jobs.py`` is already listed) exposing ``router`` (an ``APIRouter``) and, optionally,
-``async def on_startup(app)`` / ``async def on_shutdown(app)``. :func:`create_app` includes it
-when the module exists. Routes reach shared state through ``request.app.state``:
+Adding routes (e.g. a new face): write a module in this package exposing ``router`` (an
+``APIRouter``) and add it to :data:`ROUTERS` here. Routes reach the shared state through
+:func:`~.state.service_of` (``service_of(request).settings``, ``.pool``, ``.telemetry``,
+``.matter``, ``.jobs``); work that must start and stop with the app goes in the lifespan below.
 
-- ``settings``: :class:`~mattekit.service.settings.Settings`
-- ``pool``: the stills :class:`~mattekit.service.executor.WorkPool` (create your own pool for
-  long jobs in ``on_startup`` so a video never holds the slots stills need)
-- ``metrics``: :class:`~mattekit.service.metrics.Metrics` (``.registry`` for your own metrics)
-- ``matter``: the :class:`~mattekit.matter.Matter` to process stills with
-- ``ready`` / ``load_error``: the model's state
-
-Raise :class:`~mattekit.errors.MattekitError` subclasses in handlers: they become
-``{"error": {"code", "message"}}`` with the error's ``http_status`` (503 adds ``Retry-After``).
-A module serving another API's error shape (``removebg.py``) exposes ``ERROR_PREFIX`` (a path
-prefix) and ``error_response(status, code, message, headers)``; every error under that prefix,
-404 and 500 included, is then answered by it instead.
+Raise :class:`~mattekit.errors.MattekitError` subclasses in handlers (HTTP-only ones live in
+:mod:`.errors`): they become ``{"error": {"code", "message"}}`` with the error's
+``http_status`` (503 adds ``Retry-After``). A face serving another API's error shape
+(remove.bg's) is a row of :data:`FACES`: under its path prefix every error, 404 and 500
+included, is answered in its shape and worded with its parameters.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import ModuleType
-from typing import Any
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -36,20 +28,25 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..errors import Busy, MattekitError
 from ..matter import Matter
+from . import api, camera, removebg
 from .common import server_message
-from .deploy import AccessLogMiddleware, JsonFormatter, close_after_refusal, install_drain, loggable, start_draining
-from .executor import WorkPool
-from .guard import GuardMiddleware
-from .metrics import Metrics
+from .deploy import AccessLogMiddleware, JsonFormatter, close_after_refusal, install_drain, loggable
+from .docs import add_docs
+from .guard import GuardMiddleware, Responder
+from .jobs import routes as jobs
 from .settings import Settings
+from .state import LifespanState, Service
+from .telemetry import Telemetry
 
 log = logging.getLogger("mattekit.service")
 
-ROUTER_MODULES = ("api", "jobs", "removebg", "camera")
+# Every group of routes the app serves, included in this order.
+ROUTERS = (api.router, jobs.router, removebg.router, camera.router)
 MOUNTS = ("/static", "/docs-assets")  # static mounts get their own metrics label
 REMOVEBG_HEADERS = (
     "X-Width",
@@ -64,74 +61,59 @@ REMOVEBG_HEADERS = (
 )
 
 
-def error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-Responder = Callable[[int, str, str, dict | None], JSONResponse]
+@dataclass(frozen=True)
+class Face:
+    """Another API served under a path prefix: its error shape and its wording
+    (:data:`mattekit.errors.FACES`: its parameters' names in messages)."""
+
+    prefix: str
+    respond: Responder
+    wording: str
 
 
-def _responders(modules: list[ModuleType]) -> Callable[[Request], Responder]:
-    """The error answer for a request's path: a module's own shape under its prefix, else ours."""
-    prefixed = [(m.ERROR_PREFIX, m.error_response) for m in modules if hasattr(m, "ERROR_PREFIX")]
-
-    def pick(request: Request) -> Responder:
-        path = request.url.path
-        return next((respond for prefix, respond in prefixed if path.startswith(prefix)), error_response)
-
-    return pick
+FACES = (Face(removebg.ERROR_PREFIX, removebg.error_response, removebg.FACE),)
+_OURS = Face("/", error_response, "api")
 
 
-def _faces(modules: list[ModuleType]) -> Callable[[Request], str]:
-    """The wording of a request's errors (:data:`mattekit.errors.FACES`): a module's ``FACE`` under
-    its ``ERROR_PREFIX`` (remove.bg's parameters for its clients), else our API's."""
-    prefixed = [(m.ERROR_PREFIX, getattr(m, "FACE", "api")) for m in modules if hasattr(m, "ERROR_PREFIX")]
-
-    def pick(request: Request) -> str:
-        path = request.url.path
-        return next((face for prefix, face in prefixed if path.startswith(prefix)), "api")
-
-    return pick
+def face_of(request: Request) -> Face:
+    """The face a request's path belongs to: another API's under its prefix, else ours."""
+    path = request.url.path
+    return next((face for face in FACES if path.startswith(face.prefix)), _OURS)
 
 
-def _routers() -> list[ModuleType]:
-    modules = []
-    for name in ROUTER_MODULES:
-        full = f"{__package__}.{name}"
-        try:
-            modules.append(importlib.import_module(full))
-        except ModuleNotFoundError as exc:
-            if exc.name != full:  # a real missing dependency inside the module: say so
-                raise
-    return modules
+def _respond(request: Request) -> Responder:
+    return face_of(request).respond
 
 
-def _load_model(app: FastAPI) -> None:
+def _load_model(service: Service) -> None:
     """Create the ONNX session and run it once, so the first user does not pay for either."""
     import numpy as np
 
-    state = app.state
     try:
-        engine = state.matter.engine
+        engine = service.matter.engine
         engine.load()
         engine.matte(np.zeros((64, 64, 3), np.uint8))
     except MattekitError as exc:
-        state.load_error = exc
+        service.load_error = exc
         log.error("model not available: %s", exc)
         return
-    state.ready = True
-    state.metrics.ready.set(1)
+    service.ready = True
+    service.telemetry.ready.set(1)
     log.info("model loaded; ready")
 
 
-class MetricsMiddleware:
+class TelemetryMiddleware:
     """Counts every response by route template (never by raw path: bounded label values)."""
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
         self.app = app
-        self.metrics = metrics
+        self.metrics = telemetry
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -139,7 +121,7 @@ class MetricsMiddleware:
         status = {"code": 500}
         self.metrics.refresh()
 
-        async def send_wrapper(message: dict) -> None:
+        async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 message.setdefault("headers", []).append((b"x-content-type-options", b"nosniff"))
@@ -183,30 +165,26 @@ def create_app(settings: Settings | None = None, *, matter: Matter | None = None
     """A new app. ``settings`` default to the environment (``MATTEKIT_*``, see settings.py)."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_format)
-    pool = WorkPool(settings.workers, settings.queue_size, name="stills")
-    metrics = Metrics(pool)
-    modules = _routers()
+    service = Service.build(settings, matter)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
         # Load in a thread while the server already answers /healthz (and /readyz with 503).
-        loading = asyncio.ensure_future(asyncio.to_thread(_load_model, app)) if settings.load_model else None
-        restore_signals = install_drain(app, settings.drain_seconds)
-        for module in modules:
-            if hasattr(module, "on_startup"):
-                await module.on_startup(app)
+        loading = asyncio.ensure_future(asyncio.to_thread(_load_model, service)) if settings.load_model else None
+        restore_signals = install_drain(service, settings.drain_seconds)
+        service.jobs.open()
+        sweeper = asyncio.ensure_future(service.jobs.sweep_forever())
         try:
-            yield
+            yield {"service": service}
         finally:
             restore_signals()
-            start_draining(app)  # also when stopped without a signal (lifespan shutdown, tests)
-            for module in modules:
-                if hasattr(module, "on_shutdown"):
-                    await module.on_shutdown(app)
+            service.start_draining()  # also when stopped without a signal (lifespan shutdown, tests)
+            sweeper.cancel()
+            service.jobs.close()
             if loading is not None and not loading.done():
                 loading.cancel()
-            pool.shutdown(wait=False)
-            metrics.close()
+            service.pool.shutdown(wait=False)
+            service.telemetry.close()
 
     app = FastAPI(
         title="mattekit",
@@ -216,17 +194,10 @@ def create_app(settings: Settings | None = None, *, matter: Matter | None = None
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.pool = pool
-    app.state.metrics = metrics
-    app.state.matter = matter or Matter()
-    app.state.ready = False
-    app.state.load_error = None
-    app.state.draining = False
-    app.state.on_drain = []  # callables run once at SIGTERM (see deploy.start_draining)
+    # The one piece of app state (also the lifespan's state): see state.service_of.
+    app.state.service = service
 
-    respond = _responders(modules)
-    _add_error_handlers(app, pool, metrics, respond, _faces(modules))
+    _add_error_handlers(app, service)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -248,18 +219,14 @@ def create_app(settings: Settings | None = None, *, matter: Matter | None = None
                 *REMOVEBG_HEADERS,
             ],
         )
-    app.add_middleware(GuardMiddleware, settings=settings, respond=respond)  # Host and cross-site checks
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(GuardMiddleware, settings=settings, respond=_respond)  # Host and cross-site checks
+    app.add_middleware(TelemetryMiddleware, telemetry=service.telemetry)
     app.add_middleware(AccessLogMiddleware)  # outermost: every answer gets its id and its line
 
-    for module in modules:
-        app.include_router(module.router)
-    from .docs import add_docs
-
+    for router in ROUTERS:
+        app.include_router(router)
     add_docs(app)
-    from .api import STATIC_DIR
-
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", StaticFiles(directory=api.STATIC_DIR), name="static")
     return app
 
 
@@ -272,9 +239,9 @@ def _short(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + "…"
 
 
-def _add_error_handlers(
-    app: FastAPI, pool: WorkPool, metrics: Metrics, respond: Callable[[Request], Responder], face: Callable[[Request], str]
-) -> None:
+def _add_error_handlers(app: FastAPI, service: Service) -> None:
+    pool, metrics = service.pool, service.telemetry
+
     @app.exception_handler(MattekitError)
     async def mattekit_error(request: Request, exc: MattekitError) -> JSONResponse:
         headers = None
@@ -287,25 +254,26 @@ def _add_error_handlers(
         elif exc.http_status == 401:  # RFC 9110: a 401 names the scheme it wants
             headers = {"WWW-Authenticate": 'Bearer realm="mattekit"'}
         metrics.errors.labels(exc.code).inc()
-        message = server_message(exc, face(request))
-        if message != exc.worded(face(request)):  # the paths go to the log, never to the client
+        wording = face_of(request).wording
+        message = server_message(exc, wording)
+        if message != exc.worded(wording):  # the paths go to the log, never to the client
             log.warning("%s while serving %s: %s", exc.code, loggable(request.url.path), exc.message)
-        return respond(request)(exc.http_status, exc.code, _short(message), headers)
+        return _respond(request)(exc.http_status, exc.code, _short(message), headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return respond(request)(400, "invalid_option", f"{where}: {first.get('msg', 'invalid request')}", None)
+        return _respond(request)(400, "invalid_option", f"{where}: {first.get('msg', 'invalid request')}", None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed"}
-        return respond(request)(
+        return _respond(request)(
             exc.status_code,
             codes.get(exc.status_code, f"http_{exc.status_code}"),
             str(exc.detail),
-            getattr(exc, "headers", None),
+            dict(exc.headers) if exc.headers else None,
         )
 
     from starlette.requests import ClientDisconnect
@@ -315,16 +283,16 @@ def _add_error_handlers(
         # Not a server fault: say so in one line, no traceback. The answer reaches nobody; 499 is
         # the status proxies use for it, so /metrics counts these apart from errors.
         log.warning("client disconnected before its upload to %s was complete; request dropped", request.url.path)
-        return respond(request)(499, "client_disconnected", "the client went away before the upload ended", None)
+        return _respond(request)(499, "client_disconnected", "the client went away before the upload ended", None)
 
     @app.exception_handler(MemoryError)
     async def out_of_memory(request: Request, exc: MemoryError) -> JSONResponse:
         log.error("out of memory while serving %s", request.url.path)
-        return respond(request)(
+        return _respond(request)(
             503, "out_of_memory", "the server ran out of memory; try a smaller image", {"Retry-After": str(pool.retry_after())}
         )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error while serving %s", request.url.path)
-        return respond(request)(500, "internal", "internal error: the server logged the details", None)
+        return _respond(request)(500, "internal", "internal error: the server logged the details", None)

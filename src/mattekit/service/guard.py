@@ -16,41 +16,33 @@ and where a browser's state-changing request comes from.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
+from fastapi.responses import JSONResponse
 from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import MattekitError
-from .settings import host_name
+from .errors import CrossSite, HostNotAllowed
+from .settings import Settings, host_name
+
+# How a path's API shapes an error: (status, code, message, headers) → the answer.
+Responder = Callable[[int, str, str, dict[str, str] | None], JSONResponse]
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SAME_ORIGIN = frozenset({"same-origin", "none"})  # "none": typed in the address bar, a bookmark
 
 
-class HostNotAllowed(MattekitError):
-    """The ``Host`` header names a host this server was not told it answers to."""
-
-    code = "host_not_allowed"
-    http_status = 400
-
-
-class CrossSite(MattekitError):
-    """A browser posted from a page on another site to a server without API keys."""
-
-    code = "cross_site"
-    http_status = 403
-
-
-def _header(scope: dict, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
+def _header(scope: Scope, name: bytes) -> str | None:
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for key, value in headers:
         if key.lower() == name:
             return value.decode("latin-1")
     return None
 
 
-def _host_refusal(scope: dict, allowed: tuple[str, ...]) -> MattekitError | None:
+def _host_refusal(scope: Scope, allowed: tuple[str, ...]) -> MattekitError | None:
     host = _header(scope, b"host")
     if host is None or "*" in allowed or scope.get("path", "") in OPEN_PATHS:
         return None  # no Host: not a browser (HTTP/1.0 tools), so not a rebinding
@@ -64,7 +56,7 @@ def _host_refusal(scope: dict, allowed: tuple[str, ...]) -> MattekitError | None
     )
 
 
-def _cross_site_refusal(scope: dict, cors_origins: tuple[str, ...]) -> MattekitError | None:
+def _cross_site_refusal(scope: Scope, cors_origins: tuple[str, ...]) -> MattekitError | None:
     if scope.get("method", "GET") in _SAFE_METHODS:
         return None
     origin = _header(scope, b"origin")
@@ -86,7 +78,7 @@ def _cross_site_refusal(scope: dict, cors_origins: tuple[str, ...]) -> MattekitE
     )
 
 
-def refusal(scope: dict, settings: Any) -> MattekitError | None:
+def refusal(scope: Scope, settings: Settings) -> MattekitError | None:
     """Why this request must not reach a route, or None."""
     found = _host_refusal(scope, settings.allowed_hosts)
     if found is None and not settings.api_keys:
@@ -97,10 +89,10 @@ def refusal(scope: dict, settings: Any) -> MattekitError | None:
 class GuardMiddleware:
     """Answers a refused request itself (in the shape its path's API uses); passes the rest on."""
 
-    def __init__(self, app: Any, settings: Any, respond: Callable[[Request], Callable[..., Any]]) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, respond: Callable[[Request], Responder]) -> None:
         self.app, self.settings, self.respond = app, settings, respond
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             refused = refusal(scope, self.settings)
             if refused is not None:

@@ -28,13 +28,16 @@ from PIL import Image
 from .. import decode, encode
 from ..deadline import Deadline, within
 from ..deadline import check as check_deadline
-from ..errors import InvalidOption, MattekitError
+from ..errors import InvalidOption
 from ..matter import Matter
 from ..options import BackgroundImage, Options, parse_color
 from .common import under_request_deadline
 from .deploy import StillsSlot
+from .errors import BadRequest, Forbidden, NoSubject, RemoveBgError
 from .executor import Reservation
-from .uploads import BadRequest, check_fields, limited_stream, read_upload
+from .settings import Settings
+from .state import service_of
+from .uploads import check_fields, limited_stream, read_upload
 
 ERROR_PREFIX = "/v1.0/"
 FACE = "removebg"  # errors name remove.bg's parameters (size=preview), not ours (mattekit.errors)
@@ -59,7 +62,7 @@ SUBJECT_TYPES = ("auto", "person")
 OTHER_TYPES = ("product", "animal", "car", "car_interior", "car_part", "transportation", "graphic", "graphics", "other")
 TYPE_SUBJECTS: dict[str, str] = {"auto": "auto", "person": "person", **{t: "general" for t in OTHER_TYPES}}
 TYPE_LEVELS = ("none", "1", "2", "latest")
-OUTPUTS = ("auto", "png", "jpg", "webp", "zip")
+REMOVEBG_FORMATS = ("auto", "png", "jpg", "webp", "zip")
 CHANNELS = ("rgba", "alpha")
 # remove.bg effects for cars (shadows, see-through windows): on people they change nothing
 # there either, so they are accepted and named in X-Ignored-Parameters.
@@ -96,24 +99,6 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_REPORTED = 16
 
 
-class RemoveBgError(InvalidOption):
-    """A request remove.bg would refuse, or one this server does not do; ``code`` is remove.bg's."""
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class Forbidden(MattekitError):
-    code = "auth_failed"
-    http_status = 403
-
-
-class NoSubject(MattekitError):
-    code = "unknown_foreground"
-    http_status = 400
-
-
 # Our error codes in remove.bg's words; the message stays ours.
 _CODES = {
     "invalid_option": "invalid_parameters",
@@ -125,7 +110,7 @@ _CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """remove.bg's envelope. A full queue is its 429, which its clients retry after Retry-After.
 
     The message goes in ``title`` (what most clients show) and in ``detail`` (what the official
@@ -139,7 +124,7 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
 
 async def require_key(request: Request) -> None:
     """``X-Api-Key`` against ``MATTEKIT_API_KEYS``; with none configured any key (or none) works."""
-    settings = request.app.state.settings
+    settings = service_of(request).settings
     if not settings.api_keys:
         return
     given = request.headers.get("x-api-key", "")
@@ -151,13 +136,13 @@ async def require_key(request: Request) -> None:
 
 # -- the request -----------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Job:
+class RemoveBgRequest:
     """One request, checked and translated: everything the pool thread needs."""
 
     image: bytes
     options: Options
     max_pixels_out: int | None
-    output: str  # one of OUTPUTS
+    output: str  # one of REMOVEBG_FORMATS
     report_type: bool
     ignored: tuple[str, ...]
     kind: str = "auto"  # remove.bg's type, as asked
@@ -211,8 +196,8 @@ def _text(name: str, value: Any) -> str:
     raise BadRequest(f"{name} must be a string, number or boolean")
 
 
-def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Any) -> Job:
-    """remove.bg parameters → a :class:`Job` under this server's limits (400 on a bad one)."""
+def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Settings) -> RemoveBgRequest:
+    """remove.bg parameters → a :class:`RemoveBgRequest` under this server's limits (400 on a bad one)."""
     for name in ("image_url", "bg_image_url"):
         if name in fields:
             raise RemoveBgError(
@@ -234,7 +219,7 @@ def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Any) 
     kind = _choice("type", fields.get("type", "auto").lower(), tuple(TYPE_SUBJECTS))
     level = _choice("type_level", fields.get("type_level", "1").lower(), TYPE_LEVELS)
     size = _choice("size", fields.get("size", DEFAULT_SIZE).lower(), tuple(SIZES))
-    output = _choice("format", fields.get("format", "auto").lower(), OUTPUTS)
+    output = _choice("format", fields.get("format", "auto").lower(), REMOVEBG_FORMATS)
     alpha_only = _choice("channels", fields.get("channels", "rgba").lower(), CHANNELS) == "alpha"
     _whole_image_only(fields)
 
@@ -264,7 +249,7 @@ def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Any) 
     ignored = tuple(sorted(name for name in fields if (name in IGNORED or name not in KNOWN) and _NAME.fullmatch(name)))[
         :MAX_REPORTED
     ]
-    return Job(image, options, SIZES[size], output, level != "none", ignored, kind)
+    return RemoveBgRequest(image, options, SIZES[size], output, level != "none", ignored, kind)
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -356,7 +341,7 @@ class Rendered:
     model: str = "person"  # the model that made the matte (Result.model)
 
 
-def render(matter: Matter, job: Job, deadline: Deadline | None = None) -> Rendered:
+def render(matter: Matter, job: RemoveBgRequest, deadline: Deadline | None = None) -> Rendered:
     check_deadline(deadline)  # waited in the queue past its deadline: its client has its 504
     options = job.options
     if job.max_pixels_out is not None:
@@ -498,12 +483,12 @@ async def removebg(request: Request, slot: StillsSlot) -> Response:
 
 
 async def _removebg(request: Request, deadline: Deadline | None, slot: Reservation) -> Response:
-    state = request.app.state
+    state = service_of(request)
     fields, files = await within(deadline, read_fields(request, state.settings.max_upload_bytes))
     job = parse(fields, files, state.settings)
     # Past the deadline the slot is free at once, and render stops at its next check.
     out: Rendered = await slot.run_until(deadline, render, state.matter, job, deadline)
-    state.metrics.observe_timings(out.timings)
+    state.telemetry.observe_timings(out.timings)
     left, top, right, bottom = out.subject
     headers = {
         "X-Width": str(out.size[0]),
@@ -534,6 +519,6 @@ async def _removebg(request: Request, deadline: Deadline | None, slot: Reservati
 
 
 @router.get("/account", summary="Account and credits (remove.bg v1.0 compatible; unlimited here)")
-async def account() -> dict:
+async def account() -> dict[str, Any]:
     credits = {"total": UNLIMITED, "subscription": UNLIMITED, "payg": 0, "enterprise": 0}
     return {"data": {"attributes": {"credits": credits, "api": {"free_calls": UNLIMITED, "sizes": "all"}}}}

@@ -1,4 +1,5 @@
-"""Service settings: one frozen dataclass, read once from the environment.
+"""Service settings: one frozen dataclass (the video jobs' in :class:`JobSettings`, one of its
+fields), read once from the environment.
 
 | variable                    | default                 | meaning                                          |
 |-----------------------------|-------------------------|--------------------------------------------------|
@@ -21,14 +22,14 @@ from __future__ import annotations
 import hmac
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..core.backends import cpu_cores
 from ..errors import InvalidOption
 
 # Phones write up to ~50 MP; more is almost surely a mistake or a decompression bomb.
-DEFAULT_MAX_PIXELS = 50_000_000
+SERVER_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 DEFAULT_QUEUE_SIZE = 16
 # A client's ``ratio`` sets the network's input size, and with it the memory (~1 KB per pixel,
@@ -98,11 +99,50 @@ def hosts_from_env(env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class JobSettings:
+    """What the video jobs may take (``MATTEKIT_JOB_*``, see :mod:`mattekit.service.jobs`)."""
+
+    max_upload_bytes: int = 100 * 1024 * 1024
+    max_seconds: float = 120.0
+    ttl: float = 3600.0
+    workers: int = 1
+    queue_size: int = 4
+    sweep_every: float = 5.0
+    # The longest clip (120 s) of 1080p at ``best`` runs ~10 minutes here; 30 leave room for a
+    # slower machine while still freeing a worker a stuck or hostile file would hold for hours.
+    timeout: float = 1800.0
+    # What every job's files together may take (uploads, results kept for the TTL); 0: no limit.
+    # ProRes and PNG outputs are 10-100x their upload, so a few finished jobs can fill a disk.
+    disk_bytes: int = 10 * 1024**3
+    # A stalled upload holds a jobs slot, a file and its descriptors: 100 MiB arrive in 300 s at
+    # 2.8 Mbit/s, slower than any link a video is worth sending over.
+    upload_timeout: float = 300.0
+    folder: str | None = None  # shared by every process; None: a private temporary folder
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> JobSettings:
+        env = os.environ if env is None else env
+        ttl = env_number(env, "MATTEKIT_JOB_TTL", 3600.0, 1.0, float)
+        return cls(
+            max_upload_bytes=env_number(env, "MATTEKIT_JOB_MAX_UPLOAD_BYTES", 100 * 1024 * 1024, 1),
+            max_seconds=env_number(env, "MATTEKIT_JOB_MAX_SECONDS", 120.0, 0.1, float),
+            ttl=ttl,
+            workers=env_number(env, "MATTEKIT_JOB_WORKERS", 1, 1),
+            queue_size=env_number(env, "MATTEKIT_JOB_QUEUE", 4, 0),
+            sweep_every=min(5.0, max(0.2, ttl / 4)),
+            timeout=env_number(env, "MATTEKIT_JOB_TIMEOUT", 1800.0, 0.0, float),
+            upload_timeout=env_number(env, "MATTEKIT_JOB_UPLOAD_TIMEOUT", 300.0, 0.0, float),
+            disk_bytes=env_number(env, "MATTEKIT_JOB_DISK_BYTES", 10 * 1024**3, 0),
+            folder=env.get("MATTEKIT_JOB_DIR", "").strip() or None,
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """What one service instance allows. Build with :meth:`from_env` or directly in tests."""
 
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = SERVER_MAX_PIXELS
     max_lowres_pixels: int = DEFAULT_MAX_LOWRES_PIXELS
     workers: int = 0  # 0 = default_workers()
     queue_size: int = DEFAULT_QUEUE_SIZE
@@ -116,6 +156,7 @@ class Settings:
     # Settings made in code (tests, an embedding application) answer any Host; a server's, read
     # by from_env (``uvicorn app:app``, ``mattekit serve``), only the loopback names by default.
     allowed_hosts: tuple[str, ...] = ("*",)
+    jobs: JobSettings = field(default_factory=JobSettings)  # the video jobs' limits
 
     def __post_init__(self) -> None:
         if self.workers == 0:
@@ -141,12 +182,12 @@ class Settings:
         return any(hmac.compare_digest(given.encode(), key.encode()) for key in self.api_keys)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from ``MATTEKIT_*`` variables; keyword ``overrides`` win (CLI flags)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = dict(
             max_upload_bytes=env_number(env, "MATTEKIT_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1),
-            max_pixels=env_number(env, "MATTEKIT_MAX_PIXELS", DEFAULT_MAX_PIXELS, 1),
+            max_pixels=env_number(env, "MATTEKIT_MAX_PIXELS", SERVER_MAX_PIXELS, 1),
             max_lowres_pixels=env_number(env, "MATTEKIT_MAX_LOWRES_PIXELS", DEFAULT_MAX_LOWRES_PIXELS, 1),
             workers=env_number(env, "MATTEKIT_WORKERS", 0, 0),
             queue_size=env_number(env, "MATTEKIT_QUEUE_SIZE", DEFAULT_QUEUE_SIZE, 0),
@@ -157,6 +198,7 @@ class Settings:
             grace_period=env_number(env, "MATTEKIT_GRACE_PERIOD", DEFAULT_GRACE_PERIOD, 0.0, float),
             drain_seconds=env_number(env, "MATTEKIT_DRAIN_SECONDS", 0.0, 0.0, float),
             log_format=env.get("MATTEKIT_LOG_FORMAT", "").strip().lower() or "text",
+            jobs=JobSettings.from_env(env),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -1,5 +1,6 @@
 """Prometheus metrics for one app instance (its own registry, so several apps in one process,
-as in tests, never collide). Other routers (e.g. jobs) add theirs to ``app.state.metrics.registry``.
+as in tests, never collide). Other routers (e.g. jobs) add theirs to ``Service.telemetry.registry``.
+Named telemetry, apart from the package's quality measures of mattes: this is the server's own.
 
 Several server processes (``mattekit serve --processes N``, ``uvicorn --workers N``): set
 ``PROMETHEUS_MULTIPROC_DIR`` to an empty folder every process can write (``mattekit serve``
@@ -13,10 +14,10 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
-from prometheus_client import (  # noqa: F401  (CONTENT_TYPE_LATEST is re-exported for the route)
-    CONTENT_TYPE_LATEST,
+from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
@@ -29,12 +30,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .executor import WorkPool
 
 # The *_created series double the output and no dashboard here reads them.
-disable_created_metrics()
+cast(Callable[[], None], disable_created_metrics)()  # untyped in prometheus_client
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)
 
 
-class Metrics:
+class Telemetry:
+    """The service's Prometheus metrics (``/metrics``): requests, latency, queue, model, deadlines."""
+
     def __init__(self, pool: WorkPool) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
@@ -111,7 +114,7 @@ class Metrics:
         if self.multiprocess:
             from prometheus_client import multiprocess
 
-            multiprocess.mark_process_dead(os.getpid())
+            cast(Callable[[int], None], multiprocess.mark_process_dead)(os.getpid())
 
     def render(self) -> bytes:
         if not self.multiprocess:
@@ -120,5 +123,5 @@ class Metrics:
 
         self.refresh()
         combined = CollectorRegistry()
-        multiprocess.MultiProcessCollector(combined)
+        cast(Callable[[CollectorRegistry], object], multiprocess.MultiProcessCollector)(combined)
         return generate_latest(combined)

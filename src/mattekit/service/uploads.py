@@ -10,23 +10,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
-from ..errors import InvalidInput, MattekitError, UploadTooLarge
+from ..errors import InvalidInput, UploadTooLarge
+from .errors import BadRequest
 
 FILE_FIELDS = ("file", "bg_file")
 MAX_FIELDS = 64
 MAX_FIELD_BYTES = 4096
-
-
-class BadRequest(MattekitError):
-    """The request itself is malformed (not one of its options)."""
-
-    code = "bad_request"
-    http_status = 400
 
 
 class Sink(Protocol):
@@ -157,7 +151,7 @@ async def _read_multipart(
     from python_multipart.multipart import MultipartParser, parse_options_header
 
     upload = Upload()
-    part: dict = {}
+    part: dict[str, Any] = {}
     header_field = bytearray()
     header_value = bytearray()
 
