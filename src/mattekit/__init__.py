@@ -38,6 +38,7 @@ from .errors import (
     UploadTooLarge,
 )
 
+#: The package version (also ``mattekit --version``).
 __version__ = "0.1.0"
 
 _LAZY = {
