@@ -23,7 +23,7 @@ from ..deadline import Deadline, within
 from ..deadline import check as check_deadline
 from ..errors import InvalidInput, InvalidOption
 from ..matter import Matter
-from ..options import FORMATS, PRESETS, SUBJECTS, BackgroundImage, Options
+from ..options import FORMATS, PRESET_NAMES, SUBJECTS, BackgroundImage, Options
 from .common import require_api_key, server_message, server_options, under_request_deadline
 from .deploy import StillsSlot
 from .executor import Reservation
@@ -116,7 +116,7 @@ async def limits(request: Request) -> dict[str, Any]:
         "max_pixels": s.max_pixels,
         "max_lowres_pixels": s.max_lowres_pixels,
         "formats": list(FORMATS),
-        "presets": list(PRESETS),
+        "presets": list(PRESET_NAMES),
         "subjects": list(SUBJECTS),
         "workers": s.workers,
         "queue_size": s.queue_size,
@@ -186,7 +186,7 @@ REMOVE_BODY = {
                         "file": {"type": "string", "format": "binary", "description": "the photo"},
                         "bg_file": {"type": "string", "format": "binary", "description": "a picture to put behind the subject"},
                         "format": {"type": "string", "enum": list(FORMATS), "default": "png"},
-                        "preset": {"type": "string", "enum": list(PRESETS), "default": "balanced"},
+                        "preset": {"type": "string", "enum": list(PRESET_NAMES), "default": "balanced"},
                         "mask": {"type": "boolean", "default": False, "description": "return the alpha matte alone"},
                         "bg": {
                             "type": "string",
