@@ -9,7 +9,7 @@ Adding routes (e.g. a new face): write a module in this package exposing ``route
 Raise :class:`~mattekit.errors.MattekitError` subclasses in handlers (HTTP-only ones live in
 :mod:`.errors`): they become ``{"error": {"code", "message"}}`` with the error's
 ``http_status`` (503 adds ``Retry-After``). A face serving another API's error shape
-(remove.bg's) is a row of :data:`FACES`: under its path prefix every error, 404 and 500
+(remove.bg's) is a row of :data:`API_FACES`: under its path prefix every error, 404 and 500
 included, is answered in its shape and worded with its parameters.
 """
 
@@ -75,14 +75,14 @@ class Face:
     wording: str
 
 
-FACES = (Face(removebg.ERROR_PREFIX, removebg.error_response, removebg.FACE),)
+API_FACES = (Face(removebg.ERROR_PREFIX, removebg.error_response, removebg.FACE),)
 _OURS = Face("/", error_response, "api")
 
 
 def face_of(request: Request) -> Face:
     """The face a request's path belongs to: another API's under its prefix, else ours."""
     path = request.url.path
-    return next((face for face in FACES if path.startswith(face.prefix)), _OURS)
+    return next((face for face in API_FACES if path.startswith(face.prefix)), _OURS)
 
 
 def _respond(request: Request) -> Responder:

@@ -55,7 +55,7 @@ SIZES: dict[str, int | None] = {
     "auto": None,
     "50mp": None,
 }
-DEFAULT_SIZE = "preview"  # remove.bg's default, so a client gets the size it got there
+DEFAULT_RESULT_SIZE = "preview"  # remove.bg's default, so a client gets the size it got there
 # remove.bg's ``type`` → our ``subject``: its person is our person model, every other type is a
 # subject for the general model, and auto is auto (the person model first).
 SUBJECT_TYPES = ("auto", "person")
@@ -67,7 +67,7 @@ CHANNELS = ("rgba", "alpha")
 # remove.bg effects for cars (shadows, see-through windows): on people they change nothing
 # there either, so they are accepted and named in X-Ignored-Parameters.
 IGNORED = ("add_shadow", "semitransparency", "shadow_method", "shadow_type", "shadow_opacity")
-FILE_FIELDS = ("image_file", "bg_image_file", "image_file_b64")
+IMAGE_FILE_FIELDS = ("image_file", "bg_image_file", "image_file_b64")
 KNOWN = frozenset(
     {
         "image_file",
@@ -173,7 +173,7 @@ async def read_fields(request: Request, limit: int) -> tuple[dict[str, str], dic
     elif not media and request.headers.get("content-length", "0") == "0":
         fields, files = {}, {}  # no body at all: answered below as "no image given"
     elif media in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        upload = await read_upload(request, limit, file_fields=FILE_FIELDS)
+        upload = await read_upload(request, limit, file_fields=IMAGE_FILE_FIELDS)
         fields, files = upload.fields, upload.files
     else:
         raise RemoveBgError(
@@ -218,7 +218,7 @@ def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Setti
 
     kind = _choice("type", fields.get("type", "auto").lower(), tuple(TYPE_SUBJECTS))
     level = _choice("type_level", fields.get("type_level", "1").lower(), TYPE_LEVELS)
-    size = _choice("size", fields.get("size", DEFAULT_SIZE).lower(), tuple(SIZES))
+    size = _choice("size", fields.get("size", DEFAULT_RESULT_SIZE).lower(), tuple(SIZES))
     output = _choice("format", fields.get("format", "auto").lower(), REMOVEBG_FORMATS)
     alpha_only = _choice("channels", fields.get("channels", "rgba").lower(), CHANNELS) == "alpha"
     _whole_image_only(fields)
