@@ -25,9 +25,11 @@ html_static_path: list[str] = []
 
 # The reference page (docs/reference.md, autodoc; napoleon reads the docstrings' "Args:" and
 # "Returns:" sections): members in the order the source gives them, type hints in the
-# description rather than in long signatures, names as imported from `mattekit`.
+# description rather than in long signatures (only for the parameters a docstring explains:
+# every exception's "message (str)" said nothing), names as imported from `mattekit`.
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented_params"
 add_module_names = False
 # Docstrings say "Raises:" as one sentence naming the errors, not napoleon's one-type-per-line
 # list: render it as a field like "Returns:".
