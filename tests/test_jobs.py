@@ -3,7 +3,11 @@ cancel, expiry, and the limits, on the real Carphone clip fetched by tests/sampl
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -13,14 +17,19 @@ from live_server import live_server
 from samples import sample_path
 
 from mattekit.options import Options
+from mattekit.service.jobs.webhooks import Delivery, deliver, verify
 from mattekit.video import VideoOptions, process_video, read_frames
 
 TTL = 4.0
+SECRET = "test-webhook-secret"
 ENV = {
     "MATTEKIT_JOB_TTL": str(TTL),
     "MATTEKIT_JOB_MAX_SECONDS": "3",
     "MATTEKIT_JOB_MAX_UPLOAD_BYTES": str(1024 * 1024),
     "MATTEKIT_THREADS": "2",
+    "MATTEKIT_WEBHOOK_HOSTS": "127.0.0.1",
+    "MATTEKIT_WEBHOOK_SECRET": SECRET,
+    "MATTEKIT_WEBHOOK_BACKOFF": "0.1",
 }
 
 
@@ -146,3 +155,87 @@ def test_the_page_offers_the_outputs_the_table_labels():
     offered = re.findall(r'<option value="([^"]+)"[^>]*>([^<]+)</option>', select)
     labelled = [(name, spec.label) for name, spec in OUTPUTS.items() if spec.label]
     assert sorted(offered) == sorted(labelled)
+
+
+# -- webhooks and the status URL ---------------------------------------------------------------------
+class Receiver:
+    """A webhook receiver on loopback: records each POST; answers ``statuses`` in turn, then 200."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[dict[str, str], bytes, str]] = []
+        self.statuses: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                receiver.posts.append((dict(self.headers), body, self.path))
+                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+def test_a_webhook_arrives_once_signed_and_status_url_is_given(server, clip, receiver):
+    fields = {"output": "webm", "preset": "fast", "end": "0.3", "webhook_url": receiver.url + "/hook?job=1"}
+    r = server.post("/api/v1/jobs", data=fields, files={"file": ("clip.mp4", clip.read_bytes(), "video/mp4")})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["status_url"] == f"/api/v1/jobs/{job['id']}" == r.headers["location"]
+    final = _wait(server, job["id"], {"done", "failed"})[-1]
+    assert final["state"] == "done", final
+    give_up = time.monotonic() + 30
+    while not receiver.posts and time.monotonic() < give_up:
+        time.sleep(0.05)
+    time.sleep(1.0)  # a second delivery, were there one, would have come by now
+    assert len(receiver.posts) == 1, receiver.posts
+    headers, body, path = receiver.posts[0]
+    assert path == "/hook?job=1" and headers["Content-Type"] == "application/json"
+    assert verify(SECRET, body, headers["X-Mattekit-Signature"])
+    assert not verify("another secret", body, headers["X-Mattekit-Signature"])
+    sent = json.loads(body)
+    assert sent["id"] == job["id"] and sent["state"] == "done" and headers["X-Mattekit-Event"] == "job.done"
+    assert sent["result_url"] == final["result_url"] and server.get(sent["result_url"]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data",  # not in MATTEKIT_WEBHOOK_HOSTS
+        "http://localhost:9/hook",  # a name for loopback is not the allowed name
+        "ftp://127.0.0.1/hook",
+        "http://user:pw@127.0.0.1/hook",
+    ],
+)
+def test_a_webhook_to_a_host_not_allowed_is_refused_at_submission(server, clip, url):
+    data = {"output": "webm", "end": "0.3", "webhook_url": url}
+    r = server.post("/api/v1/jobs", data=data, files={"file": ("clip.mp4", clip.read_bytes(), "video/mp4")})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "webhook_refused", r.text
+
+
+def test_a_webhook_is_retried_with_backoff_then_given_up(receiver):
+    receiver.statuses = [503, 502]  # two failures, then 200
+    waits: list[float] = []
+    delivery = Delivery(receiver.url + "/hook", b'{"id":"x"}', "job.done", "x")
+    assert deliver(delivery, SECRET, attempts=5, backoff=0.5, sleep=waits.append)
+    assert waits == [0.5, 1.0] and len(receiver.posts) == 3
+    assert len({h["X-Mattekit-Delivery"] for h, _, _ in receiver.posts}) == 1  # one delivery, three attempts
+    receiver.statuses = [404]  # the receiver says no: not retried
+    assert not deliver(delivery, SECRET, attempts=5, backoff=0.5, sleep=waits.append)
+    assert len(receiver.posts) == 4
+    receiver.statuses = [500] * 3
+    assert not deliver(delivery, SECRET, attempts=3, backoff=0.5, sleep=waits.append)
+    assert len(receiver.posts) == 7

@@ -64,6 +64,12 @@ class ShuttingDown(MattekitError):
     http_status = 503
 
 
+class WebhookRefused(InvalidOption):
+    """A job's ``webhook_url`` is not an http(s) URL to a host in ``MATTEKIT_WEBHOOK_HOSTS``."""
+
+    code = "webhook_refused"
+
+
 class RuntimeMissing(MattekitError):
     """The camera page's in-browser runtime (onnxruntime-web) is not installed on this server."""
 

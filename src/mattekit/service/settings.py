@@ -118,12 +118,28 @@ class JobSettings:
     # 2.8 Mbit/s, slower than any link a video is worth sending over.
     upload_timeout: float = 300.0
     folder: str | None = None  # shared by every process; None: a private temporary folder
+    # Webhooks (jobs/webhooks.py): the hosts a job's webhook_url may name (none: no webhooks), the
+    # secret their bodies are signed with, and the retries: attempts in all, the first wait (doubling).
+    webhook_hosts: tuple[str, ...] = ()
+    webhook_secret: str = ""
+    webhook_attempts: int = 5
+    webhook_backoff: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.webhook_hosts and not self.webhook_secret:
+            raise InvalidOption("MATTEKIT_WEBHOOK_HOSTS needs MATTEKIT_WEBHOOK_SECRET: the key webhooks are signed with")
+        if self.webhook_attempts < 1 or self.webhook_backoff < 0:
+            raise InvalidOption("webhook_attempts must be at least 1 and webhook_backoff >= 0")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> JobSettings:
         env = os.environ if env is None else env
         ttl = env_number(env, "MATTEKIT_JOB_TTL", 3600.0, 1.0, float)
         return cls(
+            webhook_hosts=tuple(host_name(name) for name in _list(env, "MATTEKIT_WEBHOOK_HOSTS")),
+            webhook_secret=env.get("MATTEKIT_WEBHOOK_SECRET", "").strip(),
+            webhook_attempts=env_number(env, "MATTEKIT_WEBHOOK_ATTEMPTS", 5, 1),
+            webhook_backoff=env_number(env, "MATTEKIT_WEBHOOK_BACKOFF", 1.0, 0.0, float),
             max_upload_bytes=env_number(env, "MATTEKIT_JOB_MAX_UPLOAD_BYTES", 100 * 1024 * 1024, 1),
             max_seconds=env_number(env, "MATTEKIT_JOB_MAX_SECONDS", 120.0, 0.1, float),
             ttl=ttl,

@@ -30,11 +30,15 @@ from ..state import service_of
 from ..uploads import Sink, Upload, check_fields, read_upload, require_file
 from .runner import prepare, run_job, without_paths
 from .store import BACKGROUND, CANCEL, JOB_OUTPUTS, MEDIA_TYPES, UPLOAD, JobStore, disk_full, result_name
+from .webhooks import check_url
 
 log = logging.getLogger("mattekit.service.jobs")
 
 # What a client may set on a video job (stills-only options such as crop or format are refused).
-JOB_FIELDS = frozenset({"output", "preset", "ratio", "bg", "bg_fit", "blur", "mask", "decontaminate", "start", "end", "subject"})
+JOB_FIELDS = frozenset(
+    {"output", "preset", "ratio", "bg", "bg_fit", "blur", "mask", "decontaminate", "start", "end", "subject", "webhook_url"}
+)
+_NOT_OPTIONS = ("output", "start", "end", "webhook_url")  # the job's own fields, not the frames' Options
 
 
 class _FileOnWrite:
@@ -69,7 +73,7 @@ def _parse(fields: Mapping[str, str], has_bg_file: bool, base: Options) -> tuple
     unknown = sorted(set(fields) - JOB_FIELDS)
     if unknown:
         raise InvalidOption(f"unknown option {unknown[0]!r}; known: {', '.join(sorted(JOB_FIELDS | {'file', 'bg_file'}))}")
-    stills = {k: v for k, v in fields.items() if k not in ("output", "start", "end") and not (k == "bg" and has_bg_file)}
+    stills = {k: v for k, v in fields.items() if k not in _NOT_OPTIONS and not (k == "bg" and has_bg_file)}
     options = Options.from_fields(stills, base=base)
     if options.subject == "general":  # said at admission, not as a failed job after the upload
         raise InvalidOption("video is matted for people only (the person model): use subject auto or person for a clip")
@@ -115,7 +119,8 @@ _JobSlot = Annotated[Reservation, Depends(admission(lambda service: service.jobs
     description="Multipart: `file` (the video), optional `bg_file` (a picture or a clip to put behind), "
     f"and options: `output` ({' | '.join(JOB_OUTPUTS)}), `preset`, `ratio`, "
     "`bg`, `bg_fit`, `blur`, `mask`, `decontaminate`, `start`, `end` (seconds). "
-    "Answers 202 with the job; poll `GET /api/v1/jobs/{id}`.",
+    "`webhook_url` (optional): POSTed to, signed, when the job is done or has failed; its host must be "
+    "one of `MATTEKIT_WEBHOOK_HOSTS`. Answers 202 with the job; poll its `status_url`.",
 )
 async def create_job(request: Request, slot: _JobSlot) -> JSONResponse:
     store = _store(request)
@@ -134,6 +139,8 @@ async def create_job(request: Request, slot: _JobSlot) -> JSONResponse:
             raise InvalidInput("bg_file is empty")
         output, options, times = _parse(fields, has_bg, server_options(service_of(request).settings))
         job.output = output
+        if fields.get("webhook_url"):  # empty means unset, as for every field
+            job.webhook_url = check_url(fields["webhook_url"], store.settings.webhook_hosts)
         require_file(upload, "video")
         source, options, vopts = await asyncio.to_thread(
             prepare,

@@ -89,6 +89,7 @@ def run_job(store: JobStore, job: VideoJob, source: Path, options: Options, vopt
             job.state, job.error, job.finished = "cancelled", Cancelled("the video was cancelled"), time.time()
         store.discard_files(job)
         store.save(job)
+        store.notify(job)
         return
     job.state = "running"
     store.save(job)
@@ -143,3 +144,4 @@ def run_job(store: JobStore, job: VideoJob, source: Path, options: Options, vopt
         else:  # nothing worth keeping: the record stays (until the TTL) to say what happened
             store.discard_files(job)
         store.save(job)
+        store.notify(job)

@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import MattekitError
+from ...files import delete_path, write_atomic
 from ...video.outputs import OUTPUTS
 from ..errors import NoSpace, NotFound, ShuttingDown
 from ..executor import WorkPool
 from ..settings import JobSettings
+from .webhooks import EVENTS, Delivery, Notifier, body_of
 
 log = logging.getLogger("mattekit.service.jobs")
 
@@ -84,6 +86,8 @@ class VideoJob:
     stopped: MattekitError | None = None  # why the server (not the client) cancelled it
     owned: bool = True  # False: read from another process's record
     owner: str = ""  # common.key_owner of the key that made it: another key gets 404
+    webhook_url: str | None = None  # POSTed to once when the job is done or has failed (webhooks.py)
+    notified: bool = False  # its webhook was sent (once, whatever the outcome of the delivery)
 
     def view(self, ttl: float) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -97,6 +101,7 @@ class VideoJob:
                 "percent": round(100.0 * self.done / self.total, 1) if self.total else (100.0 if self.state == "done" else 0.0),
             },
             "created": self.created,
+            "status_url": f"/api/v1/jobs/{self.id}",  # what to poll (also the 202's Location)
         }
         if self.error is not None:
             body["error"] = {"code": self.error.code, "message": self.error.worded("api")}
@@ -121,6 +126,7 @@ class JobStore:
         self._root = Path(root) if root is not None else Path(settings.folder) if settings.folder else None
         self.pool = WorkPool(settings.workers, settings.queue_size, name="jobs")
         self.on_timeout = on_timeout
+        self.notifier = Notifier(settings.webhook_secret, settings.webhook_attempts, settings.webhook_backoff)
         self._jobs: dict[str, VideoJob] = {}
         self._lock = threading.Lock()
         self._saved: dict[str, float] = {}  # when each job's record was last written
@@ -218,12 +224,19 @@ class JobStore:
             }
             if not job.folder.is_dir():
                 return  # deleted meanwhile: nothing to describe
-            tmp = job.folder / f".{RECORD}.{os.getpid()}"
             try:
-                tmp.write_text(json.dumps(record))
-                os.replace(tmp, job.folder / RECORD)  # readers see the old record or the new, never half
+                # readers see the old record or the new, never half; a folder deleted meanwhile stays so
+                write_atomic(job.folder / RECORD, json.dumps(record).encode(), parents=False)
             except OSError as exc:
                 log.warning("could not write the state of video job %s: %s", job.id, exc)
+
+    def notify(self, job: VideoJob) -> None:
+        """Send ``job``'s webhook, once, if it has one and has ended done or failed (the process
+        that runs a job sends it: a record read from another process never does)."""
+        if job.webhook_url is None or job.notified or not job.owned or job.state not in EVENTS:
+            return
+        job.notified = True
+        self.notifier.send(Delivery(job.webhook_url, body_of(job.view(self.settings.ttl)), EVENTS[job.state], job.id))
 
     def _read(self, job_id: str) -> VideoJob | None:
         """Another process's job, from its record (None if there is none)."""
@@ -284,7 +297,7 @@ class JobStore:
             return
         for path in job.folder.glob("*"):
             if path.name != RECORD:
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                delete_path(path)
 
     def drop(self, job: VideoJob) -> None:
         with self._lock:
@@ -322,6 +335,7 @@ class JobStore:
                 job.state, job.error, job.finished = "failed", job.stopped, time.time()
                 self.discard_files(job)
                 self.save(job)
+                self.notify(job)
         if queued:
             log.warning("shutting down: %d queued video job(s) failed", len(queued))
         return len(queued)
@@ -343,6 +357,7 @@ class JobStore:
         running = [j.future for j in jobs if j.future is not None and not j.future.done()]
         if running:
             wait_for(running, timeout=wait)
+        self.notifier.wait(timeout=wait)  # deliveries in flight get as long (the first attempt, at least)
         if not self.shared and self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
 
