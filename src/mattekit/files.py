@@ -35,9 +35,12 @@ def is_temp_name(name: str) -> bool:
     return bool(_TEMP.match(name))
 
 
-def write_atomic(target: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder, then rename: never a half-written result."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+def write_atomic(target: Path, data: bytes, *, parents: bool = True) -> None:
+    """Write via a temp file in the same folder, then rename: readers see the old file or the new
+    one, never half of it. ``parents``: create the folder first (False: a folder deleted meanwhile
+    stays deleted, and the write fails with ``FileNotFoundError``)."""
+    if parents:
+        target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(target)
     try:
         tmp.write_bytes(data)
@@ -52,3 +55,12 @@ def delete_path(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def move_into_place(tmp: Path, target: Path) -> None:
+    """Publish a result a writer finished under ``tmp`` (a file, or a folder of frames) as
+    ``target``, in one rename. A folder replaces an older folder of the same name (a rename alone
+    cannot); a file never replaces a folder (that fails, as the rename does)."""
+    if tmp.is_dir() and target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    os.replace(tmp, target)

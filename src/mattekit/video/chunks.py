@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import shutil
 import tempfile
 import time
 import zipfile
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput, InvalidOption
-from ..files import delete_path, temp_path
+from ..files import delete_path, move_into_place, temp_path
 from ..options import Options
 from .outputs import OUTPUTS, VideoOptions, resolve_output
 from .writers import is_frame_file
@@ -223,9 +222,7 @@ def _join_frames(segments: Sequence[Path], target: Path, as_zip: bool) -> None:
                     index += 1
         if out is not None:
             out.close()
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        move_into_place(tmp, target)
     except BaseException:
         delete_path(tmp)
         raise
@@ -316,7 +313,7 @@ def _join_av(
             else:
                 writer.audio(packet)
         writer.close()
-        os.replace(tmp, target)
+        move_into_place(tmp, target)
         return writer.audio_written > 0
     except BaseException:
         if writer is not None:

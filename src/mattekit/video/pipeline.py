@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import queue
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,7 +32,7 @@ from ..core.engine import Engine, get_engine
 from ..deadline import Deadline
 from ..deadline import check as check_deadline
 from ..errors import Cancelled, InvalidInput, InvalidOption, MattekitError, TooLarge, ffmpeg_reason
-from ..files import delete_path, temp_path
+from ..files import delete_path, move_into_place, temp_path
 from ..options import Options
 from .backgrounds import Backgrounds, compose_frame
 from .outputs import OUTPUTS, VideoOptions, resolve_output
@@ -303,9 +302,7 @@ def process_video(
         if run.written == 0:
             raise InvalidInput(f"{Path(source).name}: no frames in the asked range")
         _check_complete(run.read, info, vopts, run.written, Path(source).name)
-        if target.exists() and target.is_dir() and spec.folder:
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        move_into_place(tmp, target)
         ok = True
     except Stop:
         raise run.errors[0] if run.errors else Cancelled("the video was cancelled") from None
