@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import MattekitError
-from ...files import delete_path, write_atomic
+from ...files import delete_path
 from ...video.outputs import OUTPUTS
 from ..errors import NoSpace, NotFound, ShuttingDown
 from ..executor import WorkPool
@@ -224,9 +224,10 @@ class JobStore:
             }
             if not job.folder.is_dir():
                 return  # deleted meanwhile: nothing to describe
+            tmp = job.folder / f".{RECORD}.{os.getpid()}"
             try:
-                # readers see the old record or the new, never half; a folder deleted meanwhile stays so
-                write_atomic(job.folder / RECORD, json.dumps(record).encode(), parents=False)
+                tmp.write_text(json.dumps(record))
+                os.replace(tmp, job.folder / RECORD)  # readers see the old record or the new, never half
             except OSError as exc:
                 log.warning("could not write the state of video job %s: %s", job.id, exc)
 
