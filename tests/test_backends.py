@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mattekit.core import backends, fastpath
-from mattekit.core.engine import Engine, auto_ratio
+from mattekit.core import backends, derive, kernels
+from mattekit.core.engine import Engine
+from mattekit.core.passes import pass_ratio
+from mattekit.core.streams import Stream
 from mattekit.errors import InvalidOption
 from mattekit.video import read_frames
 
@@ -50,7 +52,7 @@ def _rgb(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-ZERO_STATE = {n: np.zeros((1, 1, 1, 1), np.float32) for n in fastpath.STATE_IN}
+ZERO_STATE = {n: np.zeros((1, 1, 1, 1), np.float32) for n in derive.STATE_IN}
 
 
 class _Network:
@@ -60,26 +62,26 @@ class _Network:
         self.network = engine.network
 
     def run(self, _names, feeds: dict) -> list:
-        out = self.network(feeds[fastpath.LOWRES_INPUT], [feeds[n] for n in fastpath.STATE_IN])
-        return [out[fastpath.COEFF_A], out[fastpath.COEFF_B]]
+        out = self.network(feeds[derive.LOWRES_INPUT], [feeds[n] for n in derive.STATE_IN])
+        return [out[derive.COEFF_A], out[derive.COEFF_B]]
 
 
 def _network_alpha(session, rgb: np.ndarray, ratio: float, noise: bool = False) -> np.ndarray:
     """Alpha from one run of a low-resolution network session (zero state) and the tail."""
-    x = fastpath.downsample(rgb, ratio)
+    x = kernels.downsample(rgb, ratio)
     if noise:
         x = np.clip(x + np.random.default_rng(0).uniform(-1e-3, 1e-3, x.shape).astype(np.float32), 0, 1)
-    return fastpath.tail(*session.run(None, {fastpath.LOWRES_INPUT: x, **ZERO_STATE})[:2], rgb)[0]
+    return kernels.tail(*session.run(None, {derive.LOWRES_INPUT: x, **ZERO_STATE})[:2], rgb)[0]
 
 
 def _compare(candidate: Engine, reference: Engine, photos: list[Path]) -> None:
     """The backend's network as the engine runs it, on photos (zero state), as the issue measures it."""
-    fp32 = Engine(backend="onnxruntime").load()._part("lowres")
+    fp32 = Engine(backend="onnxruntime").load()._session("network")
     network = _Network(candidate)
     means, p999s, yardsticks = [], [], []
     for path in photos:
         rgb = _rgb(path)
-        ratio = auto_ratio(*rgb.shape[:2])
+        ratio = pass_ratio("auto", *rgb.shape[:2])
         diff = np.abs(_network_alpha(network, rgb, ratio) - reference.matte(rgb, ratio).alpha)
         means.append(float(diff.mean()))
         p999s.append(float(np.percentile(diff, 99.9)))
@@ -113,7 +115,7 @@ def test_backend_matches_the_full_graph_over_repeated_passes(candidate, referenc
 
 def test_backend_carries_the_recurrent_state_like_the_full_graph(candidate, reference, sample_clip):
     """60 frames of a real clip, state carried: differences must not build up over time."""
-    ours, theirs = candidate.stream(), reference.stream()
+    ours, theirs = Stream(candidate), Stream(reference)
     diffs = []
     for rgb in read_frames(sample_clip, limit=60):
         diffs.append(float(np.abs(ours.process(rgb).alpha - theirs.process(rgb).alpha).mean()))
@@ -142,7 +144,7 @@ def test_stills_and_first_frames_run_on_onnxruntime_later_frames_on_the_backend(
     plain = Engine(backend="onnxruntime")
     engine = Engine(backend="openvino-bf16")
     assert np.array_equal(engine.matte(rgb).alpha, plain.matte(rgb).alpha)
-    ours, theirs = engine.stream(), plain.stream()
+    ours, theirs = Stream(engine), Stream(plain)
     assert np.array_equal(ours.process(rgb).alpha, theirs.process(rgb).alpha)
     second, plain_second = ours.process(rgb).alpha, theirs.process(rgb).alpha
     assert not np.array_equal(second, plain_second)  # bf16: close, not equal

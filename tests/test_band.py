@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from mattekit import compose, decode, video
-from mattekit.core import fastpath
+from mattekit.core import kernels
 from mattekit.core.engine import Engine, Matte
 from mattekit.matter import Matter
 from mattekit.options import BackgroundImage, Blur, Color, Options
@@ -110,11 +110,11 @@ def test_band_boxes_cover_partial_pixels_at_any_frame_size():
     rng = np.random.default_rng(0)
     for h, w in ((17, 33), (64, 64), (100, 31)):
         alpha = rng.choice(np.array([0.0, 1.0, 0.5], np.float32), size=(h, w), p=[0.6, 0.38, 0.02])
-        boxes = fastpath.band_boxes(alpha)
+        boxes = kernels.band_boxes(alpha)
         inside = _covered((h, w), boxes)
         assert inside[(alpha > 0) & (alpha < 1)].all()
         assert all(0 <= t < b <= h and 0 <= left < r <= w for t, b, left, r in boxes)
-    assert fastpath.band_boxes(np.ones((40, 40), np.float32)) == []
+    assert kernels.band_boxes(np.ones((40, 40), np.float32)) == []
 
 
 def test_a_photos_own_transparency_gets_the_whole_foreground(split, sample_photo):

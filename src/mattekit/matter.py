@@ -19,7 +19,7 @@ from .errors import EmptyResult, MattekitError, ModelUnavailable
 from .options import BackgroundImage, Options
 
 if TYPE_CHECKING:
-    from .core.general import GeneralEngine
+    from .core.models import StillEngine
 
 
 class Routed(NamedTuple):
@@ -85,23 +85,21 @@ class Matter:
     >>> m.remove("portrait.jpg", Options(background=parse_background("white")))  # doctest: +SKIP
     """
 
-    def __init__(
-        self, options: Options | None = None, engine: Engine | None = None, general: GeneralEngine | None = None
-    ) -> None:
+    def __init__(self, options: Options | None = None, engine: Engine | None = None, general: StillEngine | None = None) -> None:
         self.options = options or Options()
         self._engine = engine
-        self.general_engine = general  # None: the process-wide one (mattekit.core.general.get_general)
+        self.general_engine = general  # None: the process-wide one (mattekit.core.models.engine)
 
     @property
     def engine(self) -> Engine:
         return self._engine or get_engine()
 
     @property
-    def general(self) -> GeneralEngine:
-        """The general model's engine (ISNet), loaded on first use."""
-        from .core.general import get_general
+    def general(self) -> StillEngine:
+        """The general model's engine (ISNet; :data:`mattekit.core.models.MODELS`), loaded on first use."""
+        from .core import models
 
-        return self.general_engine or get_general(threads=self.engine.threads or None)
+        return self.general_engine or models.engine("general", threads=self.engine.threads or None)
 
     def process(
         self, source: ImageSource, options: Options | None = None, *, deadline: Deadline | None = None, **changes: Any
@@ -208,9 +206,10 @@ class Matter:
 
 
 def _fetch_hint() -> str:
-    from .core.models import isnet
+    from .core import models
 
-    return isnet.FETCH_HINT
+    store = models.store("general")
+    return store.missing_hint or f"the general model is not installed: run `{store.fetch_command}`"
 
 
 def _nothing_kept(model: str, opts: Options) -> str:

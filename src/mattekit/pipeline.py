@@ -24,7 +24,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .core.backends import cpu_cores
-from .core.engine import Engine, choose_providers
+from .core.engine import Engine
+from .core.runtime import choose_providers
 from .errors import InternalError, MattekitError
 from .matter import Matter
 from .options import Options

@@ -46,23 +46,23 @@ Video (``stream``)
         s.reset()                     # at a scene cut
 
     :func:`mattekit.video.process_video` runs ``s.stages()`` instead, each in its own thread
-    (:mod:`mattekit.core.stages`): the same mattes, more frames per second.
+    (:mod:`mattekit.core.streams`): the same mattes, more frames per second.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .core.engine import Engine, Matte, RecurrentState, auto_ratio, resolve_ratio
+from .core.engine import Engine, Matte, RecurrentState
+from .core.passes import AUTO_TARGET_PX, pass_ratio
 from .deadline import Deadline
 from .errors import InvalidOption, TooLarge
 
 if TYPE_CHECKING:
-    from .core.stages import StagedStream
+    from .core.streams import Frame, MatteStream, Stage, StagedStream
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,10 @@ class Recipe:
     def ratios(self, ratio: str | float, height: int, width: int) -> list[float]:
         """The downsample ratio of each member for an image of this size (duplicates dropped)."""
         if ratio != "auto":
-            return [resolve_ratio(ratio, height, width)]
+            return [pass_ratio(ratio, height, width)]
         found: list[float] = []
         for target in self.targets:
-            r = auto_ratio(height, width, target)
+            r = pass_ratio(ratio, height, width, target)
             if r not in found:
                 found.append(r)
         return found
@@ -110,12 +110,12 @@ PRESETS: dict[str, Preset] = {
     ),
     "balanced": Preset(
         "balanced",
-        still=Recipe("balanced", targets=(512,), passes=1, flip=False, decontaminate=True),
+        still=Recipe("balanced", targets=(AUTO_TARGET_PX,), passes=1, flip=False, decontaminate=True),
         video=Recipe("balanced", targets=(640,), passes=4, flip=False, decontaminate=True),
     ),
     "best": Preset(
         "best",
-        still=Recipe("best", targets=(512,), passes=3, flip=True, decontaminate=True),
+        still=Recipe("best", targets=(AUTO_TARGET_PX,), passes=3, flip=True, decontaminate=True),
         video=Recipe("best", targets=(640,), passes=10, flip=False, decontaminate=True),
     ),
 }
@@ -226,10 +226,10 @@ def run(
 class PresetStream:
     """A preset applied to the frames of one video: one recurrent state per member.
 
-    Same interface as :class:`mattekit.core.engine.Stream` (``process``, ``reset``, ``frames``).
+    A :class:`mattekit.core.streams.MatteStream`, as the engine's own streams are.
     """
 
-    def __init__(self, engine: Engine, rec: Recipe, ratio: str | float = "auto", *, foreground: bool = False):
+    def __init__(self, engine: Engine, rec: Recipe, ratio: str | float = "auto", *, foreground: bool = False) -> None:
         self.engine = engine
         self.recipe = rec
         self.ratio = ratio
@@ -264,15 +264,16 @@ class PresetStream:
         self.frames += 1
         return mattes[0] if len(mattes) == 1 else _average(mattes, mirrored)
 
-    def stages(self) -> list[Callable[[Any], Any]]:
-        """A new run of this stream's frames as functions to call in order, each of which may run
-        in its own thread: the first takes an RGB frame, the last returns its Matte. A one-member
-        recipe (every video recipe) on the split engine runs as :data:`mattekit.core.stages.STAGES`,
-        which overlap from frame to frame; others as one stage, :meth:`process`."""
+    def stages(self) -> list[Stage]:
+        """A new run of this stream's frames as stages (:class:`mattekit.core.streams.Stage`),
+        each of which may run in its own thread. A one-member recipe (every video recipe) on the
+        split engine runs as :class:`mattekit.core.streams.StagedStream`'s three stages, which
+        overlap from frame to frame; others as one stage, :meth:`process`."""
+        from .core.streams import StagedStream, one_stage
+
         self._staged = None
         self.reset()
         if len(self.recipe.targets) == 1 and not self.recipe.flip and self.engine.split:
-            from .core.stages import StagedStream
 
             def ratio(height: int, width: int) -> float:
                 return self.recipe.ratios(self.ratio, height, width)[0]
@@ -280,15 +281,19 @@ class PresetStream:
             self._staged = StagedStream(self.engine, ratio, foreground=self.foreground, first_passes=self.recipe.passes)
             *first, last = self._staged.stages()
 
-            def finish(frame: Any) -> Matte:
-                matte = last(frame)
+            def output(frame: Frame) -> Frame:
+                frame = last(frame)
                 self.frames += 1  # as process() counts
-                return matte
+                return frame
 
-            return [*first, finish]
-        return [self.process]
+            return [*first, output]
+        return [one_stage(self.process)]
 
 
 def stream(engine: Engine, preset: str, ratio: str | float = "auto", *, foreground: bool = False) -> PresetStream:
     """The preset's way through the frames of a video (see the module docstring)."""
     return PresetStream(engine, video_recipe(preset), ratio, foreground=foreground)
+
+
+if TYPE_CHECKING:
+    _STREAM: type[MatteStream] = PresetStream  # mypy checks it has the one stream interface

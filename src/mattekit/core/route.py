@@ -39,7 +39,9 @@ from typing import Literal
 
 import numpy as np
 
-PASS_PX = 512  # the default preset's low-resolution long side (presets.RECIPES["balanced"])
+from .passes import AUTO_TARGET_PX
+
+PASS_PX = AUTO_TARGET_PX  # the default preset's low-resolution long side (presets.RECIPES["balanced"])
 MIN_OPAQUE_PX = 2000  # fewer opaque pixels at the pass's size: nothing RVM can call a person
 MIN_BODY = 0.55  # a body: its opaque area / the kept area of its box (people: 0.56 and up on dev)
 MIN_PART_PX = 200  # opaque parts smaller than this are specks, not a body

@@ -6,7 +6,8 @@ decoding, inference and encoding overlap (PyAV and ONNX Runtime release the GIL)
     reader (demux + decode + rotate)  →  model stages  →  writer (compose + encode + mux)
 
 The model's work on a frame comes as stages (:meth:`mattekit.presets.PresetStream.stages`; on
-the CPU :data:`mattekit.core.stages.STAGES`), one thread each, so that frames overlap there too.
+the CPU the network's three parts, :class:`mattekit.core.streams.StagedStream`), one thread each,
+so that frames overlap there too.
 
 Audio packets travel through the same queues in demux order, so the writer muxes them
 interleaved with the video they belong to. The result is written to a hidden temp name beside
@@ -29,6 +30,7 @@ import numpy as np
 
 from .. import presets
 from ..core.engine import Engine, get_engine
+from ..core.streams import Frame
 from ..deadline import Deadline
 from ..deadline import check as check_deadline
 from ..errors import Cancelled, InvalidInput, InvalidOption, MattekitError, TooLarge, ffmpeg_reason
@@ -219,12 +221,12 @@ def process_video(
         leaves its matte."""
         if isinstance(item, VideoItem):
             t = time.perf_counter()
-            result = stages[index](item.rgb if index == 0 else item.job)
+            frame = stages[index](item.frame or Frame(item.rgb))
             run.stage_s[index] += time.perf_counter() - t
             if index == len(stages) - 1:
-                item.matte, item.job = result, None
+                item.matte, item.frame = frame.matte, None
             else:
-                item.job = result
+                item.frame = frame
 
     def stage_loop(index: int) -> None:
         try:

@@ -14,13 +14,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.engine import Matte
 from ..errors import InvalidInput, MattekitError, TooLarge, ffmpeg_reason
 from ..options import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from ..core.streams import Frame
 
 log = logging.getLogger("mattekit.video")
 
@@ -269,7 +272,7 @@ class VideoItem:
     pts: int  # in the output time base, 0 at the first kept frame
     matte: Matte | None = None
     warm: bool = False  # a chunk's warm-up frame: through the model for its state, never written
-    job: Any = None  # the model's work on it between two stages (see pipeline.py)
+    frame: Frame | None = None  # the model's work on it between two stages (see pipeline.py)
 
 
 @dataclass

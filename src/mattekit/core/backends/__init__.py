@@ -1,14 +1,16 @@
 """The runtimes that can run RVM's low-resolution network (the split's sub-models, see
-:mod:`mattekit.core.fastpath`), one module each, registered in :data:`BACKENDS`.
+:mod:`mattekit.core.derive`), one module each, registered in :data:`BACKENDS`.
 
-Every backend loads a sub-model as an object with ONNX Runtime's ``run(None, feeds, options)``,
-``get_inputs()`` and ``get_outputs()``, so the engine runs them all the same way. ONNX Runtime
+Every backend loads a sub-model as a :class:`Session`: an object with ONNX Runtime's
+``run(None, feeds, options)``, ``get_inputs()`` and ``get_outputs()``, so the engine runs them
+all the same way. ONNX Runtime
 fp32 is always there and is the reference; another backend is chosen only where the CPU has
 what makes it faster (``auto``), or when asked (``--backend`` / ``MATTEKIT_BACKEND``). The
 engine runs the chosen backend on frames that carry a recurrent state (video, camera) and ONNX
 Runtime on first runs (stills, a video's first frame): see :meth:`mattekit.core.engine.Engine.step`.
 
-Adding one: a module with ``load(part, paths, threads, ort_options, plain)`` and a row here.
+Adding one: a module with ``load(submodel, paths, threads, ort_options, plain)`` (a
+:data:`Loader`) and a row here (docs/extending.md).
 """
 
 from __future__ import annotations
@@ -17,20 +19,65 @@ import functools
 import importlib
 import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # the CLI imports this table: numpy loads only where a model runs
+    import numpy as np
 
 from ...errors import InvalidOption
 
-__all__ = ["BACKENDS", "DEFAULT", "Backend", "cpu_cores", "cpu_flags", "for_pass", "load", "resolve", "unavailable"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT",
+    "Backend",
+    "Loader",
+    "Port",
+    "Session",
+    "cpu_cores",
+    "cpu_flags",
+    "for_pass",
+    "load",
+    "resolve",
+    "unavailable",
+]
+
+
+class Port(Protocol):
+    """An input or output of a :class:`Session`: its tensor's name."""
+
+    @property
+    def name(self) -> str: ...
+
+
+class Session(Protocol):
+    """A loaded sub-model, as ONNX Runtime's ``InferenceSession`` offers it."""
+
+    def run(
+        self, output_names: list[str] | None, feeds: Mapping[str, np.ndarray], run_options: Any = None
+    ) -> list[np.ndarray]: ...
+
+    def get_inputs(self) -> Sequence[Port]: ...
+
+    def get_outputs(self) -> Sequence[Port]: ...
+
+
+# load(submodel, paths, threads, ort_options, plain): sub-model ``submodel`` (a name in
+# mattekit.core.derive.SUBMODELS; ``paths`` holds every sub-model's file) with ``threads``
+# intra-op threads (0: every core); ``ort_options`` is ONNX Runtime's (SessionOptions,
+# providers) as the engine chose them; ``plain(submodel)`` gives the engine's own ONNX Runtime
+# session of a sub-model, for a backend that leaves some of the work there (shared, not loaded
+# twice).
+Loader = Callable[[str, Mapping[str, Path], int, tuple[Any, list[str]], Callable[[str], Session]], Session]
 
 
 @dataclass(frozen=True)
 class Backend:
     name: str
     summary: str
-    module: str  # mattekit.core.backends.<module> holds load()
+    module: str  # the module (dotted path) that defines load(), a Loader
     package: str | None = None  # the import it needs beyond the base install
     extra: str | None = None  # the pip extra that installs it
     cpu_needs: frozenset[str] = frozenset()  # /proc/cpuinfo flags, any of which makes it pay off
@@ -40,13 +87,13 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
-        Backend("onnxruntime", "ONNX Runtime, fp32 (the reference; every CPU)", "onnxruntime"),
+        Backend("onnxruntime", "ONNX Runtime, fp32 (the reference; every CPU)", "mattekit.core.backends.onnxruntime"),
         # The decoder tolerates bf16 (alpha within the fp32 model's own noise); the MobileNetV3
         # backbone does not, so it stays on ONNX Runtime fp32 (see openvino.py).
         Backend(
             "openvino-bf16",
             "backbone on ONNX Runtime fp32, decoder on OpenVINO bf16 (CPUs with bf16)",
-            "openvino",
+            "mattekit.core.backends.openvino",
             package="openvino",
             extra="openvino",
             cpu_needs=frozenset({"avx512_bf16", "amx_bf16"}),
@@ -116,10 +163,14 @@ def for_pass(name: str, lowres_pixels: int) -> str:
     return name if limit is None or lowres_pixels <= limit else DEFAULT
 
 
-def load(name: str, part: str, paths: dict, threads: int, ort_options: Any, plain: Callable[[str], Any]) -> Any:
-    """Sub-model ``part`` (one of :data:`mattekit.core.fastpath.PARTS`; ``paths`` holds all of them)
-    on backend ``name``, as an object with ONNX Runtime's session interface. ``plain(part)``
-    gives the engine's own ONNX Runtime session of a part, for a backend that runs some of the
-    work there (shared, not loaded twice)."""
-    module = importlib.import_module(f"{__name__}.{BACKENDS[name].module}")
-    return module.load(part, paths, threads, ort_options, plain)
+def load(
+    name: str,
+    submodel: str,
+    paths: Mapping[str, Path],
+    threads: int,
+    ort_options: tuple[Any, list[str]],
+    plain: Callable[[str], Session],
+) -> Session:
+    """Sub-model ``submodel`` on backend ``name`` (the arguments: see :data:`Loader`)."""
+    loader: Loader = importlib.import_module(BACKENDS[name].module).load
+    return loader(submodel, paths, threads, ort_options, plain)

@@ -3,12 +3,23 @@ reference), and the full graph wherever it runs (CUDA included)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from . import Session
 
 
-def load(part: str, paths: dict, threads: int, ort_options: Any, plain: Callable[[str], Any]) -> Any:
+def load(
+    submodel: str,
+    paths: Mapping[str, Path],
+    threads: int,
+    ort_options: tuple[Any, list[str]],
+    plain: Callable[[str], Session],
+) -> Session:
     import onnxruntime as ort
 
     options, providers = ort_options
-    return ort.InferenceSession(str(paths[part]), sess_options=options, providers=providers)
+    session: Session = ort.InferenceSession(str(paths[submodel]), sess_options=options, providers=providers)
+    return session

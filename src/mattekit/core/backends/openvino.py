@@ -6,10 +6,10 @@ alpha by up to ~11/255 at edges), so bf16 there ruins hair; the recurrent decode
 (alpha within the fp32 model's own noise, see ``bench/backends.py``) and holds the costly
 full-resolution stages, where bf16 dot products double the throughput. OpenVINO's CPU plugin
 ignores per-node precision marks under a bf16 hint, so the halves are separate models: the
-backbone sub-models (``encoder``, ``backbone``) stay on ONNX Runtime (faster than OpenVINO's f32
-on them, measured); the decoder's (``recurrent`` and ``output`` for video frames, ``warmup`` and
-``decoder`` for repeated passes) are compiled by OpenVINO at bf16. The one-piece ``lowres``
-network runs first frames only, which are ONNX Runtime's. On a CPU without bf16 instructions
+backbone sub-models (``backbone``, ``backbone_all``) stay on ONNX Runtime (faster than OpenVINO's
+f32 on them, measured); the decoder's (``recurrent`` and ``output`` for video frames,
+``recurrent_state`` and ``recurrent_output`` for repeated passes) are compiled by OpenVINO at
+bf16. The one-piece ``network`` runs first frames only, which are ONNX Runtime's. On a CPU without bf16 instructions
 OpenVINO runs the decoder in f32.
 
 OpenVINO pays before it gains: importing it and compiling the decoder take ~0.3 s, and it
@@ -24,15 +24,21 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ...errors import ModelUnavailable
 
-PRECISION = "bf16"  # of the decoder and warm-up sub-models
+if TYPE_CHECKING:
+    from . import Session
+
+Shapes = tuple[tuple[int, ...], ...]  # the input shapes a compiled model is for
+
+PRECISION = "bf16"  # of the decoder's sub-models
 SHAPES_KEPT = 4  # compiled shapes kept per sub-model (a stream has one)
 
 
@@ -56,7 +62,7 @@ class _PerShape:
         self._name = getattr(path, "name", str(path))
         self._model = self._core.read_model(str(path))
         # Unpinned: OpenVINO pins its threads to cores by default, so two 1-thread models run
-        # side by side (mattekit.core.stages) both landed on one core and took turns (measured).
+        # side by side (mattekit.core.streams) both landed on one core and took turns (measured).
         self._config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": PRECISION,
             "PERFORMANCE_HINT": "LATENCY",
@@ -66,7 +72,7 @@ class _PerShape:
             self._config["INFERENCE_NUM_THREADS"] = threads
         self._inputs = [_Arg(p.get_any_name()) for p in self._model.inputs]
         self._outputs = [_Arg(p.get_any_name()) for p in self._model.outputs]
-        self._compiled: OrderedDict[tuple, tuple[Any, list[str], list[Any]]] = OrderedDict()
+        self._compiled: OrderedDict[Shapes, tuple[Any, list[str], list[Any]]] = OrderedDict()
         self._lock = threading.Lock()
         self._local = threading.local()
 
@@ -76,7 +82,7 @@ class _PerShape:
     def get_outputs(self) -> list[_Arg]:
         return list(self._outputs)
 
-    def _for(self, feeds: dict[str, np.ndarray]) -> tuple[tuple, Any, list[str], list[Any]]:
+    def _for(self, feeds: Mapping[str, np.ndarray]) -> tuple[Shapes, Any, list[str], list[Any]]:
         key = tuple(feeds[a.name].shape for a in self._inputs)
         with self._lock:
             found = self._compiled.pop(key, None)
@@ -102,7 +108,7 @@ class _PerShape:
                 self._compiled.popitem(last=False)
         return (key, *found)
 
-    def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray], run_options: Any = None) -> list:
+    def run(self, output_names: list[str] | None, feeds: Mapping[str, np.ndarray], run_options: Any = None) -> list[np.ndarray]:
         key, compiled, names, outputs = self._for(feeds)
         requests = self._local.__dict__.setdefault("requests", {})
         request = requests.get(key)
@@ -121,9 +127,15 @@ def _plain(array: np.ndarray) -> np.ndarray:
     return array.view(np.int64) if array.dtype.kind == "i" and array.dtype.itemsize == 8 else array
 
 
-def load(part: str, paths: dict, threads: int, ort_options: Any, plain: Callable[[str], Any]) -> Any:
+def load(
+    submodel: str,
+    paths: Mapping[str, Path],
+    threads: int,
+    ort_options: tuple[Any, list[str]],
+    plain: Callable[[str], Session],
+) -> Session:
     # The touchy backbone stays fp32 (see above); the whole network in one piece runs only the
     # first runs, which are ONNX Runtime's (mattekit.core.engine.Engine.step).
-    if part in ("lowres", "encoder", "backbone"):
-        return plain(part)
-    return _PerShape(paths[part], threads)
+    if submodel in ("network", "backbone", "backbone_all"):
+        return plain(submodel)
+    return _PerShape(paths[submodel], threads)
