@@ -3,7 +3,13 @@ cancel, expiry, and the limits, on the real Carphone clip fetched by tests/sampl
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -239,3 +245,116 @@ def test_a_webhook_is_retried_with_backoff_then_given_up(receiver):
     receiver.statuses = [500] * 3
     assert not deliver(delivery, SECRET, attempts=3, backoff=0.5, sleep=waits.append)
     assert len(receiver.posts) == 7
+
+
+# -- video jobs on a Ray cluster: two API replicas, one cluster -------------------------------------
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}  # the same in every process
+
+
+def _tree(pid: int) -> set[int]:
+    """``pid`` and every process below it now (Ray's workers leave the process group)."""
+    children: dict[int, list[int]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        if p not in found:
+            found.add(p)
+            todo.extend(children.get(p, []))
+    return found
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory) -> Iterator[str]:
+    """A one-node Ray cluster on loopback (2 CPUs, capped memory); yields its address. Only the
+    processes it started are ended afterwards."""
+    pytest.importorskip("ray", reason="video jobs on a cluster need the cluster extra: pip install 'mattekit[cluster]'")
+    from live_server import free_port
+
+    port = free_port()
+    temp = Path(f"/tmp/mkrayj{os.getpid()}")  # Ray's socket paths must stay short
+    log = tmp_path_factory.mktemp("ray") / "head.log"
+    ray = Path(sys.executable).parent / "ray"
+    env = {**os.environ, **RAY_ENV}
+    head = subprocess.Popen(
+        [str(ray), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+         "--include-dashboard=false", "--memory=2000000000", "--object-store-memory=500000000",
+         f"--temp-dir={temp}", "--disable-usage-stats", "--block"],
+        env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while (
+            "1 node_"
+            not in subprocess.run(
+                [str(ray), "status", f"--address={address}"], env=env, capture_output=True, text=True, timeout=60
+            ).stdout
+        ):
+            assert head.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(1)
+        yield address
+    finally:
+        pids = _tree(head.pid)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            time.sleep(3)
+        head.wait(timeout=10)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.cluster
+def test_two_replicas_share_jobs_on_a_ray_cluster(ray_head, clip, receiver, tmp_path):
+    """A job submitted to replica A is polled, fetched and deleted through replica B; A is
+    killed right after accepting it and the job goes on; a replica started afterwards sees it;
+    its webhook arrives once, signed; progress counts the chunks done across the cluster."""
+    from live_server import start_server
+
+    shared = tmp_path / "jobs"
+    env = {
+        **RAY_ENV,
+        **{k: v for k, v in ENV.items() if k != "MATTEKIT_JOB_TTL"},
+        "MATTEKIT_RAY_ADDRESS": ray_head,
+        "MATTEKIT_JOB_DIR": str(shared),
+        "MATTEKIT_JOB_CHUNK_SECONDS": "0.25",
+        "MATTEKIT_THREADS": "1",
+    }
+    with start_server(env=env) as (b_url, _), httpx.Client(base_url=b_url, timeout=60) as b:
+        with start_server(env=env) as (a_url, a_proc):
+            fields = {"output": "webm", "preset": "fast", "end": "0.8", "webhook_url": receiver.url + "/done"}
+            r = httpx.post(a_url + "/api/v1/jobs", data=fields, files={"file": ("c.mp4", clip.read_bytes())}, timeout=60)
+            assert r.status_code == 202, r.text
+            job = r.json()
+            a_proc.kill()  # the replica that accepted it dies at once
+        seen = _wait(b, job["id"], {"done", "failed"}, timeout=400)
+        final = seen[-1]
+        assert final["state"] == "done", final
+        assert final["progress"]["chunks_total"] == 4 and final["progress"]["chunks_done"] == 4, final
+        chunk_counts = [s["progress"].get("chunks_done", 0) for s in seen]
+        assert chunk_counts == sorted(chunk_counts)
+        with start_server(env=env) as (c_url, _):  # a replica started since knows the job too
+            assert httpx.get(c_url + job["status_url"]).json()["state"] == "done"
+        result = b.get(final["result_url"])
+        assert result.status_code == 200 and result.headers["content-type"] == "video/webm"
+        got = tmp_path / "job.webm"
+        got.write_bytes(result.content)
+        frames = list(read_frames(got))
+        assert len(frames) == final["progress"]["frames_total"] == final["progress"]["frames_done"] == 24  # 0.8 s at 29.97 fps
+        assert frames[0].shape == (144, 176, 4)
+        give_up = time.monotonic() + 30
+        while not receiver.posts and time.monotonic() < give_up:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert len(receiver.posts) == 1, receiver.posts
+        headers, body, _ = receiver.posts[0]
+        assert verify(SECRET, body, headers["X-Mattekit-Signature"]) and json.loads(body)["id"] == job["id"]
+        assert b.delete(f"/api/v1/jobs/{job['id']}").json()["state"] == "deleted"
+        assert b.get(job["status_url"]).status_code == 404
+        assert not (shared / job["id"]).exists()

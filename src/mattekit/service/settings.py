@@ -124,8 +124,16 @@ class JobSettings:
     webhook_secret: str = ""
     webhook_attempts: int = 5
     webhook_backoff: float = 1.0
+    # A Ray cluster to run the jobs on (jobs/ray_store.py): its address, and the length of the
+    # chunks a clip is cut into there (each a Ray task; 20 warm-up frames each, video/chunks.py).
+    ray_address: str | None = None
+    chunk_seconds: float = 10.0
 
     def __post_init__(self) -> None:
+        if self.ray_address and not self.folder:
+            raise InvalidOption("MATTEKIT_RAY_ADDRESS needs MATTEKIT_JOB_DIR: a folder every replica and Ray node reads")
+        if not self.chunk_seconds > 0:
+            raise InvalidOption("MATTEKIT_JOB_CHUNK_SECONDS must be a positive number of seconds")
         if self.webhook_hosts and not self.webhook_secret:
             raise InvalidOption("MATTEKIT_WEBHOOK_HOSTS needs MATTEKIT_WEBHOOK_SECRET: the key webhooks are signed with")
         if self.webhook_attempts < 1 or self.webhook_backoff < 0:
@@ -136,6 +144,8 @@ class JobSettings:
         env = os.environ if env is None else env
         ttl = env_number(env, "MATTEKIT_JOB_TTL", 3600.0, 1.0, float)
         return cls(
+            ray_address=env.get("MATTEKIT_RAY_ADDRESS", "").strip() or None,
+            chunk_seconds=env_number(env, "MATTEKIT_JOB_CHUNK_SECONDS", 10.0, 0.01, float),
             webhook_hosts=tuple(host_name(name) for name in _list(env, "MATTEKIT_WEBHOOK_HOSTS")),
             webhook_secret=env.get("MATTEKIT_WEBHOOK_SECRET", "").strip(),
             webhook_attempts=env_number(env, "MATTEKIT_WEBHOOK_ATTEMPTS", 5, 1),

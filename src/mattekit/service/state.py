@@ -45,7 +45,13 @@ class Service:
         pool = WorkPool(settings.workers, settings.queue_size, name="stills")
         telemetry = Telemetry(pool)
         timeouts = telemetry.timeouts.labels("job")
-        jobs = JobStore(settings.jobs, on_timeout=timeouts.inc)
+        jobs: JobStore
+        if settings.jobs.ray_address:  # the jobs live in the cluster (any replica answers for any)
+            from .jobs.ray_store import RayJobStore
+
+            jobs = RayJobStore(settings.jobs, on_timeout=timeouts.inc)
+        else:
+            jobs = JobStore(settings.jobs, on_timeout=timeouts.inc)
         service = cls(settings, matter or Matter(), pool, telemetry, jobs)
         service.on_drain.append(jobs.fail_queued)
         return service

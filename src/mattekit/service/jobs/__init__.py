@@ -11,7 +11,8 @@ the engine underneath is the same. Each job has a private folder under a tempora
 finished jobs (and their files) are deleted ``MATTEKIT_JOB_TTL`` seconds after they end.
 
 Parts: :mod:`.store` keeps the jobs (and their records), :mod:`.runner` does a job's work,
-:mod:`.routes` answers HTTP, :mod:`.webhooks` tells a client's URL when its job has ended. The settings are :class:`~mattekit.service.settings.JobSettings`
+:mod:`.routes` answers HTTP, :mod:`.webhooks` tells a client's URL when its job has ended, and
+:mod:`.ray_store` keeps the jobs in a Ray cluster instead (``MATTEKIT_RAY_ADDRESS``). The settings are :class:`~mattekit.service.settings.JobSettings`
 (``Settings.jobs``).
 
 Several server processes: set ``MATTEKIT_JOB_DIR`` to one folder they all share (``mattekit
@@ -30,6 +31,8 @@ process leaves a ``cancel`` file its owner sees between frames.
 | ``MATTEKIT_JOB_UPLOAD_TIMEOUT``   | 300                | seconds a video upload may take to arrive (408); 0: none |
 | ``MATTEKIT_JOB_DISK_BYTES``       | 10737418240 (10 GiB) | every job's files together: a new upload is refused (507) when one more would not fit, a job whose output passes it fails; 0: none |
 | ``MATTEKIT_JOB_DIR``              | (a private temp folder) | a folder shared by every server process (jobs findable from any) |
+| ``MATTEKIT_RAY_ADDRESS``          | (none)             | a Ray cluster the jobs run and live on (:mod:`.ray_store`; needs a shared ``MATTEKIT_JOB_DIR``) |
+| ``MATTEKIT_JOB_CHUNK_SECONDS``    | 10                 | on a cluster: the length of the chunks a clip is cut into |
 | ``MATTEKIT_WEBHOOK_HOSTS``        | (none)             | hosts a job's ``webhook_url`` may name (none: no webhooks; :mod:`.webhooks`) |
 | ``MATTEKIT_WEBHOOK_SECRET``       | (none)             | the key webhook bodies are signed with (HMAC-SHA256); required with hosts |
 | ``MATTEKIT_WEBHOOK_ATTEMPTS``     | 5                  | tries per webhook (retried on no answer, 429, 5xx) |

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
@@ -17,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from ...deadline import Deadline, within
-from ...errors import Cancelled, DeadlineExceeded, InvalidInput, InvalidOption, MattekitError, UploadTimeout
+from ...errors import DeadlineExceeded, InvalidInput, InvalidOption, MattekitError, UploadTimeout
 from ...options import Options
 from ...video import VideoOptions, resolve_output
 from ...video.outputs import default_output
@@ -28,8 +27,8 @@ from ..executor import Reservation
 from ..settings import JobSettings
 from ..state import service_of
 from ..uploads import Sink, Upload, check_fields, read_upload, require_file
-from .runner import prepare, run_job, without_paths
-from .store import BACKGROUND, CANCEL, JOB_OUTPUTS, MEDIA_TYPES, UPLOAD, JobStore, disk_full, result_name
+from .runner import prepare, without_paths
+from .store import BACKGROUND, JOB_OUTPUTS, MEDIA_TYPES, UPLOAD, JobStore, disk_full, result_name
 from .webhooks import check_url
 
 log = logging.getLogger("mattekit.service.jobs")
@@ -153,7 +152,7 @@ async def create_job(request: Request, slot: _JobSlot) -> JSONResponse:
             times,
             (fields.get("bg_fit") or "fill").lower(),
         )
-        job.future = slot.submit(run_job, store, job, source, options, vopts, service_of(request).matter.engine)
+        store.start(job, slot, source, options, vopts, service_of(request).matter.engine)
         store.save(job)
     except BaseException as exc:
         store.drop(job)
@@ -187,17 +186,8 @@ async def get_result(job_id: str, request: Request) -> FileResponse:
 async def delete_job(job_id: str, request: Request) -> dict[str, str]:
     store = _store(request)
     job = store.get(job_id, key_owner(request))
-    if job.state in ("queued", "running") and not job.owned:
-        # Another process runs it: it sees this file between frames (or before it starts), stops,
-        # deletes the files and records "cancelled".
-        (job.folder / CANCEL).touch()
-        return {"id": job.id, "state": "cancelled"}
     if job.state in ("queued", "running"):
-        job.cancel.set()  # a running job sees it between frames and deletes its files
-        if job.future is not None and job.future.cancel():  # still waiting: it never runs
-            store.discard_files(job)
-        job.state, job.error, job.finished = "cancelled", Cancelled("the video was cancelled"), time.time()
-        store.save(job)
+        store.cancel(job)
         return {"id": job.id, "state": "cancelled"}
     store.drop(job)
     return {"id": job.id, "state": "deleted"}

@@ -26,11 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import MattekitError
-from ...files import delete_path
+from ...core.engine import Engine
+from ...errors import Cancelled, MattekitError
+from ...files import delete_path, write_atomic
+from ...options import Options
+from ...video import VideoOptions
 from ...video.outputs import OUTPUTS
 from ..errors import NoSpace, NotFound, ShuttingDown
-from ..executor import WorkPool
+from ..executor import Reservation, WorkPool
 from ..settings import JobSettings
 from .webhooks import EVENTS, Delivery, Notifier, body_of
 
@@ -77,6 +80,8 @@ class VideoJob:
     done: int = 0
     total: int = 0
     fps: float = 0.0
+    chunks_done: int = 0  # on a cluster: chunks finished (each runs on a node of its own)
+    chunks_total: int = 0
     created: float = field(default_factory=time.time)
     finished: float | None = None
     error: MattekitError | None = None
@@ -103,6 +108,8 @@ class VideoJob:
             "created": self.created,
             "status_url": f"/api/v1/jobs/{self.id}",  # what to poll (also the 202's Location)
         }
+        if self.chunks_total:
+            body["progress"].update(chunks_done=self.chunks_done, chunks_total=self.chunks_total)
         if self.error is not None:
             body["error"] = {"code": self.error.code, "message": self.error.worded("api")}
         if self.state == "done":
@@ -214,20 +221,12 @@ class JobStore:
             if every and now - self._saved.get(job.id, -every) < every:
                 return
             self._saved[job.id] = now
-            record = {
-                **job.view(self.settings.ttl),
-                "finished": job.finished,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "owner": job.owner,
-                "result_name": job.result.name if job.result else None,
-            }
+            record = record_of(job, self.settings.ttl)
             if not job.folder.is_dir():
                 return  # deleted meanwhile: nothing to describe
-            tmp = job.folder / f".{RECORD}.{os.getpid()}"
             try:
-                tmp.write_text(json.dumps(record))
-                os.replace(tmp, job.folder / RECORD)  # readers see the old record or the new, never half
+                # readers see the old record or the new, never half; a folder deleted meanwhile stays so
+                write_atomic(job.folder / RECORD, json.dumps(record).encode(), parents=False)
             except OSError as exc:
                 log.warning("could not write the state of video job %s: %s", job.id, exc)
 
@@ -246,34 +245,35 @@ class JobStore:
             record = json.loads((folder / RECORD).read_text())
         except (OSError, ValueError):
             return None
-        if record.get("output") not in MEDIA_TYPES:
-            return None
-        progress = record.get("progress", {})
-        job = VideoJob(
-            job_id,
-            folder,
-            record.get("output", "webm"),
-            state=record.get("state", "failed"),
-            done=progress.get("frames_done", 0),
-            total=progress.get("frames_total", 0),
-            fps=progress.get("fps", 0.0),
-            created=record.get("created", 0.0),
-            finished=record.get("finished"),
-            owned=False,
-            owner=str(record.get("owner") or ""),
-        )
-        if record.get("error"):
-            job.error = MattekitError(record["error"].get("message", "the job failed"))
-            job.error.code = record["error"].get("code", "error")
-        if job.state == "done" and record.get("result_name"):
-            job.result = folder / result_name(job.output)
-            if record["result_name"] != job.result.name:  # never a path taken from a file on disk
-                return None
-        if job.state in ("queued", "running") and not _alive(record.get("pid"), record.get("host")):
+        job = job_from_record(job_id, folder, record)
+        if job is not None and job.state in ("queued", "running") and not _alive(record.get("pid"), record.get("host")):
             # Its process is gone (killed, or crashed) and it never will finish.
             job.state, job.finished = "failed", job.finished or time.time()
             job.error = ShuttingDown("the server process running this video stopped; submit it again")
         return job
+
+    # -- a job's life ----------------------------------------------------------------------
+    def start(
+        self, job: VideoJob, slot: Reservation, source: Path, options: Options, vopts: VideoOptions, engine: Engine
+    ) -> None:
+        """Run ``job`` in the reserved slot of this process's jobs pool."""
+        from .runner import run_job
+
+        job.future = slot.submit(run_job, self, job, source, options, vopts, engine)
+
+    def cancel(self, job: VideoJob) -> None:
+        """Stop a queued or running job (its files go, its record says "cancelled")."""
+        if not job.owned:
+            # Another process runs it: it sees this file between frames (or before it starts),
+            # stops, deletes the files and records "cancelled".
+            (job.folder / CANCEL).touch()
+            job.state = "cancelled"
+            return
+        job.cancel.set()  # a running job sees it between frames and deletes its files
+        if job.future is not None and job.future.cancel():  # still waiting: it never runs
+            self.discard_files(job)
+        job.state, job.error, job.finished = "cancelled", Cancelled("the video was cancelled"), time.time()
+        self.save(job)
 
     def cancel_requested(self, job: VideoJob) -> bool:
         return job.cancel.is_set() or (self.shared and (job.folder / CANCEL).exists())
@@ -361,6 +361,51 @@ class JobStore:
         self.notifier.wait(timeout=wait)  # deliveries in flight get as long (the first attempt, at least)
         if not self.shared and self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
+
+
+def record_of(job: VideoJob, ttl: float) -> dict[str, Any]:
+    """What the other processes (or the cluster's registry) keep of ``job``: its view, and who
+    owns and runs it."""
+    return {
+        **job.view(ttl),
+        "finished": job.finished,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "owner": job.owner,
+        "result_name": job.result.name if job.result else None,
+        "webhook_url": job.webhook_url,
+    }
+
+
+def job_from_record(job_id: str, folder: Path, record: dict[str, Any]) -> VideoJob | None:
+    """The job a record describes, read-only (``owned`` False); None for a record not to trust."""
+    if record.get("output") not in MEDIA_TYPES:
+        return None
+    progress = record.get("progress", {})
+    job = VideoJob(
+        job_id,
+        folder,
+        record.get("output", "webm"),
+        state=record.get("state", "failed"),
+        done=progress.get("frames_done", 0),
+        total=progress.get("frames_total", 0),
+        fps=progress.get("fps", 0.0),
+        chunks_done=progress.get("chunks_done", 0),
+        chunks_total=progress.get("chunks_total", 0),
+        created=record.get("created", 0.0),
+        finished=record.get("finished"),
+        owned=False,
+        owner=str(record.get("owner") or ""),
+        webhook_url=record.get("webhook_url"),
+    )
+    if record.get("error"):
+        job.error = MattekitError(record["error"].get("message", "the job failed"))
+        job.error.code = record["error"].get("code", "error")
+    if job.state == "done" and record.get("result_name"):
+        job.result = folder / result_name(job.output)
+        if record["result_name"] != job.result.name:  # never a path taken from a file on disk
+            return None
+    return job
 
 
 def result_name(output: str) -> str:

@@ -1,0 +1,275 @@
+"""Video jobs on a Ray cluster (``MATTEKIT_RAY_ADDRESS``): any API replica answers for any job.
+
+- **State in the cluster**: every job's record lives in one detached, named Ray actor
+  (:class:`Registry`, ``mattekit-job-registry`` in the ``mattekit`` namespace), not in a process:
+  a replica that accepted a job can stop, crash or restart and the job goes on, and every
+  replica reads and cancels it through the same actor.
+- **Work in the cluster**: each job runs in a detached actor of its own (:class:`Runner`,
+  ``num_cpus=0``) that cuts the clip into chunks and mattes them as Ray tasks across the nodes
+  (:func:`mattekit.video.chunks.process_chunked`: each chunk's recurrent state warmed on the
+  frames before it, the segments joined without re-encoding). Progress counts the chunks done.
+  The runner sends the job's webhook itself, so it is sent even when the accepting replica is gone.
+- **Files where every replica reads**: uploads and results live in ``MATTEKIT_JOB_DIR``, which
+  must then be a folder every replica and every Ray node sees (the same path: one machine, or
+  a shared volume).
+
+Cancelling a queued or running job kills its runner (its chunk tasks die with their owner) and
+deletes its files.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ...core.engine import Engine
+from ...errors import MattekitError
+from ...options import Options
+from ...video import VideoOptions
+from ..errors import NotFound, ShuttingDown
+from ..executor import Reservation
+from ..settings import JobSettings
+from .store import BACKGROUND, JobStore, VideoJob, disk_full, job_from_record, record_of, result_name
+from .webhooks import EVENTS, Delivery, body_of, deliver
+
+log = logging.getLogger("mattekit.service.jobs")
+
+NAMESPACE = "mattekit"
+REGISTRY = "mattekit-job-registry"
+
+
+def runner_name(job_id: str) -> str:
+    return f"mattekit-job-{job_id}"
+
+
+class Registry:
+    """Every job's record by id (a detached Ray actor: one per cluster, outliving any replica)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def put(self, job_id: str, record: dict[str, Any]) -> None:
+        self.records[job_id] = record
+
+    def update(self, job_id: str, fields: dict[str, Any]) -> bool:
+        """Merge ``fields`` (``progress`` merged too) into a job's record; False if it is gone."""
+        record = self.records.get(job_id)
+        if record is None:
+            return False
+        progress = {**record.get("progress", {}), **fields.pop("progress", {})}
+        record.update(fields, progress=progress)
+        return True
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        return self.records.get(job_id)
+
+    def delete(self, job_id: str) -> bool:
+        return self.records.pop(job_id, None) is not None
+
+    def finished_before(self, when: float) -> list[str]:
+        return [i for i, r in self.records.items() if r.get("finished") is not None and r["finished"] < when]
+
+
+def _ended(job: VideoJob, error: MattekitError | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"state": job.state, "finished": time.time()}
+    if error is not None:
+        fields["error"] = {"code": error.code, "message": error.worded("api")}
+    if job.state == "done":
+        fields["result_name"] = result_name(job.output)
+    return fields
+
+
+class Runner:
+    """Runs one job where the cluster puts it: a detached Ray actor that kills itself when done.
+
+    The work starts in the actor's constructor (in a thread), not in a method call: a detached
+    actor's creation belongs to the cluster, a method call to its caller, and the replica that
+    called could die with the job half done."""
+
+    def __init__(self, record: dict[str, Any], folder: str, options: Options, vopts: VideoOptions, settings: JobSettings) -> None:
+        args = (record, folder, options, vopts, settings)
+        threading.Thread(target=self._run_then_exit, args=args, name="mattekit-job", daemon=True).start()
+
+    def _run_then_exit(self, *args: Any) -> None:
+        import ray
+
+        try:
+            self.run(*args)
+        finally:
+            ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+
+    def run(
+        self,
+        record: dict[str, Any],
+        folder: str,
+        options: Options,
+        vopts: VideoOptions,
+        settings: JobSettings,
+    ) -> str:
+        import ray
+
+        from ...video.chunks import ChunkProgress, process_chunked
+        from .runner import without_paths
+
+        registry = ray.get_actor(REGISTRY, namespace=NAMESPACE)
+        job = job_from_record(record["id"], Path(folder), record)
+        assert job is not None
+        job_id = job.id
+        ray.get(registry.update.remote(job_id, {"state": "running"}))
+
+        def progress(p: ChunkProgress) -> None:
+            done = min(p.frames, job.total) if job.total else p.frames
+            fields = {"progress": {"chunks_done": p.done, "chunks_total": p.total, "frames_done": done}}
+            registry.update.remote(job_id, fields)
+
+        source = job.folder / "upload"
+        target = job.folder / result_name(job.output)
+        error: MattekitError | None = None
+        try:
+            process_chunked(source, target, options, vopts, chunk_seconds=settings.chunk_seconds, progress=progress)
+            job.state = "done"
+        except MattekitError as exc:
+            job.state, error = "failed", without_paths(exc, job.folder.parent)
+        except Exception as exc:  # never a stack trace to the client; the worker's log has it
+            if disk_full(exc):
+                job.state, error = "failed", MattekitError("the server ran out of disk space while writing this video")
+            else:
+                log.exception("video job %s failed", job_id)
+                job.state, error = "failed", MattekitError("internal error: the server logged the details")
+        finally:
+            source.unlink(missing_ok=True)
+            (job.folder / BACKGROUND).unlink(missing_ok=True)
+        if job.state != "done":
+            target.unlink(missing_ok=True)
+        ray.get(registry.update.remote(job_id, _ended(job, error)))
+        final = ray.get(registry.get.remote(job_id))
+        if final is not None and job.webhook_url and job.state in EVENTS:
+            view = job_from_record(job_id, job.folder, final)
+            if view is not None:
+                delivery = Delivery(job.webhook_url, body_of(view.view(settings.ttl)), EVENTS[job.state], job_id)
+                deliver(delivery, settings.webhook_secret, attempts=settings.webhook_attempts, backoff=settings.webhook_backoff)
+        return job.state
+
+
+class RayJobStore(JobStore):
+    """A :class:`JobStore` whose records live in the cluster's :class:`Registry` and whose jobs
+    run as :class:`Runner` actors: nothing of a job is held by this process."""
+
+    def __init__(self, settings: JobSettings, *, on_timeout: Any = None) -> None:
+        super().__init__(settings, on_timeout=on_timeout)
+        self._registry: Any = None
+        self._swept = 0.0
+        self._sweep_lock = threading.Lock()
+
+    def open(self) -> None:
+        super().open()
+        import ray
+
+        from ...cluster import check_reachable, require_ray
+
+        require_ray("video jobs on a cluster run on Ray, an optional extra: pip install 'mattekit[cluster]'")
+        address = self.settings.ray_address or "auto"
+        if not ray.is_initialized():
+            check_reachable(address)
+            ray.init(address=address, namespace=NAMESPACE, logging_level=logging.ERROR, log_to_driver=False)
+        actor: Any = ray.remote(Registry)
+        self._registry = actor.options(
+            name=REGISTRY, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0
+        ).remote()
+        log.info("video jobs run on the Ray cluster at %s", address)
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            raise RuntimeError("the job store is not open: serve the app (its lifespan opens it)")
+        return self._registry
+
+    def _call(self, method: str, *args: Any) -> Any:
+        import ray
+
+        return ray.get(getattr(self.registry, method).remote(*args), timeout=30)
+
+    # -- what the routes call ----------------------------------------------------------------
+    def get(self, job_id: str, owner: str = "") -> VideoJob:
+        import hmac
+
+        self.sweep()
+        record = self._call("get", job_id) if job_id.replace("-", "").replace("_", "").isalnum() else None
+        job = None if record is None else job_from_record(job_id, self.root / job_id, record)
+        if job is None or not hmac.compare_digest(job.owner, owner):
+            raise NotFound("no such job (finished jobs are deleted after a while)")
+        if job.state in ("queued", "running") and not self._runner_alive(job_id):
+            # Its runner is gone (its node died) and it never will finish.
+            job.state, job.finished = "failed", time.time()
+            job.error = ShuttingDown("the cluster lost the worker running this video; submit it again")
+        return job
+
+    def save(self, job: VideoJob, *, every: float = 0.0) -> None:
+        if job.owned:
+            self._call("put", job.id, record_of(job, self.settings.ttl))
+
+    def start(
+        self, job: VideoJob, slot: Reservation, source: Path, options: Options, vopts: VideoOptions, engine: Engine
+    ) -> None:
+        """Hand ``job`` to a runner in the cluster; this process's slot is free at once."""
+        import ray
+
+        record = record_of(job, self.settings.ttl)
+        self._call("put", job.id, record)
+        actor: Any = ray.remote(Runner)
+        options_ = actor.options(name=runner_name(job.id), namespace=NAMESPACE, lifetime="detached", num_cpus=0)
+        options_.remote(record, str(job.folder), options, vopts, self.settings)
+        slot.release()
+        job.owned = False  # from now on the cluster's: every replica reads it from the registry
+
+    def cancel(self, job: VideoJob) -> None:
+        import ray
+
+        try:
+            ray.kill(ray.get_actor(runner_name(job.id), namespace=NAMESPACE))
+        except ValueError:  # finished (or never started) meanwhile
+            pass
+        self._call("update", job.id, {"state": "cancelled", "finished": time.time()})
+        self.discard_files(job)
+        job.state = "cancelled"
+
+    def drop(self, job: VideoJob) -> None:
+        self._call("delete", job.id)
+        shutil.rmtree(self.root / job.id, ignore_errors=True)
+
+    def sweep(self, now: float | None = None, *, shared: bool = False) -> int:
+        """Delete jobs that finished more than ``ttl`` seconds ago (every replica may; at most
+        once per ``sweep_every`` here, each a call to the registry)."""
+        now = time.time() if now is None else now
+        with self._sweep_lock:
+            if now - self._swept < self.settings.sweep_every:
+                return 0
+            self._swept = now
+        if self._registry is None:
+            return 0
+        old = self._call("finished_before", now - self.settings.ttl)
+        for job_id in old:
+            self._call("delete", job_id)
+            shutil.rmtree(self.root / job_id, ignore_errors=True)
+        return len(old)
+
+    def fail_queued(self) -> int:
+        return 0  # the cluster keeps them: another replica answers for them
+
+    def close(self, wait: float = 5.0) -> None:
+        """This replica stops; the jobs, their files and their records stay in the cluster."""
+        self.pool.shutdown(wait=False)
+
+    def _runner_alive(self, job_id: str) -> bool:
+        import ray
+
+        try:
+            ray.get_actor(runner_name(job_id), namespace=NAMESPACE)
+        except ValueError:
+            record = self._call("get", job_id)  # ended between the two reads: its record says so
+            return record is not None and record.get("state") not in ("queued", "running")
+        return True
