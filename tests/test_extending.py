@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def _install(name: str, source: str, monkeypatch: pytest.MonkeyPatch) -> types.M
 
 
 @pytest.fixture
-def keyer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> types.ModuleType:
+def keyer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[types.ModuleType]:
     """The page's model file and row, in a fresh cache; the general row restored afterwards."""
     monkeypatch.setenv("MATTEKIT_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("KEYER_MODEL", raising=False)
@@ -63,7 +64,7 @@ def _green_screen(sample_photo: Path) -> np.ndarray:
     return rgb
 
 
-def test_a_model_from_the_page_is_one_file_and_one_row(keyer, engine, sample_photo) -> None:
+def test_a_model_from_the_page_is_one_file_and_one_row(keyer: types.ModuleType, engine: Engine, sample_photo: Path) -> None:
     store = models.store("general")
     assert store is keyer.STORE and store.licence == "MIT"
     rgb = _green_screen(sample_photo)
@@ -89,7 +90,7 @@ def test_a_model_from_the_page_is_one_file_and_one_row(keyer, engine, sample_pho
     assert store.locate(fetch_missing=True).source == "fetched"
 
 
-def test_a_backend_from_the_page_is_one_file_and_one_row(monkeypatch: pytest.MonkeyPatch, sample_clip) -> None:
+def test_a_backend_from_the_page_is_one_file_and_one_row(monkeypatch: pytest.MonkeyPatch, sample_clip: Path) -> None:
     from mattekit import presets
     from mattekit.video import read_frames
 
