@@ -358,3 +358,21 @@ def test_two_replicas_share_jobs_on_a_ray_cluster(ray_head, clip, receiver, tmp_
         assert b.delete(f"/api/v1/jobs/{job['id']}").json()["state"] == "deleted"
         assert b.get(job["status_url"]).status_code == 404
         assert not (shared / job["id"]).exists()
+
+        # MATTEKIT_JOB_TIMEOUT holds on the cluster: the replica that sees a job past it stops it.
+        long = {"output": "mov", "end": "2.9"}
+        first = b.post("/api/v1/jobs", data=long, files={"file": ("c.mp4", clip.read_bytes())}).json()
+        with start_server(env={**env, "MATTEKIT_JOB_TIMEOUT": "1"}) as (d_url, _), httpx.Client(base_url=d_url) as d:
+            stopped = _wait(d, first["id"], {"done", "failed", "cancelled"}, timeout=200)[-1]
+        assert stopped["state"] == "failed" and stopped["error"]["code"] == "deadline_exceeded", stopped
+        assert b.get(first["status_url"]).json()["state"] == "failed"  # every replica sees it so
+        # A DELETE through another replica cancels a running job there and deletes its files.
+        second = b.post("/api/v1/jobs", data=long, files={"file": ("c.mp4", clip.read_bytes())}).json()
+        _wait(b, second["id"], {"running"}, timeout=200)
+        with start_server(env=env) as (c_url, _):
+            assert httpx.delete(c_url + second["status_url"]).json()["state"] == "cancelled"
+        after = b.get(second["status_url"]).json()
+        assert after["state"] == "cancelled", after
+        assert b.get(f"{second['status_url']}/result").status_code == 409
+        assert not any((shared / second["id"]).iterdir())
+        assert len(receiver.posts) == 1  # the later jobs asked for none

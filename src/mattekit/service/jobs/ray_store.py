@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.engine import Engine
+from ...deadline import Deadline
 from ...errors import MattekitError
 from ...options import Options
 from ...video import VideoOptions
@@ -119,7 +120,7 @@ class Runner:
         job = job_from_record(record["id"], Path(folder), record)
         assert job is not None
         job_id = job.id
-        ray.get(registry.update.remote(job_id, {"state": "running"}))
+        ray.get(registry.update.remote(job_id, {"state": "running", "started": time.time()}))
 
         def progress(p: ChunkProgress) -> None:
             done = min(p.frames, job.total) if job.total else p.frames
@@ -206,7 +207,22 @@ class RayJobStore(JobStore):
             # Its runner is gone (its node died) and it never will finish.
             job.state, job.finished = "failed", time.time()
             job.error = ShuttingDown("the cluster lost the worker running this video; submit it again")
+        started = record.get("started") if record is not None else None
+        if job.state == "running" and self.settings.timeout and started and time.time() - started > self.settings.timeout:
+            self._stop_at_deadline(job)
         return job
+
+    def _stop_at_deadline(self, job: VideoJob) -> None:
+        """``MATTEKIT_JOB_TIMEOUT`` on a cluster: whichever replica sees a job past it first stops it."""
+        deadline = Deadline(0.0, "this video", self.settings.timeout, "send a shorter clip (start/end) or a faster preset")
+        error = deadline.exceeded()
+        self._kill_runner(job.id)
+        job.state, job.error, job.finished = "failed", error, time.time()
+        self._call("update", job.id, _ended(job, error))
+        self.discard_files(job)
+        log.warning("video job %s stopped at its deadline (%g s)", job.id, self.settings.timeout)
+        if self.on_timeout is not None:
+            self.on_timeout()
 
     def save(self, job: VideoJob, *, every: float = 0.0) -> None:
         if job.owned:
@@ -226,13 +242,16 @@ class RayJobStore(JobStore):
         slot.release()
         job.owned = False  # from now on the cluster's: every replica reads it from the registry
 
-    def cancel(self, job: VideoJob) -> None:
+    def _kill_runner(self, job_id: str) -> None:
         import ray
 
         try:
-            ray.kill(ray.get_actor(runner_name(job.id), namespace=NAMESPACE))
+            ray.kill(ray.get_actor(runner_name(job_id), namespace=NAMESPACE))
         except ValueError:  # finished (or never started) meanwhile
             pass
+
+    def cancel(self, job: VideoJob) -> None:
+        self._kill_runner(job.id)
         self._call("update", job.id, {"state": "cancelled", "finished": time.time()})
         self.discard_files(job)
         job.state = "cancelled"
