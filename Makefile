@@ -89,8 +89,8 @@ fuzz: $(TEST_STAMP) model
 	$(PY) -m pytest -q tests/test_fuzz.py --fuzz-long $(PYTEST_ARGS)
 
 bench: $(TEST_STAMP) model
-	$(PY) bench/quality.py
-	$(PY) bench/speed.py
+	$(PY) -m bench.quality
+	$(PY) -m bench.speed
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-output web/node_modules docs/_build samples

@@ -1,7 +1,7 @@
 """Backends bench: every engine backend (mattekit.core.backends) against ONNX Runtime fp32, in one run.
 
-    .venv/bin/python bench/backends.py                   # everything (~5 minutes on 2 cores)
-    .venv/bin/python bench/backends.py --part model      # the network's time only
+    .venv/bin/python -m bench.backends                   # everything (~5 minutes on 2 cores)
+    .venv/bin/python -m bench.backends --part model      # the network's time only
 
 1. model: the low-resolution network alone (what a backend replaces), at 640x360 (a 720p video
    frame's default pass) and 480x272, recurrent state fed back, in alternating blocks of calls;
@@ -41,16 +41,14 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from speed import cpu_name  # noqa: E402
-from video import _street_clip, _upscaled  # noqa: E402
+from mattekit.core.stages import STAGES  # noqa: E402
 
+from bench.speed import cpu_name  # noqa: E402
+from bench.video import _street_clip, _upscaled  # noqa: E402
 from mattekit import metrics  # noqa: E402
 from mattekit.core import backends, fastpath  # noqa: E402
 from mattekit.core.engine import Engine, auto_ratio  # noqa: E402
-from mattekit.core.stages import STAGES  # noqa: E402
 from mattekit.options import Options, parse_background  # noqa: E402
 from mattekit.video import VideoOptions, alpha_sequence, process_video, read_frames  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Batch bench: images per second through `mattekit batch` on an embedded Ray, 1 vs 2 workers.
 
-    .venv/bin/python bench/batch.py                     # 14 real photos, each configuration
-    .venv/bin/python bench/batch.py --images 4 --max-size 640   # a quick look while developing
+    .venv/bin/python -m bench.batch                     # 14 real photos, each configuration
+    .venv/bin/python -m bench.batch --images 4 --max-size 640   # a quick look while developing
 
 The photos are the evaluation set's people images (``$MATTEKIT_EVAL_DIR/people/image``, default
 ``../shared/eval``; JPEGs of 1191x894 to 1930x1281), copied to a temporary folder and processed
@@ -26,17 +26,14 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
+from mattekit import batch
+from mattekit.options import Options
 
-from mattekit import batch  # noqa: E402
-from mattekit.options import Options  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 OUT = ROOT / "bench" / "out"
 EVAL = Path(os.environ.get("MATTEKIT_EVAL_DIR") or ROOT.parent / "shared" / "eval")
@@ -51,7 +48,7 @@ def photos(count: int) -> tuple[list[Path], str]:
     people = sorted((EVAL / "people" / "image").glob("*.jpg"))
     if people:
         return (people * (count // len(people) + 1))[:count], "evaluation set people/ (JPEG, 1191x894 to 1930x1281)"
-    from samples import sample_path  # the test-suite's own real photos
+    from tests.samples import sample_path  # the test-suite's own real photos
 
     files = [sample_path("astronaut"), sample_path("camera"), sample_path("rocket")]
     return (files * (count // len(files) + 1))[:count], "scikit-image sample photos (512x512, 640x427)"

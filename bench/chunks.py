@@ -1,8 +1,8 @@
 """Chunked video against one-piece runs: quality at the seams, time, and the overhead per chunk.
 
-    .venv/bin/python bench/chunks.py                          # everything (~6 minutes on 2 cores)
-    .venv/bin/python bench/chunks.py --part seams --warmups 0,20
-    .venv/bin/python bench/chunks.py --part speed --frames 60
+    .venv/bin/python -m bench.chunks                          # everything (~6 minutes on 2 cores)
+    .venv/bin/python -m bench.chunks --part seams --warmups 0,20
+    .venv/bin/python -m bench.chunks --part speed --frames 60
 
 Seams, on the dev GT clip ``comp_D`` (``$MATTEKIT_EVAL_DIR/video``, 1280x720, 90 frames, the
 default preset): one ``process_video`` run, then ``process_chunked`` in 3 chunks with each warm-up
@@ -35,15 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
+from mattekit import metrics
+from mattekit.core.engine import get_engine
+from mattekit.options import Options
+from mattekit.video import VideoOptions, process_video
+from mattekit.video.chunks import plan_chunks, process_chunked
 
-from mattekit import metrics  # noqa: E402
-from mattekit.core.engine import get_engine  # noqa: E402
-from mattekit.options import Options  # noqa: E402
-from mattekit.video import VideoOptions, process_video  # noqa: E402
-from mattekit.video.chunks import plan_chunks, process_chunked  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 OUT = ROOT / "bench" / "out"
 EVAL = Path(os.environ.get("MATTEKIT_EVAL_DIR") or ROOT.parent / "shared" / "eval")
@@ -57,7 +55,7 @@ def _alphas(path: Path) -> list[np.ndarray]:
 
 
 def _gt(limit: int) -> list[np.ndarray]:
-    import quality
+    from bench import quality
 
     return [g for _, g in quality.video_frames(EVAL, limit)]
 

@@ -1,7 +1,7 @@
 """Load and soak: a real server on 127.0.0.1, N clients for T seconds, bounded in count and time.
 
-    .venv/bin/python bench/load.py                       # 1, then 4, 16 and 32 clients, then a soak
-    .venv/bin/python bench/load.py --clients 1,4 --seconds 10 --soak-requests 300   # quick look
+    .venv/bin/python -m bench.load                       # 1, then 4, 16 and 32 clients, then a soak
+    .venv/bin/python -m bench.load --clients 1,4 --seconds 10 --soak-requests 300   # quick look
 
 Starts ``uvicorn app:app`` on a free loopback port as a subprocess (its own process, so its RSS is
 the service's), waits for ``/readyz``, then runs each phase and writes ``bench/out/load.json`` and
@@ -26,7 +26,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -84,11 +83,8 @@ def threads_of(pid: int) -> int:
 
 def _live_server() -> Any:
     """tests/live_server.py: the one way this project starts a server on a free loopback port."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    try:
-        import live_server
-    finally:
-        sys.path.remove(str(ROOT / "tests"))
+    from tests import live_server
+
     return live_server
 
 
@@ -125,12 +121,8 @@ def sample_images(sides: Sequence[int] = (256, 512, 1024)) -> list[bytes]:
     """A real photo of a person (scikit-image's astronaut, via tests/samples.py) as JPEG at each
     longer side; used in turn by every client, so the load mixes small and large requests."""
     from PIL import Image
+    from tests.samples import sample_path
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    try:
-        from samples import sample_path
-    finally:
-        sys.path.remove(str(ROOT / "tests"))
     photo = Image.open(sample_path("astronaut")).convert("RGB")
     out = []
     for side in sides:

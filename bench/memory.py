@@ -1,7 +1,7 @@
 """Peak memory of one large still: what ONNX Runtime's arenas keep, with and without shrinking.
 
-    .venv/bin/python bench/memory.py                      # 3000x2000 at ratio 1, 1 and 4 passes
-    .venv/bin/python bench/memory.py --size 1920x1080
+    .venv/bin/python -m bench.memory                      # 3000x2000 at ratio 1, 1 and 4 passes
+    .venv/bin/python -m bench.memory --size 1920x1080
 
 Each case runs in its own process (peak RSS is per process): two stills at the given ratio, then
 ``ru_maxrss``. "shrink" is the engine as shipped (runs with at least

@@ -1,9 +1,9 @@
 """Matte quality bench: named pipelines scored against ground truth, with their time.
 
-    .venv/bin/python bench/quality.py                         # default pipelines, people + detail
-    .venv/bin/python bench/quality.py --pipelines demo,balanced --sets people
-    .venv/bin/python bench/quality.py --group sweep --sets people   # the ratio sweep
-    .venv/bin/python bench/quality.py --video --colour        # + dtSSD on the GT clip, colour errors
+    .venv/bin/python -m bench.quality                         # default pipelines, people + detail
+    .venv/bin/python -m bench.quality --pipelines demo,balanced --sets people
+    .venv/bin/python -m bench.quality --group sweep --sets people   # the ratio sweep
+    .venv/bin/python -m bench.quality --video --colour        # + dtSSD on the GT clip, colour errors
 
 The evaluation set is ``$MATTEKIT_EVAL_DIR`` (default ``../shared/eval`` beside the repo). Every
 pipeline is a composition of steps over the engine: a ratio rule (fixed 0.25 as the original demo,
@@ -38,12 +38,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mattekit import compose, metrics, presets
+from mattekit.core.engine import Engine, Matte, auto_ratio, get_engine
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from mattekit import compose, metrics, presets  # noqa: E402
-from mattekit.core.engine import Engine, Matte, auto_ratio, get_engine  # noqa: E402
-
 OUT = ROOT / "bench" / "out"
 
 
@@ -793,7 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"evaluation data not found at {root}", file=sys.stderr)
         return 2
     engine = get_engine().load()
-    command = "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m bench.quality " + " ".join(argv if argv is not None else sys.argv[1:])
     report: dict = {"command": command.strip(), "pipelines": {n: pipes[n].about for n in names}}
     rows: list[dict] = []
     for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:

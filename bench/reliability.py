@@ -1,8 +1,8 @@
 """Fuzzing and fault figures for the README "Reliability" section.
 
-    .venv/bin/python bench/reliability.py            # bounded fuzz run (as in make test) + faults
-    .venv/bin/python bench/reliability.py --long     # the long fuzz campaign (as in make fuzz)
-    .venv/bin/python bench/reliability.py --deploy   # only the deployment rows (~1 min)
+    .venv/bin/python -m bench.reliability            # bounded fuzz run (as in make test) + faults
+    .venv/bin/python -m bench.reliability --long     # the long fuzz campaign (as in make fuzz)
+    .venv/bin/python -m bench.reliability --deploy   # only the deployment rows (~1 min)
 
 Runs tests/test_fuzz.py, tests/test_faults.py, tests/test_security.py, tests/test_deploy.py and
 tests/test_service_hardening.py
@@ -59,10 +59,9 @@ def _cases(xml: Path) -> dict[str, dict[str, Any]]:
 
 MEMORY_PROBE = r"""
 import io, json, resource, sys
-sys.path.insert(0, "tests")
 import numpy as np
 from PIL import Image
-from samples import sample_path
+from tests.samples import sample_path
 from mattekit.matter import Matter
 m = Matter()
 m.process(np.zeros((64, 64, 3), np.uint8))

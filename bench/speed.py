@@ -1,8 +1,8 @@
 """Speed: the original demo's pipeline vs mattekit, measured side by side in one run.
 
-    .venv/bin/python bench/speed.py                         # everything (several minutes on 2 cores)
-    .venv/bin/python bench/speed.py --quick                 # fewer images and repeats
-    .venv/bin/python bench/speed.py --parts stills,model    # some parts only
+    .venv/bin/python -m bench.speed                         # everything (several minutes on 2 cores)
+    .venv/bin/python -m bench.speed --quick                 # fewer images and repeats
+    .venv/bin/python -m bench.speed --parts stills,model    # some parts only
 
 Parts (each a row group in ``bench/out/speed.json`` and ``bench/out/speed.md``):
 
@@ -64,9 +64,6 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "bench"))
 
 from mattekit.core import store  # noqa: E402
 from mattekit.core.engine import Engine, set_engine  # noqa: E402
@@ -85,7 +82,7 @@ def source_photos(limit: int) -> list[Image.Image]:
     """Real photos of people: the evaluation set's, else the fetched samples."""
     paths = sorted((EVAL / "people" / "image").glob("*.jpg"))
     if not paths:
-        from samples import sample_path
+        from tests.samples import sample_path
 
         paths = [sample_path("astronaut"), sample_path("rocket")]
         print(f"evaluation set not found at {EVAL}: using the sample photos", file=sys.stderr)
@@ -108,7 +105,7 @@ def photo_batch(photos: Sequence[Image.Image], size: tuple[int, int]) -> list[by
 
 
 # -- the original demo (bench/demo.py) -------------------------------------------------------
-from demo import Demo  # noqa: E402
+from bench.demo import Demo  # noqa: E402
 
 
 @dataclass
@@ -139,7 +136,7 @@ def thing_photos(limit: int) -> list[Image.Image]:
     """Photos without a person: the evaluation set's things, else the fetched samples."""
     paths = sorted((EVAL / "things" / "image").glob("*.jpg"))
     if not paths:
-        from samples import sample_path
+        from tests.samples import sample_path
 
         paths = [sample_path(n) for n in ("cat", "coffee", "motorcycle", "rocket")]
     step = max(1, len(paths) // limit)
@@ -471,7 +468,7 @@ def part_video(frames: int) -> list[dict]:
 
 def part_server(seconds: float) -> list[dict]:
     try:
-        import load  # bench/load.py
+        from bench import load
     except ImportError as exc:
         print(f"server: bench/load.py unavailable ({exc})", file=sys.stderr)
         return []

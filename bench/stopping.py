@@ -1,7 +1,7 @@
 """How long a still holds its worker after its deadline, and what it costs to stop it sooner.
 
-    .venv/bin/python bench/stopping.py                 # overruns + the costs of both remedies (~3 min)
-    .venv/bin/python bench/stopping.py --part overrun  # only the overruns (also: sweep, process, checks)
+    .venv/bin/python -m bench.stopping                 # overruns + the costs of both remedies (~3 min)
+    .venv/bin/python -m bench.stopping --part overrun  # only the overruns (also: sweep, process, checks)
 
 ``sweep``: the same on a 50 MP photo with deadlines every 0.25 s, and where each one stopped.
 ``overrun``: the service's own work function (``service.api.process``: decode, model, compose,
@@ -32,21 +32,19 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mattekit.deadline import Deadline
+from mattekit.errors import DeadlineExceeded
+from mattekit.options import Options
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from mattekit.deadline import Deadline  # noqa: E402
-from mattekit.errors import DeadlineExceeded  # noqa: E402
-from mattekit.options import Options  # noqa: E402
 
 FIFTY_MP = (8660, 5773)  # the service's default MATTEKIT_MAX_PIXELS is 50,000,000
 TWELVE_MP = (4000, 3000)
 
 
 def _photo(size: tuple[int, int]) -> Image.Image:
-    from samples import sample_path
+    from tests.samples import sample_path
 
     return Image.open(sample_path("astronaut")).convert("RGB").resize(size, Image.Resampling.BILINEAR)
 

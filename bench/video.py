@@ -1,8 +1,8 @@
 """Video bench: temporal stability (recurrent vs per-frame) and end-to-end fps per output type.
 
-    .venv/bin/python bench/video.py                      # everything (a few minutes on 2 cores)
-    .venv/bin/python bench/video.py --part stability --frames 40
-    .venv/bin/python bench/video.py --part speed --frames 24 --sizes 720
+    .venv/bin/python -m bench.video                      # everything (a few minutes on 2 cores)
+    .venv/bin/python -m bench.video --part stability --frames 40
+    .venv/bin/python -m bench.video --part speed --frames 24 --sizes 720
 
 Stability, on the evaluation clips (``$MATTEKIT_EVAL_DIR/video``, default ``../shared/eval``):
 the same engine either carries RVM's recurrent state from frame to frame ("recurrent", what
@@ -33,14 +33,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mattekit import metrics
+from mattekit.core.engine import get_engine
+from mattekit.options import Options, parse_background
+from mattekit.video import VideoOptions, alpha_sequence, flicker, process_video, read_frames, write_frames
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from mattekit import metrics  # noqa: E402
-from mattekit.core.engine import get_engine  # noqa: E402
-from mattekit.options import Options, parse_background  # noqa: E402
-from mattekit.video import VideoOptions, alpha_sequence, flicker, process_video, read_frames, write_frames  # noqa: E402
-
 OUT = ROOT / "bench" / "out"
 EVAL = Path(os.environ.get("MATTEKIT_EVAL_DIR") or ROOT.parent / "shared" / "eval")
 

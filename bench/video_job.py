@@ -1,7 +1,7 @@
 """A video job (the page's path) against `mattekit video` (the CLI's) on the same 720p clip.
 
-    .venv/bin/python bench/video_job.py --rounds 3 --end 1.5      # alternating, back to back
-    .venv/bin/python bench/video_job.py --page                     # what the page costs while it waits
+    .venv/bin/python -m bench.video_job --rounds 3 --end 1.5      # alternating, back to back
+    .venv/bin/python -m bench.video_job --page                     # what the page costs while it waits
 
 Each round runs the CLI, then a job on a live server polled every 0.5 s as the page polls, on
 ``openpose_street.mp4`` (1280x720, ``$MATTEKIT_EVAL_DIR/video``, default ``../shared/eval``), the
@@ -19,15 +19,13 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+import httpx
+from tests.live_server import UVICORN, start_server
 
-import httpx  # noqa: E402
-from live_server import UVICORN, start_server  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CLIP = Path(os.environ.get("MATTEKIT_EVAL_DIR", ROOT.parent / "shared" / "eval")) / "video" / "openpose_street.mp4"
 TCK = os.sysconf("SC_CLK_TCK")

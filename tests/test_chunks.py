@@ -224,8 +224,7 @@ def test_without_ray_the_command_says_how_to_get_it(tmp_path, clip):
 def test_three_chunks_keep_every_frame_and_the_one_piece_quality(evaldir, tmp_path):
     """comp_D in 3 chunks of 30 frames (W = 20): every frame, dtSSD within 2 % of the one-piece run,
     no frame's SAD more than 10 % above its one-piece SAD. PNG frames: lossless alpha."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    import quality as bench
+    from bench import quality as bench
 
     gts = [g for _, g in bench.video_frames(evaldir)]
     source = evaldir / "video" / "comp_D.mp4"

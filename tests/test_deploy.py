@@ -22,12 +22,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bench import load  # a real server with its own TMPDIR
 from live_server import record_summary
 from samples import sample_path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-import load  # noqa: E402  (bench/load.py: a real server with its own TMPDIR)
 
 FAST = {"preset": "fast"}
 # ``best`` at ratio 1 on SLOW_SIDE px: three network passes of ~1.6 MP, ~2.3 s on a 2-core Zen 4,

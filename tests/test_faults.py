@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -22,12 +21,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bench import load
 
 from mattekit.service.state import service_of
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-import load  # noqa: E402  (bench/load.py)
 
 FAST = {"preset": "fast"}
 
@@ -183,7 +181,6 @@ def test_worker_exception_is_contained(app_client, images, monkeypatch, caplog, 
 
 
 def _clip(name: str) -> bytes:
-    sys.path.insert(0, str(ROOT / "tests"))
     from samples import sample_path
 
     return sample_path(name).read_bytes()

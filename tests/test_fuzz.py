@@ -311,11 +311,8 @@ def _animated(fmt: str, size: tuple[int, int] = (40, 30), **kw: Any) -> bytes:
 
 def _sample_seeds() -> dict[str, bytes]:
     """Real photos from tests/samples.py (package wheels), shrunk so each case stays fast."""
-    sys.path.insert(0, str(HERE))
-    try:
-        from samples import sample_path
-    finally:
-        sys.path.remove(str(HERE))
+    from samples import sample_path
+
     out: dict[str, bytes] = {}
     for name in ("astronaut", "camera", "rocket"):
         try:
@@ -776,12 +773,8 @@ def _clip_seeds() -> dict[str, bytes]:
     import tempfile
 
     import av
+    from samples import sample_path
 
-    sys.path.insert(0, str(HERE))
-    try:
-        from samples import sample_path
-    finally:
-        sys.path.remove(str(HERE))
     frames = []
     with av.open(str(sample_path("carphone"))) as src:
         for frame in src.decode(video=0):

@@ -9,10 +9,10 @@ import io
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from bench import quality as bench
 from PIL import Image
 
 from mattekit import Options
@@ -159,8 +159,6 @@ def test_cli_cuts_out_an_object_with_the_general_model(tmp_path, general_model):
 
 
 # -- on the dev sets (../shared/eval), with the bench's own functions ---------------------------------
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import quality as bench  # noqa: E402
 
 
 def quarter_size(sample: bench.Sample, background: np.ndarray, where: int) -> bench.Sample:

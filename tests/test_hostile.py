@@ -4,7 +4,6 @@ past the pixel limit. Capacity 1 and a 1 MP limit, as in the audit, so each hole
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +11,9 @@ from pathlib import Path
 import hostile
 import httpx
 import pytest
+from bench import load  # a real server with its own TMPDIR
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-import load  # noqa: E402  (bench/load.py: a real server with its own TMPDIR)
 
 LIMIT = 1_000_000
 

@@ -8,14 +8,12 @@ quiet laptop and on a busy 2-core CI runner. The load generator is bench/load.py
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from bench import load
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-import load  # noqa: E402  (bench/load.py)
 
 WORKERS = 2
 QUEUE = 2

@@ -19,11 +19,11 @@ tables in docs/quality.md measure the same thing.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bench import quality as bench
 
 from mattekit import presets
 from mattekit.errors import InvalidOption
@@ -31,9 +31,6 @@ from mattekit.errors import InvalidOption
 pytestmark = pytest.mark.unit  # make unit: in-process and fast
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-import quality as bench  # noqa: E402
 
 
 # -- recipes, no evaluation data needed -------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,11 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bench import load  # a real server with its own TMPDIR
 from live_server import record_summary
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-import load  # noqa: E402  (bench/load.py: a real server with its own TMPDIR)
 
 DEADLINE = 2.0  # MATTEKIT_REQUEST_TIMEOUT and MATTEKIT_JOB_UPLOAD_TIMEOUT of these servers
 DECLARED = 16 * 1024 * 1024  # what each stalled upload announces
