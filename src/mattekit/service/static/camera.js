@@ -6,9 +6,10 @@
 // probation until its first frame: no navigator.gpu, no adapter, a failed session, no first frame
 // within FIRST_FRAME_BUDGET_MS of starting, an output that is not finite or is constant (a blank
 // picture), or a matte that differs from WebAssembly's on the same first frame (mean |Δα| over
-// REFEREE_TOLERANCE; onnxruntime-web 1.31's WebGPU gave 94/255 on Chromium's SwiftShader adapter:
-// wrong, not slow) demotes it to WebAssembly, with one line under the picture saying why; so does
-// a later frame that throws or comes back NaN. A demotion is remembered in this browser
+// REFEREE_TOLERANCE) demotes it to WebAssembly, with one line under the picture saying why; so
+// does a later frame that throws or comes back NaN. WebGPU runs the model with its odd-channel
+// Convs padded by one zero channel (onnx-pad.js: onnxruntime-web 1.31.1's WebGPU Conv was wrong
+// for 171 input channels, RVM's matte 94-150/255 off; padded, within 1e-7). A demotion is remembered in this browser
 // (localStorage), as is the visitor's own choice in the list (Auto, WebGPU, WebAssembly). The
 // page says "Live" only once a frame has been drawn. Both backends run the fp32 model.
 //
@@ -26,8 +27,10 @@
 // state=off (a fresh state every frame: what an image model would do; for comparisons), view=1
 // (the chromeless view for OBS: only the picture, on a transparent page, running on in a hidden
 // tab), bg=transparent|blur|RRGGBB (the background to start with), referee=off (for measuring:
-// keep WebGPU even when its first matte differs from WebAssembly's). Test hook: fail=TIER or
-// fail=TIER-nan (TIER webgpu or wasm) makes that tier's runs throw, or return NaN, without running.
+// keep WebGPU even when its first matte differs from WebAssembly's), pad=off (WebGPU runs the
+// model as it is, without onnx-pad.js's fix: to see the bug). Test hook: fail=TIER, fail=TIER-nan
+// or fail=TIER-off (TIER webgpu or wasm) makes that tier's runs throw, return NaN, or return a
+// plausible but wrong picture (the camera's own, alpha 0.5 everywhere), without running.
 "use strict";
 
 (() => {
@@ -60,6 +63,7 @@
   const FAILED_KEY = "mattekit.camera.webgpu-failed"; // why WebGPU failed here under auto
   const FAIL = params.get("fail") || ""; // test hook (see above)
   const REFEREE = params.get("referee") !== "off";
+  const PAD = params.get("pad") !== "off";
   const LIVE = "Live: the picture is matted in this browser and never leaves your device.";
 
   const runtime = { ort: null, session: null, tier: "", backend: "", loading: null, probation: false, deadline: 0 };
@@ -142,14 +146,15 @@
 
   // The test hook: the tier's runs throw, or return NaN, instead of running.
   function hooked(tier, session) {
-    if (FAIL !== tier && FAIL !== `${tier}-nan`) return session;
+    if (FAIL !== tier && FAIL !== `${tier}-nan` && FAIL !== `${tier}-off`) return session;
     const run = async (feeds) => {
       if (FAIL === tier) throw new Error(`forced failure (test hook fail=${tier})`);
       const ort = runtime.ort;
       const [, , h, w] = feeds.src.dims;
-      const nan = (c) => new ort.Tensor("float32", new Float32Array(c * h * w).fill(NaN), [1, c, h, w]);
+      const fill = (c, v) => new ort.Tensor("float32", new Float32Array(c * h * w).fill(v), [1, c, h, w]);
       const rec = Object.fromEntries(["r1o", "r2o", "r3o", "r4o"].map((k) => [k, feeds[`r${k[1]}i`]]));
-      return { fgr: nan(3), pha: nan(1), ...rec };
+      if (FAIL === `${tier}-off`) return { fgr: new ort.Tensor("float32", feeds.src.data.slice(), [1, 3, h, w]), pha: fill(1, 0.5), ...rec };
+      return { fgr: fill(3, NaN), pha: fill(1, NaN), ...rec };
     };
     return { run, release: () => session.release() };
   }
@@ -161,7 +166,8 @@
     const ort = await import(`${ORT}ort.webgpu.min.mjs`);
     ort.env.wasm.wasmPaths = ORT;
     const began = performance.now();
-    const creating = ort.InferenceSession.create(model, { executionProviders: ["webgpu"] });
+    const fixed = PAD && self.mattekitOnnx ? self.mattekitOnnx.padOddConvs(model).model : model;
+    const creating = ort.InferenceSession.create(fixed, { executionProviders: ["webgpu"] });
     const session = await withTimeout(creating, budget, `no first frame within ${budget / 1000} s`).catch((err) => {
       creating.then((s) => s.release(), () => {});
       throw err;
