@@ -625,3 +625,44 @@ def test_camera_view_for_obs_is_transparent_and_runs_hidden(browser_type, base_u
         assert corner == [0, 255, 0, 255], corner
     finally:
         browser.close()
+
+
+def test_camera_webgpu_model_fix_computes_the_same(base_url_live, tmp_path):
+    """onnx-pad.js (the WebGPU tier's copy of the model) pads RVM's four odd-channel decoder Convs
+    with one zero channel: a valid ONNX model (onnx.checker) that ONNX Runtime runs to the same
+    outputs as the served model (within 1e-5). Runs the page's own script in Node."""
+    import shutil
+    import subprocess
+
+    import httpx
+    import onnx
+    import onnxruntime as ort
+
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        pytest.skip("Node.js not found (make web needs it)")
+    original = tmp_path / "rvm.onnx"
+    original.write_bytes(httpx.get(base_url_live + "/camera/model.onnx", timeout=60).content)
+    padded = tmp_path / "rvm_padded.onnx"
+    script = Path(__file__).resolve().parents[1] / "src" / "mattekit" / "service" / "static" / "onnx-pad.js"
+    run = f"""const fs = require("fs"); const {{ padOddConvs }} = require({str(script)!r});
+        const r = padOddConvs(new Uint8Array(fs.readFileSync({str(original)!r})));
+        fs.writeFileSync({str(padded)!r}, r.model); console.log(r.padded);"""
+    out = subprocess.run([node, "-e", run], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "4", out
+    model = onnx.load(str(padded))
+    onnx.checker.check_model(model)
+    pads = [n for n in model.graph.node if n.op_type == "Pad"]
+    assert sorted(n.output[0].rsplit("_c", 1)[1] for n in pads) == ["108", "172", "36", "60"]
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    rng = np.random.default_rng(0)
+    zero = np.zeros((1, 1, 1, 1), np.float32)
+    feeds = {"src": rng.random((1, 3, 180, 320), dtype=np.float32), "downsample_ratio": np.array([0.5], np.float32)}
+    feeds |= {f"r{i}i": zero for i in range(1, 5)}
+    a = ort.InferenceSession(str(original), options, providers=["CPUExecutionProvider"]).run(None, feeds)
+    b = ort.InferenceSession(str(padded), options, providers=["CPUExecutionProvider"]).run(None, feeds)
+    worst = max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
+    print(f"onnx-pad.js: 4 Convs padded, outputs within {worst:.1e} of the served model's")
+    assert worst < 1e-5, worst
