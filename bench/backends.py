@@ -7,7 +7,7 @@
    frame's default pass) and 480x272, recurrent state fed back, in alternating blocks of calls;
    median ms per frame and the ratio to ONNX Runtime fp32's one-piece network run one frame at a
    time. Each backend as the engine runs it: its three stage parts one after another (a camera
-   frame, ``Engine.step``) and overlapped in three threads (a video, ``mattekit.core.stages``).
+   frame, ``Engine.step``) and overlapped in three threads (a video, ``mattekit.core.streams``).
 2. accuracy: on the dev photos (``$MATTEKIT_EVAL_DIR/people``, default ``../shared/eval``), each
    backend's alpha against the fp32 full graph: mean and p99.9 of |difference| in 1/255, beside
    the yardstick: the fp32 network's own alpha change under ±0.001 of input noise (what "exact
@@ -42,20 +42,19 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from mattekit.core.stages import STAGES  # noqa: E402
-
 from bench.speed import cpu_name  # noqa: E402
 from bench.video import _street_clip, _upscaled  # noqa: E402
 from mattekit import metrics  # noqa: E402
-from mattekit.core import backends, fastpath  # noqa: E402
-from mattekit.core.engine import Engine, auto_ratio  # noqa: E402
+from mattekit.core import backends, derive, kernels  # noqa: E402
+from mattekit.core.derive import PARTS  # noqa: E402
+from mattekit.core.engine import Engine  # noqa: E402
+from mattekit.core.passes import pass_ratio  # noqa: E402
 from mattekit.options import Options, parse_background  # noqa: E402
 from mattekit.video import VideoOptions, alpha_sequence, process_video, read_frames  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 EVAL = Path(os.environ.get("MATTEKIT_EVAL_DIR") or ROOT.parent / "shared" / "eval")
 BASE = "onnxruntime"
-STAGES_PARTS = ("backbone", "recurrent", "output")  # the sub-models the three stages run
 DEEP = "bf16 decoder + bf16 backbone blocks at 1/16"
 
 
@@ -70,36 +69,36 @@ class _Staged:
         self.network = engine.network
 
     def run(self, _names, feeds: dict) -> list:
-        out = self.network(feeds[fastpath.LOWRES_INPUT], [feeds[n] for n in fastpath.STATE_IN])
-        return [out[n] for n in (fastpath.COEFF_A, fastpath.COEFF_B, *fastpath.STATE_OUT)]
+        out = self.network(feeds[derive.LOWRES_INPUT], [feeds[n] for n in derive.STATE_IN])
+        return [out[n] for n in (derive.COEFF_A, derive.COEFF_B, *derive.STATE_OUT)]
 
 
 def _overlapped(engine: Engine, x: np.ndarray, frames: int) -> None:
-    """``frames`` runs of the network as mattekit.core.stages runs a video: the three parts in three
+    """``frames`` runs of the network as mattekit.core.streams runs a video: the three parts in three
     threads (one intra-op thread each), the state carried through the middle one."""
-    engine = engine.with_threads(max(1, (engine.threads or backends.cpu_cores()) // len(STAGES)))  # as StagedStream does
+    engine = engine.with_threads(max(1, (engine.threads or backends.cpu_cores()) // len(PARTS)))  # as StagedStream does
     backend = engine.backend
     q1: queue.Queue = queue.Queue(4)
     q2: queue.Queue = queue.Queue(4)
 
-    def encode() -> None:
+    def backbone() -> None:
         for _ in range(frames):
-            tensors = engine.run_part("backbone", {fastpath.LOWRES_INPUT: x}, backend)
-            tensors[fastpath.LOWRES_INPUT] = x
+            tensors = engine.run_submodel("backbone", {derive.LOWRES_INPUT: x}, backend)
+            tensors[derive.LOWRES_INPUT] = x
             q1.put(tensors)
 
-    def recur() -> None:
+    def recurrent() -> None:
         state = [np.zeros((1, 1, 1, 1), np.float32)] * 4
         for _ in range(frames):
-            tensors = engine.stage_recur(q1.get(), state)
-            state = [tensors[n] for n in fastpath.STATE_OUT]
+            tensors = engine.recurrent(q1.get(), state)
+            state = [tensors[n] for n in derive.STATE_OUT]
             q2.put(tensors)
 
-    threads = [threading.Thread(target=encode, daemon=True), threading.Thread(target=recur, daemon=True)]
+    threads = [threading.Thread(target=backbone, daemon=True), threading.Thread(target=recurrent, daemon=True)]
     for t in threads:
         t.start()
     for _ in range(frames):
-        engine.run_part("output", q2.get(timeout=60), backend)  # a stage that failed: no hang
+        engine.run_submodel("output", q2.get(timeout=60), backend)  # a stage that failed: no hang
     for t in threads:
         t.join()
 
@@ -107,7 +106,7 @@ def _overlapped(engine: Engine, x: np.ndarray, frames: int) -> None:
 def part_model(reps: int, calls: int) -> list[dict]:
     """Per frame of a stream (state fed back): ONNX Runtime fp32's one-piece network one frame at
     a time (the reference); each backend's network as the engine runs it, one frame at a time
-    (Engine.step) and with the stages overlapped (a video, mattekit.core.stages)."""
+    (Engine.step) and with the stages overlapped (a video, mattekit.core.streams)."""
     engines = {n: Engine(backend=n).load() for n in _names()}
     rows = []
     for h, w in ((360, 640), (272, 480)):
@@ -117,10 +116,10 @@ def part_model(reps: int, calls: int) -> list[dict]:
         def in_turn(session, x=x):
             state = [np.zeros((1, 1, 1, 1), np.float32)] * 4
             for _ in range(calls):
-                *_, r1, r2, r3, r4 = session.run(None, {fastpath.LOWRES_INPUT: x, **dict(zip(fastpath.STATE_IN, state))})
+                *_, r1, r2, r3, r4 = session.run(None, {derive.LOWRES_INPUT: x, **dict(zip(derive.STATE_IN, state))})
                 state = [r1, r2, r3, r4]
 
-        runs[(BASE, "one piece, in turn")] = lambda: in_turn(engines[BASE]._part("lowres"))
+        runs[(BASE, "one piece, in turn")] = lambda: in_turn(engines[BASE]._session("network"))
         for name, engine in engines.items():
             runs[(name, "stages, in turn")] = lambda engine=engine: in_turn(_Staged(engine))
             runs[(name, "stages overlapped")] = lambda engine=engine, x=x: _overlapped(engine, x, calls)
@@ -153,15 +152,15 @@ def part_profile(runs: int = 13) -> list[dict]:
     engine = Engine(backend=BASE, threads=1).load()
     x = np.random.default_rng(0).random((1, 3, 360, 640), dtype=np.float32)
     zero = [np.zeros((1, 1, 1, 1), np.float32)] * 4
-    state = [engine.network(x, zero)[n] for n in fastpath.STATE_OUT]
-    tensors = engine.run_part("backbone", {fastpath.LOWRES_INPUT: x})
-    pool = {fastpath.LOWRES_INPUT: x, **dict(zip(fastpath.STATE_IN, state)), **tensors}
-    pool.update(engine.stage_recur({**tensors, fastpath.LOWRES_INPUT: x}, state))
+    state = [engine.network(x, zero)[n] for n in derive.STATE_OUT]
+    tensors = engine.run_submodel("backbone", {derive.LOWRES_INPUT: x})
+    pool = {derive.LOWRES_INPUT: x, **dict(zip(derive.STATE_IN, state)), **tensors}
+    pool.update(engine.recurrent({**tensors, derive.LOWRES_INPUT: x}, state))
     import onnxruntime as ort
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="mattekit-bench-profile-") as tmp:
-        for part in STAGES_PARTS:
+        for part in PARTS:
             options = ort.SessionOptions()
             options.intra_op_num_threads = options.inter_op_num_threads = 1
             options.enable_profiling = True
@@ -238,14 +237,14 @@ def part_deep_bf16() -> list[dict]:
         tmp = Path(tmpname)
         backbone = engine._paths["backbone"]
         deep_path, into, deep_out = _deep_blocks(backbone, tmp)
-        onnx.utils.extract_model(str(backbone), str(tmp / "early.onnx"), [fastpath.LOWRES_INPUT], [into])
+        onnx.utils.extract_model(str(backbone), str(tmp / "early.onnx"), [derive.LOWRES_INPUT], [into])
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         early = ort.InferenceSession(str(tmp / "early.onnx"), options, providers=["CPUExecutionProvider"])
         deep32 = ort.InferenceSession(str(deep_path), options, providers=["CPUExecutionProvider"])
         deep16 = _PerShape(deep_path, 1)
         x = np.random.default_rng(0).random((1, 3, 360, 640), dtype=np.float32)
-        boundary = early.run(None, {fastpath.LOWRES_INPUT: x})[0]
+        boundary = early.run(None, {derive.LOWRES_INPUT: x})[0]
         for name, session in (
             ("backbone (whole part), ONNX Runtime fp32", None),
             ("its 1/16 blocks, ONNX Runtime fp32", deep32),
@@ -254,7 +253,7 @@ def part_deep_bf16() -> list[dict]:
 
             def call(session=session):
                 if session is None:
-                    engine.run_part("backbone", {fastpath.LOWRES_INPUT: x})
+                    engine.run_submodel("backbone", {derive.LOWRES_INPUT: x})
                 else:
                     session.run(None, {into: boundary})
 
@@ -273,16 +272,16 @@ def part_deep_bf16() -> list[dict]:
         found: dict[str, list[tuple[float, float]]] = {"openvino-bf16": [], DEEP: []}
         for path in photos:
             rgb = np.asarray(Image.open(path).convert("RGB"))
-            ratio = auto_ratio(*rgb.shape[:2])
+            ratio = pass_ratio("auto", *rgb.shape[:2])
             want = reference.step(rgb, ratio)[0].alpha
-            lowres = fastpath.downsample(rgb, ratio)
-            full = engine.run_part("backbone", {fastpath.LOWRES_INPUT: lowres})
-            boundary = early.run(None, {fastpath.LOWRES_INPUT: lowres})[0]
+            lowres = kernels.downsample(rgb, ratio)
+            full = engine.run_submodel("backbone", {derive.LOWRES_INPUT: lowres})
+            boundary = early.run(None, {derive.LOWRES_INPUT: lowres})[0]
             deep = dict(zip(deep_out, deep16.run(None, {into: boundary})))
             for name, tensors in (("openvino-bf16", full), (DEEP, {**full, **deep})):
-                tensors = engine.stage_recur({**tensors, fastpath.LOWRES_INPUT: lowres}, zero)
-                out = engine._output(tensors)
-                alpha = fastpath.tail(out[fastpath.COEFF_A], out[fastpath.COEFF_B], rgb)[0]
+                tensors = engine.recurrent({**tensors, derive.LOWRES_INPUT: lowres}, zero)
+                out = engine.output(tensors)
+                alpha = kernels.tail(out[derive.COEFF_A], out[derive.COEFF_B], rgb)[0]
                 found[name].append(_difference(alpha, want))
             print(path.name, {n: f"{v[-1][0]:.3f}/{v[-1][1]:.2f}" for n, v in found.items()}, flush=True)
         for name, v in found.items():
@@ -311,11 +310,11 @@ def _summary(what: str, mode: str, found: list[tuple[float, float]]) -> dict:
 
 
 def _network_alpha(session, rgb: np.ndarray, ratio: float, state: list, noise: bool = False) -> np.ndarray:
-    x = fastpath.downsample(rgb, ratio)
+    x = kernels.downsample(rgb, ratio)
     if noise:
         x = np.clip(x + np.random.default_rng(0).uniform(-1e-3, 1e-3, x.shape).astype(np.float32), 0, 1)
-    a, b = session.run(None, {fastpath.LOWRES_INPUT: x, **dict(zip(fastpath.STATE_IN, state))})[:2]
-    return fastpath.tail(a, b, rgb)[0]
+    a, b = session.run(None, {derive.LOWRES_INPUT: x, **dict(zip(derive.STATE_IN, state))})[:2]
+    return kernels.tail(a, b, rgb)[0]
 
 
 NOISE = "fp32 under ±0.001 input noise"
@@ -331,11 +330,11 @@ def part_accuracy(frames_cap: int) -> list[dict]:
         return []
     reference = Engine(fast=False).load()
     engines = {n: Engine(backend=n).load() for n in _names()}
-    plain = engines[BASE]._part("lowres")
+    plain = engines[BASE]._session("network")
     found: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for path in photos:
         rgb = np.asarray(Image.open(path).convert("RGB"))
-        ratio = auto_ratio(*rgb.shape[:2])
+        ratio = pass_ratio("auto", *rgb.shape[:2])
         zero = [np.zeros((1, 1, 1, 1), np.float32)] * 4
         first, state = reference.step(rgb, ratio)
         second = reference.step(rgb, ratio, state)[0].alpha

@@ -5,7 +5,7 @@
 
 Each case runs in its own process (peak RSS is per process): two stills at the given ratio, then
 ``ru_maxrss``. "shrink" is the engine as shipped (runs with at least
-``engine.ARENA_SHRINK_PIXELS`` low-resolution pixels hand the arena's memory back); "keep" sets
+``runtime.ARENA_SHRINK_PIXELS`` low-resolution pixels hand the arena's memory back); "keep" sets
 that threshold out of reach, so the (shared) arena keeps its largest run's buffers. The presets'
 own 640 px pass stays far below the threshold: this is about ``--ratio`` near 1 on big photos.
 Writes ``bench/out/memory.json`` and ``bench/out/memory.md``.
@@ -27,9 +27,9 @@ CASE = r"""
 import json, resource, sys, time
 import numpy as np
 sys.path.insert(0, {src!r})
-from mattekit.core import engine
+from mattekit.core import engine, runtime
 if {keep}:
-    engine.ARENA_SHRINK_PIXELS = 10 ** 15
+    runtime.ARENA_SHRINK_PIXELS = 10 ** 15
 rgb = np.random.default_rng(0).integers(0, 256, ({h}, {w}, 3), dtype=np.uint8)
 e = engine.Engine()
 t = time.perf_counter()

@@ -39,9 +39,12 @@ import numpy as np
 from PIL import Image
 
 from mattekit import compose, metrics, presets
-from mattekit.core.engine import Engine, Matte, auto_ratio, get_engine
+from mattekit.core.engine import Engine, Matte, get_engine
+from mattekit.core.passes import pass_ratio
+from mattekit.core.streams import Stream
 
 ROOT = Path(__file__).resolve().parents[1]
+
 OUT = ROOT / "bench" / "out"
 
 
@@ -119,7 +122,7 @@ def plain(ratio: object, passes: int = 1) -> Step:
 
     def step(engine: Engine, rgb: np.ndarray) -> Matte:
         h, w = rgb.shape[:2]
-        r = auto_ratio(h, w, ratio[1]) if isinstance(ratio, tuple) else ratio
+        r = pass_ratio("auto", h, w, ratio[1]) if isinstance(ratio, tuple) else ratio
         return engine.matte(rgb, r, passes=passes)
 
     return step
@@ -141,7 +144,7 @@ def general_step(size: int = 0, fp32: bool | None = None) -> Step:
     """The general model (ISNet) alone, at ``size`` (0: the library's default) and precision."""
 
     def step(engine: Engine, rgb: np.ndarray) -> Matte:
-        from mattekit.core.general import DEFAULT_FP32, DEFAULT_SIZE, GeneralEngine
+        from mattekit.core.models.isnet import DEFAULT_FP32, DEFAULT_SIZE, GeneralEngine
 
         key = (size or DEFAULT_SIZE, DEFAULT_FP32 if fp32 is None else fp32)
         gen = _generals.get(key)
@@ -535,7 +538,7 @@ def video_frames(root: Path, limit: int | None = None):
 def video_scores(engine: Engine, root: Path, names: Sequence[str], limit: int | None = None) -> dict:
     """dtSSD and mean SAD of the plain recurrent pass (``engine.stream``) and each preset's stream."""
     frames = list(video_frames(root, limit))
-    streams = {"plain": engine.stream("auto")}
+    streams = {"plain": Stream(engine, "auto")}
     streams.update({n: presets.stream(engine, n, "auto") for n in names})
     out = {}
     for name, s in streams.items():

@@ -65,8 +65,8 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from mattekit.core import store  # noqa: E402
 from mattekit.core.engine import Engine, set_engine  # noqa: E402
+from mattekit.core.models import rvm  # noqa: E402
 from mattekit.matter import Matter  # noqa: E402
 from mattekit.options import Options  # noqa: E402
 from mattekit.pipeline import process_files  # noqa: E402
@@ -260,7 +260,7 @@ def part_work(n_images: int, reps: int, sizes: Sequence[str]) -> list[dict]:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     demo = Demo()
-    demo.session = ort.InferenceSession(str(store.locate().path), opts, providers=["CPUExecutionProvider"])
+    demo.session = ort.InferenceSession(str(rvm.locate().path), opts, providers=["CPUExecutionProvider"])
     plain, split = Engine(threads=1, fast=False).load(), Engine(threads=1).load()
     photos = source_photos(n_images)
     rows = []

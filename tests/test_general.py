@@ -16,7 +16,8 @@ from bench import quality as bench
 from PIL import Image
 
 from mattekit import Options
-from mattekit.core import route, store
+from mattekit.core import models, route
+from mattekit.core.models import rvm
 from mattekit.errors import EmptyResult, InvalidOption, ModelUnavailable
 from mattekit.matter import Matter
 
@@ -25,14 +26,14 @@ OBJECTS = ("cat", "coffee", "motorcycle", "rocket")
 
 @pytest.fixture(scope="session")
 def matter(engine, general_model) -> Matter:
-    from mattekit.core.general import GeneralEngine
+    from mattekit.core.models.isnet import GeneralEngine
 
     return Matter(engine=engine, general=GeneralEngine(general_model))
 
 
 @pytest.fixture(scope="session")
 def matter_without_general(engine, tmp_path_factory) -> Matter:
-    from mattekit.core.general import GeneralEngine
+    from mattekit.core.models.isnet import GeneralEngine
 
     return Matter(engine=engine, general=GeneralEngine(tmp_path_factory.mktemp("none") / "missing.onnx"))
 
@@ -138,7 +139,7 @@ def mattekit(*args: str, env: dict) -> subprocess.CompletedProcess:
 def test_cli_warns_and_fails_without_the_general_model(tmp_path):
     from samples import sample_path
 
-    env = {"MATTEKIT_HOME": str(tmp_path / "home"), "MATTEKIT_MODEL": str(store.locate().path), "MATTEKIT_GENERAL_MODEL": ""}
+    env = {"MATTEKIT_HOME": str(tmp_path / "home"), "MATTEKIT_MODEL": str(rvm.locate().path), "MATTEKIT_GENERAL_MODEL": ""}
     out = tmp_path / "out.png"
     run = mattekit("remove", str(sample_path("rocket")), "-o", str(out), env=env)
     assert run.returncode == 1, run.stderr
@@ -221,9 +222,7 @@ def test_auto_on_people_is_bit_identical_to_person_and_small_people_go_to_rvm(ev
 
 @pytest.fixture(scope="module")
 def things_summary(evaldir, engine, matter):
-    from mattekit.core.general import set_general
-
-    set_general(matter.general)  # the bench's "auto" uses the process-wide general engine
+    models.set_engine("general", matter.general)  # the bench's "auto" uses the process-wide general engine
     pipes = bench.build_pipelines()
     samples = bench.load_samples(evaldir, "things")
     assert {s.stem for s in samples} == set(bench.manifest(evaldir / "things"))
