@@ -249,6 +249,9 @@ def test_a_webhook_is_retried_with_backoff_then_given_up(receiver):
 
 # -- video jobs on a Ray cluster: two API replicas, one cluster -------------------------------------
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}  # the same in every process
+# A replica is up for jobs once it answers: the jobs' model runs in the cluster's workers, so its
+# own (stills) model loading is not waited for.
+UP = "/healthz"
 
 
 def _tree(pid: int) -> set[int]:
@@ -326,8 +329,8 @@ def test_two_replicas_share_jobs_on_a_ray_cluster(ray_head, clip, receiver, tmp_
         "MATTEKIT_JOB_CHUNK_SECONDS": "0.25",
         "MATTEKIT_THREADS": "1",
     }
-    with start_server(env=env) as (b_url, _), httpx.Client(base_url=b_url, timeout=60) as b:
-        with start_server(env=env) as (a_url, a_proc):
+    with start_server(env=env, ready_path=UP) as (b_url, _), httpx.Client(base_url=b_url, timeout=60) as b:
+        with start_server(env=env, ready_path=UP) as (a_url, a_proc):
             fields = {"output": "webm", "preset": "fast", "end": "0.8", "webhook_url": receiver.url + "/done"}
             r = httpx.post(a_url + "/api/v1/jobs", data=fields, files={"file": ("c.mp4", clip.read_bytes())}, timeout=60)
             assert r.status_code == 202, r.text
@@ -339,7 +342,7 @@ def test_two_replicas_share_jobs_on_a_ray_cluster(ray_head, clip, receiver, tmp_
         assert final["progress"]["chunks_total"] == 4 and final["progress"]["chunks_done"] == 4, final
         chunk_counts = [s["progress"].get("chunks_done", 0) for s in seen]
         assert chunk_counts == sorted(chunk_counts)
-        with start_server(env=env) as (c_url, _):  # a replica started since knows the job too
+        with start_server(env=env, ready_path=UP) as (c_url, _):  # a replica started since knows the job too
             assert httpx.get(c_url + job["status_url"]).json()["state"] == "done"
         result = b.get(final["result_url"])
         assert result.status_code == 200 and result.headers["content-type"] == "video/webm"
@@ -361,18 +364,29 @@ def test_two_replicas_share_jobs_on_a_ray_cluster(ray_head, clip, receiver, tmp_
 
         # MATTEKIT_JOB_TIMEOUT holds on the cluster: the replica that sees a job past it stops it.
         long = {"output": "mov", "end": "2.9"}
-        first = b.post("/api/v1/jobs", data=long, files={"file": ("c.mp4", clip.read_bytes())}).json()
-        with start_server(env={**env, "MATTEKIT_JOB_TIMEOUT": "1"}) as (d_url, _), httpx.Client(base_url=d_url) as d:
+        hooked = {**long, "webhook_url": receiver.url + "/failed"}
+        first = b.post("/api/v1/jobs", data=hooked, files={"file": ("c.mp4", clip.read_bytes())}).json()
+        with (
+            start_server(env={**env, "MATTEKIT_JOB_TIMEOUT": "1"}, ready_path=UP) as (d_url, _),
+            httpx.Client(base_url=d_url) as d,
+        ):
             stopped = _wait(d, first["id"], {"done", "failed", "cancelled"}, timeout=200)[-1]
         assert stopped["state"] == "failed" and stopped["error"]["code"] == "deadline_exceeded", stopped
         assert b.get(first["status_url"]).json()["state"] == "failed"  # every replica sees it so
+        give_up = time.monotonic() + 30
+        while len(receiver.posts) < 2 and time.monotonic() < give_up:
+            time.sleep(0.1)
+        headers, body, path = receiver.posts[1]  # a failure is told too, once
+        sent = json.loads(body)
+        assert path == "/failed" and headers["X-Mattekit-Event"] == "job.failed" and sent["id"] == first["id"]
+        assert sent["error"]["code"] == "deadline_exceeded" and verify(SECRET, body, headers["X-Mattekit-Signature"])
         # A DELETE through another replica cancels a running job there and deletes its files.
         second = b.post("/api/v1/jobs", data=long, files={"file": ("c.mp4", clip.read_bytes())}).json()
         _wait(b, second["id"], {"running"}, timeout=200)
-        with start_server(env=env) as (c_url, _):
+        with start_server(env=env, ready_path=UP) as (c_url, _):
             assert httpx.delete(c_url + second["status_url"]).json()["state"] == "cancelled"
         after = b.get(second["status_url"]).json()
         assert after["state"] == "cancelled", after
         assert b.get(f"{second['status_url']}/result").status_code == 409
         assert not any((shared / second["id"]).iterdir())
-        assert len(receiver.posts) == 1  # the later jobs asked for none
+        assert len(receiver.posts) == 2  # a cancelled job sends none

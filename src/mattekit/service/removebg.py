@@ -5,6 +5,9 @@ is translated into our :class:`~mattekit.options.Options` and runs through the s
 :class:`~mattekit.matter.Matter`, pool, limits, API keys and metrics as ``/api/v1/remove``;
 only the vocabulary and the shape of answers and errors are remove.bg's. What each parameter
 does here (implemented, ignored, refused) is in the README, "Coming from remove.bg".
+
+One concept in one file (~520 lines): remove.bg's face, its request, its answers and its error
+shape, which change together whenever a client library is found to send or read something new.
 """
 
 from __future__ import annotations

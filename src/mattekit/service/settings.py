@@ -125,7 +125,7 @@ class JobSettings:
     webhook_attempts: int = 5
     webhook_backoff: float = 1.0
     # A Ray cluster to run the jobs on (jobs/ray_store.py): its address, and the length of the
-    # chunks a clip is cut into there (each a Ray task; 20 warm-up frames each, video/chunks.py).
+    # chunks a clip is cut into there (each a Ray task; 20 warm-up frames each, video/chunks/).
     ray_address: str | None = None
     chunk_seconds: float = 10.0
 

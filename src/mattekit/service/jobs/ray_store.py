@@ -28,13 +28,13 @@ from typing import Any
 
 from ...core.engine import Engine
 from ...deadline import Deadline
-from ...errors import MattekitError
+from ...errors import Cancelled, MattekitError
 from ...options import Options
 from ...video import VideoOptions
 from ..errors import NotFound, ShuttingDown
 from ..executor import Reservation
 from ..settings import JobSettings
-from .store import BACKGROUND, JobStore, VideoJob, disk_full, job_from_record, record_of, result_name
+from .store import BACKGROUND, JOB_ID, JobStore, VideoJob, disk_full, job_from_record, record_of, result_name
 from .webhooks import EVENTS, Delivery, body_of, deliver
 
 log = logging.getLogger("mattekit.service.jobs")
@@ -65,6 +65,15 @@ class Registry:
         record.update(fields, progress=progress)
         return True
 
+    def end(self, job_id: str, fields: dict[str, Any]) -> bool:
+        """Record how a job ended, if it has not ended yet; whether this call ended it (the one
+        caller that did sends the webhook, so it goes once however many replicas see the end)."""
+        record = self.records.get(job_id)
+        if record is None or record.get("state") not in ("queued", "running"):
+            return False
+        record.update(fields)
+        return True
+
     def get(self, job_id: str) -> dict[str, Any] | None:
         return self.records.get(job_id)
 
@@ -82,6 +91,16 @@ def _ended(job: VideoJob, error: MattekitError | None) -> dict[str, Any]:
     if job.state == "done":
         fields["result_name"] = result_name(job.output)
     return fields
+
+
+def _delivery(job: VideoJob, record: dict[str, Any] | None, ttl: float) -> Delivery | None:
+    """The webhook for a job that has just ended as ``record`` says, if it asked for one."""
+    if record is None or not job.webhook_url or record.get("state") not in EVENTS:
+        return None
+    view = job_from_record(job.id, job.folder, record)
+    if view is None:
+        return None
+    return Delivery(job.webhook_url, body_of(view.view(ttl)), EVENTS[view.state], job.id)
 
 
 class Runner:
@@ -146,12 +165,10 @@ class Runner:
             (job.folder / BACKGROUND).unlink(missing_ok=True)
         if job.state != "done":
             target.unlink(missing_ok=True)
-        ray.get(registry.update.remote(job_id, _ended(job, error)))
-        final = ray.get(registry.get.remote(job_id))
-        if final is not None and job.webhook_url and job.state in EVENTS:
-            view = job_from_record(job_id, job.folder, final)
-            if view is not None:
-                delivery = Delivery(job.webhook_url, body_of(view.view(settings.ttl)), EVENTS[job.state], job_id)
+        if ray.get(registry.end.remote(job_id, _ended(job, error))):
+            final = ray.get(registry.get.remote(job_id))
+            delivery = _delivery(job, final, settings.ttl)
+            if delivery is not None:
                 deliver(delivery, settings.webhook_secret, attempts=settings.webhook_attempts, backoff=settings.webhook_backoff)
         return job.state
 
@@ -199,30 +216,27 @@ class RayJobStore(JobStore):
         import hmac
 
         self.sweep()
-        record = self._call("get", job_id) if job_id.replace("-", "").replace("_", "").isalnum() else None
+        record = self._call("get", job_id) if JOB_ID.match(job_id) else None
         job = None if record is None else job_from_record(job_id, self.root / job_id, record)
         if job is None or not hmac.compare_digest(job.owner, owner):
             raise NotFound("no such job (finished jobs are deleted after a while)")
         if job.state in ("queued", "running") and not self._runner_alive(job_id):
             # Its runner is gone (its node died) and it never will finish.
-            job.state, job.finished = "failed", time.time()
-            job.error = ShuttingDown("the cluster lost the worker running this video; submit it again")
+            job = self._end(job, ShuttingDown("the cluster lost the worker running this video; submit it again"))
         started = record.get("started") if record is not None else None
         if job.state == "running" and self.settings.timeout and started and time.time() - started > self.settings.timeout:
-            self._stop_at_deadline(job)
+            job = self._stop_at_deadline(job)
         return job
 
-    def _stop_at_deadline(self, job: VideoJob) -> None:
+    def _stop_at_deadline(self, job: VideoJob) -> VideoJob:
         """``MATTEKIT_JOB_TIMEOUT`` on a cluster: whichever replica sees a job past it first stops it."""
         deadline = Deadline(0.0, "this video", self.settings.timeout, "send a shorter clip (start/end) or a faster preset")
-        error = deadline.exceeded()
         self._kill_runner(job.id)
-        job.state, job.error, job.finished = "failed", error, time.time()
-        self._call("update", job.id, _ended(job, error))
-        self.discard_files(job)
+        ended = self._end(job, deadline.exceeded())
         log.warning("video job %s stopped at its deadline (%g s)", job.id, self.settings.timeout)
         if self.on_timeout is not None:
             self.on_timeout()
+        return ended
 
     def save(self, job: VideoJob, *, every: float = 0.0) -> None:
         if job.owned:
@@ -242,6 +256,20 @@ class RayJobStore(JobStore):
         slot.release()
         job.owned = False  # from now on the cluster's: every replica reads it from the registry
 
+    def _end(self, job: VideoJob, error: MattekitError | None, state: str = "failed") -> VideoJob:
+        """End ``job`` here (its runner is dead or was killed): in the registry, its files and
+        its webhook from this replica, unless it ended meanwhile; returns the job as recorded."""
+        ending = VideoJob(job.id, job.folder, job.output, state=state, error=error)
+        won = self._call("end", job.id, _ended(ending, error))
+        record = self._call("get", job.id)
+        if won:
+            self.discard_files(job)
+            delivery = _delivery(job, record, self.settings.ttl)
+            if delivery is not None:
+                self.notifier.send(delivery)
+        now = None if record is None else job_from_record(job.id, job.folder, record)
+        return now if now is not None else ending
+
     def _kill_runner(self, job_id: str) -> None:
         import ray
 
@@ -252,9 +280,7 @@ class RayJobStore(JobStore):
 
     def cancel(self, job: VideoJob) -> None:
         self._kill_runner(job.id)
-        self._call("update", job.id, {"state": "cancelled", "finished": time.time()})
-        self.discard_files(job)
-        job.state = "cancelled"
+        self._end(job, Cancelled("the video was cancelled"), "cancelled")  # no webhook: the client asked
 
     def drop(self, job: VideoJob) -> None:
         self._call("delete", job.id)

@@ -50,7 +50,7 @@ JOB_OUTPUTS = tuple(MEDIA_TYPES)
 UPLOAD, BACKGROUND = "upload", "background"  # a job's uploaded clip and background, in its folder
 RECORD = "job.json"  # a job's state, in its folder, when the folder is shared (MATTEKIT_JOB_DIR)
 CANCEL = "cancel"  # left in a job's folder by a process that is not its owner
-_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what secrets.token_urlsafe makes: never a path
+JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what secrets.token_urlsafe makes: never a path
 
 
 def disk_full(exc: BaseException) -> bool:
@@ -205,7 +205,7 @@ class JobStore:
             with self._lock:
                 self._jobs.pop(job_id, None)
             job = None
-        elif job is None and self.shared and _JOB_ID.match(job_id):
+        elif job is None and self.shared and JOB_ID.match(job_id):
             job = self._read(job_id)
         if job is None or not hmac.compare_digest(job.owner, owner):
             raise NotFound("no such job (finished jobs are deleted after a while)")
@@ -314,7 +314,7 @@ class JobStore:
             mine = set(self._jobs)
         if shared and self.shared:
             for folder in self.root.iterdir():
-                if folder.name not in mine and _JOB_ID.match(folder.name):
+                if folder.name not in mine and JOB_ID.match(folder.name):
                     other = self._read(folder.name)
                     if other is not None and other.finished is not None and now - other.finished > self.settings.ttl:
                         old.append(other)
