@@ -1,4 +1,4 @@
-"""Chunked video (video/chunks.py): cut, matte each chunk with a warm state, join without re-encoding.
+"""Chunked video (video/chunks/): cut, matte each chunk with a warm state, join without re-encoding.
 
 Most tests run the chunks in this process (``executor="local"``: the same functions a Ray task
 calls, without Ray's start-up); one runs the command on embedded Ray. The quality test reads the

@@ -166,6 +166,19 @@ def test_route_modules_share_helpers_through_common_not_each_other() -> None:
     assert {m: sorted(GRAPH[m] & routes) for m in routes if GRAPH[m] & routes} == {}
 
 
+# A module past this many lines is a concept with parts, and a concept with parts is a folder
+# (batch/, video/chunks/, core/): unless it is one concept, said here.
+MAX_LINES = 500
+ONE_CONCEPT = {
+    "mattekit.service.removebg": "the remove.bg v1.0 API as its clients use it: parameters, JSON/ZIP replies, errors, account",
+}
+
+
+def test_no_module_is_several_concepts() -> None:
+    long = {m: n for m, p in MODULES.items() if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert {m: n for m, n in long.items() if m not in ONE_CONCEPT} == {}
+
+
 def test_no_import_cycles() -> None:
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     path: list[str] = []

@@ -39,7 +39,7 @@ class VideoSettings:
     max_duration: float | None = None
     audio: bool = True
     # Clips longer than twice this are cut into chunks of this many seconds, spread over the
-    # cluster like files and joined when their last chunk is done (video/chunks.py).
+    # cluster like files and joined when their last chunk is done (video/chunks/).
     chunk_seconds: float | None = None
 
     def kind(self, options: Options) -> str:

@@ -316,7 +316,7 @@ def upright(arr: np.ndarray, rotation: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Part:
-    """Where one chunk of a longer run (video/chunks.py) sits in it, for :func:`~.pipeline.process_video`.
+    """Where one chunk of a longer run (video/chunks/) sits in it, for :func:`~.pipeline.process_video`.
 
     ``warm_from``: the source time (s) from which frames go through the model, up to the chunk's
     start, to warm RVM's recurrent state (not written); ``origin``: the source time the run's
@@ -334,7 +334,7 @@ class Range:
     start: float
     end: float | None
     max_frames: int | None
-    # A chunk of a longer run (video/chunks.py): the frames from here to ``start`` go through the
+    # A chunk of a longer run (video/chunks/): the frames from here to ``start`` go through the
     # model first, to warm RVM's recurrent state, and are not written.
     warm_from: float | None = None
     # ... and its frames are stamped from this source time (the whole run's start), not from its own
