@@ -34,7 +34,7 @@ from ...video import VideoOptions
 from ..errors import NotFound, ShuttingDown
 from ..executor import Reservation
 from ..settings import JobSettings
-from .store import BACKGROUND, JOB_ID, JobStore, VideoJob, disk_full, job_from_record, record_of, result_name
+from .store import BACKGROUND, JOB_ID, JobStore, VideoJob, Work, disk_full, job_from_record, record_of, result_name
 from .webhooks import EVENTS, Delivery, body_of, deliver
 
 log = logging.getLogger("mattekit.service.jobs")
@@ -243,9 +243,10 @@ class RayJobStore(JobStore):
             self._call("put", job.id, record_of(job, self.settings.ttl))
 
     def start(
-        self, job: VideoJob, slot: Reservation, source: Path, options: Options, vopts: VideoOptions, engine: Engine
+        self, job: VideoJob, slot: Reservation, work: Work, source: Path, options: Options, vopts: VideoOptions, engine: Engine
     ) -> None:
-        """Hand ``job`` to a runner in the cluster; this process's slot is free at once."""
+        """Hand ``job`` to a :class:`Runner` in the cluster (not ``work``, which runs a job in
+        this process); this process's slot is free at once."""
         import ray
 
         record = record_of(job, self.settings.ttl)

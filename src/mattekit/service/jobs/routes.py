@@ -27,7 +27,7 @@ from ..executor import Reservation
 from ..settings import JobSettings
 from ..state import service_of
 from ..uploads import Sink, Upload, check_fields, read_upload, require_file
-from .runner import prepare, without_paths
+from .runner import prepare, run_job, without_paths
 from .store import BACKGROUND, JOB_OUTPUTS, MEDIA_TYPES, UPLOAD, JobStore, disk_full, result_name
 from .webhooks import check_url
 
@@ -152,7 +152,7 @@ async def create_job(request: Request, slot: _JobSlot) -> JSONResponse:
             times,
             (fields.get("bg_fit") or "fill").lower(),
         )
-        store.start(job, slot, source, options, vopts, service_of(request).matter.engine)
+        store.start(job, slot, run_job, source, options, vopts, service_of(request).matter.engine)
         store.save(job)
     except BaseException as exc:
         store.drop(job)

@@ -39,6 +39,9 @@ from .webhooks import EVENTS, Delivery, Notifier, body_of
 
 log = logging.getLogger("mattekit.service.jobs")
 
+# What runs a job in this process: (store, job, source, options, video options, engine).
+Work = Callable[["JobStore", "VideoJob", Path, Options, VideoOptions, Engine], None]
+
 
 def _media_types() -> dict[str, tuple[str, str]]:
     """(content type, file suffix) of each output a job can write: those the table gives one."""
@@ -254,12 +257,11 @@ class JobStore:
 
     # -- a job's life ----------------------------------------------------------------------
     def start(
-        self, job: VideoJob, slot: Reservation, source: Path, options: Options, vopts: VideoOptions, engine: Engine
+        self, job: VideoJob, slot: Reservation, work: Work, source: Path, options: Options, vopts: VideoOptions, engine: Engine
     ) -> None:
-        """Run ``job`` in the reserved slot of this process's jobs pool."""
-        from .runner import run_job
-
-        job.future = slot.submit(run_job, self, job, source, options, vopts, engine)
+        """Run ``job`` in the reserved slot of this process's jobs pool: ``work`` (the runner's
+        :func:`~.runner.run_job`, handed in so that the store does not import its runner)."""
+        job.future = slot.submit(work, self, job, source, options, vopts, engine)
 
     def cancel(self, job: VideoJob) -> None:
         """Stop a queued or running job (its files go, its record says "cancelled")."""
