@@ -107,7 +107,7 @@ async def model_file(request: Request) -> FileResponse:
     import asyncio
 
     matter = service_of(request).matter
-    model_arg = getattr(matter.engine, "model_arg", None)
+    model_arg = matter.engine.model_arg
     info = await asyncio.to_thread(_digests.verified, str(model_arg) if model_arg else None)
     return FileResponse(
         info.path,
