@@ -537,3 +537,24 @@ def test_a_missing_extra_says_which_to_install() -> None:
     # With both installed (this suite's machine), the console script is the CLI.
     ok = _without((), "import sys\nsys.argv = ['mattekit', '--version']\nfrom mattekit.__main__ import main\nmain()")
     assert ok.returncode == 0 and ok.stdout.startswith("mattekit "), ok
+
+
+def test_serve_says_when_its_ray_cluster_cannot_be_reached(tmp_path: Path) -> None:
+    """MATTEKIT_RAY_ADDRESS naming no cluster: one line and exit status 1, before serving."""
+    from live_server import free_port
+
+    env = {**os.environ, "MATTEKIT_RAY_ADDRESS": f"127.0.0.1:{free_port()}", "MATTEKIT_JOB_DIR": str(tmp_path / "jobs")}
+    port = free_port()
+    run = subprocess.run(
+        [sys.executable, "-m", "mattekit", "serve", "--port", str(port)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 1 and "cannot reach a Ray cluster" in run.stderr and "Traceback" not in run.stderr, run
+    assert "MATTEKIT_JOB_DIR" not in run.stderr  # the address was the problem, not the folder
+    bad = subprocess.run(
+        [sys.executable, "-m", "mattekit", "serve", "--port", str(port)],
+        env={k: v for k, v in env.items() if k != "MATTEKIT_JOB_DIR"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "MATTEKIT_RAY_ADDRESS needs MATTEKIT_JOB_DIR" in bad.stderr, bad

@@ -103,6 +103,10 @@ def serve(host: str, port: int, workers: int | None, queue_size: int | None, max
             raise InvalidOption("--processes must be at least 1")
     with exit_on_errors(FAILED):
         check_listen(host, port)
+        if settings.jobs.ray_address:  # one line now, not a traceback from the app's start-up
+            from ..cluster import check_reachable
+
+            check_reachable(settings.jobs.ray_address)
     import uvicorn
 
     configure_logging(settings.log_format, force=True)
