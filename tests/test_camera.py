@@ -35,12 +35,17 @@ import base64
 import itertools
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 from live_server import live_server
 from PIL import Image
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserType, Page, Route
 
 pytestmark = pytest.mark.browser
 
@@ -105,21 +110,30 @@ def fake_camera_args(y4m: Path) -> list[str]:
     ]
 
 
-def wait_frames(page, n: int) -> None:
+def view_int(page: Page, name: str) -> int:
+    """A number the page keeps on the camera's canvas (data-frames, data-session)."""
+    return int(page.get_attribute("#camera-view", name) or 0)
+
+
+def text(page: Page, selector: str) -> str:
+    return page.text_content(selector) or ""
+
+
+def wait_frames(page: Page, n: int) -> None:
     page.wait_for_function(
         f"() => Number(document.querySelector('#camera-view').dataset.frames || 0) >= {n}", timeout=FRAME_TIMEOUT_MS
     )
 
 
-def collected(page, start: int = 0) -> list[dict]:
-    rows = page.evaluate(f"() => window.collected.slice({start}).map(r => ({{ ...r }}))")
+def collected(page: Page, start: int = 0) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = page.evaluate(f"() => window.collected.slice({start}).map(r => ({{ ...r }}))")
     for r in rows:
         r["alpha"] = np.frombuffer(base64.b64decode(r["alpha"]), np.uint8).reshape(r["h"], r["w"])
     return rows
 
 
 @pytest.fixture(scope="module")
-def base_url_live():
+def base_url_live() -> Iterator[str]:
     with live_server() as base:
         yield base
 
@@ -133,7 +147,9 @@ def clip(evaldir: Path) -> Path:
 
 
 @pytest.mark.eval
-def test_camera_mattes_like_the_library_and_saves(browser_type, base_url_live, clip, engine, tmp_path, output_dir):
+def test_camera_mattes_like_the_library_and_saves(
+    browser_type: BrowserType, base_url_live: str, clip: Path, engine: Any, tmp_path: Path, output_dir: Path
+) -> None:
     y4m = tmp_path / "still.y4m"
     (rgb,) = write_y4m(clip, y4m, [STILL_FRAME] * 5, fps=10)
     browser = browser_type.launch(executable_path="/usr/bin/chromium", args=fake_camera_args(y4m))
@@ -149,7 +165,7 @@ def test_camera_mattes_like_the_library_and_saves(browser_type, base_url_live, c
         shown = row["alpha"].astype(np.float32) / 255.0
         assert shown.shape == (SIZE[1], SIZE[0])
 
-        frames_done = int(page.get_attribute("#camera-view", "data-frames"))
+        frames_done = view_int(page, "data-frames")
         matte, _ = engine.step(rgb, RATIO, passes=frames_done)
         ours = matte.alpha
         diff = np.abs(shown - ours)
@@ -167,9 +183,11 @@ def test_camera_mattes_like_the_library_and_saves(browser_type, base_url_live, c
 
         # fps and backend are shown
         page.wait_for_function("() => Number(document.querySelector('#camera-fps').dataset.fps || 0) > 0")
-        fps_text = page.text_content("#camera-fps")
-        fps = float(re.match(r"([\d.]+) fps", fps_text).group(1))
-        backend = page.text_content("#camera-backend")
+        fps_text = text(page, "#camera-fps")
+        shown_fps = re.match(r"([\d.]+) fps", fps_text or "")
+        assert shown_fps, fps_text
+        fps = float(shown_fps.group(1))
+        backend = text(page, "#camera-backend")
         print(f"camera: {fps_text} · {backend}")
         assert fps > 0 and re.match(r"(WebGPU|WASM · \d+ threads?) · fp32$", backend), (fps_text, backend)
         assert page.evaluate("crossOriginIsolated") is True
@@ -188,12 +206,12 @@ def test_camera_mattes_like_the_library_and_saves(browser_type, base_url_live, c
 
         # record: a WebM that decodes, frames of the canvas's size, one per matted frame
         page.click("#camera-record")
-        before = int(page.get_attribute("#camera-view", "data-frames"))
+        before = view_int(page, "data-frames")
         wait_frames(page, before + 4)
         page.wait_for_timeout(500)
         with page.expect_download() as info:
             page.click("#camera-record")
-        matted = int(page.get_attribute("#camera-view", "data-frames")) - before
+        matted = view_int(page, "data-frames") - before
         assert info.value.suggested_filename.endswith(".webm")
         webm = output_dir / "camera-recording.webm"
         info.value.save_as(webm)
@@ -223,7 +241,7 @@ def decode_webm(path: Path) -> tuple[list[np.ndarray], bool]:
     return arrays, has_alpha
 
 
-def flicker_run(browser_type, base: str, y4m: Path, query: str, frames: int) -> tuple[float, int]:
+def flicker_run(browser_type: BrowserType, base: str, y4m: Path, query: str, frames: int) -> tuple[float, int]:
     """Flicker over consecutive camera frames the page matted (mean |Δα|, 1/255), and the pairs."""
     browser = browser_type.launch(executable_path="/usr/bin/chromium", args=fake_camera_args(y4m))
     try:
@@ -232,7 +250,7 @@ def flicker_run(browser_type, base: str, y4m: Path, query: str, frames: int) -> 
         page.evaluate(COLLECT)
         wait_frames(page, 1)
         skip = len(page.evaluate("() => window.collected"))
-        wait_frames(page, int(page.get_attribute("#camera-view", "data-frames")) + frames)
+        wait_frames(page, view_int(page, "data-frames") + frames)
         rows = collected(page, skip)
     finally:
         browser.close()
@@ -245,7 +263,7 @@ def flicker_run(browser_type, base: str, y4m: Path, query: str, frames: int) -> 
 
 
 @pytest.mark.eval
-def test_camera_carries_the_recurrent_state(browser_type, base_url_live, evaldir, tmp_path):
+def test_camera_carries_the_recurrent_state(browser_type: BrowserType, base_url_live: str, evaldir: Path, tmp_path: Path) -> None:
     """The page keeps RVM's state from frame to frame: steadier edges than a fresh state each frame."""
     clip = evaldir / "video" / MOVING_CLIP
     if not clip.is_file():
@@ -262,17 +280,17 @@ def test_camera_carries_the_recurrent_state(browser_type, base_url_live, evaldir
     assert recurrent < 0.85 * per_frame, (recurrent, per_frame)
 
 
-def test_camera_without_a_camera_says_so(page, base_url_live):
+def test_camera_without_a_camera_says_so(page: Page, base_url_live: str) -> None:
     """No camera on this machine (no fake device): a plain message, no crash."""
     page.goto(base_url_live + "/?camera=1")
     page.wait_for_selector('#camera-message[data-kind="error"]', timeout=60_000)
-    text = page.text_content("#camera-message")
-    assert re.search(r"No camera found|permission was denied", text), text
+    message = text(page, "#camera-message")
+    assert re.search(r"No camera found|permission was denied", message), message
     assert page.is_visible("#camera-view") and not page.is_visible("#drop")
     assert page.is_enabled("#camera-start") and page.is_disabled("#camera-record")
 
 
-def test_camera_runtime_files_and_model_are_served(base_url_live):
+def test_camera_runtime_files_and_model_are_served(base_url_live: str) -> None:
     import httpx
 
     page = httpx.get(base_url_live + "/")
@@ -300,7 +318,9 @@ def test_camera_runtime_files_and_model_are_served(base_url_live):
     assert hashlib.sha256(r.content).hexdigest() in KNOWN_SHA256
 
 
-def test_camera_adapts_and_says_what_it_cannot_do(browser_type, base_url_live, sample_photo, tmp_path, output_dir):
+def test_camera_adapts_and_says_what_it_cannot_do(
+    browser_type: BrowserType, base_url_live: str, sample_photo: Path, tmp_path: Path, output_dir: Path
+) -> None:
     """A still camera of scikit-image's astronaut (no evaluation data: this is the README's
     screenshot); the input size steps down to hold the frame rate asked for; no threads and a
     background tab are said plainly; choosing a camera starts a new recurrent state."""
@@ -318,10 +338,10 @@ def test_camera_adapts_and_says_what_it_cannot_do(browser_type, base_url_live, s
         # picture stays at the camera's size, and so does a snapshot.
         page.goto(base_url_live + "/?camera=1&fps=1000")
         page.wait_for_function("() => document.querySelector('#camera-view').dataset.pass === '160'", timeout=FRAME_TIMEOUT_MS)
-        assert int(page.get_attribute("#camera-view", "data-session")) >= 2  # a new pass size, a new state
+        assert view_int(page, "data-session") >= 2  # a new pass size, a new state
         assert page.get_attribute("#camera-view", "data-size") == "640x360"
         page.wait_for_timeout(3000)
-        print(f"camera at its smallest pass: {page.text_content('#camera-fps')}")
+        print(f"camera at its smallest pass: {text(page, '#camera-fps')}")
         with page.expect_download() as info:
             page.click("#camera-snapshot")
         with Image.open(info.value.path()) as snap:
@@ -332,36 +352,37 @@ def test_camera_adapts_and_says_what_it_cannot_do(browser_type, base_url_live, s
 
         # Choosing a camera in the list (here the fake one again: Chromium fakes one camera when it
         # plays a file; the list shows only with two or more) opens it anew with a new state.
-        session = int(page.get_attribute("#camera-view", "data-session"))
+        session = view_int(page, "data-session")
         assert page.eval_on_selector("#camera-device", "s => s.options.length") == 1
         page.eval_on_selector("#camera-device", "s => s.dispatchEvent(new Event('change'))")
         page.wait_for_function(
             f"() => Number(document.querySelector('#camera-view').dataset.session) > {session}", timeout=FRAME_TIMEOUT_MS
         )
-        frames = int(page.get_attribute("#camera-view", "data-frames"))
+        frames = view_int(page, "data-frames")
         wait_frames(page, frames + 2)  # and it mattes on
-        assert page.text_content("#camera-message").startswith("Live")
+        assert text(page, "#camera-message").startswith("Live")
 
         # A tab in the background: paused, and said.
         page.evaluate("""() => { Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
             document.dispatchEvent(new Event('visibilitychange')); }""")
-        assert "background" in page.text_content("#camera-message")
+        assert "background" in text(page, "#camera-message")
         page.evaluate("""() => { Object.defineProperty(document, 'hidden', { configurable: true, get: () => false });
             document.dispatchEvent(new Event('visibilitychange')); }""")
-        assert "Live" in page.text_content("#camera-message")
+        assert "Live" in text(page, "#camera-message")
 
         page.goto(base_url_live + "/?camera=1&pass=320")
         wait_frames(page, 4)
         page.wait_for_function("() => Number(document.querySelector('#camera-fps').dataset.fps || 0) > 0")
         page.locator(".intro").scroll_into_view_if_needed()
         page.screenshot(path=str(output_dir / "camera.png"))  # the README's docs/camera.png
-        print(f"camera screenshot: {page.text_content('#camera-fps')} · {page.text_content('#camera-backend')}")
+        print(f"camera screenshot: {text(page, '#camera-fps')} · {text(page, '#camera-backend')}")
 
         # The page's backgrounds: a colour, a blurred copy of the camera, an uploaded picture.
         def corner_after_next_frame() -> list[int]:
-            wait_frames(page, int(page.get_attribute("#camera-view", "data-frames")) + 2)
-            return page.evaluate("""() => Array.from(document.querySelector('#camera-view').getContext('2d')
+            wait_frames(page, view_int(page, "data-frames") + 2)
+            pixel: list[int] = page.evaluate("""() => Array.from(document.querySelector('#camera-view').getContext('2d')
                 .getImageData(2, 2, 1, 1).data)""")
+            return pixel
 
         page.click('label[for="bg-colour"]')
         assert corner_after_next_frame() == [255, 255, 255, 255]  # the colour picker's white
@@ -377,7 +398,7 @@ def test_camera_adapts_and_says_what_it_cannot_do(browser_type, base_url_live, s
         # A page that is not cross-origin isolated (a proxy dropping COOP/COEP) gets no threads.
         plain = browser.new_page()
 
-        def strip(route):
+        def strip(route: Route) -> None:
             response = route.fetch()
             headers = {k: v for k, v in response.headers.items() if not k.startswith("cross-origin")}
             route.fulfill(response=response, headers=headers)
@@ -386,13 +407,13 @@ def test_camera_adapts_and_says_what_it_cannot_do(browser_type, base_url_live, s
         plain.goto(base_url_live + "/?camera=1")
         wait_frames(plain, 1)
         assert plain.evaluate("crossOriginIsolated") is False
-        assert plain.text_content("#camera-backend") == "WASM · 1 thread · fp32"
-        assert "one thread" in plain.text_content("#camera-message")
+        assert text(plain, "#camera-backend") == "WASM · 1 thread · fp32"
+        assert "one thread" in text(plain, "#camera-message")
     finally:
         browser.close()
 
 
-def test_camera_files_refuse_an_unknown_model_and_a_missing_runtime(tmp_path, monkeypatch):
+def test_camera_files_refuse_an_unknown_model_and_a_missing_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The model is served only with a hash the store accepts; a server without `make web` says so."""
     from fastapi.testclient import TestClient
 
@@ -442,14 +463,17 @@ def astronaut_y4m(sample_photo: Path, dst: Path, size: tuple[int, int] = SIZE) -
     return dst, av.VideoFrame.from_ndarray(yuv, format="yuv420p").to_ndarray(format="rgb24")
 
 
-def view_state(page) -> dict:
-    return page.evaluate("""() => ({ ...document.querySelector('#camera-view').dataset,
+def view_state(page: Page) -> dict[str, str]:
+    state: dict[str, str] = page.evaluate("""() => ({ ...document.querySelector('#camera-view').dataset,
         label: document.querySelector('#camera-backend').textContent,
         message: document.querySelector('#camera-message').textContent,
         why: document.querySelector('#camera-why').hidden ? '' : document.querySelector('#camera-why').textContent })""")
+    return state
 
 
-def test_camera_webgpu_on_a_software_adapter_demotes_in_time(browser_type, base_url_live, sample_photo, tmp_path):
+def test_camera_webgpu_on_a_software_adapter_demotes_in_time(
+    browser_type: BrowserType, base_url_live: str, sample_photo: Path, tmp_path: Path
+) -> None:
     """Chromium's SwiftShader adapter needs ~40 s for RVM's first frame: the page gives WebGPU 20 s,
     then runs on WebAssembly, live, with one line saying why; the next visit goes straight there."""
     y4m, _ = astronaut_y4m(sample_photo, tmp_path / "still.y4m")
@@ -489,7 +513,7 @@ def test_camera_webgpu_on_a_software_adapter_demotes_in_time(browser_type, base_
         browser.close()
 
 
-def test_camera_a_failing_tier_demotes(browser_type, base_url_live, sample_photo, tmp_path):
+def test_camera_a_failing_tier_demotes(browser_type: BrowserType, base_url_live: str, sample_photo: Path, tmp_path: Path) -> None:
     """The fail= test hook: WebGPU's runs throw, or return NaN, and the page goes on on WebAssembly;
     when WebAssembly itself fails there is nothing below it: an error, never "Live"."""
     y4m, _ = astronaut_y4m(sample_photo, tmp_path / "still.y4m")
@@ -516,14 +540,16 @@ def test_camera_a_failing_tier_demotes(browser_type, base_url_live, sample_photo
         page = context.new_page()
         page.goto(base_url_live + "/?camera=1&backend=wasm&fail=wasm")
         page.wait_for_selector('#camera-message[data-kind="error"]', timeout=FRAME_TIMEOUT_MS)
-        assert "forced failure" in page.text_content("#camera-message")
+        assert "forced failure" in text(page, "#camera-message")
         assert page.evaluate("window.liveAt") == [] and page.get_attribute("#camera-view", "data-frames") is None
         context.close()
     finally:
         browser.close()
 
 
-def test_camera_backend_choice_is_kept_and_switches(browser_type, base_url_live, sample_photo, tmp_path):
+def test_camera_backend_choice_is_kept_and_switches(
+    browser_type: BrowserType, base_url_live: str, sample_photo: Path, tmp_path: Path
+) -> None:
     """The visitor's choice in the list is kept in this browser and restarts the camera on it."""
     y4m, _ = astronaut_y4m(sample_photo, tmp_path / "still.y4m")
     browser = browser_type.launch(executable_path="/usr/bin/chromium", args=fake_camera_args(y4m))
@@ -536,7 +562,7 @@ def test_camera_backend_choice_is_kept_and_switches(browser_type, base_url_live,
         assert "WebGPU" in view_state(page)["why"]
         page.select_option("#camera-backend-choice", "wasm")
         page.wait_for_function("() => document.querySelector('#camera-why').hidden", timeout=FRAME_TIMEOUT_MS)
-        wait_frames(page, int(page.get_attribute("#camera-view", "data-frames") or 0) + 1)
+        wait_frames(page, view_int(page, "data-frames") + 1)
         assert page.evaluate("localStorage.getItem('mattekit.camera.backend')") == "wasm"
         again = context.new_page()
         again.goto(base_url_live + "/?camera=1")
@@ -548,7 +574,9 @@ def test_camera_backend_choice_is_kept_and_switches(browser_type, base_url_live,
         browser.close()
 
 
-def test_camera_webgpu_matches_wasm(browser_type, base_url_live, sample_photo, tmp_path, output_dir):
+def test_camera_webgpu_matches_wasm(
+    browser_type: BrowserType, base_url_live: str, sample_photo: Path, tmp_path: Path, output_dir: Path
+) -> None:
     """Asked for explicitly (no time budget), WebGPU's first matte is checked in the page against
     WebAssembly's for the same frame (the referee): within 1/255 mean, and WebGPU goes on drawing.
     Small (320x180, a 160 px pass), since SwiftShader is slow.
@@ -583,7 +611,9 @@ def test_camera_webgpu_matches_wasm(browser_type, base_url_live, sample_photo, t
         browser.close()
 
 
-def test_camera_view_for_obs_is_transparent_and_runs_hidden(browser_type, base_url_live, sample_photo, tmp_path, output_dir):
+def test_camera_view_for_obs_is_transparent_and_runs_hidden(
+    browser_type: BrowserType, base_url_live: str, sample_photo: Path, tmp_path: Path, output_dir: Path
+) -> None:
     """``/?view=1``: only the picture, over whatever is behind the page (here a magenta default
     background, as OBS composites a Browser Source); it keeps matting in a hidden tab; bg= picks a
     colour."""
@@ -602,7 +632,7 @@ def test_camera_view_for_obs_is_transparent_and_runs_hidden(browser_type, base_u
         assert rgb.shape[:2] == (360, 640)
         behind = np.abs(rgb - [255, 0, 255]).max(axis=2) < 12  # the page behind shows through
         page.evaluate(COLLECT)
-        wait_frames(page, int(page.get_attribute("#camera-view", "data-frames")) + 1)
+        wait_frames(page, view_int(page, "data-frames") + 1)
         alpha = collected(page)[-1]["alpha"]  # a still camera: the same matte as the screenshot's
         print(
             f"OBS view: {behind.mean():.1%} of the screenshot is the page behind it; {(alpha < 16).mean():.1%} of the matte clear"
@@ -614,9 +644,9 @@ def test_camera_view_for_obs_is_transparent_and_runs_hidden(browser_type, base_u
         # A hidden tab (OBS may hide it; a minimised window): the view mattes on.
         page.evaluate("""() => { Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
             document.dispatchEvent(new Event('visibilitychange')); }""")
-        frames = int(page.get_attribute("#camera-view", "data-frames"))
+        frames = view_int(page, "data-frames")
         wait_frames(page, frames + 3)
-        assert "Paused" not in page.text_content("#camera-message")
+        assert "Paused" not in text(page, "#camera-message")
 
         page.goto(base_url_live + "/?view=1&backend=wasm&bg=00ff00")
         wait_frames(page, 2)
@@ -627,7 +657,7 @@ def test_camera_view_for_obs_is_transparent_and_runs_hidden(browser_type, base_u
         browser.close()
 
 
-def test_camera_webgpu_model_fix_computes_the_same(base_url_live, tmp_path):
+def test_camera_webgpu_model_fix_computes_the_same(base_url_live: str, tmp_path: Path) -> None:
     """onnx-pad.js (the WebGPU tier's copy of the model) pads RVM's four odd-channel decoder Convs
     with one zero channel: a valid ONNX model (onnx.checker) that ONNX Runtime runs to the same
     outputs as the served model (within 1e-5). Runs the page's own script in Node."""
