@@ -390,3 +390,10 @@ def test_two_replicas_share_jobs_on_a_ray_cluster(ray_head, clip, receiver, tmp_
         assert b.get(f"{second['status_url']}/result").status_code == 409
         assert not any((shared / second["id"]).iterdir())
         assert len(receiver.posts) == 2  # a cancelled job sends none
+        # MATTEKIT_JOB_DISK_BYTES holds while a job writes: a replica that sees the files past it stops it.
+        third = b.post("/api/v1/jobs", data=long, files={"file": ("c.mp4", clip.read_bytes())}).json()
+        _wait(b, third["id"], {"running"}, timeout=200)
+        with start_server(env={**env, "MATTEKIT_JOB_DISK_BYTES": "1"}, ready_path=UP) as (e_url, _):
+            full = httpx.get(e_url + third["status_url"]).json()
+        assert full["state"] == "failed" and full["error"]["code"] == "no_space", full
+        assert b.get(third["status_url"]).json()["state"] == "failed"

@@ -31,10 +31,10 @@ from ...deadline import Deadline
 from ...errors import Cancelled, MattekitError
 from ...options import Options
 from ...video import VideoOptions
-from ..errors import NotFound, ShuttingDown
+from ..errors import NoSpace, NotFound, ShuttingDown
 from ..executor import Reservation
 from ..settings import JobSettings
-from .store import BACKGROUND, JOB_ID, JobStore, VideoJob, Work, disk_full, job_from_record, record_of, result_name
+from .store import BACKGROUND, JOB_ID, OUT_OF_ROOM, JobStore, VideoJob, Work, disk_full, job_from_record, record_of, result_name
 from .webhooks import EVENTS, Delivery, body_of, deliver
 
 log = logging.getLogger("mattekit.service.jobs")
@@ -226,6 +226,11 @@ class RayJobStore(JobStore):
         started = record.get("started") if record is not None else None
         if job.state == "running" and self.settings.timeout and started and time.time() - started > self.settings.timeout:
             job = self._stop_at_deadline(job)
+        elif job.state == "running" and self.settings.disk_bytes and self.used_bytes(max_age=1.0) > self.settings.disk_bytes:
+            # As in one process (out_of_room): outputs can be 10-100x their upload.
+            self._kill_runner(job.id)
+            job = self._end(job, NoSpace(OUT_OF_ROOM))
+            log.warning("video job %s stopped: the jobs' files passed MATTEKIT_JOB_DISK_BYTES", job.id)
         return job
 
     def _stop_at_deadline(self, job: VideoJob) -> VideoJob:

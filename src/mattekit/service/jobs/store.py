@@ -53,6 +53,11 @@ JOB_OUTPUTS = tuple(MEDIA_TYPES)
 UPLOAD, BACKGROUND = "upload", "background"  # a job's uploaded clip and background, in its folder
 RECORD = "job.json"  # a job's state, in its folder, when the folder is shared (MATTEKIT_JOB_DIR)
 CANCEL = "cancel"  # left in a job's folder by a process that is not its owner
+# Why a job stopped when the jobs' files passed MATTEKIT_JOB_DISK_BYTES while it wrote.
+OUT_OF_ROOM = (
+    "this video's output filled the server's video storage (MATTEKIT_JOB_DISK_BYTES); "
+    "send a shorter clip (start/end) or a more compact output (webm)"
+)
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what secrets.token_urlsafe makes: never a path
 
 
@@ -287,10 +292,7 @@ class JobStore:
         budget = self.settings.disk_bytes
         if not budget or self.used_bytes(max_age=0.25) <= budget:
             return False
-        job.stopped = job.stopped or NoSpace(
-            "this video's output filled the server's video storage (MATTEKIT_JOB_DISK_BYTES); "
-            "send a shorter clip (start/end) or a more compact output (webm)"
-        )
+        job.stopped = job.stopped or NoSpace(OUT_OF_ROOM)
         return True
 
     def discard_files(self, job: VideoJob) -> None:
