@@ -26,7 +26,8 @@ def combine_alpha(alpha: np.ndarray, own_alpha: np.ndarray | None) -> np.ndarray
     """Our alpha, never more opaque than the input's own transparency. float32 in [0, 1]."""
     if own_alpha is None:
         return alpha
-    return np.minimum(alpha, own_alpha.astype(np.float32) * np.float32(1.0 / 255.0))
+    bounded: np.ndarray = np.minimum(alpha, own_alpha.astype(np.float32) * np.float32(1.0 / 255.0))
+    return bounded
 
 
 Box = tuple[int, int, int, int]  # (top, bottom, left, right), as in engine.Matte.foreground_boxes
@@ -77,7 +78,7 @@ def decontaminate(
         return rgb
     if boxes is None:
         return _blend(rgb, alpha, foreground)
-    out = rgb.copy()
+    out: np.ndarray = rgb.copy()
     for top, bottom, left, right in boxes:
         tile = (slice(top, bottom), slice(left, right))
         out[tile] = _blend(rgb[tile], alpha[tile], foreground[tile])
@@ -88,7 +89,8 @@ def _blend(rgb: np.ndarray, alpha: np.ndarray, foreground: np.ndarray) -> np.nda
     weight = np.clip((1.0 - alpha) * 10.0, 0.0, 1.0)[:, :, None]
     fg = foreground * np.float32(255.0)
     out = rgb.astype(np.float32) * (1.0 - weight) + fg * weight
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    blended: np.ndarray = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    return blended
 
 
 # Rows of a picture converted between two deadline checks: the whole of a 50 MP matte took 0.96 s

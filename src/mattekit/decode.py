@@ -222,7 +222,7 @@ class _Stepwise(io.BytesIO):
 def _is_empty_stream(fp: Any) -> bool:
     try:
         fp.seek(0, io.SEEK_END)
-        return fp.tell() == 0
+        return bool(fp.tell() == 0)
     except Exception:
         return False
 
@@ -395,11 +395,15 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     """uint8 as is; uint16 scaled from 0..65535; bool; float in [0, 1]."""
     if arr.dtype == np.uint8:
         return arr
+    out: np.ndarray
     if arr.dtype == np.bool_:
-        return arr.astype(np.uint8) * np.uint8(255)
+        out = arr.astype(np.uint8) * np.uint8(255)
+        return out
     if arr.dtype == np.uint16:
-        return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        out = ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        return out
     if np.issubdtype(arr.dtype, np.floating):
         clean = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-        return np.clip(clean * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        out = np.clip(clean * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return out
     raise InvalidInput(f"unsupported array dtype {arr.dtype}: use uint8, uint16, bool or float in [0, 1]")

@@ -68,7 +68,8 @@ def _gradient_magnitude(alpha: np.ndarray, sigma: float) -> np.ndarray:
     fx, fy = gauss_derivative_filters(sigma)
     gx = cv2.filter2D(alpha, cv2.CV_64F, fx, borderType=cv2.BORDER_REPLICATE)
     gy = cv2.filter2D(alpha, cv2.CV_64F, fy, borderType=cv2.BORDER_REPLICATE)
-    return np.sqrt(gx**2 + gy**2)
+    magnitude: np.ndarray = np.sqrt(gx**2 + gy**2)
+    return magnitude
 
 
 def _minmax(alpha: np.ndarray) -> np.ndarray:

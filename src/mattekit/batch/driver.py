@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..cluster import READ_CPUS, Pool, connect, portable, size_pool
 from ..cluster import node_cpus as _node_cpus
@@ -21,6 +21,9 @@ from ..errors import InvalidOption
 from .manifest import Manifest, read_manifest
 from .sources import Item, Plan, Spec, plan, require_ray
 from .work import ImageWorker, Record, download, error_text, process_video_item, upload
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..video.chunks import Chunk
 
 log = logging.getLogger("mattekit.batch")
 
@@ -222,10 +225,10 @@ class _Split:
     local: str  # the clip on this machine (the join reads its audio)
     shipped: Any  # what each chunk task gets: the path (SRC is local) or the bytes in the object store
     times: Any  # video.chunks.FrameTimes
-    plan: list
+    plan: list[Chunk]
     folder: str
     started: float = field(default_factory=time.perf_counter)
-    segments: dict = field(default_factory=dict)  # chunk index → segment path
+    segments: dict[int, Path] = field(default_factory=dict)  # chunk index → segment path
     failed: bool = False
 
     def submit(self, spec: Spec, pool: Pool) -> Iterator[tuple[Any, Any]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Any
 
 from .sources import MANIFEST, Location
 from .work import Record, write_bytes
@@ -38,7 +39,8 @@ class Manifest:
     def _read_existing(self) -> list[str]:
         try:
             with self.loc.fs.open_input_stream(self.path) as f:
-                return f.read().decode("utf-8").splitlines()
+                text: str = f.read().decode("utf-8")
+                return text.splitlines()
         except (FileNotFoundError, OSError):
             return []
 
@@ -66,7 +68,7 @@ class Manifest:
             self._rewrite()
 
 
-def read_manifest(loc: Location) -> list[dict]:
+def read_manifest(loc: Location) -> list[dict[str, Any]]:
     """Every record of DST's manifest, oldest first (empty if there is none)."""
     try:
         with loc.fs.open_input_stream(loc.join(MANIFEST)) as f:

@@ -9,12 +9,15 @@ import logging
 import os
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput, InvalidOption
 from ..files import is_temp_name
 from ..formats import CLIP_SUFFIXES, IMAGE_SUFFIXES
 from ..options import Options
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..video.outputs import VideoOptions
 
 log = logging.getLogger("mattekit.batch")
 
@@ -47,7 +50,7 @@ class VideoSettings:
 
         return self.output or default_output(options)
 
-    def video_options(self, options: Options):
+    def video_options(self, options: Options) -> VideoOptions:
         """The library's :class:`~mattekit.video.VideoOptions` (validates the values)."""
         from ..video import VideoOptions
 
@@ -81,7 +84,7 @@ class Location:
 
     @property
     def local(self) -> bool:
-        return self.fs.type_name == "local"
+        return bool(self.fs.type_name == "local")
 
     def join(self, rel: str) -> str:
         """``rel`` under this folder, never outside it: an object key may hold an empty segment

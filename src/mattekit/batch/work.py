@@ -105,7 +105,7 @@ class ImageWorker:
         self.matter = Matter(spec.options, engine=Engine(threads=threads, device=spec.device, backend=spec.backend).load())
         self.node = _node_id()
 
-    def __call__(self, batch: dict) -> dict:
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         records = [process_image(self.matter, self.spec, str(p), bytes(d)) for p, d in zip(batch["path"], batch["bytes"])]
         return {
             "input": [r.input for r in records],

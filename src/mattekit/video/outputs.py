@@ -207,7 +207,7 @@ class VideoOptions:
     max_frames: int | None = None
     max_duration: float | None = None
     audio: bool = True
-    background_video: str | os.PathLike | None = None
+    background_video: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         if self.output is not None:
@@ -243,7 +243,7 @@ def _by_suffix(suffix: str, options: Options) -> str | None:
     return found[0].name if found else None
 
 
-def infer_output(target: str | os.PathLike, options: Options, requested: str | None = None) -> str:
+def infer_output(target: str | os.PathLike[str], options: Options, requested: str | None = None) -> str:
     """The output type for ``target``: asked for, or from its extension (a folder → PNG frames)."""
     text = str(target)
     suffix = Path(text).suffix.lower()
@@ -261,7 +261,7 @@ def infer_output(target: str | os.PathLike, options: Options, requested: str | N
     return kind
 
 
-def resolve_output(target: str | os.PathLike, options: Options, vopts: VideoOptions) -> str:
+def resolve_output(target: str | os.PathLike[str], options: Options, vopts: VideoOptions) -> str:
     """The output type for ``target``, after checking the options make sense for it."""
     kind = infer_output(target, options, vopts.output)
     if options.crop:

@@ -106,8 +106,8 @@ class _Run:
 
 
 def process_video(
-    source: str | os.PathLike,
-    target: str | os.PathLike,
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
     options: Options | None = None,
     video: VideoOptions | None = None,
     *,
@@ -196,7 +196,7 @@ def process_video(
 
     run = _Run(stage_s=[0.0] * len(stages))
     # queues[i] feeds stage i; the last one feeds the writer
-    queues: list[queue.Queue] = [
+    queues: list[queue.Queue[Any]] = [
         queue.Queue(QUEUE_FRAMES if i in (0, len(stages)) else STAGE_QUEUE_FRAMES) for i in range(len(stages) + 1)
     ]
     decoded_q, matted_q = queues[0], queues[-1]
@@ -336,7 +336,7 @@ def _encoding_error(exc: BaseException, kind: str) -> BaseException:
 
 def write_frames(
     frames: Iterable[np.ndarray],
-    target: str | os.PathLike,
+    target: str | os.PathLike[str],
     *,
     codec: str = "libx264",
     rate: int | Fraction = 25,

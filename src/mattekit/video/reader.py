@@ -62,7 +62,7 @@ CONTAINERS = "mp4/mov, webm/mkv, avi, MPEG-TS, MPEG-PS, ogg, flv, wmv or GIF"
 _OPEN_OPTIONS = {"format_whitelist": ",".join(DEMUXERS), "protocol_whitelist": "file"}
 
 
-def open_input(path: str | os.PathLike) -> Any:
+def open_input(path: str | os.PathLike[str]) -> Any:
     import av
 
     p = Path(path)
@@ -122,7 +122,7 @@ def frame_rate(stream: Any) -> Fraction:
     return Fraction(25)
 
 
-def is_webp(path: str | os.PathLike) -> bool:
+def is_webp(path: str | os.PathLike[str]) -> bool:
     """Animated WebP: FFmpeg cannot decode it (its WebP decoder takes stills), Pillow can."""
     try:
         with open(path, "rb") as f:
@@ -132,7 +132,7 @@ def is_webp(path: str | os.PathLike) -> bool:
     return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
 
 
-def _webp_frames(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[tuple[np.ndarray, int]]:
+def _webp_frames(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[tuple[np.ndarray, int]]:
     """(RGB or RGBA frame, start time in ms) of an animated WebP, via Pillow (every frame is the canvas's size)."""
     from PIL import Image, ImageSequence
 
@@ -149,7 +149,7 @@ def _webp_frames(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) 
         raise InvalidInput(f"{Path(path).name} could not be decoded (truncated or corrupt): {exc}") from None
 
 
-def _probe_webp(path: str | os.PathLike, max_pixels: int) -> VideoInfo:
+def _probe_webp(path: str | os.PathLike[str], max_pixels: int) -> VideoInfo:
     from PIL import Image
 
     try:
@@ -167,7 +167,7 @@ def _probe_webp(path: str | os.PathLike, max_pixels: int) -> VideoInfo:
     return VideoInfo(w, h, n / duration if duration else 25.0, n, duration, 0, "webp", False)
 
 
-def probe(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
+def probe(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
     """Size (upright), frame rate, frames, duration and audio of a clip; decodes one frame.
 
     Raises :class:`TooLarge` when the header or the first frame has more than ``max_pixels``
@@ -218,7 +218,9 @@ def probe(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Vide
         container.close()
 
 
-def read_frames(path: str | os.PathLike, limit: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[np.ndarray]:
+def read_frames(
+    path: str | os.PathLike[str], limit: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Iterator[np.ndarray]:
     """Decode a clip upright, keeping its alpha: HxWx4 RGBA when it has one, else HxWx3 RGB.
 
     FFmpeg's own VP9 decoder drops the alpha plane (it travels in Matroska side data), so VP9 is
@@ -287,7 +289,7 @@ class Stop(Exception):
     """Another stage failed or the work was cancelled: unwind quietly."""
 
 
-def put(q: queue.Queue, item: Any, stop: threading.Event) -> None:
+def put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
     while True:
         if stop.is_set():
             raise Stop()
@@ -298,7 +300,7 @@ def put(q: queue.Queue, item: Any, stop: threading.Event) -> None:
             continue
 
 
-def get(q: queue.Queue, stop: threading.Event) -> Any:
+def get(q: queue.Queue[Any], stop: threading.Event) -> Any:
     while True:
         if stop.is_set():
             raise Stop()
@@ -346,7 +348,7 @@ def read_av(
     container: Any,
     rng: Range,
     audio: bool,
-    out: queue.Queue,
+    out: queue.Queue[Any],
     stop: threading.Event,
     name: str,
     state: ReadState,
@@ -423,9 +425,9 @@ def read_av(
 
 
 def read_webp(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     rng: Range,
-    out: queue.Queue,
+    out: queue.Queue[Any],
     stop: threading.Event,
     state: ReadState,
     max_pixels: int = DEFAULT_MAX_PIXELS,

@@ -69,7 +69,7 @@ class AvWriter:
         self.container: Any = None
         self.vs: Any = None
         self.aus: Any = None
-        self.pending_audio: list = []
+        self.pending_audio: list[Any] = []
         self.audio_written = 0
         self.size: tuple[int, int] | None = None
         self._resampler: Any = None

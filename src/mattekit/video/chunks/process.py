@@ -43,7 +43,7 @@ class ChunkedResult:
     timings: dict[str, Any] = field(default_factory=dict)
 
 
-_ENGINES: dict[tuple, Any] = {}  # one engine per worker process, kept across the chunks it runs
+_ENGINES: dict[tuple[Any, ...], Any] = {}  # one engine per worker process, kept across the chunks it runs
 
 
 def _engine(threads: int | None, device: str | None, backend: str | None) -> Any:
@@ -92,8 +92,8 @@ def chunk_task(
 
 
 def process_chunked(
-    source: str | os.PathLike,
-    target: str | os.PathLike,
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
     options: Options | None = None,
     video: VideoOptions | None = None,
     *,

@@ -72,7 +72,7 @@ class FrameTimes:
         return len(self.seconds)
 
 
-def frame_times(source: str | os.PathLike, video: VideoOptions) -> FrameTimes:
+def frame_times(source: str | os.PathLike[str], video: VideoOptions) -> FrameTimes:
     """Every frame's timestamp in ``video``'s range, from the packets (demuxed, not decoded: a
     10-minute clip's are read in the time it takes to read the file)."""
     from ..reader import frame_rate, is_webp, open_input
@@ -129,8 +129,8 @@ def segment_kind(kind: str) -> str:
 
 
 def run_chunk(
-    source: str | os.PathLike,
-    segment: str | os.PathLike,
+    source: str | os.PathLike[str],
+    segment: str | os.PathLike[str],
     options: Options,
     video: VideoOptions,
     kind: str,
