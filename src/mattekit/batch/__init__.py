@@ -17,6 +17,7 @@ One module per part: :mod:`.sources` (where files are, what each becomes, what i
 
 from __future__ import annotations
 
+from ..errors import ClusterUnavailable, MissingExtra  # importable from here as before (CHANGELOG)
 from .driver import Summary, run
 from .manifest import Manifest, read_manifest
 from .sources import MANIFEST, Item, Location, Plan, Spec, VideoSettings, plan, require_ray, resolve
@@ -24,9 +25,11 @@ from .work import Record, process_image, write_bytes
 
 __all__ = [
     "MANIFEST",
+    "ClusterUnavailable",
     "Item",
     "Location",
     "Manifest",
+    "MissingExtra",
     "Plan",
     "Record",
     "Spec",
