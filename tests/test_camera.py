@@ -45,7 +45,7 @@ from live_server import live_server
 from PIL import Image
 
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserType, Page, Route
+    from playwright.sync_api import Browser, BrowserType, Page, Route
 
 pytestmark = pytest.mark.browser
 
@@ -463,6 +463,20 @@ def astronaut_y4m(sample_photo: Path, dst: Path, size: tuple[int, int] = SIZE) -
     return dst, av.VideoFrame.from_ndarray(yuv, format="yuv420p").to_ndarray(format="rgb24")
 
 
+def webgpu_browser(browser_type: BrowserType, base: str, y4m: Path) -> Browser:
+    """Chromium with WebGPU on (a SwiftShader adapter here) and the fake camera; a skip where this
+    Chromium offers no adapter even so (these tests are about what the page does with one)."""
+    browser = browser_type.launch(executable_path="/usr/bin/chromium", args=fake_camera_args(y4m) + WEBGPU_ARGS)
+    page = browser.new_page()
+    page.goto(base + "/")
+    adapter = page.evaluate("async () => Boolean(navigator.gpu && (await navigator.gpu.requestAdapter()))")
+    page.close()
+    if not adapter:
+        browser.close()
+        pytest.skip("this Chromium offers no WebGPU adapter, even with --enable-unsafe-webgpu")
+    return browser
+
+
 def view_state(page: Page) -> dict[str, str]:
     state: dict[str, str] = page.evaluate("""() => ({ ...document.querySelector('#camera-view').dataset,
         label: document.querySelector('#camera-backend').textContent,
@@ -477,7 +491,7 @@ def test_camera_webgpu_on_a_software_adapter_demotes_in_time(
     """Chromium's SwiftShader adapter needs ~40 s for RVM's first frame: the page gives WebGPU 20 s,
     then runs on WebAssembly, live, with one line saying why; the next visit goes straight there."""
     y4m, _ = astronaut_y4m(sample_photo, tmp_path / "still.y4m")
-    browser = browser_type.launch(executable_path="/usr/bin/chromium", args=fake_camera_args(y4m) + WEBGPU_ARGS)
+    browser = webgpu_browser(browser_type, base_url_live, y4m)
     try:
         context = browser.new_context()
         context.add_init_script(WATCH_LIVE)
@@ -517,7 +531,7 @@ def test_camera_a_failing_tier_demotes(browser_type: BrowserType, base_url_live:
     """The fail= test hook: WebGPU's runs throw, or return NaN, and the page goes on on WebAssembly;
     when WebAssembly itself fails there is nothing below it: an error, never "Live"."""
     y4m, _ = astronaut_y4m(sample_photo, tmp_path / "still.y4m")
-    browser = browser_type.launch(executable_path="/usr/bin/chromium", args=fake_camera_args(y4m) + WEBGPU_ARGS)
+    browser = webgpu_browser(browser_type, base_url_live, y4m)
     try:
         for hook, said in [
             ("webgpu", "forced failure"),
@@ -586,7 +600,7 @@ def test_camera_webgpu_matches_wasm(
     channels) is wrong, and one zero channel more (172) computes it right.
     """
     y4m, _ = astronaut_y4m(sample_photo, tmp_path / "small.y4m", size=(320, 180))
-    browser = browser_type.launch(executable_path="/usr/bin/chromium", args=fake_camera_args(y4m) + WEBGPU_ARGS)
+    browser = webgpu_browser(browser_type, base_url_live, y4m)
     try:
         context = browser.new_context()
         context.add_init_script(WATCH_LIVE)
