@@ -6,9 +6,12 @@ import os
 import socket
 import subprocess
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
+
+if TYPE_CHECKING:
+    from mattekit.core.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_DIR = Path(os.environ.get("MATTEKIT_EVAL_DIR") or ROOT.parent / "shared" / "eval")
@@ -45,14 +48,14 @@ def output_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def engine():
+def engine() -> Engine:
     from mattekit.core.engine import get_engine
 
     return get_engine().load()
 
 
 @pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
+def browser_type_launch_args(browser_type_launch_args: Any) -> dict[str, Any]:
     return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium"}
 
 
@@ -97,7 +100,7 @@ def sample_clip_audio() -> Path:
     return sample_path("bigbuckbunny")
 
 
-def pytest_addoption(parser):
+def pytest_addoption(parser: Any) -> None:
     parser.addoption(
         "--fuzz-long",
         action="store_true",
@@ -106,7 +109,7 @@ def pytest_addoption(parser):
     )
 
 
-def pytest_configure(config):
+def pytest_configure(config: Any) -> None:
     # Hypothesis reads case counts when test modules are imported, before fixtures exist.
     if config.getoption("--fuzz-long", default=False):
         os.environ["MATTEKIT_FUZZ_LONG"] = "1"
@@ -129,7 +132,7 @@ def _unit_stays_in_process(request: pytest.FixtureRequest, monkeypatch: pytest.M
     monkeypatch.setattr(socket.socket, "listen", refused)
 
 
-def pytest_collection_modifyitems(config, items):
+def pytest_collection_modifyitems(config: Any, items: Any) -> None:
     # Playwright's sync API keeps an event loop running on the main thread once a browser test
     # has run, and later tests that call asyncio.run() there then fail. Browser tests go last.
     # (Tests that launch their own browser, e.g. with a fake camera, ask for "browser_type".)

@@ -15,7 +15,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -102,7 +104,7 @@ def _node_count(address: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory):
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Head + one worker node, 1 CPU each, capped memory; yields the head's address."""
     port = _free_port()
     temp = Path(f"/tmp/mkray{os.getpid()}")  # Ray's socket paths must stay short
@@ -174,7 +176,7 @@ def _expected_size(path: Path, max_size: int) -> tuple[int, int]:
 
 
 @pytest.mark.cluster
-def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path):
+def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path: Path) -> None:
     """Kill the command mid-run (a crash, not a polite Ctrl-C), run it again: finished files are
     neither redone nor recorded twice, and every output ends up complete."""
     from samples import sample_path
@@ -229,7 +231,7 @@ def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path):
 
 
 # -- pieces, without Ray ------------------------------------------------------------------------
-def test_ray_noise_is_dropped_from_stderr_and_nothing_else():
+def test_ray_noise_is_dropped_from_stderr_and_nothing_else() -> None:
     """Issue 28: Ray's core printed `core_worker.cc … max_restarts > 0` on every batch. The filter
     drops that line from fd 2 (where Ray's C++ writes) and passes everything else, in order."""
     code = (
@@ -252,7 +254,7 @@ def test_ray_noise_is_dropped_from_stderr_and_nothing_else():
     assert lines[-1] == "after"
 
 
-def test_pool_leaves_a_cpu_slot_for_reads_when_workers_ask_for_every_cpu():
+def test_pool_leaves_a_cpu_slot_for_reads_when_workers_ask_for_every_cpu() -> None:
     """Two single-CPU nodes, two workers: each actor must ask for less than its node's CPU, or
     Ray Data's read tasks never get scheduled and the pipeline deadlocks."""
     pool = cluster.size_pool([1.0, 1.0], workers=2)
@@ -272,7 +274,7 @@ def _tree(root: Path, files: dict[str, bytes]) -> None:
         (root / rel).write_bytes(data)
 
 
-def test_plan_keeps_relative_paths_skips_done_outputs_and_ignores_the_rest(tmp_path):
+def test_plan_keeps_relative_paths_skips_done_outputs_and_ignores_the_rest(tmp_path: Path) -> None:
     src, dst = tmp_path / "in", tmp_path / "in" / "out"  # DST inside SRC: its files are not inputs
     _tree(
         src,
@@ -311,7 +313,7 @@ def test_plan_keeps_relative_paths_skips_done_outputs_and_ignores_the_rest(tmp_p
     assert {i.rel for i in batch.plan(spec, overwrite=True).todo} >= {"a.jpg"}
 
 
-def test_video_outputs_follow_the_options():
+def test_video_outputs_follow_the_options() -> None:
     assert VideoSettings().suffix(Options()) == ".webm"
     assert VideoSettings().suffix(Options(background="white")) == ".mp4"
     assert VideoSettings().kind(Options(mask=True)) == "matte"
@@ -320,7 +322,7 @@ def test_video_outputs_follow_the_options():
         VideoSettings(output="png-dir").suffix(Options())
 
 
-def test_manifest_appends_across_runs(tmp_path):
+def test_manifest_appends_across_runs(tmp_path: Path) -> None:
     loc = batch.resolve(str(tmp_path / "out"))
     for run in range(2):
         m = batch.Manifest(loc)
@@ -329,7 +331,7 @@ def test_manifest_appends_across_runs(tmp_path):
     assert [r["input"] for r in batch.read_manifest(loc)] == ["in0.jpg", "in1.jpg"]
 
 
-def test_remote_filesystems_go_through_fsspec_and_rewrite_the_manifest():
+def test_remote_filesystems_go_through_fsspec_and_rewrite_the_manifest() -> None:
     """Object stores cannot append (pyarrow's S3/GCS raise NotImplemented): outputs are written
     whole and the manifest is rewritten. fsspec's in-memory filesystem stands in for a bucket,
     with appending refused as S3 refuses it."""
@@ -343,7 +345,7 @@ def test_remote_filesystems_go_through_fsspec_and_rewrite_the_manifest():
         assert f.read() == b"png"
 
     class NoAppend(pafs.FSSpecHandler):
-        def open_append_stream(self, path, metadata):
+        def open_append_stream(self, path: Any, metadata: Any) -> None:
             raise NotImplementedError("append is not supported")
 
     loc = Location(pafs.PyFileSystem(NoAppend(fsspec.filesystem("memory"))), "/mattekit-test/bucket", "memory")
@@ -360,7 +362,7 @@ def test_remote_filesystems_go_through_fsspec_and_rewrite_the_manifest():
     assert loc.display(loc.join("x")).startswith("memory://")
 
 
-def test_cli_explains_how_to_get_ray_when_it_is_missing(tmp_path):
+def test_cli_explains_how_to_get_ray_when_it_is_missing(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['ray'] = None\n"  # what `import ray` sees without the extra
         "from mattekit.cli import main; sys.argv = ['mattekit', 'batch', sys.argv[1], sys.argv[2]]; main()"
@@ -373,7 +375,7 @@ def test_cli_explains_how_to_get_ray_when_it_is_missing(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_cli_rejects_bad_usage_before_starting_ray(tmp_path):
+def test_cli_rejects_bad_usage_before_starting_ray(tmp_path: Path) -> None:
     proc = _run_batch(str(tmp_path / "missing"), str(tmp_path / "out"), timeout=60)
     assert proc.returncode == 2 and "not a folder" in proc.stderr
     proc = _run_batch(str(tmp_path), str(tmp_path / "out"), "--format", "jpg", timeout=60)
@@ -382,7 +384,7 @@ def test_cli_rejects_bad_usage_before_starting_ray(tmp_path):
     assert proc.returncode == 2 and "end must be after start" in proc.stderr
 
 
-def test_an_unreachable_cluster_is_a_clear_error_not_a_hang(tmp_path):
+def test_an_unreachable_cluster_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(b"x")
     port = _free_port()  # nothing listens there
     t0 = time.monotonic()
@@ -392,7 +394,7 @@ def test_an_unreachable_cluster_is_a_clear_error_not_a_hang(tmp_path):
     assert time.monotonic() - t0 < 45
 
 
-def test_location_of_a_local_path_is_absolute(tmp_path, monkeypatch):
+def test_location_of_a_local_path_is_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     loc = batch.resolve("photos")
     assert isinstance(loc, Location) and loc.local and loc.path == str(tmp_path / "photos")
@@ -403,7 +405,9 @@ def test_location_of_a_local_path_is_absolute(tmp_path, monkeypatch):
 
 # -- the cluster run (last in the file: its cluster lives until the module ends) ------------
 @pytest.fixture(scope="module")
-def cluster_run(ray_cluster, people_images, evaldir, tmp_path_factory):
+def cluster_run(
+    ray_cluster: Any, people_images: Any, evaldir: Any, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, list[Path], subprocess.CompletedProcess[str]]:
     src = tmp_path_factory.mktemp("batch-src")
     dst = tmp_path_factory.mktemp("batch-dst") / "out"
     picked = people_images[:3]
@@ -419,7 +423,7 @@ def cluster_run(ray_cluster, people_images, evaldir, tmp_path_factory):
 
 @pytest.mark.cluster
 @pytest.mark.eval
-def test_batch_on_a_two_node_cluster_writes_every_output(cluster_run):
+def test_batch_on_a_two_node_cluster_writes_every_output(cluster_run: Any) -> None:
     _src, dst, picked, proc = cluster_run
     assert proc.returncode == 0, proc.stderr
     assert "on 2 workers x 1 threads" in proc.stderr  # one engine on each node, a read slot left
@@ -441,7 +445,7 @@ def test_batch_on_a_two_node_cluster_writes_every_output(cluster_run):
 
 @pytest.mark.cluster
 @pytest.mark.eval
-def test_a_bad_file_is_recorded_and_the_job_still_succeeds(cluster_run):
+def test_a_bad_file_is_recorded_and_the_job_still_succeeds(cluster_run: Any) -> None:
     _src, dst, picked, proc = cluster_run
     assert proc.returncode == 0, proc.stderr
     records = {Path(r["input"]).name: r for r in _manifest(dst)}
@@ -458,7 +462,7 @@ def test_a_bad_file_is_recorded_and_the_job_still_succeeds(cluster_run):
     assert "broken.jpg" in proc.stderr  # the user sees it too
 
 
-def test_object_keys_never_write_outside_dst(tmp_path, monkeypatch):
+def test_object_keys_never_write_outside_dst(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Object stores allow keys with empty segments and '..': none of them may leave DST."""
     src, dst = tmp_path / "in", tmp_path / "out"
     src.mkdir()

@@ -14,6 +14,7 @@ import zipfile
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -54,7 +55,7 @@ def _audio_stamps(path: Path, lo: float = 0.0, hi: float = float("inf")) -> list
 
 
 # -- planning: pure -----------------------------------------------------------------------------
-def test_chunks_cover_every_frame_once_and_warm_on_the_frames_before():
+def test_chunks_cover_every_frame_once_and_warm_on_the_frames_before() -> None:
     plan = plan_chunks(90, chunks=3, warmup=20)
     assert plan == [Chunk(0, 0, 30, 0), Chunk(1, 30, 60, 10), Chunk(2, 60, 90, 40)]
     for n, k in ((7, 3), (1000, 7), (5, 9)):
@@ -84,7 +85,7 @@ def clip() -> Path:
         ("comp.mp4", Options(preset="fast", background=parse_background("white"))),
     ],
 )
-def test_chunks_join_with_the_frames_and_timestamps_of_one_piece(tmp_path, clip, name, options):
+def test_chunks_join_with_the_frames_and_timestamps_of_one_piece(tmp_path: Path, clip: Any, name: Any, options: Any) -> None:
     video = VideoOptions(start=0.5, max_frames=30)
     one = process_video(clip, tmp_path / f"one-{name}", options, video)
     joined = process_chunked(clip, tmp_path / name, options, video, chunks=3, warmup=5, executor="local")
@@ -92,7 +93,7 @@ def test_chunks_join_with_the_frames_and_timestamps_of_one_piece(tmp_path, clip,
     assert _video_stamps(tmp_path / name) == _video_stamps(tmp_path / f"one-{name}")
 
 
-def test_a_background_clip_goes_on_from_where_the_chunk_before_left_it(tmp_path, clip):
+def test_a_background_clip_goes_on_from_where_the_chunk_before_left_it(tmp_path: Path, clip: Any) -> None:
     """A 7-frame background clip of solid colours, looped: chunk k picks it up at its first frame."""
     from mattekit.video import read_frames, write_frames
 
@@ -123,7 +124,7 @@ def test_a_background_clip_goes_on_from_where_the_chunk_before_left_it(tmp_path,
     assert max(float(np.abs(a[:8, :8].astype(int) - b[:8, :8]).mean()) for a, b in zip(seg, one[chunk.first :])) < 4
 
 
-def test_a_joined_webm_keeps_its_alpha_and_the_first_chunk_is_the_one_piece_run(tmp_path, clip):
+def test_a_joined_webm_keeps_its_alpha_and_the_first_chunk_is_the_one_piece_run(tmp_path: Path, clip: Any) -> None:
     from mattekit.video import read_frames
 
     video = VideoOptions(max_frames=30)
@@ -135,7 +136,7 @@ def test_a_joined_webm_keeps_its_alpha_and_the_first_chunk_is_the_one_piece_run(
     assert min(int(f[..., 3].min()) for f in two) == 0 and max(int(f[..., 3].max()) for f in two) == 255
 
 
-def test_png_frames_are_renumbered_into_one_zip_or_folder(tmp_path, clip):
+def test_png_frames_are_renumbered_into_one_zip_or_folder(tmp_path: Path, clip: Any) -> None:
     video = VideoOptions(start=1.0, max_frames=12)
     process_video(clip, tmp_path / "one.zip", Options(), video)
     process_chunked(clip, tmp_path / "two.zip", Options(), video, chunks=3, executor="local")
@@ -149,7 +150,7 @@ def test_png_frames_are_renumbered_into_one_zip_or_folder(tmp_path, clip):
         process_chunked(clip, tmp_path / "frames", Options(), video, chunks=2, executor="local")
 
 
-def test_the_source_audio_is_muxed_once_in_sync(tmp_path):
+def test_the_source_audio_is_muxed_once_in_sync(tmp_path: Path) -> None:
     """bigbuckbunny has AAC audio: copied into MOV, every source packet of the range once, shifted
     by the start as one piece shifts it."""
     src = sample_path("bigbuckbunny")
@@ -166,7 +167,7 @@ def test_the_source_audio_is_muxed_once_in_sync(tmp_path):
 
 
 # -- the command, on embedded Ray --------------------------------------------------------------
-def test_the_command_runs_chunks_on_embedded_ray(tmp_path, clip):
+def test_the_command_runs_chunks_on_embedded_ray(tmp_path: Path, clip: Any) -> None:
     pytest.importorskip("ray", reason="chunks run on Ray: pip install 'mattekit[cluster]'")
     target = tmp_path / "out.webm"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -197,7 +198,7 @@ def test_the_command_runs_chunks_on_embedded_ray(tmp_path, clip):
     assert not any(p.name.startswith("mattekit-segments-") for p in tmp_path.iterdir())  # segments cleaned up
 
 
-def test_the_command_refuses_what_chunks_cannot_do(tmp_path, clip):
+def test_the_command_refuses_what_chunks_cannot_do(tmp_path: Path, clip: Any) -> None:
     def text(*args: str) -> tuple[int, str]:
         r = runner.invoke(app, ["video", str(clip), *args])
         return r.exit_code, " ".join(r.output.split())
@@ -208,7 +209,7 @@ def test_the_command_refuses_what_chunks_cannot_do(tmp_path, clip):
     assert code == 2 and "not both" in out
 
 
-def test_without_ray_the_command_says_how_to_get_it(tmp_path, clip):
+def test_without_ray_the_command_says_how_to_get_it(tmp_path: Path, clip: Any) -> None:
     code = (
         "import sys; sys.modules['ray'] = None\n"  # what `import ray` sees without the extra
         "from mattekit.cli import app\n"
@@ -221,7 +222,7 @@ def test_without_ray_the_command_says_how_to_get_it(tmp_path, clip):
 
 # -- quality on the dev GT clip ------------------------------------------------------------------
 @pytest.mark.eval
-def test_three_chunks_keep_every_frame_and_the_one_piece_quality(evaldir, tmp_path):
+def test_three_chunks_keep_every_frame_and_the_one_piece_quality(evaldir: Any, tmp_path: Path) -> None:
     """comp_D in 3 chunks of 30 frames (W = 20): every frame, dtSSD within 2 % of the one-piece run,
     no frame's SAD more than 10 % above its one-piece SAD. PNG frames: lossless alpha."""
     from bench import quality as bench
@@ -251,7 +252,9 @@ def _alphas(path: Path) -> list[np.ndarray]:
 
 # -- a real two-node cluster on loopback (the fixture of tests/test_batch.py) --------------------
 @pytest.mark.cluster
-def test_a_chunked_clip_and_a_batch_with_a_long_clip_run_on_a_two_node_cluster(ray_cluster, tmp_path, clip):
+def test_a_chunked_clip_and_a_batch_with_a_long_clip_run_on_a_two_node_cluster(
+    ray_cluster: Any, tmp_path: Path, clip: Any
+) -> None:
     """The source goes to the other node through Ray's object store; segments come back the same way.
     The batch cuts its long clip into chunks spread over both nodes and joins them."""
     env = {**os.environ, **RAY_ENV}

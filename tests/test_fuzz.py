@@ -22,8 +22,9 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hostile
 import numpy as np
@@ -35,6 +36,9 @@ from PIL import Image
 from mattekit.decode import MAX_JPEG_SCANS
 from mattekit.errors import InvalidOption, MattekitError
 from mattekit.options import DEFAULT_MAX_PIXELS, Options
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "fuzz_corpus"
@@ -211,7 +215,7 @@ class Sandbox:
 
 
 @pytest.fixture(scope="module")
-def sandbox():
+def sandbox() -> Iterator[Sandbox]:
     box = Sandbox()
     yield box
     box.close()
@@ -227,7 +231,7 @@ def _count(key: str) -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def summary():
+def summary() -> Iterator[None]:
     started = time.monotonic()
     yield
     import json
@@ -907,7 +911,7 @@ API_STATUSES = {200, 400, 413, 415, 422, 503}
 
 
 @pytest.fixture(scope="module")
-def api_client():
+def api_client() -> Iterator[TestClient]:
     from starlette.testclient import TestClient
 
     from mattekit.service import Settings, create_app

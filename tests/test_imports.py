@@ -205,7 +205,8 @@ def _loaded_after(code: str) -> list[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    return eval(proc.stdout.strip().splitlines()[-1])
+    loaded: list[str] = eval(proc.stdout.strip().splitlines()[-1])
+    return loaded
 
 
 def test_importing_the_cli_is_cheap() -> None:

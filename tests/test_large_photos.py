@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -28,7 +31,7 @@ def _jpeg(size: tuple[int, int], progressive: bool = False) -> bytes:
     return buf.getvalue()
 
 
-def test_a_54_mp_jpeg_at_1024_px_is_decoded_at_an_eighth():
+def test_a_54_mp_jpeg_at_1024_px_is_decoded_at_an_eighth() -> None:
     data = _jpeg((9000, 6000))  # 54 MP, past the server's default limit of 50 MP
     t0 = time.perf_counter()
     decoded = decode.decode(data, Options(max_pixels=50_000_000, max_size=1024))
@@ -43,7 +46,7 @@ def test_a_54_mp_jpeg_at_1024_px_is_decoded_at_an_eighth():
 
 
 @pytest.mark.parametrize("progressive", [False, True])
-def test_reduced_decode_stays_within_the_limit(progressive):
+def test_reduced_decode_stays_within_the_limit(progressive: Any) -> None:
     data = _jpeg((2400, 1500), progressive)  # 3.6 MP: 1.8x the limit
     with pytest.raises(TooLarge):
         decode.decode(data, Options(max_pixels=LIMIT))
@@ -54,7 +57,7 @@ def test_reduced_decode_stays_within_the_limit(progressive):
         decode.decode(data, Options(max_pixels=LIMIT, max_size=2048))
 
 
-def test_past_the_bound_a_size_does_not_help():
+def test_past_the_bound_a_size_does_not_help() -> None:
     data = _jpeg((3000, 2000))  # 6 MP: 3x the limit, past REDUCED_JPEG_BOUND
     assert decode.REDUCED_JPEG_BOUND * LIMIT < 6_000_000
     with pytest.raises(TooLarge) as caught:
@@ -68,7 +71,7 @@ def test_past_the_bound_a_size_does_not_help():
 
 
 @pytest.fixture(scope="module")
-def client():
+def client() -> Iterator[TestClient]:
     app = create_app(Settings(max_upload_bytes=4_000_000, max_pixels=LIMIT, workers=1, queue_size=2))
     with TestClient(app) as c:
         deadline = time.monotonic() + 120
@@ -78,7 +81,7 @@ def client():
         yield c
 
 
-def test_the_size_option_gets_a_large_jpeg_past_the_limit(client, sample_photo):
+def test_the_size_option_gets_a_large_jpeg_past_the_limit(client: Any, sample_photo: Path) -> None:
     """The page's "Size 1024 px" is the API's max_size: with it the photo is matted, without it
     the 422 says to ask for one (in the API's words, not the CLI's)."""
     buf = io.BytesIO()
@@ -94,7 +97,7 @@ def test_the_size_option_gets_a_large_jpeg_past_the_limit(client, sample_photo):
     assert r.headers["x-image-size"] == "512x320"
 
 
-def test_remove_bg_sizes_also_decode_a_large_jpeg_reduced(client, sample_photo):
+def test_remove_bg_sizes_also_decode_a_large_jpeg_reduced(client: Any, sample_photo: Path) -> None:
     """remove.bg's size presets become a max_size (removebg.py): they reach the reduced decode
     too, and its refusals name its own parameters (size=preview), not ours or the CLI's."""
     buf = io.BytesIO()

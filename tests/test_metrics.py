@@ -10,7 +10,7 @@ from mattekit import metrics
 pytestmark = pytest.mark.unit  # make unit: in-process and fast
 
 
-def test_sad_is_the_sum_of_absolute_differences_in_thousands():
+def test_sad_is_the_sum_of_absolute_differences_in_thousands() -> None:
     true = np.zeros((10, 10))
     pred = true.copy()
     pred[0, :4] = 0.5  # 4 pixels off by 0.5 → 2.0
@@ -19,13 +19,13 @@ def test_sad_is_the_sum_of_absolute_differences_in_thousands():
     assert metrics.sad(true, pred) == metrics.sad(pred, true)
 
 
-def test_mse_is_the_mean_squared_error_times_a_thousand():
+def test_mse_is_the_mean_squared_error_times_a_thousand() -> None:
     true = np.zeros((2, 2))
     pred = np.array([[1.0, 0.0], [0.5, 0.0]])  # (1 + 0.25) / 4
     assert metrics.mse(pred, true) == pytest.approx(0.3125 * 1000)
 
 
-def test_uint8_alphas_are_read_as_fractions():
+def test_uint8_alphas_are_read_as_fractions() -> None:
     true = np.zeros((4, 4), np.uint8)
     pred = np.full((4, 4), 255, np.uint8)
     e = metrics.alpha_errors(pred, true)
@@ -33,14 +33,14 @@ def test_uint8_alphas_are_read_as_fractions():
     assert e.mse == pytest.approx(1000.0)
 
 
-def test_identical_alphas_have_no_error():
+def test_identical_alphas_have_no_error() -> None:
     rng = np.random.default_rng(0)
     a = rng.random((32, 48))
     e = metrics.alpha_errors(a, a)
     assert e == metrics.AlphaErrors(0.0, 0.0, 0.0, 0.0)
 
 
-def test_gradient_filters_match_the_published_kernel():
+def test_gradient_filters_match_the_published_kernel() -> None:
     fx, fy = metrics.gauss_derivative_filters(1.4)
     # DIM: half size ceil(1.4*sqrt(-2 ln(sqrt(2 pi) 1.4 0.01))) = 4 → 9x9, unit L2 norm.
     assert fx.shape == (9, 9)
@@ -50,7 +50,7 @@ def test_gradient_filters_match_the_published_kernel():
     assert np.allclose(fx, -fx[:, ::-1])  # odd in x
 
 
-def test_gradient_error_sees_a_blurred_edge_but_not_a_flat_offset():
+def test_gradient_error_sees_a_blurred_edge_but_not_a_flat_offset() -> None:
     true = np.zeros((40, 40))
     true[:, 20:] = 1.0
     blurred = np.clip((np.arange(40) - 14) / 12.0, 0, 1)[None, :].repeat(40, 0)
@@ -59,7 +59,7 @@ def test_gradient_error_sees_a_blurred_edge_but_not_a_flat_offset():
     assert metrics.grad(true * 0.5, true) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_connectivity_error_punishes_a_detached_island():
+def test_connectivity_error_punishes_a_detached_island() -> None:
     true = np.zeros((20, 20))
     true[5:15, 2:8] = 1.0
     pred = true.copy()
@@ -70,7 +70,7 @@ def test_connectivity_error_punishes_a_detached_island():
     assert metrics.conn(true, true) == 0.0
 
 
-def test_dtssd_of_a_sequence_that_moves_like_the_truth_is_zero():
+def test_dtssd_of_a_sequence_that_moves_like_the_truth_is_zero() -> None:
     frames = [np.full((4, 4), v) for v in (0.0, 0.5, 1.0)]
     assert metrics.dtssd(frames, frames) == 0.0
     flicker = [frames[0], frames[1] + 0.1, frames[2]]
@@ -78,6 +78,6 @@ def test_dtssd_of_a_sequence_that_moves_like_the_truth_is_zero():
     assert metrics.dtssd(flicker, frames) == pytest.approx(10.0)
 
 
-def test_shape_mismatch_is_an_error():
+def test_shape_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError):
         metrics.sad(np.zeros((2, 2)), np.zeros((2, 3)))

@@ -18,13 +18,13 @@ def documented() -> list[str]:
     return re.findall(r"^\| `([A-Za-z_]+)` \|", DOC.read_text(), flags=re.M)
 
 
-def test_exported_names_are_exactly_the_documented_ones():
+def test_exported_names_are_exactly_the_documented_ones() -> None:
     names = documented()
     assert len(names) == len(set(names)), "a name is documented twice"
     assert sorted(mattekit.__all__) == sorted(names)
 
 
-def test_the_reference_page_generates_exactly_the_exported_names():
+def test_the_reference_page_generates_exactly_the_exported_names() -> None:
     """docs/reference.md (Sphinx autodoc, built by make docs) documents each exported name once."""
     page = (DOC.parent / "reference.md").read_text()
     names = re.findall(r"^\.\. auto\w+:: mattekit\.(\w+)$", page, flags=re.M)
@@ -32,12 +32,12 @@ def test_the_reference_page_generates_exactly_the_exported_names():
     assert sorted(mattekit.__all__) == sorted(names)
 
 
-def test_every_exported_name_resolves():
+def test_every_exported_name_resolves() -> None:
     for name in mattekit.__all__:
         assert getattr(mattekit, name) is not None, name
 
 
-def test_importing_mattekit_loads_nothing_heavy():
+def test_importing_mattekit_loads_nothing_heavy() -> None:
     code = (
         "import sys, mattekit; heavy = [m for m in ('numpy', 'onnxruntime', 'av', 'ray', 'PIL', 'cv2', "
         "'fastapi', 'click') if m in sys.modules]; print(','.join(heavy))"
@@ -46,7 +46,7 @@ def test_importing_mattekit_loads_nothing_heavy():
     assert out == "", f"import mattekit loaded {out}"
 
 
-def test_all_marks_a_public_surface_only():
+def test_all_marks_a_public_surface_only() -> None:
     """``__all__`` is a package's front door (``mattekit``, ``mattekit.video``, ``mattekit.batch``...),
     or a ``_``-private module's list for its package to take in, as httpx does: in every other
     module it would only repeat what the code says, and 421 such names no longer told anyone

@@ -12,8 +12,10 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import av
 import hostile
@@ -27,6 +29,9 @@ from mattekit.core.engine import RecurrentState
 from mattekit.errors import Cancelled, InvalidInput, InvalidOption, TooLarge
 from mattekit.options import Options, parse_background
 from mattekit.video import VideoOptions, alpha_sequence, flicker, probe, process_video, read_frames, write_frames
+
+if TYPE_CHECKING:
+    from mattekit.video import OutputSpec
 
 N = 20  # frames per clip: enough for the recurrent state to matter, quick on two cores
 
@@ -42,7 +47,7 @@ def source_frames(carphone: Path) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def reference_alpha(engine, source_frames) -> list[np.ndarray]:
+def reference_alpha(engine: Any, source_frames: Any) -> list[np.ndarray]:
     """The still engine's alpha on the same frames, carrying the same state (uint8)."""
     state = RecurrentState.empty()
     out = []
@@ -73,7 +78,7 @@ def _mux_with_audio(video_src: Path, audio_src: Path, target: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def talking_with_audio(tmp_path_factory, carphone) -> Path:
+def talking_with_audio(tmp_path_factory: pytest.TempPathFactory, carphone: Any) -> Path:
     return _mux_with_audio(carphone, sample_path("bigbuckbunny"), tmp_path_factory.mktemp("clips") / "carphone_audio.mp4")
 
 
@@ -98,8 +103,8 @@ def _alpha_error(frames: list[np.ndarray], reference: list[np.ndarray]) -> tuple
     ],
 )
 def test_transparent_outputs_carry_the_engines_alpha(
-    tmp_path, carphone, source_frames, reference_alpha, name, kind, mean_tol, p99_tol
-):
+    tmp_path: Path, carphone: Any, source_frames: Any, reference_alpha: Any, name: Any, kind: Any, mean_tol: Any, p99_tol: Any
+) -> None:
     result = process_video(carphone, tmp_path / name, Options(preset="fast"), VideoOptions(max_frames=N))
     assert result.output == kind and result.frames == N
     if kind == "png-zip":
@@ -123,14 +128,14 @@ def test_transparent_outputs_carry_the_engines_alpha(
     assert 0.05 < float(np.mean(reference_alpha[-1] > 128)) < 0.95
 
 
-def test_png_folder_output(tmp_path, carphone, reference_alpha):
+def test_png_folder_output(tmp_path: Path, carphone: Any, reference_alpha: Any) -> None:
     result = process_video(carphone, tmp_path / "frames", Options(preset="fast"), VideoOptions(max_frames=5))
     files = sorted((tmp_path / "frames").glob("*.png"))
     assert result.output == "png-dir" and len(files) == 5
     assert np.array_equal(np.asarray(Image.open(files[4]))[:, :, 3], reference_alpha[4])
 
 
-def test_matte_mp4_is_the_alpha_as_grey(tmp_path, carphone, reference_alpha):
+def test_matte_mp4_is_the_alpha_as_grey(tmp_path: Path, carphone: Any, reference_alpha: Any) -> None:
     out = tmp_path / "matte.mp4"
     process_video(carphone, out, Options(preset="fast", mask=True), VideoOptions(max_frames=N))
     frames = list(read_frames(out))
@@ -140,7 +145,7 @@ def test_matte_mp4_is_the_alpha_as_grey(tmp_path, carphone, reference_alpha):
     assert mean <= 2.0 and p99 <= 16, (mean, p99)
 
 
-def test_composite_mp4_over_a_colour(tmp_path, carphone, source_frames, reference_alpha):
+def test_composite_mp4_over_a_colour(tmp_path: Path, carphone: Any, source_frames: Any, reference_alpha: Any) -> None:
     out = tmp_path / "green.mp4"
     opts = Options(preset="fast", background=parse_background("#00ff00"), decontaminate=False)
     process_video(carphone, out, opts, VideoOptions(max_frames=N))
@@ -152,7 +157,7 @@ def test_composite_mp4_over_a_colour(tmp_path, carphone, source_frames, referenc
         assert np.abs(frames[i].astype(int) - expected).mean() < 4.0  # H.264 loss only
 
 
-def test_composite_over_another_video_loops_it(tmp_path, carphone):
+def test_composite_over_another_video_loops_it(tmp_path: Path, carphone: Any) -> None:
     short_bg = tmp_path / "bg.webm"  # a 5-frame background for a 12-frame clip: must loop
     process_video(carphone, short_bg, Options(preset="fast"), VideoOptions(max_frames=5))
     out = tmp_path / "over_video.mp4"
@@ -160,7 +165,7 @@ def test_composite_over_another_video_loops_it(tmp_path, carphone):
     assert result.frames == 12 and len(list(read_frames(out))) == 12
 
 
-def test_frame_range_starts_at_the_right_frame(tmp_path, carphone, engine):
+def test_frame_range_starts_at_the_right_frame(tmp_path: Path, carphone: Any, engine: Any) -> None:
     out = tmp_path / "range.zip"
     result = process_video(carphone, out, Options(preset="fast"), VideoOptions(start=2.0, end=2.5))
     fps = 30000 / 1001
@@ -171,7 +176,7 @@ def test_frame_range_starts_at_the_right_frame(tmp_path, carphone, engine):
     assert np.array_equal(first[:, :, 3], engine.step(first_src, "auto")[0].alpha_u8())
 
 
-def test_progress_reports_every_frame(tmp_path, carphone):
+def test_progress_reports_every_frame(tmp_path: Path, carphone: Any) -> None:
     seen = []
     process_video(carphone, tmp_path / "p.webm", Options(preset="fast"), VideoOptions(max_frames=8), progress=seen.append)
     assert [p.done for p in seen] == list(range(1, 9))
@@ -180,7 +185,7 @@ def test_progress_reports_every_frame(tmp_path, carphone):
 
 # -- audio --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name,codec", [("a.webm", "opus"), ("a.mp4", "aac"), ("a.mov", "aac")])
-def test_audio_is_kept_and_in_sync(tmp_path, talking_with_audio, name, codec):
+def test_audio_is_kept_and_in_sync(tmp_path: Path, talking_with_audio: Any, name: Any, codec: Any) -> None:
     opts = Options(preset="fast", background=parse_background("white")) if name.endswith("mp4") else Options(preset="fast")
     out = tmp_path / name
     result = process_video(talking_with_audio, out, opts, VideoOptions(start=1.0, max_frames=N))
@@ -196,14 +201,14 @@ def test_audio_is_kept_and_in_sync(tmp_path, talking_with_audio, name, codec):
     assert abs(end - video_seconds) < 0.1, (end, video_seconds)
 
 
-def test_no_audio_when_asked(tmp_path, talking_with_audio):
+def test_no_audio_when_asked(tmp_path: Path, talking_with_audio: Any) -> None:
     out = tmp_path / "silent.webm"
     result = process_video(talking_with_audio, out, Options(preset="fast"), VideoOptions(max_frames=5, audio=False))
     assert not result.audio and _stream_facts(out)[2] == []
 
 
 # -- rotation -----------------------------------------------------------------------------------
-def test_rotated_phone_video_comes_out_upright(tmp_path, source_frames):
+def test_rotated_phone_video_comes_out_upright(tmp_path: Path, source_frames: Any) -> None:
     """A phone stores the sensor's pixels turned and says how to turn them back."""
     frames = source_frames[:8]
     settings = dict(rate=Fraction(30000, 1001), pix_fmt="yuv444p", options={"crf": "12"})
@@ -229,7 +234,7 @@ def _left_behind(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def test_garbage_is_a_clear_error(tmp_path, carphone):
+def test_garbage_is_a_clear_error(tmp_path: Path, carphone: Any) -> None:
     bad = tmp_path / "in" / "noise.mp4"
     bad.parent.mkdir()
     bad.write_bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
@@ -241,7 +246,7 @@ def test_garbage_is_a_clear_error(tmp_path, carphone):
 
 
 @pytest.mark.parametrize("faststart", [False, True])
-def test_truncated_clip_is_a_clear_error_and_leaves_nothing(tmp_path, carphone, faststart):
+def test_truncated_clip_is_a_clear_error_and_leaves_nothing(tmp_path: Path, carphone: Any, faststart: Any) -> None:
     src = carphone
     if faststart:  # index first, so the cut hits the frames, not the index
         src = tmp_path / "faststart.mp4"
@@ -261,7 +266,7 @@ def test_truncated_clip_is_a_clear_error_and_leaves_nothing(tmp_path, carphone, 
     assert _left_behind(out) == []
 
 
-def test_cancel_stops_and_leaves_nothing(tmp_path, carphone):
+def test_cancel_stops_and_leaves_nothing(tmp_path: Path, carphone: Any) -> None:
     done = []
     out = tmp_path / "out"
     out.mkdir()
@@ -270,7 +275,7 @@ def test_cancel_stops_and_leaves_nothing(tmp_path, carphone):
     assert 3 <= len(done) < 20 and _left_behind(out) == []
 
 
-def test_options_that_make_no_sense_for_video(tmp_path, carphone):
+def test_options_that_make_no_sense_for_video(tmp_path: Path, carphone: Any) -> None:
     with pytest.raises(InvalidOption, match="background"):
         process_video(carphone, tmp_path / "x.mp4", Options())
     with pytest.raises(InvalidOption, match="output type"):
@@ -292,7 +297,7 @@ def test_options_that_make_no_sense_for_video(tmp_path, carphone):
         ("max_duration", float("nan")),
     ],
 )
-def test_video_options_refuse_times_that_are_not_finite(field, value):
+def test_video_options_refuse_times_that_are_not_finite(field: Any, value: Any) -> None:
     # nan passes every range check (nan < 0 is False): the library refuses it, the service relies on it.
     with pytest.raises(InvalidOption, match=f"{field} must be a finite number of seconds"):
         VideoOptions(**{field: value})
@@ -326,11 +331,11 @@ def _tiny(path: Path, fmt: str, codec: str) -> Path:
         ("gif", "gif", "gif"),
     ],
 )
-def test_the_containers_we_read_open(tmp_path, suffix, fmt, codec):
+def test_the_containers_we_read_open(tmp_path: Path, suffix: Any, fmt: Any, codec: Any) -> None:
     assert probe(_tiny(tmp_path / f"clip.{suffix}", fmt, codec)).width == 128
 
 
-def test_playlists_and_concat_lists_are_refused_before_ffmpeg_reads_them(tmp_path):
+def test_playlists_and_concat_lists_are_refused_before_ffmpeg_reads_them(tmp_path: Path) -> None:
     # FFmpeg would pick its hls or concat demuxer from these bytes, which open the files they name.
     segment = hostile.flat_clip(tmp_path / "segment.ts", (320, 240))
     assert probe(segment).width == 320
@@ -367,7 +372,7 @@ print(json.dumps(rss))
 """
 
 
-def test_memory_does_not_grow_with_the_clip(tmp_path, carphone):
+def test_memory_does_not_grow_with_the_clip(tmp_path: Path, carphone: Any) -> None:
     """Three loops of a real clip (360 frames): peak RSS after 60 frames and at the end stay level."""
     long_clip = tmp_path / "long.mp4"
     with av.open(str(carphone)) as vin, av.open(str(long_clip), "w") as out:
@@ -399,7 +404,7 @@ def test_memory_does_not_grow_with_the_clip(tmp_path, carphone):
 
 
 # -- temporal stability -------------------------------------------------------------------------
-def test_recurrent_is_steadier_than_per_frame(source_frames, carphone):
+def test_recurrent_is_steadier_than_per_frame(source_frames: Any, carphone: Any) -> None:
     """RVM's memory is the point of a video model: measured 1.62 vs 2.15 (1/255) on 40 frames."""
     frames = list(read_frames(carphone, limit=40))
     recurrent = flicker(alpha_sequence(frames, recurrent=True))
@@ -408,7 +413,7 @@ def test_recurrent_is_steadier_than_per_frame(source_frames, carphone):
 
 
 @pytest.mark.eval
-def test_recurrent_is_steadier_on_a_street_clip(evaldir):
+def test_recurrent_is_steadier_on_a_street_clip(evaldir: Any) -> None:
     """Full-body pedestrians (eval set), 640x360: measured 1.58 vs 3.87 (1/255) on 20 frames."""
     import cv2
 
@@ -423,7 +428,7 @@ def test_recurrent_is_steadier_on_a_street_clip(evaldir):
 
 # -- input containers ---------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["clip.gif", "clip.webp", "clip.webm", "clip.mkv", "clip.avi", "clip.mov"])
-def test_reads_the_usual_containers(tmp_path, source_frames, engine, name):
+def test_reads_the_usual_containers(tmp_path: Path, source_frames: Any, engine: Any, name: Any) -> None:
     """The same six real frames as animated GIF/WebP (Pillow), VP8 WebM, H.265 MKV, MPEG-4 AVI, MOV."""
     frames = source_frames[:6]
     src = tmp_path / name
@@ -450,7 +455,7 @@ def test_reads_the_usual_containers(tmp_path, source_frames, engine, name):
             assert np.array_equal(np.asarray(Image.open(z.open(n)))[:, :, 3], matte.alpha_u8())
 
 
-def test_odd_frame_sizes(tmp_path, source_frames):
+def test_odd_frame_sizes(tmp_path: Path, source_frames: Any) -> None:
     """175x143: VP9 keeps it; H.264 4:2:0 and ProRes need even sides and drop the last line."""
     ims = [Image.fromarray(np.ascontiguousarray(f[:143, :175])) for f in source_frames[:4]]
     src = tmp_path / "odd.gif"
@@ -465,7 +470,7 @@ def test_odd_frame_sizes(tmp_path, source_frames):
         assert len(frames) == 4 and frames[0].shape[:2] == size, name
 
 
-def test_never_replaces_a_folder_with_other_files(tmp_path, carphone):
+def test_never_replaces_a_folder_with_other_files(tmp_path: Path, carphone: Any) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()
     (folder / "holiday.jpg").write_bytes(b"precious")
@@ -478,7 +483,7 @@ def test_never_replaces_a_folder_with_other_files(tmp_path, carphone):
     assert sorted(p.name for p in frames.iterdir()) == ["frame_000000.png", "frame_000001.png"]
 
 
-def test_unreadable_background_picture_fails_before_writing(tmp_path, carphone):
+def test_unreadable_background_picture_fails_before_writing(tmp_path: Path, carphone: Any) -> None:
     from mattekit.options import BackgroundImage
 
     bad = tmp_path / "bg.jpg"
@@ -490,7 +495,7 @@ def test_unreadable_background_picture_fails_before_writing(tmp_path, carphone):
     assert _left_behind(out) == []
 
 
-def test_ratio_beyond_the_lowres_limit_stops_before_any_frame(carphone: Path, tmp_path: Path):
+def test_ratio_beyond_the_lowres_limit_stops_before_any_frame(carphone: Path, tmp_path: Path) -> None:
     target = tmp_path / "out.webm"
     with pytest.raises(TooLarge, match="smaller ratio"):
         process_video(carphone, target, Options(ratio=1.0, max_lowres_pixels=10_000))  # 176x144 = 25,344
@@ -504,7 +509,7 @@ LIMIT = 100_000  # 320x240 fits; 400x300 is past it (our check), 640x480 past tw
 
 @pytest.mark.parametrize("codec", ["mpeg2video", "libx264"])
 @pytest.mark.parametrize("big", [(400, 300), (640, 480), (4000, 3000)])
-def test_a_clip_that_grows_past_the_limit_mid_stream_is_too_large(tmp_path, codec, big):
+def test_a_clip_that_grows_past_the_limit_mid_stream_is_too_large(tmp_path: Path, codec: Any, big: Any) -> None:
     clip = hostile.growing_clip(tmp_path / "grow.ts", ((320, 240), big), (5, 3), codec)
     assert probe(clip, LIMIT).width == 320  # the header and the first frame are within it
     with pytest.raises(TooLarge, match="limit of 100,000|limit is 100,000"):
@@ -516,12 +521,12 @@ def test_a_clip_that_grows_past_the_limit_mid_stream_is_too_large(tmp_path, code
     assert _left_behind(out) == []
 
 
-def test_a_clip_within_the_limit_reads_every_frame(tmp_path):
+def test_a_clip_within_the_limit_reads_every_frame(tmp_path: Path) -> None:
     clip = hostile.growing_clip(tmp_path / "same.ts", ((320, 240), (320, 240)), (5, 3))
     assert len(list(read_frames(clip, max_pixels=320 * 240))) == 8  # the limit itself is allowed
 
 
-def test_a_background_clip_past_the_limit_is_too_large(tmp_path, carphone):
+def test_a_background_clip_past_the_limit_is_too_large(tmp_path: Path, carphone: Any) -> None:
     out = tmp_path / "out"
     out.mkdir()
     big = hostile.flat_clip(tmp_path / "big.ts", (640, 480))
@@ -541,27 +546,27 @@ def test_a_background_clip_past_the_limit_is_too_large(tmp_path, carphone):
 class NpzWriter:
     """Every frame's matte into one compressed .npz (an output with its own writer)."""
 
-    def __init__(self, tmp, spec, in_audio, rate, tb):
+    def __init__(self, tmp: Any, spec: Any, in_audio: Any, rate: Any, tb: Any) -> None:
         self.tmp, self.frames = tmp, []
         self.size, self.audio_written, self.start_sec = None, 0, 0.0
 
-    def write(self, frame, pts):
+    def write(self, frame: Any, pts: Any) -> None:
         self.size = (frame.shape[1], frame.shape[0])
         self.frames.append(frame)
 
-    def audio(self, packet):
+    def audio(self, packet: Any) -> None:
         pass  # mattes carry no sound
 
-    def close(self):
+    def close(self) -> None:
         with open(self.tmp, "wb") as f:  # the pipeline renames the temp path to the target
             np.savez_compressed(f, alpha=np.stack(self.frames))
 
-    def abort(self):
+    def abort(self) -> None:
         self.frames.clear()
 
 
 @pytest.fixture
-def extra_outputs():
+def extra_outputs() -> Iterator[list[OutputSpec]]:
     from mattekit.video import OUTPUTS, OutputSpec, register_output
 
     added = [
@@ -577,7 +582,7 @@ def extra_outputs():
         OUTPUTS.pop(spec.name)
 
 
-def test_a_registered_output_type_writes_a_clip(extra_outputs, carphone, tmp_path):
+def test_a_registered_output_type_writes_a_clip(extra_outputs: Any, carphone: Any, tmp_path: Path) -> None:
     opts = Options(preset="fast")
     lossless = process_video(carphone, tmp_path / "m.avi", opts, VideoOptions(max_frames=3))
     assert lossless.output == "matte-ffv1" and lossless.frames == 3

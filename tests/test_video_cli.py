@@ -9,6 +9,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -20,7 +21,7 @@ from mattekit.video import read_frames
 runner = CliRunner()
 
 
-def _text(result) -> str:
+def _text(result: Any) -> str:
     return " ".join(result.output.split())  # Rich wraps long lines
 
 
@@ -30,7 +31,7 @@ def clip() -> Path:
 
 
 @pytest.mark.parametrize("name", ["out.webm", "out.zip", "frames/"])
-def test_output_type_follows_the_extension(tmp_path, clip, name):
+def test_output_type_follows_the_extension(tmp_path: Path, clip: Any, name: Any) -> None:
     target = tmp_path / name
     r = runner.invoke(app, ["video", str(clip), "-o", str(target), "--max-frames", "5", "--preset", "fast"])
     assert r.exit_code == 0, r.output
@@ -43,7 +44,7 @@ def test_output_type_follows_the_extension(tmp_path, clip, name):
         assert len(list(target.glob("frame_*.png"))) == 5
 
 
-def test_composite_with_a_colour_and_a_time_range(tmp_path, clip):
+def test_composite_with_a_colour_and_a_time_range(tmp_path: Path, clip: Any) -> None:
     target = tmp_path / "white.mp4"
     r = runner.invoke(app, ["video", str(clip), "-o", str(target), "--bg", "white", "--start", "1", "--end", "1.3"])
     assert r.exit_code == 0, r.output
@@ -59,13 +60,13 @@ def test_composite_with_a_colour_and_a_time_range(tmp_path, clip):
         (["-o", "{tmp}/x.webm", "--start", "2", "--end", "1"], 2, "end must be after start"),
     ],
 )
-def test_bad_flags_are_clear(tmp_path, clip, args, code, message):
+def test_bad_flags_are_clear(tmp_path: Path, clip: Any, args: Any, code: Any, message: Any) -> None:
     r = runner.invoke(app, ["video", str(clip)] + [a.format(tmp=tmp_path) for a in args])
     assert r.exit_code == code and message in _text(r)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_input_and_existing_output(tmp_path, clip):
+def test_missing_input_and_existing_output(tmp_path: Path, clip: Any) -> None:
     r = runner.invoke(app, ["video", str(tmp_path / "none.mp4"), "-o", str(tmp_path / "x.webm")])
     assert r.exit_code == 1 and "no such file" in _text(r)
     existing = tmp_path / "exists.webm"
@@ -74,7 +75,7 @@ def test_missing_input_and_existing_output(tmp_path, clip):
     assert r.exit_code == 2 and "exists" in _text(r) and existing.read_bytes() == b"keep me"
 
 
-def test_ctrl_c_leaves_no_half_written_file(tmp_path, clip):
+def test_ctrl_c_leaves_no_half_written_file(tmp_path: Path, clip: Any) -> None:
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     target = out_dir / "clip.mov"
@@ -101,7 +102,7 @@ def test_ctrl_c_leaves_no_half_written_file(tmp_path, clip):
     assert list(out_dir.iterdir()) == []
 
 
-def test_background_can_be_another_clip(tmp_path, clip):
+def test_background_can_be_another_clip(tmp_path: Path, clip: Any) -> None:
     bg = tmp_path / "bg.webm"
     assert runner.invoke(app, ["video", str(clip), "-o", str(bg), "--max-frames", "3", "--preset", "fast"]).exit_code == 0
     target = tmp_path / "over.mp4"
@@ -110,7 +111,9 @@ def test_background_can_be_another_clip(tmp_path, clip):
     assert len(list(read_frames(target))) == 7  # the 3-frame background loops
 
 
-def test_without_o_the_result_goes_beside_the_clip_and_stdout_is_refused(tmp_path, clip, monkeypatch):
+def test_without_o_the_result_goes_beside_the_clip_and_stdout_is_refused(
+    tmp_path: Path, clip: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 28: `-o -` made a folder named '-' of PNGs; `video` had no default -o like `remove`."""
     import shutil
 

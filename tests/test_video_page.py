@@ -4,6 +4,10 @@ the picture really has see-through and opaque pixels)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 from live_server import live_server
 from samples import sample_path
@@ -12,12 +16,12 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def base_url_live():
+def base_url_live() -> Iterator[str]:
     with live_server({"MATTEKIT_THREADS": "2"}) as base:
         yield base
 
 
-def test_video_upload_progress_and_transparent_playback(page, base_url_live):
+def test_video_upload_progress_and_transparent_playback(page: Any, base_url_live: Any) -> None:
     page.goto(base_url_live + "/")
     page.select_option("#preset", "fast")
     page.set_input_files("#video-input", str(sample_path("carphone")))
@@ -52,7 +56,7 @@ def test_video_upload_progress_and_transparent_playback(page, base_url_live):
     assert page.get_attribute("#video-download", "href").endswith("/result")
 
 
-def _clip_bytes(tmp_path, size: tuple[int, int], suffix: str) -> bytes:
+def _clip_bytes(tmp_path: Path, size: tuple[int, int], suffix: str) -> bytes:
     """A few plain frames (no model needed): what the page shows a finished job's result as."""
     import numpy as np
 
@@ -68,7 +72,9 @@ def _clip_bytes(tmp_path, size: tuple[int, int], suffix: str) -> bytes:
 
 
 @pytest.mark.parametrize("output, media, suffix", [("webm", "video/webm", ".webm"), ("composite", "video/mp4", ".mp4")])
-def test_video_result_keeps_the_clips_name_and_fits_its_frame(page, base_url_live, tmp_path, output, media, suffix):
+def test_video_result_keeps_the_clips_name_and_fits_its_frame(
+    page: Any, base_url_live: Any, tmp_path: Path, output: Any, media: Any, suffix: Any
+) -> None:
     """Issue 28 item 7: the download is NAME-cutout.EXT (was video-<job id>.webm); the frame around
     the player is as wide as the picture (a 720p clip at 1920 px left a 160 px checkerboard strip),
     and only a result with see-through pixels has the checkerboard behind it. The job's answers
