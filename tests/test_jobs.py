@@ -248,7 +248,15 @@ def test_a_webhook_is_retried_with_backoff_then_given_up(receiver):
 
 
 # -- video jobs on a Ray cluster: two API replicas, one cluster -------------------------------------
-RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}  # the same in every process
+# The same in every process of a test cluster (head, workers, replicas); the AWS variables are the
+# credentials of the local S3 server (moto) the object-storage test keeps its files in.
+RAY_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 # A replica is up for jobs once it answers: the jobs' model runs in the cluster's workers, so its
 # own (stills) model loading is not waited for.
 UP = "/healthz"
@@ -397,3 +405,64 @@ def test_two_replicas_share_jobs_on_a_ray_cluster(ray_head, clip, receiver, tmp_
             full = httpx.get(e_url + third["status_url"]).json()
         assert full["state"] == "failed" and full["error"]["code"] == "no_space", full
         assert b.get(third["status_url"]).json()["state"] == "failed"
+
+
+@pytest.fixture
+def s3_bucket() -> Iterator[str]:
+    """A local S3 server (moto) on loopback with an empty bucket; yields a URI pyarrow opens."""
+    pafs = pytest.importorskip("pyarrow.fs")
+    moto = Path(sys.executable).parent / "moto_server"
+    if not moto.exists():
+        pytest.skip("the object-storage test needs moto's server: pip install 'moto[server]'")
+    from live_server import free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and server.poll() is None, "moto_server did not start"
+                time.sleep(0.3)
+        with pytest.MonkeyPatch.context() as mp:
+            for name, value in RAY_ENV.items():
+                mp.setenv(name, value)
+            fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http", allow_bucket_creation=True)
+            fs.create_dir("jobs")
+        yield f"s3://jobs/mattekit?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.mark.cluster
+def test_jobs_on_a_cluster_keep_their_files_in_object_storage(ray_head, clip, s3_bucket):
+    """No shared folder: each replica's own, and the uploads and results in S3 (a local moto
+    server); a job submitted to one replica is fetched and deleted through the other."""
+    import pyarrow.fs as pafs
+    from live_server import start_server
+
+    env = {**RAY_ENV, "MATTEKIT_RAY_ADDRESS": ray_head, "MATTEKIT_JOB_STORAGE": s3_bucket}
+    env.update({k: v for k, v in ENV.items() if k != "MATTEKIT_JOB_TTL"}, MATTEKIT_JOB_CHUNK_SECONDS="0.25")
+    with start_server(env=env, ready_path=UP) as (a_url, _), start_server(env=env, ready_path=UP) as (b_url, _):
+        fields = {"output": "webm", "preset": "fast", "end": "0.5"}
+        r = httpx.post(a_url + "/api/v1/jobs", data=fields, files={"file": ("c.mp4", clip.read_bytes())}, timeout=60)
+        assert r.status_code == 202, r.text
+        job = r.json()
+        with httpx.Client(base_url=b_url, timeout=60) as b:
+            final = _wait(b, job["id"], {"done", "failed"}, timeout=400)[-1]
+            assert final["state"] == "done", final
+            result = b.get(final["result_url"])
+            assert result.status_code == 200 and result.headers["content-type"] == "video/webm"
+            assert int(result.headers["content-length"]) == len(result.content) > 0
+            fs, base = pafs.FileSystem.from_uri(s3_bucket)
+            stored = fs.get_file_info(pafs.FileSelector(f"{base}/{job['id']}"))
+            assert [Path(f.path).name for f in stored] == ["result.webm"]  # the upload is gone, the result kept
+            assert b.delete(job["status_url"]).json()["state"] == "deleted"
+            assert b.get(job["status_url"]).status_code == 404
+            assert fs.get_file_info(pafs.FileSelector(f"{base}/{job['id']}", allow_not_found=True)) == []

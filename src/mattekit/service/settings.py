@@ -128,10 +128,17 @@ class JobSettings:
     # chunks a clip is cut into there (each a Ray task; 20 warm-up frames each, video/chunks/).
     ray_address: str | None = None
     chunk_seconds: float = 10.0
+    # On a cluster, where uploads and results live when no folder is shared: a pyarrow URI (s3://…).
+    storage: str | None = None
 
     def __post_init__(self) -> None:
-        if self.ray_address and not self.folder:
-            raise InvalidOption("MATTEKIT_RAY_ADDRESS needs MATTEKIT_JOB_DIR: a folder every replica and Ray node reads")
+        if self.ray_address and not (self.folder or self.storage):
+            raise InvalidOption(
+                "MATTEKIT_RAY_ADDRESS needs MATTEKIT_JOB_DIR (a folder every replica and Ray node reads) "
+                "or MATTEKIT_JOB_STORAGE (object storage, s3://…)"
+            )
+        if self.storage and not self.ray_address:
+            raise InvalidOption("MATTEKIT_JOB_STORAGE is for video jobs on a cluster: set MATTEKIT_RAY_ADDRESS too")
         if not self.chunk_seconds > 0:
             raise InvalidOption("MATTEKIT_JOB_CHUNK_SECONDS must be a positive number of seconds")
         if self.webhook_hosts and not self.webhook_secret:
@@ -145,6 +152,7 @@ class JobSettings:
         ttl = env_number(env, "MATTEKIT_JOB_TTL", 3600.0, 1.0, float)
         return cls(
             ray_address=env.get("MATTEKIT_RAY_ADDRESS", "").strip() or None,
+            storage=env.get("MATTEKIT_JOB_STORAGE", "").strip() or None,
             chunk_seconds=env_number(env, "MATTEKIT_JOB_CHUNK_SECONDS", 10.0, 0.01, float),
             webhook_hosts=tuple(host_name(name) for name in _list(env, "MATTEKIT_WEBHOOK_HOSTS")),
             webhook_secret=env.get("MATTEKIT_WEBHOOK_SECRET", "").strip(),

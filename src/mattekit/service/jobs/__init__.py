@@ -32,6 +32,7 @@ process leaves a ``cancel`` file its owner sees between frames.
 | ``MATTEKIT_JOB_DISK_BYTES``       | 10737418240 (10 GiB) | every job's files together: a new upload is refused (507) when one more would not fit, a job whose output passes it fails; 0: none |
 | ``MATTEKIT_JOB_DIR``              | (a private temp folder) | a folder shared by every server process (jobs findable from any) |
 | ``MATTEKIT_RAY_ADDRESS``          | (none)             | a Ray cluster the jobs run and live on (:mod:`.ray_store`; needs a shared ``MATTEKIT_JOB_DIR``) |
+| ``MATTEKIT_JOB_STORAGE``          | (none)             | on a cluster without a shared folder: object storage for uploads and results (``s3://…``) |
 | ``MATTEKIT_JOB_CHUNK_SECONDS``    | 10                 | on a cluster: the length of the chunks a clip is cut into |
 | ``MATTEKIT_WEBHOOK_HOSTS``        | (none)             | hosts a job's ``webhook_url`` may name (none: no webhooks; :mod:`.webhooks`) |
 | ``MATTEKIT_WEBHOOK_SECRET``       | (none)             | the key webhook bodies are signed with (HMAC-SHA256); required with hosts |

@@ -21,10 +21,15 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from fastapi.responses import Response, StreamingResponse
 
 from ...core.engine import Engine
 from ...deadline import Deadline
@@ -34,7 +39,19 @@ from ...video import VideoOptions
 from ..errors import NoSpace, NotFound, ShuttingDown
 from ..executor import Reservation
 from ..settings import JobSettings
-from .store import BACKGROUND, JOB_ID, OUT_OF_ROOM, JobStore, VideoJob, Work, disk_full, job_from_record, record_of, result_name
+from .store import (
+    BACKGROUND,
+    JOB_ID,
+    OUT_OF_ROOM,
+    UPLOAD,
+    JobStore,
+    VideoJob,
+    Work,
+    disk_full,
+    job_from_record,
+    record_of,
+    result_name,
+)
 from .webhooks import EVENTS, Delivery, body_of, deliver
 
 log = logging.getLogger("mattekit.service.jobs")
@@ -45,6 +62,55 @@ REGISTRY = "mattekit-job-registry"
 
 def runner_name(job_id: str) -> str:
     return f"mattekit-job-{job_id}"
+
+
+@dataclass(frozen=True)
+class ObjectStorage:
+    """Where the jobs' uploads and results live when no folder is shared (``MATTEKIT_JOB_STORAGE``:
+    any URI pyarrow opens, ``s3://bucket/prefix?endpoint_override=…``, ``gs://…``, as batch
+    reads them); one folder a job, ``<prefix>/<id>/``. Holds the URI only, so it travels to Ray."""
+
+    uri: str
+
+    def _where(self, job_id: str, name: str = "") -> tuple[Any, str]:
+        import pyarrow.fs as pafs
+
+        fs, base = pafs.FileSystem.from_uri(self.uri)
+        return fs, "/".join(part for part in (base.rstrip("/"), job_id, name) if part)
+
+    def put(self, job_id: str, name: str, local: Path) -> None:
+        fs, key = self._where(job_id, name)
+        with open(local, "rb") as src, fs.open_output_stream(key) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+    def get(self, job_id: str, name: str, local: Path) -> None:
+        fs, key = self._where(job_id, name)
+        with fs.open_input_stream(key) as src, open(local, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+    def size(self, job_id: str, name: str) -> int:
+        fs, key = self._where(job_id, name)
+        return int(fs.get_file_info(key).size)
+
+    def read(self, job_id: str, name: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+        fs, key = self._where(job_id, name)
+        with fs.open_input_stream(key) as src:
+            while block := src.read(chunk):
+                yield block
+
+    def remove(self, job_id: str, name: str) -> None:
+        fs, key = self._where(job_id, name)
+        try:
+            fs.delete_file(key)
+        except (OSError, FileNotFoundError):  # never written (a job without a background)
+            pass
+
+    def delete(self, job_id: str) -> None:
+        fs, key = self._where(job_id)
+        try:
+            fs.delete_dir(key)
+        except (OSError, FileNotFoundError):  # never written, or gone already
+            pass
 
 
 class Registry:
@@ -146,14 +212,27 @@ class Runner:
             fields = {"progress": {"chunks_done": p.done, "chunks_total": p.total, "frames_done": done}}
             registry.update.remote(job_id, fields)
 
-        source = job.folder / "upload"
-        target = job.folder / result_name(job.output)
+        storage = ObjectStorage(settings.storage) if settings.storage else None
+        work = Path(tempfile.mkdtemp(prefix="mattekit-job-")) if storage else job.folder
+        source = work / UPLOAD
+        target = work / result_name(job.output)
         error: MattekitError | None = None
         try:
-            process_chunked(source, target, options, vopts, chunk_seconds=settings.chunk_seconds, progress=progress)
+            address = None
+            if storage is not None:  # this node's copy; the chunks get its bytes through Ray's object store
+                storage.get(job_id, UPLOAD, source)
+                if vopts.background_video is not None:
+                    storage.get(job_id, BACKGROUND, work / BACKGROUND)
+                    vopts = replace(vopts, background_video=work / BACKGROUND)
+                address = settings.ray_address
+            process_chunked(
+                source, target, options, vopts, chunk_seconds=settings.chunk_seconds, progress=progress, address=address
+            )
+            if storage is not None:
+                storage.put(job_id, result_name(job.output), target)
             job.state = "done"
         except MattekitError as exc:
-            job.state, error = "failed", without_paths(exc, job.folder.parent)
+            job.state, error = "failed", without_paths(exc, work.parent)
         except Exception as exc:  # never a stack trace to the client; the worker's log has it
             if disk_full(exc):
                 job.state, error = "failed", MattekitError("the server ran out of disk space while writing this video")
@@ -162,9 +241,15 @@ class Runner:
                 job.state, error = "failed", MattekitError("internal error: the server logged the details")
         finally:
             source.unlink(missing_ok=True)
-            (job.folder / BACKGROUND).unlink(missing_ok=True)
+            (work / BACKGROUND).unlink(missing_ok=True)
+            if storage is not None:  # the uploads are not needed any more: the result alone stays
+                shutil.rmtree(work, ignore_errors=True)
+                storage.remove(job_id, UPLOAD)
+                storage.remove(job_id, BACKGROUND)
         if job.state != "done":
             target.unlink(missing_ok=True)
+            if storage is not None:
+                storage.delete(job_id)
         if ray.get(registry.end.remote(job_id, _ended(job, error))):
             final = ray.get(registry.get.remote(job_id))
             delivery = _delivery(job, final, settings.ttl)
@@ -179,6 +264,7 @@ class RayJobStore(JobStore):
 
     def __init__(self, settings: JobSettings, *, on_timeout: Any = None) -> None:
         super().__init__(settings, on_timeout=on_timeout)
+        self.storage = ObjectStorage(settings.storage) if settings.storage else None
         self._registry: Any = None
         self._swept = 0.0
         self._sweep_lock = threading.Lock()
@@ -254,6 +340,11 @@ class RayJobStore(JobStore):
         this process); this process's slot is free at once."""
         import ray
 
+        if self.storage is not None:  # the cluster reads it there; this replica's copy goes
+            for name in (UPLOAD, BACKGROUND):
+                if (job.folder / name).exists():
+                    self.storage.put(job.id, name, job.folder / name)
+            shutil.rmtree(job.folder, ignore_errors=True)
         record = record_of(job, self.settings.ttl)
         self._call("put", job.id, record)
         actor: Any = ray.remote(Runner)
@@ -290,7 +381,28 @@ class RayJobStore(JobStore):
 
     def drop(self, job: VideoJob) -> None:
         self._call("delete", job.id)
-        shutil.rmtree(self.root / job.id, ignore_errors=True)
+        self._delete_files(job.id)
+
+    def discard_files(self, job: VideoJob) -> None:
+        super().discard_files(job)
+        if self.storage is not None:
+            self.storage.delete(job.id)
+
+    def _delete_files(self, job_id: str) -> None:
+        shutil.rmtree(self.root / job_id, ignore_errors=True)
+        if self.storage is not None:
+            self.storage.delete(job_id)
+
+    def result_response(self, job: VideoJob, media_type: str, filename: str) -> Response:
+        if self.storage is None:
+            return super().result_response(job, media_type, filename)
+        name = result_name(job.output)
+        headers = {
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Content-Length": str(self.storage.size(job.id, name)),
+        }
+        return StreamingResponse(self.storage.read(job.id, name), media_type=media_type, headers=headers)
 
     def sweep(self, now: float | None = None, *, shared: bool = False) -> int:
         """Delete jobs that finished more than ``ttl`` seconds ago (every replica may; at most
@@ -305,7 +417,7 @@ class RayJobStore(JobStore):
         old = self._call("finished_before", now - self.settings.ttl)
         for job_id in old:
             self._call("delete", job_id)
-            shutil.rmtree(self.root / job_id, ignore_errors=True)
+            self._delete_files(job_id)
         return len(old)
 
     def fail_queued(self) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ...deadline import Deadline, within
 from ...errors import DeadlineExceeded, InvalidInput, InvalidOption, MattekitError, UploadTimeout
@@ -172,14 +172,15 @@ async def get_job(job_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.get("/{job_id}/result", summary="The finished job's output file")
-async def get_result(job_id: str, request: Request) -> FileResponse:
-    job = _store(request).get(job_id, key_owner(request))
+async def get_result(job_id: str, request: Request) -> Response:
+    store = _store(request)
+    job = store.get(job_id, key_owner(request))
     if job.state != "done" or job.result is None:
         if job.state == "failed" and job.error is not None:
             raise NotReady(f"the job failed: {job.error.worded('api')}")
         raise NotReady(f"the job is {job.state}; poll GET /api/v1/jobs/{job.id} until it is done")
     media, ext = MEDIA_TYPES[job.output]
-    return FileResponse(job.result, media_type=media, filename=f"video-{job.id}{ext}", headers={"Cache-Control": "no-store"})
+    return store.result_response(job, media, f"video-{job.id}{ext}")
 
 
 @router.delete("/{job_id}", summary="Cancel a job, or delete a finished job's result")

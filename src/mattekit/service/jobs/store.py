@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastapi.responses import FileResponse, Response
+
 from ...core.engine import Engine
 from ...errors import Cancelled, MattekitError
 from ...files import delete_path, write_atomic
@@ -294,6 +296,11 @@ class JobStore:
             return False
         job.stopped = job.stopped or NoSpace(OUT_OF_ROOM)
         return True
+
+    def result_response(self, job: VideoJob, media_type: str, filename: str) -> Response:
+        """A done job's result as the answer to ``GET …/result``."""
+        assert job.result is not None
+        return FileResponse(job.result, media_type=media_type, filename=filename, headers={"Cache-Control": "no-store"})
 
     def discard_files(self, job: VideoJob) -> None:
         """Delete a job's files; a shared folder keeps its record (until the TTL) to say what happened."""
