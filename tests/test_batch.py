@@ -30,7 +30,7 @@ import contextlib
 from mattekit import batch, cluster
 from mattekit.batch import MANIFEST, Location, Spec, VideoSettings, sources
 from mattekit.errors import InvalidInput, InvalidOption
-from mattekit.options import Options
+from mattekit.options import Options, parse_background
 
 VENV_BIN = Path(sys.executable).parent
 MATTEKIT = [sys.executable, "-m", "mattekit"]
@@ -93,7 +93,8 @@ def end_processes(pids: set[int], grace: float = 3.0) -> None:
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _node_count(address: str) -> int:
@@ -119,7 +120,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--block",
     ]
     address = f"127.0.0.1:{port}"
-    nodes: list[subprocess.Popen] = []
+    nodes: list[subprocess.Popen[bytes]] = []
     pids: set[int] = set()
     try:
         nodes.append(
@@ -160,11 +161,11 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert not [p for p in pids if _alive(p)], "a Ray process of the test cluster survived"
 
 
-def _run_batch(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def _run_batch(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*MATTEKIT, "batch", *args], env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def _manifest(dst: Path) -> list[dict]:
+def _manifest(dst: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (dst / MANIFEST).read_text().splitlines() if line.strip()]
 
 
@@ -199,7 +200,7 @@ def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path: Path
             if (dst / MANIFEST).exists() and sum(r["status"] == "ok" for r in _manifest(dst)) >= 2:
                 break
             time.sleep(0.05)
-        assert first.poll() is None, "the first run ended before it could be interrupted: " + first.stderr.read().decode()
+        assert first.poll() is None, "the first run ended before it could be interrupted: " + first.stderr.read().decode()  # type: ignore[union-attr]
         pids |= descendants(first.pid)
         first.kill()
         first.wait(timeout=10)
@@ -315,7 +316,7 @@ def test_plan_keeps_relative_paths_skips_done_outputs_and_ignores_the_rest(tmp_p
 
 def test_video_outputs_follow_the_options() -> None:
     assert VideoSettings().suffix(Options()) == ".webm"
-    assert VideoSettings().suffix(Options(background="white")) == ".mp4"
+    assert VideoSettings().suffix(Options(background=parse_background("white"))) == ".mp4"
     assert VideoSettings().kind(Options(mask=True)) == "matte"
     assert VideoSettings(output="mov").suffix(Options()) == ".mov"
     with pytest.raises(InvalidOption):
@@ -344,7 +345,7 @@ def test_remote_filesystems_go_through_fsspec_and_rewrite_the_manifest() -> None
     with loc.fs.open_input_stream(loc.join("a/b.png")) as f:
         assert f.read() == b"png"
 
-    class NoAppend(pafs.FSSpecHandler):
+    class NoAppend(pafs.FSSpecHandler):  # type: ignore[misc]  # pyarrow has no types
         def open_append_stream(self, path: Any, metadata: Any) -> None:
             raise NotImplementedError("append is not supported")
 

@@ -166,9 +166,9 @@ class Sandbox:
     """One worker process; restarted after a hang or a hard crash."""
 
     def __init__(self) -> None:
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
-    def _start(self) -> subprocess.Popen:
+    def _start(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, "MATTEKIT_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         return subprocess.Popen(
             [sys.executable, "-c", WORKER, str(ADDRESS_SPACE_LIMIT)],
@@ -178,7 +178,7 @@ class Sandbox:
             env=env,
         )
 
-    def run(self, source: Any, fields: dict, model_max: int = MODEL_MAX_PIXELS) -> dict:
+    def run(self, source: Any, fields: Any, model_max: int = MODEL_MAX_PIXELS) -> dict[str, Any]:
         import select
 
         if self.proc is None or self.proc.poll() is not None:
@@ -205,7 +205,8 @@ class Sandbox:
             if len(buf) >= 4 and need == 4:
                 need = 4 + struct.unpack("<I", buf[:4])[0]
             if len(buf) >= need > 4:
-                return pickle.loads(buf[4:need])
+                reply: dict[str, Any] = pickle.loads(buf[4:need])
+                return reply
 
     def close(self) -> None:
         if self.proc is not None:
@@ -256,7 +257,9 @@ def summary() -> Iterator[None]:
     )
 
 
-def check(box: Sandbox, name: str, data: Any, fields: Any = None, *, suffix: str = ".bin", max_pixels: int | None = None) -> dict:
+def check(
+    box: Sandbox, name: str, data: Any, fields: Any = None, *, suffix: str = ".bin", max_pixels: int | None = None
+) -> dict[str, Any]:
     """Run one case; on anything but a result or our error, keep the input as a crasher and fail.
 
     ``max_pixels``: a video case's pixel limit (default the library's); an image case's fields set its own.
@@ -725,7 +728,7 @@ def test_options_from_fields_accepts_or_says_why(fields: dict[str, Any]) -> None
         return
     _count("options: valid")
     assert opts.preset in ("fast", "balanced", "best") and opts.format in ("png", "webp", "jpg")
-    assert opts.ratio == "auto" or 0 < opts.ratio <= 1
+    assert opts.ratio == "auto" or 0 < float(opts.ratio) <= 1
     assert 1 <= opts.quality <= 100 and opts.max_pixels >= 1
 
 
@@ -823,7 +826,7 @@ CLIP_NAMES = ["clip.mp4", "clip.webm", "clip.avi", "clip.gif"]
 @pytest.mark.parametrize("name", CLIP_NAMES)
 def test_seed_clips_work(sandbox: Sandbox, name: str) -> None:
     """The unmutated seeds give a real result (so the mutated cases start from working files)."""
-    reply = check(sandbox, f"video-{name}", clips()[name], "webm")  # type: ignore[arg-type]
+    reply = check(sandbox, f"video-{name}", clips()[name], "webm")
     assert reply["outcome"] == "ok" and reply["frames"] == 8, reply
 
 
@@ -842,7 +845,7 @@ def test_hostile_clips(sandbox: Sandbox, name: str, data: bytes | None) -> None:
         data = SEEDS["photo.jpg"]
     elif name == "half-header":
         data = clips()["clip.mp4"][:200]
-    reply = check(sandbox, f"video-{name}", data, "matte")  # type: ignore[arg-type]
+    reply = check(sandbox, f"video-{name}", data, "matte")
     if name != "jpeg":  # FFmpeg may read a JPEG as a one-frame clip: a result is fine there
         assert reply["outcome"] == "error" and reply["type"] == "InvalidInput", reply
 
@@ -871,6 +874,7 @@ def test_clips_growing_past_the_limit_are_too_large(
     pixel limit after ``before`` frames (0: from the first): TooLarge, whichever check stops it."""
     folder = tmp_path_factory.mktemp("grow")
     grows = hostile.growing_clip(folder / "grow.ts", ((320, 240), big), (before, 6), codec).read_bytes()
+    fields: str | tuple[str, bytes]
     if behind:
         source, fields = hostile.flat_clip(folder / "clip.ts", (160, 120), 12).read_bytes(), ("composite", grows)
     else:
@@ -901,7 +905,7 @@ def test_mutated_clips_give_result_or_our_error(sandbox: Sandbox, name: str, kin
     else:
         a = data.draw(st.integers(0, n - 1))
         clip[a : a + 512] = b"\0" * min(512, n - a)
-    check(sandbox, f"video-{name}-{op}", bytes(clip), kind, suffix=Path(name).suffix)  # type: ignore[arg-type]
+    check(sandbox, f"video-{name}-{op}", bytes(clip), kind, suffix=Path(name).suffix)
 
 
 # --------------------------------------------------------------------------------------------
@@ -957,7 +961,7 @@ def _assert_clean_answer(r: Any) -> None:
     ),
 )
 def test_api_answers_hostile_requests_cleanly(
-    api_client: Any, case: tuple[str, bytes], fields: dict, how: str, ctype: str
+    api_client: Any, case: tuple[str, bytes], fields: dict[str, str], how: str, ctype: str
 ) -> None:
     """No 500, no traceback, whatever the body, content type and option values."""
     _, data = case

@@ -31,7 +31,7 @@ from mattekit.options import Options, parse_background
 from mattekit.video import VideoOptions, alpha_sequence, flicker, probe, process_video, read_frames, write_frames
 
 if TYPE_CHECKING:
-    from mattekit.video import OutputSpec
+    from mattekit.video import OutputSpec, Progress
 
 N = 20  # frames per clip: enough for the recurrent state to matter, quick on two cores
 
@@ -67,10 +67,10 @@ def _mux_with_audio(video_src: Path, audio_src: Path, target: Path) -> Path:
         if packet.dts is not None:
             packet.stream = vs
             out.mux(packet)
-    for packet in ain.demux(ain.streams.audio[0]):
-        if packet.dts is not None:
-            packet.stream = aus
-            out.mux(packet)
+    for sound in ain.demux(ain.streams.audio[0]):
+        if sound.dts is not None:
+            sound.stream = aus
+            out.mux(sound)
     out.close()
     vin.close()
     ain.close()
@@ -177,7 +177,7 @@ def test_frame_range_starts_at_the_right_frame(tmp_path: Path, carphone: Any, en
 
 
 def test_progress_reports_every_frame(tmp_path: Path, carphone: Any) -> None:
-    seen = []
+    seen: list[Progress] = []
     process_video(carphone, tmp_path / "p.webm", Options(preset="fast"), VideoOptions(max_frames=8), progress=seen.append)
     assert [p.done for p in seen] == list(range(1, 9))
     assert seen[-1].total == 8 and seen[-1].fps > 0
@@ -211,7 +211,7 @@ def test_no_audio_when_asked(tmp_path: Path, talking_with_audio: Any) -> None:
 def test_rotated_phone_video_comes_out_upright(tmp_path: Path, source_frames: Any) -> None:
     """A phone stores the sensor's pixels turned and says how to turn them back."""
     frames = source_frames[:8]
-    settings = dict(rate=Fraction(30000, 1001), pix_fmt="yuv444p", options={"crf": "12"})
+    settings: dict[str, Any] = dict(rate=Fraction(30000, 1001), pix_fmt="yuv444p", options={"crf": "12"})
     upright_clip = write_frames(frames, tmp_path / "upright.mp4", **settings)
     turned = write_frames([np.rot90(f, k=-1) for f in frames], tmp_path / "turned.mp4", rotation=90, **settings)
     assert probe(turned).width == 176 and probe(turned).height == 144
@@ -267,7 +267,7 @@ def test_truncated_clip_is_a_clear_error_and_leaves_nothing(tmp_path: Path, carp
 
 
 def test_cancel_stops_and_leaves_nothing(tmp_path: Path, carphone: Any) -> None:
-    done = []
+    done: list[Progress] = []
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(Cancelled):
@@ -546,9 +546,11 @@ def test_a_background_clip_past_the_limit_is_too_large(tmp_path: Path, carphone:
 class NpzWriter:
     """Every frame's matte into one compressed .npz (an output with its own writer)."""
 
-    def __init__(self, tmp: Any, spec: Any, in_audio: Any, rate: Any, tb: Any) -> None:
-        self.tmp, self.frames = tmp, []
-        self.size, self.audio_written, self.start_sec = None, 0, 0.0
+    def __init__(self, tmp: Path, spec: OutputSpec, in_audio: Any, rate: Fraction, tb: Fraction) -> None:
+        self.tmp = tmp
+        self.frames: list[np.ndarray] = []
+        self.size: tuple[int, int] | None = None
+        self.audio_written, self.start_sec = 0, 0.0
 
     def write(self, frame: Any, pts: Any) -> None:
         self.size = (frame.shape[1], frame.shape[0])
