@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from mattekit import batch
 from mattekit.options import Options
@@ -54,7 +55,7 @@ def photos(count: int) -> tuple[list[Path], str]:
     return (files * (count // len(files) + 1))[:count], "scikit-image sample photos (512x512, 640x427)"
 
 
-def run_config(src: Path, options: Options, workers: int, threads: int) -> dict:
+def run_config(src: Path, options: Options, workers: int, threads: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mattekit-bench-out-") as dst:
         spec = batch.Spec(batch.resolve(str(src)), batch.resolve(dst), options)
         finished: list[float] = []
@@ -83,7 +84,7 @@ def run_config(src: Path, options: Options, workers: int, threads: int) -> dict:
     }
 
 
-def baseline(files: list[Path], options: Options) -> dict:
+def baseline(files: list[Path], options: Options) -> dict[str, Any]:
     """The same work without Ray: one engine, one thread, one file after another."""
     import cv2
 
@@ -112,7 +113,7 @@ def baseline(files: list[Path], options: Options) -> dict:
     }
 
 
-def markdown(meta: dict, rows: list[dict]) -> str:
+def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     lines = [
         f"Images per second through `mattekit batch` (embedded Ray) on {meta['cpus']} CPUs, "
         f"{meta['images']} photos ({meta['photos']}), {meta['options']}.",

@@ -32,6 +32,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def _gt(limit: int) -> list[np.ndarray]:
     return [g for _, g in quality.video_frames(EVAL, limit)]
 
 
-def seams(warmups: list[int], chunks: int) -> list[dict]:
+def seams(warmups: list[int], chunks: int) -> list[dict[str, Any]]:
     source = EVAL / "video" / "comp_D.mp4"
     if not source.is_file():
         print(f"skip seams: {source} not found", file=sys.stderr)
@@ -112,7 +113,7 @@ def seams(warmups: list[int], chunks: int) -> list[dict]:
     return rows
 
 
-def speed(frames: int, chunk_counts: list[int], ray_chunks: int) -> list[dict]:
+def speed(frames: int, chunk_counts: list[int], ray_chunks: int) -> list[dict[str, Any]]:
     import video as video_bench
 
     src = EVAL / "video" / "openpose_street.mp4"
@@ -180,7 +181,7 @@ def speed(frames: int, chunk_counts: list[int], ray_chunks: int) -> list[dict]:
     return rows
 
 
-def markdown(seam_rows: list[dict], speed_rows: list[dict]) -> str:
+def markdown(seam_rows: list[dict[str, Any]], speed_rows: list[dict[str, Any]]) -> str:
     lines = []
     if seam_rows:
         lines += [

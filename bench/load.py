@@ -44,10 +44,10 @@ MAX_REQUESTS = 100_000
 @dataclass
 class Server:
     url: str
-    proc: subprocess.Popen
+    proc: subprocess.Popen[bytes]
     tmpdir: Path  # the server's TMPDIR: requests may leave nothing in it
     log_path: Path
-    baseline: frozenset = frozenset()  # what was there when it became ready (ORT's .ses id file)
+    baseline: frozenset[str] = frozenset()  # what was there when it became ready (ORT's .ses id file)
 
     @property
     def pid(self) -> int:

@@ -28,7 +28,9 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -42,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 EVAL = Path(os.environ.get("MATTEKIT_EVAL_DIR") or ROOT.parent / "shared" / "eval")
 
-SPEED_OUTPUTS = [  # (label, file name, options)
+SPEED_OUTPUTS: list[tuple[str, str, Callable[[], Options]]] = [  # (label, file name, options)
     ("transparent WebM (VP9 alpha)", "out.webm", lambda: Options(preset="fast")),
     ("transparent MOV (ProRes 4444)", "out.mov", lambda: Options(preset="fast")),
     ("PNG frames (ZIP)", "out.zip", lambda: Options(preset="fast")),
@@ -54,7 +56,7 @@ SPEED_OUTPUTS = [  # (label, file name, options)
 # (height, label, file name, options): the speed trade, at RVM's own 1080p ratio instead of the
 # preset's measured low-resolution size (640 px: ratio 0.5 at 720p, 0.33 at 1080p).
 FAST_RATIO = 0.25
-RATIO_OUTPUTS = [
+RATIO_OUTPUTS: list[tuple[int, str, str, Callable[[], Options]]] = [
     (720, "transparent WebM (VP9 alpha)", "out_r.webm", lambda: Options(preset="fast", ratio=FAST_RATIO)),
     (
         1080,
@@ -65,7 +67,7 @@ RATIO_OUTPUTS = [
 ]
 
 
-def stability(frames_cap: int) -> list[dict]:
+def stability(frames_cap: int) -> list[dict[str, Any]]:
     rows = []
     clips = [("carphone.mp4", None), ("openpose_street.mp4", None), ("comp_D.mp4", "comp_D_alpha")]
     for name, gt_dir in clips:
@@ -111,7 +113,7 @@ def _street_clip(part: str) -> Path | None:
     return src
 
 
-def speed(frames_cap: int, sizes: list[int]) -> list[dict]:
+def speed(frames_cap: int, sizes: list[int]) -> list[dict[str, Any]]:
     src = _street_clip("speed")
     if src is None:
         return []
@@ -141,7 +143,7 @@ def speed(frames_cap: int, sizes: list[int]) -> list[dict]:
     return rows
 
 
-def markdown(stab: list[dict], fps: list[dict]) -> str:
+def markdown(stab: list[dict[str, Any]], fps: list[dict[str, Any]]) -> str:
     lines = []
     if stab:
         lines += [
@@ -150,7 +152,7 @@ def markdown(stab: list[dict], fps: list[dict]) -> str:
         ]
         for r in stab:
 
-            def g(k: str, r: dict = r) -> str:
+            def g(k: str, r: dict[str, Any] = r) -> str:
                 return f"{r[k]:.2f}" if k in r else "–"
 
             lines.append(

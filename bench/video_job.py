@@ -21,6 +21,7 @@ import platform
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from tests.live_server import UVICORN, start_server
@@ -57,7 +58,7 @@ def busy_threads(pid: int, seconds: float = 2.0) -> dict[str, float]:
     return dict(sorted(d.items(), key=lambda kv: -kv[1])[:8])
 
 
-def cli_run(end: str) -> dict:
+def cli_run(end: str) -> dict[str, Any]:
     p = subprocess.Popen(
         [str(ROOT / ".venv/bin/mattekit"), "video", str(CLIP), "-o", "/tmp/bench_video_job.webm", "--end", end, "--overwrite"],
         stderr=subprocess.PIPE,
@@ -72,12 +73,13 @@ def cli_run(end: str) -> dict:
         except (FileNotFoundError, ProcessLookupError):
             pass
         time.sleep(0.2)
+    assert p.stderr is not None
     line = [x for x in p.stderr.read().splitlines() if " fps" in x][-1]
     fps = float(line.split(" fps")[0].split()[-1])
     return {"fps": fps, "cpu_s_whole_process": round(used, 2), "busy": busy}
 
 
-def job_run(client: httpx.Client, pid: int, end: str) -> dict:
+def job_run(client: httpx.Client, pid: int, end: str) -> dict[str, Any]:
     c0 = cpu_s(pid)
     r = client.post(
         "/api/v1/jobs",
@@ -94,7 +96,7 @@ def job_run(client: httpx.Client, pid: int, end: str) -> dict:
     return {"fps": s["progress"]["fps"], "cpu_s_per_frame": round((cpu_s(pid) - c0) / n, 3), "frames": n, "busy": busy}
 
 
-def page_cost() -> dict:
+def page_cost() -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     job = {
