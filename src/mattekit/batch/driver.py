@@ -20,7 +20,7 @@ from ..cluster import node_cpus as _node_cpus
 from ..errors import InvalidOption
 from .manifest import Manifest, read_manifest
 from .sources import Item, Plan, Spec, plan, require_ray
-from .work import ImageWorker, Record, download, error_text, process_video_item, upload
+from .work import ImageWorker, Record, download, error_text, item_record, process_video_item, upload
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..video.chunks import Chunk
@@ -92,28 +92,9 @@ def run(
             logged = {r["input"] for r in read_manifest(spec.dst) if r.get("status") == "ok"}
             for item in work.done:
                 if spec.src.display(item.source) not in logged:
-                    manifest.add(
-                        Record(
-                            spec.src.display(item.source),
-                            spec.dst.display(item.target),
-                            item.kind,
-                            "ok",
-                            None,
-                            0.0,
-                            note="output found complete when resuming",
-                        )
-                    )
+                    manifest.add(item_record(spec, item, "ok", None, 0.0, note="output found complete when resuming"))
         for item in work.clashes:
-            record(
-                Record(
-                    spec.src.display(item.source),
-                    spec.dst.display(item.target),
-                    item.kind,
-                    "error",
-                    "another input writes the same output (same name, other extension)",
-                    0.0,
-                )
-            )
+            record(item_record(spec, item, "error", "another input writes the same output (same name, other extension)", 0.0))
         if not work.todo:
             return summary
         import ray
@@ -212,9 +193,7 @@ def _run_videos(spec: Spec, items: list[Item], pool: Pool) -> Iterator[Record]:
                 try:
                     yield ray.get(ref)
                 except Exception as exc:  # the task itself died (e.g. its worker was killed)
-                    yield Record(
-                        spec.src.display(what.source), spec.dst.display(what.target), "video", "error", error_text(exc), 0.0
-                    )
+                    yield item_record(spec, what, "error", error_text(exc), 0.0)
 
 
 @dataclass
@@ -266,15 +245,7 @@ class _Split:
         item = self.item
 
         def record(status: str, error: str | None) -> Record:
-            return Record(
-                spec.src.display(item.source),
-                spec.dst.display(item.target),
-                "video",
-                status,
-                error,
-                time.perf_counter() - self.started,
-                note=f"in {len(self.plan)} chunks",
-            )
+            return item_record(spec, item, status, error, time.perf_counter() - self.started, note=f"in {len(self.plan)} chunks")
 
         try:
             data, _ = ray.get(ref)

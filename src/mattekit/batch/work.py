@@ -127,6 +127,11 @@ def _limit_threads(threads: int) -> None:
     cv2.setNumThreads(threads)
 
 
+def item_record(spec: Spec, item: Item, status: str, error: str | None, seconds: float, **more: Any) -> Record:
+    """The manifest line of ``item``: its source and target as the manifest shows them."""
+    return Record(spec.src.display(item.source), spec.dst.display(item.target), item.kind, status, error, seconds, **more)
+
+
 def _node_id() -> str:
     import ray
 
@@ -155,15 +160,7 @@ def process_video_item(spec: Spec, item: Item, threads: int) -> Record:
         status, error = "ok", None
     except Exception as exc:
         status, error = "error", error_text(exc)
-    return Record(
-        spec.src.display(item.source),
-        spec.dst.display(item.target),
-        "video",
-        status,
-        error,
-        time.perf_counter() - t0,
-        node=_node_id(),
-    )
+    return item_record(spec, item, status, error, time.perf_counter() - t0, node=_node_id())
 
 
 def download(loc: Location, path: str, folder: str) -> str:
