@@ -17,6 +17,7 @@ Writes ``bench/out/stopping.json`` and ``bench/out/stopping.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import io
 import json
@@ -24,8 +25,9 @@ import multiprocessing as mp
 import platform
 import statistics
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from mattekit.deadline import Deadline
-from mattekit.errors import DeadlineExceeded
+from mattekit.errors import Cancelled, DeadlineExceeded
 from mattekit.options import Options
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +100,18 @@ def largest_ratio(opts: Options, size: tuple[int, int]) -> float:
 
 
 # -- overruns ------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def cancelled_at_its_time(deadline: Deadline) -> Iterator[None]:
+    """Cancel ``deadline`` when it passes, as the server does at its 504
+    (``Reservation.run_until``): work in progress is stopped then, not only at its next check."""
+    timer = threading.Timer(max(0.0, deadline.remaining()), deadline.cancel)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def overrun_case(name: str, data: bytes, options: Options, seconds: float) -> dict[str, Any]:
     """Run the service's work function under a deadline of ``seconds``; how long past it the
     worker stayed busy (what a 504's slot cost)."""
@@ -110,8 +124,9 @@ def overrun_case(name: str, data: bytes, options: Options, seconds: float) -> di
     start = time.monotonic()
     outcome = "done"
     try:
-        process(matter, data, options, None, "fill", deadline)
-    except DeadlineExceeded:
+        with cancelled_at_its_time(deadline):
+            process(matter, data, options, None, "fill", deadline)
+    except (DeadlineExceeded, Cancelled):
         outcome = "deadline_exceeded"
     end = time.monotonic()
     return {
@@ -174,7 +189,6 @@ def sweep(step: float = 0.25) -> list[dict[str, Any]]:
     that stopped it (the step before that check is what could not be interrupted)."""
     import traceback
 
-    from mattekit.errors import Cancelled
     from mattekit.matter import Matter
     from mattekit.service.api import process
 
@@ -188,7 +202,8 @@ def sweep(step: float = 0.25) -> list[dict[str, Any]]:
         assert deadline is not None
         where = "done"
         try:
-            process(matter, data, opts, None, "fill", deadline)
+            with cancelled_at_its_time(deadline):
+                process(matter, data, opts, None, "fill", deadline)
         except (DeadlineExceeded, Cancelled) as exc:
             frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).stem != "deadline"]
             where = " <- ".join(f"{Path(f.filename).stem}.{f.name}" for f in frames[-3:][::-1])

@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = {"preset": "fast"}
 # ``best`` at ratio 1 on SLOW_SIDE px: three network passes of ~1.6 MP, ~2.3 s on a 2-core Zen 4,
 # well past REQUEST_TIMEOUT (a 1024 px photo took 1.25-1.7 s there once the model got faster, and
-# sometimes finished in time); each pass ~0.7 s, so a worker stopped at the deadline is soon free.
+# sometimes finished in time). At the 504 the pass in progress is stopped (ONNX Runtime's terminate
+# flag), so the worker is free at once; before, the next request waited up to a pass (~0.7-1.2 s).
 SLOW = {"preset": "best", "ratio": "1"}
 SLOW_SIDE = 1280
 REQUEST_TIMEOUT = 1.5

@@ -181,3 +181,28 @@ def test_a_preset_streams_reset_reaches_its_stages(engine, sample_clip):
     fresh = presets.stream(engine, "fast", 0.5)
     assert np.array_equal(got.alpha, fresh.process(frames[3]).alpha)
     assert stream.frames == 4
+
+
+def test_cancelling_a_deadline_stops_the_pass_in_progress(engine, sample_photo):
+    """A server's worker whose request got its 504 cancels the deadline: the network pass running
+    then stops within milliseconds (ONNX Runtime's terminate flag), not at the end of the pass,
+    and the next run on the same engine is unaffected."""
+    import threading
+    import time
+
+    from mattekit.deadline import Deadline
+    from mattekit.errors import Cancelled
+
+    rgb = np.asarray(Image.open(sample_photo).convert("RGB").resize((1280, 960)))
+    start = time.perf_counter()
+    want, _ = engine.step(rgb, 1.0, passes=3)
+    whole = time.perf_counter() - start
+    deadline = Deadline.after(60)
+    assert deadline is not None
+    threading.Timer(whole / 10, deadline.cancel).start()
+    start = time.perf_counter()
+    with pytest.raises(Cancelled):
+        engine.step(rgb, 1.0, passes=3, deadline=deadline)
+    assert time.perf_counter() - start < whole / 2, (time.perf_counter() - start, whole)
+    again, _ = engine.step(rgb, 1.0, passes=3, deadline=Deadline.after(60))
+    assert np.array_equal(again.alpha, want.alpha)

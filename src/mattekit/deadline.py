@@ -2,8 +2,11 @@
 
 The model's passes and a video's frames are the places work can be interrupted without leaving
 anything half-done: :meth:`Deadline.check` is called there (``Engine.step`` between passes,
-``presets.run`` between members, ``process_video`` between frames). An ONNX Runtime run itself
-cannot be interrupted, so a deadline is honoured within one pass of the network.
+``presets.run`` between members, ``process_video`` between frames). A network pass in progress
+is stopped too when its caller gives up (:meth:`Deadline.cancel`): it registers a way to stop
+itself (:meth:`Deadline.interrupting`; :func:`mattekit.core.runtime.interruptible` sets ONNX
+Runtime's ``terminate`` flag), so a worker whose request got its 504 is free within
+milliseconds, not at the end of a pass that can take seconds on a large photo.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -29,6 +33,9 @@ class Deadline:
     seconds: float = 0.0  # the allowance it was made with, for the message
     hint: str = "try a faster preset, a smaller ratio or a smaller image"
     cancelled: threading.Event = field(default_factory=threading.Event, compare=False)
+    # what cancel() calls to stop work in progress (interrupting() registers them)
+    _stops: list[Callable[[], None]] = field(default_factory=list, compare=False, repr=False)
+    _stops_lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @classmethod
     def after(cls, seconds: float | None, what: str = "the work", hint: str | None = None) -> Deadline | None:
@@ -46,8 +53,28 @@ class Deadline:
         return self.cancelled.is_set() or time.monotonic() >= self.at
 
     def cancel(self) -> None:
-        """Stop the work at its next check (its caller gave up on it)."""
-        self.cancelled.set()
+        """Stop the work at its next check (its caller gave up on it), and a run registered with
+        :meth:`interrupting` now."""
+        with self._stops_lock:
+            self.cancelled.set()
+            stops = list(self._stops)
+        for stop in stops:
+            stop()
+
+    @contextmanager
+    def interrupting(self, stop: Callable[[], None]) -> Iterator[None]:
+        """While inside, :meth:`cancel` calls ``stop`` (it must be quick and thread-safe: it runs
+        on the canceller's thread); at once if cancelled already."""
+        with self._stops_lock:
+            self._stops.append(stop)
+            cancelled = self.cancelled.is_set()
+        try:
+            if cancelled:
+                stop()
+            yield
+        finally:
+            with self._stops_lock:
+                self._stops.remove(stop)
 
     def check(self) -> None:
         """Raise :class:`DeadlineExceeded` once past the deadline (:class:`Cancelled` if cancelled)."""

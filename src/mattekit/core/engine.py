@@ -294,7 +294,8 @@ class Engine:
         e.g. to average several mattes whose partial bands differ.
         ``passes`` > 1 runs the same frame again with the state it produced (RVM's memory
         settles, as on the frames of a video); the matte is the last pass's.
-        ``deadline``: checked before every pass (raises :class:`~mattekit.errors.DeadlineExceeded`).
+        ``deadline``: checked before every pass (raises :class:`~mattekit.errors.DeadlineExceeded`);
+        its :meth:`~mattekit.deadline.Deadline.cancel` stops a pass in progress.
         A frame that carries a ``state`` runs on the engine's :attr:`backend`; a first run (no
         state: a still, a video's first frame) on ONNX Runtime fp32.
         """
@@ -313,10 +314,11 @@ class Engine:
         ratio_feed = np.array([r], dtype=np.float32)
         run_options = runtime.arena_run_options(h * w * r * r)
         tensors = state.tensors
-        for _ in range(passes):
-            check_deadline(deadline)
-            feeds = {"src": src, "downsample_ratio": ratio_feed, **dict(zip(STATE_IN, tensors))}
-            fgr, pha, *tensors = session.run(None, feeds, run_options)
+        with runtime.interruptible(run_options, deadline) as run_options:
+            for _ in range(passes):
+                check_deadline(deadline)
+                feeds = {"src": src, "downsample_ratio": ratio_feed, **dict(zip(STATE_IN, tensors))}
+                fgr, pha, *tensors = session.run(None, feeds, run_options)
         fg = fgr[0].transpose(1, 2, 0) if foreground else None
         return Matte(pha[0, 0], fg), RecurrentState(list(tensors), (h, w), size)
 
@@ -354,22 +356,23 @@ class Engine:
             matte = self.tail(coeffs[COEFF_A], coeffs[COEFF_B], rgb, foreground, full_foreground)
             return matte, RecurrentState([tensors[n] for n in STATE_OUT], (rgb.shape[0], rgb.shape[1]), size)
         lowres = kernels.downsample(rgb, ratio)
-        run_options = runtime.pass_run_options(lowres)
         state_tensors = state.tensors
-        if passes == 1:  # a first run: always ONNX Runtime fp32
-            coeff_a, coeff_b, *state_tensors = self._session("network").run(
-                None, {LOWRES_INPUT: lowres, **dict(zip(STATE_IN, state_tensors))}, run_options
-            )
-        else:
-            backend = "onnxruntime" if state.is_empty else self._backend_for(lowres)
-            features = self.run_submodel("backbone_all", {LOWRES_INPUT: lowres}, backend, run_options)
-            features[LOWRES_INPUT] = lowres
-            out: Tensors = {}
-            for name in ["recurrent_state"] * (passes - 1) + ["recurrent_output"]:
-                check_deadline(deadline)
-                out = self.run_submodel(name, {**features, **dict(zip(STATE_IN, state_tensors))}, backend, run_options)
-                state_tensors = [out[n] for n in STATE_OUT]
-            coeff_a, coeff_b = out[COEFF_A], out[COEFF_B]
+        with runtime.interruptible(runtime.pass_run_options(lowres), deadline) as run_options:
+            if passes == 1:  # a first run: always ONNX Runtime fp32
+                coeff_a, coeff_b, *state_tensors = self._session("network").run(
+                    None, {LOWRES_INPUT: lowres, **dict(zip(STATE_IN, state_tensors))}, run_options
+                )
+            else:
+                backend = "onnxruntime" if state.is_empty else self._backend_for(lowres)
+                features = self.run_submodel("backbone_all", {LOWRES_INPUT: lowres}, backend, run_options)
+                features[LOWRES_INPUT] = lowres
+                out: Tensors = {}
+                for name in ["recurrent_state"] * (passes - 1) + ["recurrent_output"]:
+                    check_deadline(deadline)
+                    feeds = {**features, **dict(zip(STATE_IN, state_tensors))}
+                    out = self.run_submodel(name, feeds, backend, run_options)
+                    state_tensors = [out[n] for n in STATE_OUT]
+                coeff_a, coeff_b = out[COEFF_A], out[COEFF_B]
         check_deadline(deadline)
         return (
             self.tail(coeff_a, coeff_b, rgb, foreground, full_foreground, deadline),

@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal, cast
 
+from ..deadline import Deadline
 from ..errors import InvalidOption
 
 if TYPE_CHECKING:
@@ -103,6 +105,31 @@ def arena_run_options(lowres_pixels: float) -> RunOptions | None:
 def pass_run_options(lowres: np.ndarray) -> RunOptions | None:
     """:func:`arena_run_options` for a pass on ``lowres`` (NCHW)."""
     return arena_run_options(lowres.shape[2] * lowres.shape[3])
+
+
+@contextmanager
+def interruptible(run_options: RunOptions | None, deadline: Deadline | None) -> Iterator[RunOptions | None]:
+    """``run_options`` (new ones if None) that ``deadline``'s :meth:`~mattekit.deadline.Deadline.cancel`
+    stops mid-run: ONNX Runtime's ``terminate`` flag ends a run within milliseconds, and the run's
+    error becomes the deadline's own (:class:`~mattekit.errors.Cancelled`). Without a deadline,
+    ``run_options`` as they are. Other backends ignore run options: their runs end at the pass's end."""
+    if deadline is None:
+        yield run_options
+        return
+    import onnxruntime as ort
+
+    options = run_options if run_options is not None else ort.RunOptions()
+
+    def stop() -> None:
+        options.terminate = True
+
+    try:
+        with deadline.interrupting(stop):
+            yield options
+    except Exception:
+        if deadline.expired():  # ONNX Runtime's untyped "terminate flag" failure: the caller gave up
+            deadline.check()
+        raise
 
 
 _arena_lock = threading.Lock()

@@ -317,5 +317,6 @@ class GeneralEngine:
         feed = preprocess(rgb, self.size)
         check_deadline(deadline)
         # Only `output`: ORT then skips the graph's side outputs and feature maps.
-        (out,) = self.session.run(["output"], {"input": feed})
+        with runtime.interruptible(None, deadline) as run_options:
+            (out,) = self.session.run(["output"], {"input": feed}, run_options)
         return postprocess(out, h, w)

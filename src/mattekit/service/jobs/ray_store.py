@@ -33,7 +33,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from ...core.engine import Engine
 from ...deadline import Deadline
-from ...errors import Cancelled, MattekitError
+from ...errors import Busy, Cancelled, MattekitError
 from ...options import Options
 from ...video import VideoOptions
 from ..errors import NoSpace, NotFound, ShuttingDown
@@ -58,6 +58,7 @@ log = logging.getLogger("mattekit.service.jobs")
 
 NAMESPACE = "mattekit"
 REGISTRY = "mattekit-job-registry"
+RUNNER_START_SECONDS = 60  # a job's actor up (a worker process started, its imports done)
 
 
 def runner_name(job_id: str) -> str:
@@ -349,9 +350,30 @@ class RayJobStore(JobStore):
         self._call("put", job.id, record)
         actor: Any = ray.remote(Runner)
         options_ = actor.options(name=runner_name(job.id), namespace=NAMESPACE, lifetime="detached", num_cpus=0)
-        options_.remote(record, str(job.folder), options, vopts, self.settings)
+        runner = options_.remote(record, str(job.folder), options, vopts, self.settings)
+        self._wait_started(job.id, runner)
         slot.release()
         job.owned = False  # from now on the cluster's: every replica reads it from the registry
+
+    def _wait_started(self, job_id: str, runner: Any) -> None:
+        """Return once ``runner`` is up, so that the 202 promises what it says. Until the actor
+        exists its creation is only this process's request, and a replica killed right after
+        answering took its jobs with it (Ray 2.60: a detached actor whose creator dies before
+        the creation reached the cluster is never created). Up in ~0.5 s on an idle cluster."""
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        try:
+            ray.get(runner.__ray_ready__.remote(), timeout=RUNNER_START_SECONDS)
+        except RayActorError:  # it ended already: a very short job, or it failed to start
+            record = self._call("get", job_id)
+            if record is None or record.get("state") in ("queued", "running"):
+                raise Busy("the cluster could not start a worker for this video; try again shortly") from None
+        except GetTimeoutError:
+            self._kill_runner(job_id)
+            raise Busy(
+                f"the cluster did not start a worker for this video within {RUNNER_START_SECONDS} s; try again shortly"
+            ) from None
 
     def _end(self, job: VideoJob, error: MattekitError | None, state: str = "failed") -> VideoJob:
         """End ``job`` here (its runner is dead or was killed): in the registry, its files and
