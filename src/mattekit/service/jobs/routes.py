@@ -152,7 +152,10 @@ async def create_job(request: Request, slot: _JobSlot) -> JSONResponse:
             times,
             (fields.get("bg_fit") or "fill").lower(),
         )
-        store.start(job, slot, run_job, source, options, vopts, service_of(request).matter.engine)
+        # In a thread: on a cluster, starting waits for the job's runner to be up (~0.5 s), and the
+        # event loop must answer other requests meanwhile.
+        engine = service_of(request).matter.engine
+        await asyncio.to_thread(store.start, job, slot, run_job, source, options, vopts, engine)
         store.save(job)
     except BaseException as exc:
         store.drop(job)
