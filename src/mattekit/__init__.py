@@ -1,4 +1,4 @@
-"""mattekit: remove the background from photos and videos of people, with RVM on a CPU.
+"""mattekit: remove the background from photos (RVM for people, ISNet for anything else) and videos, on a CPU.
 
 >>> import mattekit
 >>> cutout = mattekit.remove("portrait.jpg")          # doctest: +SKIP

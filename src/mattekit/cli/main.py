@@ -35,7 +35,7 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     cls=Group,
     name="mattekit",
     no_args_is_help=True,
-    help="Remove the background from photos and videos of people (RVM matting, CPU-friendly).",
+    help="Remove the background from photos (people, pets, products) and videos of people, on a CPU.",
 )
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version, help="Print the version and exit.")
 @click.option("--verbose", "-v", is_flag=True, help="Log what happens (model, providers, timings).")

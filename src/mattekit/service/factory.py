@@ -189,7 +189,7 @@ def create_app(settings: Settings | None = None, *, matter: Matter | None = None
     app = FastAPI(
         title="mattekit",
         version=__version__,
-        summary="Remove the background from photos of people (RVM matting on the CPU).",
+        summary="Remove the background from photos (RVM for people, a general model for other subjects) and videos, on the CPU.",
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
