@@ -301,6 +301,21 @@ def test_readyz_reports_a_model_that_cannot_load(tmp_path: Path, sample_photo):
         assert "retry-after" in r.headers
 
 
+def test_readyz_says_whether_the_general_model_is_installed(client, tmp_path: Path):
+    """A server without the general model is ready (people are served) and says so: /readyz's
+    body names the missing model, as the log does."""
+    from mattekit.core.models.isnet import GeneralEngine
+
+    body = client.get("/readyz").json()
+    assert body["status"] == "ready" and body["models"]["person"] == "ready"
+    assert body["models"]["general"] == ("installed" if GeneralEngine().available() else "not installed")
+    missing = Matter(general=GeneralEngine(tmp_path / "missing.onnx"))
+    app = create_app(Settings(workers=1, queue_size=1), matter=missing)
+    with TestClient(app) as c:
+        wait_ready(c)
+        assert c.get("/readyz").json()["models"] == {"person": "ready", "general": "not installed"}
+
+
 def test_metrics_count_requests_latency_queue_and_inference(client):
     text = client.get("/metrics").text
     assert 'mattekit_http_requests_total{method="POST",route="/api/v1/remove",status="200"}' in text

@@ -208,8 +208,7 @@ class Matter:
 def _fetch_hint() -> str:
     from .core import models
 
-    store = models.store("general")
-    return store.missing_hint or f"the general model is not installed: run `{store.fetch_command}`"
+    return models.missing_hint("general")
 
 
 def _nothing_kept(model: str, opts: Options) -> str:

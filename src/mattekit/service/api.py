@@ -86,14 +86,19 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["ops"], summary="503 until the model is loaded, then 200")
+@router.get(
+    "/readyz",
+    tags=["ops"],
+    summary="503 until the model is loaded, then 200 (its body says whether the general model is installed)",
+)
 async def readyz(request: Request) -> JSONResponse:
     state = service_of(request)
     if state.draining:  # a load balancer stops sending here while in-flight requests finish
         body = {"error": {"code": "shutting_down", "message": "the server is shutting down"}}
         return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
     if state.ready:
-        return JSONResponse({"status": "ready"})
+        general = {True: "installed", False: "not installed", None: "unknown"}[state.general_installed]
+        return JSONResponse({"status": "ready", "models": {"person": "ready", "general": general}})
     if state.load_error is not None:
         # The log has the whole message (paths included) since start-up; a probe gets it without.
         body = {"error": {"code": state.load_error.code, "message": server_message(state.load_error)}}

@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from ..core import models
 from ..errors import Busy, MattekitError
 from ..matter import Matter
 from . import api, camera, removebg
@@ -101,6 +102,13 @@ def _load_model(service: Service) -> None:
         service.load_error = exc
         log.error("model not available: %s", exc)
         return
+    # Looked up once (~70 ms: it reads the store's files), for /readyz and the log; the general
+    # model itself loads on its first photo, so it delays readiness by no more than that.
+    service.general_installed = service.matter.general.available()
+    if not service.general_installed:
+        log.warning(
+            "the general model is not installed: photos without a person get 422 empty_result; %s", models.missing_hint("general")
+        )
     service.ready = True
     service.telemetry.ready.set(1)
     log.info("model loaded; ready")

@@ -37,6 +37,7 @@ class Service:
     jobs: JobStore  # video jobs, with their own pool
     ready: bool = False  # the model is loaded and has run once
     load_error: MattekitError | None = None  # why it could not load
+    general_installed: bool | None = None  # the general model's file, as found at start-up (None: not looked yet)
     draining: bool = False  # SIGTERM seen: /readyz 503, no new video jobs
     on_drain: list[Callable[[], object]] = field(default_factory=list)  # run once at SIGTERM
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ...deadline import Deadline
     from ..store import ModelStore
 
-__all__ = ["MODELS", "ModelEntry", "StillEngine", "engine", "entry", "module", "set_engine", "store"]
+__all__ = ["MODELS", "ModelEntry", "StillEngine", "engine", "entry", "missing_hint", "module", "set_engine", "store"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,12 @@ def store(name: str) -> ModelStore:
     """The store of model ``name``: ``locate``, ``fetch``, ``verify``, ``describe``, ``licence``."""
     found: ModelStore = module(name).STORE
     return found
+
+
+def missing_hint(name: str) -> str:
+    """What to tell a user whose model ``name`` is not installed: how to get it."""
+    where = store(name)
+    return where.missing_hint or f"the {name} model is not installed: run `{where.fetch_command}`"
 
 
 def _build(name: str, **kwargs: Any) -> StillEngine:
