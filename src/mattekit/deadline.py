@@ -12,6 +12,7 @@ milliseconds, not at the end of a pass that can take seconds on a large photo.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -22,6 +23,8 @@ from typing import TypeVar
 from .errors import Cancelled, DeadlineExceeded
 
 T = TypeVar("T")
+
+log = logging.getLogger("mattekit.deadline")
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,10 @@ class Deadline:
             self.cancelled.set()
             stops = list(self._stops)
         for stop in stops:
-            stop()
+            try:
+                stop()
+            except Exception:  # the caller must still give its slot back (Reservation.run_until)
+                log.exception("stopping work in progress failed; it stops at its next check")
 
     @contextmanager
     def interrupting(self, stop: Callable[[], None]) -> Iterator[None]:
@@ -79,9 +85,12 @@ class Deadline:
     def check(self) -> None:
         """Raise :class:`DeadlineExceeded` once past the deadline (:class:`Cancelled` if cancelled)."""
         if self.cancelled.is_set():
-            raise Cancelled(f"{self.what} was cancelled")
+            raise self.cancelled_error()
         if time.monotonic() >= self.at:
             raise self.exceeded()
+
+    def cancelled_error(self) -> Cancelled:
+        return Cancelled(f"{self.what} was cancelled")
 
     def exceeded(self) -> DeadlineExceeded:
         return DeadlineExceeded(f"{self.what} took longer than this server's limit of {self.seconds:g} s; {self.hint}")

@@ -177,6 +177,7 @@ class MissingExtra(MattekitError):
 
 
 class ClusterUnavailable(MattekitError):
-    """The Ray cluster named by --address cannot be reached."""
+    """The Ray cluster named by --address cannot be reached, or cannot start the work."""
 
     code = "cluster_unavailable"
+    http_status = 503

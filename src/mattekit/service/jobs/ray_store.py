@@ -33,7 +33,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from ...core.engine import Engine
 from ...deadline import Deadline
-from ...errors import Busy, Cancelled, MattekitError
+from ...errors import Cancelled, ClusterUnavailable, MattekitError
 from ...options import Options
 from ...video import VideoOptions
 from ..errors import NoSpace, NotFound, ShuttingDown
@@ -365,15 +365,19 @@ class RayJobStore(JobStore):
 
         try:
             ray.get(runner.__ray_ready__.remote(), timeout=RUNNER_START_SECONDS)
-        except RayActorError:  # it ended already: a very short job, or it failed to start
+            return
+        except RayActorError:  # it ended already: a very short job, or it could not start
             record = self._call("get", job_id)
-            if record is None or record.get("state") in ("queued", "running"):
-                raise Busy("the cluster could not start a worker for this video; try again shortly") from None
+            if record is not None and record.get("state") not in ("queued", "running"):
+                return
+            log.warning("video job %s: its runner did not start", job_id, exc_info=True)
+            why = "could not start a worker for this video"
         except GetTimeoutError:
-            self._kill_runner(job_id)
-            raise Busy(
-                f"the cluster did not start a worker for this video within {RUNNER_START_SECONDS} s; try again shortly"
-            ) from None
+            log.warning("video job %s: its runner was not up within %d s", job_id, RUNNER_START_SECONDS)
+            why = f"did not start a worker for this video within {RUNNER_START_SECONDS} s"
+        # By its handle: its name may not be registered yet, and it must not start later.
+        ray.kill(runner, no_restart=True)
+        raise ClusterUnavailable(f"the cluster {why}; try again shortly")
 
     def _end(self, job: VideoJob, error: MattekitError | None, state: str = "failed") -> VideoJob:
         """End ``job`` here (its runner is dead or was killed): in the registry, its files and
@@ -402,6 +406,7 @@ class RayJobStore(JobStore):
         self._end(job, Cancelled("the video was cancelled"), "cancelled")  # no webhook: the client asked
 
     def drop(self, job: VideoJob) -> None:
+        self._kill_runner(job.id)  # a job dropped while its runner starts (its request failed)
         self._call("delete", job.id)
         self._delete_files(job.id)
 

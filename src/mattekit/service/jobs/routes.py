@@ -155,7 +155,12 @@ async def create_job(request: Request, slot: _JobSlot) -> JSONResponse:
         # In a thread: on a cluster, starting waits for the job's runner to be up (~0.5 s), and the
         # event loop must answer other requests meanwhile.
         engine = service_of(request).matter.engine
-        await asyncio.to_thread(store.start, job, slot, run_job, source, options, vopts, engine)
+        starting = asyncio.ensure_future(asyncio.to_thread(store.start, job, slot, run_job, source, options, vopts, engine))
+        try:
+            await asyncio.shield(starting)
+        except asyncio.CancelledError:  # the request was cancelled: drop the job once start is over, not meanwhile
+            await asyncio.wait([starting])
+            raise
         store.save(job)
     except BaseException as exc:
         store.drop(job)
