@@ -173,11 +173,15 @@ class Matter:
             matte = presets.run(
                 self.engine, rgb, opts.preset, opts.ratio, foreground=want_fg, full_foreground=full_fg, deadline=deadline
             )
+            verdict = route.judge(matte.alpha)
+            if verdict.answer == "none":  # a person too small in the frame? RVM looks closer
+                closer = self._closer(rgb, matte.alpha, opts, want_fg, full_fg, deadline)
+                if closer is not None:
+                    return closer, "person", None, False
             if opts.subject == "person":
                 # No body RVM could call a person: its haze over a cat is no cut-out either.
-                found = route.judge(matte.alpha).answer != "none"
+                found = verdict.answer != "none"
                 return matte, "person", None if found else _nothing_kept("person", opts), not found
-            verdict = route.judge(matte.alpha)
             if verdict.person:
                 return matte, "person", None, False
             if not self.general.available():
@@ -194,6 +198,31 @@ class Matter:
             return unsure, "person", None, False  # both models see the same subject: RVM's person
         foreground = compose.estimate_foreground(rgb, alpha) if want_fg else None
         return Matte(alpha, foreground), "general", None, False
+
+    def _closer(
+        self, rgb: np.ndarray, alpha: np.ndarray, opts: Options, want_fg: bool, full_fg: bool, deadline: Deadline | None
+    ) -> Matte | None:
+        """RVM on the crop :func:`mattekit.core.route.zoom_box` names, placed in the whole frame,
+        if RVM sees a clear person there; else None."""
+        box = route.zoom_box(alpha)
+        if box is None:
+            return None
+        top, bottom, left, right = box
+        check_deadline(deadline)
+        crop = np.ascontiguousarray(rgb[top:bottom, left:right])
+        seen = presets.run(
+            self.engine, crop, opts.preset, opts.ratio, foreground=want_fg, full_foreground=full_fg, deadline=deadline
+        )
+        if not route.judge(seen.alpha).person:
+            return None
+        placed = Matte(np.zeros(rgb.shape[:2], np.float32))
+        placed.alpha[top:bottom, left:right] = seen.alpha
+        if seen.foreground is not None:
+            placed.foreground = np.zeros((*rgb.shape[:2], 3), np.float32)
+            placed.foreground[top:bottom, left:right] = seen.foreground
+            inner = seen.foreground_boxes or [(0, bottom - top, 0, right - left)]
+            placed.foreground_boxes = [(t + top, b + top, lo + left, r + left) for t, b, lo, r in inner]
+        return placed
 
     def remove(self, source: ImageSource, options: Options | None = None, **changes: Any) -> Image.Image:
         """The cut-out (RGBA), mask (L) or composite (RGB) of ``source`` as a PIL image."""
