@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from . import compose, decode, encode, presets
-from .core import route
+from .core import models, route
 from .core.engine import Engine, Matte, get_engine
 from .deadline import Deadline
 from .deadline import check as check_deadline
@@ -97,8 +97,6 @@ class Matter:
     @property
     def general(self) -> StillEngine:
         """The general model's engine (ISNet; :data:`mattekit.core.models.MODELS`), loaded on first use."""
-        from .core import models
-
         return self.general_engine or models.engine("general", threads=self.engine.threads or None)
 
     def process(
@@ -186,12 +184,12 @@ class Matter:
                 return matte, "person", None, False
             if not self.general.available():
                 if verdict.answer == "none":
-                    return matte, "person", f"no person found in this photo, and {_fetch_hint()}", True
-                return matte, "person", f"no clear person in this photo; {_fetch_hint()}", False
+                    return matte, "person", f"no person found in this photo, and {models.missing_hint('general')}", True
+                return matte, "person", f"no clear person in this photo; {models.missing_hint('general')}", False
             if verdict.answer == "unsure":
                 unsure = matte
         elif not self.general.available():
-            raise ModelUnavailable(_fetch_hint())
+            raise ModelUnavailable(models.missing_hint("general"))
         check_deadline(deadline)
         alpha = self.general.matte(rgb, deadline=deadline)
         if unsure is not None and route.covered(unsure.alpha, alpha) >= route.MIN_COVERED:
@@ -232,12 +230,6 @@ class Matter:
         """Like :meth:`remove`, encoded in ``options.format``."""
         opts = (options or self.options).replace(**changes) if changes else (options or self.options)
         return self.process(source, opts).encode(opts.format, opts.quality)
-
-
-def _fetch_hint() -> str:
-    from .core import models
-
-    return models.missing_hint("general")
 
 
 def _nothing_kept(model: str, opts: Options) -> str:

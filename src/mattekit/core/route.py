@@ -36,8 +36,8 @@ Measured on the dev sets (docs/quality.md, "Photos without a person"): all 21 pe
 to RVM (one of them, a child beside a red bowl, through the unsure band); every person at a
 quarter of their size goes to RVM (18 of 18: four of them, a child seen from behind on a
 top-down concrete photo, RVM sees only closer, at no pass size in the whole frame); every
-animal and plush photo goes to the general model; a person standing in an object photo's background is a person (4 of 35 things
-images), as a rule reading RVM's answer must conclude.
+animal and plush photo goes to the general model; a person standing in an object photo's
+background is a person (4 of 35 things images), as a rule reading RVM's answer must conclude.
 """
 
 from __future__ import annotations

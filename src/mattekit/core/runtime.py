@@ -119,17 +119,15 @@ def interruptible(run_options: RunOptions | None, deadline: Deadline | None) -> 
     import onnxruntime as ort
 
     options = run_options if run_options is not None else ort.RunOptions()
-    stopped = threading.Event()
 
     def stop() -> None:
-        stopped.set()
         options.terminate = True
 
     try:
         with deadline.interrupting(stop):
             yield options
     except Exception as exc:
-        if stopped.is_set():  # ONNX Runtime's untyped "terminate flag" failure: the caller gave up
+        if options.terminate:  # ONNX Runtime's untyped "terminate flag" failure: the caller gave up
             raise deadline.cancelled_error() from exc  # stop() runs only once the deadline is cancelled
         raise
 
