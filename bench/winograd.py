@@ -84,12 +84,12 @@ def _median_ms(fn: Callable[[], Any], runs: int = 15) -> float:
 
 
 def _ort(model: Any) -> Any:
+    """ONNX Runtime as the engine sets it up (mattekit.core.runtime), on ``THREADS`` threads."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = THREADS
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    from mattekit.core import runtime
+
+    return ort.InferenceSession(model, runtime.session_options(THREADS), providers=["CPUExecutionProvider"])
 
 
 def _ncnn_net(ncnn: Any, param: Path, winograd: bool) -> Any:
