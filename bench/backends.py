@@ -16,10 +16,13 @@
 3. video: ``process_video`` end to end, 720p transparent WebM and 1080p composite MP4 at the
    default preset and size, per backend.
 4. profile (only with ``--part profile``): where ONNX Runtime fp32's time goes in the three stage
-   parts at 640x360, one thread, by op type: how far exact fp32 graph work could go (its floor is
-   the convolutions' share, if every other op cost nothing). Then a variant tried and left out:
-   the backbone's blocks at 1/16 resolution (over half its time) in bf16 as well, their time on
-   each runtime and the alpha that results on the dev photos (stills).
+   parts at 640x360, at one thread and at the engine's thread count, by op type, convolutions by
+   kind: how far exact fp32 graph work could go (its floor is the convolutions' share, if every
+   other op cost nothing), and Winograd's ceiling (issue 31): the whole network's time if every
+   dense 3x3 stride-1 convolution ran with 2.25x, 4x or 5.06x fewer multiplies and free
+   transforms, or took no time at all. Then a variant tried and left out: the backbone's blocks
+   at 1/16 resolution (over half its time) in bf16 as well, their time on each runtime and the
+   alpha that results on the dev photos (stills).
 
 Writes ``bench/out/backends.json`` and ``bench/out/backends.md`` (the docs' table).
 """
@@ -145,11 +148,34 @@ def part_model(reps: int, calls: int) -> list[dict]:
     return rows
 
 
-def part_profile(runs: int = 13) -> list[dict]:
+# Winograd F(m x m, 3x3) needs (m+2)^2 multiplies per m^2 outputs instead of 9 m^2: the most it can
+# take off a 3x3 convolution's multiplies, if its transforms cost nothing (issue 31).
+WINOGRAD = {"F(2x2,3x3)": 9 * 4 / 16, "F(4x4,3x3)": 9 * 16 / 36, "F(6x6,3x3)": 9 * 36 / 64}
+WINOGRAD_KIND = "Conv 3x3 dense, stride 1"
+
+
+def _conv_kind(args: dict) -> str:
+    """Which kind of convolution a profiled Conv node is, from its shapes: Winograd applies only to
+    the dense 3x3 ones with stride 1 (same height in and out)."""
+    x, w = (next(iter(d.values())) for d in args["input_type_shape"][:2])
+    y = next(iter(args["output_type_shape"][0].values()))
+    if w[2:] == [1, 1]:
+        return "Conv 1x1"
+    if w[1] == 1 and w[0] > 1:
+        return "Conv depthwise"
+    if w[2:] == [3, 3] and y[2] == x[2]:
+        return WINOGRAD_KIND
+    return "Conv other"
+
+
+def part_profile(threads: int, runs: int = 13) -> list[dict]:
     """ONNX Runtime's own profile of the stage parts as the engine loads them (default graph
-    optimisations, so fused and blocked nodes), 1 intra-op thread, a second frame (state carried);
-    the median of each node's time over the runs after the first three."""
-    engine = Engine(backend=BASE, threads=1).load()
+    optimisations, so fused and blocked nodes), ``threads`` intra-op threads, a second frame (state
+    carried); the median of each node's time over the runs after the first three. Convolutions are
+    split by kind; the last row is the whole network's and Amdahl's ceiling for Winograd: the
+    network's time if every Winograd-eligible convolution took 1/r of its time (r the multiply
+    reduction of each tile size, transforms free), and if those convolutions took no time at all."""
+    engine = Engine(backend=BASE, threads=threads).load()
     x = np.random.default_rng(0).random((1, 3, 360, 640), dtype=np.float32)
     zero = [np.zeros((1, 1, 1, 1), np.float32)] * 4
     state = [engine.network(x, zero)[n] for n in derive.STATE_OUT]
@@ -162,7 +188,8 @@ def part_profile(runs: int = 13) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="mattekit-bench-profile-") as tmp:
         for part in PARTS:
             options = ort.SessionOptions()
-            options.intra_op_num_threads = options.inter_op_num_threads = 1
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
             options.enable_profiling = True
             options.profile_file_prefix = str(Path(tmp) / part)
             session = ort.InferenceSession(str(engine._paths[part]), options, providers=["CPUExecutionProvider"])
@@ -171,20 +198,41 @@ def part_profile(runs: int = 13) -> list[dict]:
                 session.run(None, feeds)
             events = json.loads(Path(session.end_profiling()).read_text())
             per_node: dict[str, list[float]] = {}
-            op_of = {}
+            kind_of = {}
             for e in events:
                 if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
                     per_node.setdefault(e["name"], []).append(e["dur"] / 1e3)
-                    op_of[e["name"]] = e["args"]["op_name"]
+                    op = e["args"]["op_name"]
+                    kind_of[e["name"]] = _conv_kind(e["args"]) if op == "Conv" else op
             by_op: dict[str, float] = {}
             for name, ms in per_node.items():
-                by_op[op_of[name]] = by_op.get(op_of[name], 0.0) + statistics.median(ms[3:])
-            row = {"part": part, "ms": sum(by_op.values()), "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1]))}
+                by_op[kind_of[name]] = by_op.get(kind_of[name], 0.0) + statistics.median(ms[3:])
+            row = {
+                "part": part,
+                "threads": threads,
+                "ms": sum(by_op.values()),
+                "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     total = sum(r["ms"] for r in rows)
-    conv = sum(r["by_op"].get("Conv", 0.0) for r in rows)
-    rows.append({"part": "all", "ms": total, "conv_ms": conv, "conv_share": conv / total})
+    conv = sum(ms for r in rows for op, ms in r["by_op"].items() if op.startswith("Conv"))
+    eligible = sum(r["by_op"].get(WINOGRAD_KIND, 0.0) for r in rows)
+    share = eligible / total
+    ceiling = {tile: 1 - share * (1 - 1 / r) for tile, r in WINOGRAD.items()}
+    ceiling["3x3 convolutions free"] = 1 - share
+    rows.append(
+        {
+            "part": "all",
+            "threads": threads,
+            "ms": total,
+            "conv_ms": conv,
+            "conv_share": conv / total,
+            "winograd_ms": eligible,
+            "winograd_share": share,
+            "ceiling": ceiling,
+        }
+    )
     print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -412,13 +460,20 @@ def markdown(report: dict) -> str:
         lines.append("(the noise rows' dtSSD is the fp32 full graph's own)")
         lines.append("")
     if report.get("profile"):
-        lines += ["| ONNX Runtime fp32, 640x360, 1 thread | ms | top ops (ms) |", "|---|---:|---|"]
-        for r in report["profile"][:-1]:
-            top = ", ".join(f"{op} {ms:.1f}" for op, ms in list(r["by_op"].items())[:5])
-            lines.append(f"| {r['part']} | {r['ms']:.1f} | {top} |")
-        r = report["profile"][-1]
-        lines.append(f"| all three | {r['ms']:.1f} | Conv {r['conv_ms']:.1f} ({r['conv_share']:.0%}) |")
-        lines.append("")
+        for rows in report["profile"]:
+            n = rows[0]["threads"]
+            lines += [f"| ONNX Runtime fp32, 640x360, {n} thread{'s' * (n > 1)} | ms | top ops (ms) |", "|---|---:|---|"]
+            for r in rows[:-1]:
+                top = ", ".join(f"{op} {ms:.1f}" for op, ms in list(r["by_op"].items())[:5])
+                lines.append(f"| {r['part']} | {r['ms']:.1f} | {top} |")
+            r = rows[-1]
+            lines.append(
+                f"| all three | {r['ms']:.1f} | every Conv {r['conv_ms']:.1f} ({r['conv_share']:.0%}); "
+                f"{WINOGRAD_KIND} {r['winograd_ms']:.1f} ({r['winograd_share']:.0%}) |"
+            )
+            lines.append("")
+            best = ", ".join(f"{tile} {ratio:.2f}x" for tile, ratio in r["ceiling"].items())
+            lines += [f"Winograd's ceiling at {n} thread{'s' * (n > 1)} (the network's time vs today's): {best}.", ""]
     if report.get("deep_bf16"):
         lines += [
             "| the bf16 backbone variant | ms at 640x360, 1 thread | alpha vs fp32, stills: mean / p99.9 mean / worst (1/255) |",
@@ -454,7 +509,7 @@ def main() -> None:
     if args.part in ("video", "all"):
         report["video"] = part_video(args.frames)
     if args.part == "profile":
-        report["profile"] = part_profile()
+        report["profile"] = [part_profile(1), part_profile(backends.cpu_cores())]
         report["deep_bf16"] = part_deep_bf16()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "backends.json").write_text(json.dumps(report, indent=1))

@@ -254,3 +254,24 @@ def test_an_openvino_compile_failure_is_our_error(monkeypatch):
     feeds = {a.name: np.zeros((1, 1, 8, 8), np.float32) for a in part.get_inputs()}
     with pytest.raises(ModelUnavailable, match="--backend onnxruntime"):
         part.run(None, feeds)
+
+
+def test_the_profile_finds_the_convolutions_winograd_could_take():
+    """bench.backends' profile is what issue 31's verdict rests on: it must put the decoder's dense
+    3x3 stride-1 convolutions (and only those) in Winograd's share, and its ceilings must follow
+    from that share. One thread, a few runs: the shares, not the times, are checked."""
+    from bench.backends import WINOGRAD, WINOGRAD_KIND, part_profile
+
+    rows = part_profile(threads=1, runs=4)
+    by_part = {r["part"]: r for r in rows}
+    # The backbone's first convolution is 3x3 with stride 2 (no Winograd); its blocks are pointwise
+    # and depthwise. The recurrent and output parts hold the decoder's dense 3x3 convolutions.
+    assert by_part["backbone"]["by_op"]["Conv other"] > 0
+    assert by_part["backbone"]["by_op"]["Conv depthwise"] > 0
+    for part in ("recurrent", "output"):
+        assert by_part[part]["by_op"][WINOGRAD_KIND] > 0
+    total = by_part["all"]
+    assert 0 < total["winograd_ms"] < total["conv_ms"] < total["ms"]
+    ceilings = [total["ceiling"][tile] for tile in WINOGRAD] + [total["ceiling"]["3x3 convolutions free"]]
+    assert ceilings == sorted(ceilings, reverse=True)
+    assert ceilings[-1] == pytest.approx(1 - total["winograd_share"])
