@@ -224,6 +224,55 @@ def test_killed_job_cleans_up_and_next_job_runs(app_client) -> None:
     assert len(jobs_threads) <= store.settings.workers
 
 
+def test_a_request_cancelled_while_its_job_starts_stops_the_job(app_client, monkeypatch, caplog) -> None:
+    """A job request cancelled while its job is being started (on a cluster, while the runner comes
+    up; here a slow start) waits for the start to finish, then drops the job: the job stops, its
+    slot comes back and its files go, with nothing logged as a failure."""
+    import asyncio
+
+    store = service_of(app_client.app).jobs
+    real_start = store.start
+    entered, release = threading.Event(), threading.Event()
+    started = []
+
+    def slow_start(job, *args, **kwargs):
+        started.append(job)
+        entered.set()
+        release.wait(30)
+        real_start(job, *args, **kwargs)
+        _wait_for(lambda: job.done > 0, 30, "the job to run")  # so that the drop meets a running job
+
+    monkeypatch.setattr(store, "start", slow_start)
+    clip = _clip("carphone")
+
+    async def request_then_cancel() -> bool:
+        transport = httpx.ASGITransport(app=app_client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            files = {"file": ("c.mp4", clip, "video/mp4")}
+            post = asyncio.ensure_future(client.post("/api/v1/jobs", files=files, data={"output": "matte"}))
+            while not entered.is_set():
+                await asyncio.sleep(0.01)
+            post.cancel()
+            await asyncio.sleep(0.3)
+            kept_while_starting = started[0].folder.exists()  # not dropped under a start in progress
+            release.set()
+            with pytest.raises(asyncio.CancelledError):
+                await post
+            return kept_while_starting
+
+    with caplog.at_level(logging.WARNING, logger="mattekit.service"):
+        kept_while_starting = app_client.portal.call(request_then_cancel)
+        assert kept_while_starting
+        job = started[0]
+        assert job.future is not None
+        _wait_for(job.future.done, 60, "the dropped job to stop")
+    assert job.state == "cancelled" and job.done < 30, (job.state, job.done)  # stopped early: the clip has 100 frames
+    _wait_for(lambda: not job.folder.exists(), 10, "the job's files to go")
+    assert app_client.get(f"/api/v1/jobs/{job.id}").status_code == 404
+    assert store.pool.running == 0 and store.pool.waiting == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
+
 @contextlib.contextmanager
 def tiny_disk(size: str = "1m") -> Iterator[Path]:
     """A real full-able file system: a 1 MiB tmpfs (needs root, as in CI and here)."""

@@ -312,9 +312,18 @@ class JobStore:
                 delete_path(path)
 
     def drop(self, job: VideoJob) -> None:
+        """Forget ``job`` and delete its files. A job already handed to the pool (its request failed
+        or was cancelled after the start) is stopped first, and its files go once it has: deleted
+        under a running job they would make it fail, and it would run on to its end."""
         with self._lock:
             self._jobs.pop(job.id, None)
             self._saved.pop(job.id, None)
+        future = job.future
+        if future is not None and not future.done() and not future.cancel():
+            job.webhook_url = None  # its client never got the job's id: nobody to tell
+            job.cancel.set()  # seen between frames
+            future.add_done_callback(lambda _: shutil.rmtree(job.folder, ignore_errors=True))
+            return
         shutil.rmtree(job.folder, ignore_errors=True)
 
     def sweep(self, now: float | None = None, *, shared: bool = False) -> int:
