@@ -99,6 +99,31 @@ def test_without_the_general_model_the_result_is_empty_and_says_how_to_fix_it(ma
         matter_without_general.process(rgb_of(name), subject="general")
 
 
+def test_a_faint_haze_is_no_cut_out(matter):
+    """A photo squeezed to a 16x4000 sliver: the general model keeps a haze over a hundredth of it
+    (above the old emptiness bound, 0.001 of the image) but nowhere half opaque. What comes back
+    would look empty: it is reported so, never as a cut-out."""
+    sliver = np.asarray(Image.fromarray(rgb_of("camera")).resize((16, 4000)))
+    routed = matter.matte(sliver, Options())
+    alpha = routed.matte.alpha
+    assert routed.kept >= route.EMPTY_SHARE and alpha.max() < 0.5  # the haze the old rule let through
+    assert route.solid_share(alpha) == 0 and route.is_empty(alpha, routed.kept)
+    result = matter.process(sliver)
+    assert result.empty and "faint haze" in (result.notice or "")
+    with pytest.raises(EmptyResult, match="no clear subject"):
+        result.raise_if_empty()
+
+
+def test_a_strip_of_a_photo_too_thin_to_look_closer_at_still_gets_an_answer(matter):
+    """A 600x40 strip: RVM keeps a little and finds no person, so auto would look closer at a
+    crop a third of the short side (13 px), smaller than RVM can run. It does not look, and
+    the photo is answered (it failed with "image is 13x8 pixels" before)."""
+    strip = np.ascontiguousarray(rgb_of("coffee")[:40])
+    assert route.zoom_box(presets.run(matter.engine, strip, "balanced", "auto", foreground=False).alpha) is None
+    result = matter.process(strip)
+    assert result.model == "general"
+
+
 def test_the_person_model_alone_on_an_object_says_it_kept_nothing(matter):
     result = matter.process(rgb_of("coffee"), subject="person")
     assert result.model == "person" and result.empty and "subject auto or general" in (result.notice or "")

@@ -159,8 +159,8 @@ class Matter:
         opts = options or self.options
         matte, model, notice, empty = self._matte(rgb, opts, foreground, full_foreground, deadline)
         kept = route.kept_share(matte.alpha)
-        if not empty and kept < route.EMPTY_SHARE:
-            notice, empty = _nothing_kept(model, opts), True
+        if not empty and route.is_empty(matte.alpha, kept):
+            notice, empty = _nothing_kept(model, opts, faint=kept >= route.EMPTY_SHARE), True
         return Routed(matte, model, kept, notice, empty)
 
     def _matte(
@@ -232,12 +232,14 @@ class Matter:
         return self.process(source, opts).encode(opts.format, opts.quality)
 
 
-def _nothing_kept(model: str, opts: Options) -> str:
+def _nothing_kept(model: str, opts: Options, *, faint: bool = False) -> str:
     if model == "person" and opts.subject == "person":
         return (
             "the person model (RVM) found no person in this photo: it cuts out people only; "
             "choose the subject auto or general for other subjects (CLI: --subject)"
         )
+    if faint:
+        return "no clear subject found in this photo: the model kept only a faint haze, nowhere half opaque"
     return "the model kept nothing of this photo: no subject found"
 
 

@@ -47,6 +47,7 @@ from typing import Literal
 
 import numpy as np
 
+from .engine import MIN_SIDE
 from .passes import AUTO_TARGET_PX
 
 PASS_PX = AUTO_TARGET_PX  # the default preset's low-resolution long side (presets.RECIPES["balanced"])
@@ -64,7 +65,8 @@ FULL_FRAME = 0.9
 ZOOM_GROW = 0.5
 MIN_ZOOM_SIDE = 1 / 3
 MAX_ZOOM_AREA = 0.6
-# A result keeping less than this share of the image's area (sum of alpha) is "empty".
+# A result is "empty" when less than this share of the image is kept (sum of alpha), or is at
+# least half opaque: a faint haze over a photo (alpha nowhere near 1) is no cut-out either.
 EMPTY_SHARE = 0.001
 
 Answer = Literal["person", "none", "unsure"]
@@ -100,6 +102,17 @@ def kept_share(alpha: np.ndarray) -> float:
     import cv2
 
     return float(cv2.mean(np.ascontiguousarray(alpha, dtype=np.float32))[0])
+
+
+def solid_share(alpha: np.ndarray) -> float:
+    """How much of the image a matte holds at least half opaque: its pixels with alpha >= 0.5."""
+    return float(np.count_nonzero(alpha >= 0.5)) / max(alpha.size, 1)
+
+
+def is_empty(alpha: np.ndarray, kept: float) -> bool:
+    """Whether a matte (float HxW in [0, 1]) that keeps ``kept`` (:func:`kept_share`) of the image
+    has cut out nothing a person would see: see :data:`EMPTY_SHARE`."""
+    return kept < EMPTY_SHARE or solid_share(alpha) < EMPTY_SHARE
 
 
 def _body(opaque: np.ndarray, kept: np.ndarray) -> float:
@@ -142,7 +155,8 @@ def covered(person_alpha: np.ndarray, general_alpha: np.ndarray) -> float:
 def zoom_box(alpha: np.ndarray) -> tuple[int, int, int, int] | None:
     """Where to look closer at a photo whose RVM answer is ``none`` (module docstring, "Closer"):
     (top, bottom, left, right) in ``alpha``'s pixels, or None when RVM kept nothing or the crop
-    would be most of the photo. Read at the pass's size, like :func:`judge`."""
+    would be most of the photo, or smaller than RVM can run (a strip of a photo). Read at the
+    pass's size, like :func:`judge`."""
     import cv2
 
     small = at_pass_size(alpha)
@@ -160,6 +174,6 @@ def zoom_box(alpha: np.ndarray) -> tuple[int, int, int, int] | None:
     cy, cx = (y + h / 2) * scale[0], (x + w / 2) * scale[1]
     top, bottom = int(max(0, cy - side / 2)), int(min(H, cy + side / 2))
     left, right = int(max(0, cx - side / 2)), int(min(W, cx + side / 2))
-    if (bottom - top) * (right - left) > MAX_ZOOM_AREA * H * W:
+    if (bottom - top) * (right - left) > MAX_ZOOM_AREA * H * W or min(bottom - top, right - left) < MIN_SIDE:
         return None
     return top, bottom, left, right
