@@ -173,6 +173,32 @@ def test_errors_are_ours(sample_photo: Path) -> None:
         mattekit.remove(sample_photo, background=mattekit.BackgroundImage(b"junk"), **FAST)
 
 
+def test_an_empty_result_is_an_error_from_remove_and_a_notice_from_process() -> None:
+    """A plain black picture has no subject: ``remove`` (which returns only the picture) raises
+    instead of handing back a blank cut-out; ``process`` returns the result, flagged, for a
+    caller that wants it anyway."""
+    black = np.zeros((96, 128, 3), np.uint8)
+    with pytest.raises(mattekit.EmptyResult):
+        mattekit.remove(black, **FAST)
+    with pytest.raises(mattekit.EmptyResult):
+        Matter().remove_bytes(black, **FAST)
+    result = Matter().process(black, Options(**FAST))  # type: ignore[arg-type]
+    assert result.empty and result.notice and alpha_of(result.image).max() < 0.5
+
+
+def test_float_arrays_outside_zero_to_one_are_refused_not_clipped(sample_photo: Path) -> None:
+    rgb = np.asarray(Image.open(sample_photo).convert("RGB"))
+    want = alpha_of(mattekit.remove(rgb, **FAST))
+    same = alpha_of(mattekit.remove(rgb.astype(np.float32) / 255.0, **FAST))  # [0, 1]: the same photo
+    assert np.abs(same - want).max() <= 1 / 255
+    with pytest.raises(InvalidInput, match=r"values in \[0, 1\]; this one holds 0 to 255 \(divide by 255"):
+        mattekit.remove(rgb.astype(np.float32), **FAST)
+    broken = rgb.astype(np.float32) / 255.0
+    broken[0, 0, 0] = np.nan
+    with pytest.raises(InvalidInput, match="NaN or infinite"):
+        mattekit.remove(broken, **FAST)
+
+
 def test_max_lowres_pixels_caps_the_ratio_not_the_photo(sample_photo: Path) -> None:
     """The library allows any ratio by default; with a limit, a ratio that would run the network
     on more pixels fails before the model runs, and the automatic size always fits."""

@@ -391,6 +391,10 @@ def _decode_array(arr: np.ndarray, options: Options) -> Decoded:
     return Decoded(rgb, alpha, None)
 
 
+# Float arrays may overshoot [0, 1] by rounding (a resize, a colour conversion): that much is clipped.
+FLOAT_SLACK = 1e-3
+
+
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
     """uint8 as is; uint16 scaled from 0..65535; bool; float in [0, 1]."""
     if arr.dtype == np.uint8:
@@ -403,7 +407,15 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
         out = ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
         return out
     if np.issubdtype(arr.dtype, np.floating):
-        clean = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-        out = np.clip(clean * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        # Refused, not clipped: a float photo in 0..255 clipped to [0, 1] is a white picture, and
+        # NaN made black a guess; either way the cut-out would be wrong without a word.
+        values = arr.astype(np.float32)
+        if not np.isfinite(values).all():
+            raise InvalidInput("the image array holds NaN or infinite values")
+        low, high = float(values.min()), float(values.max())
+        if low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:
+            hint = " (divide by 255, or pass it as uint8)" if high <= 255 + FLOAT_SLACK else ""
+            raise InvalidInput(f"a float image array must hold values in [0, 1]; this one holds {low:g} to {high:g}{hint}")
+        out = np.clip(values * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return out
     raise InvalidInput(f"unsupported array dtype {arr.dtype}: use uint8, uint16, bool or float in [0, 1]")

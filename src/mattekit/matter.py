@@ -223,13 +223,15 @@ class Matter:
         return placed
 
     def remove(self, source: ImageSource, options: Options | None = None, **changes: Any) -> Image.Image:
-        """The cut-out (RGBA), mask (L) or composite (RGB) of ``source`` as a PIL image."""
-        return self.process(source, options, **changes).image
+        """The cut-out (RGBA), mask (L) or composite (RGB) of ``source`` as a PIL image;
+        :class:`EmptyResult` when no subject was found (:meth:`process` returns the empty result
+        with its notice instead, for a caller that wants it anyway)."""
+        return self.process(source, options, **changes).raise_if_empty().image
 
     def remove_bytes(self, source: ImageSource, options: Options | None = None, **changes: Any) -> bytes:
         """Like :meth:`remove`, encoded in ``options.format``."""
         opts = (options or self.options).replace(**changes) if changes else (options or self.options)
-        return self.process(source, opts).encode(opts.format, opts.quality)
+        return self.process(source, opts).raise_if_empty().encode(opts.format, opts.quality)
 
 
 def _nothing_kept(model: str, opts: Options, *, faint: bool = False) -> str:
@@ -264,6 +266,7 @@ def remove(source: ImageSource, options: Options | None = None, **changes: Any) 
         RGBA cut-out by default; L mask with ``mask=True``; RGB composite with a background.
 
     Raises:
-        InvalidInput, TooLarge, InvalidOption, ModelUnavailable (all :class:`MattekitError`).
+        EmptyResult (no subject found: the message says what to do), InvalidInput, TooLarge,
+        InvalidOption, ModelUnavailable (all :class:`MattekitError`).
     """
     return Matter(options).remove(source, **changes)
