@@ -189,6 +189,33 @@ def test_never_overwrites_an_input(tree: Path) -> None:
     assert proc.returncode == 2 and "overwritten by its own result" in err(proc)
 
 
+def test_never_overwrites_another_input_or_a_device(tree: Path, tmp_path: Path) -> None:
+    """In-process (the rules are mattekit.plan's): a.png's result a-cutout.png is also an input
+    (named, or a hard link to one), two globbed files of one name, and -o /dev/stdout."""
+    from mattekit.errors import InvalidOption
+    from mattekit.plan import plan_files
+
+    photo = tree / "a.png"
+    given = tree / "a-cutout.png"
+    shutil.copy(photo, given)
+    with pytest.raises(InvalidOption, match="the result of .*a.png would overwrite the input .*a-cutout.png"):
+        plan_files([str(photo), str(given)], None, "png")
+    linked = tmp_path / "elsewhere.png"
+    os.link(given, linked)
+    with pytest.raises(InvalidOption, match="would overwrite the input .*elsewhere.png"):
+        plan_files([str(photo), str(linked)], None, "png")
+    for sub in ("x", "y"):
+        (tmp_path / "g" / sub).mkdir(parents=True)
+        shutil.copy(photo, tmp_path / "g" / sub / "same.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(InvalidOption, match="same.png and .*same.png would both write .*give their folder"):
+        plan_files([str(tmp_path / "g" / "**" / "*.png")], str(out), "png")
+    assert len(plan_files([str(tmp_path / "g")], str(out), "png")) == 2  # the folder keeps x/ and y/
+    with pytest.raises(InvalidOption, match="not a regular file .*; use -o -"):
+        plan_files([str(photo)], "/dev/stdout", "png")
+
+
 def test_unexpected_errors_cost_one_file_and_print_no_traceback(tree: Path, tmp_path: Path) -> None:
     code = textwrap.dedent("""
         import sys

@@ -2,8 +2,8 @@
 
 The rules ``mattekit remove`` follows (a library concern, so any face can reuse them): folders
 are searched recursively and keep their relative paths under the output folder; globs expand;
-``-`` is stdin/stdout; an input is never overwritten by its own result, and two inputs never
-write the same file.
+``-`` is stdin/stdout; an input is never overwritten by its own result or another's, two inputs
+never write the same file, and a result never replaces a link, device or pipe.
 """
 
 from __future__ import annotations
@@ -126,10 +126,56 @@ def plan_files(inputs: Sequence[str], output: str | None, fmt: str) -> list[Plan
             target = Path(output) / rel.with_suffix(ext)
         else:
             target = Path(output)
-        if target.resolve() == f.resolve():
+        if _same_file(target, f):
             raise InvalidOption(f"{f} would be overwritten by its own result; choose another -o")
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            # A link (-o /dev/stdout), a device or a pipe: the atomic write (a temporary file renamed
+            # over the target) would replace the link or the device node, not write through it.
+            raise InvalidOption(
+                f"{target} is not a regular file (a link, device or pipe); use -o - to write to stdout, or the real file's path"
+            )
         jobs.append(PlannedFile(str(f), str(target), str(f)))
-    targets = [str(Path(j.target).resolve()) for j in jobs if j.target != "-"]
-    if len(set(targets)) != len(targets):
-        raise InvalidOption("two inputs would write the same output file; use a folder with -o")
+    _refuse_collisions(jobs)
     return jobs
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same resolved path, or a hard link to it."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _refuse_collisions(jobs: Sequence[PlannedFile]) -> None:
+    """Two results into one file, or a result over another input (``a.png`` and ``a-cutout.png``
+    given together): either would lose a file without a word."""
+    writes: dict[str, PlannedFile] = {}
+    for job in jobs:
+        if job.target == "-":
+            continue
+        key = str(Path(job.target).resolve())
+        if key in writes:
+            raise InvalidOption(
+                f"{writes[key].display} and {job.display} would both write {job.target}: give their folder "
+                "instead (folders keep their relative paths under -o), or run them apart"
+            )
+        writes[key] = job
+    # A result lands on an input if they are one path, or one file by another name (a hard link).
+    by_inode = {_inode(Path(job.target)): job for job in jobs if job.target != "-" and Path(job.target).exists()}
+    for job in jobs:
+        if not isinstance(job.source, str) or job.source == "-":
+            continue
+        other = writes.get(str(Path(job.source).resolve())) or by_inode.get(_inode(Path(job.source)))
+        if other is not None and other is not job:
+            raise InvalidOption(
+                f"the result of {other.display} would overwrite the input {job.display}; "
+                "choose another -o, or leave the earlier result out of the inputs"
+            )
+
+
+def _inode(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
