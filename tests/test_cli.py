@@ -129,6 +129,14 @@ def test_stdin_to_stdout(sample_photo: Path) -> None:
     assert (img.format, img.mode, img.size) == ("WEBP", "RGBA", (128, 128))
     bad = mattekit("remove", "-", *SMALL, stdin=b"GIF89a but not really")
     assert bad.returncode == 1 and bad.stdout == b"" and "<stdin>" in err(bad)
+    with open("/dev/full", "wb") as full:  # stdout redirected to a full disk: said so, not a bug report
+        proc = subprocess.run(
+            [sys.executable, "-m", "mattekit", "remove", str(sample_photo), "-o", "-", *SMALL],
+            stdout=full,
+            stderr=subprocess.PIPE,
+        )
+    assert proc.returncode == 1 and "cannot write to stdout: No space left on device" in err(proc), err(proc)
+    assert "internal error" not in err(proc)
 
 
 def test_single_file_with_background_image_as_jpeg(tree: Path, tmp_path: Path) -> None:

@@ -163,6 +163,8 @@ def test_max_size_and_timings(sample_photo: Path) -> None:
 def test_errors_are_ours(sample_photo: Path) -> None:
     with pytest.raises(InvalidInput):
         mattekit.remove(b"definitely not an image")
+    with pytest.raises(InvalidInput, match="is a folder, not an image"):
+        mattekit.remove(sample_photo.parent)
     with pytest.raises(TooLarge):
         mattekit.remove(sample_photo, max_pixels=1000)
     with pytest.raises(InvalidOption):

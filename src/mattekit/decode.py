@@ -99,6 +99,8 @@ def open_image(
             name = "the input"
         elif isinstance(source, (str, os.PathLike)):
             path = Path(source)
+            if path.is_dir():
+                raise InvalidInput(f"{path} is a folder, not an image (the command line takes folders)")
             if not path.is_file():
                 raise InvalidInput(f"no such file: {path}")
             if path.stat().st_size == 0:

@@ -134,8 +134,15 @@ def run_jobs(
             if notice:
                 out.print(f"{where}[yellow]![/] {name}: {escape(notice)}")
             if job.target == "-":
-                sys.stdout.buffer.write(outcome)
-                sys.stdout.buffer.flush()
+                try:
+                    sys.stdout.buffer.write(outcome)
+                    sys.stdout.buffer.flush()
+                except BrokenPipeError:
+                    raise  # the reader left: main() ends quietly
+                except OSError as exc:  # a full disk behind a redirect, a closed terminal
+                    out.print(f"{where}[red]✗[/] {name}: cannot write to stdout: {exc.strerror or exc}")
+                    failed += 1
+                    continue
                 ok += 1
                 continue
             try:
