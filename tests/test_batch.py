@@ -312,6 +312,13 @@ def test_plan_keeps_relative_paths_skips_done_outputs_and_ignores_the_rest(tmp_p
     assert work.ignored == 2  # notes.txt, .hidden/d.jpg
     assert sorted(Path(p).name for p in work.stale) == [".b.png.0a1b2c3d.part", ".clip.webm.123.456.part.webm"]
     assert {i.rel for i in batch.plan(spec, overwrite=True).todo} >= {"a.jpg"}
+    # DST = SRC would skip every input and report "0 done" as a success; so would a folder
+    # without a photo or a video in it.
+    with pytest.raises(InvalidOption, match="the output folder is the input folder"):
+        batch.plan(Spec(spec.src, batch.resolve(str(src)), Options(), VideoSettings()))
+    _tree(tmp_path / "notes", {"a.txt": b"x", ".hidden.jpg": b"x"})
+    with pytest.raises(InvalidOption, match=r"no photos or videos found in .*notes \(2 other files left out"):
+        batch.plan(Spec(batch.resolve(str(tmp_path / "notes")), batch.resolve(str(dst)), Options(), VideoSettings()))
 
 
 def test_video_outputs_follow_the_options() -> None:

@@ -200,6 +200,12 @@ def plan(spec: Spec, *, overwrite: bool = False) -> Plan:
         raise InvalidOption(f"not a folder: {src.display(src.path)} (batch takes folders; `mattekit remove` takes files)")
     base = src.path
     same_fs = src.fs.type_name == dst.fs.type_name
+    if same_fs and dst.path == src.path:
+        # Every input would be skipped as "under DST", and the run would report 0 done as a success.
+        raise InvalidOption(
+            f"the output folder is the input folder ({src.display(src.path)}): give another DST "
+            "(a folder inside SRC is fine: it is left out of the inputs)"
+        )
     images, videos = image_suffixes(), video_suffixes()
     in_dst = list_files(dst)
     existing = set(in_dst) if not overwrite else set()
@@ -224,4 +230,9 @@ def plan(spec: Spec, *, overwrite: bool = False) -> Plan:
             continue
         seen.add(item.target)
         (done if item.target in existing else todo).append(item)
+    if not (todo or done or clashes):
+        raise InvalidOption(
+            f"no photos or videos found in {src.display(src.path)}"
+            + (f" ({ignored} other files left out: hidden, or not a photo or video we read)" if ignored else "")
+        )
     return Plan(todo, done, clashes, ignored, stale)

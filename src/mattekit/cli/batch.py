@@ -79,7 +79,7 @@ _DRAINED = b"\0mattekit: stderr drained\n"
     "src", cls=Argument, help="Folder of photos and videos: a path, or a URI pyarrow/fsspec opens (s3://bucket/in, gs://…)."
 )
 @click.argument("dst", cls=Argument, help="Output folder (path or URI); relative paths are kept. Holds _mattekit_manifest.jsonl.")
-@still_flags()
+@still_flags(help={"format": "Photos as png | webp | jpg (jpg needs --bg). Default: png."})
 @click.option(
     "--video-output",
     default=None,
