@@ -131,6 +131,23 @@ def test_from_fields_parses_strings() -> None:
 
 
 @pytest.mark.parametrize(
+    "value,want",
+    [("True", Blur()), ("yes", Blur()), ("ON", Blur()), ("1", Blur()), (True, Blur()), ("8", Blur(8.0)), ("2.5", Blur(2.5))]
+    + [(off, None) for off in ("", "0", "false", "FALSE", "no", "off", False)],
+)
+def test_blur_reads_true_false_and_radii_in_any_case(value, want) -> None:
+    assert Options.from_fields({"blur": value}).background == want
+
+
+@pytest.mark.parametrize("value", ["wide", "-3", "0.0", "501", "nan", "blur:5"])
+def test_a_bad_blur_quotes_the_value_sent(value: str) -> None:
+    # Not "not 'blur:wide'": the client sent blur=wide, and the message quotes that.
+    with pytest.raises(InvalidOption) as caught:
+        Options.from_fields({"blur": value})
+    assert caught.value.message == f"blur must be true, false or a radius in (0, 500], not {value!r}"
+
+
+@pytest.mark.parametrize(
     "fields,match",
     [
         ({"colour": "red"}, "unknown option"),

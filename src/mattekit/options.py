@@ -176,6 +176,25 @@ def _parse_bool(name: str, value: Any) -> bool:
     raise InvalidOption(f"{name} must be true or false, not {value!r}")
 
 
+def _parse_blur(value: Any) -> Blur | None:
+    """The ``blur`` field: true (the default radius), false or empty (no blur), or a radius.
+    Its own parser, not ``bg=blur:...``'s, so a refusal quotes what the client sent in ``blur``."""
+    if isinstance(value, bool):
+        return Blur() if value else None
+    text = str(value).strip().lower()
+    if text in ("", "0", "false", "no", "off"):
+        return None
+    if text in ("1", "true", "yes", "on"):
+        return Blur()
+    try:
+        radius = float(text)
+    except ValueError:
+        raise InvalidOption(f"blur must be true, false or a radius in (0, 500], not {value!r}") from None
+    if not 0 < radius <= 500:  # nan included
+        raise InvalidOption(f"blur must be true, false or a radius in (0, 500], not {value!r}")
+    return Blur(radius)
+
+
 @dataclass(frozen=True)
 class Options:
     """What to do with one image (or each frame of a video).
@@ -295,9 +314,9 @@ class Options:
         fit = str(fields.get("bg_fit") or "fill").lower()
         if fit not in ("fill", "fit"):
             raise InvalidOption(f"bg_fit must be 'fill' or 'fit', not {fit!r}")
-        if fields.get("blur") not in (None, "", False, "false", "0"):
-            blur = fields["blur"]
-            changes["background"] = parse_background("blur" if blur in (True, "true", "1") else f"blur:{blur}")
+        blur = _parse_blur(fields["blur"]) if fields.get("blur") is not None else None
+        if blur is not None:
+            changes["background"] = blur
         elif fields.get("bg") is not None:
             changes["background"] = parse_background(fields["bg"], fit, allow_paths=allow_paths)  # type: ignore[arg-type]
         return dataclasses.replace(base, **changes)
