@@ -5,6 +5,7 @@ do; a video's errors carry neither FFmpeg's error numbers nor the server's paths
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,88 @@ def test_ffmpeg_reason_drops_the_number_and_the_file():
 
     exc = av.InvalidDataError(1094995529, "Invalid data found when processing input", "/tmp/x/upload")
     assert ffmpeg_reason(exc) == "invalid data found when processing input"
+
+
+def _png(size: tuple[int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (120, 80, 40)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+NOT_AN_IMAGE = {"file": ("a.jpg", b"not an image at all", "image/jpeg")}  # 415 once the options are read
+
+
+@pytest.mark.parametrize(
+    "size,max_size,shrunk,works",
+    [((800, 533), "20", "20x13", "25"), ((16, 4000), "1000", "4x1000", "4000"), ((533, 800), "20", "13x20", "25")],
+)
+def test_a_max_size_too_small_for_the_photo_is_the_options_fault(client, size, max_size, shrunk, works):
+    # The library would shrink the photo below the model's 16 px and call it "not an image" (415).
+    data = _png(size) if size != (533, 800) else _jpeg(size)
+    r = client.post("/api/v1/remove", data={"max_size": max_size}, files={"file": ("a", data, "image/png")})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_option", r.text
+    message = _message(r)
+    assert f"to {shrunk} pixels" in message and f"max_size={works} or more" in message and "--" not in message, message
+
+
+def test_a_multipart_body_cut_off_says_so(client):
+    head = b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n' + b"not an image at all"
+    multipart = {"content-type": "multipart/form-data; boundary=B"}
+    r = client.post("/api/v1/remove", content=head, headers=multipart)
+    assert r.status_code == 400 and "the upload was cut off" in _message(r), r.text
+    # Whole, the same part is read (and refused for what it is, past the parser).
+    r = client.post("/api/v1/remove", content=head + b"\r\n--B--\r\n", headers=multipart)
+    assert r.status_code == 415 and "not an image" in _message(r), r.text
+
+
+@pytest.mark.parametrize("fields", [{"blur": "5", "bg": "white"}, {"blur": "true", "bg": "transparent"}])
+def test_blur_and_bg_together_are_refused(client, fields):
+    r = client.post("/api/v1/remove", data=fields, files=NOT_AN_IMAGE)
+    assert r.status_code == 400 and "either bg or blur" in _message(r), r.text
+
+
+@pytest.mark.parametrize("name", ["format", "preset", "crop_threshold", "mask", "bg", "blur", "max_size", "quality", "subject"])
+def test_an_empty_field_means_unset(client, name):
+    r = client.post("/api/v1/remove", data={name: "", "bg_fit": ""}, files=NOT_AN_IMAGE)
+    assert r.status_code == 415 and r.json()["error"]["code"] == "invalid_input", r.text
+
+
+def test_blur_words_are_read_and_a_bad_one_is_quoted_as_sent(client):
+    for word in ("True", "yes", "on", "FALSE", "off"):
+        r = client.post("/api/v1/remove", data={"blur": word}, files=NOT_AN_IMAGE)
+        assert r.status_code == 415, (word, r.text)
+    r = client.post("/api/v1/remove", data={"blur": "wide"}, files=NOT_AN_IMAGE)
+    assert r.status_code == 400 and _message(r).endswith("not 'wide'") and "blur:" not in _message(r), r.text
+
+
+def test_a_field_in_the_query_and_the_form_must_agree(client):
+    r = client.post("/api/v1/remove?bg=white", data={"bg": "black"}, files=NOT_AN_IMAGE)
+    assert r.status_code == 400 and "'bg' was given twice with different values" in _message(r), r.text
+    r = client.post("/api/v1/remove?bg=white&bg=black", files=NOT_AN_IMAGE)
+    assert r.status_code == 400 and "'bg' was given twice" in _message(r), r.text
+    r = client.post("/api/v1/remove?bg=white", data={"bg": "white"}, files=NOT_AN_IMAGE)
+    assert r.status_code == 415, r.text  # the same value twice is one value
+
+
+def test_an_upload_that_stalls_past_the_deadline_is_told_so():
+    import asyncio
+
+    import httpx
+
+    app = create_app(Settings(workers=1, queue_size=1, load_model=False, request_timeout=0.3))
+
+    async def stalled(field: str) -> AsyncIterator[bytes]:
+        yield b'--B\r\nContent-Disposition: form-data; name="%s"; filename="a.jpg"\r\n\r\n' % field.encode() + _jpeg()[:100]
+        await asyncio.sleep(5)  # cancelled with the request at its deadline
+        yield b""
+
+    async def send(path: str, field: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            return await c.post(path, content=stalled(field), headers={"content-type": "multipart/form-data; boundary=B"})
+
+    for path, field in (("/api/v1/remove", "file"), ("/v1.0/removebg", "image_file")):
+        r = asyncio.run(send(path, field))
+        text = r.text
+        assert r.status_code == 504 and "the upload did not arrive within" in text, text
+        assert "preset" not in text and "ratio" not in text, text

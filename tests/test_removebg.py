@@ -455,6 +455,8 @@ def test_past_the_request_timeout_is_504_in_the_errors_envelope(sample_photo):
             headers={"X-Api-Key": "any"},
         )
         assert r.status_code == 504 and errors_of(r)["code"] == "deadline_exceeded", r.text
+        # What to try, in remove.bg's parameters: it has no preset or ratio.
+        assert "size=preview" in errors_of(r)["title"] and "preset" not in r.text, r.text
         assert 'mattekit_deadline_exceeded_total{kind="request"} 1.0' in c.get("/metrics").text
 
 
@@ -495,3 +497,68 @@ def test_colour_parsing_matches_the_library():
 
     assert _colour("81d4fa") == Color((0x81, 0xD4, 0xFA)) == _colour("#81D4FA") == _colour("81d4faff")
     assert _colour("fff") == Color((255, 255, 255)) == _colour("ffff") == _colour("white")
+
+
+# -- in process: requests refused while they are read ----------------------------------------
+@pytest.fixture(scope="module")
+def local() -> Iterator[TestClient]:
+    # Nothing here reaches the model: each request is refused while it is read or decoded.
+    with TestClient(create_app(Settings(workers=1, queue_size=1, load_model=False, max_pixels=MAX_PIXELS))) as c:
+        yield c
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` (its pixel data never decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def test_a_cut_off_multipart_body_is_a_malformed_request(local):
+    head = b'--B\r\nContent-Disposition: form-data; name="image_file"; filename="a.jpg"\r\n\r\n\xff\xd8\xff\xe0'
+    r = local.post("/v1.0/removebg", content=head, headers={"content-type": "multipart/form-data; boundary=B"})
+    error = errors_of(r)
+    assert r.status_code == 400 and error["code"] == "invalid_request" and "cut off" in error["title"], r.text
+
+
+def test_an_empty_bg_image_file_is_refused_not_dropped(local, sample_photo):
+    files = {"image_file": ("a.jpg", sample_photo.read_bytes()), "bg_image_file": ("bg.jpg", b"")}
+    r = local.post("/v1.0/removebg", files=files)
+    error = errors_of(r)
+    assert r.status_code == 400 and error["code"] == "invalid_bg_image_file" and "bg_image_file is empty" in error["detail"]
+    # Text where the file belongs (JSON cannot carry one) is refused too, never dropped.
+    r = local.post("/v1.0/removebg", json={"image_file_b64": "AAAA", "bg_image_file": "x" * 5000})
+    assert r.status_code == 400 and errors_of(r)["code"] == "invalid_bg_image_file", r.text
+
+
+def test_too_many_pixels_states_the_servers_limit(local):
+    # Past twice the limit: not the doubled bound a JPEG is allowed when decoded reduced.
+    for size in ((100_000, 100_000), (1000, 1000)):  # 1 MP: within the bound, past the limit
+        r = local.post("/v1.0/removebg", files={"image_file": ("a.png", _png_header(*size))})
+        error = errors_of(r)
+        assert r.status_code == 422 and error["code"] == "resolution_too_high", r.text
+        assert f"{MAX_PIXELS:,}" in error["title"] and f"{2 * MAX_PIXELS:,}" not in error["title"], error
+
+
+@pytest.mark.parametrize("name,code", [("image_file", "invalid_image_file"), ("image_base64", "missing_source")])
+def test_a_base64_photo_under_another_name_gets_the_hint(local, sample_photo, name, code):
+    b64 = base64.b64encode(sample_photo.read_bytes()).decode()
+    for send in ({"json": {name: b64}}, {"data": {name: b64}}):
+        r = local.post("/v1.0/removebg", **send)
+        error = errors_of(r)
+        assert r.status_code == 400 and error["code"] == code and "image_file_b64" in error["title"], r.text
+        assert "4096" not in error["title"], error
+
+
+def test_the_preview_size_keeps_a_strip_wide_enough_for_the_model():
+    from mattekit.service.removebg import _longest_side
+
+    # 20x40000 at 0.25 MP would be 2x5590: kept at 16 px across, a little past the cap.
+    assert _longest_side(_png_header(20, 40_000), 50_000_000, 250_000) == 32_000
+    assert _longest_side(_png_header(16, 20_000), 50_000_000, 250_000) is None  # never shrunk below 16
+    assert _longest_side(_png_header(2000, 2000), 50_000_000, 250_000) == 500

@@ -19,17 +19,29 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import decode, encode
-from ..deadline import Deadline, within
+from ..core.engine import MIN_SIDE
+from ..deadline import Deadline
 from ..deadline import check as check_deadline
-from ..errors import InvalidInput, InvalidOption
+from ..errors import InvalidInput, InvalidOption, option
 from ..matter import Matter
 from ..options import FORMATS, PRESET_NAMES, SUBJECTS, BackgroundImage, Options
-from .common import require_api_key, server_message, server_options, under_request_deadline
+from .common import (
+    blurs,
+    header_size,
+    receive_within,
+    refuse_blur_with_bg,
+    require_api_key,
+    server_message,
+    server_options,
+    set_fields,
+    smallest_max_size,
+    under_request_deadline,
+)
 from .deploy import StillsSlot
 from .executor import Reservation
 from .settings import Settings
 from .state import service_of
-from .uploads import check_fields, read_upload, require_file
+from .uploads import check_fields, merge_fields, read_upload, require_file
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -133,11 +145,13 @@ def parse_options(fields: Mapping[str, str], settings: Settings, has_bg_file: bo
     unknown = sorted(set(fields) - CLIENT_FIELDS)
     if unknown:
         raise InvalidOption(f"unknown option {unknown[0]!r}; known: {', '.join(sorted(CLIENT_FIELDS | {'file', 'bg_file'}))}")
+    fields = set_fields(fields)
     bg = fields.get("bg")
     if bg and _PATHLIKE.search(bg):
         raise InvalidOption("bg must be a colour, 'blur' or 'transparent'; send a picture as the bg_file upload")
-    if has_bg_file and ((bg or "").strip().lower() not in ("", "image") or fields.get("blur") not in (None, "", "0", "false")):
+    if has_bg_file and ((bg or "").strip().lower() not in ("", "image") or blurs(fields)):
         raise InvalidOption("give either bg/blur or a bg_file picture, not both")
+    refuse_blur_with_bg(fields)
     clean = {k: v for k, v in fields.items() if not (k == "bg" and has_bg_file)}
     return Options.from_fields(clean, base=server_options(settings))
 
@@ -160,6 +174,7 @@ def process(
     timings: dict[str, float] = {}
     # Waited in the queue past its deadline: its client has its 504 already, don't start.
     check_deadline(deadline)
+    refuse_a_size_too_small(data, options)  # before the background costs a decode
     if bg_data is not None:
         t0 = time.perf_counter()
         # Decoded here, under the server's pixel limit, so Matter does not decode it again.
@@ -173,6 +188,27 @@ def process(
     body = encode.encode(result.image, options.format, options.quality, deadline=deadline)
     timings.update(result.timings, encode=time.perf_counter() - t0)
     return Processed(body, result.image.size, timings, result.crop_box, result.frame_size, result.model, result.notice)
+
+
+def refuse_a_size_too_small(data: bytes, options: Options) -> None:
+    """A ``max_size`` that would shrink the photo's shorter side below what the model needs is
+    the option's fault, said as such (400 naming a max_size that works), not the photo's: the
+    library would refuse the shrunk picture as "not an image" (415), 16x4000 asked for at 1000."""
+    if not options.max_size:
+        return
+    size = header_size(data, options.max_pixels * decode.REDUCED_JPEG_BOUND)
+    if size is None or max(size) <= options.max_size or min(size) < MIN_SIDE:
+        return  # not shrunk, or too small already: decoding it says so
+    scale = options.max_size / max(size)
+    w, h = (max(1, round(side * scale)) for side in size)  # as decode.shrink rounds
+    if min(w, h) >= MIN_SIDE:
+        return
+    need = smallest_max_size(size)
+    raise InvalidOption(
+        f"{option('max_size', str(options.max_size))} would shrink this {size[0]}x{size[1]} photo to {w}x{h} pixels, "
+        f"and at least {MIN_SIDE} are needed on each side: use {option('max_size', str(need))} or more, "
+        f"or leave {option('max_size')} out"
+    )
 
 
 def _server_timing(timings: Mapping[str, float]) -> str:
@@ -257,8 +293,8 @@ async def _remove(request: Request, deadline: Deadline | None, slot: Reservation
     state = service_of(request)
     settings = state.settings
     # The upload counts too: a client trickling its body would otherwise hold memory for ever.
-    upload = await within(deadline, read_upload(request, settings.max_upload_bytes))
-    fields = {**dict(request.query_params), **upload.fields}
+    upload = await receive_within(deadline, read_upload(request, settings.max_upload_bytes))
+    fields = merge_fields(request.query_params.multi_items(), upload.fields)
     check_fields(fields)
     bg_data = upload.files.get("bg_file")
     options = parse_options(fields, settings, bg_data is not None)

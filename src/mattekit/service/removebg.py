@@ -29,12 +29,12 @@ from fastapi.responses import JSONResponse, Response
 from PIL import Image
 
 from .. import decode, encode
-from ..deadline import Deadline, within
+from ..deadline import Deadline
 from ..deadline import check as check_deadline
 from ..errors import InvalidOption
 from ..matter import Matter
 from ..options import BackgroundImage, Options, parse_color
-from .common import under_request_deadline
+from .common import header_size, receive_within, smallest_max_size, under_request_deadline
 from .deploy import StillsSlot
 from .errors import BadRequest, Forbidden, NoSubject, RemoveBgError
 from .executor import Reservation
@@ -71,6 +71,9 @@ CHANNELS = ("rgba", "alpha")
 # there either, so they are accepted and named in X-Ignored-Parameters.
 IGNORED = ("add_shadow", "semitransparency", "shadow_method", "shadow_type", "shadow_opacity")
 IMAGE_FILE_FIELDS = ("image_file", "bg_image_file", "image_file_b64")
+# Other services' names for the base64 photo (removebgplus: image_base64): long like a photo, so
+# read as one, then refused with the name remove.bg uses instead of "longer than 4096 bytes".
+B64_ALIASES = ("image_base64",)
 KNOWN = frozenset(
     {
         "image_file",
@@ -100,6 +103,8 @@ _LENGTH = re.compile(r"(\d+(?:\.\d+)?)(px|%)?")
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)%")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_REPORTED = 16
+# Past the time limit, what to try in remove.bg's parameters (ours name a preset and a ratio).
+TIMEOUT_HINT = "try a smaller size (e.g. size=preview) or a smaller image"
 
 
 # Our error codes in remove.bg's words; the message stays ours.
@@ -171,12 +176,13 @@ async def read_fields(request: Request, limit: int) -> tuple[dict[str, str], dic
         if not isinstance(payload, dict):
             raise BadRequest("the JSON body must be an object of parameters")
         fields = {str(k): _text(str(k), v) for k, v in payload.items()}
-        check_fields(fields, ("image_file_b64",))
+        # A photo sent as text under another name is long too: parse() says where it goes.
+        check_fields(fields, IMAGE_FILE_FIELDS + B64_ALIASES)
         files = {}
     elif not media and request.headers.get("content-length", "0") == "0":
         fields, files = {}, {}  # no body at all: answered below as "no image given"
     elif media in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        upload = await read_upload(request, limit, file_fields=IMAGE_FILE_FIELDS)
+        upload = await read_upload(request, limit, file_fields=IMAGE_FILE_FIELDS + B64_ALIASES)
         fields, files = upload.fields, upload.files
     else:
         raise RemoveBgError(
@@ -186,7 +192,11 @@ async def read_fields(request: Request, limit: int) -> tuple[dict[str, str], dic
         )
     if "image_file_b64" in files:  # a multipart part, kept as bytes: it may be megabytes long
         fields["image_file_b64"] = files.pop("image_file_b64").decode("ascii", "replace")
-    return ({k: v for k, v in fields.items() if v.strip()}, {k: v for k, v in files.items() if v})
+    # An empty bg_image_file is kept: dropped, the answer would lack the background asked for.
+    return (
+        {k: v for k, v in fields.items() if v.strip()},
+        {k: v for k, v in files.items() if v or k == "bg_image_file"},
+    )
 
 
 def _text(name: str, value: Any) -> str:
@@ -212,7 +222,20 @@ def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Setti
         raise RemoveBgError(
             "image_file must be a multipart file upload; in a form or JSON body send image_file_b64", "invalid_image_file"
         )
+    if "bg_image_file" in fields:
+        raise RemoveBgError(
+            "bg_image_file must be a multipart file upload (a form or JSON body cannot carry one); "
+            "send the request as multipart/form-data, or give bg_color",
+            "invalid_bg_image_file",
+        )
     sources = [name for name in ("image_file", "image_file_b64") if name in files or name in fields]
+    alias = next((name for name in B64_ALIASES if name in fields or name in files), None)
+    if not sources and alias is not None:
+        raise RemoveBgError(
+            f"No image given: {alias} is not a remove.bg parameter; send the base64 photo as image_file_b64 "
+            "(or the file itself as the multipart upload image_file)",
+            "missing_source",
+        )
     if not sources:
         raise RemoveBgError("No image given: send image_file (multipart) or image_file_b64", "missing_source")
     if len(sources) > 1:
@@ -229,6 +252,11 @@ def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Setti
     # A zip always holds both the colours and the matte, whatever channels says.
     changes: dict[str, Any] = {"mask": alpha_only and output != "zip", "subject": TYPE_SUBJECTS[kind]}
     background = files.get("bg_image_file")
+    if background is not None and not background:
+        raise RemoveBgError(
+            "bg_image_file is empty (0 bytes): choose the background picture again, or leave bg_image_file out",
+            "invalid_bg_image_file",
+        )
     if background is not None and "bg_color" in fields:
         raise RemoveBgError("give one background: bg_color or bg_image_file, not both", "multiple_bg_sources")
     if background is not None:
@@ -249,7 +277,8 @@ def parse(fields: Mapping[str, str], files: Mapping[str, bytes], settings: Setti
     base = Options(max_pixels=settings.max_pixels, max_lowres_pixels=settings.max_lowres_pixels)
     options = Options.from_fields(changes, base=base)
     # Only plain names, and a bounded list: they come from the client and go into a header.
-    ignored = tuple(sorted(name for name in fields if (name in IGNORED or name not in KNOWN) and _NAME.fullmatch(name)))[
+    names = set(fields) | set(files)
+    ignored = tuple(sorted(name for name in names if (name in IGNORED or name not in KNOWN) and _NAME.fullmatch(name)))[
         :MAX_REPORTED
     ]
     return RemoveBgRequest(image, options, SIZES[size], output, level != "none", ignored, kind)
@@ -379,17 +408,21 @@ def render(matter: Matter, job: RemoveBgRequest, deadline: Deadline | None = Non
 
 
 def _longest_side(data: bytes, max_pixels: int, cap: int) -> int | None:
-    """The ``max_size`` that brings the photo down to ``cap`` pixels; None when it is within."""
+    """The ``max_size`` that brings the photo down to ``cap`` pixels; None when it is within,
+    or when the header cannot say (then decoding refuses the photo, in its own words)."""
     # The header only. Up to the bound, a JPEG past the limit is decoded reduced with the
-    # max_size found here (decode.open_image); decode holds everything else to the limit.
-    img = decode.open_image(data, max_pixels * decode.REDUCED_JPEG_BOUND)
-    try:
-        w, h = img.size
-    finally:
-        img.close()
-    if w * h <= cap:
+    # max_size found here (decode.open_image); decode holds everything else to the limit. A
+    # photo past even the bound is left to decode too: its message states the real limit
+    # (MATTEKIT_MAX_PIXELS), where this look at the header would have stated the bound.
+    size = header_size(data, max_pixels * decode.REDUCED_JPEG_BOUND)
+    if size is None or size[0] * size[1] <= cap:
         return None
-    return max(16, math.floor(max(w, h) * math.sqrt(cap / (w * h))))
+    w, h = size
+    side = math.floor(max(w, h) * math.sqrt(cap / (w * h)))
+    # Never below what the model needs on the shorter side (a strip at 0.25 MP): a little past
+    # the size asked for, rather than a refusal of a photo the client sent as it is.
+    side = max(side, smallest_max_size(size))
+    return None if side >= max(w, h) else side
 
 
 def _zip(image: Image.Image, quality: int) -> bytes:
@@ -482,12 +515,12 @@ REMOVEBG_BODY = {
 )
 async def removebg(request: Request, slot: StillsSlot) -> Response:
     # The slot is reserved before the body is read: a full server refuses the upload unread.
-    return await under_request_deadline(request, lambda r, deadline: _removebg(r, deadline, slot))
+    return await under_request_deadline(request, lambda r, deadline: _removebg(r, deadline, slot), TIMEOUT_HINT)
 
 
 async def _removebg(request: Request, deadline: Deadline | None, slot: Reservation) -> Response:
     state = service_of(request)
-    fields, files = await within(deadline, read_fields(request, state.settings.max_upload_bytes))
+    fields, files = await receive_within(deadline, read_fields(request, state.settings.max_upload_bytes))
     job = parse(fields, files, state.settings)
     # Past the deadline the slot is free at once, and render stops at its next check.
     out: Rendered = await slot.run_until(deadline, render, state.matter, job, deadline)

@@ -8,7 +8,7 @@ File names sent by the client are ignored.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
@@ -63,6 +63,21 @@ def check_fields(fields: Mapping[str, str], long_fields: tuple[str, ...] = ()) -
     for name, value in fields.items():
         if name not in long_fields and len(value.encode("utf-8", "replace")) > MAX_FIELD_BYTES:
             raise BadRequest(f"form field {_name(name)} is longer than {MAX_FIELD_BYTES} bytes")
+
+
+def merge_fields(query: Iterable[tuple[str, str]], form: Mapping[str, str]) -> dict[str, str]:
+    """The query string's fields and the form's as one dict. A field given in both (or twice in
+    the query) with different values is refused: one of them would be dropped without a word,
+    and the client could not tell which it got. The same value twice is one value."""
+    fields: dict[str, str] = {}
+    where: dict[str, str] = {}
+    for source, pairs in (("the query string", query), ("the form", form.items())):
+        for name, value in pairs:
+            if name in fields and fields[name] != value:
+                places = "the query string" if where[name] == source else f"{where[name]} and {source}"
+                raise BadRequest(f"the field {_name(name)} was given twice with different values (in {places}): give it once")
+            fields[name], where[name] = value, source
+    return fields
 
 
 def _name(name: str) -> str:
@@ -208,9 +223,15 @@ async def _read_multipart(
         except UnicodeDecodeError:
             raise BadRequest(f"form field {name!r} is not UTF-8 text") from None
 
+    ended: list[bool] = []
+
+    def on_end() -> None:
+        ended.append(True)
+
     parser = MultipartParser(
         boundary,
         {
+            "on_end": on_end,
             "on_part_begin": on_part_begin,
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,
@@ -220,10 +241,17 @@ async def _read_multipart(
             "on_headers_finished": on_headers_finished,
         },
     )
+    received = 0
     try:
         async for chunk in stream:
+            received += len(chunk)
             parser.write(chunk)
         parser.finalize()
     except MultipartParseError as exc:
         raise BadRequest(f"the multipart body is malformed: {exc}") from None
+    # python-multipart's finalize() accepts a body that stops anywhere: a part cut off before
+    # the closing boundary would be kept (or dropped, mid-headers) as if whole, and the request
+    # then refused for a photo it did send. An empty body is an empty form, not a cut-off one.
+    if received and not ended:
+        raise BadRequest("the upload was cut off: the multipart body ended before its closing boundary; send it again")
     return upload

@@ -20,13 +20,13 @@ from ...errors import DeadlineExceeded, InvalidInput, InvalidOption, MattekitErr
 from ...options import Options
 from ...video import VideoOptions, resolve_output
 from ...video.outputs import default_output
-from ..common import key_owner, require_api_key, server_options
+from ..common import key_owner, refuse_blur_with_bg, require_api_key, server_options, set_fields
 from ..deploy import admission
 from ..errors import NoSpace, NotReady
 from ..executor import Reservation
 from ..settings import JobSettings
 from ..state import service_of
-from ..uploads import Sink, Upload, check_fields, read_upload, require_file
+from ..uploads import Sink, Upload, check_fields, merge_fields, read_upload, require_file
 from .runner import prepare, run_job, without_paths
 from .store import BACKGROUND, JOB_OUTPUTS, MEDIA_TYPES, UPLOAD, JobStore, disk_full, result_name
 from .webhooks import check_url
@@ -72,6 +72,8 @@ def _parse(fields: Mapping[str, str], has_bg_file: bool, base: Options) -> tuple
     unknown = sorted(set(fields) - JOB_FIELDS)
     if unknown:
         raise InvalidOption(f"unknown option {unknown[0]!r}; known: {', '.join(sorted(JOB_FIELDS | {'file', 'bg_file'}))}")
+    fields = set_fields(fields)
+    refuse_blur_with_bg(fields)
     stills = {k: v for k, v in fields.items() if k not in _NOT_OPTIONS and not (k == "bg" and has_bg_file)}
     options = Options.from_fields(stills, base=base)
     if options.subject == "general":  # said at admission, not as a failed job after the upload
@@ -131,7 +133,7 @@ async def create_job(request: Request, slot: _JobSlot) -> JSONResponse:
         # Streamed to disk as it arrives: a video upload never sits in memory.
         with _FileOnWrite(source) as video_file, _FileOnWrite(bg_path) as bg_file:
             upload = await _receive(request, store.settings, {"file": video_file, "bg_file": bg_file})
-        fields = {**dict(request.query_params), **upload.fields}
+        fields = merge_fields(request.query_params.multi_items(), upload.fields)
         check_fields(fields)
         has_bg = "bg_file" in upload.saved
         if has_bg and not upload.saved["bg_file"]:
