@@ -132,3 +132,102 @@ def test_without_o_the_result_goes_beside_the_clip_and_stdout_is_refused(
 
     assert default_target("a/talk.mp4", "composite") == str(Path("a/talk-cutout.mp4"))
     assert default_target("talk.mov", "png-dir") == "talk-cutout"
+
+
+def _copy_of(clip: Path, folder: Path, name: str) -> Path:
+    import shutil
+
+    folder.mkdir(exist_ok=True)
+    return Path(shutil.copy(clip, folder / name))
+
+
+@pytest.mark.parametrize("how", ["same name", "symlink", "hard link", "webm"])
+def test_a_clip_is_never_overwritten_by_its_own_result(tmp_path: Path, clip: Any, how: str) -> None:
+    """The reviewer's data loss: `-o victim.mp4` on victim.mp4 replaced it, even without a
+    --overwrite that was given only to make it go through. Refused as `remove` refuses stills."""
+    victim = _copy_of(clip, tmp_path, "victim.webm" if how == "webm" else "victim.mp4")
+    before = victim.read_bytes()
+    target = tmp_path / "alias.mp4"
+    if how == "symlink":
+        target.symlink_to(victim)
+    elif how == "hard link":
+        os.link(victim, target)
+    else:
+        target = victim
+    args = ["-o", str(target), "--overwrite", "--max-frames", "2"] + ([] if how == "webm" else ["--mask"])
+    r = runner.invoke(app, ["video", str(victim), *args])
+    assert r.exit_code == 2 and "would be overwritten by its own result" in _text(r), r.output
+    assert victim.read_bytes() == before and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_background_clip_is_never_overwritten_either(tmp_path: Path, clip: Any) -> None:
+    bg = _copy_of(clip, tmp_path, "bg.mp4")
+    before = bg.read_bytes()
+    r = runner.invoke(app, ["video", str(clip), "-o", str(bg), "--bg", str(bg), "--overwrite", "--max-frames", "2"])
+    assert r.exit_code == 2 and "would be overwritten by its own result" in _text(r)
+    assert bg.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "name, flags, fix",
+    [
+        ("out.webm", ["--bg", "white"], "--output-type composite"),
+        ("out.mov", ["--bg", "blur"], "--output-type composite"),
+        ("out.zip", ["--bg", "white"], "--output-type composite"),
+        ("out.webm", ["--mask"], "--output-type matte"),
+        ("out.mov", ["--mask"], "--output-type matte"),
+        ("frames/", ["--mask"], "--output-type matte"),
+        ("out.mp4", ["--mask", "--bg", "white"], "give one"),
+    ],
+)
+def test_an_output_that_cannot_carry_bg_or_mask_is_refused(
+    tmp_path: Path, clip: Any, name: str, flags: list[str], fix: str
+) -> None:
+    """These wrote a plain transparent cut-out and said ✓: only a composite draws a background,
+    only a matte type writes the matte. The message names the types that do."""
+    r = runner.invoke(app, ["video", str(clip), "-o", str(tmp_path / name), "--max-frames", "2", *flags])
+    assert r.exit_code == 2 and fix in _text(r), r.output
+    assert ".mp4" in _text(r) or "give one" in fix
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "kind, name",
+    [("png-zip", "y.webm"), ("matte", "z.webm"), ("webm", "x.mov"), ("composite", "c.avi"), ("png-dir", "f.zip")],
+)
+def test_an_output_type_that_contradicts_the_name_is_refused(tmp_path: Path, clip: Any, kind: str, name: str) -> None:
+    """`-t png-zip -o y.webm` wrote a ZIP named .webm: the name would lie about its bytes."""
+    flags = ["--bg", "white"] if kind == "composite" else []
+    r = runner.invoke(app, ["video", str(clip), "-t", kind, "-o", str(tmp_path / name), "--max-frames", "2", *flags])
+    assert r.exit_code == 2 and f"the output type {kind}" in _text(r) and "contradicts the name" in _text(r), r.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_type_for_one_file_is_refused_for_a_folder(tmp_path: Path, clip: Any) -> None:
+    r = runner.invoke(app, ["video", str(clip), "-t", "png-zip", "-o", f"{tmp_path}/frames/", "--max-frames", "2"])
+    assert r.exit_code == 2 and "is a folder" in _text(r) and "frames.zip" in _text(r)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_type_with_a_name_that_says_nothing_is_written(tmp_path: Path, clip: Any) -> None:
+    target = tmp_path / "frames.bin"  # like `remove -f png -o result`: the name does not contradict
+    r = runner.invoke(app, ["video", str(clip), "-t", "png-zip", "-o", str(target), "--max-frames", "2", "--preset", "fast"])
+    assert r.exit_code == 0, r.output
+    assert len(zipfile.ZipFile(target).namelist()) == 2
+
+
+def test_a_clip_without_a_person_is_written_but_not_a_success(tmp_path: Path) -> None:
+    """Big Buck Bunny has no person: RVM keeps nothing, which said ✓ before. The file stays (an
+    editor may look), the warning says why, and the exit status is 1 so scripts stop."""
+    target = tmp_path / "bunny.webm"
+    r = runner.invoke(app, ["video", str(sample_path("bigbuckbunny")), "-o", str(target), "--max-frames", "3"])
+    assert r.exit_code == 1, r.output
+    assert "no person found in any of its 3 frames" in _text(r) and "✓" not in r.output
+    assert len(list(read_frames(target))) == 3
+
+
+def test_help_says_what_subject_does_for_a_clip() -> None:
+    r = runner.invoke(app, ["video", "--help"])
+    text = _text(r)
+    assert r.exit_code == 0 and "people only" in text and "exit status 1" in text
+    assert "general model when no person" not in text  # video never falls back to it

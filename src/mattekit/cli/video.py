@@ -42,6 +42,8 @@ INTERRUPTED = 130  # the shell's status for Ctrl-C
         "bg": "Background: a colour, blur[:RADIUS], an image file or a video file (looped/cut to length).",
         "mask": "Write the alpha matte as a greyscale video.",
         "ratio": "RVM downsample ratio: auto or (0, 1].",
+        "subject": "auto | person, the same for a clip: video is matted for people only (RVM; general is refused). "
+        "A clip with no person in any frame is still written, with a warning and exit status 1.",
     },
 )
 @click.option("--start", default=0.0, show_default=True, help="Start at this many seconds.")
@@ -89,7 +91,7 @@ def video(
     """Remove the background from a video (transparent WebM/MOV, PNG frames, matte or composite)."""
     from ..options import Options
     from ..video import VideoOptions, resolve_output
-    from ..video.outputs import default_output
+    from ..video.outputs import check_not_an_input, default_output
 
     bg_video = None
     if stills["bg"] and Path(stills["bg"]).suffix.lower() in CLIP_SUFFIXES:
@@ -107,6 +109,7 @@ def video(
         if output is None:
             output = default_target(source, output_type or default_output(options, bg_video is not None))
         resolve_output(output, options, vopts)
+        check_not_an_input(source, output, bg_video)  # before "exists": --overwrite does not make it right
         if threads < 0:
             raise InvalidOption("--threads must be 0 (all cores) or more")
         if Path(output).exists() and not overwrite and not (Path(output).is_dir() and not any(Path(output).iterdir())):
@@ -166,6 +169,19 @@ def _ended(out: Any, source: str, output: str, exc: BaseException) -> int:
     return FAILED
 
 
+def _no_person(out: Any, source: str, output: str, frames: int) -> int:
+    """Say that a clip's result holds no subject; its exit status. The file stays: minutes of
+    work an editor may still want to look at (a far-off person the rule missed), but a script
+    must not take it for a cut-out, so the run is not a success."""
+    from rich.markup import escape  # here: importing the CLI loads no Rich
+
+    out.print(
+        f"[yellow]![/] {escape(source)} → {escape(output)}: no person found in any of its {frames} frames "
+        "(video is matted for people only, with RVM), so the result holds no subject; written, but not a success"
+    )
+    return FAILED
+
+
 def run_video(
     source: str,
     output: str,
@@ -191,6 +207,8 @@ def run_video(
             )
     except (KeyboardInterrupt, MattekitError, OSError) as exc:
         return _ended(out, source, output, exc)
+    if result.empty:
+        return _no_person(out, source, output, result.frames)
     audio = ", audio kept" if result.audio else ""
     out.print(
         f"[green]✓[/] {source} → {output} ({result.frames} frames, {result.width}x{result.height}, "
@@ -254,6 +272,8 @@ def run_chunked(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         error(f"the chunked run could not finish: {type(exc).__name__}: {first}")
         return FAILED
+    if result.empty:
+        return _no_person(out, source, output, result.frames)
     audio = ", audio kept" if result.audio else ""
     out.print(
         f"[green]✓[/] {source} → {output} ({result.frames} frames in {result.chunks} chunks, "

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidOption, option
+from ..formats import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from ..options import Options
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -244,13 +245,20 @@ def _by_suffix(suffix: str, options: Options) -> str | None:
 
 
 def infer_output(target: str | os.PathLike[str], options: Options, requested: str | None = None) -> str:
-    """The output type for ``target``: asked for, or from its extension (a folder → PNG frames)."""
+    """The output type for ``target``: asked for, or from its extension (a folder → PNG frames).
+
+    A type asked for must agree with the name: ``-t png-zip -o y.webm`` would write a ZIP named
+    .webm, so it is refused, as ``mattekit remove`` refuses ``--format jpg -o out.png``.
+    """
     text = str(target)
     suffix = Path(text).suffix.lower()
     kind: str | None = requested or None
+    if kind:
+        output_spec(kind)
+        _check_name(text, kind, options)
     if not kind and suffix:
         kind = _by_suffix(suffix, options)
-    if not kind and (suffix == "" or text.endswith(("/", os.sep)) or Path(text).is_dir()):
+    if not kind and _names_a_folder(text):
         kind = _by_suffix("", options)
     if not kind:
         raise InvalidOption(
@@ -259,6 +267,79 @@ def infer_output(target: str | os.PathLike[str], options: Options, requested: st
         )
     output_spec(kind)
     return kind
+
+
+def _names_a_folder(text: str) -> bool:
+    return Path(text).suffix == "" or text.endswith(("/", os.sep)) or Path(text).is_dir()
+
+
+def _media_suffixes() -> frozenset[str]:
+    """Every suffix that says what a file holds: our output types' and the media we read. A name
+    with another suffix (``result.bin``) says nothing, so any type may have it."""
+    ours = {s for spec in OUTPUTS.values() for s in spec.suffixes if s}
+    return frozenset(ours) | VIDEO_SUFFIXES | IMAGE_SUFFIXES
+
+
+def _check_name(text: str, kind: str, options: Options) -> None:
+    """Refuse a target whose name says it holds something other than output type ``kind``:
+    the file's name would lie about its bytes."""
+    spec = OUTPUTS[kind]
+    name = Path(text).name or text
+    suffix = Path(text).suffix.lower()
+    if spec.folder:
+        if suffix in _media_suffixes() and not Path(text).is_dir():
+            raise InvalidOption(
+                f"the output type {kind} (a folder of PNG frames) contradicts the name {name}: "
+                f"name a folder (e.g. {Path(text).stem}/) or leave {option('output_type')} out"
+            )
+        return
+    if text.endswith(("/", os.sep)) or Path(text).is_dir():
+        raise InvalidOption(
+            f"the output type {kind} is one file, and {name} is a folder: "
+            f"name a file (e.g. {Path(text.rstrip('/' + os.sep)).name}{spec.extension})"
+        )
+    if suffix in spec.suffixes or suffix not in _media_suffixes():
+        return
+    named = _by_suffix(suffix, options) or suffix
+    raise InvalidOption(
+        f"the output type {kind} contradicts the name {name} ({named}): "
+        f"name the file {Path(text).stem}{spec.extension} or leave {option('output_type')} out"
+    )
+
+
+# What each kind of frame is, in the words an error uses (OutputSpec.frame).
+_FRAME_WORDS = {"rgba": "a transparent cut-out", "rgb": "the subject over a background", "alpha": "the matte alone"}
+
+
+def _fix(frame: str) -> str:
+    """``name the output .mp4, .m4v or .mkv (--output-type matte)``: how to get frames of kind
+    ``frame`` (an OutputSpec.frame), from the table, registered types included."""
+    specs = [spec for spec in OUTPUTS.values() if spec.frame == frame]
+    suffixes = [s for spec in specs for s in spec.suffixes if s]
+    named = ", ".join(suffixes[:-1]) + f" or {suffixes[-1]}" if len(suffixes) > 1 else "".join(suffixes)
+    return f"name the output {named} ({' or '.join(option('output_type', spec.name) for spec in specs)})"
+
+
+def _check_asked(kind: str, options: Options, vopts: VideoOptions) -> None:
+    """Refuse options the output type ``kind`` cannot carry: a background (``--bg``) is drawn
+    only into a composite, and the matte (``--mask``) is written only by a matte type; any other
+    type would silently write a transparent cut-out instead of what was asked."""
+    spec = OUTPUTS[kind]
+    background = options.background is not None or vopts.background_video is not None
+    if options.mask and background:
+        raise InvalidOption(
+            f"{option('mask')} (the matte alone) and {option('bg')} (a composite) ask for two different videos: give one"
+        )
+    if options.mask and spec.frame != "alpha":
+        raise InvalidOption(
+            f"{option('mask')} asks for the matte, and a {kind} output is {_FRAME_WORDS.get(spec.frame, spec.frame)}: "
+            f"{_fix('alpha')}, or drop {option('mask')}"
+        )
+    if background and spec.frame != "rgb":
+        raise InvalidOption(
+            f"{option('bg')} asks for a background, and a {kind} output is {_FRAME_WORDS.get(spec.frame, spec.frame)}: "
+            f"{_fix('rgb')}, or drop {option('bg')}"
+        )
 
 
 def resolve_output(target: str | os.PathLike[str], options: Options, vopts: VideoOptions) -> str:
@@ -271,4 +352,23 @@ def resolve_output(target: str | os.PathLike[str], options: Options, vopts: Vide
             f"an MP4 composite needs a background (e.g. {option('bg', 'white')}, blur, an image or a video); "
             f"for transparency write .webm or .mov, for the matte use {option('mask')}"
         )
+    _check_asked(kind, options, vopts)
     return kind
+
+
+def check_not_an_input(
+    source: str | os.PathLike[str], target: str | os.PathLike[str], background_video: str | os.PathLike[str] | None = None
+) -> None:
+    """Refuse a target that is the clip itself (or the background clip): writing it would replace
+    the input with its own result, as ``mattekit remove`` refuses for stills. The same file under
+    another name (a symlink, a hard link) counts: compared by inode once the target exists."""
+    for name in (source, background_video):
+        if name is not None and _same_file(Path(name), Path(target)):
+            raise InvalidOption(f"{name} would be overwritten by its own result; write the video to another file")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): then they are not one file
+        return False

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .. import presets
+from ..core import route
 from ..core.engine import Engine, get_engine
 from ..core.streams import Frame
 from ..deadline import Deadline
@@ -37,7 +38,7 @@ from ..errors import Cancelled, InvalidInput, InvalidOption, MattekitError, TooL
 from ..files import delete_path, move_into_place, temp_path
 from ..options import Options
 from .backgrounds import Backgrounds, compose_frame
-from .outputs import OUTPUTS, VideoOptions, resolve_output
+from .outputs import OUTPUTS, VideoOptions, check_not_an_input, resolve_output
 from .reader import (
     END,
     AudioItem,
@@ -84,6 +85,9 @@ class VideoResult:
     # seconds: "matte" summed over the model's stages (they overlap, so it may exceed "total"),
     # "write" compose + encode, "total" the whole run
     timings: dict[str, float] = field(default_factory=dict)
+    # No written frame's matte holds a subject (each one under route.EMPTY_SHARE kept, or half
+    # opaque, as a still's "empty"): RVM found no person, and the result is (almost) all background.
+    empty: bool = False
 
 
 @dataclass
@@ -96,6 +100,7 @@ class _Run:
     stop: threading.Event = field(default_factory=threading.Event)
     errors: list[BaseException] = field(default_factory=list)
     written: int = 0
+    subject_seen: bool = False  # a written frame's matte held a subject (checked until one does)
     stage_s: list[float] = field(default_factory=list)  # seconds in each model stage (its thread's)
     write_s: float = 0.0  # seconds in compose + encode
     started: float = field(default_factory=time.perf_counter)
@@ -145,6 +150,7 @@ def process_video(
     target = Path(target)
     kind = resolve_output(target, options, vopts)
     spec = OUTPUTS[kind]
+    check_not_an_input(source, target, vopts.background_video)
     if target.exists() and not overwrite:
         raise InvalidOption(f"{target} exists")
     if target.is_dir() and (not spec.folder or any(not is_frame_file(p) for p in target.iterdir())):
@@ -257,6 +263,8 @@ def process_video(
                 if run.written == 0:
                     writer.start_sec = run.read.t0
                 t = time.perf_counter()
+                if not run.subject_seen:
+                    run.subject_seen = holds_subject(item.matte.alpha)
                 layer = backgrounds.layer(item.rgb) if backgrounds is not None else None
                 writer.write(compose_frame(kind, item.rgb, item.matte, layer, clean), item.pts)
                 run.write_s += time.perf_counter() - t
@@ -322,7 +330,18 @@ def process_video(
     seconds = time.perf_counter() - run.started
     size = writer.size or (info.width, info.height)
     timings = {"matte": sum(run.stage_s), "write": run.write_s, "total": seconds}
-    return VideoResult(target, kind, run.written, size[0], size[1], fps, writer.audio_written > 0, seconds, timings)
+    return VideoResult(
+        target, kind, run.written, size[0], size[1], fps, writer.audio_written > 0, seconds, timings, not run.subject_seen
+    )
+
+
+def holds_subject(alpha: np.ndarray) -> bool:
+    """Whether a frame's matte (float HxW) holds a subject: not empty by the rule stills use
+    (:func:`mattekit.core.route.is_empty`). Judged on every ``step``-th pixel of each row and
+    column, about the pass's size: the shares hardly move, and a 4K frame costs what 720p does."""
+    step = max(1, max(alpha.shape[:2]) // route.PASS_PX)
+    sample = np.ascontiguousarray(alpha[::step, ::step])
+    return not route.is_empty(sample, route.kept_share(sample))
 
 
 def _encoding_error(exc: BaseException, kind: str) -> BaseException:

@@ -15,10 +15,10 @@ from typing import Any
 
 from ...errors import InvalidOption
 from ...options import Options
-from ..outputs import OUTPUTS, VideoOptions, resolve_output
+from ..outputs import OUTPUTS, VideoOptions, check_not_an_input, resolve_output
 from ..writers import is_frame_file
 from .join import join_segments
-from .segments import WARMUP_FRAMES, Chunk, FrameTimes, frame_times, plan_chunks, run_chunk, segment_kind
+from .segments import WARMUP_FRAMES, Chunk, FrameTimes, frame_times, matte_chunk, plan_chunks, segment_kind
 
 _INSTALL_HINT = "chunked video runs on Ray, an optional extra: pip install 'mattekit[cluster]'"
 
@@ -41,6 +41,7 @@ class ChunkedResult:
     seconds: float
     # "chunks": seconds each chunk took where it ran (model load included), "join": the join
     timings: dict[str, Any] = field(default_factory=dict)
+    empty: bool = False  # no chunk's frames held a subject (VideoResult.empty, over the whole clip)
 
 
 _ENGINES: dict[tuple[Any, ...], Any] = {}  # one engine per worker process, kept across the chunks it runs
@@ -70,6 +71,22 @@ def chunk_task(
     (a cluster's other machines cannot read this one's files), and likewise a background clip's
     bytes in ``background`` (``video.background_video`` names its suffix); returns the segment's
     bytes and the seconds it took. ``engine_spec``: the engine's (threads, device, backend)."""
+    data, seconds, _ = segment_task(source, suffix, options, video, kind, times, chunk, engine_spec, background)
+    return data, seconds
+
+
+def segment_task(
+    source: str | bytes,
+    suffix: str,
+    options: Options,
+    video: VideoOptions,
+    kind: str,
+    times: FrameTimes,
+    chunk: Chunk,
+    engine_spec: tuple[int | None, str | None, str | None],
+    background: bytes | None = None,
+) -> tuple[bytes, float, bool]:
+    """:func:`chunk_task`, and whether the segment is empty (:attr:`VideoResult.empty`)."""
     started = time.perf_counter()
     threads, device, backend = engine_spec
     if threads:
@@ -87,8 +104,8 @@ def chunk_task(
             bg.write_bytes(background)
             video = replace(video, background_video=bg)
         segment = Path(tmp) / f"segment{ext}"
-        run_chunk(path, segment, options, video, kind, times, chunk, engine=engine)
-        return segment.read_bytes(), time.perf_counter() - started
+        result = matte_chunk(path, segment, options, video, kind, times, chunk, engine=engine)
+        return segment.read_bytes(), time.perf_counter() - started, result.empty
 
 
 def process_chunked(
@@ -126,6 +143,7 @@ def process_chunked(
     kind = resolve_output(target, options, video)
     if options.subject == "general":
         raise InvalidOption("video is matted for people only (RVM): use subject auto or person for a clip")
+    check_not_an_input(source, target, video.background_video)
     if target.exists() and not overwrite:
         raise InvalidOption(f"{target} exists")
     if target.is_dir() and (not OUTPUTS[kind].folder or any(not is_frame_file(p) for p in target.iterdir())):
@@ -148,9 +166,9 @@ def process_chunked(
     with tempfile.TemporaryDirectory(prefix="mattekit-segments-", dir=target.parent) as tmp:
         segs = [Path(tmp) / f"{c.index:05d}{OUTPUTS[segment_kind(kind)].extension}" for c in plan]
         if executor == "local":
-            took = _run_local(source, segs, options, seg_video, kind, times, plan, threads, device, backend, progress)
+            took, empty = _run_local(source, segs, options, seg_video, kind, times, plan, threads, device, backend, progress)
         else:
-            took = _run_ray(
+            took, empty = _run_ray(
                 source,
                 segs,
                 options,
@@ -170,7 +188,15 @@ def process_chunked(
         audio = join_segments(segs, target, kind, source, video, times, plan)
         join_s = time.perf_counter() - t
     return ChunkedResult(
-        target, kind, len(times), len(plan), warmup, audio, time.perf_counter() - started, {"chunks": took, "join": join_s}
+        target,
+        kind,
+        len(times),
+        len(plan),
+        warmup,
+        audio,
+        time.perf_counter() - started,
+        {"chunks": took, "join": join_s},
+        all(empty),
     )
 
 
@@ -186,16 +212,18 @@ def _run_local(
     device: str | None,
     backend: str | None,
     progress: Callable[[ChunkProgress], None] | None,
-) -> list[float]:
-    took, frames = [], 0
+) -> tuple[list[float], list[bool]]:
+    """The chunks one after another here: the seconds each took, and whether each was empty."""
+    took, empty, frames = [], [], 0
     for chunk, seg in zip(plan, segs):
         t = time.perf_counter()
-        run_chunk(source, seg, options, video, kind, times, chunk, engine=_engine(threads, device, backend))
+        result = matte_chunk(source, seg, options, video, kind, times, chunk, engine=_engine(threads, device, backend))
         took.append(time.perf_counter() - t)
+        empty.append(result.empty)
         frames += chunk.frames
         if progress is not None:
             progress(ChunkProgress(chunk.index + 1, len(plan), frames))
-    return took
+    return took, empty
 
 
 def _run_ray(
@@ -214,7 +242,7 @@ def _run_ray(
     backend: str | None,
     progress: Callable[[ChunkProgress], None] | None,
     verbose: bool,
-) -> list[float]:
+) -> tuple[list[float], list[bool]]:
     from ...cluster import connect, node_cpus, portable, require_ray, size_pool
 
     require_ray(_INSTALL_HINT)
@@ -230,7 +258,7 @@ def _run_ray(
         shipped: Any = str(source) if not address else ray.put(Path(source).read_bytes())
         bg = video.background_video
         background = ray.put(Path(bg).read_bytes()) if (address and bg is not None) else None
-        task: Any = ray.remote(chunk_task).options(num_cpus=pool.actor_cpus, max_retries=1)  # Ray types 9 arguments at most
+        task: Any = ray.remote(segment_task).options(num_cpus=pool.actor_cpus, max_retries=1)  # Ray types 9 arguments at most
         shipped_options = portable(options)
         pending = {
             task.remote(
@@ -239,18 +267,19 @@ def _run_ray(
             for c in plan
         }
         took = [0.0] * len(plan)
+        empty = [False] * len(plan)
         done = frames = 0
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 chunk = pending.pop(ref)
-                data, seconds = ray.get(ref)
+                data, seconds, empty[chunk.index] = ray.get(ref)
                 segs[chunk.index].write_bytes(data)
                 took[chunk.index] = seconds
                 done, frames = done + 1, frames + chunk.frames
                 if progress is not None:
                     progress(ChunkProgress(done, len(plan), frames))
-        return took
+        return took, empty
     finally:
         if owned:
             ray.shutdown()

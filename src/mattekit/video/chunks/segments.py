@@ -10,11 +10,14 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidInput, InvalidOption
 from ...options import Options
 from ..outputs import OUTPUTS, VideoOptions
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..pipeline import VideoResult
 
 # Frames each chunk runs through the model before its own, to warm RVM's recurrent state (see the
 # module's docstring for the measurement).
@@ -140,6 +143,21 @@ def run_chunk(
     engine: Any = None,
 ) -> int:
     """Matte one chunk of ``source`` into ``segment`` (a file of ``segment_kind(kind)``). Frames written."""
+    return matte_chunk(source, segment, options, video, kind, times, chunk, engine=engine).frames
+
+
+def matte_chunk(
+    source: str | os.PathLike[str],
+    segment: str | os.PathLike[str],
+    options: Options,
+    video: VideoOptions,
+    kind: str,
+    times: FrameTimes,
+    chunk: Chunk,
+    *,
+    engine: Any = None,
+) -> VideoResult:
+    """:func:`run_chunk`, with the segment's whole result (whether it is ``empty`` too)."""
     from ..pipeline import process_video
     from ..reader import Part
 
@@ -150,4 +168,4 @@ def run_chunk(
             f"{Path(source).name}: chunk {chunk.index + 1} gave {result.frames} frames "
             f"of {chunk.frames} (a clip whose timestamps jump cannot be cut frame-accurately)"
         )
-    return result.frames
+    return result
