@@ -165,6 +165,14 @@ def test_errors_are_ours(sample_photo: Path) -> None:
         mattekit.remove(b"definitely not an image")
     with pytest.raises(InvalidInput, match="is a folder, not an image"):
         mattekit.remove(sample_photo.parent)
+    # A max_size too small for the photo is the option's fault, with one that works.
+    from samples import sample_path
+
+    rocket = sample_path("rocket")  # a 640x427 JPEG: checked on its header, before libjpeg's reduced decode
+    with pytest.raises(InvalidOption, match="max.size 20 would shrink this 640x427 photo to 20x13 pixels.*max.size 24 or more"):
+        mattekit.remove(rocket, max_size=20)
+    with pytest.raises(InvalidOption, match="16x4000 photo to 4x1000 pixels.*max.size 4000 or more"):
+        mattekit.remove(np.zeros((4000, 16, 3), np.uint8), max_size=1000)
     with pytest.raises(TooLarge):
         mattekit.remove(sample_photo, max_pixels=1000)
     with pytest.raises(InvalidOption):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from PIL import Image, ImageOps
 
 from .deadline import Deadline
 from .deadline import check as check_deadline
-from .errors import Cancelled, DeadlineExceeded, InvalidInput, TooLarge, option
+from .errors import Cancelled, DeadlineExceeded, InvalidInput, InvalidOption, TooLarge, option
 from .options import DEFAULT_MAX_PIXELS, Options
 
 log = logging.getLogger("mattekit.decode")
@@ -124,6 +125,7 @@ def open_image(
             raise InvalidInput(f"{name} is empty" if empty else f"{name} is not an image we can read ({READABLE})") from None
     try:
         full = img.size
+        refuse_a_size_too_small(full, max_size)
         if max_size and img.format == "JPEG" and full[0] * full[1] <= REDUCED_JPEG_BOUND * max_pixels:
             _draft(img, max_size)  # img.size is now what libjpeg will decode
         _check_header(img, max_pixels, full, offer_size)
@@ -355,6 +357,34 @@ def with_alpha(rgb: np.ndarray, a8: np.ndarray) -> np.ndarray:
     return out
 
 
+def smallest_max_size(size: tuple[int, int]) -> int:
+    """The smallest ``max_size`` that leaves a photo of ``size`` (w, h) at least the model's
+    minimum side on its shorter side, once its longer side is shrunk to it."""
+    from .core.engine import MIN_SIDE
+
+    return math.ceil(MIN_SIDE * max(size) / max(1, min(size)))
+
+
+def refuse_a_size_too_small(size: tuple[int, int], max_size: int | None) -> None:
+    """A ``max_size`` that would shrink a photo of ``size`` (w, h), which the model could run,
+    below the size it can run is the option's fault, said so with a value that works: not
+    "image is 20x13 pixels", as if the photo were bad (16x4000 at max_size 1000; any photo at 20).
+    Read from the header's size, before a JPEG is decoded reduced."""
+    from .core.engine import MIN_SIDE
+
+    if not max_size or max(size) <= max_size or min(size) < MIN_SIDE:
+        return  # not shrunk, or too small already: the model's own check says so
+    scale = max_size / max(size)
+    shrunk = tuple(max(1, round(side * scale)) for side in size)  # as shrink() rounds
+    if min(shrunk) >= MIN_SIDE:
+        return
+    raise InvalidOption(
+        f"{option('max_size', str(max_size))} would shrink this {size[0]}x{size[1]} photo to "
+        f"{shrunk[0]}x{shrunk[1]} pixels, and at least {MIN_SIDE} are needed on each side: "
+        f"use {option('max_size', str(smallest_max_size(size)))} or more, or leave {option('max_size')} out"
+    )
+
+
 def shrink(rgb: np.ndarray, alpha: np.ndarray | None, max_size: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Lanczos-shrink so the longer side is ``max_size`` (alpha-premultiplied, so no dark fringes)."""
     h, w = rgb.shape[:2]
@@ -378,6 +408,7 @@ def _decode_array(arr: np.ndarray, options: Options) -> Decoded:
         raise InvalidInput("image has no pixels")
     if h * w > options.max_pixels:
         raise TooLarge(f"image is {w}x{h} = {w * h:,} pixels; the limit is {options.max_pixels:,}")
+    refuse_a_size_too_small((w, h), options.max_size)
     arr = _to_uint8(arr)
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)

@@ -19,22 +19,19 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import decode, encode
-from ..core.engine import MIN_SIDE
 from ..deadline import Deadline
 from ..deadline import check as check_deadline
-from ..errors import InvalidInput, InvalidOption, option
+from ..errors import InvalidInput, InvalidOption
 from ..matter import Matter
 from ..options import FORMATS, PRESET_NAMES, SUBJECTS, BackgroundImage, Options
 from .common import (
     blurs,
-    header_size,
     receive_within,
     refuse_blur_with_bg,
     require_api_key,
     server_message,
     server_options,
     set_fields,
-    smallest_max_size,
     under_request_deadline,
 )
 from .deploy import StillsSlot
@@ -174,7 +171,6 @@ def process(
     timings: dict[str, float] = {}
     # Waited in the queue past its deadline: its client has its 504 already, don't start.
     check_deadline(deadline)
-    refuse_a_size_too_small(data, options)  # before the background costs a decode
     if bg_data is not None:
         t0 = time.perf_counter()
         # Decoded here, under the server's pixel limit, so Matter does not decode it again.
@@ -188,27 +184,6 @@ def process(
     body = encode.encode(result.image, options.format, options.quality, deadline=deadline)
     timings.update(result.timings, encode=time.perf_counter() - t0)
     return Processed(body, result.image.size, timings, result.crop_box, result.frame_size, result.model, result.notice)
-
-
-def refuse_a_size_too_small(data: bytes, options: Options) -> None:
-    """A ``max_size`` that would shrink the photo's shorter side below what the model needs is
-    the option's fault, said as such (400 naming a max_size that works), not the photo's: the
-    library would refuse the shrunk picture as "not an image" (415), 16x4000 asked for at 1000."""
-    if not options.max_size:
-        return
-    size = header_size(data, options.max_pixels * decode.REDUCED_JPEG_BOUND)
-    if size is None or max(size) <= options.max_size or min(size) < MIN_SIDE:
-        return  # not shrunk, or too small already: decoding it says so
-    scale = options.max_size / max(size)
-    w, h = (max(1, round(side * scale)) for side in size)  # as decode.shrink rounds
-    if min(w, h) >= MIN_SIDE:
-        return
-    need = smallest_max_size(size)
-    raise InvalidOption(
-        f"{option('max_size', str(options.max_size))} would shrink this {size[0]}x{size[1]} photo to {w}x{h} pixels, "
-        f"and at least {MIN_SIDE} are needed on each side: use {option('max_size', str(need))} or more, "
-        f"or leave {option('max_size')} out"
-    )
 
 
 def _server_timing(timings: Mapping[str, float]) -> str:

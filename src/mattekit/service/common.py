@@ -7,7 +7,6 @@ Shared by the route modules (``api``, ``jobs``) so that none of them imports ano
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
@@ -16,7 +15,6 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from .. import decode
-from ..core.engine import MIN_SIDE
 from ..deadline import Deadline, within
 from ..errors import DeadlineExceeded, InvalidOption, MattekitError
 from ..options import Blur, Options
@@ -125,12 +123,6 @@ def header_size(data: bytes, max_pixels: int) -> tuple[int, int] | None:
     finally:
         img.close()
     return (h, w) if turned else (w, h)
-
-
-def smallest_max_size(size: tuple[int, int]) -> int:
-    """The smallest ``max_size`` that leaves a photo of ``size`` at least :data:`MIN_SIDE` pixels
-    (what the model needs) on its shorter side, once its longer side is shrunk to it."""
-    return math.ceil(MIN_SIDE * max(size) / max(1, min(size)))
 
 
 def server_options(settings: Settings) -> Options:

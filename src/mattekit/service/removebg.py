@@ -34,7 +34,7 @@ from ..deadline import check as check_deadline
 from ..errors import InvalidOption
 from ..matter import Matter
 from ..options import BackgroundImage, Options, parse_color
-from .common import header_size, receive_within, smallest_max_size, under_request_deadline
+from .common import header_size, receive_within, under_request_deadline
 from .deploy import StillsSlot
 from .errors import BadRequest, Forbidden, NoSubject, RemoveBgError
 from .executor import Reservation
@@ -421,7 +421,7 @@ def _longest_side(data: bytes, max_pixels: int, cap: int) -> int | None:
     side = math.floor(max(w, h) * math.sqrt(cap / (w * h)))
     # Never below what the model needs on the shorter side (a strip at 0.25 MP): a little past
     # the size asked for, rather than a refusal of a photo the client sent as it is.
-    side = max(side, smallest_max_size(size))
+    side = max(side, decode.smallest_max_size(size))
     return None if side >= max(w, h) else side
 
 
