@@ -92,6 +92,12 @@ def test_form_fields_never_name_server_files(tmp_path: Path) -> None:
         Options.from_fields({"bg": str(pic)})
     assert isinstance(Options.from_fields({"bg": str(pic)}, allow_paths=True).background, BackgroundImage)
     assert isinstance(Options.from_fields({"bg": b"uploaded bytes"}).background, BackgroundImage)
+    # ``background``, the field's own name, is no way round it.
+    with pytest.raises(InvalidOption, match="uploaded"):
+        Options.from_fields({"background": str(pic)})
+    assert Options.from_fields({"background": "white"}).background == Color((255, 255, 255))
+    with pytest.raises(InvalidOption, match="not both"):
+        Options.from_fields({"bg": "white", "background": "black"})
 
 
 def test_jpeg_needs_a_background_or_mask() -> None:
@@ -183,3 +189,5 @@ def test_replace_validates_again() -> None:
     assert o.replace(format="jpg").format == "jpg"
     with pytest.raises(InvalidOption):
         o.replace(background=None, format="jpg")
+    with pytest.raises(InvalidOption, match="unknown option 'bogus'"):  # a typo: ours, not a TypeError
+        o.replace(bogus=1)

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 from .deadline import Deadline
 from .deadline import check as check_deadline
 from .errors import Cancelled, DeadlineExceeded, InvalidInput, InvalidOption, TooLarge, option
-from .options import DEFAULT_MAX_PIXELS, Options
+from .options import DEFAULT_MAX_PIXELS, MIN_SIDE, Options
 
 log = logging.getLogger("mattekit.decode")
 
@@ -360,8 +360,6 @@ def with_alpha(rgb: np.ndarray, a8: np.ndarray) -> np.ndarray:
 def smallest_max_size(size: tuple[int, int]) -> int:
     """The smallest ``max_size`` that leaves a photo of ``size`` (w, h) at least the model's
     minimum side on its shorter side, once its longer side is shrunk to it."""
-    from .core.engine import MIN_SIDE
-
     return math.ceil(MIN_SIDE * max(size) / max(1, min(size)))
 
 
@@ -370,8 +368,6 @@ def refuse_a_size_too_small(size: tuple[int, int], max_size: int | None) -> None
     below the size it can run is the option's fault, said so with a value that works: not
     "image is 20x13 pixels", as if the photo were bad (16x4000 at max_size 1000; any photo at 20).
     Read from the header's size, before a JPEG is decoded reduced."""
-    from .core.engine import MIN_SIDE
-
     if not max_size or max(size) <= max_size or min(size) < MIN_SIDE:
         return  # not shrunk, or too small already: the model's own check says so
     scale = max_size / max(size)

@@ -23,6 +23,7 @@ PRESET_NAMES: tuple[str, ...] = ("fast", "balanced", "best")
 FORMATS: tuple[str, ...] = ("png", "webp", "jpg")
 SUBJECTS: tuple[str, ...] = ("auto", "person", "general")
 DEFAULT_MAX_PIXELS = 64_000_000  # ~8K x 8K: larger is almost surely a mistake or a bomb
+MIN_SIDE = 16  # the smallest side a photo may have for the model (and so max_size's floor)
 
 
 @dataclass(frozen=True)
@@ -257,8 +258,8 @@ class Options:
             raise InvalidOption(f"a background image fits by 'fill' or 'fit', not {self.background.fit!r}")
         if not 0.0 <= self.crop_threshold < 1.0:
             raise InvalidOption("crop_threshold must be in [0, 1)")
-        if self.max_size is not None and not 16 <= _as_int("max_size", self.max_size) <= 100_000:
-            raise InvalidOption("max_size must be between 16 and 100000 pixels")
+        if self.max_size is not None and not MIN_SIDE <= _as_int("max_size", self.max_size) <= 100_000:
+            raise InvalidOption(f"max_size must be between {MIN_SIDE} and 100000 pixels")
         if _as_int("max_pixels", self.max_pixels) < 1:
             raise InvalidOption("max_pixels must be positive")
         if self.max_lowres_pixels is not None and _as_int("max_lowres_pixels", self.max_lowres_pixels) < 1:
@@ -271,7 +272,12 @@ class Options:
             )
 
     def replace(self, **changes: Any) -> Options:
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again); an unknown name is an InvalidOption."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise InvalidOption(
+                f"unknown option {unknown[0]!r}: the options are {', '.join(f.name for f in dataclasses.fields(self))}"
+            )
         return dataclasses.replace(self, **changes)
 
     @classmethod
@@ -307,16 +313,21 @@ class Options:
                     changes[name] = float(value)
                 except (TypeError, ValueError):
                     raise InvalidOption(f"crop_threshold must be a number, not {value!r}") from None
-            elif name in ("bg", "bg_fit", "blur"):
-                continue
+            elif name in ("bg", "bg_fit", "blur", "background"):
+                continue  # read below, together
             else:
                 changes[name] = value
         fit = str(fields.get("bg_fit") or "fill").lower()
         if fit not in ("fill", "fit"):
             raise InvalidOption(f"bg_fit must be 'fill' or 'fit', not {fit!r}")
         blur = _parse_blur(fields["blur"]) if fields.get("blur") is not None else None
+        # ``background`` (the field's own name) is ``bg`` by another name: the same rules, paths
+        # included, or a form could name a server file through it.
+        given = [name for name in ("bg", "background") if fields.get(name) is not None]
+        if len(given) > 1:
+            raise InvalidOption("give the background as bg or as background, not both")
         if blur is not None:
             changes["background"] = blur
-        elif fields.get("bg") is not None:
-            changes["background"] = parse_background(fields["bg"], fit, allow_paths=allow_paths)  # type: ignore[arg-type]
+        elif given:
+            changes["background"] = parse_background(fields[given[0]], fit, allow_paths=allow_paths)  # type: ignore[arg-type]
         return dataclasses.replace(base, **changes)

@@ -30,6 +30,7 @@ import numpy as np
 from ..deadline import Deadline
 from ..deadline import check as check_deadline
 from ..errors import InvalidInput, InvalidOption, ModelUnavailable
+from ..options import MIN_SIDE
 from . import backends, kernels, runtime
 from .derive import COEFF_A, COEFF_B, LOWRES_INPUT, STATE_IN, STATE_OUT
 from .lazy import Lazy
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mattekit.core.engine")
 
-MIN_SIDE = 16
 Tensors = dict[str, np.ndarray]
 
 

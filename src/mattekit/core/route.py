@@ -47,7 +47,7 @@ from typing import Literal
 
 import numpy as np
 
-from .engine import MIN_SIDE
+from ..options import MIN_SIDE
 from .passes import AUTO_TARGET_PX
 
 PASS_PX = AUTO_TARGET_PX  # the default preset's low-resolution long side (presets.RECIPES["balanced"])
