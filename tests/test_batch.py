@@ -390,6 +390,10 @@ def test_cli_rejects_bad_usage_before_starting_ray(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "background" in proc.stderr
     proc = _run_batch(str(tmp_path), str(tmp_path / "out"), "--start", "5", "--end", "2", timeout=60)
     assert proc.returncode == 2 and "end must be after start" in proc.stderr
+    proc = _run_batch(str(tmp_path), str(tmp_path / "out"), "--mask", "--video-output", "webm", timeout=60)
+    assert proc.returncode == 2 and "--mask asks for the matte" in proc.stderr, proc.stderr
+    proc = _run_batch(str(tmp_path), str(tmp_path / "out"), "--crop", "--mask", "--video-output", "matte", timeout=60)
+    assert "no photos or videos found" in proc.stderr, proc.stderr  # the options passed: --crop is for the photos
 
 
 def test_an_unreachable_cluster_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
