@@ -343,7 +343,9 @@ def test_the_still_flags_mean_the_same_in_every_command() -> None:
 
     remove, batch, video = flags("remove"), flags("batch"), flags("video")
     stills = ["format", "preset", "mask", "bg", "bg_fit", "crop", "margin", "ratio", "max_size", "quality", "decontaminate"]
-    assert {k: remove[k] for k in stills} == {k: batch[k] for k in stills}
+    # The same flags and defaults; the help too, but --format's (remove reads it from -o's name, batch has no -o).
+    assert {k: remove[k][:3] for k in stills} == {k: batch[k][:3] for k in stills}
+    assert {k: remove[k] for k in stills if k != "format"} == {k: batch[k] for k in stills if k != "format"}
     for name in ("bg", "bg_fit", "mask", "preset", "ratio", "decontaminate"):
         assert video[name][:3] == remove[name][:3], name
 

@@ -224,6 +224,31 @@ def test_killed_job_cleans_up_and_next_job_runs(app_client) -> None:
     assert len(jobs_threads) <= store.settings.workers
 
 
+def test_a_job_on_a_clip_without_a_person_is_done_with_a_notice(app_client) -> None:
+    """Video is matted for people only: a clip with no person in any frame still gives its file,
+    but the job says so (``notice``), as the CLI exits 1, instead of passing for a cut-out."""
+    r = app_client.post(
+        "/api/v1/jobs",
+        files={"file": ("b.mp4", _clip("bigbuckbunny"), "video/mp4")},
+        data={"output": "png-zip", "end": "0.08"},  # two frames
+    )
+    assert r.status_code == 202, r.text
+    job = r.json()["id"]
+    _wait_for(lambda: _job_state(app_client, job)["state"] not in ("queued", "running"), 120, "the job")
+    body = _job_state(app_client, job)
+    assert body["state"] == "done" and "no person found in any frame" in body["notice"], body
+    assert app_client.get(body["result_url"]).status_code == 200
+    r = app_client.post(
+        "/api/v1/jobs",
+        files={"file": ("c.mp4", _clip("carphone"), "video/mp4")},
+        data={"output": "png-zip", "end": "0.1"},
+    )
+    job = r.json()["id"]
+    _wait_for(lambda: _job_state(app_client, job)["state"] not in ("queued", "running"), 120, "the job")
+    body = _job_state(app_client, job)
+    assert body["state"] == "done" and "notice" not in body, body
+
+
 def test_a_request_cancelled_while_its_job_starts_stops_the_job(app_client, monkeypatch, caplog) -> None:
     """A job request cancelled while its job is being started (on a cluster, while the runner comes
     up; here a slow start) waits for the start to finish, then drops the job: the job stops, its

@@ -42,6 +42,7 @@ from ..settings import JobSettings
 from .store import (
     BACKGROUND,
     JOB_ID,
+    NO_PERSON,
     OUT_OF_ROOM,
     UPLOAD,
     JobStore,
@@ -226,12 +227,13 @@ class Runner:
                     storage.get(job_id, BACKGROUND, work / BACKGROUND)
                     vopts = replace(vopts, background_video=work / BACKGROUND)
                 address = settings.ray_address
-            process_chunked(
+            result = process_chunked(
                 source, target, options, vopts, chunk_seconds=settings.chunk_seconds, progress=progress, address=address
             )
             if storage is not None:
                 storage.put(job_id, result_name(job.output), target)
             job.state = "done"
+            job.notice = NO_PERSON if result.empty else None
         except MattekitError as exc:
             job.state, error = "failed", without_paths(exc, work.parent)
         except Exception as exc:  # never a stack trace to the client; the worker's log has it

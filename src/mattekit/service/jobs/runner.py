@@ -17,7 +17,7 @@ from ...errors import Cancelled, DeadlineExceeded, InvalidInput, MattekitError, 
 from ...options import BackgroundImage, Options
 from ...video import Progress, VideoOptions, probe, process_video, resolve_output
 from ..errors import NoSpace
-from .store import BACKGROUND, UPLOAD, JobStore, VideoJob, disk_full, result_name
+from .store import BACKGROUND, NO_PERSON, UPLOAD, JobStore, VideoJob, disk_full, result_name
 
 log = logging.getLogger("mattekit.service.jobs")
 _FILE_WORDS = {UPLOAD: "the clip", BACKGROUND: "the background"}
@@ -101,7 +101,7 @@ def run_job(store: JobStore, job: VideoJob, source: Path, options: Options, vopt
 
     deadline = Deadline.after(store.settings.timeout, "this video", "send a shorter clip (start/end) or a faster preset")
     try:
-        process_video(
+        result = process_video(
             source,
             target,
             options,
@@ -114,6 +114,7 @@ def run_job(store: JobStore, job: VideoJob, source: Path, options: Options, vopt
         if store.cancel_requested(job):  # cancelled just as it finished: honour the cancel
             raise Cancelled("the video was cancelled")
         job.result, job.state = target, "done"
+        job.notice = NO_PERSON if result.empty else None
     except Cancelled as exc:
         job.state, job.error = ("failed", job.stopped) if job.stopped is not None else ("cancelled", exc)
         if isinstance(job.stopped, NoSpace):

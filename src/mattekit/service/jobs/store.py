@@ -103,6 +103,7 @@ class VideoJob:
     owner: str = ""  # common.key_owner of the key that made it: another key gets 404
     webhook_url: str | None = None  # POSTed to once when the job is done or has failed (webhooks.py)
     notified: bool = False  # its webhook was sent (once, whatever the outcome of the delivery)
+    notice: str | None = None  # done, but not what was hoped for (no person in any frame)
 
     def view(self, ttl: float) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -122,6 +123,8 @@ class VideoJob:
             body["progress"].update(chunks_done=self.chunks_done, chunks_total=self.chunks_total)
         if self.error is not None:
             body["error"] = {"code": self.error.code, "message": self.error.worded("api")}
+        if self.notice:
+            body["notice"] = self.notice
         if self.state == "done":
             body["result_url"] = f"/api/v1/jobs/{self.id}/result"
             body["media_type"], ext = MEDIA_TYPES[self.output]
@@ -417,6 +420,7 @@ def job_from_record(job_id: str, folder: Path, record: dict[str, Any]) -> VideoJ
         owned=False,
         owner=str(record.get("owner") or ""),
         webhook_url=record.get("webhook_url"),
+        notice=record.get("notice") if isinstance(record.get("notice"), str) else None,
     )
     if record.get("error"):
         job.error = MattekitError(record["error"].get("message", "the job failed"))
@@ -426,6 +430,11 @@ def job_from_record(job_id: str, folder: Path, record: dict[str, Any]) -> VideoJ
         if record["result_name"] != job.result.name:  # never a path taken from a file on disk
             return None
     return job
+
+
+# A job whose clip has no person in any frame is done (the file is there) but told so: video is
+# matted for people only, and an all-background result must not pass for a cut-out.
+NO_PERSON = "no person found in any frame (video is matted for people only): the result holds no subject"
 
 
 def result_name(output: str) -> str:

@@ -94,7 +94,8 @@
   }
 
   async function finished(state) {
-    show(`Done: ${state.progress.frames_done} frames.`, 100);
+    // A clip with no person gives its file all the same: say so beside it, not a plain "Done".
+    show(`Done: ${state.progress.frames_done} frames.${state.notice ? ` Note: ${state.notice}.` : ""}`, 100);
     els.cancel.hidden = true;
     let url = state.result_url;
     if (MatteAuth.key()) {
