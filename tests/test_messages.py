@@ -142,6 +142,28 @@ def test_a_multipart_body_cut_off_says_so(client):
     assert r.status_code == 415 and "not an image" in _message(r), r.text
 
 
+def test_a_field_sent_twice_is_refused_not_overwritten(client):
+    """Two photos in one request (the first would be dropped, or a video's appended to it), or one
+    field with two values: said, where the last one used to win silently."""
+
+    def part(name: str, body: bytes, filename: str | None = None) -> bytes:
+        file = f'; filename="{filename}"' if filename else ""
+        return f'--B\r\nContent-Disposition: form-data; name="{name}"{file}\r\n\r\n'.encode() + body + b"\r\n"
+
+    multipart = {"content-type": "multipart/form-data; boundary=B"}
+    twice = part("file", b"one", "a.jpg") + part("file", b"two", "b.jpg") + b"--B--\r\n"
+    for path in ("/api/v1/remove", "/api/v1/jobs"):
+        r = client.post(path, content=twice, headers=multipart)
+        assert r.status_code == 400 and "the field 'file' came twice" in _message(r), (path, r.text)
+    r = client.post("/v1.0/removebg", content=twice.replace(b'"file"', b'"image_file"'), headers=multipart)
+    assert r.status_code == 400 and "came twice" in r.text, r.text
+    both = part("format", b"png") + part("format", b"jpg") + part("file", b"x", "a.jpg") + b"--B--\r\n"
+    r = client.post("/api/v1/remove", content=both, headers=multipart)
+    assert r.status_code == 400 and "'format' came twice with different values" in _message(r), r.text
+    same = part("format", b"png") + part("format", b"png") + part("file", b"x", "a.jpg") + b"--B--\r\n"
+    assert client.post("/api/v1/remove", content=same, headers=multipart).status_code == 415  # past the fields: not an image
+
+
 @pytest.mark.parametrize("fields", [{"blur": "5", "bg": "white"}, {"blur": "true", "bg": "transparent"}])
 def test_blur_and_bg_together_are_refused(client, fields):
     r = client.post("/api/v1/remove", data=fields, files=NOT_AN_IMAGE)

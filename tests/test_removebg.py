@@ -417,6 +417,9 @@ def test_limits_keys_and_metrics(server, api, photo, sample_grey_photo):
         wrong = httpx.request("GET" if "account" in path else "POST", server + path, headers={"X-Api-Key": "nope"})
         assert wrong.status_code == 403 and errors_of(wrong)["code"] == "auth_failed"
     assert httpx.get(server + "/v1.0/account", headers={"x-api-key": "other"}).status_code == 200
+    # remove.bg's spec also allows the key as an OAuth2 token.
+    assert httpx.get(server + "/v1.0/account", headers={"Authorization": "Bearer other"}).status_code == 200
+    assert httpx.get(server + "/v1.0/account", headers={"Authorization": "Bearer nope"}).status_code == 403
 
     text = httpx.get(server + "/metrics").text
     assert 'mattekit_http_requests_total{method="POST",route="/v1.0/removebg",status="200"}' in text

@@ -290,12 +290,17 @@ def test_readyz_reports_a_model_that_cannot_load(tmp_path: Path, sample_photo):
     app = create_app(Settings(workers=1, queue_size=1), matter=Matter(engine=Engine(model=broken)))
     with TestClient(app) as c:
         assert c.get("/healthz").json() == {"status": "ok"}
+        # Load balancers and uptime checkers often probe with HEAD: same status, no body.
+        for path in ("/healthz", "/"):
+            head = c.head(path)
+            assert head.status_code == 200 and head.content == b"", path
         deadline = time.monotonic() + 30
         while service_of(app).load_error is None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         r = c.get("/readyz")
         assert r.status_code == 503 and error_of(r)["code"] == "model_unavailable"
+        assert c.head("/readyz").status_code == 503
         r = c.post("/api/v1/remove", files={"file": ("a", sample_photo.read_bytes())})
         assert r.status_code == 503 and error_of(r)["code"] == "model_unavailable"
         assert "retry-after" in r.headers

@@ -85,18 +85,20 @@ api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)], tags=
 
 
 # -- the page and probes ---------------------------------------------------------------------
-@router.get("/", include_in_schema=False)
+# The page and the probes answer HEAD too: load balancers and uptime checkers often probe with it.
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
 async def index() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={**PAGE_HEADERS, "Cache-Control": "no-cache"})
 
 
-@router.get("/healthz", tags=["ops"], summary="The process is alive (always fast)")
+@router.api_route("/healthz", methods=["GET", "HEAD"], tags=["ops"], summary="The process is alive (always fast)")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get(
+@router.api_route(
     "/readyz",
+    methods=["GET", "HEAD"],
     tags=["ops"],
     summary="503 until the model is loaded, then 200 (its body says whether the general model is installed)",
 )

@@ -34,7 +34,7 @@ from ..deadline import check as check_deadline
 from ..errors import InvalidOption
 from ..matter import Matter
 from ..options import BackgroundImage, Options, parse_color
-from .common import header_size, receive_within, under_request_deadline
+from .common import header_size, presented_key, receive_within, under_request_deadline
 from .deploy import StillsSlot
 from .errors import BadRequest, Forbidden, NoSubject, RemoveBgError
 from .executor import Reservation
@@ -131,11 +131,12 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 
 async def require_key(request: Request) -> None:
-    """``X-Api-Key`` against ``MATTEKIT_API_KEYS``; with none configured any key (or none) works."""
+    """``X-Api-Key`` (or the OAuth2 token in ``Authorization: Bearer``, which remove.bg's spec
+    also allows) against ``MATTEKIT_API_KEYS``; with none configured any key (or none) works."""
     settings = service_of(request).settings
     if not settings.api_keys:
         return
-    given = request.headers.get("x-api-key", "")
+    given = presented_key(request)
     if not given:
         raise Forbidden("Missing API Key: send one of this server's keys as the X-Api-Key header")
     if not settings.accepts_key(given):

@@ -191,6 +191,10 @@ async def _read_multipart(
         if name is None:
             raise BadRequest("a multipart part has no name")
         part["name"] = name.decode("utf-8", "replace")
+        # A second file in one field would replace the first (a photo) or be appended to it (a
+        # video streamed to disk): either way not what was sent. One per request.
+        if part["name"] in upload.files or part["name"] in upload.saved:
+            raise BadRequest(f"the field {_name(part['name'])} came twice: send one {what} per request")
         # curl -F image=@x.jpg: a file under another name would be read as a (too long) option.
         if b"filename" in opts and part["name"] not in file_fields and part["name"] not in sinks:
             raise _wrong_field(part["name"], file_fields, what)
@@ -219,9 +223,12 @@ async def _read_multipart(
         if len(upload.fields) >= MAX_FIELDS:
             raise BadRequest(f"more than {MAX_FIELDS} form fields")
         try:
-            upload.fields[name] = data.decode("utf-8")
+            text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest(f"form field {name!r} is not UTF-8 text") from None
+        if upload.fields.get(name, text) != text:  # as a query value that contradicts the form's
+            raise BadRequest(f"the field {_name(name)} came twice with different values: give it once")
+        upload.fields[name] = text
 
     ended: list[bool] = []
 
