@@ -45,6 +45,9 @@ def test_colours() -> None:
     assert parse_color("rgb(1, 2, 3)") == Color((1, 2, 3))
     with pytest.raises(InvalidOption, match="unknown colour"):
         parse_color("notacolour")
+    assert parse_color("#102030ff") == Color((16, 32, 48))  # opaque alpha given: fine
+    with pytest.raises(InvalidOption, match="partly transparent: give an opaque colour, e.g. '#ff0000'"):
+        parse_color("#ff000080")  # was made opaque without a word
 
 
 @pytest.mark.parametrize(

@@ -85,6 +85,11 @@ def parse_color(value: str) -> Color:
         rgb = ImageColor.getrgb(value.strip())
     except (ValueError, AttributeError):
         raise InvalidOption(f"unknown colour {value!r}: use a name like 'white' or a hex value like '#00ff00'") from None
+    if len(rgb) == 4 and rgb[3] != 255:
+        # Refused, not made opaque without a word: a see-through background is not drawn (yet).
+        raise InvalidOption(
+            f"the colour {value!r} is partly transparent: give an opaque colour, e.g. '#{rgb[0]:02x}{rgb[1]:02x}{rgb[2]:02x}'"
+        )
     return Color(tuple(int(c) for c in rgb[:3]))  # type: ignore[arg-type]
 
 
