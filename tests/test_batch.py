@@ -390,10 +390,32 @@ def test_cli_rejects_bad_usage_before_starting_ray(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "background" in proc.stderr
     proc = _run_batch(str(tmp_path), str(tmp_path / "out"), "--start", "5", "--end", "2", timeout=60)
     assert proc.returncode == 2 and "end must be after start" in proc.stderr
-    proc = _run_batch(str(tmp_path), str(tmp_path / "out"), "--mask", "--video-output", "webm", timeout=60)
+    clips = tmp_path / "clips"
+    _tree(clips, {"c.mp4": b"x"})
+    proc = _run_batch(str(clips), str(tmp_path / "out"), "--mask", "--video-output", "webm", timeout=60)
     assert proc.returncode == 2 and "--mask asks for the matte" in proc.stderr, proc.stderr
-    proc = _run_batch(str(tmp_path), str(tmp_path / "out"), "--crop", "--mask", "--video-output", "matte", timeout=60)
-    assert "no photos or videos found" in proc.stderr, proc.stderr  # the options passed: --crop is for the photos
+
+
+def test_video_only_refusals_wait_for_a_video(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--mask or --bg with a --video-output that cannot carry it is refused before Ray starts, but
+    only when SRC has a video: photos take --mask --bg (the mask wins) and --crop."""
+    from mattekit.batch import driver
+
+    class Started(Exception):
+        pass
+
+    def connect(*_args: Any, **_kwargs: Any) -> None:
+        raise Started  # the checks passed: Ray would start here
+
+    monkeypatch.setattr(driver, "connect", connect)
+    _tree(tmp_path / "in", {"a.jpg": b"x"})
+    options = Options(mask=True, crop=True, background=parse_background("white"))
+    spec = Spec(batch.resolve(str(tmp_path / "in")), batch.resolve(str(tmp_path / "out")), options, VideoSettings(output="webm"))
+    with pytest.raises(Started):
+        batch.run(spec)
+    _tree(tmp_path / "in", {"b.mp4": b"x"})
+    with pytest.raises(InvalidOption, match="two different videos"):
+        batch.run(spec)
 
 
 def test_an_unreachable_cluster_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
@@ -427,6 +449,9 @@ def cluster_run(
     for p in picked:
         shutil.copy(p, src / "people" / p.name)
     shutil.copy(evaldir / "video" / "carphone.mp4", src / "carphone.mp4")
+    from samples import sample_path
+
+    shutil.copy(sample_path("bigbuckbunny"), src / "bunny.mp4")  # no person in any frame
     (src / "broken.jpg").write_bytes(picked[0].read_bytes()[:2000])  # a truncated JPEG
     (src / "notes.txt").write_text("not an image")
     proc = _run_batch(str(src), str(dst), "--address", ray_cluster, "--workers", "2", "--max-size", "320", "--max-frames", "12")
@@ -461,13 +486,17 @@ def test_a_bad_file_is_recorded_and_the_job_still_succeeds(cluster_run: Any) -> 
     _src, dst, picked, proc = cluster_run
     assert proc.returncode == 0, proc.stderr
     records = {Path(r["input"]).name: r for r in _manifest(dst)}
-    assert set(records) == {p.name for p in picked} | {"carphone.mp4", "broken.jpg"}
+    assert set(records) == {p.name for p in picked} | {"carphone.mp4", "bunny.mp4", "broken.jpg"}
     bad = records["broken.jpg"]
     assert bad["status"] == "error" and bad["error"] and bad["kind"] == "image"
     assert "Traceback" not in bad["error"]
     assert not (dst / "broken.png").exists()
+    # A clip with no person is written but not a success, as `mattekit video` exits 1.
+    bunny = records["bunny.mp4"]
+    assert bunny["status"] == "error" and "no person found in any frame" in bunny["error"], bunny
+    assert Path(bunny["output"]).is_file()
     for name, rec in records.items():
-        if name != "broken.jpg":
+        if name not in ("broken.jpg", "bunny.mp4"):
             assert rec["status"] == "ok" and rec["error"] is None and rec["seconds"] > 0
             assert Path(rec["output"]).is_file()
     assert records["carphone.mp4"]["kind"] == "video"

@@ -124,6 +124,16 @@ def test_a_strip_of_a_photo_too_thin_to_look_closer_at_still_gets_an_answer(matt
     assert result.model == "general"
 
 
+def test_a_max_size_below_rvms_minimum_is_fine_for_the_general_model(matter):
+    """RVM needs 16 px on the shorter side, so auto and person refuse a max_size that shrinks a
+    strip below it (the option's fault, with one that works); the general model resizes to its
+    own input and takes it."""
+    strip = np.ascontiguousarray(np.tile(rgb_of("coffee")[150:180], (1, 3, 1)))  # 1800x30
+    assert matter.process(strip, subject="general", max_size=500).image.size == (500, 8)
+    with pytest.raises(InvalidOption, match="would shrink this 1800x30 photo to 500x8"):
+        matter.process(strip, max_size=500)
+
+
 def test_the_person_model_alone_on_an_object_says_it_kept_nothing(matter):
     result = matter.process(rgb_of("coffee"), subject="person")
     assert result.model == "person" and result.empty and "subject auto or general" in (result.notice or "")

@@ -76,7 +76,12 @@ _SOS = b"\xff\xda"
 
 
 def open_image(
-    source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, max_size: int | None = None, *, offer_size: bool = False
+    source: ImageSource,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_size: int | None = None,
+    *,
+    offer_size: bool = False,
+    min_side: int = MIN_SIDE,
 ) -> Image.Image:
     """Open (lazily, header only) and check the pixel count before anything is decoded.
 
@@ -85,7 +90,8 @@ def open_image(
     is decoded: a 54 MP photo asked for at 1024 px is decoded at 1/8 scale, 0.8 MP, however
     large the limit is. See :data:`REDUCED_JPEG_BOUND` for how far past the limit that goes.
     ``offer_size``: the caller can ask for a smaller size (the photo, not a background), so a
-    refusal that one would avoid says so.
+    refusal that one would avoid says so. ``min_side``: the shorter side the model needs, which
+    ``max_size`` must not shrink it below (:func:`min_side_for`).
 
     The caller closes the returned image when it is not ``source`` itself.
     """
@@ -125,7 +131,7 @@ def open_image(
             raise InvalidInput(f"{name} is empty" if empty else f"{name} is not an image we can read ({READABLE})") from None
     try:
         full = img.size
-        refuse_a_size_too_small(full, max_size)
+        refuse_a_size_too_small(full, max_size, min_side)
         if max_size and img.format == "JPEG" and full[0] * full[1] <= REDUCED_JPEG_BOUND * max_pixels:
             _draft(img, max_size)  # img.size is now what libjpeg will decode
         _check_header(img, max_pixels, full, offer_size)
@@ -304,7 +310,7 @@ def decode(
     if deadline is not None and isinstance(source, (bytes, bytearray, memoryview)) and len(source):
         source = _Stepwise(bytes(source), deadline)
     # With max_size, a JPEG is decoded reduced (draft mode), and the limit holds for that size.
-    img = opened = open_image(source, options.max_pixels, options.max_size, offer_size=offer_size)
+    img = opened = open_image(source, options.max_pixels, options.max_size, offer_size=offer_size, min_side=min_side_for(options))
     fmt = img.format
     try:
         if img.tell() != 0:  # a PIL image handed in on another frame: n_frames would walk them all
@@ -357,27 +363,34 @@ def with_alpha(rgb: np.ndarray, a8: np.ndarray) -> np.ndarray:
     return out
 
 
-def smallest_max_size(size: tuple[int, int]) -> int:
-    """The smallest ``max_size`` that leaves a photo of ``size`` (w, h) at least the model's
-    minimum side on its shorter side, once its longer side is shrunk to it."""
-    return math.ceil(MIN_SIDE * max(size) / max(1, min(size)))
+def min_side_for(options: Options) -> int:
+    """The shorter side a photo needs for the model ``options.subject`` runs: RVM (person, and
+    auto, which runs RVM first) needs :data:`MIN_SIDE`; the general model resizes to its own
+    input, so any size will do."""
+    return 1 if options.subject == "general" else MIN_SIDE
 
 
-def refuse_a_size_too_small(size: tuple[int, int], max_size: int | None) -> None:
+def smallest_max_size(size: tuple[int, int], min_side: int = MIN_SIDE) -> int:
+    """The smallest ``max_size`` that leaves a photo of ``size`` (w, h) at least ``min_side`` on
+    its shorter side, once its longer side is shrunk to it."""
+    return math.ceil(min_side * max(size) / max(1, min(size)))
+
+
+def refuse_a_size_too_small(size: tuple[int, int], max_size: int | None, min_side: int = MIN_SIDE) -> None:
     """A ``max_size`` that would shrink a photo of ``size`` (w, h), which the model could run,
     below the size it can run is the option's fault, said so with a value that works: not
     "image is 20x13 pixels", as if the photo were bad (16x4000 at max_size 1000; any photo at 20).
     Read from the header's size, before a JPEG is decoded reduced."""
-    if not max_size or max(size) <= max_size or min(size) < MIN_SIDE:
+    if not max_size or max(size) <= max_size or min(size) < min_side:
         return  # not shrunk, or too small already: the model's own check says so
     scale = max_size / max(size)
     shrunk = tuple(max(1, round(side * scale)) for side in size)  # as shrink() rounds
-    if min(shrunk) >= MIN_SIDE:
+    if min(shrunk) >= min_side:
         return
     raise InvalidOption(
         f"{option('max_size', str(max_size))} would shrink this {size[0]}x{size[1]} photo to "
-        f"{shrunk[0]}x{shrunk[1]} pixels, and at least {MIN_SIDE} are needed on each side: "
-        f"use {option('max_size', str(smallest_max_size(size)))} or more, or leave {option('max_size')} out"
+        f"{shrunk[0]}x{shrunk[1]} pixels, and at least {min_side} are needed on each side: "
+        f"use {option('max_size', str(smallest_max_size(size, min_side)))} or more, or leave {option('max_size')} out"
     )
 
 
@@ -404,7 +417,7 @@ def _decode_array(arr: np.ndarray, options: Options) -> Decoded:
         raise InvalidInput("image has no pixels")
     if h * w > options.max_pixels:
         raise TooLarge(f"image is {w}x{h} = {w * h:,} pixels; the limit is {options.max_pixels:,}")
-    refuse_a_size_too_small((w, h), options.max_size)
+    refuse_a_size_too_small((w, h), options.max_size, min_side_for(options))
     arr = _to_uint8(arr)
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)

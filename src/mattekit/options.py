@@ -24,6 +24,7 @@ FORMATS: tuple[str, ...] = ("png", "webp", "jpg")
 SUBJECTS: tuple[str, ...] = ("auto", "person", "general")
 DEFAULT_MAX_PIXELS = 64_000_000  # ~8K x 8K: larger is almost surely a mistake or a bomb
 MIN_SIDE = 16  # the smallest side a photo may have for the model (and so max_size's floor)
+MAX_SIZE_LIMIT = 100_000  # the largest max_size taken
 
 
 @dataclass(frozen=True)
@@ -263,8 +264,8 @@ class Options:
             raise InvalidOption(f"a background image fits by 'fill' or 'fit', not {self.background.fit!r}")
         if not 0.0 <= self.crop_threshold < 1.0:
             raise InvalidOption("crop_threshold must be in [0, 1)")
-        if self.max_size is not None and not MIN_SIDE <= _as_int("max_size", self.max_size) <= 100_000:
-            raise InvalidOption(f"max_size must be between {MIN_SIDE} and 100000 pixels")
+        if self.max_size is not None and not MIN_SIDE <= _as_int("max_size", self.max_size) <= MAX_SIZE_LIMIT:
+            raise InvalidOption(f"max_size must be between {MIN_SIDE} and {MAX_SIZE_LIMIT} pixels")
         if _as_int("max_pixels", self.max_pixels) < 1:
             raise InvalidOption("max_pixels must be positive")
         if self.max_lowres_pixels is not None and _as_int("max_lowres_pixels", self.max_lowres_pixels) < 1:

@@ -66,6 +66,13 @@ def run(
     if spec.video.kind(spec.options) == "composite" and spec.options.background is None:
         raise InvalidOption("composite videos need a background (--bg)")
     work = plan(spec, overwrite=overwrite)
+    if any(item.kind == "video" for item in work.todo):
+        # Refused before Ray starts, not video by video: --mask or --bg with a --video-output that
+        # cannot carry it (the video library's own check; --crop is the photos', videos leave it out).
+        from ..video.outputs import resolve_output
+
+        kind_name = f"video{spec.video.suffix(spec.options)}"
+        resolve_output(kind_name, spec.options.replace(crop=False), spec.video.video_options(spec.options))
     summary = Summary(skipped=len(work.done), clashes=len(work.clashes), ignored=work.ignored)
     if on_plan:
         on_plan(work)
@@ -209,13 +216,14 @@ class _Split:
     started: float = field(default_factory=time.perf_counter)
     segments: dict[int, Path] = field(default_factory=dict)  # chunk index → segment path
     failed: bool = False
+    subject_seen: bool = False  # a chunk's matte held a subject (VideoResult.empty, over the clip)
 
     def submit(self, spec: Spec, pool: Pool) -> Iterator[tuple[Any, Any]]:
         import ray
 
-        from ..video.chunks import chunk_task
+        from ..video.chunks.process import segment_task
 
-        task: Any = ray.remote(chunk_task).options(num_cpus=pool.actor_cpus, max_retries=1)  # Ray types 9 arguments at most
+        task: Any = ray.remote(segment_task).options(num_cpus=pool.actor_cpus, max_retries=1)  # Ray types 9 arguments at most
         vopts = spec.video.video_options(spec.options)
         for chunk in self.plan:
             yield (
@@ -239,6 +247,7 @@ class _Split:
 
         from ..video.chunks import join_segments, segment_kind
         from ..video.outputs import OUTPUTS
+        from ..video.pipeline import NO_PERSON
 
         if self.failed:
             return None
@@ -248,7 +257,8 @@ class _Split:
             return item_record(spec, item, status, error, time.perf_counter() - self.started, note=f"in {len(self.plan)} chunks")
 
         try:
-            data, _ = ray.get(ref)
+            data, _, empty = ray.get(ref)
+            self.subject_seen = self.subject_seen or not empty
             ext = OUTPUTS[segment_kind(spec.video.kind(spec.options))].extension
             path = os.path.join(self.folder, f"{id(self)}-{chunk.index:05d}{ext}")
             Path(path).write_bytes(data)
@@ -267,6 +277,8 @@ class _Split:
                 upload(str(joined), spec.dst, item.target)
             for seg in segments:
                 seg.unlink(missing_ok=True)
+            if not self.subject_seen:  # no person in any chunk: written, but not a success
+                return record("error", f"{NO_PERSON} (written all the same)")
             return record("ok", None)
         except Exception as exc:  # one chunk failed: the clip failed, the batch goes on
             self.failed = True

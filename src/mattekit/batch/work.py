@@ -142,6 +142,7 @@ def process_video_item(spec: Spec, item: Item, threads: int) -> Record:
     """Matte one clip end to end (a Ray task). Remote files go through a local temp folder."""
     from ..core.engine import Engine
     from ..video import process_video
+    from ..video.pipeline import NO_PERSON
 
     t0 = time.perf_counter()
     try:
@@ -152,12 +153,13 @@ def process_video_item(spec: Spec, item: Item, threads: int) -> Record:
             source = item.source if spec.src.local else download(spec.src, item.source, tmp)
             if spec.dst.local:
                 # process_video writes a hidden temp file beside the target and renames it.
-                process_video(source, item.target, spec.options, vopts, engine=engine)
+                result = process_video(source, item.target, spec.options, vopts, engine=engine)
             else:
                 local = os.path.join(tmp, "out" + posixpath.splitext(item.target)[1])
-                process_video(source, local, spec.options, vopts, engine=engine)
+                result = process_video(source, local, spec.options, vopts, engine=engine)
                 upload(local, spec.dst, item.target)
-        status, error = "ok", None
+        # No person in any frame: written, but not a success (as `mattekit video` exits 1).
+        status, error = ("error", f"{NO_PERSON} (written all the same)") if result.empty else ("ok", None)
     except Exception as exc:
         status, error = "error", error_text(exc)
     return item_record(spec, item, status, error, time.perf_counter() - t0, node=_node_id())

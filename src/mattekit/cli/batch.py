@@ -150,11 +150,8 @@ def batch(
             audio=not no_audio,
             chunk_seconds=chunk_seconds,
         )
-        # Refused here, not video by video once Ray runs: --mask or --bg with a --video-output that
-        # cannot carry it (crop is for the photos: videos leave it out).
-        from ..video.outputs import resolve_output
-
-        resolve_output(f"video{video.suffix(options)}", options.replace(crop=False), video.video_options(options))
+        video.suffix(options)
+        video.video_options(options)
         spec = batching.Spec(
             batching.resolve(src), batching.resolve(dst), options, video, device=current_device(), backend=current_backend()
         )

@@ -33,7 +33,7 @@ from ..deadline import Deadline
 from ..deadline import check as check_deadline
 from ..errors import InvalidOption
 from ..matter import Matter
-from ..options import BackgroundImage, Options, parse_color
+from ..options import MAX_SIZE_LIMIT, BackgroundImage, Options, parse_color
 from .common import header_size, presented_key, receive_within, under_request_deadline
 from .deploy import StillsSlot
 from .errors import BadRequest, Forbidden, NoSubject, RemoveBgError
@@ -423,7 +423,8 @@ def _longest_side(data: bytes, max_pixels: int, cap: int) -> int | None:
     # Never below what the model needs on the shorter side (a strip at 0.25 MP): a little past
     # the size asked for, rather than a refusal of a photo the client sent as it is.
     side = max(side, decode.smallest_max_size(size))
-    return None if side >= max(w, h) else side
+    # Past the largest max_size Options takes, the photo stays as sent (a strip 120,000 px long).
+    return None if side >= max(w, h) or side > MAX_SIZE_LIMIT else side
 
 
 def _zip(image: Image.Image, quality: int) -> bytes:

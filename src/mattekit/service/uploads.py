@@ -68,12 +68,15 @@ def check_fields(fields: Mapping[str, str], long_fields: tuple[str, ...] = ()) -
 def merge_fields(query: Iterable[tuple[str, str]], form: Mapping[str, str]) -> dict[str, str]:
     """The query string's fields and the form's as one dict. A field given in both (or twice in
     the query) with different values is refused: one of them would be dropped without a word,
-    and the client could not tell which it got. The same value twice is one value."""
+    and the client could not tell which it got. The same value twice is one value, and an empty
+    one is no value (empty means unset), so it clashes with nothing."""
     fields: dict[str, str] = {}
     where: dict[str, str] = {}
     for source, pairs in (("the query string", query), ("the form", form.items())):
         for name, value in pairs:
-            if name in fields and fields[name] != value:
+            if value == "" and name in fields:
+                continue
+            if name in fields and fields[name] != value and fields[name] != "":
                 places = "the query string" if where[name] == source else f"{where[name]} and {source}"
                 raise BadRequest(f"the field {_name(name)} was given twice with different values (in {places}): give it once")
             fields[name], where[name] = value, source
@@ -198,6 +201,9 @@ async def _read_multipart(
         # curl -F image=@x.jpg: a file under another name would be read as a (too long) option.
         if b"filename" in opts and part["name"] not in file_fields and part["name"] not in sinks:
             raise _wrong_field(part["name"], file_fields, what)
+        # A browser sends an optional file input left blank as a part with filename="" and no
+        # bytes: not sent. A chosen file of 0 bytes has its name, and is refused for what it is.
+        part["blank"] = opts.get(b"filename") == b""
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if part["name"] in sinks:
@@ -214,6 +220,8 @@ async def _read_multipart(
 
     def on_part_end() -> None:
         name, data = part["name"], part["data"]
+        if part["blank"] and not data and not part.get("saved"):
+            return
         if name in sinks:
             upload.saved[name] = part.get("saved", 0)
             return
@@ -226,8 +234,8 @@ async def _read_multipart(
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest(f"form field {name!r} is not UTF-8 text") from None
-        if upload.fields.get(name, text) != text:  # as a query value that contradicts the form's
-            raise BadRequest(f"the field {_name(name)} came twice with different values: give it once")
+        # Twice in one form, the last value counts, as in a urlencoded body and as HTML forms
+        # expect (a hidden crop=false before a checkbox crop=true); only files are refused twice.
         upload.fields[name] = text
 
     ended: list[bool] = []

@@ -72,6 +72,11 @@ class Progress:
     fps: float  # frames per second so far
 
 
+# What every face says of a clip whose result is empty (VideoResult.empty): the file is written,
+# but it must not pass for a cut-out.
+NO_PERSON = "no person found in any frame (video is matted for people only): the result holds no subject"
+
+
 @dataclass
 class VideoResult:
     path: Path

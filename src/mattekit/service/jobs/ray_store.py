@@ -36,13 +36,13 @@ from ...deadline import Deadline
 from ...errors import Cancelled, ClusterUnavailable, MattekitError
 from ...options import Options
 from ...video import VideoOptions
+from ...video.pipeline import NO_PERSON
 from ..errors import NoSpace, NotFound, ShuttingDown
 from ..executor import Reservation
 from ..settings import JobSettings
 from .store import (
     BACKGROUND,
     JOB_ID,
-    NO_PERSON,
     OUT_OF_ROOM,
     UPLOAD,
     JobStore,
@@ -158,6 +158,8 @@ def _ended(job: VideoJob, error: MattekitError | None) -> dict[str, Any]:
         fields["error"] = {"code": error.code, "message": error.worded("api")}
     if job.state == "done":
         fields["result_name"] = result_name(job.output)
+    if job.notice:  # the registry's record is what every replica shows, and what the webhook sends
+        fields["notice"] = job.notice
     return fields
 
 

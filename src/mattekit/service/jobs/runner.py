@@ -16,8 +16,9 @@ from ...deadline import Deadline
 from ...errors import Cancelled, DeadlineExceeded, InvalidInput, MattekitError, TooLarge
 from ...options import BackgroundImage, Options
 from ...video import Progress, VideoOptions, probe, process_video, resolve_output
+from ...video.pipeline import NO_PERSON
 from ..errors import NoSpace
-from .store import BACKGROUND, NO_PERSON, UPLOAD, JobStore, VideoJob, disk_full, result_name
+from .store import BACKGROUND, UPLOAD, JobStore, VideoJob, disk_full, result_name
 
 log = logging.getLogger("mattekit.service.jobs")
 _FILE_WORDS = {UPLOAD: "the clip", BACKGROUND: "the background"}

@@ -432,11 +432,6 @@ def job_from_record(job_id: str, folder: Path, record: dict[str, Any]) -> VideoJ
     return job
 
 
-# A job whose clip has no person in any frame is done (the file is there) but told so: video is
-# matted for people only, and an all-background result must not pass for a cut-out.
-NO_PERSON = "no person found in any frame (video is matted for people only): the result holds no subject"
-
-
 def result_name(output: str) -> str:
     """The one name a job's result has: a record naming another file is not trusted."""
     return f"result{MEDIA_TYPES[output][1]}"
