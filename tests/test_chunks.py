@@ -115,7 +115,7 @@ def test_a_background_clip_goes_on_from_where_the_chunk_before_left_it(tmp_path:
     moved = replace(video, background_video=bg)  # on the task's side its name gives the suffix only
     background = bg.read_bytes()
     bg.unlink()
-    data, _ = chunk_task(
+    data, _, _ = chunk_task(
         clip.read_bytes(), ".mp4", Options(preset="fast"), moved, "composite", times, chunk, (None, None, None), background
     )
     (tmp_path / "segment.mp4").write_bytes(data)

@@ -221,9 +221,9 @@ class _Split:
     def submit(self, spec: Spec, pool: Pool) -> Iterator[tuple[Any, Any]]:
         import ray
 
-        from ..video.chunks.process import segment_task
+        from ..video.chunks import chunk_task
 
-        task: Any = ray.remote(segment_task).options(num_cpus=pool.actor_cpus, max_retries=1)  # Ray types 9 arguments at most
+        task: Any = ray.remote(chunk_task).options(num_cpus=pool.actor_cpus, max_retries=1)  # Ray types 9 arguments at most
         vopts = spec.video.video_options(spec.options)
         for chunk in self.plan:
             yield (

@@ -18,7 +18,7 @@ from ...options import Options
 from ..outputs import OUTPUTS, VideoOptions, check_not_an_input, resolve_output
 from ..writers import is_frame_file
 from .join import join_segments
-from .segments import WARMUP_FRAMES, Chunk, FrameTimes, frame_times, matte_chunk, plan_chunks, segment_kind
+from .segments import WARMUP_FRAMES, Chunk, FrameTimes, frame_times, plan_chunks, run_chunk, segment_kind
 
 _INSTALL_HINT = "chunked video runs on Ray, an optional extra: pip install 'mattekit[cluster]'"
 
@@ -66,27 +66,12 @@ def chunk_task(
     chunk: Chunk,
     engine_spec: tuple[int | None, str | None, str | None],
     background: bytes | None = None,
-) -> tuple[bytes, float]:
+) -> tuple[bytes, float, bool]:
     """One chunk where it runs (a Ray task, or this process): the source as a path or its bytes
     (a cluster's other machines cannot read this one's files), and likewise a background clip's
     bytes in ``background`` (``video.background_video`` names its suffix); returns the segment's
-    bytes and the seconds it took. ``engine_spec``: the engine's (threads, device, backend)."""
-    data, seconds, _ = segment_task(source, suffix, options, video, kind, times, chunk, engine_spec, background)
-    return data, seconds
-
-
-def segment_task(
-    source: str | bytes,
-    suffix: str,
-    options: Options,
-    video: VideoOptions,
-    kind: str,
-    times: FrameTimes,
-    chunk: Chunk,
-    engine_spec: tuple[int | None, str | None, str | None],
-    background: bytes | None = None,
-) -> tuple[bytes, float, bool]:
-    """:func:`chunk_task`, and whether the segment is empty (:attr:`VideoResult.empty`)."""
+    bytes, the seconds it took, and whether the segment is empty (:attr:`VideoResult.empty`).
+    ``engine_spec``: the engine's (threads, device, backend)."""
     started = time.perf_counter()
     threads, device, backend = engine_spec
     if threads:
@@ -104,7 +89,7 @@ def segment_task(
             bg.write_bytes(background)
             video = replace(video, background_video=bg)
         segment = Path(tmp) / f"segment{ext}"
-        result = matte_chunk(path, segment, options, video, kind, times, chunk, engine=engine)
+        result = run_chunk(path, segment, options, video, kind, times, chunk, engine=engine)
         return segment.read_bytes(), time.perf_counter() - started, result.empty
 
 
@@ -217,7 +202,7 @@ def _run_local(
     took, empty, frames = [], [], 0
     for chunk, seg in zip(plan, segs):
         t = time.perf_counter()
-        result = matte_chunk(source, seg, options, video, kind, times, chunk, engine=_engine(threads, device, backend))
+        result = run_chunk(source, seg, options, video, kind, times, chunk, engine=_engine(threads, device, backend))
         took.append(time.perf_counter() - t)
         empty.append(result.empty)
         frames += chunk.frames
@@ -258,7 +243,7 @@ def _run_ray(
         shipped: Any = str(source) if not address else ray.put(Path(source).read_bytes())
         bg = video.background_video
         background = ray.put(Path(bg).read_bytes()) if (address and bg is not None) else None
-        task: Any = ray.remote(segment_task).options(num_cpus=pool.actor_cpus, max_retries=1)  # Ray types 9 arguments at most
+        task: Any = ray.remote(chunk_task).options(num_cpus=pool.actor_cpus, max_retries=1)  # Ray types 9 arguments at most
         shipped_options = portable(options)
         pending = {
             task.remote(

@@ -141,23 +141,9 @@ def run_chunk(
     chunk: Chunk,
     *,
     engine: Any = None,
-) -> int:
-    """Matte one chunk of ``source`` into ``segment`` (a file of ``segment_kind(kind)``). Frames written."""
-    return matte_chunk(source, segment, options, video, kind, times, chunk, engine=engine).frames
-
-
-def matte_chunk(
-    source: str | os.PathLike[str],
-    segment: str | os.PathLike[str],
-    options: Options,
-    video: VideoOptions,
-    kind: str,
-    times: FrameTimes,
-    chunk: Chunk,
-    *,
-    engine: Any = None,
 ) -> VideoResult:
-    """:func:`run_chunk`, with the segment's whole result (whether it is ``empty`` too)."""
+    """Matte one chunk of ``source`` into ``segment`` (a file of ``segment_kind(kind)``): its
+    result (frames written, whether it is ``empty``)."""
     from ..pipeline import process_video
     from ..reader import Part
 
