@@ -100,6 +100,25 @@ def sample_clip_audio() -> Path:
     return sample_path("bigbuckbunny")
 
 
+@pytest.fixture
+def named_again() -> Any:
+    """``named_again(path, how)``: the file at ``path`` under another name beside it,
+    ``alias.mp4``, as a ``symlink`` or a ``hard link``; for any other ``how``, ``path`` itself.
+    What a result must never be written over."""
+
+    def make(path: Path, how: str) -> Path:
+        alias = path.with_name("alias.mp4")
+        if how == "symlink":
+            alias.symlink_to(path)
+        elif how == "hard link":
+            os.link(path, alias)
+        else:
+            return path
+        return alias
+
+    return make
+
+
 def pytest_addoption(parser: Any) -> None:
     parser.addoption(
         "--fuzz-long",

@@ -603,20 +603,14 @@ def test_a_registered_output_type_writes_a_clip(extra_outputs: Any, carphone: An
 
 # -- what the library refuses and reports, for every face ---------------------------------------
 @pytest.mark.parametrize("how", ["same name", "symlink", "hard link"])
-def test_process_video_never_overwrites_its_source(tmp_path: Path, carphone: Path, how: str) -> None:
+def test_process_video_never_overwrites_its_source(tmp_path: Path, carphone: Path, how: str, named_again: Any) -> None:
     """`process_video("x.mp4", "x.mp4", Options(mask=True))` replaced the clip (the default is
     overwrite=True): refused, the same file under another name too, in chunked runs as well."""
     from mattekit.video.chunks import process_chunked
 
     source = tmp_path / "x.mp4"
     source.write_bytes(carphone.read_bytes())
-    target = tmp_path / "alias.mp4"
-    if how == "symlink":
-        target.symlink_to(source)
-    elif how == "hard link":
-        os.link(source, target)
-    else:
-        target = source
+    target = named_again(source, how)
     for run in (process_video, lambda s, t, o: process_chunked(s, t, o, chunks=2, executor="local")):
         with pytest.raises(InvalidOption, match="would be overwritten by its own result"):
             run(source, target, Options(mask=True))

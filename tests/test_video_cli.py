@@ -142,18 +142,12 @@ def _copy_of(clip: Path, folder: Path, name: str) -> Path:
 
 
 @pytest.mark.parametrize("how", ["same name", "symlink", "hard link", "webm"])
-def test_a_clip_is_never_overwritten_by_its_own_result(tmp_path: Path, clip: Any, how: str) -> None:
+def test_a_clip_is_never_overwritten_by_its_own_result(tmp_path: Path, clip: Any, how: str, named_again: Any) -> None:
     """The reviewer's data loss: `-o victim.mp4` on victim.mp4 replaced it, even without a
     --overwrite that was given only to make it go through. Refused as `remove` refuses stills."""
     victim = _copy_of(clip, tmp_path, "victim.webm" if how == "webm" else "victim.mp4")
     before = victim.read_bytes()
-    target = tmp_path / "alias.mp4"
-    if how == "symlink":
-        target.symlink_to(victim)
-    elif how == "hard link":
-        os.link(victim, target)
-    else:
-        target = victim
+    target = named_again(victim, how)
     args = ["-o", str(target), "--overwrite", "--max-frames", "2"] + ([] if how == "webm" else ["--mask"])
     r = runner.invoke(app, ["video", str(victim), *args])
     assert r.exit_code == 2 and "would be overwritten by its own result" in _text(r), r.output

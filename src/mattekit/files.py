@@ -35,6 +35,15 @@ def is_temp_name(name: str) -> bool:
     return bool(_TEMP.match(name))
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one existing file, by whatever name (a symlink, a hard link): a
+    result written to ``a`` would replace ``b``. False when either does not exist (yet)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def write_atomic(target: Path, data: bytes, *, parents: bool = True) -> None:
     """Write via a temp file in the same folder, then rename: readers see the old file or the new
     one, never half of it. ``parents``: create the folder first (False: a folder deleted meanwhile

@@ -25,6 +25,10 @@ SUBJECTS: tuple[str, ...] = ("auto", "person", "general")
 DEFAULT_MAX_PIXELS = 64_000_000  # ~8K x 8K: larger is almost surely a mistake or a bomb
 MIN_SIDE = 16  # the smallest side a photo may have for the model (and so max_size's floor)
 MAX_SIZE_LIMIT = 100_000  # the largest max_size taken
+MAX_BLUR_RADIUS = 500.0  # the largest blur radius taken (bg=blur:R and blur=R alike)
+# How a yes/no field may be written (forms, flags, query strings): one vocabulary for all of them.
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
 
 
 @dataclass(frozen=True)
@@ -132,8 +136,8 @@ def parse_background(value: str | Background, fit: Fit = "fill", *, allow_paths:
                 radius = float(low.split(":", 1)[1])
             except ValueError:
                 raise InvalidOption(f"blur radius must be a number, as in 'blur:20', not {value!r}") from None
-        if not 0 < radius <= 500:
-            raise InvalidOption("blur radius must be in (0, 500]")
+        if not 0 < radius <= MAX_BLUR_RADIUS:
+            raise InvalidOption(f"blur radius must be in (0, {MAX_BLUR_RADIUS:g}]")
         return Blur(radius)
     from pathlib import Path
 
@@ -176,9 +180,9 @@ def _parse_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
+    if text in TRUE_WORDS:
         return True
-    if text in ("0", "false", "no", "off", ""):
+    if text in FALSE_WORDS:
         return False
     raise InvalidOption(f"{name} must be true or false, not {value!r}")
 
@@ -189,16 +193,17 @@ def _parse_blur(value: Any) -> Blur | None:
     if isinstance(value, bool):
         return Blur() if value else None
     text = str(value).strip().lower()
-    if text in ("", "0", "false", "no", "off"):
+    if text in FALSE_WORDS:
         return None
-    if text in ("1", "true", "yes", "on"):
+    if text in TRUE_WORDS:
         return Blur()
+    refusal = f"blur must be true, false or a radius in (0, {MAX_BLUR_RADIUS:g}], not {value!r}"
     try:
         radius = float(text)
     except ValueError:
-        raise InvalidOption(f"blur must be true, false or a radius in (0, 500], not {value!r}") from None
-    if not 0 < radius <= 500:  # nan included
-        raise InvalidOption(f"blur must be true, false or a radius in (0, 500], not {value!r}")
+        raise InvalidOption(refusal) from None
+    if not 0 < radius <= MAX_BLUR_RADIUS:  # nan included
+        raise InvalidOption(refusal)
     return Blur(radius)
 
 

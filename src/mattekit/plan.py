@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InvalidOption
+from .files import same_file
 from .formats import FORMAT_EXTENSIONS, IMAGE_SUFFIXES, extension, format_of_name
 
 CUTOUT_SUFFIX = "-cutout"  # NAME-cutout.png beside NAME.jpg when no -o is given
@@ -126,7 +127,7 @@ def plan_files(inputs: Sequence[str], output: str | None, fmt: str) -> list[Plan
             target = Path(output) / rel.with_suffix(ext)
         else:
             target = Path(output)
-        if _same_file(target, f):
+        if same_file(target, f):  # the input exists: by any name, the same file
             raise InvalidOption(f"{f} would be overwritten by its own result; choose another -o")
         if target.is_symlink() or (target.exists() and not target.is_file()):
             # A link (-o /dev/stdout), a device or a pipe: the atomic write (a temporary file renamed
@@ -137,16 +138,6 @@ def plan_files(inputs: Sequence[str], output: str | None, fmt: str) -> list[Plan
         jobs.append(PlannedFile(str(f), str(target), str(f)))
     _refuse_collisions(jobs)
     return jobs
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file: the same resolved path, or a hard link to it."""
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def _refuse_collisions(jobs: Sequence[PlannedFile]) -> None:

@@ -20,7 +20,7 @@ from ..cluster import node_cpus as _node_cpus
 from ..errors import InvalidOption
 from .manifest import Manifest, read_manifest
 from .sources import Item, Plan, Spec, plan, require_ray
-from .work import ImageWorker, Record, download, error_text, item_record, process_video_item, upload
+from .work import ImageWorker, Record, clip_outcome, download, error_text, item_record, process_video_item, upload
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..video.chunks import Chunk
@@ -247,7 +247,6 @@ class _Split:
 
         from ..video.chunks import join_segments, segment_kind
         from ..video.outputs import OUTPUTS
-        from ..video.pipeline import NO_PERSON
 
         if self.failed:
             return None
@@ -277,9 +276,7 @@ class _Split:
                 upload(str(joined), spec.dst, item.target)
             for seg in segments:
                 seg.unlink(missing_ok=True)
-            if not self.subject_seen:  # no person in any chunk: written, but not a success
-                return record("error", f"{NO_PERSON} (written all the same)")
-            return record("ok", None)
+            return record(*clip_outcome(empty=not self.subject_seen))
         except Exception as exc:  # one chunk failed: the clip failed, the batch goes on
             self.failed = True
             return record("error", error_text(exc))

@@ -142,7 +142,6 @@ def process_video_item(spec: Spec, item: Item, threads: int) -> Record:
     """Matte one clip end to end (a Ray task). Remote files go through a local temp folder."""
     from ..core.engine import Engine
     from ..video import process_video
-    from ..video.pipeline import NO_PERSON
 
     t0 = time.perf_counter()
     try:
@@ -158,11 +157,18 @@ def process_video_item(spec: Spec, item: Item, threads: int) -> Record:
                 local = os.path.join(tmp, "out" + posixpath.splitext(item.target)[1])
                 result = process_video(source, local, spec.options, vopts, engine=engine)
                 upload(local, spec.dst, item.target)
-        # No person in any frame: written, but not a success (as `mattekit video` exits 1).
-        status, error = ("error", f"{NO_PERSON} (written all the same)") if result.empty else ("ok", None)
+        status, error = clip_outcome(result.empty)
     except Exception as exc:
         status, error = "error", error_text(exc)
     return item_record(spec, item, status, error, time.perf_counter() - t0, node=_node_id())
+
+
+def clip_outcome(empty: bool) -> tuple[str, str | None]:
+    """A written clip's manifest status and error: one with no person in any frame is written,
+    but not a success (as `mattekit video` exits 1 on it)."""
+    from ..video.pipeline import NO_PERSON
+
+    return ("error", f"{NO_PERSON} (written all the same)") if empty else ("ok", None)
 
 
 def download(loc: Location, path: str, folder: str) -> str:

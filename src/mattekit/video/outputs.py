@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidOption, option
+from ..files import same_file
 from ..formats import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from ..options import Options
 
@@ -363,12 +364,5 @@ def check_not_an_input(
     the input with its own result, as ``mattekit remove`` refuses for stills. The same file under
     another name (a symlink, a hard link) counts: compared by inode once the target exists."""
     for name in (source, background_video):
-        if name is not None and _same_file(Path(name), Path(target)):
+        if name is not None and same_file(Path(name), Path(target)):
             raise InvalidOption(f"{name} would be overwritten by its own result; write the video to another file")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet): then they are not one file
-        return False
